@@ -1,0 +1,3 @@
+"""logwarden: DeepLog log anomaly detection."""
+
+__version__ = "0.1.0"
