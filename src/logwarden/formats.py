@@ -1,0 +1,352 @@
+"""Log formats: split a raw line into header fields and content, and read its timestamp.
+
+Format strings are written as loghub and logparser write them: ``<Field>`` placeholders
+between literal text that is itself a regular expression (``\\[`` escapes, even groups
+like Linux's ``(\\[<PID>\\])?``), runs of spaces matching any whitespace, and a required
+``<Content>`` field holding the message.
+
+logparser compiles such a string into lazy ``(?P<f>.*?)`` groups. On a line that does not
+match, that regex backtracks through every way of splitting the line, which takes minutes
+on a long line. Here each field together with the literal that follows it is an atomic
+group: the field ends at the first place where its separator matches, and the regex
+engine never comes back to try another. Matching is linear, and on well-formed lines the
+result is the same as logparser's.
+
+Timestamps become UTC epoch seconds. The pattern of a format's time fields is detected
+from the first lines and then kept; the epoch of each distinct date-and-time-to-the-second
+is cached, so a repeated second costs a dict lookup. Times without a zone are read as UTC;
+formats without a year (syslog, Linux) use ``default_year`` (the current UTC year unless
+given).
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from .records import Line, Record, Stats
+
+
+class FormatError(ValueError):
+    """A format string or preset name that cannot be used."""
+
+
+PRESETS: Mapping[str, str] = MappingProxyType(
+    {
+        "hdfs": "<Date> <Time> <Pid> <Level> <Component>: <Content>",
+        "hadoop": r"<Date> <Time> <Level> \[<Process>\] <Component>: <Content>",
+        "spark": "<Date> <Time> <Level> <Component>: <Content>",
+        "zookeeper": r"<Date> <Time> - <Level>  \[<Node>:<Component>@<Id>\] - <Content>",
+        "bgl": "<Label> <Timestamp> <Date> <Node> <Time> <NodeRepeat> <Type> <Component> <Level> <Content>",
+        "linux": r"<Month> <Date> <Time> <Level> <Component>(\[<PID>\])?: <Content>",
+        "apache": r"\[<Time>\] \[<Level>\] <Content>",
+        "openstack": r"<Logrecord> <Date> <Time> <Pid> <Level> <Component> \[<ADDR>\] <Content>",
+        # Not loghub strings: full regexes, see _REGEX_PRESETS.
+        "syslog": "RFC 3164 syslog: [<PRI>]Mmm dd hh:mm:ss host tag[pid]: message",
+        "syslog5424": "RFC 5424 syslog: <PRI>1 timestamp host app procid msgid [sd] message",
+        "json": "JSON lines; json:FIELD names the message field (default message, msg or log)",
+    }
+)
+
+_REGEX_PRESETS = {
+    "syslog": re.compile(
+        r"(?:<(?P<Pri>\d{1,3})>)?(?P<Timestamp>[A-Z][a-z]{2} +\d{1,2} \d{2}:\d{2}:\d{2}(?:\.\d+)?)"
+        r"(?: (?P<Year>\d{4}))? (?P<Host>\S+) (?P<Tag>[^:\[\s]+)(?:\[(?P<Pid>[^\]]*)\])?:? ?"
+        r"(?P<Content>.*)",
+        re.S,
+    ),
+    "syslog5424": re.compile(
+        r"<(?P<Pri>\d{1,3})>(?P<Version>\d{1,2}) (?P<Timestamp>\S+) (?P<Host>\S+) (?P<App>\S+) "
+        r"(?P<ProcId>\S+) (?P<MsgId>\S+) (?P<StructuredData>-|(?:\[(?:[^\]\\]|\\.)*\])+)"
+        r"(?: \ufeff?(?P<Content>.*))?",
+        re.S,
+    ),
+}
+
+_FIELD = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>")
+# The leading part of a literal that matches a fixed text (escapes, plain characters, \s+).
+_SIMPLE_PREFIX = re.compile(r"(?:\\s\+|\\[^A-Za-z0-9]|[^\\()|?*+{}\[\]^$.])*")
+
+
+# --- timestamps ---------------------------------------------------------------------------
+
+_MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
+_TZ = r"(?:\s*(?P<tz>Z|UTC|GMT|[+-]\d{2}:?\d{2}))?"
+_HMS = r"(?P<H>\d{1,2})[:.](?P<M>\d{2})[:.](?P<S>\d{2})"
+_FRAC = r"(?:[.,:](?P<f>\d+))?"
+# Tried in order on the joined time fields of a line; the first that matches is kept.
+_TIME_PATTERNS = [
+    re.compile(p)
+    for p in (
+        # ISO 8601 and friends: 2017-05-16 00:00:00.008, 2015-07-29 17:41:44,747,
+        # BGL 2005-06-03-15.42.50.675872, 2003-10-11T22:14:15.003Z
+        rf"(?P<Y>\d{{4}})[-/.](?P<m>\d{{1,2}})[-/.](?P<d>\d{{1,2}})[-T _]+{_HMS}{_FRAC}{_TZ}",
+        rf"(?P<Y>\d{{4}})(?P<m>\d{{2}})(?P<d>\d{{2}})[-T ]{_HMS}{_FRAC}{_TZ}",  # 20171223-22:15:29:606
+        r"(?P<y>\d{2})(?P<m>\d{2})(?P<d>\d{2})\s+(?P<H>\d{2})(?P<M>\d{2})(?P<S>\d{2})",  # HDFS
+        rf"(?P<y>\d{{2}})/(?P<m>\d{{2}})/(?P<d>\d{{2}})\s+{_HMS}{_FRAC}",  # Spark 17/06/09
+        rf"(?P<m>\d{{1,2}})/(?P<d>\d{{1,2}})/(?P<Y>\d{{4}})[\s:]+{_HMS}{_FRAC}{_TZ}",  # US
+        rf"(?P<d>\d{{1,2}})/(?P<b>[A-Z][a-z]{{2}})/(?P<Y>\d{{4}}):{_HMS}{_TZ}",  # access log
+        # ctime / Apache: Sun Dec 04 04:47:44 2005; syslog: Jun 14 15:16:01 [2005]
+        rf"(?:[A-Z][a-z]{{2}}\s+)?(?P<b>[A-Z][a-z]{{2}})\s+(?P<d>\d{{1,2}})\s+{_HMS}{_FRAC}"
+        rf"(?:\s+(?P<Y>\d{{4}}))?{_TZ}",
+        rf"(?P<m>\d{{2}})[-.](?P<d>\d{{2}})\s+{_HMS}{_FRAC}",  # Android 03-17, Proxifier 10.30
+        r"(?P<epoch>\d{9,10}(?:\.\d+)?|\d{12,13})",  # epoch seconds or milliseconds
+    )
+]
+_CACHE_MAX = 100_000
+
+
+class _TimeParser:
+    """Joined time-field text -> UTC epoch seconds, with pattern detection and a cache."""
+
+    def __init__(self, default_year: int) -> None:
+        self.default_year = default_year
+        self._pattern: re.Pattern[str] | None = None
+        self._head_len = -1  # where the fraction separator sits, when it is at a fixed place
+        self._cache: dict[str, float | None] = {}
+
+    def __call__(self, text: str) -> float | None:
+        hl = self._head_len
+        if hl > 0 and len(text) > hl + 1 and text[hl] in ".,:":
+            frac = text[hl + 1 :]
+            if frac.isdigit():
+                base = self._cache.get(text[:hl])
+                if base is None:
+                    base = self._slow(text[:hl], frac)
+                    if base is None:
+                        return None
+                    base -= float("0." + frac)
+                    if len(self._cache) >= _CACHE_MAX:
+                        self._cache.clear()
+                    self._cache[text[:hl]] = base
+                return base + float("0." + frac)
+        if text in self._cache:
+            return self._cache[text]
+        value = self._slow(text, None)
+        if len(self._cache) >= _CACHE_MAX:
+            self._cache.clear()
+        if value is not None and self._head_len <= 0:
+            self._cache[text] = value
+        return value
+
+    def _slow(self, text: str, frac: str | None) -> float | None:
+        full = text if frac is None else f"{text}.{frac}"
+        if self._pattern is not None:
+            m = self._pattern.fullmatch(full)
+            if m is not None:
+                return self._epoch(m)
+        for p in _TIME_PATTERNS:
+            m = p.fullmatch(full)
+            if m is not None:
+                value = self._epoch(m)
+                if value is not None:
+                    self._pattern = p
+                    f0 = m.start("f") if "f" in p.groupindex else -1
+                    tz_set = "tz" in p.groupindex and m.group("tz")
+                    self._head_len = f0 - 1 if f0 > 0 and not tz_set else -1
+                    self._cache.clear()
+                    return value
+        return None
+
+    def _epoch(self, m: re.Match[str]) -> float | None:
+        g = m.groupdict()
+        try:
+            if g.get("epoch"):
+                v = float(g["epoch"])
+                return v / 1000.0 if len(g["epoch"]) >= 12 and "." not in g["epoch"] else v
+            if g.get("Y"):
+                year = int(g["Y"])
+            elif g.get("y"):
+                year = 2000 + int(g["y"])
+            else:
+                year = self.default_year
+            month = _MONTHS[g["b"]] if g.get("b") else int(g["m"])
+            day, hour, minute, sec = int(g["d"]), int(g["H"]), int(g["M"]), int(g["S"])
+            if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and sec < 61):
+                return None
+            value = float(calendar.timegm((year, month, day, hour, minute, sec, 0, 0, 0)))
+            if g.get("f"):
+                value += float("0." + g["f"])
+            tz = g.get("tz")
+            if tz and tz not in ("Z", "UTC", "GMT"):
+                sign = -1 if tz[0] == "+" else 1
+                digits = tz[1:].replace(":", "")
+                value += sign * (int(digits[:2]) * 3600 + int(digits[2:4]) * 60)
+            return value
+        except (KeyError, ValueError, OverflowError):
+            return None
+
+
+# Which header fields carry the time, by name, in the order they are joined.
+_TIME_FIELD_ORDER = ("Month", "Date", "Day", "Time", "Timestamp", "Datetime", "Year")
+
+
+def _time_field_choices(names: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Which header fields may hold the time, best first: all of them joined, then alone."""
+    present = tuple(n for n in _TIME_FIELD_ORDER if n in names)
+    choices = [present] if present else []
+    choices += [
+        (n,) for n in ("Time", "Timestamp", "Datetime") if n in present and len(present) > 1
+    ]
+    return choices
+
+
+# --- formats ------------------------------------------------------------------------------
+
+
+@dataclass
+class LogFormat:
+    """A compiled log format. ``parse`` never raises."""
+
+    name: str
+    spec: str
+    regex: re.Pattern[str]
+    header_fields: tuple[str, ...]
+    default_year: int
+
+    def __post_init__(self) -> None:
+        self._time_choices = _time_field_choices(self.header_fields)
+        self._time_names = self._time_choices[0] if self._time_choices else ()
+        self._times = _TimeParser(self.default_year)
+        self._match = self.regex.fullmatch
+        self.bad_timestamps = 0
+
+    def parse(self, line: Line) -> Record:
+        m = self._match(line.text.strip())  # as logparser does: edge blanks are not content
+        if m is None:
+            return Record(line, line.text, {}, None, False)
+        groups = m.groupdict()
+        content = groups.pop("Content", None) or ""
+        fields = {k: v for k, v in groups.items() if v is not None}
+        ts = self._timestamp(fields) if self._time_names else None
+        return Record(line, content, fields, ts, True)
+
+    def _timestamp(self, fields: dict[str, str]) -> float | None:
+        text = " ".join(fields[n] for n in self._time_names if n in fields)
+        ts = self._times(text) if text else None
+        if ts is None and len(self._time_choices) > 1:
+            # Another choice of fields may be the one that holds the time (BGL: Time alone).
+            for names in self._time_choices:
+                if names != self._time_names:
+                    alt = " ".join(fields[n] for n in names if n in fields)
+                    ts = self._times(alt) if alt else None
+                    if ts is not None:
+                        self._time_names = names
+                        break
+        if ts is None:
+            self.bad_timestamps += 1
+        return ts
+
+    def records(self, lines: Iterable[Line], stats: Stats) -> Iterator[Record]:
+        """Parse lines into records, counting unmatched lines and unreadable timestamps."""
+        parse = self.parse
+        before = self.bad_timestamps
+        try:
+            for line in lines:
+                rec = parse(line)
+                if not rec.matched:
+                    stats.add("unmatched_format")
+                yield rec
+        finally:
+            if self.bad_timestamps != before:
+                stats.add("bad_timestamp", self.bad_timestamps - before)
+
+
+class JsonFormat(LogFormat):
+    """JSON lines: one object per line, the message in a chosen field."""
+
+    def __init__(self, message_field: str | None, default_year: int) -> None:
+        self.message_field = message_field
+        spec = f"json:{message_field}" if message_field else "json"
+        super().__init__("json", spec, re.compile(""), (), default_year)
+
+    def parse(self, line: Line) -> Record:
+        try:
+            obj = json.loads(line.text)
+        except (ValueError, RecursionError):
+            return Record(line, line.text, {}, None, False)
+        if not isinstance(obj, dict):
+            return Record(line, line.text, {}, None, False)
+        names = (self.message_field,) if self.message_field else ("message", "msg", "log")
+        key = next((n for n in names if n in obj), None)
+        if key is None or not isinstance(obj[key], str | int | float):
+            return Record(line, line.text, {}, None, False)
+        fields = {
+            k: v if isinstance(v, str) else json.dumps(v)
+            for k, v in obj.items()
+            if k != key and (v is None or isinstance(v, str | int | float | bool))
+        }
+        ts = None
+        for tk in ("timestamp", "@timestamp", "time", "ts", "datetime", "date"):
+            if (
+                tk in obj
+                and isinstance(obj[tk], str | int | float)
+                and not isinstance(obj[tk], bool)
+            ):
+                raw = obj[tk]
+                ts = float(raw) if isinstance(raw, int | float) else self._times(raw.strip())
+                if ts is None or ts != ts:  # None or NaN
+                    ts = None
+                    self.bad_timestamps += 1
+                break
+        return Record(line, str(obj[key]), fields, ts, True)
+
+
+def compile_format(spec: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
+    """Compile a loghub format string into a linear-time regex and its header field names."""
+    parts = _FIELD.split(spec)
+    literals, names = parts[0::2], parts[1::2]
+    if "Content" not in names:
+        raise FormatError(f"format has no <Content> field: {spec!r}")
+    if len(set(names)) != len(names):
+        raise FormatError(f"format repeats a field name: {spec!r}")
+    pieces = [re.sub(" +", r"\\s+", literals[0])]
+    for i, name in enumerate(names):
+        sep = re.sub(" +", r"\\s+", literals[i + 1])
+        if name == "Content" or i == len(names) - 1:
+            field = f"(?P<{name}>.*)" if i == len(names) - 1 else f"(?P<{name}>.*?)"
+            pieces.append(field + sep)
+        else:
+            # Field plus the fixed start of its separator as one atomic group: the field ends
+            # at the first place the separator matches and is never re-split (linear time).
+            fixed = _SIMPLE_PREFIX.match(sep).group()  # type: ignore[union-attr]
+            if fixed:
+                pieces.append(f"(?>(?P<{name}>.*?){fixed}){sep[len(fixed) :]}")
+            else:
+                pieces.append(f"(?P<{name}>.*?){sep}")
+    pattern = "".join(pieces)
+    try:
+        regex = re.compile(pattern, re.S)
+    except re.error as exc:
+        raise FormatError(f"format is not a valid pattern ({exc}): {spec!r}") from None
+    return regex, tuple(n for n in names if n != "Content")
+
+
+def get_format(spec: str, *, default_year: int | None = None) -> LogFormat:
+    """A preset name, ``json[:FIELD]``, or a loghub format string (contains ``<``)."""
+    year = default_year if default_year is not None else time.gmtime().tm_year
+    if not isinstance(spec, str) or not spec.strip():
+        raise FormatError("empty log format")
+    name = spec.strip()
+    if name == "json" or name.startswith("json:"):
+        field = name[5:] or None
+        return JsonFormat(field, year)
+    if name.lower() in _REGEX_PRESETS:
+        rx = _REGEX_PRESETS[name.lower()]
+        fields = tuple(n for n in rx.groupindex if n != "Content")
+        return LogFormat(name.lower(), PRESETS[name.lower()], rx, fields, year)
+    if name.lower() in PRESETS:
+        regex, fields = compile_format(PRESETS[name.lower()])
+        return LogFormat(name.lower(), PRESETS[name.lower()], regex, fields, year)
+    if "<" in spec:
+        regex, fields = compile_format(spec)
+        return LogFormat("custom", spec, regex, fields, year)
+    raise FormatError(
+        f"unknown log format {spec!r}: use a preset ({', '.join(PRESETS)}) "
+        "or a format string such as '<Date> <Time> <Level> <Content>'"
+    )
