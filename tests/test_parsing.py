@@ -1,0 +1,304 @@
+"""The template miner: masking, grouping, generalisation, ids, persistence, robustness."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from logwarden.parsing import (
+    CREATED,
+    GENERALIZED,
+    WILDCARD,
+    MaskRule,
+    MinerConfig,
+    ParserStateError,
+    TemplateMiner,
+    classify,
+)
+
+
+def reconstruct(template: str, values: list[str]) -> str:
+    """Put parameter values back into a template's wildcards, in order."""
+    parts = template.split(WILDCARD)
+    assert len(parts) == len(values) + 1, (template, values)
+    out = [parts[0]]
+    for v, p in zip(values, parts[1:], strict=True):
+        out += [v, p]
+    return "".join(out)
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("42", "int"),
+        ("-7", "int"),
+        ("0.2477829", "float"),
+        ("1e-5", "float"),
+        ("10.251.73.220", "ip"),
+        ("10.251.73.220:50010", "ip"),
+        ("fe80::1ff:fe23:4567:890a", "ip"),
+        ("b9000564-fe1a-409b-b8cc-1e88b294cd1d", "id"),
+        ("0x1f3a", "hex"),
+        ("00004ed0", "hex"),
+        ("2005-06-03-15.42.50.675872", "time"),
+        ("07:07:00", "time"),
+        ("5.2KB", "size"),
+        ("250ms", "duration"),
+        ("/var/lib/nova/instances/_base", "path"),
+        ("/v2/54fadb/servers/detail", "path"),
+        ("C:\\Windows\\System32", "path"),
+        ("https://example.org/x", "path"),
+        ("blk_-1608999687919862906", "id"),
+        ("R02-M1-N0-C:J12-U11", "id"),
+        ("csnsu.nsuok.edu", "host"),
+        ("proxy.cse.cuhk.edu.hk", "host"),
+        ("org.apache.hadoop.mapreduce.lib.output.FileOutputCommitter", "id"),
+        ("chrome.exe", "path"),
+        ("root@example.com", "id"),
+        ("terminating", None),
+        ("PacketResponder", None),
+        ("dfs.DataNode$PacketResponder", None),
+        ("NODEVssh", None),
+        ("", None),
+    ],
+)
+def test_classify(value: str, kind: str | None) -> None:
+    assert classify(value) == kind
+
+
+def test_masks_numbers_ids_and_keeps_keys() -> None:
+    m = TemplateMiner()
+    r = m.add("PacketResponder 1 for block blk_38865049064139660 terminating")
+    assert r.template == "PacketResponder <*> for block <*> terminating"
+    assert [(p.value, p.kind) for p in r.params] == [
+        ("1", "int"),
+        ("blk_38865049064139660", "id"),
+    ]
+    r = m.add("session opened for user news by (uid=0)")
+    assert r.template == "session opened for user news by (uid=<*>)"
+    assert [(p.value, p.kind) for p in r.params] == [("0", "int")]
+    r = m.add("instruction cache parity error lr:00004ed0 depth.........12")
+    assert r.template == "instruction cache parity error lr:<*> depth.........<*>"
+
+
+def test_parameter_heavy_messages_form_one_template() -> None:
+    # Mostly parameters: a similarity threshold over constant tokens never matches these.
+    rng = random.Random(3)
+    m = TemplateMiner()
+    keys = set()
+    for _ in range(300):
+        ip = ".".join(str(rng.randint(1, 254)) for _ in range(4))
+        line = (
+            f"BLOCK* NameSystem.addStoredBlock: blockMap updated: {ip}:{rng.randint(1, 65535)} "
+            f"is added to blk_{rng.randint(-(10**18), 10**18)} size {rng.randint(1, 10**8)}"
+        )
+        keys.add(m.add(line).key)
+    assert len(keys) == 1
+    assert len(m) == 1
+
+
+def test_variable_length_parameters_collapse() -> None:
+    m = TemplateMiner()
+    a = m.add(
+        "connection from 24.54.76.216 (24-54-76-216.bflony.adelphia.net) at Fri Jun 17 07:07:00 2005"
+    )
+    b = m.add("connection from 222.33.90.199 () at Sat Jul 2 20:09:51 2005")
+    assert a.key == b.key
+    assert a.template == "connection from <*> (<*>) at <*>"
+    assert a.params[-1].value == "Fri Jun 17 07:07:00 2005"
+    assert a.params[-1].kind == "time"
+    c = m.add("Block broadcast_9 stored as values in memory (estimated size 8.8 KB, free 14.0 KB)")
+    d = m.add(
+        "Block broadcast_3 stored as values in memory (estimated size 384.0 B, free 317.5 KB)"
+    )
+    assert c.key == d.key
+    assert [p.kind for p in c.params] == ["id", "size", "size"]
+    assert c.params[1].value == "8.8 KB"
+
+
+def test_short_messages_differing_in_one_word_stay_apart() -> None:
+    m = TemplateMiner()
+    keys = {
+        m.add(f"[instance: {i:08x}-fe1a-409b-b8cc-1e88b294cd1d] VM {w} (Lifecycle Event)").key
+        for i, w in enumerate(["Started", "Stopped", "Paused", "Resumed"] * 3)
+    }
+    assert len(keys) == 4
+    assert m.add("Starting").key != m.add("Stopping").key
+    assert m.add("error").key != m.add("errors").key
+
+
+def test_generalisation_after_enough_distinct_words_keeps_first_id() -> None:
+    m = TemplateMiner()
+    first = m.add("session closed for user cyrus")
+    assert first.change == CREATED
+    second = m.add("session closed for user news")
+    assert second.key != first.key  # two words are not yet evidence of a parameter
+    third = m.add("session closed for user test")
+    assert third.change == GENERALIZED
+    assert third.key == first.key
+    assert third.template == "session closed for user <*>"
+    assert [p.value for p in third.params] == ["test"]
+    assert m.resolve(second.key) == first.key
+    assert m.template(second.key) == "session closed for user <*>"
+    # Old words, cached or not, now land on the survivor with their value as a parameter.
+    again = m.add("session closed for user news")
+    assert again.key == first.key and [p.value for p in again.params] == ["news"]
+    assert m.add("session closed for user root").key == first.key
+    assert len(m) == 1
+
+
+def test_short_messages_do_not_generalise() -> None:
+    m = TemplateMiner()
+    keys = {m.add(f"{w} startup succeeded").key for w in ["cupsd", "syslogd", "klogd", "portmap"]}
+    assert len(keys) == 4  # only two shared constant words: not enough evidence
+
+
+def test_match_only_does_not_learn() -> None:
+    m = TemplateMiner()
+    m.add("Took 10.5 seconds to build instance.")
+    n = len(m)
+    assert m.match("Took 3.25 seconds to build instance.") is not None
+    assert m.match("Something never seen before") is None
+    assert len(m) == n
+
+
+def test_state_round_trip(tmp_path) -> None:
+    lines = [
+        "Took 10.5 seconds to build instance.",
+        "session closed for user a",
+        "session closed for user b",
+        "session closed for user c",
+        "Receiving block blk_1 src: /10.0.0.1:5000 dest: /10.0.0.2:50010",
+    ]
+    m = TemplateMiner(MinerConfig(masks=[MaskRule("req", r"req-[0-9a-f-]+", "id")]))
+    raw = [m.add(c).key for c in lines]
+    keys = [m.resolve(k) for k in raw]  # after the merge that the third user caused
+    assert keys[1] == keys[2] == keys[3]
+    path = tmp_path / "parser.json"
+    m.save(path)
+    loaded = TemplateMiner.load(path)
+    assert [loaded.match(c).key for c in lines] == keys
+    assert loaded.config == m.config
+    assert loaded.add("session closed for user zed").key == keys[1]
+    new = loaded.add("a brand new message")
+    assert new.key not in keys  # ids are never reused after a load
+
+
+def test_state_refuses_foreign_and_corrupt_files(tmp_path) -> None:
+    p = tmp_path / "x.json"
+    p.write_text(json.dumps({"schema": "logwarden.parser/999"}))
+    with pytest.raises(ParserStateError, match="schema"):
+        TemplateMiner.load(p)
+    p.write_text("{not json")
+    with pytest.raises(ParserStateError):
+        TemplateMiner.load(p)
+    state = TemplateMiner().to_dict()
+    del state["templates"]
+    with pytest.raises(ParserStateError, match="corrupt"):
+        TemplateMiner.from_dict(state)
+    p.write_bytes(b"\x80\x81 binary")
+    with pytest.raises(ParserStateError):
+        TemplateMiner.load(p)
+
+
+def test_max_templates_evicts_least_recently_used() -> None:
+    m = TemplateMiner(MinerConfig(max_templates=3))
+    a = m.add("alpha one").key
+    m.add("beta two")
+    m.add("gamma three")
+    m.add("alpha one")  # alpha is now the most recent
+    d = m.add("delta four").key
+    assert len(m) == 3
+    assert m.match("beta two") is None  # the least recently used was evicted
+    assert m.match("alpha one").key == a
+    assert m.match("delta four").key == d
+
+
+def test_user_masks() -> None:
+    m = TemplateMiner(MinerConfig(masks=[MaskRule("sess", r"sess-[a-z]+", "id")]))
+    a = m.add("opened sess-abc for x=sess-qq now")
+    b = m.add("opened sess-xyz for x=sess-rr now")
+    assert a.key == b.key
+    assert a.template == "opened <*> for x=<*> now"
+    assert [(p.value, p.kind) for p in b.params] == [("sess-xyz", "id"), ("sess-rr", "id")]
+    with pytest.raises(ValueError, match="invalid regex"):
+        MinerConfig(masks=[MaskRule("bad", "(", "id")])
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError):
+        MinerConfig(min_merge_values=1)
+    with pytest.raises(ValueError):
+        MinerConfig(max_templates=0)
+
+
+def test_shape_cache_gives_the_same_answers_as_the_slow_path() -> None:
+    rng = random.Random(11)
+    words = ["open", "close", "user", "block", "from", "to", "size", "ERROR", "x=", "(id="]
+    lines = []
+    for _ in range(400):
+        toks = []
+        for _ in range(rng.randint(1, 7)):
+            r = rng.random()
+            if r < 0.4:
+                toks.append(rng.choice(words) + (")" if rng.random() < 0.1 else ""))
+            elif r < 0.7:
+                toks.append(str(rng.randint(0, 10 ** rng.randint(1, 9))))
+            elif r < 0.85:
+                toks.append(
+                    f"10.0.{rng.randint(0, 255)}.{rng.randint(0, 255)}:{rng.randint(1, 9999)}"
+                )
+            else:
+                toks.append(f"blk_{rng.randint(-(10**12), 10**12)}")
+        lines.append(" ".join(toks))
+    cached = TemplateMiner()
+    uncached = TemplateMiner(MinerConfig(cache_size=1))
+    for line in lines:
+        a = cached.add(line)
+        b = uncached.add(line)
+        assert (cached.resolve(a.key), a.template, a.params) == (
+            uncached.resolve(b.key),
+            b.template,
+            b.params,
+        )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.text(min_size=0, max_size=200), min_size=1, max_size=20))
+def test_any_text_parses_and_parameters_rebuild_the_message(contents: list[str]) -> None:
+    m = TemplateMiner()
+    for content in contents:
+        r = m.add(content)
+        assert r.key in m.templates_
+        normalised = " ".join(content.split())
+        if WILDCARD in normalised:
+            continue  # a literal "<*>" in the text makes the rebuild ambiguous
+        assert reconstruct(r.template, [p.value for p in r.params]) == normalised
+        assert all(p.value in content or " " in p.value for p in r.params)
+        assert m.match(content) is not None
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=5000))
+def test_huge_and_odd_text_never_raises(content: str) -> None:
+    m = TemplateMiner()
+    r = m.add(content + " " + content[::-1])
+    assert isinstance(r.template, str)
+    assert re.sub(r"\s+", " ", r.template).strip() == r.template.strip()
+
+
+def test_eviction_keeps_memory_bounded_on_endless_novel_input() -> None:
+    m = TemplateMiner(MinerConfig(max_templates=50))
+    rng = random.Random(5)
+    alphabet = "abcdefghijklmnopqrstuvwxyz"
+    for _ in range(3000):
+        words = ["".join(rng.choice(alphabet) for _ in range(6)) for _ in range(4)]
+        m.add(" ".join(words))
+    assert len(m) == 50
+    assert len(m._by_sig) <= 50 * 2
+    assert len(m._holes) <= 50 * 4
