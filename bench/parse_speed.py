@@ -1,0 +1,369 @@
+"""Parser speed: logwarden's whole `parse` process against drain3 0.9.11, on 1M-line logs.
+
+For each file (HDFS and BGL, built by make_logs.py when missing):
+
+* **logwarden**: ``logwarden parse FILE --format hdfs|bgl --out CSV`` as a child process.
+  Wall time from launch to exit (Python start-up, reading, header parsing, masking, mining,
+  parameter extraction, writing the structured and templates CSVs) and the child's peak
+  RSS (``os.wait4`` in a tiny wrapper process, see ``run_child``).
+* **drain3 0.9.11**: a child process of this script running drain3's ``TemplateMiner`` with
+  its default config plus the dataset's logparser masks, one ``add_log_message(content)``
+  per line, the content split off with logparser's loghub header regex. Reported twice:
+  the mining loop alone (timed inside the child over contents already in memory) and the
+  whole process (launch to exit, like logwarden, though it writes nothing).
+
+The claimed ratio is logwarden whole-process lines/s over drain3 **mining-only** lines/s,
+the strictest comparison. Targets: ratio >= 3, logwarden peak RSS <= 500 MB (MB = 2**20
+bytes here). Exit 0 when everything ran (use ``--strict`` to exit 1 on a missed target),
+1 when a child failed, 2 on usage errors or when drain3 is not installed.
+
+    python bench/parse_speed.py                  # 1,000,000 lines per file
+    python bench/parse_speed.py --lines 100000   # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from make_logs import DATASETS, DEFAULT_DATA, DEFAULT_LINES, DEFAULT_OUT, build, output_path
+
+DRAIN3_VERSION = "0.9.11"
+TARGET_RATIO = 3.0
+TARGET_PEAK_MB = 500.0
+
+# logparser's benchmark masks for these datasets (Drain's `regex` settings).
+DRAIN3_MASKS: dict[str, list[str]] = {
+    "hdfs": [r"blk_-?\d+", r"(\d+\.){3}\d+(:\d+)?"],
+    "bgl": [r"core\.\d+"],
+}
+
+
+@dataclass
+class Run:
+    wall_s: float
+    peak_mb: float
+    stderr: str
+    stdout: str
+
+
+@dataclass
+class Row:
+    file: str
+    lines: int
+    logwarden_s: float
+    logwarden_lps: float
+    logwarden_peak_mb: float
+    logwarden_templates: int
+    drain3_mining_s: float
+    drain3_mining_lps: float
+    drain3_whole_s: float
+    drain3_whole_lps: float
+    drain3_peak_mb: float
+    drain3_clusters: int
+    drain3_unmatched: int
+    ratio: float  # logwarden whole-process lines/s / drain3 mining-only lines/s
+    ratio_whole: float  # logwarden whole-process / drain3 whole-process
+    ratio_pass: bool
+    peak_pass: bool
+
+
+# Peak RSS must come from a tiny parent: on Linux a child's ru_maxrss starts at the RSS of
+# the process image it was forked from, so forking from this script (numpy loaded, maybe a
+# log just built) would inflate small children. This wrapper runs under `python -S`, forks
+# and execs the command, and writes "wall_s maxrss_kib exit_code" to the file in argv[1].
+_WRAPPER = """
+import os, sys, time
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - t0
+with open(sys.argv[1], "w") as fh:
+    fh.write(f"{wall!r} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
+def run_child(cmd: list[str], workdir: Path) -> Run:
+    """Run ``cmd`` to completion: its wall time from launch to exit and its peak RSS."""
+    out_path = workdir / "child.stdout"
+    err_path = workdir / "child.stderr"
+    measured = workdir / "child.rusage"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        subprocess.run(
+            [sys.executable, "-S", "-c", _WRAPPER, str(measured), *cmd],
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    stdout = out_path.read_text(encoding="utf-8", errors="replace")
+    stderr = err_path.read_text(encoding="utf-8", errors="replace")
+    try:
+        wall, maxrss, code = measured.read_text().split()
+    except (OSError, ValueError):
+        raise ChildFailed(f"could not measure {' '.join(cmd)}:\n{stderr.strip()}") from None
+    if int(code) != 0:
+        raise ChildFailed(f"{' '.join(cmd)} exited {code}:\n{stderr.strip()}")
+    measured.unlink()
+    # ru_maxrss is in KiB on Linux.
+    return Run(float(wall), int(maxrss) / 1024, stderr, stdout)
+
+
+class ChildFailed(RuntimeError):
+    pass
+
+
+def logwarden_command() -> list[str]:
+    """The ``logwarden`` entry point of the running environment, else ``python -m``."""
+    exe = Path(sys.executable).with_name("logwarden")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "logwarden"]
+
+
+def count_lines(path: Path) -> int:
+    n = 0
+    last = b"\n"
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 24):
+            n += chunk.count(b"\n")
+            last = chunk[-1:]
+    return n + (last != b"\n")
+
+
+def count_rows(path: Path) -> int:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return sum(1 for _ in csv.reader(fh)) - 1
+
+
+def measure(name: str, log: Path, workdir: Path) -> Row:
+    lines = count_lines(log)
+    out_csv = workdir / f"{name}_structured.csv"
+    templates_csv = workdir / f"{name}_templates.csv"
+    lw = run_child(
+        [
+            *logwarden_command(),
+            *("parse", str(log), "--format", name),
+            *("--out", str(out_csv), "--templates", str(templates_csv)),
+        ],
+        workdir,
+    )
+    written = count_rows(out_csv)
+    if written != lines:
+        raise ChildFailed(f"logwarden wrote {written:,} rows for {lines:,} lines of {log}")
+    n_templates = count_rows(templates_csv)
+    out_csv.unlink()  # ~200 MB per 1M lines
+
+    d3 = run_child(
+        [sys.executable, str(Path(__file__).resolve()), "--drain3-child", name, str(log)], workdir
+    )
+    child = json.loads(d3.stdout)
+    lw_lps = lines / lw.wall_s
+    mining_lps = lines / child["mining_s"]
+    whole_lps = lines / d3.wall_s
+    ratio = lw_lps / mining_lps
+    return Row(
+        file=log.name,
+        lines=lines,
+        logwarden_s=lw.wall_s,
+        logwarden_lps=lw_lps,
+        logwarden_peak_mb=lw.peak_mb,
+        logwarden_templates=n_templates,
+        drain3_mining_s=child["mining_s"],
+        drain3_mining_lps=mining_lps,
+        drain3_whole_s=d3.wall_s,
+        drain3_whole_lps=whole_lps,
+        drain3_peak_mb=d3.peak_mb,
+        drain3_clusters=child["clusters"],
+        drain3_unmatched=child["unmatched"],
+        ratio=ratio,
+        ratio_whole=lw_lps / whole_lps,
+        ratio_pass=ratio >= TARGET_RATIO,
+        peak_pass=lw.peak_mb <= TARGET_PEAK_MB,
+    )
+
+
+def drain3_child(name: str, log: Path) -> int:
+    """Child process: drain3 over ``log`` the way logparser feeds it; timings as JSON."""
+    from drain3 import TemplateMiner
+    from drain3.masking import MaskingInstruction
+    from drain3.template_miner_config import TemplateMinerConfig
+
+    from make_logs import loghub_regex
+
+    header = re.compile(loghub_regex(DATASETS[name].log_format))
+    contents: list[str] = []
+    unmatched = 0
+    with log.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            m = header.search(line.strip())
+            if m is None:
+                unmatched += 1  # logparser drops such lines; so do we
+            else:
+                contents.append(m.group("Content"))
+    config = TemplateMinerConfig()  # the defaults; passing it skips looking for drain3.ini
+    config.masking_instructions = [MaskingInstruction(rx, "*") for rx in DRAIN3_MASKS[name]]
+    miner = TemplateMiner(config=config)
+    add = miner.add_log_message
+    t0 = time.perf_counter()
+    for content in contents:
+        add(content)
+    mining_s = time.perf_counter() - t0
+    json.dump(
+        {"mining_s": mining_s, "clusters": len(miner.drain.clusters), "unmatched": unmatched},
+        sys.stdout,
+    )
+    return 0
+
+
+def machine() -> dict[str, object]:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 0
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "logwarden": _version("logwarden"),
+        "drain3": _version("drain3"),
+    }
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def print_table(rows: list[Row], info: dict[str, object]) -> None:
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable), "
+        f"Python {info['python']}, logwarden {info['logwarden']}, drain3 {info['drain3']}"
+    )
+    head = (
+        f"{'file':<20} {'lines':>10} {'logwarden l/s':>14} {'peak MB':>8} "
+        f"{'drain3 mining l/s':>18} {'drain3 whole l/s':>17} {'ratio':>7}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(
+            f"{r.file:<20} {r.lines:>10,} {r.logwarden_lps:>14,.0f} {r.logwarden_peak_mb:>8,.0f} "
+            f"{r.drain3_mining_lps:>18,.0f} {r.drain3_whole_lps:>17,.0f} {r.ratio:>6.2f}x"
+        )
+    print()
+    print("ratio = logwarden whole-process lines/s / drain3 mining-only lines/s")
+    for r in rows:
+        print(
+            f"{r.file}: logwarden {r.logwarden_s:.1f} s, {r.logwarden_templates} templates; "
+            f"drain3 mining {r.drain3_mining_s:.1f} s, whole {r.drain3_whole_s:.1f} s, "
+            f"peak {r.drain3_peak_mb:,.0f} MB, {r.drain3_clusters} clusters"
+            + (f", {r.drain3_unmatched} lines unmatched" if r.drain3_unmatched else "")
+            + f"; vs drain3 whole process {r.ratio_whole:.2f}x"
+        )
+        print(
+            f"  target ratio >= {TARGET_RATIO:g}x: {'PASS' if r.ratio_pass else 'FAIL'} "
+            f"({r.ratio:.2f}x); target peak <= {TARGET_PEAK_MB:g} MB: "
+            f"{'PASS' if r.peak_pass else 'FAIL'} ({r.logwarden_peak_mb:,.0f} MB)"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--lines", type=int, default=DEFAULT_LINES, help="lines per file")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder of the input logs")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
+    p.add_argument(
+        "--datasets", nargs="+", choices=sorted(DATASETS), default=list(DATASETS), metavar="NAME"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument("--drain3-child", nargs=2, metavar=("NAME", "LOG"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.drain3_child:
+        return drain3_child(args.drain3_child[0], Path(args.drain3_child[1]))
+    if args.lines < 1:
+        p.error("--lines must be positive")
+    if importlib.util.find_spec("drain3") is None:
+        print(
+            f"parse_speed: drain3 is not installed; install it with\n"
+            f"  {sys.executable} -m pip install drain3=={DRAIN3_VERSION}\n"
+            f"(or `make bench`, which installs the bench extra)",
+            file=sys.stderr,
+        )
+        return 2
+    if _version("drain3") != DRAIN3_VERSION:
+        print(
+            f"parse_speed: warning: drain3 {_version('drain3')} installed, the comparison "
+            f"is defined against {DRAIN3_VERSION}",
+            file=sys.stderr,
+        )
+
+    rows: list[Row] = []
+    workdir = Path(tempfile.mkdtemp(prefix="parse_speed_"))
+    try:
+        for name in args.datasets:
+            log = output_path(args.out, name, args.lines)
+            if not log.exists():
+                sample = DATASETS[name].sample(args.data)
+                if not sample.is_file():
+                    print(f"parse_speed: error: {sample} not found (--data)", file=sys.stderr)
+                    return 2
+                print(f"building {log} ...", file=sys.stderr)
+                build(DATASETS[name], args.data, args.out, args.lines)
+            print(f"measuring {log.name} ...", file=sys.stderr)
+            rows.append(measure(name, log, workdir))
+    except ChildFailed as exc:
+        print(f"parse_speed: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    info = machine()
+    if args.json:
+        report = {
+            "machine": info,
+            "targets": {"ratio": TARGET_RATIO, "peak_mb": TARGET_PEAK_MB},
+            "ratio_definition": "logwarden whole-process lines/s / drain3 mining-only lines/s",
+            "results": [asdict(r) for r in rows],
+            "pass": all(r.ratio_pass and r.peak_pass for r in rows),
+        }
+        print(json.dumps(report, indent=2))
+    else:
+        print_table(rows, info)
+    if args.strict and not all(r.ratio_pass and r.peak_pass for r in rows):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
