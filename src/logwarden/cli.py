@@ -1,0 +1,335 @@
+"""The ``logwarden`` command.
+
+Exit codes: 0 success, 1 runtime failure (nothing could be read, I/O errors), 2 usage error.
+Errors are one clear line on stderr; a user mistake never prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import __version__
+from .records import Stats
+
+if TYPE_CHECKING:
+    from .parsing import MaskRule
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called (exit 2)."""
+
+
+class RuntimeFailure(Exception):
+    """The command was well formed but could not do its job (exit 1)."""
+
+
+def _err(msg: str) -> None:
+    print(f"logwarden: error: {msg}", file=sys.stderr)
+
+
+# --- parse --------------------------------------------------------------------------------
+
+
+def _default_templates_path(out: Path) -> Path:
+    name = out.name[:-4] if out.name.lower().endswith(".csv") else out.name
+    return out.with_name(name + ".templates.csv")
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from .formats import FormatError, get_format
+    from .parsing import MinerConfig, ParserStateError, TemplateMiner
+    from .sources import LineReader, SourceConfig
+
+    try:
+        fmt = get_format(args.format)
+    except FormatError as exc:
+        raise UsageError(str(exc)) from None
+    if args.max_line_bytes < 1:
+        raise UsageError("--max-line-bytes must be positive")
+    state_path = Path(args.state) if args.state else None
+    if args.match_only and not (state_path and state_path.exists()):
+        raise UsageError("--match-only needs --state pointing to a saved parser state")
+    masks = [_parse_mask(spec) for spec in args.mask]
+    if state_path and state_path.exists():
+        if masks or args.max_templates is not None:
+            raise UsageError("--mask and --max-templates are part of a saved state; drop them")
+        try:
+            miner = TemplateMiner.load(state_path)
+        except ParserStateError as exc:
+            raise RuntimeFailure(str(exc)) from None
+    else:
+        try:
+            miner = TemplateMiner(MinerConfig(max_templates=args.max_templates, masks=masks))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    learn = not args.match_only
+
+    out = Path(args.out)
+    templates_out = Path(args.templates) if args.templates else _default_templates_path(out)
+    stats = Stats()
+    reader = LineReader(args.logs, SourceConfig(max_line_bytes=args.max_line_bytes), stats)
+    header = list(fmt.header_fields)
+    started = time.perf_counter()
+    n_lines = n_written = 0
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=out.name, suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write {out}: {exc}") from None
+    tmp = Path(tmp_name)
+    changes_before = miner.changes_
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            cols = ["LineId", *header, "Content", "EventId", "EventTemplate", "ParameterList"]
+            if args.with_source:
+                cols += ["Source", "LineNo", "Offset"]
+            w.writerow(cols)
+            writerow = w.writerow
+            parse_line = fmt.parse
+            add_values = miner.add_values
+            templates = miner.templates_
+            for line in reader:
+                n_lines += 1
+                if not line.text:
+                    stats.add("empty_line")
+                    continue
+                rec = parse_line(line)
+                if not rec.matched:
+                    stats.add("unmatched_format")
+                key, values = add_values(rec.content, learn)
+                if key is None:
+                    stats.add("no_template")
+                    event_id, template = "", ""
+                else:
+                    event_id, template = f"E{key}", templates[key].text
+                fields = rec.fields
+                row = [n_lines, *[fields.get(h, "") for h in header], rec.content]
+                row += [event_id, template, str(values)]
+                if args.with_source:
+                    row += [line.source, line.lineno, line.offset]
+                writerow(row)
+                n_written += 1
+        if miner.changes_ != changes_before:
+            # Templates were generalised or merged while writing: rows written before that
+            # carry an id or text that is no longer final. One pass brings them up to date.
+            _finalise_ids(tmp, miner, cols.index("EventId"))
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write {out}: {exc}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    try:
+        _write_templates(templates_out, miner)
+        if state_path and learn:
+            miner.save(state_path)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write output: {exc}") from None
+
+    elapsed = time.perf_counter() - started
+    _parse_summary(args, reader, stats, n_lines, n_written, len(miner), elapsed, out, templates_out)
+    return 0 if n_written > 0 else 1
+
+
+def _parse_mask(spec: str) -> MaskRule:
+    from .parsing import MaskRule
+    from .records import PARAM_KINDS
+
+    kind, sep, pattern = spec.partition("=")
+    if not sep or not pattern or kind not in PARAM_KINDS:
+        raise UsageError(
+            f"--mask wants KIND=REGEX with KIND one of {', '.join(PARAM_KINDS)}: {spec!r}"
+        )
+    return MaskRule(name=f"user-{kind}", pattern=pattern, kind=kind)
+
+
+def _finalise_ids(path: Path, miner: object, id_col: int) -> None:
+    from .parsing import TemplateMiner
+
+    assert isinstance(miner, TemplateMiner)
+    fixed = path.with_name(path.name + ".final")
+    with (
+        path.open(newline="", encoding="utf-8") as src,
+        fixed.open("w", newline="", encoding="utf-8") as dst,
+    ):
+        r = csv.reader(src)
+        w = csv.writer(dst)
+        w.writerow(next(r))
+        changed = miner.changed_ids_
+        for row in r:
+            if row[id_col] and int(row[id_col][1:]) in changed:
+                # Match the content again: the final template may have more parameters.
+                result = miner.match(row[id_col - 1])
+                if result is not None:
+                    row[id_col] = f"E{result.key}"
+                    row[id_col + 1] = result.template
+                    row[id_col + 2] = str([p.value for p in result.params])
+            w.writerow(row)
+    os.replace(fixed, path)
+
+
+def _write_templates(path: Path, miner: object) -> None:
+    from .parsing import TemplateMiner
+
+    assert isinstance(miner, TemplateMiner)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["EventId", "EventTemplate", "Occurrences"])
+        for t in sorted(miner.templates_.values(), key=lambda t: t.id):
+            w.writerow([f"E{t.id}", t.text, t.count])
+
+
+def _parse_summary(
+    args: argparse.Namespace,
+    reader: object,
+    stats: Stats,
+    n_lines: int,
+    n_written: int,
+    n_templates: int,
+    elapsed: float,
+    out: Path,
+    templates_out: Path,
+) -> None:
+    rate = n_lines / elapsed if elapsed > 0 else 0.0
+    lines = [
+        f"logwarden parse: {n_lines:,} lines read in {elapsed:.2f} s ({rate:,.0f} lines/s)",
+        f"  parsed {n_written:,} lines into {n_templates:,} templates",
+    ]
+    counts = stats.as_dict()
+    if counts:
+        lines.append("  skipped or altered: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    for path, msg in getattr(reader, "errors", []):
+        lines.append(f"  {path}: {msg}")
+    lines.append(f"  wrote {out} and {templates_out}")
+    if n_written == 0:
+        lines.append("  no line could be parsed")
+    if not args.quiet or n_written == 0:
+        print("\n".join(lines), file=sys.stderr)
+
+
+# --- simulate -----------------------------------------------------------------------------
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .simulate import SimConfig, simulate
+
+    if args.sessions < 1:
+        raise UsageError("--sessions must be positive")
+    if not 0.0 <= args.anomaly_rate <= 1.0:
+        raise UsageError("--anomaly-rate must be between 0 and 1")
+    sim = simulate(
+        SimConfig(seed=args.seed, sessions=args.sessions, anomaly_rate=args.anomaly_rate)
+    )
+    try:
+        sim.write(args.out, args.labels)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write {args.out}: {exc}") from None
+    n_anom = sum(s.label for s in sim.sessions)
+    print(
+        f"logwarden simulate: {len(sim.lines):,} lines, {len(sim.sessions):,} sessions "
+        f"({n_anom:,} anomalous) -> {args.out}"
+        + (f", labels {args.labels}" if args.labels else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+# --- demo ---------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(sessions=args.sessions, seed=args.seed)
+
+
+# --- entry point --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="logwarden",
+        description="DeepLog log anomaly detection: parse logs, train, detect, explain.",
+    )
+    p.add_argument("--version", action="version", version=f"logwarden {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    sp = sub.add_parser("parse", help="raw log lines -> structured CSV with templates")
+    sp.add_argument(
+        "logs", nargs="+", metavar="LOG", help="files, globs, gzip files, or - for stdin"
+    )
+    sp.add_argument(
+        "--format",
+        required=True,
+        metavar="FMT",
+        help="preset (hdfs, bgl, openstack, spark, zookeeper, hadoop, linux, apache, syslog, "
+        "syslog5424, json[:FIELD]) or a loghub format string like '<Date> <Time> <Content>'",
+    )
+    sp.add_argument("--out", required=True, metavar="CSV", help="structured CSV to write")
+    sp.add_argument("--templates", metavar="CSV", help="templates CSV (default OUT.templates.csv)")
+    sp.add_argument("--state", metavar="JSON", help="parser state to load (if present) and save")
+    sp.add_argument("--match-only", action="store_true", help="do not learn: match saved templates")
+    sp.add_argument("--max-templates", type=int, default=None, help="evict beyond this many")
+    sp.add_argument(
+        "--mask",
+        action="append",
+        default=[],
+        metavar="KIND=REGEX",
+        help="extra mask: every match becomes one parameter of KIND (repeatable)",
+    )
+    sp.add_argument("--max-line-bytes", type=int, default=65536, help="truncate longer lines")
+    sp.add_argument("--with-source", action="store_true", help="add Source, LineNo, Offset columns")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no summary unless nothing parsed")
+    sp.set_defaults(func=cmd_parse)
+
+    ss = sub.add_parser("simulate", help="write a simulated multi-task log with labels")
+    ss.add_argument("--out", required=True, metavar="LOG")
+    ss.add_argument("--labels", metavar="CSV", help="per-session ground truth")
+    ss.add_argument("--sessions", type=int, default=2000)
+    ss.add_argument("--anomaly-rate", type=float, default=0.05)
+    ss.add_argument("--seed", type=int, default=0)
+    ss.set_defaults(func=cmd_simulate)
+
+    sd = sub.add_parser("demo", help="simulate a log, parse it, show what logwarden sees")
+    sd.add_argument("--sessions", type=int, default=1500)
+    sd.add_argument("--seed", type=int, default=7)
+    sd.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its one-line usage error
+        return int(exc.code or 0) if exc.code in (0, None) else 2
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        _err(str(exc))
+        return 2
+    except RuntimeFailure as exc:
+        _err(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

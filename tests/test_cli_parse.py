@@ -1,0 +1,297 @@
+"""`logwarden parse` end to end, and the bad-input suite: every case counted and reported."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from logwarden.cli import main
+
+HDFS_LINES = [
+    "081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 for block blk_38865049064139660 terminating",
+    "081109 203807 222 INFO dfs.DataNode$PacketResponder: PacketResponder 0 for block blk_-6952295868487656571 terminating",
+    "081109 204005 35 INFO dfs.FSNamesystem: BLOCK* NameSystem.addStoredBlock: blockMap updated: 10.251.73.220:50010 is added to blk_7128370237687728475 size 67108864",
+    "081109 204015 308 INFO dfs.DataNode$PacketResponder: Received block blk_8229193803249955061 of size 67108864 from /10.250.11.100",
+    "081109 204106 329 INFO dfs.DataNode$PacketResponder: PacketResponder 2 for block blk_-6670958622368987959 terminating",
+]
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def counts(summary: str) -> dict[str, int]:
+    m = re.search(r"skipped or altered: (.*)", summary)
+    if not m:
+        return {}
+    return {k: int(v.replace(",", "")) for k, v in re.findall(r"(\w+) ([\d,]+)", m.group(1))}
+
+
+def test_parse_writes_structured_and_templates_csv(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "hdfs.log"
+    log.write_text("\n".join(HDFS_LINES) + "\n")
+    out = tmp_path / "out" / "structured.csv"
+    code, err = run(["parse", str(log), "--format", "hdfs", "--out", str(out)], capsys)
+    assert code == 0, err
+    rows = read_csv(out)
+    assert len(rows) == 5
+    assert list(rows[0]) == [
+        "LineId", "Date", "Time", "Pid", "Level", "Component", "Content",
+        "EventId", "EventTemplate", "ParameterList",
+    ]  # fmt: skip
+    assert rows[0]["Date"] == "081109" and rows[0]["Component"] == "dfs.DataNode$PacketResponder"
+    assert rows[0]["EventId"] == rows[1]["EventId"] == rows[4]["EventId"]
+    assert rows[0]["EventTemplate"] == "PacketResponder <*> for block <*> terminating"
+    assert rows[2]["EventId"] != rows[0]["EventId"]
+    assert [r["LineId"] for r in rows] == ["1", "2", "3", "4", "5"]
+    templates = read_csv(tmp_path / "out" / "structured.templates.csv")
+    occ = {t["EventId"]: int(t["Occurrences"]) for t in templates}
+    assert occ[rows[0]["EventId"]] == 3
+    assert sum(occ.values()) == 5
+    assert "5 lines read" in err and "3 templates" in err
+
+
+def test_rows_get_final_ids_after_a_merge(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "x.log"
+    users = ["cyrus", "news", "test", "cyrus", "root"]
+    log.write_text(
+        "".join(f"2024-01-01 10:00:0{i} session closed for user {u}\n" for i, u in enumerate(users))
+    )
+    out = tmp_path / "s.csv"
+    code, err = run(
+        ["parse", str(log), "--format", "<Date> <Time> <Content>", "--out", str(out)], capsys
+    )
+    assert code == 0, err
+    rows = read_csv(out)
+    assert {r["EventId"] for r in rows} == {"E1"}
+    assert {r["EventTemplate"] for r in rows} == {"session closed for user <*>"}
+    assert [r["ParameterList"] for r in rows][:2] == ["['cyrus']", "['news']"]
+
+
+def test_state_is_saved_and_match_only_uses_it(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "hdfs.log"
+    log.write_text("\n".join(HDFS_LINES) + "\n")
+    state = tmp_path / "parser.json"
+    code, _ = run(
+        [
+            "parse",
+            str(log),
+            "--format",
+            "hdfs",
+            "--out",
+            str(tmp_path / "a.csv"),
+            "--state",
+            str(state),
+        ],
+        capsys,
+    )
+    assert code == 0
+    assert json.loads(state.read_text())["schema"].startswith("logwarden.parser/")
+    new = tmp_path / "new.log"
+    new.write_text(HDFS_LINES[0] + "\n081109 204106 329 INFO dfs.X: a message never seen\n")
+    code, err = run(
+        [
+            "parse",
+            str(new),
+            "--format",
+            "hdfs",
+            "--out",
+            str(tmp_path / "b.csv"),
+            "--state",
+            str(state),
+            "--match-only",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    rows = read_csv(tmp_path / "b.csv")
+    assert rows[0]["EventId"] == read_csv(tmp_path / "a.csv")[0]["EventId"]
+    assert rows[1]["EventId"] == ""
+    assert counts(err)["no_template"] == 1
+
+
+def test_usage_errors_exit_2(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("x\n")
+    code, err = run(
+        ["parse", str(log), "--format", "nosuchpreset", "--out", str(tmp_path / "o.csv")], capsys
+    )
+    assert code == 2 and "error" in err and "Traceback" not in err
+    code, err = run(
+        ["parse", str(log), "--format", "<Date> <Time>", "--out", str(tmp_path / "o.csv")], capsys
+    )
+    assert code == 2 and "Content" in err
+    code, err = run(["parse", str(log), "--format", "hdfs"], capsys)
+    assert code == 2
+    code, err = run(
+        ["parse", str(log), "--format", "hdfs", "--out", str(tmp_path / "o.csv"), "--match-only"],
+        capsys,
+    )
+    assert code == 2 and "--state" in err
+    code, err = run(
+        [
+            "parse",
+            str(log),
+            "--format",
+            "hdfs",
+            "--out",
+            str(tmp_path / "o.csv"),
+            "--mask",
+            "nokind",
+        ],
+        capsys,
+    )
+    assert code == 2 and "KIND=REGEX" in err
+    code, err = run(
+        ["parse", str(log), "--format", "hdfs", "--out", str(tmp_path / "o.csv"), "--mask", "id=("],
+        capsys,
+    )
+    assert code == 2 and "invalid regex" in err
+
+
+def test_user_mask_from_the_command_line(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("2024-01-01 00:00:00 job alpha done\n2024-01-01 00:00:01 job omega done\n")
+    out = tmp_path / "o.csv"
+    code, err = run(
+        [
+            "parse",
+            str(log),
+            "--format",
+            "<Date> <Time> <Content>",
+            "--out",
+            str(out),
+            "--mask",
+            "id=alpha|omega",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    rows = read_csv(out)
+    assert rows[0]["EventTemplate"] == "job <*> done" and rows[0]["EventId"] == rows[1]["EventId"]
+
+
+# --- the bad-input suite --------------------------------------------------------------------
+
+
+def test_invalid_utf8_is_replaced_and_counted(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "bad.log"
+    log.write_bytes(HDFS_LINES[0].encode() + b"\n" + HDFS_LINES[1].encode()[:-4] + b"\xff\xfe\n")
+    out = tmp_path / "o.csv"
+    code, err = run(["parse", str(log), "--format", "hdfs", "--out", str(out)], capsys)
+    assert code == 0
+    assert counts(err)["invalid_utf8"] == 1
+    rows = read_csv(out)
+    assert len(rows) == 2 and "\ufffd" in rows[1]["Content"]
+
+
+def test_nul_bytes_are_counted(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "nul.log"
+    log.write_bytes(
+        HDFS_LINES[0].encode().replace(b"block", b"bl\x00ock")
+        + b"\n"
+        + HDFS_LINES[1].encode()
+        + b"\n"
+    )
+    out = tmp_path / "o.csv"
+    code, err = run(["parse", str(log), "--format", "hdfs", "--out", str(out)], capsys)
+    assert code == 0
+    assert counts(err)["nul_bytes"] == 1
+    rows = read_csv(out)
+    assert len(rows) == 2 and "\x00" not in rows[0]["Content"]
+
+
+def test_ten_megabyte_line_is_truncated_and_counted(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "huge.log"
+    with log.open("wb") as fh:
+        fh.write(HDFS_LINES[0].encode() + b"\n")
+        fh.write(b"081109 203615 148 INFO dfs.X: " + b"A" * 10_000_000 + b"\n")
+        fh.write(HDFS_LINES[1].encode() + b"\n")
+    out = tmp_path / "o.csv"
+    code, err = run(["parse", str(log), "--format", "hdfs", "--out", str(out)], capsys)
+    assert code == 0
+    assert counts(err)["truncated_line"] == 1
+    rows = read_csv(out)
+    assert len(rows) == 3
+    assert len(rows[1]["Content"]) < 65536
+    assert rows[2]["Content"] == HDFS_LINES[1].split(": ", 1)[1]
+
+
+def test_empty_file_is_reported_and_exits_1(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "empty.log"
+    log.write_bytes(b"")
+    code, err = run(
+        ["parse", str(log), "--format", "hdfs", "--out", str(tmp_path / "o.csv")], capsys
+    )
+    assert code == 1
+    assert counts(err)["empty_file"] == 1
+    assert "no line could be parsed" in err
+
+
+def test_truncated_gzip_keeps_what_was_read_and_counts_it(tmp_path: Path, capsys) -> None:
+    data = gzip.compress(("\n".join(HDFS_LINES * 200) + "\n").encode())
+    log = tmp_path / "cut.log.gz"
+    log.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "o.csv"
+    code, err = run(["parse", str(log), "--format", "hdfs", "--out", str(out)], capsys)
+    assert code == 0
+    assert counts(err)["truncated_gzip"] == 1
+    rows = read_csv(out)
+    assert 0 < len(rows) < 1000
+
+
+def test_wrong_format_lines_are_kept_whole_and_counted(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "apache.log"
+    log.write_text(
+        "[Sun Dec 04 04:47:44 2005] [notice] workerEnv.init() ok /etc/httpd/conf/workers2.properties\n"
+        "[Sun Dec 04 04:47:44 2005] [error] mod_jk child workerEnv in error state 6\n"
+    )
+    out = tmp_path / "o.csv"
+    code, err = run(["parse", str(log), "--format", "hdfs", "--out", str(out)], capsys)
+    assert code == 0
+    assert counts(err)["unmatched_format"] == 2
+    rows = read_csv(out)
+    assert rows[1]["Content"].startswith("[Sun Dec 04") and rows[1]["Date"] == ""
+
+
+def test_missing_file_is_reported_and_others_still_read(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "ok.log"
+    log.write_text(HDFS_LINES[0] + "\n")
+    out = tmp_path / "o.csv"
+    code, err = run(
+        ["parse", str(tmp_path / "missing.log"), str(log), "--format", "hdfs", "--out", str(out)],
+        capsys,
+    )
+    assert code == 0
+    assert counts(err)["unreadable_file"] == 1
+    assert "missing.log" in err
+    code, err = run(
+        ["parse", str(tmp_path / "missing.log"), "--format", "hdfs", "--out", str(out)], capsys
+    )
+    assert code == 1
+
+
+def test_stdin_through_the_real_command(tmp_path: Path) -> None:
+    out = tmp_path / "o.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "logwarden", "parse", "-", "--format", "hdfs", "--out", str(out)],
+        input=("\n".join(HDFS_LINES) + "\n").encode(),
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert len(read_csv(out)) == 5
+    assert b"Traceback" not in proc.stderr
