@@ -205,7 +205,7 @@ def _parse_summary(
         f"logwarden parse: {n_lines:,} lines read in {elapsed:.2f} s ({rate:,.0f} lines/s)",
         f"  parsed {n_written:,} lines into {n_templates:,} templates",
     ]
-    counts = stats.as_dict()
+    counts = stats.problems()
     if counts:
         lines.append("  skipped or altered: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     for path, msg in getattr(reader, "errors", []):

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .formats import get_format
@@ -64,9 +65,9 @@ def run_demo(sessions: int = 1500, seed: int = 7, console: Console | None = None
             f"Parsed [bold]{len(events):,}[/] lines into [bold]{len(miner)}[/] templates "
             f"in {dt:.2f} s ({len(events) / max(dt, 1e-9):,.0f} lines/s)"
         )
-        if stats.as_dict():
+        if stats.problems():
             console.print(
-                "Skipped or altered: " + ", ".join(f"{k} {v}" for k, v in stats.as_dict().items())
+                "Skipped or altered: " + ", ".join(f"{k} {v}" for k, v in stats.problems().items())
             )
 
         table = Table(title="Templates (log keys)", show_lines=False)
@@ -74,7 +75,7 @@ def run_demo(sessions: int = 1500, seed: int = 7, console: Console | None = None
         table.add_column("count", justify="right")
         table.add_column("template")
         for t in sorted(miner.templates_.values(), key=lambda t: -t.count):
-            table.add_row(str(t.id), f"{t.count:,}", t.text)
+            table.add_row(str(t.id), f"{t.count:,}", escape(t.text))
         console.print(table)
 
         sess_stats = Stats()
@@ -99,7 +100,9 @@ def run_demo(sessions: int = 1500, seed: int = 7, console: Console | None = None
             elapsed = " ".join("-" if e is None else f"{e:.2f}" for e in s.elapsed[:8])
             keys = " ".join(str(k) for k in s.keys[:16]) + (" ..." if len(s.keys) > 16 else "")
             detail = f"{kind}" + (f": {t.detail}" if t and t.detail else "")
-            st.add_row(s.id, detail, keys, elapsed + (" ..." if len(s.elapsed) > 8 else ""))
+            st.add_row(
+                escape(s.id), escape(detail), keys, elapsed + (" ..." if len(s.elapsed) > 8 else "")
+            )
             if len(st.rows) >= 6:
                 break
         console.print(st)

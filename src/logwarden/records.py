@@ -79,3 +79,11 @@ class Stats:
 
     def as_dict(self) -> dict[str, int]:
         return dict(sorted(self.counts.items()))
+
+    def problems(self) -> dict[str, int]:
+        """The counts that say something was skipped or altered (not plain volume)."""
+        return {k: v for k, v in sorted(self.counts.items()) if k not in VOLUME_COUNTS}
+
+
+# Counts of plain volume, not of anything skipped or altered.
+VOLUME_COUNTS = frozenset({"lines_read", "files_read"})
