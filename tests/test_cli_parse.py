@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from logwarden.cli import main
 
@@ -295,3 +297,29 @@ def test_stdin_through_the_real_command(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr.decode()
     assert len(read_csv(out)) == 5
     assert b"Traceback" not in proc.stderr
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    blob=st.binary(max_size=3000),
+    fmt=st.sampled_from(["hdfs", "bgl", "linux", "syslog", "json", "<Date> <Time> <Content>"]),
+    gz=st.booleans(),
+)
+def test_random_bytes_through_the_whole_parse_command(
+    blob: bytes, fmt: str, gz: bool, tmp_path_factory: pytest.TempPathFactory, capsys
+) -> None:
+    d = tmp_path_factory.mktemp("fuzz")
+    log = d / "in.log"
+    log.write_bytes(gzip.compress(blob) if gz else blob)
+    out = d / "o.csv"
+    code = main(["parse", str(log), "--format", fmt, "--out", str(out), "--max-line-bytes", "300"])
+    err = capsys.readouterr().err
+    assert code in (0, 1), err
+    assert "Traceback" not in err
+    n_read = int(re.search(r"([\d,]+) lines read", err).group(1).replace(",", ""))
+    rows = read_csv(out)
+    # every line read is either a row or a counted empty line: nothing vanishes
+    assert len(rows) + counts(err).get("empty_line", 0) == n_read
+    assert code == (0 if rows else 1)

@@ -47,6 +47,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
     from .formats import FormatError, get_format
     from .parsing import MinerConfig, ParserStateError, TemplateMiner
     from .sources import LineReader, SourceConfig
+    from .structured import StructuredCsv
 
     try:
         fmt = get_format(args.format)
@@ -76,9 +77,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
     templates_out = Path(args.templates) if args.templates else _default_templates_path(out)
     stats = Stats()
     reader = LineReader(args.logs, SourceConfig(max_line_bytes=args.max_line_bytes), stats)
-    header = list(fmt.header_fields)
     started = time.perf_counter()
-    n_lines = n_written = 0
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=out.name, suffix=".tmp", dir=out.parent)
@@ -87,41 +86,20 @@ def cmd_parse(args: argparse.Namespace) -> int:
     tmp = Path(tmp_name)
     changes_before = miner.changes_
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            cols = ["LineId", *header, "Content", "EventId", "EventTemplate", "ParameterList"]
+        with os.fdopen(fd, "w", newline="", encoding="utf-8", buffering=1 << 20) as fh:
+            sink = StructuredCsv(
+                fmt, miner, fh, learn=learn, with_source=args.with_source, stats=stats
+            )
             if args.with_source:
-                cols += ["Source", "LineNo", "Offset"]
-            w.writerow(cols)
-            writerow = w.writerow
-            parse_line = fmt.parse
-            add_values = miner.add_values
-            templates = miner.templates_
-            for line in reader:
-                n_lines += 1
-                if not line.text:
-                    stats.add("empty_line")
-                    continue
-                rec = parse_line(line)
-                if not rec.matched:
-                    stats.add("unmatched_format")
-                key, values = add_values(rec.content, learn)
-                if key is None:
-                    stats.add("no_template")
-                    event_id, template = "", ""
-                else:
-                    event_id, template = f"E{key}", templates[key].text
-                fields = rec.fields
-                row = [n_lines, *[fields.get(h, "") for h in header], rec.content]
-                row += [event_id, template, str(values)]
-                if args.with_source:
-                    row += [line.source, line.lineno, line.offset]
-                writerow(row)
-                n_written += 1
+                sink.write_lines(reader)
+            else:
+                for batch in reader.text_batches():
+                    sink.write_texts(batch)
+        n_lines, n_written = sink.lines, sink.rows
         if miner.changes_ != changes_before:
             # Templates were generalised or merged while writing: rows written before that
             # carry an id or text that is no longer final. One pass brings them up to date.
-            _finalise_ids(tmp, miner, cols.index("EventId"))
+            _finalise_ids(tmp, miner, sink.columns.index("EventId"))
         os.replace(tmp, out)
     except OSError as exc:
         raise RuntimeFailure(f"cannot write {out}: {exc}") from None

@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, chain, islice, repeat
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from logwarden.records import BAD_UTF8, NUL_BYTES, TRUNCATED, Line, Stats
 
@@ -120,6 +120,7 @@ class _Splitter:
         "offset",
         "source",
         "stats",
+        "texts_only",
     )
 
     def __init__(
@@ -135,9 +136,11 @@ class _Splitter:
         # Set while discarding the excess of an overlong line: its first limit+1 bytes
         # (one more than kept, to find the character boundary); _pending_len counts on.
         self._head: bytes | None = None
+        # Bulk consumers (``LineReader.text_batches``) take the texts and skip the Lines.
+        self.texts_only = False
 
-    def feed(self, chunk: bytes) -> list[Line]:
-        out: list[Line] = []
+    def feed(self, chunk: bytes) -> list[Any]:
+        out: list[Any] = []
         if self._head is not None:
             nl = chunk.find(b"\n")
             if nl < 0:
@@ -175,7 +178,7 @@ class _Splitter:
             self.stats.add("lines_read", len(out))
         return out
 
-    def finish(self) -> list[Line]:
+    def finish(self) -> list[Any]:
         """Flush the unfinished last line (end of input, rotation, stop)."""
         raw: bytes | None = None
         if self._head is not None:
@@ -201,7 +204,7 @@ class _Splitter:
         self._pending = []
         self._pending_len = len(data)
 
-    def _block(self, body: bytes, out: list[Line]) -> None:
+    def _block(self, body: bytes, out: list[Any]) -> None:
         """Lines for ``body``: one or more complete lines joined by b"\\n" (final one removed)."""
         if self._fast(body, out):
             return
@@ -216,7 +219,7 @@ class _Splitter:
                 return
             pos = stop + 1
 
-    def _fast(self, body: bytes, out: list[Line]) -> bool:
+    def _fast(self, body: bytes, out: list[Any]) -> bool:
         """The common case, with no per-line Python code; False if body needs per-line care."""
         if b"\0" in body:
             return False
@@ -233,14 +236,17 @@ class _Splitter:
             # Every piece here was followed by "\n", so a last "\r" is part of "\r\n".
             texts = [t[:-1] if t[-1:] == "\r" else t for t in texts]
         n = len(texts)
-        offsets = accumulate(map(_plus1, map(len, raw)), initial=self.offset)
         lineno = self.lineno
-        out.extend(map(Line, texts, repeat(self.source, n), offsets, range(lineno, lineno + n)))
+        if self.texts_only:
+            out.extend(texts)
+        else:
+            offsets = accumulate(map(_plus1, map(len, raw)), initial=self.offset)
+            out.extend(map(Line, texts, repeat(self.source, n), offsets, range(lineno, lineno + n)))
         self.offset += len(body) + 1
         self.lineno = lineno + n
         return True
 
-    def _slow(self, body: bytes, out: list[Line]) -> None:
+    def _slow(self, body: bytes, out: list[Any]) -> None:
         line = self._line
         for raw in body.split(b"\n"):
             size = len(raw)
@@ -250,7 +256,7 @@ class _Splitter:
             self.offset += size + 1
             self.lineno += 1
 
-    def _line(self, raw: bytes, offset: int, lineno: int, flags: int) -> Line:
+    def _line(self, raw: bytes, offset: int, lineno: int, flags: int) -> Any:
         """One line with all the checks; ``raw`` has no terminator."""
         stats = self.stats
         if len(raw) > self.limit:
@@ -267,7 +273,7 @@ class _Splitter:
             text = text.replace("\0", "\ufffd")
             flags |= NUL_BYTES
             stats.add("nul_bytes")
-        return Line(text, self.source, offset, lineno, flags)
+        return text if self.texts_only else Line(text, self.source, offset, lineno, flags)
 
 
 def _gunzip(chunks: Iterable[bytes], out_bytes: int) -> Iterator[bytes]:
@@ -353,12 +359,21 @@ class LineReader:
         self.files_read = 0
 
     def __iter__(self) -> Iterator[Line]:
+        for batch in self._batches(texts_only=False):
+            yield from batch
+
+    def text_batches(self) -> Iterator[list[str]]:
+        """Line texts a chunk at a time, for bulk consumers: the same lines, checks and counts
+        as iterating, without building a ``Line`` (source, offset) for each."""
+        return self._batches(texts_only=True)
+
+    def _batches(self, texts_only: bool) -> Iterator[list[Any]]:
         for name in self.inputs:
             if name == "-":
-                yield from self._read_stdin()
+                yield from self._read_stdin(texts_only)
             else:
                 for path in self._expand(name):
-                    yield from self._read_path(path)
+                    yield from self._read_path(path, texts_only)
 
     def _error(self, reason: str, path: str, message: str) -> None:
         self.stats.add(reason)
@@ -373,7 +388,7 @@ class LineReader:
             self._error("glob_no_match", name, "no files match this pattern")
         return matches
 
-    def _read_path(self, path: str) -> Iterator[Line]:
+    def _read_path(self, path: str, texts_only: bool) -> Iterator[list[Any]]:
         try:
             # Unbuffered: each read is one read(2) of chunk_bytes, no extra copy.
             stream = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
@@ -381,21 +396,24 @@ class LineReader:
             self._error("unreadable_file", path, exc.strerror or str(exc))
             return
         with stream:
-            yield from self._read_stream(path, stream)
+            yield from self._read_stream(path, stream, texts_only)
 
-    def _read_stdin(self) -> Iterator[Line]:
+    def _read_stdin(self, texts_only: bool) -> Iterator[list[Any]]:
         # Looked up at read time (not import time) so that a replaced sys.stdin is used.
         stdin = sys.stdin
         stream = getattr(stdin, "buffer", stdin)
         if stream is None or not callable(getattr(stream, "read", None)):
             self._error("unreadable_file", STDIN_NAME, "standard input is not available")
             return
-        yield from self._read_stream(STDIN_NAME, stream)
+        yield from self._read_stream(STDIN_NAME, stream, texts_only)
 
-    def _read_stream(self, source: str, stream: _Readable | BinaryIO) -> Iterator[Line]:
+    def _read_stream(
+        self, source: str, stream: _Readable | BinaryIO, texts_only: bool
+    ) -> Iterator[list[Any]]:
         self.files_read += 1
         self.stats.add("files_read")
         split = _Splitter(source, self.config.max_line_bytes, self.stats)
+        split.texts_only = texts_only
         total = 0
         failure: tuple[str, str] | None = None
         try:
@@ -405,13 +423,15 @@ class LineReader:
                 total += len(chunk)
                 lines = split.feed(chunk)
                 if lines:
-                    yield from lines
+                    yield lines
         except _SourceError as exc:
             failure = (exc.reason, str(exc))
         except OSError as exc:
             failure = ("unreadable_file", exc.strerror or str(exc))
         # Whatever was read before a failure is still delivered, last partial line included.
-        yield from split.finish()
+        last = split.finish()
+        if last:
+            yield last
         if failure is not None:
             self._error(failure[0], source, failure[1])
         elif total == 0:

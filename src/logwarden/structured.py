@@ -1,0 +1,310 @@
+"""The loghub-style structured CSV sink, with a fast path for bulk parsing.
+
+A structured CSV row holds LineId, the header fields, Content, EventId, EventTemplate and
+ParameterList. Producing it line by line in Python costs several microseconds; most of
+that goes away because of one observation: two lines with the same *shape* (the text with
+every digit replaced by ``0``) have the same length, the same separators and the same
+non-digit characters. The format regex therefore splits them at the same offsets, the
+miner gives them the same template with parameters at the same offsets, and CSV quoting
+(which depends on commas and quotes, never on digits) is the same. So the first line of
+each shape goes through the full path (format regex, template miner, csv module), and
+the result is kept as a *plan*: an ``itemgetter`` of slices that cuts any line of that
+shape into its fields, and a ``%`` format that turns the pieces into the CSV row. The
+plan is checked against the full path on the line that made it; a shape whose row the
+plan cannot reproduce (quotes to double, characters ``repr`` escapes) stays on the full
+path. The rest of a batch is C-level ``map`` calls: no Python code runs per line.
+
+The fast path is off when it could differ from the full path: user masks (regexes that
+may treat digits differently), format regexes that name digits literally, JSON input,
+and ``with_source`` (offsets differ per line).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import operator
+import re
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from .formats import JsonFormat, LogFormat
+from .parsing import TemplateMiner, _Slot
+from .records import Line, Stats
+
+_SHAPE = str.maketrans("123456789", "000000000")
+_TOKEN = re.compile(r"\S+")
+_NEEDS_QUOTE = re.compile(r'[,"\r\n]')
+_PLAN_CACHE_MAX = 100_000
+
+
+def _csv_field(value: str) -> str:
+    """A constant CSV field, quoted as the csv module's QUOTE_MINIMAL would."""
+    if _NEEDS_QUOTE.search(value):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+class StructuredCsv:
+    """Writes parsed lines as loghub-style structured CSV rows to ``out``."""
+
+    def __init__(
+        self,
+        fmt: LogFormat,
+        miner: TemplateMiner,
+        out: TextIO,
+        *,
+        learn: bool = True,
+        with_source: bool = False,
+        stats: Stats | None = None,
+    ) -> None:
+        self.fmt = fmt
+        self.miner = miner
+        self.out = out
+        self.learn = learn
+        self.with_source = with_source
+        self.stats = stats if stats is not None else Stats()
+        self.header = list(fmt.header_fields)
+        self.columns = [
+            "LineId",
+            *self.header,
+            "Content",
+            "EventId",
+            "EventTemplate",
+            "ParameterList",
+        ]
+        if with_source:
+            self.columns += ["Source", "LineNo", "Offset"]
+        self.lines = 0  # lines seen (LineId of the last one)
+        self.rows = 0  # rows written
+        self._writer = csv.writer(out, lineterminator="\n")
+        self._buf = io.StringIO()
+        # "\r\n" as terminator so that fields holding CR or LF get quoted (csv quotes only the
+        # terminator's characters); it is stripped from each row, which ends in "\n".
+        self._buf_writer = csv.writer(self._buf, lineterminator="\r\n")
+        self.fast = not (
+            isinstance(fmt, JsonFormat)
+            or with_source
+            or miner.config.masks
+            or re.search(r"(?<!\\)\d", fmt.regex.pattern.replace(r"\d", ""))
+        )
+        self._cut: dict[str, Any] = {}  # shape -> itemgetter over the line
+        self._fmt: dict[str, str] = {}  # shape -> % format of the row (without LineId)
+        self._key: dict[str, int | None] = {}  # shape -> template id, for counts
+        self._unmatched: set[str] = set()  # shapes whose header does not match the format
+        self._slow: set[str] = set()  # shapes that take the full path every time
+        self._changes = miner.changes_
+        self._writer.writerow(self.columns)
+
+    # -- bulk path -------------------------------------------------------------------------
+
+    def write_texts(self, texts: list[str]) -> None:
+        """Parse and write a batch of line texts (no terminators)."""
+        if not self.fast:
+            for text in texts:
+                self.lines += 1
+                self._write_full(text, None)
+            return
+        if self.miner.changes_ != self._changes:
+            # Templates merged or generalised: plans may name stale ids or parameter slots.
+            self._clear_plans()
+        shapes = "\n".join(texts).translate(_SHAPE).split("\n")
+        if len(shapes) != len(texts):  # a text held a newline: cannot happen from sources
+            for text in texts:
+                self.lines += 1
+                self._write_full(text, None)
+            return
+        cuts = self._cut
+        missing = set(shapes).difference(cuts, self._slow)
+        if missing:
+            first = dict(zip(reversed(shapes), range(len(shapes) - 1, -1, -1), strict=True))
+            for shape in sorted(missing, key=first.__getitem__):
+                self._make_plan(texts[first[shape]], shape)
+        start = self.lines + 1
+        self.lines += len(texts)
+        if self._slow.isdisjoint(shapes):
+            rows = map(
+                str.__mod__,
+                map(self._fmt.__getitem__, shapes),
+                map(operator.call, map(cuts.__getitem__, shapes), texts),
+            )
+            self.out.write(
+                "".join(
+                    map("%d,%s\n".__mod__, zip(range(start, self.lines + 1), rows, strict=False))
+                )
+            )
+            self.rows += len(texts)
+        else:
+            for i, (text, shape) in enumerate(zip(texts, shapes, strict=True), start):
+                if shape in self._slow:
+                    self._write_full(text, i)
+                else:
+                    self.out.write(f"{i},{self._fmt[shape] % cuts[shape](text)}\n")
+                    self.rows += 1
+        self._count(shapes)
+
+    def _count(self, shapes: list[str]) -> None:
+        """Template counts and skip counts for a batch, from its shape histogram."""
+        templates = self.miner.templates_
+        for shape, n in Counter(shapes).items():
+            if shape in self._slow:
+                continue  # the full path counted these itself
+            key = self._key.get(shape)
+            if shape in self._unmatched:
+                self.stats.add("unmatched_format", n)
+            if key is None:
+                self.stats.add("no_template", n)
+                continue
+            tpl = templates.get(self.miner.resolve(key))
+            if tpl is not None and self.learn:
+                tpl.count += n
+                tpl.last_seen = self.miner._clock
+
+    def _clear_plans(self) -> None:
+        self._cut.clear()
+        self._fmt.clear()
+        self._key.clear()
+        self._unmatched.clear()
+        self._slow.clear()
+        self._changes = self.miner.changes_
+
+    def _make_plan(self, text: str, shape: str) -> None:
+        """Build the plan for ``shape`` from one of its lines, or mark it slow."""
+        if len(self._cut) >= _PLAN_CACHE_MAX:
+            self._clear_plans()
+        plan = self._build(text) if text else None  # empty lines are counted, not written
+        if plan is None:
+            self._slow.add(shape)
+            return
+        cut, fmt, key, matched = plan
+        self._cut[shape] = cut
+        self._fmt[shape] = fmt
+        self._key[shape] = key
+        if not matched:
+            self._unmatched.add(shape)
+
+    def _build(self, text: str) -> tuple[Any, str, int | None, bool] | None:
+        stripped = text.strip()
+        lead = len(text) - len(text.lstrip())
+        m = self.fmt.regex.fullmatch(stripped)
+        spans: list[tuple[int, int] | None] = []
+        if m is None:
+            matched = False
+            spans = [None] * len(self.header)
+            c0, c1 = 0, len(text)
+        else:
+            matched = True
+            for name in self.header:
+                a, b = m.span(name)
+                spans.append(None if a < 0 else (a + lead, b + lead))
+            a, b = m.span("Content")
+            c0, c1 = (a + lead, b + lead) if a >= 0 else (0, 0)
+        content = text[c0:c1]
+        miner = self.miner
+        key, values, slots, _change = miner._parse(content, self.learn)
+        if key is not None and self.learn:
+            miner.templates_[key].count -= 1  # counted with the batch, from the histogram
+        # The row as the full path writes it: the reference the plan must reproduce.
+        template = miner.templates_[key].text if key is not None else ""
+        fields = [stripped[s[0] - lead : s[1] - lead] if s else "" for s in spans]
+        full = self._row_text(fields, content, key, template, values)
+        pieces: list[slice] = []
+        out: list[str] = []
+        for s, value in zip(spans, fields, strict=True):
+            if s is None:
+                out.append("")
+                continue
+            if '"' in value:
+                return None
+            pieces.append(slice(*s))
+            out.append('"%s"' if _NEEDS_QUOTE.search(value) else "%s")
+        if '"' in content:
+            return None
+        pieces.append(slice(c0, c1))
+        out.append('"%s"' if _NEEDS_QUOTE.search(content) else "%s")
+        out.append(f"E{key}" if key is not None else "")
+        out.append(_csv_field(template).replace("%", "%%"))
+        param_spans = _param_spans(content, values, slots)
+        if param_spans is None:
+            return None
+        items = []
+        for v, (a, b) in zip(values, param_spans, strict=True):
+            if not v.isprintable() or any(c in v for c in "'\"\\"):
+                return None  # repr() would escape or change quotes
+            pieces.append(slice(c0 + a, c0 + b))
+            items.append("'%s'")
+        plist = "[" + ", ".join(items) + "]"
+        quoted = len(values) > 1 or any("," in v for v in values)
+        out.append(f'"{plist}"' if quoted else plist)
+        fmt = ",".join(out)
+        if len(pieces) == 1:
+            pieces.insert(0, slice(0, 0))
+            fmt = "%.0s" + fmt  # itemgetter of one item returns it bare: pad to a tuple
+        cut = operator.itemgetter(*pieces)
+        if fmt % cut(text) != full:
+            return None  # the plan does not reproduce the full path on its own line
+        return cut, fmt, key, matched
+
+    # -- full path -------------------------------------------------------------------------
+
+    def write_lines(self, lines: Iterable[Line]) -> None:
+        """Parse and write Lines (keeps source and offset columns when asked)."""
+        for line in lines:
+            self.lines += 1
+            self._write_full(line.text, None, line)
+
+    def _write_full(self, text: str, line_id: int | None, line: Line | None = None) -> None:
+        if not text:
+            self.stats.add("empty_line")
+            return
+        rec = self.fmt.parse(line or Line(text, "", 0, 0))
+        if not rec.matched:
+            self.stats.add("unmatched_format")
+        key, values = self.miner.add_values(rec.content, self.learn)
+        template = ""
+        if key is None:
+            self.stats.add("no_template")
+        else:
+            template = self.miner.templates_[key].text
+        fields = [rec.fields.get(h, "") or "" for h in self.header]
+        row = self._row_text(fields, rec.content, key, template, values)
+        line_id = line_id if line_id is not None else self.lines
+        extra = ""
+        if self.with_source and line is not None:
+            extra = "," + self._csv_row([line.source, line.lineno, line.offset])
+        self.out.write(f"{line_id},{row}{extra}\n")
+        self.rows += 1
+
+    def _row_text(
+        self, fields: list[str], content: str, key: int | None, template: str, values: list[str]
+    ) -> str:
+        return self._csv_row(
+            [*fields, content, f"E{key}" if key is not None else "", template, str(values)]
+        )
+
+    def _csv_row(self, row: list[Any]) -> str:
+        buf = self._buf
+        buf.seek(0)
+        buf.truncate()
+        self._buf_writer.writerow(row)
+        return buf.getvalue()[:-2]
+
+
+def _param_spans(
+    content: str, values: list[str], slots: list[_Slot]
+) -> list[tuple[int, int]] | None:
+    """Character spans of the parameters in ``content``; None if they are not plain slices."""
+    if not values:
+        return []
+    toks = [m.span() for m in _TOKEN.finditer(content)]
+    spans = []
+    for v, s in zip(values, slots, strict=True):
+        if s.end > len(toks):
+            return None
+        a = toks[s.start][0] + s.prefix
+        b = toks[s.end - 1][1] - s.suffix
+        if content[a:b] != v:
+            return None  # e.g. a collapsed run whose original spacing is not one space
+        spans.append((a, b))
+    return spans
