@@ -13,8 +13,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .records import Stats
@@ -195,6 +196,251 @@ def _parse_summary(
         print("\n".join(lines), file=sys.stderr)
 
 
+# --- train / detect / eval -----------------------------------------------------------------
+
+
+@dataclass
+class _Inputs:
+    ids: list[str]
+    keys: list[list[str]]
+    labels: list[int | None]
+    templates: dict[str, str]
+    lines: list[list[str]] | None = None
+    extra: dict[str, Any] | None = None  # what the bundle must remember to read raw input again
+
+
+def _load_inputs(
+    args: argparse.Namespace, *, training: bool, bundle: dict[str, Any] | None = None
+) -> _Inputs:
+    """Sessions from INPUT files in the chosen input format (or the one the model was trained on)."""
+    from .evaluate import DataError, load_jsonl, load_labels, load_sequences
+    from .formats import FormatError
+    from .parsing import TemplateMiner
+    from .pipeline import read_raw_sessions, session_config
+    from .sessions import SessionConfigError
+
+    saved = (bundle or {}).get("input") or {}
+    kind = args.input_format or saved.get("input_format") or "raw"
+    try:
+        if kind == "sequences":
+            sessions = []
+            for path in args.inputs:
+                sessions += load_sequences(path)
+            return _Inputs(
+                [s.id for s in sessions],
+                [s.keys for s in sessions],
+                [s.label for s in sessions],
+                {},
+            )
+        if kind == "jsonl":
+            sessions = []
+            for path in args.inputs:
+                sessions += load_jsonl(path)
+            if training and not args.include_anomalous:
+                sessions = [s for s in sessions if s.label in (0, None)]
+            templates = {k: k for s in sessions for k in s.keys}
+            extra = {"input": {"input_format": "jsonl"}}
+            return _Inputs(
+                [s.id for s in sessions],
+                [s.keys for s in sessions],
+                [s.label for s in sessions],
+                templates,
+                None,
+                extra,
+            )
+        fmt = args.format or saved.get("format")
+        if not fmt:
+            raise UsageError("raw input needs --format FMT")
+        session = args.session if args.session is not None else saved.get("session")
+        window = args.window if args.window is not None else saved.get("window")
+        if args.session is not None and args.window is not None:
+            raise UsageError("give --session or --window, not both")
+        cfg = session_config(session, window)
+        miner = None
+        if bundle is not None and bundle.get("parser") is not None:
+            miner = TemplateMiner.from_dict(bundle["parser"])
+        raw = read_raw_sessions(args.inputs, fmt, cfg, miner=miner, learn=training)
+        labels: list[int | None] = [None] * len(raw.ids)
+        if getattr(args, "labels", None):
+            by_id = load_labels(args.labels)
+            labels = [by_id.get(sid) for sid in raw.ids]
+        _report_stats("read", raw.stats, raw.events, len(raw.ids))
+        if not raw.ids:
+            raise RuntimeFailure(
+                "no session could be formed from the input (check --format and --session)"
+            )
+        extra = {
+            "input": {"input_format": "raw", "format": fmt, "session": session, "window": window},
+            "parser": raw.miner.to_dict(),
+        }
+        return _Inputs(raw.ids, raw.keys, labels, raw.templates, raw.lines, extra)
+    except (DataError, FormatError, SessionConfigError) as exc:
+        raise UsageError(str(exc)) from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise RuntimeFailure(str(exc)) from None
+
+
+def _report_stats(what: str, stats: Stats, events: int, sessions: int) -> None:
+    msg = f"logwarden: {what} {events:,} log entries into {sessions:,} sessions"
+    problems = stats.problems()
+    if problems:
+        msg += "; skipped or altered: " + ", ".join(f"{k} {v:,}" for k, v in problems.items())
+    print(msg, file=sys.stderr)
+
+
+def _load_model(path: str) -> tuple[Any, dict[str, Any]]:
+    from .bundle import BundleError, load_bundle
+    from .detect import DeepLog
+
+    try:
+        manifest, weights = load_bundle(path)
+        return DeepLog.from_bundle(manifest, weights), manifest
+    except BundleError as exc:
+        raise RuntimeFailure(str(exc)) from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .detect import DeepLog
+
+    data = _load_inputs(args, training=True)
+    if not data.keys:
+        raise RuntimeFailure("no training session (jsonl input trains on label-0 sessions only)")
+    try:
+        model = DeepLog(
+            window=args.window_size,
+            top_g=args.top_g,
+            layers=args.layers,
+            hidden=args.hidden,
+            epochs=args.epochs,
+            seed=args.seed,
+            target_fpr=args.target_fpr,
+            device=args.device,
+        )
+        model._config()  # validates the hyperparameters before any work
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    n_rows = sum(len(k) + 1 for k in data.keys)
+    columns = [TextColumn("training"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
+               TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]  # fmt: skip
+    started = time.perf_counter()
+    with Progress(*columns, console=_stderr_console(), transient=False, disable=args.quiet) as bar:
+        task = bar.add_task("train", total=args.epochs, loss=float("nan"), rate="")
+
+        def progress(epoch: int, total: int, loss: float) -> None:
+            rate = n_rows * epoch / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, completed=epoch, loss=loss, rate=f"{rate:,.0f} windows/s")
+
+        try:
+            model.fit(data.keys, data.templates, progress=progress)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        bar.update(task, total=model.train_info_["epochs"])
+    model.save(args.out, extra=data.extra)
+    th = model.threshold_
+    rule = (
+        f"top-g, g = {th.g}"
+        if th.mode == "top_g"
+        else (
+            f"probability < {th.tau:.3g} (held-out false positives {th.heldout_fpr:.2%} of {th.heldout_sessions})"
+        )
+    )
+    info = model.train_info_
+    print(
+        f"logwarden train: {len(data.keys):,} sessions, {len(model.keys_)} keys, "
+        f"{info['distinct_windows']:,} distinct windows of {info['windows']:,}, {info['epochs']} epochs "
+        f"in {info['seconds']:.1f} s on {info['device']}; threshold: {rule}; saved {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _verdicts(args: argparse.Namespace, data: _Inputs, model: Any) -> list[Any]:
+    return model.verdicts(data.keys, data.ids, data.lines)
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    import json
+
+    model, manifest = _load_model(args.model)
+    data = _load_inputs(args, training=False, bundle=manifest)
+    verdicts = _verdicts(args, data, model)
+    if args.jsonl:
+        try:
+            with open(args.jsonl, "w", encoding="utf-8") as fh:
+                dumps = json.dumps
+                for v in verdicts:
+                    if v.anomalous:
+                        fh.write(dumps(v.to_dict(), ensure_ascii=False))
+                    else:  # the common case, written without building a dict
+                        fh.write(
+                            f'{{"session": {dumps(v.session)}, "anomalous": false, "length": {v.length}, "score": {v.score:.4g}}}'
+                        )
+                    fh.write("\n")
+        except OSError as exc:
+            raise RuntimeFailure(f"cannot write {args.jsonl}: {exc}") from None
+    anomalies = [v for v in verdicts if v.anomalous]
+    reasons: dict[str, int] = {}
+    for v in anomalies:
+        reasons[v.reason] = reasons.get(v.reason, 0) + 1
+    out = sys.stderr if args.jsonl == "-" else sys.stdout
+    print(
+        f"{len(verdicts):,} sessions, {len(anomalies):,} anomalous"
+        + (
+            " (" + ", ".join(f"{k} {n:,}" for k, n in sorted(reasons.items())) + ")"
+            if reasons
+            else ""
+        ),
+        file=out,
+    )
+    for v in anomalies[: args.show]:
+        print(v.describe(), file=out)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluate import DataError, Report, load_sequences
+
+    model, manifest = _load_model(args.model)
+    if args.normal or args.abnormal:
+        if args.inputs:
+            raise UsageError("give --normal/--abnormal or INPUT files, not both")
+        try:
+            sessions = [s for p in args.normal for s in load_sequences(p, label=0)]
+            sessions += [s for p in args.abnormal for s in load_sequences(p, label=1)]
+        except DataError as exc:
+            raise UsageError(str(exc)) from None
+        data = _Inputs(
+            [s.id for s in sessions], [s.keys for s in sessions], [s.label for s in sessions], {}
+        )
+    else:
+        if not args.inputs:
+            raise UsageError(
+                "eval needs --normal/--abnormal files, labelled jsonl, or raw logs with --labels"
+            )
+        data = _load_inputs(args, training=False, bundle=manifest)
+    if all(label is None for label in data.labels):
+        raise UsageError("no labels: use --normal/--abnormal, jsonl with labels, or --labels CSV")
+    verdicts = _verdicts(args, data, model)
+    report = Report.from_verdicts(verdicts, data.labels, model.window, keys=data.keys)
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    else:
+        print(report.summary())
+    return 0
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
 # --- simulate -----------------------------------------------------------------------------
 
 
@@ -269,6 +515,69 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--with-source", action="store_true", help="add Source, LineNo, Offset columns")
     sp.add_argument("-q", "--quiet", action="store_true", help="no summary unless nothing parsed")
     sp.set_defaults(func=cmd_parse)
+
+    def add_input_args(sp: argparse.ArgumentParser, *, nargs: str = "+") -> None:
+        sp.add_argument(
+            "inputs", nargs=nargs, metavar="INPUT", help="log files, sequence files or jsonl"
+        )
+        sp.add_argument("--input-format", choices=["raw", "sequences", "jsonl"], default=None,
+                        help="raw log lines (default), DeepLog key sequences, or labelled jsonl sessions")  # fmt: skip
+        sp.add_argument(
+            "--format", metavar="FMT", help="log format for raw input (preset or format string)"
+        )
+        sp.add_argument(
+            "--session", metavar="REGEX", help="session id regex (or preset: hdfs, openstack, ...)"
+        )
+        sp.add_argument(
+            "--window", type=int, metavar="N", help="sessions of N lines for logs without ids"
+        )
+
+    st = sub.add_parser("train", help="train the DeepLog model on normal sessions")
+    add_input_args(st)
+    st.add_argument("--out", required=True, metavar="MODEL", help="model bundle directory to write")
+    st.add_argument("--include-anomalous", action="store_true", help="jsonl: train on all sessions")
+    st.add_argument("--window-size", type=int, default=10, help="history length h (10)")
+    st.add_argument(
+        "--top-g", type=int, default=None, help="fixed top-g rule (default: automatic threshold)"
+    )
+    st.add_argument(
+        "--target-fpr", type=float, default=0.005, help="automatic threshold's false-positive rate"
+    )
+    st.add_argument("--layers", type=int, default=2)
+    st.add_argument("--hidden", type=int, default=64)
+    st.add_argument(
+        "--epochs", type=int, default=300, help="upper bound (stops when the loss settles)"
+    )
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    st.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    st.set_defaults(func=cmd_train)
+
+    sdet = sub.add_parser("detect", help="verdicts with explanations for each session")
+    add_input_args(sdet)
+    sdet.add_argument("--model", required=True, metavar="MODEL")
+    sdet.add_argument("--jsonl", metavar="OUT", help="write one JSON verdict per session")
+    sdet.add_argument("--show", type=int, default=3, help="explained anomalies to print (3)")
+    sdet.set_defaults(func=cmd_detect)
+
+    se = sub.add_parser("eval", help="precision, recall and F1 on labelled sessions")
+    add_input_args(se, nargs="*")
+    se.add_argument("--model", required=True, metavar="MODEL")
+    se.add_argument(
+        "--normal", nargs="+", default=[], metavar="FILE", help="sequence files of normal sessions"
+    )
+    se.add_argument(
+        "--abnormal",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="sequence files of abnormal sessions",
+    )
+    se.add_argument(
+        "--labels", metavar="CSV", help="labels for raw input (BlockId,Label or session,label)"
+    )
+    se.add_argument("--json", action="store_true", help="print one JSON object")
+    se.set_defaults(func=cmd_eval)
 
     ss = sub.add_parser("simulate", help="write a simulated multi-task log with labels")
     ss.add_argument("--out", required=True, metavar="LOG")
