@@ -1,8 +1,9 @@
 """``logwarden demo``: the main job on built-in data, end to end.
 
-Simulate a multi-task log with injected anomalies, read it back as a user's file would be
-read, parse it into templates and parameters, group it into sessions, and show what the
-later stages (the DeepLog models) receive. It grows as the models land.
+Simulate a normal-only training log and a mixed log with injected anomalies, read them
+as a user's files would be read, parse them into templates and sessions, train the DeepLog
+key model on the normal log, detect on the mixed one, and report precision, recall and F1
+with two explained anomalies. It grows as the later models land.
 """
 
 from __future__ import annotations
@@ -14,99 +15,112 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .formats import get_format
-from .parsing import TemplateMiner
-from .records import Event, Stats
-from .sessions import SessionConfig, group
+from .detect import DeepLog
+from .evaluate import Report
+from .pipeline import read_raw_sessions
+from .sessions import SessionConfig
 from .simulate import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
-from .sources import LineReader
-
-
-def parse_file(path: Path, fmt_spec: str, stats: Stats) -> tuple[list[Event], TemplateMiner]:
-    """Read, header-split and template-mine one file: the first stages of the data path."""
-    fmt = get_format(fmt_spec)
-    miner = TemplateMiner()
-    events: list[Event] = []
-    for record in fmt.records(LineReader([str(path)], stats=stats), stats):
-        event = miner.parse_record(record)
-        if event is not None:
-            events.append(event)
-    # Keys handed out before a template merge point to the surviving template now.
-    for e in events:
-        e.key = miner.resolve(e.key)
-        e.template = miner.templates_[e.key].text
-    return events, miner
 
 
 def run_demo(sessions: int = 1500, seed: int = 7, console: Console | None = None) -> int:
-    console = console or Console(stderr=False)
+    console = console or Console()
     console.rule("[bold]logwarden demo")
+    sess_cfg = SessionConfig(id_pattern=SIM_SESSION_REGEX)
     with tempfile.TemporaryDirectory(prefix="logwarden-demo-") as tmp:
-        log = Path(tmp) / "simulated.log"
-        labels = Path(tmp) / "labels.csv"
+        train_log, test_log = Path(tmp) / "normal.log", Path(tmp) / "mixed.log"
         t0 = time.perf_counter()
-        sim = simulate(SimConfig(seed=seed, sessions=sessions))
-        sim.write(log, labels)
-        kinds = Counter(s.kind for s in sim.sessions)
+        normal = simulate(SimConfig(seed=seed, sessions=sessions, normal_only=True))
+        normal.write(train_log)
+        mixed = simulate(SimConfig(seed=seed + 1, sessions=sessions))
+        mixed.write(test_log)
+        kinds = Counter(s.kind for s in mixed.sessions)
         console.print(
-            f"Simulated [bold]{len(sim.lines):,}[/] lines from {len(sim.sessions):,} sessions "
-            f"(seed {seed}): "
+            f"Simulated a normal log ({len(normal.lines):,} lines, {len(normal.sessions):,} sessions) "
+            f"and a mixed log ({len(mixed.lines):,} lines: "
             + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
-            + f"  [dim]({time.perf_counter() - t0:.1f} s)[/]"
+            + f")  [dim]{time.perf_counter() - t0:.1f} s[/]"
         )
 
         t0 = time.perf_counter()
-        stats = Stats()
-        events, miner = parse_file(log, SIM_FORMAT, stats)
-        dt = time.perf_counter() - t0
+        train = read_raw_sessions([str(train_log)], SIM_FORMAT, sess_cfg)
         console.print(
-            f"Parsed [bold]{len(events):,}[/] lines into [bold]{len(miner)}[/] templates "
-            f"in {dt:.2f} s ({len(events) / max(dt, 1e-9):,.0f} lines/s)"
+            f"Parsed the normal log into [bold]{len(train.miner)}[/] templates and "
+            f"[bold]{len(train.ids):,}[/] sessions  [dim]{time.perf_counter() - t0:.1f} s[/]"
         )
-        if stats.problems():
-            console.print(
-                "Skipped or altered: " + ", ".join(f"{k} {v}" for k, v in stats.problems().items())
-            )
-
-        table = Table(title="Templates (log keys)", show_lines=False)
+        table = Table(title="Most frequent templates (log keys)")
         table.add_column("key", justify="right")
         table.add_column("count", justify="right")
         table.add_column("template")
-        for t in sorted(miner.templates_.values(), key=lambda t: -t.count):
-            table.add_row(str(t.id), f"{t.count:,}", escape(t.text))
+        for t in sorted(train.miner.templates_.values(), key=lambda t: -t.count)[:12]:
+            table.add_row(f"E{t.id}", f"{t.count:,}", escape(t.text))
         console.print(table)
 
-        sess_stats = Stats()
-        grouped = group(events, SessionConfig(id_pattern=SIM_SESSION_REGEX), sess_stats)
-        truth = {s.session: s for s in sim.sessions}
-        console.print(
-            f"Grouped into [bold]{len(grouped):,}[/] sessions by identifier; "
-            f"{sess_stats['no_session_id']:,} lines carry no identifier (background noise)."
-        )
-        st = Table(title="A few sessions: key sequences and elapsed times")
-        st.add_column("session")
-        st.add_column("truth")
-        st.add_column("keys")
-        st.add_column("elapsed (s)")
-        shown: set[str] = set()
-        for s in grouped:
-            t = truth.get(s.id)
-            kind = t.kind if t else "?"
-            if kind in shown and len(shown) < 4:
-                continue
-            shown.add(kind)
-            elapsed = " ".join("-" if e is None else f"{e:.2f}" for e in s.elapsed[:8])
-            keys = " ".join(str(k) for k in s.keys[:16]) + (" ..." if len(s.keys) > 16 else "")
-            detail = f"{kind}" + (f": {t.detail}" if t and t.detail else "")
-            st.add_row(
-                escape(s.id), escape(detail), keys, elapsed + (" ..." if len(s.elapsed) > 8 else "")
+        model = DeepLog(seed=seed)
+        with Progress(
+            TextColumn("training the key model"),
+            BarColumn(),
+            TextColumn("epoch {task.completed}"),
+            TextColumn("loss {task.fields[loss]:.3f}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            task = bar.add_task("train", total=model.epochs, loss=float("nan"))
+            model.fit(
+                train.keys,
+                train.templates,
+                progress=lambda e, _t, loss: bar.update(task, completed=e, loss=loss),
             )
-            if len(st.rows) >= 6:
+            bar.update(task, total=model.train_info_["epochs"])
+        th = model.threshold_
+        console.print(
+            f"Trained on {model.train_info_['train_sessions']:,} sessions "
+            f"({model.train_info_['distinct_windows']:,} distinct windows) in "
+            f"{model.train_info_['seconds']:.1f} s; threshold: probability < {th.tau:.2g}, "
+            f"chosen on {th.heldout_sessions} held-out normal sessions at a "
+            f"{th.target_fpr:.1%} false-positive target"
+        )
+
+        t0 = time.perf_counter()
+        test = read_raw_sessions(
+            [str(test_log)], SIM_FORMAT, sess_cfg, miner=train.miner, learn=False
+        )
+        model.templates_.update(
+            {k: v for k, v in test.templates.items() if k not in model.templates_}
+        )
+        verdicts = model.verdicts(test.keys, test.ids, test.lines)
+        truth = {s.session: s for s in mixed.sessions}
+        labels = [truth[sid].label if sid in truth else None for sid in test.ids]
+        report = Report.from_verdicts(verdicts, labels, model.window, keys=test.keys)
+        c = report.confusion
+        console.print(
+            f"Detected on {len(verdicts):,} sessions in {time.perf_counter() - t0:.1f} s: "
+            f"[bold]precision {c.precision:.3f}  recall {c.recall:.3f}  F1 {c.f1:.3f}[/] "
+            f"(tp {c.tp}, fp {c.fp}, fn {c.fn}, tn {c.tn})"
+        )
+        by_kind = Table(title="Recall by injected anomaly kind")
+        by_kind.add_column("kind")
+        by_kind.add_column("sessions", justify="right")
+        by_kind.add_column("detected", justify="right")
+        flagged = {v.session for v in verdicts if v.anomalous}
+        for kind in ("path", "param", "perf"):
+            ids = [sid for sid in test.ids if sid in truth and truth[sid].kind == kind]
+            hit = sum(1 for sid in ids if sid in flagged)
+            by_kind.add_row(kind, str(len(ids)), f"{hit} ({hit / max(len(ids), 1):.0%})")
+        console.print(by_kind)
+        console.print(
+            "[dim]The key model sees execution paths; parameter and performance anomalies are "
+            "the parameter-value models' job (next version).[/]"
+        )
+        shown: set[str] = set()
+        for v in verdicts:
+            t = truth.get(v.session)
+            if v.anomalous and t is not None and t.label and v.reason not in shown:
+                shown.add(v.reason or "")
+                console.rule(f"explained anomaly ({t.kind}: {escape(t.detail)})", style="dim")
+                console.print(escape(v.describe()))
+            if len(shown) == 2:
                 break
-        console.print(st)
-    console.print(
-        "[dim]Next stages (the DeepLog key and parameter models) train on these sessions.[/]"
-    )
     return 0

@@ -77,9 +77,10 @@ class Verdict:
             f"{self.session}: ANOMALY {where} ({self.length} keys): {REASONS.get(self.reason or '', self.reason)}"
         ]
         obs = self.observed_template or self.observed
-        if self.reason != "early_end":
-            p = "" if self.probability is None else f" (p={self.probability:.2g}, rank {self.rank})"
-            out.append(f"  observed: {obs}{p}")
+        if self.reason == "unseen_key":
+            out.append(f"  observed: {obs} (never seen in training)")
+        elif self.reason == "ranked_out":
+            out.append(f"  observed: {obs} (p={self.probability:.2g}, rank {self.rank})")
         if self.window:
             out.append(f"  after: {' '.join(self.window)}")
         if self.expected:
