@@ -1,0 +1,515 @@
+"""`logwarden train`, `detect` and `eval` end to end, in process: the three input formats,
+the JSON outputs checked against the library and the ground truth, and the errors a user
+can make (exit 2, one line) or meet (exit 1, one line), never a traceback."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from logwarden.cli import main
+from logwarden.detect import DeepLog
+from logwarden.simulate import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
+
+# Small and fast: 1 layer of 16 units. Training stops once the loss settles.
+FAST = ["--hidden", "16", "--layers", "1", "--device", "cpu", "-q"]
+RAW = ["--format", SIM_FORMAT, "--session", SIM_SESSION_REGEX]
+REPORT_KEYS = {"tp", "fp", "fn", "tn", "precision", "recall", "f1", "breakdown"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    # Tiny LSTMs on a shared 2-core box: a second intra-op thread only adds contention.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def error_line(err: str) -> str:
+    """The one error line (informational lines about what was read may precede it)."""
+    lines = err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("logwarden: error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    assert all(line.startswith("logwarden: ") for line in lines), err
+    return errors[0]
+
+
+def grammar(n: int, seed: int) -> list[list[str]]:
+    rng = np.random.default_rng(seed)
+    loops = rng.choice([1, 2, 3], size=n, p=[0.2, 0.3, 0.5])
+    return [["A", *(["B", "C"] * int(k)), "D", "E"] for k in loops]
+
+
+ABNORMAL = [list("ACBDE"), list("ABXCDE"), list("ABC"), list("ABCBCBCBCDE"), list("EDCBA")]
+
+
+def write_sequences(path: Path, sessions: list[list[str]]) -> Path:
+    path.write_text("".join(" ".join(s) + "\n" for s in sessions), encoding="utf-8")
+    return path
+
+
+def write_jsonl(path: Path, rows: list[tuple[str, int | None, list[str]]]) -> Path:
+    with path.open("w", encoding="utf-8") as fh:
+        for sid, label, events in rows:
+            fh.write(json.dumps({"session": sid, "label": label, "events": events}) + "\n")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def manifest(model: Path) -> dict[str, Any]:
+    return json.loads((model / "manifest.json").read_text(encoding="utf-8"))
+
+
+# --- sequences --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seq(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("seq")
+    files = {
+        "train": write_sequences(d / "train.txt", grammar(300, seed=1)),
+        "normal": write_sequences(d / "normal.txt", grammar(40, seed=2)),
+        "abnormal": write_sequences(d / "abnormal.txt", ABNORMAL),
+        "model": d / "model",
+    }
+    argv = ["train", files["train"], "--input-format", "sequences", "--out", files["model"]]
+    assert main([str(a) for a in [*argv, "--window-size", "6", *FAST]]) == 0
+    return files
+
+
+def test_train_on_sequences(seq: dict[str, Path]) -> None:
+    m = manifest(seq["model"])
+    assert [v["key"] for v in m["vocabulary"]] == list("ABCDE")
+    assert m["params"]["window"] == 6 and m["params"]["hidden"] == 16
+    assert m["params"]["layers"] == 1
+    assert m["threshold"]["mode"] == "probability"
+    assert m["train_info"]["sessions"] == 300
+    assert "parser" not in m  # nothing to parse in key sequences
+
+
+def test_train_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_sequences(tmp_path / "t.txt", grammar(40, seed=3))
+    argv = ["train", data, "--input-format", "sequences", "--out", tmp_path / "m"]
+    code, out, err = run([*argv, "--top-g", "2", "--epochs", "3", *FAST], capsys)
+    assert code == 0, err
+    assert "40 sessions" in err and "5 keys" in err and "top-g, g = 2" in err
+    assert out == ""
+
+
+def test_detect_sequences_writes_one_json_verdict_per_session(
+    seq: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_sequences(tmp_path / "mixed.txt", grammar(20, seed=4) + ABNORMAL)
+    out_path = tmp_path / "v.jsonl"
+    argv = ["detect", data, "--input-format", "sequences", "--model", seq["model"]]
+    code, out, err = run([*argv, "--jsonl", out_path], capsys)
+    assert code == 0, err
+    rows = read_jsonl(out_path)
+    assert [r["session"] for r in rows] == [f"mixed:{i}" for i in range(1, 26)]
+    # The same verdicts as the library gives.
+    est = DeepLog.load(seq["model"])
+    sessions = grammar(20, seed=4) + ABNORMAL
+    want = est.verdicts(sessions, ids=[f"mixed:{i}" for i in range(1, 26)])
+    assert [r["anomalous"] for r in rows] == [v.anomalous for v in want]
+    for r, v in zip(rows, want, strict=True):
+        assert r["score"] == pytest.approx(v.score, rel=1e-3)
+        assert r["length"] == v.length
+        if v.anomalous:
+            assert r["reason"] == v.reason and r["position"] == v.position
+            assert r["expected"] and {"key", "probability"} <= set(r["expected"][0])
+            assert r["window"] == v.window and r["observed"] == v.observed
+    flagged = sum(r["anomalous"] for r in rows)
+    assert rows[21]["reason"] == "unseen_key" and rows[21]["position"] == 2  # A B X ...
+    assert out.splitlines()[0].startswith(f"25 sessions, {flagged} anomalous")
+
+
+def test_detect_remembers_the_sequences_input_format(
+    seq: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The model was trained on key sequences; detection without --input-format should read
+    # its input the same way (as it does for jsonl and raw models), not as raw logs.
+    code, out, err = run(["detect", seq["abnormal"], "--model", seq["model"]], capsys)
+    assert code == 0, err
+    assert out.startswith("5 sessions")
+
+
+def test_detect_jsonl_to_stdout(
+    seq: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # "--jsonl -" sends the summary to stderr, so the verdicts must go to stdout, not to a
+    # file named "-".
+    monkeypatch.chdir(tmp_path)
+    argv = ["detect", seq["abnormal"], "--input-format", "sequences", "--model", seq["model"]]
+    code, out, err = run([*argv, "--jsonl", "-"], capsys)
+    assert code == 0, err
+    assert not (tmp_path / "-").exists()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["session"] for r in rows] == [f"abnormal:{i}" for i in range(1, 6)]
+
+
+def test_eval_normal_abnormal_json(
+    seq: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["eval", "--model", seq["model"], "--normal", seq["normal"]]
+    code, out, err = run([*argv, "--abnormal", seq["abnormal"], "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert set(report) >= REPORT_KEYS
+    est = DeepLog.load(seq["model"])
+    normal_flags = est.predict(grammar(40, seed=2))
+    abnormal_flags = est.predict(ABNORMAL)
+    assert report["tp"] == int(abnormal_flags.sum())
+    assert report["fn"] == len(ABNORMAL) - report["tp"]
+    assert report["fp"] == int(normal_flags.sum())
+    assert report["tn"] == 40 - report["fp"]
+    tp, fp, fn = report["tp"], report["fp"], report["fn"]
+    assert report["precision"] == pytest.approx(tp / (tp + fp) if tp + fp else 0.0)
+    assert report["recall"] == pytest.approx(tp / (tp + fn))
+    assert report["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    reasons = report["breakdown"]["reason"]
+    assert reasons["unseen_key"]["tp"] >= 1  # A B X ... cannot be missed
+    assert sum(r["tp"] for r in reasons.values()) == tp
+    # Without --json: a readable summary.
+    code, out, _ = run([*argv, "--abnormal", seq["abnormal"]], capsys)
+    assert code == 0 and "precision" in out and "recall" in out
+
+
+# --- jsonl ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("jsonl")
+    rows: list[tuple[str, int | None, list[str]]] = [
+        (f"n{i}", 0, s) for i, s in enumerate(grammar(120, seed=5))
+    ]
+    # Anomalous sessions hold a key that normal ones never do.
+    rows += [(f"a{i}", 1, ["A", "B", "Z", "C", "D", "E"]) for i in range(10)]
+    rows += [(f"r{i}", 1, list("ACBDE")) for i in range(5)]
+    return write_jsonl(d / "data.jsonl", rows)
+
+
+def test_train_jsonl_uses_normal_sessions_only(
+    labelled: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["train", labelled, "--input-format", "jsonl", "--top-g", "3", "--epochs", "5", *FAST]
+    code, _, err = run([*base, "--out", tmp_path / "normal"], capsys)
+    assert code == 0, err
+    m = manifest(tmp_path / "normal")
+    assert m["train_info"]["sessions"] == 120
+    assert "Z" not in [v["key"] for v in m["vocabulary"]]
+    assert m["input"]["input_format"] == "jsonl"
+    code, _, err = run([*base, "--out", tmp_path / "all", "--include-anomalous"], capsys)
+    assert code == 0, err
+    m = manifest(tmp_path / "all")
+    assert m["train_info"]["sessions"] == 135
+    assert "Z" in [v["key"] for v in m["vocabulary"]]
+
+
+def test_train_jsonl_with_no_normal_session_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_jsonl(tmp_path / "bad.jsonl", [("a", 1, ["A", "B"])])
+    code, _, err = run(
+        ["train", data, "--input-format", "jsonl", "--out", tmp_path / "m", *FAST], capsys
+    )
+    assert code == 1
+    assert "no training session" in error_line(err)
+
+
+@pytest.fixture(scope="module")
+def jsonl_model(labelled: Path) -> Path:
+    out = labelled.parent / "model"
+    argv = ["train", labelled, "--input-format", "jsonl", "--out", out, "--window-size", "6"]
+    assert main([str(a) for a in [*argv, *FAST]]) == 0
+    return out
+
+
+def test_detect_and_eval_on_jsonl(
+    jsonl_model: Path, labelled: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No --input-format: the model remembers it was trained on jsonl.
+    code, _, err = run(
+        ["detect", labelled, "--model", jsonl_model, "--jsonl", tmp_path / "v.jsonl"], capsys
+    )
+    assert code == 0, err
+    rows = read_jsonl(tmp_path / "v.jsonl")
+    assert len(rows) == 135
+    by_id = {r["session"]: r for r in rows}
+    for i in range(10):  # the unseen key Z at entry 2
+        r = by_id[f"a{i}"]
+        assert (r["anomalous"], r["reason"], r["position"], r["observed"]) == (
+            True,
+            "unseen_key",
+            2,
+            "Z",
+        )
+    code, out, err = run(["eval", labelled, "--model", jsonl_model, "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    flagged = {sid for sid, r in by_id.items() if r["anomalous"]}
+    anomalous = {sid for sid in by_id if sid[0] in "ar"}
+    assert report["tp"] == len(flagged & anomalous)
+    assert report["fp"] == len(flagged - anomalous)
+    assert report["fn"] == len(anomalous - flagged)
+    assert report["tn"] == 135 - len(flagged | anomalous)
+    assert report["breakdown"]["reason"]["unseen_key"] == {"tp": 10, "fp": 0}
+
+
+def test_bad_jsonl_is_a_usage_error(
+    jsonl_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"session": "x", "label": 0, "events": ["A"]}\n{"session": 5\n')
+    code, _, err = run(["detect", bad, "--model", jsonl_model], capsys)
+    assert code == 2
+    assert "bad.jsonl:2" in error_line(err)
+
+
+# --- raw logs -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    d = tmp_path_factory.mktemp("raw")
+    simulate(SimConfig(seed=11, sessions=300, normal_only=True)).write(d / "train.log")
+    test = simulate(SimConfig(seed=12, sessions=200, anomaly_rate=0.2))
+    test.write(d / "test.log", d / "labels.csv")
+    model = d / "model"
+    argv = ["train", d / "train.log", *RAW, "--out", model, "--epochs", "60", *FAST]
+    assert main([str(a) for a in argv]) == 0
+    return {"dir": d, "model": model, "sim": test}
+
+
+def test_train_on_raw_logs_keeps_what_detection_needs(raw: dict[str, Any]) -> None:
+    m = manifest(raw["model"])
+    assert m["input"] == {
+        "input_format": "raw",
+        "format": SIM_FORMAT,
+        "session": SIM_SESSION_REGEX,
+        "window": None,
+    }
+    assert m["parser"]  # the templates, to read new logs with the same keys
+    assert m["train_info"]["sessions"] == 300
+    vocab = m["vocabulary"]
+    assert all(v["key"].startswith("E") and v["template"] for v in vocab)
+
+
+def test_detect_raw_logs(raw: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    d: Path = raw["dir"]
+    out_path = d / "verdicts.jsonl"
+    # Format and session rule come from the model.
+    code, out, err = run(
+        ["detect", d / "test.log", "--model", raw["model"], "--jsonl", out_path], capsys
+    )
+    assert code == 0, err
+    rows = read_jsonl(out_path)
+    truth = {s.session: s for s in raw["sim"].sessions}
+    assert sorted(r["session"] for r in rows) == sorted(truth)
+    anomalous = [r for r in rows if r["anomalous"]]
+    assert anomalous, "the simulated anomalies include error messages never seen in training"
+    log_lines = (d / "test.log").read_text(encoding="utf-8").splitlines()
+    position_in_log = {line: i for i, line in enumerate(log_lines)}
+    for r in anomalous:
+        assert r["reason"] in ("unseen_key", "early_end", "ranked_out")
+        assert isinstance(r["position"], int) and 0 <= r["position"] <= r["length"]
+        assert r["expected"] and all(e["template"] for e in r["expected"] if e["key"] != "<end>")
+        lines = r["lines"]
+        p, n = r["position"], r["length"]
+        assert len(lines) == min(p, 3) + min(2, n - p)
+        assert all(r["session"] in line for line in lines)
+        where = [position_in_log[line] for line in lines]
+        assert where == sorted(where)  # in log order
+        if r["reason"] == "unseen_key":
+            assert r["observed"].startswith("U")  # a line no training template matches
+    # Every injected error message is a key never seen in training: caught.
+    for r in anomalous:
+        assert truth[r["session"]].label == 1 or r["reason"] != "unseen_key"
+    assert out.startswith(f"200 sessions, {len(anomalous)} anomalous")
+
+
+def test_eval_raw_with_labels(raw: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    d: Path = raw["dir"]
+    code, out, err = run(
+        ["eval", d / "test.log", "--model", raw["model"], "--labels", d / "labels.csv", "--json"],
+        capsys,
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert set(report) >= REPORT_KEYS
+    with (d / "labels.csv").open(newline="") as fh:
+        labels = {row["session"]: int(row["label"]) for row in csv.DictReader(fh)}
+    # The same counts as detect's verdicts against the labels file.
+    code, _, err = run(
+        ["detect", d / "test.log", "--model", raw["model"], "--jsonl", d / "v2.jsonl"], capsys
+    )
+    assert code == 0, err
+    flagged = {r["session"]: r["anomalous"] for r in read_jsonl(d / "v2.jsonl")}
+    cells = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    for sid, y in labels.items():
+        f = flagged[sid]
+        cells["tp" if y and f else "fn" if y else "fp" if f else "tn"] += 1
+    assert {k: report[k] for k in cells} == cells
+    assert sum(cells.values()) == 200
+    assert set(report["breakdown"]["reason"]) >= {"unseen_key", "early_end", "ranked_out"}
+
+
+# --- usage errors: exit 2, one line ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--session", SIM_SESSION_REGEX], "--format"),  # raw input without --format
+        (["--format", SIM_FORMAT, "--session", "x", "--window", "5"], "not both"),
+        (["--format", SIM_FORMAT], "--session"),  # neither --session nor --window
+        (["--format", SIM_FORMAT, "--window", "0"], "window"),
+        (["--format", "<Date> <Nope", "--window", "5"], ""),  # a broken format string
+        (["--format", SIM_FORMAT, "--session", "(unclosed"], ""),  # a broken regex
+    ],
+)
+def test_raw_input_usage_errors(
+    raw: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    extra: list[str], words: str,
+) -> None:  # fmt: skip
+    argv = ["train", raw["dir"] / "train.log", "--out", tmp_path / "m", *extra, *FAST]
+    code, _, err = run(argv, capsys)
+    assert code == 2, err
+    assert words in error_line(err)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "words"),
+    [
+        # errors name the flag the user typed, not the config field behind it
+        ("--window-size", "0", "--window-size"),
+        ("--top-g", "0", "--top-g"),
+        ("--layers", "0", "--layers"),
+        ("--hidden", "0", "--hidden"),
+        ("--epochs", "0", "--epochs"),
+        ("--target-fpr", "0", "--target-fpr"),
+        ("--target-fpr", "1.5", "--target-fpr"),
+    ],
+)
+def test_bad_hyperparameters(
+    seq: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    flag: str, value: str, words: str,
+) -> None:  # fmt: skip
+    argv = ["train", seq["normal"], "--input-format", "sequences", "--out", tmp_path / "m"]
+    code, _, err = run([*argv, *FAST, flag, value], capsys)
+    assert code == 2, err
+    assert words in error_line(err)
+    assert not (tmp_path / "m").exists()
+
+
+def test_too_few_sessions_for_the_automatic_threshold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_sequences(tmp_path / "few.txt", grammar(3, seed=0))
+    argv = ["train", data, "--input-format", "sequences", "--out", tmp_path / "m", *FAST]
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert "top_g" in error_line(err)
+
+
+def test_eval_without_labels(seq: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["eval", "--model", seq["model"], "--json"], capsys)
+    assert code == 2
+    assert "--labels" in error_line(err)
+    # Key sequences carry no labels.
+    argv = ["eval", seq["normal"], "--input-format", "sequences", "--model", seq["model"]]
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert "no labels" in error_line(err)
+    # Both ways at once.
+    code, _, err = run([*argv, "--normal", seq["normal"]], capsys)
+    assert code == 2
+    assert "not both" in error_line(err)
+
+
+def test_missing_input_file_is_one_line(
+    seq: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["detect", tmp_path / "nope.txt", "--input-format", "sequences"]
+    code, _, err = run([*argv, "--model", seq["model"]], capsys)
+    assert code in (1, 2)
+    assert "nope.txt" in error_line(err)
+
+
+# --- runtime failures: exit 1, one line -------------------------------------------------------
+
+
+def test_missing_model(tmp_path: Path, seq: dict[str, Path], capsys) -> None:
+    argv = ["detect", seq["abnormal"], "--input-format", "sequences"]
+    code, _, err = run([*argv, "--model", tmp_path / "no-model"], capsys)
+    assert code == 1
+    assert "no-model" in error_line(err)
+
+
+@pytest.mark.parametrize("command", ["detect", "eval"])
+@pytest.mark.parametrize("damage", ["weights", "manifest"])
+def test_tampered_model_exits_1(
+    seq: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    command: str, damage: str,
+) -> None:  # fmt: skip
+    model = Path(shutil.copytree(seq["model"], tmp_path / "model"))
+    if damage == "weights":
+        path = model / "keys.safetensors"
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    else:
+        m = manifest(model)
+        m["threshold"]["tau"] = 0.5
+        (model / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+    if command == "detect":
+        argv = ["detect", seq["abnormal"], "--input-format", "sequences", "--model", model]
+    else:
+        argv = ["eval", "--model", model, "--abnormal", seq["abnormal"], "--json"]
+    code, out, err = run(argv, capsys)
+    assert code == 1
+    assert "modified" in error_line(err)
+    assert out == ""
+
+
+def test_missing_raw_input_file_is_named(
+    raw: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The user must learn which file could not be read, not only that no session formed.
+    code, _, err = run(["detect", tmp_path / "nope.log", "--model", raw["model"]], capsys)
+    assert code == 1
+    error_line(err)
+    assert "nope.log" in err
+
+
+def test_train_output_that_cannot_be_written(
+    seq: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("not a directory")
+    argv = ["train", seq["normal"], "--input-format", "sequences", "--out", taken]
+    code, _, err = run([*argv, "--top-g", "2", "--epochs", "2", *FAST], capsys)
+    assert code == 1
+    assert "a-file" in error_line(err)
+    assert taken.read_text() == "not a directory"

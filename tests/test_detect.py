@@ -1,0 +1,394 @@
+"""DeepLog verdicts on sessions of a known grammar: what is normal, what is flagged, why.
+
+Normal sessions are ``A (B C){1,3} D E``: the loop runs once (20 %), twice (30 %) or
+three times (50 %), so after ``A B C`` the next key is ``B`` (80 %) or ``D`` (20 %). With
+a window of 6 the model sees enough history to know where it is in the loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from logwarden.detect import REASONS, DeepLog, Verdict
+from logwarden.models import END, FIRST_KEY, PAD, UNK, Threshold
+
+WINDOW = 6
+TEMPLATES = {
+    "A": "start job <*>",
+    "B": "open file <*>",
+    "C": "close file <*>",
+    "D": "commit <*>",
+    "E": "job <*> done",
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    # Tiny LSTMs on a shared 2-core box: a second intra-op thread only adds contention.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def grammar(n: int, seed: int) -> list[list[str]]:
+    rng = np.random.default_rng(seed)
+    loops = rng.choice([1, 2, 3], size=n, p=[0.2, 0.3, 0.5])
+    return [["A", *(["B", "C"] * int(k)), "D", "E"] for k in loops]
+
+
+def tiny(**kw: object) -> DeepLog:
+    # 15 distinct windows: one batch per epoch, so more epochs and a higher rate than the
+    # defaults; training stops early once the loss settles (about 1 s).
+    params: dict[str, object] = {
+        "window": WINDOW,
+        "hidden": 16,
+        "embedding": 8,
+        "layers": 1,
+        "epochs": 200,
+        "learning_rate": 0.02,
+        "device": "cpu",
+        "seed": 0,
+    }
+    params.update(kw)
+    return DeepLog(**params)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def auto() -> DeepLog:
+    return tiny().fit(grammar(300, seed=1), TEMPLATES)
+
+
+@pytest.fixture(scope="module")
+def topg() -> DeepLog:
+    return tiny(top_g=2).fit(grammar(300, seed=1), TEMPLATES)
+
+
+def with_g(est: DeepLog, g: int) -> DeepLog:
+    """The same network under another top-g rule (no retraining needed to test the rule)."""
+    other = copy.copy(est)
+    other.model_ = copy.copy(est.model_)
+    other.model_.threshold = Threshold("top_g", g=g)
+    return other
+
+
+NORMAL = [list("ABCDE"), list("ABCBCDE"), list("ABCBCBCDE")]
+REORDERED = {  # session -> position of the first out-of-order key
+    "ACBDE": 1,
+    "ABDCE": 2,
+    "BACDE": 0,
+    "ABCBCBCBCDE": 7,  # a 4th loop: after 3 loops only D follows
+    "ABCDDE": 4,
+    "ABCDEA": 5,
+}
+
+
+# --- what is normal -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["auto", "topg"])
+def test_sessions_of_the_grammar_are_normal(name: str, request: pytest.FixtureRequest) -> None:
+    est: DeepLog = request.getfixturevalue(name)
+    fresh = grammar(200, seed=99)
+    assert not est.predict(fresh).any()
+    assert not any(v.anomalous for v in est.verdicts(NORMAL))
+
+
+def test_fit_learns_the_vocabulary_and_an_automatic_threshold(auto: DeepLog) -> None:
+    assert auto.keys_ == ["A", "B", "C", "D", "E"]
+    th = auto.threshold_
+    assert th.mode == "probability"
+    # tau = the lowest probability of a held-out session (k = floor(0.005 * 30) = 0): the
+    # least likely normal step, D after one loop (p = 0.2, as estimated from the data).
+    assert th.tau is not None and 0.1 < th.tau < 0.35
+    assert th.heldout_sessions == 30  # 10 % of 300
+    assert auto.train_info_["sessions"] == 300
+
+
+# --- why a session is flagged -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["auto", "topg"])
+def test_unseen_key(name: str, request: pytest.FixtureRequest) -> None:
+    est: DeepLog = request.getfixturevalue(name)
+    (v,) = est.verdicts([["A", "B", "X", "C", "D", "E"]], ids=["s1"])
+    assert v.anomalous and v.session == "s1"
+    assert (v.reason, v.detector, v.position, v.observed) == ("unseen_key", "keys", 2, "X")
+    assert v.probability == 0.0 and v.rank is None
+    assert v.observed_template is None  # no template known for it
+    assert v.window == ["A", "B"]
+    # Highest possible score: 40 (p = 1e-40 floor) or the rank after every key and END.
+    expected_score = 40.0 if name == "auto" else len(est.keys_) + 2
+    assert v.score == expected_score
+
+
+def test_unseen_key_first_even_after_an_earlier_oddity(auto: DeepLog) -> None:
+    # The first anomalous entry is reported, whatever its reason.
+    (v,) = auto.verdicts([list("ACBXDE")])
+    assert (v.reason, v.position) == ("ranked_out", 1)
+    (v,) = auto.verdicts([list("XACBDE")])
+    assert (v.reason, v.position, v.window) == ("unseen_key", 0, [])
+
+
+def test_strict_prefixes_end_early_at_their_length(auto: DeepLog) -> None:
+    full = list("ABCBCBCDE")
+    prefixes = [full[:n] for n in range(1, len(full))] + [list("ABCD"), list("ABCBCD")]
+    for v, p in zip(auto.verdicts(prefixes), prefixes, strict=True):
+        assert v.anomalous, p
+        assert v.reason == "early_end", (p, v.reason, v.position)
+        assert v.position == v.length == len(p)
+        assert v.observed == "<end>" and v.observed_template is None
+        assert v.window == p[-WINDOW:]
+        assert v.rank is not None and v.rank > 1  # END was not the expected next key
+
+
+def test_empty_session_ends_early_at_zero(auto: DeepLog) -> None:
+    (v,) = auto.verdicts([[]])
+    assert (v.anomalous, v.reason, v.position, v.length, v.window) == (
+        True,
+        "early_end",
+        0,
+        0,
+        [],
+    )
+    assert v.expected[0]["key"] == "A"  # every session starts with A
+
+
+@pytest.mark.parametrize(("session", "position"), list(REORDERED.items()))
+def test_reordered_sessions_are_ranked_out(auto: DeepLog, session: str, position: int) -> None:
+    (v,) = auto.verdicts([list(session)])
+    assert v.anomalous
+    assert v.reason == "ranked_out"
+    assert v.position == position
+    assert v.observed == session[position]
+    assert v.observed_template == TEMPLATES[session[position]]
+    assert v.probability is not None and v.probability < auto.threshold_.tau  # type: ignore[operator]
+    assert v.rank is not None and v.rank >= 2
+
+
+# --- top-g and automatic modes ----------------------------------------------------------------
+
+
+def test_top_g_one_flags_the_less_likely_branch(topg: DeepLog) -> None:
+    g1 = with_g(topg, 1)
+    # After A B C the model expects B (80 %) before D (20 %): D ranks 2nd.
+    (v,) = g1.verdicts([list("ABCDE")])
+    assert (v.anomalous, v.reason, v.position, v.observed, v.rank) == (
+        True,
+        "ranked_out",
+        3,
+        "D",
+        2,
+    )
+    assert [e["key"] for e in v.expected[:2]] == ["B", "D"]
+    # Three loops leave a single possible path: nothing ranks below 1st.
+    assert not g1.predict([list("ABCBCBCDE")]).any()
+    assert not topg.predict([list("ABCDE")]).any()  # g = 2 accepts the branch
+
+
+def test_top_g_over_the_whole_vocabulary_flags_only_unseen_keys(topg: DeepLog) -> None:
+    everything = with_g(topg, len(topg.keys_) + 1)  # the keys and END
+    sessions = [list(s) for s in REORDERED] + [list("ABC"), [], list("ABXDE")]
+    flagged = everything.predict(sessions)
+    assert flagged.tolist() == [False] * (len(sessions) - 1) + [True]
+
+
+def test_top_g_scores_are_worst_ranks(topg: DeepLog) -> None:
+    sessions = [list(s) for s in REORDERED] + NORMAL + [list("ABC")]
+    scores = topg.decision_function(sessions)
+    for s, score in zip(sessions, scores, strict=True):
+        ranks = naive_positions(topg, s)[1]
+        assert score == max(ranks)
+    assert topg.threshold_.mode == "top_g" and topg.threshold_.g == 2
+
+
+# --- scores, labels and verdicts agree ------------------------------------------------------
+
+
+def mutants(seed: int) -> list[list[str]]:
+    """Normal sessions with one random edit each: a mix of normal and anomalous ones."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in grammar(120, seed=seed):
+        s = list(s)
+        op = rng.integers(0, 6)
+        i = int(rng.integers(0, len(s)))
+        if op == 0:
+            s.insert(i, str(rng.choice(list("ABCDE"))))
+        elif op == 1:
+            del s[i]
+        elif op == 2 and i + 1 < len(s):
+            s[i], s[i + 1] = s[i + 1], s[i]
+        elif op == 3:
+            s = s[:i]
+        elif op == 4:
+            s[i] = "Z"
+        out.append(s)  # op 5: unchanged
+    return out
+
+
+def naive_positions(est: DeepLog, session: list[str]) -> tuple[list[float], list[int]]:
+    """Probability and rank of each key of the session and of its END, window by window."""
+    model = est.model_
+    index = {k: i + FIRST_KEY for i, k in enumerate(est.keys_)}
+    enc = [index.get(k, UNK) for k in session]
+    padded = [PAD] * WINDOW + enc
+    probs, ranks = [], []
+    for t in range(len(session) + 1):
+        p = model.net.probabilities(np.array([padded[t : t + WINDOW]]))[0]
+        target = enc[t] if t < len(session) else END
+        if target == UNK:
+            probs.append(0.0)
+            ranks.append(len(est.keys_) + 2)
+            continue
+        others = [p[k] for k in range(len(p)) if k not in (PAD, UNK)]
+        probs.append(float(p[target]))
+        ranks.append(1 + sum(x > p[target] for x in others))
+    return probs, ranks
+
+
+@pytest.mark.parametrize("name", ["auto", "topg"])
+def test_predict_verdicts_and_a_naive_detector_agree(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    est: DeepLog = request.getfixturevalue(name)
+    sessions = mutants(seed=5)
+    predicted = est.predict(sessions)
+    verdicts = est.verdicts(sessions)
+    scores = est.decision_function(sessions)
+    assert predicted.dtype == bool and predicted.shape == (len(sessions),)
+    assert [v.anomalous for v in verdicts] == predicted.tolist()
+    assert [v.score for v in verdicts] == pytest.approx(scores.tolist())
+    assert 0 < predicted.sum() < len(sessions)  # a real mix
+    th = est.threshold_
+    for s, v in zip(sessions, verdicts, strict=True):
+        probs, ranks = naive_positions(est, s)
+        if th.mode == "top_g":
+            assert th.g is not None
+            bad = [r > th.g for r in ranks]
+        else:
+            assert th.tau is not None
+            bad = [p < th.tau for p in probs]
+        first = bad.index(True) if any(bad) else None
+        assert v.position == first, (s, v)
+        if first is not None:
+            assert v.probability == pytest.approx(probs[first], abs=1e-5)
+            if v.reason != "unseen_key":
+                assert v.rank == ranks[first]
+
+
+@pytest.mark.parametrize("name", ["auto", "topg"])
+def test_decision_function_orders_anomalous_above_normal(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    est: DeepLog = request.getfixturevalue(name)
+    sessions = mutants(seed=6) + NORMAL + [list(s) for s in REORDERED]
+    scores = est.decision_function(sessions)
+    flagged = est.predict(sessions)
+    assert scores[flagged].min() > scores[~flagged].max()
+    if name == "auto":
+        # -log10 of the lowest probability: the threshold sits between the two groups.
+        cut = -math.log10(est.threshold_.tau)  # type: ignore[arg-type]
+        assert scores[flagged].min() > cut >= scores[~flagged].max()
+
+
+def test_empty_input() -> None:
+    est = tiny(top_g=1, epochs=2).fit(grammar(20, seed=0))
+    assert est.verdicts([]) == []
+    assert est.predict([]).shape == (0,)
+    assert est.decision_function([]).shape == (0,)
+
+
+# --- explanations ---------------------------------------------------------------------------
+
+
+def test_explanation_fields(auto: DeepLog) -> None:
+    sessions = [list("ABCBCDXE"), list("ABCBCBCBCDE"), list("ABCB")]
+    lines = [[f"line {i}.{j} {k}" for j, k in enumerate(s)] for i, s in enumerate(sessions)]
+    verdicts = auto.verdicts(sessions, ids=["x", "y", "z"], lines=lines)
+    assert [v.session for v in verdicts] == ["x", "y", "z"]
+    for v, s, raw in zip(verdicts, sessions, lines, strict=True):
+        assert v.anomalous
+        p = v.position
+        assert p is not None
+        # The window: the keys before the position (at most h of them).
+        assert v.window == s[max(0, p - WINDOW) : p]
+        # The expected keys: the explain_top most likely ones, most likely first.
+        pad = [PAD] * WINDOW + [auto.model_.index[k] for k in s[:p]]
+        probs = auto.model_.net.probabilities(np.array([pad[-WINDOW:]]))[0]
+        exp = v.expected
+        assert len(exp) == auto.explain_top
+        got = [e["probability"] for e in exp]
+        assert got == sorted(got, reverse=True)
+        labels = {auto.model_.label(i): float(probs[i]) for i in range(len(probs))}
+        for e in exp:
+            assert e["probability"] == pytest.approx(labels[e["key"]], abs=1e-4)
+            assert e["template"] == TEMPLATES.get(e["key"])  # None for <end>
+        listed = {e["key"] for e in exp}
+        for key, prob in labels.items():
+            if key not in listed and key not in ("<pad>", "<unk>"):
+                assert prob <= min(got) + 1e-4, key
+        # The raw lines around the anomaly: up to 3 before, the entry, 1 after.
+        assert v.lines == raw[max(0, p - 3) : p + 2]
+    x, y, z = verdicts
+    assert (x.reason, x.position, x.observed, x.observed_template) == ("unseen_key", 6, "X", None)
+    assert (y.reason, y.observed, y.observed_template) == ("ranked_out", "B", TEMPLATES["B"])
+    assert (z.reason, z.position, z.observed) == ("early_end", 4, "<end>")
+    assert z.expected[0]["key"] == "C"  # after A B C B comes C
+    assert z.lines == raw[1:4] == ["line 2.1 B", "line 2.2 C", "line 2.3 B"]
+
+
+def test_explain_top_and_text(auto: DeepLog) -> None:
+    short = copy.copy(auto)
+    short.explain_top = 2
+    (v,) = short.verdicts([list("ACBDE")])
+    assert len(v.expected) == 2 and v.expected[0]["key"] == "B"
+    text = v.describe()
+    assert "ANOMALY at entry 1" in text
+    assert REASONS["ranked_out"] in text
+    assert TEMPLATES["C"] in text  # the observed entry, by its template
+    assert TEMPLATES["B"] in text  # what was expected instead
+    (n,) = auto.verdicts([list("ABCDE")], ids=["ok"])
+    assert n.describe() == "ok: normal (5 keys)"
+
+
+def test_to_dict_is_json_and_minimal_for_normal_sessions(auto: DeepLog) -> None:
+    normal, anomalous = auto.verdicts([list("ABCDE"), list("ABXDE")])
+    assert set(normal.to_dict()) == {"session", "anomalous", "length", "score"}
+    d = json.loads(json.dumps(anomalous.to_dict()))
+    for field in ("reason", "detector", "position", "observed", "probability", "rank"):
+        assert field in d
+    assert d["window"] == ["A", "B"] and d["expected"][0]["key"] in TEMPLATES
+    assert "lines" not in d  # no raw lines given
+    assert isinstance(anomalous, Verdict)
+
+
+# --- API edges ------------------------------------------------------------------------------
+
+
+def test_unfitted_model_says_so() -> None:
+    with pytest.raises(RuntimeError, match="not fitted"):
+        DeepLog().predict([["A"]])
+
+
+def test_verdict_ids_must_match_sessions(auto: DeepLog) -> None:
+    with pytest.raises(ValueError):
+        auto.verdicts([list("ABCDE"), list("ABCDE")], ids=["only-one"])
+
+
+def test_integer_keys_are_the_same_keys_at_detection() -> None:
+    # fit() turns keys into strings (str(k)); detection must do the same, or a session
+    # seen in training is reported as made of keys never seen.
+    sessions = [[1, *([2, 3] * int(k)), 4, 5] for k in np.random.default_rng(0).integers(1, 4, 60)]
+    est = tiny(top_g=6, epochs=5).fit(sessions)  # type: ignore[arg-type]
+    assert est.keys_ == ["1", "2", "3", "4", "5"]
+    (v,) = est.verdicts([[1, 2, 3, 4, 5]])  # type: ignore[list-item]
+    assert v.reason != "unseen_key", v.to_dict()
+    assert not est.predict([[1, 2, 3, 4, 5]]).any()  # type: ignore[list-item]
