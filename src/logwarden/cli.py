@@ -7,15 +7,16 @@ Errors are one clear line on stderr; a user mistake never prints a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
 from .records import Stats
@@ -231,6 +232,8 @@ def _load_inputs(
                 [s.keys for s in sessions],
                 [s.label for s in sessions],
                 {},
+                None,
+                {"input": {"input_format": "sequences"}},
             )
         if kind == "jsonl":
             sessions = []
@@ -265,10 +268,11 @@ def _load_inputs(
             by_id = load_labels(args.labels)
             labels = [by_id.get(sid) for sid in raw.ids]
         _report_stats("read", raw.stats, raw.events, len(raw.ids))
+        for path, message in raw.errors:
+            print(f"logwarden: {path}: {message}", file=sys.stderr)
         if not raw.ids:
-            raise RuntimeFailure(
-                "no session could be formed from the input (check --format and --session)"
-            )
+            why = "; ".join(f"{p}: {m}" for p, m in raw.errors) or "check --format and --session"
+            raise RuntimeFailure(f"no session could be formed from the input ({why})")
         extra = {
             "input": {"input_format": "raw", "format": fmt, "session": session, "window": window},
             "parser": raw.miner.to_dict(),
@@ -306,9 +310,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .detect import DeepLog
 
-    data = _load_inputs(args, training=True)
-    if not data.keys:
-        raise RuntimeFailure("no training session (jsonl input trains on label-0 sessions only)")
     try:
         model = DeepLog(
             window=args.window_size,
@@ -322,7 +323,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         model._config()  # validates the hyperparameters before any work
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(_flag_names(str(exc))) from None
+    data = _load_inputs(args, training=True)
+    if not data.keys:
+        raise RuntimeFailure("no training session (jsonl input trains on label-0 sessions only)")
     n_rows = sum(len(k) + 1 for k in data.keys)
     columns = [TextColumn("training"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
                TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]  # fmt: skip
@@ -339,7 +343,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         bar.update(task, total=model.train_info_["epochs"])
-    model.save(args.out, extra=data.extra)
+    try:
+        model.save(args.out, extra=data.extra)
+    except OSError as exc:
+        raise RuntimeFailure(
+            f"cannot write the model to {args.out}: {exc.strerror or exc}"
+        ) from None
     th = model.threshold_
     rule = (
         f"top-g, g = {th.g}"
@@ -359,7 +368,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _verdicts(args: argparse.Namespace, data: _Inputs, model: Any) -> list[Any]:
+    # Lines the model never saw still get their template text in explanations.
+    for key, text in data.templates.items():
+        model.templates_.setdefault(key, text)
     return model.verdicts(data.keys, data.ids, data.lines)
+
+
+_FLAGS = {
+    "window": "--window-size", "top_g": "--top-g", "layers": "--layers", "hidden": "--hidden",
+    "epochs": "--epochs", "target_fpr": "--target-fpr", "device": "--device",
+}  # fmt: skip
+
+
+def _flag_names(message: str) -> str:
+    """'window must be >= 1' -> '--window-size must be >= 1': users know the flags."""
+    name = message.split(" ", 1)[0]
+    return _FLAGS[name] + message[len(name) :] if name in _FLAGS else message
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
@@ -370,7 +394,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     verdicts = _verdicts(args, data, model)
     if args.jsonl:
         try:
-            with open(args.jsonl, "w", encoding="utf-8") as fh:
+            with _open_out(args.jsonl) as fh:
                 dumps = json.dumps
                 for v in verdicts:
                     if v.anomalous:
@@ -433,6 +457,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         print(report.summary())
     return 0
+
+
+@contextlib.contextmanager
+def _open_out(path: str) -> Iterator[TextIO]:
+    """A text output: ``-`` is standard output (left open), anything else a file."""
+    if path == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+    else:
+        with open(path, "w", encoding="utf-8") as fh:
+            yield fh
 
 
 def _stderr_console() -> Any:

@@ -119,6 +119,7 @@ class DeepLog:
         epochs: int = 300,
         batch_size: int = 512,
         learning_rate: float = 0.005,
+        patience: int = 20,
         holdout: float = 0.1,
         target_fpr: float = 0.005,
         seed: int = 0,
@@ -133,6 +134,7 @@ class DeepLog:
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.patience = patience
         self.holdout = holdout
         self.target_fpr = target_fpr
         self.seed = seed
@@ -148,7 +150,7 @@ class DeepLog:
     def _param_names() -> list[str]:
         return [
             "window", "top_g", "layers", "hidden", "embedding", "epochs", "batch_size",
-            "learning_rate", "holdout", "target_fpr", "seed", "device", "explain_top",
+            "learning_rate", "patience", "holdout", "target_fpr", "seed", "device", "explain_top",
         ]  # fmt: skip
 
     def _config(self) -> KeyModelConfig:
@@ -194,7 +196,7 @@ class DeepLog:
         self, sessions: Sequence[Sequence[str]], keep_probs: bool = False
     ) -> tuple[Any, np.ndarray, np.ndarray]:
         model = self._fitted()
-        encoded = [model.encode(s) for s in sessions]
+        encoded = [model.encode(map(str, s)) for s in sessions]  # keys are labels, as in fit
         scores = model.score(encoded, keep_probs=keep_probs)
         flags = model.threshold.flags(scores.rank, scores.prob) | (scores.target == UNK)
         return scores, flags, _first_flag(flags, scores.offsets)

@@ -28,6 +28,7 @@ class RawSessions:
     miner: TemplateMiner
     stats: Stats = field(default_factory=Stats)
     events: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (input, what went wrong)
 
 
 def session_config(session: str | None, window: int | None) -> SessionConfig:
@@ -93,4 +94,5 @@ def read_raw_sessions(
         miner=miner,
         stats=stats,
         events=len(events),
+        errors=list(reader.errors),
     )
