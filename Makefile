@@ -41,6 +41,10 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/parser_accuracy.py
 	$(BIN)/python bench/make_logs.py
 	$(BIN)/python bench/parse_speed.py
+	$(BIN)/python bench/keys_hdfs.py
+	$(BIN)/python bench/keys_hdfs100k.py
+	$(BIN)/python bench/keys_simulated.py
+	$(BIN)/python bench/keys_speed.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache bench/out

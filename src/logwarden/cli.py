@@ -581,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--layers", type=int, default=2)
     st.add_argument("--hidden", type=int, default=64)
     st.add_argument(
-        "--epochs", type=int, default=300, help="upper bound (stops when the loss settles)"
+        "--epochs", type=int, default=1000, help="upper bound (stops when the loss settles)"
     )
     st.add_argument("--seed", type=int, default=0)
     st.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

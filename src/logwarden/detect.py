@@ -116,10 +116,10 @@ class DeepLog:
         layers: int = 2,
         hidden: int = 64,
         embedding: int = 32,
-        epochs: int = 300,
+        epochs: int = 1000,
         batch_size: int = 512,
-        learning_rate: float = 0.005,
-        patience: int = 20,
+        learning_rate: float = 0.01,
+        patience: int = 30,
         holdout: float = 0.1,
         target_fpr: float = 0.005,
         seed: int = 0,
@@ -196,7 +196,7 @@ class DeepLog:
         self, sessions: Sequence[Sequence[str]], keep_probs: bool = False
     ) -> tuple[Any, np.ndarray, np.ndarray]:
         model = self._fitted()
-        encoded = [model.encode(map(str, s)) for s in sessions]  # keys are labels, as in fit
+        encoded = model.encode_many(sessions)
         scores = model.score(encoded, keep_probs=keep_probs)
         flags = model.threshold.flags(scores.rank, scores.prob) | (scores.target == UNK)
         return scores, flags, _first_flag(flags, scores.offsets)

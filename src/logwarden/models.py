@@ -26,6 +26,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -46,10 +47,10 @@ class KeyModelConfig:
     layers: int = 2
     hidden: int = 64
     embedding: int = 32
-    epochs: int = 300  # upper bound; training stops earlier once the loss settles
-    patience: int = 20  # epochs without 1% improvement before stopping
-    batch_size: int = 512
-    learning_rate: float = 0.005
+    epochs: int = 1000  # upper bound; training stops earlier once the loss settles
+    patience: int = 30  # epochs without a 1% improvement before stopping
+    batch_size: int = 512  # at most; smaller when there are few distinct windows
+    learning_rate: float = 0.01
     holdout: float = 0.1  # fraction of normal training sessions kept aside for thresholds
     target_fpr: float = 0.005  # automatic threshold: false-positive rate on the held-out part
     seed: int = 0
@@ -182,53 +183,51 @@ class KeyNetNumpy:
         self._bout = w["out.bias"]
         self.hidden = self._whh[0].shape[0]
 
-    def probabilities(self, windows: np.ndarray, batch: int = 2048) -> np.ndarray:
-        """Softmax over the vocabulary for each window (n, window) -> (n, vocab)."""
+    def probabilities(self, windows: np.ndarray, batch: int = 65536) -> np.ndarray:
+        """Softmax over the vocabulary for each window (n, window) -> (n, vocab).
+
+        Windows that share their first t keys share the LSTM's state after t steps, so the
+        network runs step t once per distinct prefix of length t (a trie walked breadth
+        first), not once per window: on HDFS this is a fraction of the work. Windows are
+        taken in batches; sorted input (as ``np.unique`` gives) keeps prefixes together.
+        """
         out = np.empty((len(windows), self._wout.shape[1]), dtype=np.float32)
         for s in range(0, len(windows), batch):
-            out[s : s + batch] = self._forward(windows[s : s + batch])
+            out[s : s + batch] = self._forward_shared(windows[s : s + batch])
         return out
 
-    def _forward(self, windows: np.ndarray) -> np.ndarray:
+    def _forward_shared(self, windows: np.ndarray) -> np.ndarray:
         n, steps = windows.shape
         hsz = self.hidden
-        seq = self._x0[windows]  # (n, steps, 4h)
-        gates = np.empty((n, 4 * hsz), dtype=np.float32)
-        tmp = np.empty((n, hsz), dtype=np.float32)
-        for layer in range(self.layers):
-            if layer > 0:
-                seq = seq @ self._wih[layer] + self._b[layer]
-            h = np.zeros((n, hsz), dtype=np.float32)
-            c = np.zeros((n, hsz), dtype=np.float32)
-            whh = self._whh[layer]
-            last = layer == self.layers - 1
-            outs = None if last else np.empty((n, steps, hsz), dtype=np.float32)
-            ifo = gates[:, : 3 * hsz]
-            g = gates[:, 3 * hsz :]
-            i, f, o = ifo[:, :hsz], ifo[:, hsz : 2 * hsz], ifo[:, 2 * hsz :]
-            for t in range(steps):
-                # In place, on preallocated buffers: this loop is memory-bound.
-                np.matmul(h, whh, out=gates)
-                gates += seq[:, t]
+        n_keys = self._x0.shape[0]
+        hs = [np.zeros((1, hsz), dtype=np.float32) for _ in range(self.layers)]
+        cs = [np.zeros((1, hsz), dtype=np.float32) for _ in range(self.layers)]
+        node = np.zeros(n, dtype=np.int64)  # each window's prefix node at the current depth
+        for t in range(steps):
+            child, node = np.unique(node * n_keys + windows[:, t], return_inverse=True)
+            node = node.reshape(-1)
+            parent = child // n_keys
+            x = self._x0[child % n_keys]
+            for layer in range(self.layers):
+                if layer > 0:
+                    x = hs[layer - 1] @ self._wih[layer] + self._b[layer]
+                gates = x + hs[layer][parent] @ self._whh[layer]
+                ifo = gates[:, : 3 * hsz]
                 ifo *= 0.5  # sigmoid(x) = (tanh(x / 2) + 1) / 2
                 np.tanh(ifo, out=ifo)
                 ifo += 1.0
                 ifo *= 0.5
-                np.tanh(g, out=g)
-                c *= f
-                np.multiply(i, g, out=tmp)
-                c += tmp
-                np.tanh(c, out=h)
-                h *= o
-                if outs is not None:
-                    outs[:, t] = h
-            if outs is not None:
-                seq = outs
-        logits = h @ self._wout + self._bout
+                g = np.tanh(gates[:, 3 * hsz :])
+                c = cs[layer][parent] * ifo[:, hsz : 2 * hsz]
+                c += ifo[:, :hsz] * g
+                h = np.tanh(c)
+                h *= ifo[:, 2 * hsz :]
+                hs[layer], cs[layer] = h, c
+        logits = hs[-1] @ self._wout + self._bout
         logits -= logits.max(axis=1, keepdims=True)
         np.exp(logits, out=logits)
         logits /= logits.sum(axis=1, keepdims=True)
-        return logits
+        return logits[node]
 
 
 # --- the key model --------------------------------------------------------------------------
@@ -265,6 +264,15 @@ class KeyModel:
     def encode(self, session: Iterable[str]) -> np.ndarray:
         get = self.index.get
         return np.fromiter((get(k, UNK) for k in session), dtype=np.int32)
+
+    def encode_many(self, sessions: Sequence[Sequence[Any]]) -> list[np.ndarray]:
+        """Key indices of many sessions in one pass (keys are compared as strings)."""
+        lengths = [len(s) for s in sessions]
+        flat = map(str, chain.from_iterable(sessions))
+        codes = np.fromiter(
+            map(self.index.get, flat, repeat(UNK)), dtype=np.int32, count=sum(lengths)
+        )
+        return np.split(codes, np.cumsum(lengths)[:-1]) if sessions else []
 
     def score(self, sessions: Sequence[np.ndarray], keep_probs: bool = False) -> Scores:
         """Rank and probability of every observed key (and END) of encoded sessions."""
@@ -418,12 +426,15 @@ def _train(
     stale = 0
     epoch = 0
     loss_value = math.inf
+    # Distinct windows are few (HDFS: 4.6k), so an epoch is a handful of batches; about 12
+    # steps an epoch keep the number of updates, not the data size, in charge of convergence.
+    batch = max(32, min(config.batch_size, -(-len(rows) // 12)))
     for epoch in range(1, config.epochs + 1):
         net.train()
         perm = torch.randperm(len(rows), generator=gen).to(device)
         epoch_loss = 0.0
-        for s in range(0, len(rows), config.batch_size):
-            idx = perm[s : s + config.batch_size]
+        for s in range(0, len(rows), batch):
+            idx = perm[s : s + batch]
             w = w_all[idx]
             loss = (loss_fn(net(x_all[idx]), y_all[idx]) * w).sum() / w.sum()
             opt.zero_grad()
