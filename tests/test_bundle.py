@@ -8,7 +8,7 @@ import json
 import pickle
 import shutil
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +18,9 @@ import torch
 
 from logwarden.bundle import SCHEMA, BundleError, load_bundle, save_bundle
 from logwarden.detect import DeepLog
+from synthetic import grammar
 
 TEMPLATES = {"A": "start <*>", "B": "open <*>", "C": "close <*>", "D": "commit", "E": "done"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # Tiny LSTMs on a shared 2-core box: a second intra-op thread only adds contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def grammar(n: int, seed: int) -> list[list[str]]:
-    rng = np.random.default_rng(seed)
-    loops = rng.choice([1, 2, 3], size=n, p=[0.2, 0.3, 0.5])
-    return [["A", *(["B", "C"] * int(k)), "D", "E"] for k in loops]
 
 
 PROBES = [

@@ -7,31 +7,20 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import torch
 
 from logwarden.cli import main
 from logwarden.detect import DeepLog
 from logwarden.simulate import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
+from synthetic import grammar
 
 # Small and fast: 1 layer of 16 units. Training stops once the loss settles.
 FAST = ["--hidden", "16", "--layers", "1", "--device", "cpu", "-q"]
 RAW = ["--format", SIM_FORMAT, "--session", SIM_SESSION_REGEX]
 REPORT_KEYS = {"tp", "fp", "fn", "tn", "precision", "recall", "f1", "breakdown"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # Tiny LSTMs on a shared 2-core box: a second intra-op thread only adds contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -48,12 +37,6 @@ def error_line(err: str) -> str:
     assert len(errors) == 1 and lines[-1] == errors[0], err
     assert all(line.startswith("logwarden: ") for line in lines), err
     return errors[0]
-
-
-def grammar(n: int, seed: int) -> list[list[str]]:
-    rng = np.random.default_rng(seed)
-    loops = rng.choice([1, 2, 3], size=n, p=[0.2, 0.3, 0.5])
-    return [["A", *(["B", "C"] * int(k)), "D", "E"] for k in loops]
 
 
 ABNORMAL = [list("ACBDE"), list("ABXCDE"), list("ABC"), list("ABCBCBCBCDE"), list("EDCBA")]

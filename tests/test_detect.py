@@ -10,14 +10,13 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import torch
 
 from logwarden.detect import REASONS, DeepLog, Verdict
 from logwarden.models import END, FIRST_KEY, PAD, UNK, Threshold
+from synthetic import grammar
 
 WINDOW = 6
 TEMPLATES = {
@@ -27,21 +26,6 @@ TEMPLATES = {
     "D": "commit <*>",
     "E": "job <*> done",
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # Tiny LSTMs on a shared 2-core box: a second intra-op thread only adds contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def grammar(n: int, seed: int) -> list[list[str]]:
-    rng = np.random.default_rng(seed)
-    loops = rng.choice([1, 2, 3], size=n, p=[0.2, 0.3, 0.5])
-    return [["A", *(["B", "C"] * int(k)), "D", "E"] for k in loops]
 
 
 def tiny(**kw: object) -> DeepLog:

@@ -7,7 +7,6 @@ whole file runs in a few seconds on 2 cores.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -32,26 +31,9 @@ from logwarden.models import (
     fit_key_model,
     session_rows,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # Tiny LSTMs on a shared 2-core box: a second intra-op thread only adds contention
-    # (measured 50x slower training when the other core is busy).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+from synthetic import grammar as grammar_sessions
 
 TINY = {"hidden": 16, "embedding": 8, "layers": 1, "epochs": 40, "device": "cpu"}
-
-
-def grammar_sessions(n: int, seed: int) -> list[list[str]]:
-    """A B (C B)... : ``A`` then the loop ``B C`` 1-3 times, then ``D E``."""
-    rng = np.random.default_rng(seed)
-    loops = rng.choice([1, 2, 3], size=n, p=[0.2, 0.3, 0.5])
-    return [["A", *(["B", "C"] * int(k)), "D", "E"] for k in loops]
 
 
 # --- session_rows ---------------------------------------------------------------------------
