@@ -395,10 +395,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if args.jsonl:
         try:
             with _open_out(args.jsonl) as fh:
+                # One encoder for all rows: json.dumps with options builds one per call.
+                encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
                 dumps = json.dumps
                 for v in verdicts:
                     if v.anomalous:
-                        fh.write(dumps(v.to_dict(), ensure_ascii=False))
+                        fh.write(encode(v.to_dict()))
                     else:  # the common case, written without building a dict
                         fh.write(
                             f'{{"session": {dumps(v.session)}, "anomalous": false, "length": {v.length}, "score": {v.score:.4g}}}'
