@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from itertools import chain, repeat
 from typing import Any
 
@@ -533,7 +533,3 @@ def choose_threshold(
         heldout_sessions=n,
         heldout_fpr=flagged / n if n else None,
     )
-
-
-def config_dict(config: KeyModelConfig) -> dict[str, Any]:
-    return asdict(config)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -369,10 +369,6 @@ class TemplateMiner:
             return None
         return Event(record, key, self.templates_[key].text, self._params(values, slots))
 
-    def learn_one(self, content: str) -> ParseResult:
-        """River-style alias of ``add``."""
-        return self.add(content)
-
     def resolve(self, key: int) -> int:
         """The surviving id of a template id that may have been merged into another."""
         while key in self._aliases:
@@ -673,11 +669,3 @@ def _restore_user_values(values: list[str], user_values: list[str]) -> list[str]
             v = "".join(next(it, "") if _USER_MARK <= ord(c) < _USER_MARK + 256 else c for c in v)
         out.append(v)
     return out
-
-
-def mine(contents: Iterable[str], config: MinerConfig | None = None) -> TemplateMiner:
-    """Learn templates from an iterable of message contents."""
-    miner = TemplateMiner(config)
-    for c in contents:
-        miner.add(c)
-    return miner
