@@ -1,0 +1,281 @@
+"""Parameter-value models: feature extraction, the robust and LSTM models, persistence.
+
+The LSTM tests train tiny networks (8 units, few epochs) on synthetic series whose normal
+behaviour is known, so that injected anomalies have an exact expected size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from logwarden.param_models import (
+    KeySeries,
+    ParamModelConfig,
+    ParamModels,
+    build_series,
+    numeric_value,
+)
+from logwarden.records import Event, Line, Param, Record
+from logwarden.sessions import Session
+
+TINY = {"hidden": 8, "epochs": 15, "min_samples": 100}
+
+
+def P(value: str, kind: str) -> Param:
+    return Param(value, kind)
+
+
+# --- numeric_value -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "expected"),
+    [
+        ("42", "int", 42.0),
+        ("-7", "int", -7.0),
+        ("0.25", "float", 0.25),
+        ("1e3", "float", 1000.0),
+        ("5.2 KB", "size", 5200.0),
+        ("512B", "size", 512.0),
+        ("1.5GiB", "size", 1.5 * 1024**3),
+        ("10 bytes", "size", 10.0),
+        ("250ms", "duration", 0.25),
+        ("1.5s", "duration", 1.5),
+        ("2min", "duration", 120.0),
+        ("3h", "duration", 10800.0),
+        ("20us", "duration", 20e-6),
+    ],
+)
+def test_numeric_value_converts_units(value: str, kind: str, expected: float) -> None:
+    got = numeric_value(P(value, kind))
+    assert got is not None
+    assert got == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("blk_123", "id"),
+        ("10.0.0.1", "ip"),
+        ("0xff", "hex"),
+        ("/var/log/x", "path"),
+        ("node1.example.com", "host"),
+        ("hello", "text"),
+        ("12:30:01", "time"),
+        ("5 parsecs", "size"),  # unknown unit
+        ("1" * 400, "int"),  # overflows to inf
+        ("abc", "int"),
+    ],
+)
+def test_numeric_value_none_for_non_measures(value: str, kind: str) -> None:
+    assert numeric_value(P(value, kind)) is None
+
+
+# --- features ------------------------------------------------------------------------------
+
+
+def _event(key: int, params: list[Param]) -> Event:
+    rec = Record(Line("", "x", 0, 1), "", {}, None)
+    return Event(rec, key, "", params)
+
+
+def test_build_series_layout_missing_params_and_elapsed() -> None:
+    s1 = Session(
+        "a",
+        events=[
+            _event(1, [P("blk_1", "id"), P("10", "int"), P("5 KB", "size")]),
+            _event(2, [P("/tmp/x", "path")]),
+            _event(1, [P("blk_1", "id"), P("11", "int"), P("6 KB", "size")]),
+        ],
+        elapsed=[0.0, 1.5, None],
+    )
+    s2 = Session(
+        "b",
+        events=[
+            # the size is missing ("-") and the count is there: NaN in the size dim only
+            _event(1, [P("blk_2", "id"), P("12", "int"), P("-", "text")]),
+            _event(1, [P("blk_2", "id"), P("13", "int")]),  # a parameter missing
+        ],
+        elapsed=[0.0, 2.0],
+    )
+    series = build_series([s1, s2])
+    k1 = series[1]
+    # Layout: the id at 0 is not a feature; the int at 1 and the size at 2 are.
+    assert k1.positions == (1, 2)
+    assert k1.dim == 3
+    want = [
+        [0.0, 10.0, 5000.0],
+        [math.nan, 11.0, 6000.0],
+        [0.0, 12.0, math.nan],
+        [2.0, 13.0, math.nan],
+    ]
+    np.testing.assert_array_equal(k1.values, np.array(want))
+    assert k1.refs.tolist() == [[0, 0], [0, 2], [1, 0], [1, 1]]
+    assert k1.irregular == 2
+    # A key without numeric parameters is modelled on elapsed time alone.
+    assert series[2].positions == ()
+    assert series[2].values.tolist() == [[1.5]]
+
+
+def test_build_series_uses_given_layout() -> None:
+    s = Session("a", events=[_event(1, [P("3", "int"), P("4", "int")])], elapsed=[0.0])
+    k = build_series([s], layouts={1: (1,)})[1]
+    assert k.positions == (1,)
+    assert k.values.tolist() == [[0.0, 4.0]]
+
+
+# --- robust model --------------------------------------------------------------------------
+
+
+def _series(values: np.ndarray, key: int = 1, positions: tuple[int, ...] = (0,)) -> KeySeries:
+    return KeySeries(key, positions, values, np.zeros((len(values), 2), np.int64))
+
+
+def test_robust_model_on_small_series() -> None:
+    rng = np.random.default_rng(3)
+    # 40 entries: elapsed around 1 s, a count around 100 with sd 5 (fewer than min_samples).
+    train = np.stack([rng.normal(1.0, 0.05, 40), rng.normal(100, 5, 40)], axis=1)
+    models = ParamModels(ParamModelConfig(**TINY)).fit({1: _series(train)})
+    test = np.array([[1.0, 100.0], [1.0, 200.0], [math.nan, 98.0], [math.nan, math.nan]])
+    sc = models.score({1: _series(test)})[1]
+    assert sc.model == "robust"
+    assert sc.anomalous.tolist() == [False, True, False, False]
+    assert sc.dim.tolist()[1] == 1 and sc.dim.tolist()[3] == -1
+    assert sc.observed[1] == 200.0
+    med = float(np.median(train[:, 1]))
+    assert sc.expected[1] == pytest.approx(med)
+    # 100 above a spread of about 5: near 20 sigmas (MAD estimate of a sample of 40)
+    assert 12 < sc.sigmas[1] < 30
+
+
+def test_constant_dimensions_do_not_divide_by_zero() -> None:
+    const = np.tile([[0.5, 7.0]], (150, 1))
+    for n in (30, 150):  # robust and lstm
+        models = ParamModels(ParamModelConfig(**TINY)).fit({1: _series(const[:n])})
+        # A constant dimension gets std 1 (in its own units): 7 -> 20 is 13 "sigmas".
+        test = np.array([[0.5, 7.0], [0.5, 20.0]])
+        sc = models.score({1: _series(test)})[1]
+        assert np.all(np.isfinite(sc.error))
+        assert sc.anomalous.tolist() == [False, True], n
+        assert sc.sigmas[1] == pytest.approx(13.0, abs=0.1)
+        assert sc.dim[1] == 1 and sc.expected[1] == pytest.approx(7.0, abs=0.05)
+
+
+def test_layout_mismatch_is_an_error() -> None:
+    models = ParamModels(ParamModelConfig(**TINY)).fit({1: _series(np.ones((10, 2)))})
+    with pytest.raises(ValueError, match="layout"):
+        models.score({1: _series(np.ones((3, 3)), positions=(0, 1))})
+
+
+def test_unknown_key_is_not_scored() -> None:
+    models = ParamModels(ParamModelConfig(**TINY)).fit({1: _series(np.ones((10, 2)))})
+    sc = models.score({9: _series(np.ones((2, 2)), key=9)})[9]
+    assert sc.model == "none" and not sc.anomalous.any()
+
+
+# --- LSTM model ----------------------------------------------------------------------------
+
+
+def _normal(n: int, seed: int) -> np.ndarray:
+    """elapsed ~ lognormal(median 0.2 s, sigma 0.3), size ~ normal(5000, 300)."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.lognormal(math.log(0.2), 0.3, n), rng.normal(5000, 300, n)], axis=1)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> ParamModels:
+    cfg = ParamModelConfig(**TINY)
+    return ParamModels(cfg).fit({1: _series(_normal(1000, 1))})
+
+
+def test_lstm_flags_injected_anomalies_and_few_normals(fitted: ParamModels) -> None:
+    normal = _normal(4000, 2)
+    sc = fitted.score({1: _series(normal)})[1]
+    assert sc.model == "lstm"
+    assert sc.anomalous.mean() < 0.01  # 99.9% interval: few false positives
+
+    bad = normal.copy()
+    slow = np.arange(0, 4000, 100)
+    big = np.arange(50, 4000, 100)
+    bad[slow, 0] *= 10  # a step 10x slower
+    bad[big, 1] *= 20  # a size 20x out of range
+    sc = fitted.score({1: _series(bad)})[1]
+    assert sc.anomalous[slow].mean() >= 0.9
+    assert sc.anomalous[big].all()
+    assert (sc.dim[slow][sc.anomalous[slow]] == 0).all()
+    assert (sc.dim[big] == 1).all()
+    np.testing.assert_array_equal(sc.observed[big], bad[big, 1])
+    # expected sizes near the normal mean, and many sigmas away (20x of sd 300 -> ~300 sd)
+    assert np.all(np.abs(sc.expected[big] - 5000) < 600)
+    assert np.all(sc.sigmas[big] > 100)
+    assert np.all(sc.sigmas[slow] > 3)  # slower: positive deviation
+
+
+def test_missing_dims_are_skipped(fitted: ParamModels) -> None:
+    v = _normal(50, 4)
+    v[10, 1] = math.nan
+    v[20, 0] = math.nan
+    v[30] = math.nan
+    v[10, 0] *= 10  # the slow step is still seen with its size missing
+    sc = fitted.score({1: _series(v)})[1]
+    assert sc.anomalous[10] and sc.dim[10] == 0
+    assert sc.dim[30] == -1 and not sc.anomalous[30]
+    assert sc.dim[20] == 1 and np.isfinite(sc.error[20])
+
+
+def test_state_round_trip_gives_identical_scores(fitted: ParamModels) -> None:
+    import json
+
+    meta, arrays = fitted.to_state()
+    meta = json.loads(json.dumps(meta))
+    back = ParamModels.from_state(meta, {k: v.copy() for k, v in arrays.items()})
+    s = _series(_normal(300, 5))
+    a = fitted.score({1: s})[1]
+    b = back.score({1: s})[1]
+    for name in ("anomalous", "dim", "expected", "observed", "sigmas", "error"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.threshold == b.threshold
+    with pytest.raises(ValueError):
+        ParamModels.from_state({**meta, "version": 99}, arrays)
+    with pytest.raises(ValueError):
+        ParamModels.from_state(meta, {})  # weights missing
+
+
+def test_training_is_deterministic_with_a_seed(fitted: ParamModels) -> None:
+    again = ParamModels(ParamModelConfig(**TINY)).fit({1: _series(_normal(1000, 1))})
+    _, a = fitted.to_state()
+    _, b = again.to_state()
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    other = ParamModels(ParamModelConfig(**{**TINY, "seed": 1})).fit({1: _series(_normal(1000, 1))})
+    assert not np.array_equal(other.to_state()[1]["1/out.weight"], a["1/out.weight"])
+
+
+def test_numpy_inference_matches_torch(fitted: ParamModels) -> None:
+    import torch
+
+    from logwarden.param_models import _LstmNumpy
+
+    _, arrays = fitted.to_state()
+    w = {k.split("/", 1)[1]: v for k, v in arrays.items()}
+    lstm = torch.nn.LSTM(2, 8, 1, batch_first=True)
+    out = torch.nn.Linear(8, 2)
+    lstm.load_state_dict({k[5:]: torch.tensor(v) for k, v in w.items() if k.startswith("lstm.")})
+    out.load_state_dict({k[4:]: torch.tensor(v) for k, v in w.items() if k.startswith("out.")})
+    x = np.random.default_rng(0).normal(size=(20, 5, 2)).astype(np.float32)
+    with torch.no_grad():
+        o, _ = lstm(torch.tensor(x))
+        ref = out(o[:, -1]).numpy()
+    np.testing.assert_allclose(_LstmNumpy(w, 1).predict(x), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_confidence_levels() -> None:
+    assert ParamModelConfig(confidence=0.999).z == pytest.approx(3.2905, abs=1e-3)
+    assert ParamModelConfig(confidence=0.99).z == pytest.approx(2.5758, abs=1e-3)
+    assert ParamModelConfig(confidence=0.98).z == pytest.approx(2.3263, abs=1e-3)
+    with pytest.raises(ValueError):
+        ParamModelConfig(confidence=1.0)
