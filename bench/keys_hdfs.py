@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -74,26 +73,9 @@ def pin_cores(n: int) -> list[int]:
 
 def machine_info() -> dict[str, Any]:
     """CPU model, cores (all, usable by this process), Python, torch, CUDA device if any."""
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 0
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "usable_cores": usable,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
+    from parse_speed import machine  # the CPU and core probe, shared with the parser bench
+
+    info: dict[str, Any] = {k: v for k, v in machine().items() if k not in ("logwarden", "drain3")}
     try:
         import torch
 
