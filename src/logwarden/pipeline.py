@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .formats import get_format
 from .parsing import TemplateMiner
 from .records import Event, Stats
-from .sessions import SESSION_PRESETS, SessionConfig, group
+from .sessions import SESSION_PRESETS, Session, SessionConfig, group
 from .sources import LineReader, SourceConfig
 
 
@@ -29,6 +29,7 @@ class RawSessions:
     stats: Stats = field(default_factory=Stats)
     events: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)  # (input, what went wrong)
+    sessions: list[Session] = field(default_factory=list)  # with events, params, elapsed times
 
 
 def session_config(session: str | None, window: int | None) -> SessionConfig:
@@ -80,19 +81,23 @@ def read_raw_sessions(
             k = unknown.resolve(e.key)
             label = f"U{k}"
             templates[label] = unknown.templates_[k].text
+            e.key = -k  # never a known template id: no parameter model applies
         else:
             k = miner.resolve(e.key)  # ids handed out before a merge point to the survivor
             label = f"E{k}"
             templates[label] = miner.templates_[k].text
+            e.key = k
         return label
 
+    keys = [[key_of(e) for e in s.events] for s in grouped]
     return RawSessions(
         ids=[s.id for s in grouped],
-        keys=[[key_of(e) for e in s.events] for s in grouped],
+        keys=keys,
         lines=[[e.record.line.text for e in s.events] for s in grouped],
         templates=templates,
         miner=miner,
         stats=stats,
         events=len(events),
         errors=list(reader.errors),
+        sessions=grouped,
     )
