@@ -101,8 +101,8 @@ def test_build_series_layout_missing_params_and_elapsed() -> None:
         ],
         elapsed=[0.0, 2.0],
     )
-    series = build_series([s1, s2])
-    k1 = series[1]
+    series = build_series([s1, s2], by_predecessor=False)
+    k1 = series[(1, None)]
     # Layout: the id at 0 is not a feature; the int at 1 and the size at 2 are.
     assert k1.positions == (1, 2)
     assert k1.dim == 3
@@ -116,13 +116,32 @@ def test_build_series_layout_missing_params_and_elapsed() -> None:
     assert k1.refs.tolist() == [[0, 0], [0, 2], [1, 0], [1, 1]]
     assert k1.irregular == 2
     # A key without numeric parameters is modelled on elapsed time alone.
-    assert series[2].positions == ()
-    assert series[2].values.tolist() == [[1.5]]
+    assert series[(2, None)].positions == ()
+    assert series[(2, None)].values.tolist() == [[1.5]]
+
+
+def test_build_series_splits_by_predecessor() -> None:
+    """Units (key, predecessor) with min_samples entries; rarer predecessors share (key, None)."""
+    sessions = []
+    for i in range(6):
+        # 1 -> 2 (always), then 3 -> 2 in most sessions, 4 -> 2 once
+        mid = 4 if i == 0 else 3
+        events = [_event(1, []), _event(2, []), _event(mid, []), _event(2, [])]
+        sessions.append(Session(str(i), events=events, elapsed=[0.0, 1.0, 0.1, 0.01 * i]))
+    series = build_series(sessions, min_samples=5)
+    assert set(series) == {(1, 0), (2, 1), (2, 3), (2, None), (3, 2), (4, None)}
+    assert series[(2, 3)].values[:, 0].tolist() == pytest.approx([0.01 * i for i in range(1, 6)])
+    assert series[(2, None)].refs.tolist() == [[0, 3]]  # after the rare predecessor 4
+    assert series[(2, 1)].prev == 1 and series[(2, 1)].unit == (2, 1)
+    # Scoring with a fitted model's units: pairs that are not units go to (key, None).
+    again = build_series(sessions, units={(2, 1)})
+    assert set(again) == {(1, None), (2, 1), (2, None), (3, None), (4, None)}
+    assert len(again[(2, None)]) == 6
 
 
 def test_build_series_uses_given_layout() -> None:
     s = Session("a", events=[_event(1, [P("3", "int"), P("4", "int")])], elapsed=[0.0])
-    k = build_series([s], layouts={1: (1,)})[1]
+    k = build_series([s], layouts={1: (1,)})[(1, None)]
     assert k.positions == (1,)
     assert k.values.tolist() == [[0.0, 4.0]]
 
@@ -252,7 +271,8 @@ def test_training_is_deterministic_with_a_seed(fitted: ParamModels) -> None:
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
     other = ParamModels(ParamModelConfig(**{**TINY, "seed": 1})).fit({1: _series(_normal(1000, 1))})
-    assert not np.array_equal(other.to_state()[1]["1/out.weight"], a["1/out.weight"])
+    name = "1<-*/out.weight"  # unit (1, None)
+    assert not np.array_equal(other.to_state()[1][name], a[name])
 
 
 def test_numpy_inference_matches_torch(fitted: ParamModels) -> None:
@@ -279,3 +299,51 @@ def test_confidence_levels() -> None:
     assert ParamModelConfig(confidence=0.98).z == pytest.approx(2.3263, abs=1e-3)
     with pytest.raises(ValueError):
         ParamModelConfig(confidence=1.0)
+
+
+def test_faster_elapsed_is_not_an_anomaly_unless_asked(fitted: ParamModels) -> None:
+    v = _normal(300, 6)
+    fast = np.arange(10, 300, 30)
+    v[fast, 0] /= 50  # 50x faster than usual
+    assert not fitted.score({1: _series(v)})[1].anomalous[fast].any()
+    sym = ParamModels(ParamModelConfig(**TINY, slower_only=False)).fit(
+        {1: _series(_normal(1000, 1))}
+    )
+    assert sym.score({1: _series(v)})[1].anomalous[fast].mean() >= 0.9
+
+
+def test_t_quantile_matches_tables() -> None:
+    from logwarden.param_models import _t_quantile
+
+    # Student t upper 0.0005 quantiles from tables, and the normal limit.
+    for nu, want in ((5, 6.869), (10, 4.587), (19, 3.883), (60, 3.460)):
+        assert _t_quantile(0.0005, nu) == pytest.approx(want, rel=0.01)
+    assert _t_quantile(0.0005, 10**6) == pytest.approx(3.2905, abs=1e-3)
+
+
+def test_mixture_errors_raise_the_bound_above_the_gaussian() -> None:
+    """A size that is the block size 80% of the time, anything below it otherwise: the
+    Gaussian on the errors would flag the small normal sizes; the tail bound does not."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    full = 64e6
+    size = np.where(rng.random(n) < 0.8, full, rng.uniform(4096, full, n))
+    el = rng.lognormal(math.log(0.5), 0.3, n)
+    models = ParamModels(ParamModelConfig(**TINY)).fit({1: _series(np.stack([el, size], 1))})
+    info = models.models[(1, None)].info
+    assert info["tail_bound"] > info["gaussian_bound"]
+    test_size = np.where(rng.random(n) < 0.8, full, rng.uniform(4096, full, n))
+    test = np.stack([rng.lognormal(math.log(0.5), 0.3, n), test_size], 1)
+    sc = models.score({1: _series(test)})[1]
+    assert sc.anomalous.mean() < 0.003
+    test[::100, 1] = full * 20  # out of range
+    assert models.score({1: _series(test)})[1].anomalous[::100].all()
+
+
+def test_state_refuses_weights_of_no_unit(fitted: ParamModels) -> None:
+    meta, arrays = fitted.to_state()
+    with pytest.raises(ValueError, match="no unit"):
+        ParamModels.from_state(meta, {**arrays, "9<-*/out.bias": np.zeros(2, np.float32)})
+    partial = {k: v for k, v in arrays.items() if not k.endswith("out.bias")}
+    with pytest.raises(ValueError):
+        ParamModels.from_state(meta, partial)
