@@ -314,11 +314,17 @@ def test_detect_raw_logs(raw: dict[str, Any], capsys: pytest.CaptureFixture[str]
     log_lines = (d / "test.log").read_text(encoding="utf-8").splitlines()
     position_in_log = {line: i for i, line in enumerate(log_lines)}
     for r in anomalous:
-        assert r["reason"] in ("unseen_key", "early_end", "ranked_out")
         assert isinstance(r["position"], int) and 0 <= r["position"] <= r["length"]
-        assert r["expected"] and all(e["template"] for e in r["expected"] if e["key"] != "<end>")
         lines = r["lines"]
         p, n = r["position"], r["length"]
+        if r["detector"] == "keys":
+            assert r["reason"] in ("unseen_key", "early_end", "ranked_out")
+            assert r["expected"] and all(
+                e["template"] for e in r["expected"] if e["key"] != "<end>"
+            )
+        else:
+            assert r["detector"] == "params"
+            check_deviation(r)
         assert len(lines) == min(p, 3) + min(2, n - p)
         assert all(r["session"] in line for line in lines)
         where = [position_in_log[line] for line in lines]
@@ -329,6 +335,31 @@ def test_detect_raw_logs(raw: dict[str, Any], capsys: pytest.CaptureFixture[str]
     for r in anomalous:
         assert truth[r["session"]].label == 1 or r["reason"] != "unseen_key"
     assert out.startswith(f"200 sessions, {len(anomalous)} anomalous")
+
+
+def _stamp(line: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(line[:23]).timestamp()
+
+
+def check_deviation(r: dict[str, Any]) -> None:
+    """A parameter-model verdict names the deviating value, and it is the log's own."""
+    dev = r["deviation"]
+    p = r["position"]
+    line = r["lines"][min(p, 3)]  # the flagged entry's raw line
+    assert r["observed_template"] and dev["model"] in ("lstm", "robust")
+    assert dev["unit"].startswith(r["observed"] + " after ")
+    assert dev["error"] > dev["threshold"]
+    if dev["dimension"] == "elapsed":
+        assert r["reason"] == "performance" and p > 0
+        gap = _stamp(line) - _stamp(r["lines"][min(p, 3) - 1])
+        assert dev["observed"] == pytest.approx(gap, abs=2e-3)
+        assert dev["sigmas"] > 0 and dev["observed"] > dev["expected"]  # slower, never faster
+    else:
+        assert r["reason"] == "parameter" and dev["dimension"] == "parameter"
+        assert dev["text"] in line and float(dev["text"]) == pytest.approx(dev["observed"])
+        assert abs(dev["sigmas"]) > 3 or dev["constant"]
 
 
 def test_eval_raw_with_labels(raw: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
@@ -355,6 +386,87 @@ def test_eval_raw_with_labels(raw: dict[str, Any], capsys: pytest.CaptureFixture
     assert {k: report[k] for k in cells} == cells
     assert sum(cells.values()) == 200
     assert set(report["breakdown"]["reason"]) >= {"unseen_key", "early_end", "ranked_out"}
+    by_detector = report["breakdown"]["detector"]
+    assert set(by_detector) >= {"keys", "params"}
+    assert sum(c["tp"] + c["fp"] for c in by_detector.values()) == cells["tp"] + cells["fp"]
+
+
+@pytest.fixture(scope="module")
+def timed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Enough normal sessions for LSTM parameter models; a test set with only parameter and
+    performance anomalies, which a key model cannot see."""
+    d = tmp_path_factory.mktemp("timed")
+    simulate(SimConfig(seed=21, sessions=1500, normal_only=True)).write(d / "train.log")
+    test = simulate(SimConfig(seed=22, sessions=800, anomaly_rate=0.15, kinds=("param", "perf")))
+    test.write(d / "test.log", d / "labels.csv")
+    model = d / "model"
+    argv = ["train", d / "train.log", *RAW, "--out", model, "--epochs", "60", *FAST]
+    assert main([str(a) for a in argv]) == 0
+    return {"dir": d, "model": model, "sim": test}
+
+
+def test_parameter_and_performance_anomalies_are_caught(
+    timed: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    d: Path = timed["dir"]
+    m = manifest(timed["model"])
+    assert m["detectors"] == ["keys", "params"]
+    units = m["param_models"]["units"]
+    assert {u["model"] for u in units.values()} == {"lstm", "robust"}
+    assert (timed["model"] / "params.safetensors").is_file()
+    code, _, err = run(
+        ["detect", d / "test.log", "--model", timed["model"], "--jsonl", d / "v.jsonl"], capsys
+    )
+    assert code == 0, err
+    rows = {r["session"]: r for r in read_jsonl(d / "v.jsonl")}
+    truth = {s.session: s for s in timed["sim"].sessions}
+    for kind in ("param", "perf"):
+        ids = [sid for sid, t in truth.items() if t.kind == kind]
+        assert len(ids) >= 40
+        caught = [rows[sid] for sid in ids if rows[sid]["anomalous"]]
+        assert len(caught) >= 0.9 * len(ids), (kind, len(caught), len(ids))
+        want = "parameter" if kind == "param" else "performance"
+        assert sum(r["reason"] == want for r in caught) >= 0.8 * len(ids)
+    normal = [sid for sid, t in truth.items() if t.label == 0]
+    flagged = [sid for sid in normal if rows[sid]["anomalous"]]
+    assert len(flagged) <= 0.02 * len(normal), flagged
+    for r in rows.values():
+        if r["anomalous"] and r["detector"] == "params":
+            check_deviation(r)
+
+
+def test_no_params_flag_and_key_sequences_train_the_key_model_only(
+    timed: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d: Path = timed["dir"]
+    argv = ["train", d / "train.log", *RAW, "--out", tmp_path / "m", "--epochs", "5", *FAST]
+    code, _, err = run([*argv, "--no-params"], capsys)
+    assert code == 0, err
+    assert "skipped (--no-params)" in err
+    m = manifest(tmp_path / "m")
+    assert m["detectors"] == ["keys"] and "param_models" not in m
+    assert not (tmp_path / "m" / "params.safetensors").exists()
+    code, _, err = run(
+        ["detect", d / "test.log", "--model", tmp_path / "m", "--jsonl", tmp_path / "v.jsonl"],
+        capsys,
+    )
+    assert code == 0, err
+    assert all(r.get("detector") in (None, "keys") for r in read_jsonl(tmp_path / "v.jsonl"))
+    code, _, err = run([*argv[:-7], "--confidence", "1.5", *FAST], capsys)
+    assert code == 2 and "--confidence" in error_line(err)
+
+
+def test_parameter_model_weights_are_checked(
+    timed: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = tmp_path / "m"
+    shutil.copytree(timed["model"], bundle)
+    weights = bundle / "params.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    code, _, err = run(["detect", timed["dir"] / "test.log", "--model", bundle], capsys)
+    assert code == 1 and "params.safetensors" in err
 
 
 # --- usage errors: exit 2, one line ---------------------------------------------------------

@@ -347,3 +347,25 @@ def test_state_refuses_weights_of_no_unit(fitted: ParamModels) -> None:
     partial = {k: v for k, v in arrays.items() if not k.endswith("out.bias")}
     with pytest.raises(ValueError):
         ParamModels.from_state(meta, partial)
+
+
+def test_small_units_flag_only_values_outside_their_training_range() -> None:
+    """A rare key whose size is the block size 80% of the time and anything below it
+    otherwise: MAD and a Gaussian both put the small sizes far out, the range does not."""
+    rng = np.random.default_rng(11)
+    full = 64e6
+
+    def sample(n: int) -> np.ndarray:
+        size = np.where(rng.random(n) < 0.8, full, rng.uniform(4096, full, n))
+        return np.stack([rng.lognormal(math.log(0.5), 0.3, n), size], 1)
+
+    for n in (60, 400):  # robust, small LSTM
+        models = ParamModels(ParamModelConfig(**TINY)).fit({1: _series(sample(n))})
+        test = sample(2000)
+        lo, hi = models.models[(1, None)].info["low"][1], models.models[(1, None)].info["high"][1]
+        inside = (test[:, 1] >= lo) & (test[:, 1] <= hi)
+        sc = models.score({1: _series(test)})[1]
+        assert not (sc.anomalous & inside & (sc.dim == 1)).any(), n
+        assert sc.anomalous.mean() < 0.01, n
+        test[::50, 1] = full * 20
+        assert models.score({1: _series(test)})[1].anomalous[::50].all(), n

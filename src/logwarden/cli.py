@@ -208,6 +208,7 @@ class _Inputs:
     templates: dict[str, str]
     lines: list[list[str]] | None = None
     extra: dict[str, Any] | None = None  # what the bundle must remember to read raw input again
+    events: list[Any] | None = None  # raw input: the sessions' entries, for the parameter models
 
 
 def _load_inputs(
@@ -277,7 +278,7 @@ def _load_inputs(
             "input": {"input_format": "raw", "format": fmt, "session": session, "window": window},
             "parser": raw.miner.to_dict(),
         }
-        return _Inputs(raw.ids, raw.keys, labels, raw.templates, raw.lines, extra)
+        return _Inputs(raw.ids, raw.keys, labels, raw.templates, raw.lines, extra, raw.sessions)
     except (DataError, FormatError, SessionConfigError) as exc:
         raise UsageError(str(exc)) from None
     except ValueError as exc:
@@ -320,8 +321,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             target_fpr=args.target_fpr,
             device=args.device,
+            param_models=not args.no_params,
+            confidence=args.confidence,
         )
         model._config()  # validates the hyperparameters before any work
+        model._param_config()
     except ValueError as exc:
         raise UsageError(_flag_names(str(exc))) from None
     data = _load_inputs(args, training=True)
@@ -339,7 +343,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             bar.update(task, completed=epoch, loss=loss, rate=f"{rate:,.0f} windows/s")
 
         try:
-            model.fit(data.keys, data.templates, progress=progress)
+            model.fit(data.keys, data.templates, progress=progress, events=data.events)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         bar.update(task, total=model.train_info_["epochs"])
@@ -364,6 +368,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"in {info['seconds']:.1f} s on {info['device']}; threshold: {rule}; saved {args.out}",
         file=sys.stderr,
     )
+    pinfo = info.get("params")
+    if pinfo:
+        print(
+            f"  parameter models: {pinfo['units']} units over {pinfo['keys']} keys "
+            f"({pinfo['lstm']} LSTM, {pinfo['robust']} robust statistics), "
+            f"{pinfo['entries']:,} entries, {pinfo['confidence']:.1%} interval, "
+            f"{pinfo['seconds']:.1f} s",
+            file=sys.stderr,
+        )
+    elif args.no_params:
+        print("  parameter models: skipped (--no-params)", file=sys.stderr)
+    else:
+        print(
+            "  parameter models: none (key sequences carry no parameters or timestamps; "
+            "train on raw logs for them)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -371,12 +392,13 @@ def _verdicts(args: argparse.Namespace, data: _Inputs, model: Any) -> list[Any]:
     # Lines the model never saw still get their template text in explanations.
     for key, text in data.templates.items():
         model.templates_.setdefault(key, text)
-    return model.verdicts(data.keys, data.ids, data.lines)
+    return model.verdicts(data.keys, data.ids, data.lines, events=data.events)
 
 
 _FLAGS = {
     "window": "--window-size", "top_g": "--top-g", "layers": "--layers", "hidden": "--hidden",
     "epochs": "--epochs", "target_fpr": "--target-fpr", "device": "--device",
+    "confidence": "--confidence",
 }  # fmt: skip
 
 
@@ -587,6 +609,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     st.add_argument("--seed", type=int, default=0)
     st.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    st.add_argument(
+        "--no-params", action="store_true", help="skip the parameter (value and timing) models"
+    )
+    st.add_argument(
+        "--confidence",
+        type=float,
+        default=0.999,
+        help="parameter models' interval: 0.98, 0.99 or 0.999 (default)",
+    )
     st.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     st.set_defaults(func=cmd_train)
 

@@ -26,11 +26,15 @@ from .models import (
     Threshold,
     fit_key_model,
 )
+from .param_models import ParamModelConfig, ParamModels
+from .sessions import Session
 
 REASONS = {
     "unseen_key": "a log key never seen in normal runs",
     "early_end": "the session ended where the model expected it to go on",
     "ranked_out": "the observed key was not among the keys the model expected next",
+    "performance": "a step took far longer than in normal runs",
+    "parameter": "a parameter value far from what normal runs produce",
 }
 
 
@@ -42,8 +46,9 @@ class Verdict:
     anomalous: bool
     length: int  # number of log keys in the session
     score: float  # higher is more anomalous (see DeepLog.decision_function)
-    reason: str | None = None  # unseen_key | early_end | ranked_out (None when normal)
-    detector: str | None = None  # which model fired: "keys"
+    # unseen_key | early_end | ranked_out (keys) | performance | parameter (params)
+    reason: str | None = None  # None when normal
+    detector: str | None = None  # which model fired: "keys" or "params"
     position: int | None = None  # index of the first anomalous entry (length: the end)
     observed: str | None = None  # the observed key ("<end>" for an early end)
     observed_template: str | None = None
@@ -52,6 +57,8 @@ class Verdict:
     window: list[str] = field(default_factory=list)  # the keys before it
     expected: list[dict[str, Any]] = field(default_factory=list)  # key, template, probability
     lines: list[str] | None = None  # raw lines around the anomaly, when the input was raw
+    # params: the deviating dimension, observed and expected values, sigmas (see describe)
+    deviation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -64,6 +71,8 @@ class Verdict:
             return d
         for name in _DETAIL_FIELDS:
             d[name] = getattr(self, name)
+        if self.deviation is not None:
+            d["deviation"] = self.deviation
         if self.lines is not None:
             d["lines"] = self.lines
         return d
@@ -81,6 +90,9 @@ class Verdict:
             out.append(f"  observed: {obs} (never seen in training)")
         elif self.reason == "ranked_out":
             out.append(f"  observed: {obs} (p={self.probability:.2g}, rank {self.rank})")
+        elif self.deviation is not None:
+            out.append(f"  entry: {obs}")
+            out.append("  " + _describe_deviation(self.deviation))
         if self.window:
             out.append(f"  after: {' '.join(self.window)}")
         if self.expected:
@@ -95,6 +107,36 @@ class Verdict:
         return "\n".join(out)
 
 
+def _describe_deviation(d: Mapping[str, Any]) -> str:
+    if d["dimension"] == "elapsed":
+        what = f"time since the previous entry ({d['after']})"
+        obs, exp = f"{d['observed']:.3g} s", f"{d['expected']:.3g} s"
+    else:
+        name = d.get("name")
+        what = f"parameter {d['parameter']}" + (f" ({name})" if name else "")
+        obs, exp = d.get("text") or f"{d['observed']:.6g}", f"{d['expected']:.6g}"
+    how = "robust statistics" if d["model"] == "robust" else "LSTM"
+    if d.get("constant"):
+        far = f"always {exp} in normal runs"
+    else:
+        far = f"expected about {exp}, {d['sigmas']:+.1f} sigma"
+    return f"{what}: {obs}; {far} ({how} model of {d['unit']})"
+
+
+def _slot_name(template: str | None, slot: int) -> str | None:
+    """The word before a template's ``slot``-th ``<*>`` (``len: <*>`` -> ``len``), if any."""
+    if not template:
+        return None
+    parts = template.split("<*>")
+    if slot >= len(parts) - 1:
+        return None
+    words = parts[slot].split()
+    if not words:
+        return None
+    word = words[-1].strip(":=([{,")
+    return word if word.replace("_", "").replace("-", "").isalpha() else None
+
+
 _DETAIL_FIELDS = (
     "reason", "detector", "position", "observed", "observed_template", "probability", "rank",
     "window", "expected",
@@ -102,11 +144,18 @@ _DETAIL_FIELDS = (
 
 
 class DeepLog:
-    """DeepLog's log-key detector (the parameter models join in a later version).
+    """DeepLog: the log-key model, then the parameter-value models.
 
     ``top_g=None`` (the default) chooses a probability threshold automatically from a
     held-out part (``holdout``) of the normal training sessions, at ``target_fpr``;
     ``top_g=9`` uses the paper's top-g rule.
+
+    The parameter models (``param_models``, on by default) need the sessions' entries with
+    their parameters and elapsed times: pass ``events`` (``Session`` objects aligned with
+    ``sessions``, as ``pipeline.read_raw_sessions`` gives them) to ``fit``, ``predict``
+    and ``verdicts``. Without ``events`` only the key model runs. An entry whose key the key
+    model finds normal is checked by the parameter model of its key (and predecessor) at
+    the ``confidence`` interval (the paper's 0.98, 0.99 or 0.999).
     """
 
     def __init__(
@@ -125,6 +174,12 @@ class DeepLog:
         seed: int = 0,
         device: str = "auto",
         explain_top: int = 5,
+        param_models: bool = True,
+        confidence: float = 0.999,
+        param_window: int = 5,
+        param_hidden: int = 16,
+        param_epochs: int = 40,
+        param_min_samples: int = 100,
     ) -> None:
         self.window = window
         self.top_g = top_g
@@ -140,6 +195,12 @@ class DeepLog:
         self.seed = seed
         self.device = device
         self.explain_top = explain_top
+        self.param_models = param_models
+        self.confidence = confidence
+        self.param_window = param_window
+        self.param_hidden = param_hidden
+        self.param_epochs = param_epochs
+        self.param_min_samples = param_min_samples
 
     # -- scikit-learn contract ---------------------------------------------------------------
 
@@ -151,27 +212,55 @@ class DeepLog:
         return [
             "window", "top_g", "layers", "hidden", "embedding", "epochs", "batch_size",
             "learning_rate", "patience", "holdout", "target_fpr", "seed", "device", "explain_top",
+            "param_models", "confidence", "param_window", "param_hidden", "param_epochs",
+            "param_min_samples",
         ]  # fmt: skip
 
     def _config(self) -> KeyModelConfig:
         p = self.get_params()
-        p.pop("explain_top")
+        for name in list(p):
+            if name == "explain_top" or name.startswith("param_") or name == "confidence":
+                p.pop(name)
         return KeyModelConfig(**p)
+
+    def _param_config(self) -> ParamModelConfig:
+        return ParamModelConfig(
+            window=self.param_window,
+            hidden=self.param_hidden,
+            epochs=self.param_epochs,
+            min_samples=self.param_min_samples,
+            confidence=self.confidence,
+            seed=self.seed,
+        )
 
     def fit(
         self,
         sessions: Sequence[Sequence[str]],
         templates: Mapping[str, str] | None = None,
         progress: Callable[[int, int, float], None] | None = None,
+        events: Sequence[Session] | None = None,
     ) -> DeepLog:
-        """Learn normal execution paths from normal sessions (sequences of key labels)."""
+        """Learn normal execution paths from normal sessions (sequences of key labels), and
+        with ``events`` (their entries, see the class docstring) the parameter models."""
         import time
 
+        param_config = self._param_config()  # validates before any training
+        _check_events(sessions, events)
         started = time.perf_counter()
         sessions = [[str(k) for k in s] for s in sessions]
         self.model_ = fit_key_model(sessions, self._config(), progress)
         self.model_.train_info["seconds"] = round(time.perf_counter() - started, 3)
         self.templates_ = {str(k): v for k, v in (templates or {}).items()}
+        self.params_: ParamModels | None = None
+        if self.param_models and events is not None:
+            started = time.perf_counter()
+            params = ParamModels(param_config)
+            params.fit(params.build(events))
+            self.params_ = params
+            self.model_.train_info["params"] = {
+                "seconds": round(time.perf_counter() - started, 3),
+                **params.summary(),
+            }
         return self
 
     @property
@@ -217,20 +306,88 @@ class DeepLog:
         low = np.minimum.reduceat(scores.prob.astype(np.float64), starts)
         return -np.log10(np.maximum(low, 1e-40))
 
-    def predict(self, sessions: Sequence[Sequence[str]]) -> np.ndarray:
-        """True for each anomalous session."""
-        _, _, first = self._scores(sessions)
-        return first >= 0
+    def predict(
+        self, sessions: Sequence[Sequence[str]], events: Sequence[Session] | None = None
+    ) -> np.ndarray:
+        """True for each anomalous session (by either detector when ``events`` are given)."""
+        scores, flags, first = self._scores(sessions)
+        found = first >= 0
+        if events is not None:
+            for i in self._param_anomalies(sessions, events, flags, scores.offsets):
+                found[i] = True
+        return found
+
+    def _param_anomalies(
+        self,
+        sessions: Sequence[Sequence[str]],
+        events: Sequence[Session] | None,
+        key_flags: np.ndarray,
+        offsets: np.ndarray,
+    ) -> dict[int, tuple[int, dict[str, Any]]]:
+        """Per session index: the first entry (position, deviation) that the parameter
+        models flag among entries whose key the key model found normal."""
+        _check_events(sessions, events)
+        params = getattr(self, "params_", None)
+        if params is None or events is None:
+            return {}
+        found: dict[int, tuple[int, dict[str, Any]]] = {}
+        for sc in params.score(params.series(events)).values():
+            hits = np.flatnonzero(sc.anomalous)
+            if len(hits) == 0:
+                continue
+            refs = sc.refs[hits]
+            normal_key = ~key_flags[offsets[refs[:, 0]] + refs[:, 1]]
+            for j, (si, ei) in zip(hits[normal_key], refs[normal_key], strict=True):
+                si, ei = int(si), int(ei)
+                if si in found and found[si][0] <= ei:
+                    continue
+                found[si] = (ei, self._deviation(sc, int(j), sessions[si], events[si], ei))
+        return found
+
+    def _deviation(
+        self, sc: Any, j: int, keys: Sequence[str], session: Session, ei: int
+    ) -> dict[str, Any]:
+        dim = int(sc.dim[j])
+        key = str(keys[ei])
+        prev = "<start>" if ei == 0 else str(keys[ei - 1])
+        unit = f"{key} after {prev}" if sc.prev is not None else f"{key} after rarer keys"
+        d: dict[str, Any] = {
+            "dimension": "elapsed" if dim == 0 else "parameter",
+            "parameter": None,
+            "observed": float(sc.observed[j]),
+            "expected": round(float(sc.expected[j]), 6),
+            "sigmas": round(float(sc.sigmas[j]), 2),
+            "error": round(float(sc.error[j]), 4),
+            "threshold": round(float(sc.threshold), 4),
+            "model": sc.model,
+            "unit": unit,
+            "after": prev,
+            "constant": bool(sc.constant[j]) if sc.constant is not None else False,
+        }
+        if dim > 0:
+            params = self.params_
+            assert params is not None
+            pos = params.models[(sc.key, sc.prev)].positions[dim - 1]
+            d["parameter"] = pos
+            d["name"] = _slot_name(self.templates_.get(key), pos)
+            event_params = session.events[ei].params
+            if pos < len(event_params):
+                d["text"] = event_params[pos].value
+        return d
 
     def verdicts(
         self,
         sessions: Sequence[Sequence[str]],
         ids: Sequence[str] | None = None,
         lines: Sequence[Sequence[str]] | None = None,
+        events: Sequence[Session] | None = None,
     ) -> list[Verdict]:
-        """One explained verdict per session. ``lines``: the raw lines of each session."""
+        """One explained verdict per session. ``lines``: the raw lines of each session;
+        ``events``: their entries, for the parameter models. The first anomalous entry
+        of a session, by either detector, is the one explained."""
         model = self._fitted()
-        scores, _, first = self._scores(sessions, keep_probs=True)
+        scores, flags, first = self._scores(sessions, keep_probs=True)
+        by_params = self._param_anomalies(sessions, events, flags, scores.offsets)
         session_scores = self._session_scores(scores)
         ids = ids if ids is not None else [str(i) for i in range(len(sessions))]
         h = model.config.window
@@ -245,6 +402,20 @@ class DeepLog:
         for i, (sid, sess) in enumerate(zip(ids, sessions, strict=True)):
             score = float(session_scores[i])
             j = row_of.get(i)
+            param_hit = by_params.get(i)
+            if param_hit is not None and (j is None or param_hit[0] < int(first[i])):
+                p, deviation = param_hit
+                observed = str(sess[p])
+                v = Verdict(
+                    sid, True, len(sess), score,
+                    "performance" if deviation["dimension"] == "elapsed" else "parameter",
+                    "params", p, observed, templates.get(observed),
+                    window=[str(k) for k in sess[max(0, p - h) : p]], deviation=deviation,
+                )  # fmt: skip
+                if lines is not None:
+                    v.lines = list(lines[i][max(0, p - 3) : p + 2])
+                out.append(v)
+                continue
             if j is None:
                 out.append(Verdict(sid, False, len(sess), score))
                 continue
@@ -290,16 +461,22 @@ class DeepLog:
             {"index": i + FIRST_KEY, "key": k, "template": self.templates_.get(k)}
             for i, k in enumerate(model.keys)
         ]
+        params = getattr(self, "params_", None)
         manifest = {
             "logwarden_version": __version__,
-            "detectors": ["keys"],
+            "detectors": ["keys"] if params is None else ["keys", "params"],
             "params": self.get_params(),
             "vocabulary": vocabulary,
             "threshold": asdict(model.threshold),
             "train_info": model.train_info,
             **(dict(extra) if extra else {}),
         }
-        save_bundle(path, manifest, {"keys": model.weights})
+        weights = {"keys": model.weights}
+        if params is not None:
+            meta, arrays = params.to_state()
+            manifest["param_models"] = meta
+            weights["params"] = arrays
+        save_bundle(path, manifest, weights)
 
     @classmethod
     def load(cls, path: str | Path) -> DeepLog:
@@ -322,9 +499,24 @@ class DeepLog:
             est.templates_ = {
                 str(v["key"]): v["template"] for v in vocab if v.get("template") is not None
             }
+            est.params_ = None
+            if "param_models" in manifest:
+                est.params_ = ParamModels.from_state(
+                    manifest["param_models"], weights.get("params", {})
+                )
+            elif "params" in weights:
+                raise ValueError("parameter model weights without their description")
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"bundle content is not a valid DeepLog model: {exc}") from None
         return est
+
+
+def _check_events(sessions: Sequence[Any], events: Sequence[Session] | None) -> None:
+    if events is not None and len(events) != len(sessions):
+        raise ValueError(
+            f"events has {len(events)} sessions for {len(sessions)} key sequences; "
+            "they must be aligned"
+        )
 
 
 def _first_flag(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -43,6 +43,12 @@ Two models, chosen per key by the number of training entries:
   deviation; an entry is anomalous when a dimension is further away than the Student-t
   prediction interval for a sample of that size allows (Bonferroni over dimensions).
 
+Units with fewer than ``min_contextual`` entries (all robust ones, and small LSTM ones)
+flag only values outside the range their training values spanned: a few hundred
+validation errors cannot pin down a 99.9% tail, and real distributions (a size that is
+usually the block size and sometimes anything below it) put normal values far out in a
+Gaussian's tail.
+
 Elapsed time counts only when it is *longer* than expected (``slower_only``): a step that
 is faster than usual is not a performance problem, and near zero, millisecond timestamps
 make "faster" mostly rounding.
@@ -248,11 +254,15 @@ class ParamModelConfig:
     hidden: int = 16
     layers: int = 1
     epochs: int = 40
+    max_steps: int = 150  # per unit: optimizer steps at most, however long its series
     batch_size: int = 256
     learning_rate: float = 0.01
     validation: float = 0.2  # last fraction of each key's series, for the error Gaussian
     confidence: float = 0.999  # two-sided interval; the paper reports 0.98, 0.99, 0.999
     min_samples: int = 100  # fewer entries: the robust model
+    # Units with fewer entries flag only values outside the range seen in training: their
+    # error tail cannot be estimated at a 99.9% level from so few validation errors.
+    min_contextual: int = 1000
     by_predecessor: bool = True  # one model per (key, predecessor) with min_samples entries
     slower_only: bool = True  # elapsed time is anomalous only when longer than expected
     seed: int = 0
@@ -262,6 +272,7 @@ class ParamModelConfig:
             (self.window >= 1, "window must be >= 1"),
             (self.hidden >= 1 and self.layers >= 1, "hidden and layers must be >= 1"),
             (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1"),
+            (self.max_steps >= 1, "max_steps must be >= 1"),
             (self.learning_rate > 0, "learning_rate must be > 0"),
             (0.0 < self.validation < 1.0, "validation must be in (0, 1)"),
             (0.5 <= self.confidence < 1.0, "confidence must be in [0.5, 1)"),
@@ -287,6 +298,7 @@ class ParamScores:
     """Scores of one key's entries (arrays of length n, in the series' order).
 
     ``dim`` is the dimension that deviated most (0 = elapsed; -1 when nothing was observed),
+    ``constant`` whether that dimension had a single value in training,
     ``expected``/``observed`` its predicted (lstm) or median (robust) and actual values in
     the original units, ``sigmas`` the signed deviation in standard deviations of that
     dimension, ``error`` the per-entry MSE (lstm) or largest absolute deviation in robust
@@ -305,6 +317,7 @@ class ParamScores:
     threshold: float
     refs: np.ndarray
     prev: int | None = None  # the unit's predecessor (see KeySeries)
+    constant: np.ndarray | None = None
 
 
 @dataclass
@@ -351,6 +364,18 @@ class ParamModels:
         """Feature positions per key."""
         return {k: m.positions for (k, _), m in self.models.items()}
 
+    def summary(self) -> dict[str, Any]:
+        """Counts for reports: units, LSTM and robust models, keys, training entries."""
+        kinds = Counter(m.kind for m in self.models.values())
+        return {
+            "units": len(self.models),
+            "lstm": kinds["lstm"],
+            "robust": kinds["robust"],
+            "keys": len({k for k, _ in self.models}),
+            "entries": sum(int(m.info.get("entries", 0)) for m in self.models.values()),
+            "confidence": self.config.confidence,
+        }
+
     def build(self, sessions: Iterable[Session]) -> dict[Unit, KeySeries]:
         """Training series of ``sessions``, split into units as this config says."""
         cfg = self.config
@@ -394,17 +419,18 @@ class ParamModels:
                 f"{m.positions}; build it with ParamModels.series or the model's layouts"
             )
         z = (m.transform(s.values) - m.center) / m.scale
+        guard = self._range_guard(m, s.values)
         if m.kind == "lstm":
             pred = _LstmNumpy(m.weights, self.config.layers).predict(
                 _windows(z, self.config.window)
             )
-            dev = self._deviation(z - pred)
+            dev = self._deviation(z - pred, guard)
             sq = dev * dev
             count = (~np.isnan(sq)).sum(axis=1)
             error = np.where(count > 0, np.nansum(sq, axis=1) / np.maximum(count, 1), np.nan)
             expected_n = pred
         else:
-            dev = self._deviation(z)
+            dev = self._deviation(z, guard)
             absdev = np.abs(dev)
             error = np.where(np.any(~np.isnan(absdev), axis=1), _nanmax_rows(absdev), np.nan)
             expected_n = np.zeros_like(z)
@@ -417,13 +443,31 @@ class ParamModels:
         observed = np.where(has, s.values[rows, safe], np.nan)
         sigmas = np.where(has, dev[rows, safe], np.nan)
         anomalous = np.where(np.isnan(error), False, error > m.threshold)
+        constant = np.isin(dim, m.info.get("constant_dims", []))
         return ParamScores(
             s.key, m.kind, anomalous, dim, expected, observed, sigmas, error, m.threshold,
-            s.refs, s.prev,
+            s.refs, s.prev, constant,
         )  # fmt: skip
 
-    def _deviation(self, dev: np.ndarray) -> np.ndarray:
-        return _one_sided(dev) if self.config.slower_only else dev
+    def _deviation(self, dev: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
+        if self.config.slower_only:
+            dev = _one_sided(dev)
+        if inside is not None:
+            dev = np.where(inside, 0.0, dev)
+        return dev
+
+    def _range_guard(self, m: _KeyModel, values: np.ndarray) -> np.ndarray | None:
+        """Where a small unit's values lie within their training range (never flagged)."""
+        if m.kind == "lstm" and m.info.get("entries", 0) >= self.config.min_contextual:
+            return None
+        low = m.info.get("low")
+        high = m.info.get("high")
+        if low is None or high is None:
+            return None
+        lo = np.array([np.nan if v is None else v for v in low], dtype=np.float64)
+        hi = np.array([np.nan if v is None else v for v in high], dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            return (values >= lo) & (values <= hi)
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -583,7 +627,8 @@ def _fit_robust(s: KeySeries, cfg: ParamModelConfig) -> _KeyModel:
     # than z for small samples), Bonferroni over the dimensions since each is tested.
     n = max(int(np.any(~np.isnan(v), axis=1).sum()), 2)
     bound = _t_quantile(cfg.tail / d, n - 1) * math.sqrt(1.0 + 1.0 / n)
-    info = {"entries": len(s), "irregular": s.irregular}
+    info = {"entries": len(s), "irregular": s.irregular, "constant_dims": _constant_dims(v)}
+    info.update(_ranges(s.values))
     return _KeyModel("robust", s.positions, center, scale, bound, info, {}, log_offset)
 
 
@@ -601,6 +646,27 @@ def _t_quantile(p: float, nu: int) -> float:
     g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
     g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
     return z + g1 / nu_f + g2 / nu_f**2 + g3 / nu_f**3 + g4 / nu_f**4
+
+
+def _ranges(v: np.ndarray) -> dict[str, list[float | None]]:
+    """Per dimension the smallest and largest training value (None: never observed)."""
+    low: list[float | None] = []
+    high: list[float | None] = []
+    for j in range(v.shape[1]):
+        col = v[:, j][~np.isnan(v[:, j])]
+        low.append(float(col.min()) if len(col) else None)
+        high.append(float(col.max()) if len(col) else None)
+    return {"low": low, "high": high}
+
+
+def _constant_dims(v: np.ndarray) -> list[int]:
+    """Dimensions with one observed value in training (deviations there are in raw units)."""
+    out = []
+    for j in range(v.shape[1]):
+        col = v[:, j][~np.isnan(v[:, j])]
+        if len(col) and float(col.min()) == float(col.max()):
+            out.append(j)
+    return out
 
 
 def _mean_std(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -696,6 +762,8 @@ def _fit_lstm(s: KeySeries, cfg: ParamModelConfig) -> _KeyModel:
             "train_entries": n_train,
             "validation_entries": len(errors),
             "irregular": s.irregular,
+            "constant_dims": _constant_dims(values[:n_train]),
+            **_ranges(s.values[:n_train]),
             "error_cbrt_mean": mu,
             "error_cbrt_std": sd,
             "gaussian_bound": gauss**3,
@@ -751,11 +819,21 @@ def _train_torch(
     gen = torch.Generator().manual_seed(cfg.seed)
     n = len(x_all)
     loss_value = math.nan
-    for _ in range(cfg.epochs):
+    # Long series are redundant (a step's durations repeat the same distribution): past
+    # max_steps more passes change little and cost linear time, so training stops there.
+    steps = 0
+    epochs = 0
+    while epochs < cfg.epochs and steps < cfg.max_steps:
+        epochs += 1
         perm = torch.randperm(n, generator=gen)
         total = 0.0
+        seen = 0
         for start in range(0, n, cfg.batch_size):
+            if steps >= cfg.max_steps:
+                break
+            steps += 1
             idx = perm[start : start + cfg.batch_size]
+            seen += len(idx)
             m = m_all[idx]
             # MSE over the observed dimensions only: missing values give no gradient.
             loss = (((net(x_all[idx]) - y_all[idx]) ** 2) * m).sum() / m.sum().clamp(min=1.0)
@@ -763,9 +841,9 @@ def _train_torch(
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
-        loss_value = total / max(n, 1)
+        loss_value = total / max(seen, 1)
     weights = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in net.state_dict().items()}
-    return weights, {"epochs": cfg.epochs, "loss": loss_value}
+    return weights, {"epochs": epochs, "steps": steps, "loss": loss_value}
 
 
 # --- inference in NumPy -----------------------------------------------------------------------
