@@ -114,6 +114,7 @@ class _TimeParser:
         self._pattern: re.Pattern[str] | None = None
         self._head_len = -1  # where the fraction separator sits, when it is at a fixed place
         self._cache: dict[str, float | None] = {}
+        self._days: dict[tuple[int, int, int], int | None] = {}
 
     def __call__(self, text: str) -> float | None:
         hl = self._head_len
@@ -158,6 +159,20 @@ class _TimeParser:
                     return value
         return None
 
+    def _day(self, year: int, month: int, day: int) -> int | None:
+        """Epoch seconds of a UTC date's midnight, None for no such date (cached: logs stay
+        on a few dates)."""
+        key = (year, month, day)
+        if key in self._days:
+            return self._days[key]
+        value: int | None = None
+        if 1 <= day <= calendar.monthrange(year, month)[1]:
+            value = calendar.timegm((year, month, day, 0, 0, 0, 0, 0, 0))
+        if len(self._days) >= _CACHE_MAX:
+            self._days.clear()
+        self._days[key] = value
+        return value
+
     def _epoch(self, m: re.Match[str]) -> float | None:
         g = m.groupdict()
         try:
@@ -174,9 +189,10 @@ class _TimeParser:
             day, hour, minute, sec = int(g["d"]), int(g["H"]), int(g["M"]), int(g["S"])
             if not (1 <= month <= 12 and hour < 24 and minute < 60 and sec < 61):
                 return None
-            if not 1 <= day <= calendar.monthrange(year, month)[1]:
+            midnight = self._day(year, month, day)
+            if midnight is None:
                 return None  # 30 February must not roll over into March
-            value = float(calendar.timegm((year, month, day, hour, minute, sec, 0, 0, 0)))
+            value = float(midnight + hour * 3600 + minute * 60 + sec)
             if g.get("f"):
                 value += float("0." + g["f"])
             tz = g.get("tz")

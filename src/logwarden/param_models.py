@@ -178,6 +178,14 @@ class KeySeries:
         return len(self.values)
 
 
+def _value_at(params: list[Param], p: int) -> float:
+    if p < len(params):
+        v = numeric_value(params[p])
+        if v is not None:
+            return v
+    return math.nan
+
+
 def _numeric_positions(params: list[Param]) -> tuple[int, ...]:
     return tuple(i for i, p in enumerate(params) if numeric_value(p) is not None)
 
@@ -208,24 +216,21 @@ def build_series(
             prev = event.key
     out: dict[Unit, KeySeries] = {}
     for key, items in entries.items():
-        found = [_numeric_positions(params) for _, _, _, params, _ in items]
         if layouts is not None and key in layouts:
             layout = tuple(layouts[key])
+            regular = np.ones(len(items), dtype=bool)  # only training counts irregular entries
         else:
+            found = [_numeric_positions(params) for _, _, _, params, _ in items]
             layout = Counter(found).most_common(1)[0][0]
+            regular = np.fromiter((f == layout for f in found), dtype=bool, count=len(items))
+        refs = np.array([(si, ei) for si, ei, _, _, _ in items], dtype=np.int64).reshape(-1, 2)
+        elapsed_col = np.array(
+            [el if el is not None else math.nan for _, _, el, _, _ in items], dtype=np.float64
+        )
         values = np.full((len(items), 1 + len(layout)), np.nan)
-        refs = np.empty((len(items), 2), dtype=np.int64)
-        regular = np.empty(len(items), dtype=bool)
-        for row, ((si, ei, el, params, _), pos) in enumerate(zip(items, found, strict=True)):
-            refs[row] = (si, ei)
-            if el is not None and math.isfinite(el):
-                values[row, 0] = el
-            regular[row] = pos == layout
-            for d, p in enumerate(layout, start=1):
-                if p < len(params):
-                    v = numeric_value(params[p])
-                    if v is not None:
-                        values[row, d] = v
+        values[:, 0] = np.where(np.isfinite(elapsed_col), elapsed_col, np.nan)
+        for d, p in enumerate(layout, start=1):
+            values[:, d] = [_value_at(params, p) for _, _, _, params, _ in items]
         prevs = [item[4] for item in items]
         if units is not None:
             own = {p for p in set(prevs) if (key, p) in units}

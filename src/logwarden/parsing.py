@@ -97,6 +97,13 @@ class ParseResult:
 # --- token classification ---------------------------------------------------------------
 
 _DIGITS_TO_ZERO = str.maketrans("123456789", "000000000")
+# The shape cache key: every run of digits and lower-case hex letters that holds a digit
+# becomes "0", whatever its length (ids, hashes, uuid parts, numbers). A token with a digit
+# is always a parameter, so two lines of one shape have the same tokens, punctuation and
+# words, and mask to the same signature and slots. Their parameters take the kinds of the
+# first line of the shape: a slot holding "3f2a" in one line and "3321" in another is one
+# kind of value (numeric_value refuses a value that does not parse as its kind).
+_NUMBER_RUN = re.compile(r"[a-f]*[0-9][0-9a-f]*")
 _LEAD = frozenset("([{<\"'`")
 _TRAIL = frozenset(")]}>\"'`,;:.!?")
 _EMPTY_BRACKETS = frozenset({"()", "[]", "{}", "<>", '""', "''"})
@@ -393,7 +400,10 @@ class TemplateMiner:
         user_values: list[str] | None = None
         if self._user_masks:
             content, user_values = self._apply_user_masks(content)
-        shape = content.translate(_DIGITS_TO_ZERO)
+        if user_values is None:
+            shape = _NUMBER_RUN.sub("0", content)
+        else:  # user masks may treat digits in any way: only same-length shapes
+            shape = content.translate(_DIGITS_TO_ZERO)
         plan = self._shape_cache.get(shape)
         tokens = content.split()
         if plan is not None:
