@@ -30,7 +30,7 @@ union). Exit 0 when the measurement ran (``--strict``: 1 on a missed target), 1 
 command failed or eval and detect disagree, 2 on usage errors.
 
     python bench/params_simulated.py [--train-sessions 3000] [--test-sessions 3000]
-        [--confidence 0.999] [--json] [--strict] [--keep DIR]
+        [--anomaly-rate R] [--confidence 0.999] [--json] [--strict] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "simulate mixed": [
             *("simulate", "--out", str(mixed_log), "--labels", str(labels_csv)),
             *("--sessions", str(args.test_sessions), "--seed", str(args.test_seed)),
+            *(("--anomaly-rate", str(args.anomaly_rate)) if args.anomaly_rate is not None else ()),
         ],
         "train": [
             *("train", str(normal_log), "--out", str(model), *raw),
@@ -218,6 +219,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "train_seed": args.train_seed,
             "test_sessions": args.test_sessions,
             "test_seed": args.test_seed,
+            "anomaly_rate": args.anomaly_rate,
             "confidence": args.confidence,
             "seed": args.seed,
         },
@@ -339,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-seed", type=int, default=11)
     p.add_argument("--test-sessions", type=int, default=3000)
     p.add_argument("--test-seed", type=int, default=12)
+    p.add_argument(
+        "--anomaly-rate", type=float, default=None, help="mixed log (default: simulate's)"
+    )
     p.add_argument(
         "--confidence",
         type=float,

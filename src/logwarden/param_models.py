@@ -44,7 +44,8 @@ Two models, chosen per key by the number of training entries:
   prediction interval for a sample of that size allows (Bonferroni over dimensions).
 
 Units with fewer than ``min_contextual`` entries (all robust ones, and small LSTM ones)
-flag only values outside the range their training values spanned: a few hundred
+flag only values outside the range their training values spanned, widened by
+``range_margin`` of its width: a few hundred
 validation errors cannot pin down a 99.9% tail, and real distributions (a size that is
 usually the block size and sometimes anything below it) put normal values far out in a
 Gaussian's tail.
@@ -268,6 +269,10 @@ class ParamModelConfig:
     # Units with fewer entries flag only values outside the range seen in training: their
     # error tail cannot be estimated at a 99.9% level from so few validation errors.
     min_contextual: int = 1000
+    # How far past its training range a small unit's value must lie, as a fraction of the
+    # range's width (in log units for logged dimensions): the largest of n normal values
+    # is exceeded by the next one with probability 1/(n + 1), too often at n = 100.
+    range_margin: float = 0.25
     by_predecessor: bool = True  # one model per (key, predecessor) with min_samples entries
     slower_only: bool = True  # elapsed time is anomalous only when longer than expected
     seed: int = 0
@@ -282,6 +287,7 @@ class ParamModelConfig:
             (0.0 < self.validation < 1.0, "validation must be in (0, 1)"),
             (0.5 <= self.confidence < 1.0, "confidence must be in [0.5, 1)"),
             (self.min_samples >= 2, "min_samples must be >= 2"),
+            (self.range_margin >= 0, "range_margin must be >= 0"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -469,10 +475,13 @@ class ParamModels:
         high = m.info.get("high")
         if low is None or high is None:
             return None
-        lo = np.array([np.nan if v is None else v for v in low], dtype=np.float64)
-        hi = np.array([np.nan if v is None else v for v in high], dtype=np.float64)
+        lo = np.array([[np.nan if v is None else v for v in low]], dtype=np.float64)
+        hi = np.array([[np.nan if v is None else v for v in high]], dtype=np.float64)
+        lo, hi = m.transform(lo)[0], m.transform(hi)[0]
+        margin = (hi - lo) * self.config.range_margin
+        t = m.transform(values)
         with np.errstate(invalid="ignore"):
-            return (values >= lo) & (values <= hi)
+            return (t >= lo - margin) & (t <= hi + margin)
 
     # -- persistence -------------------------------------------------------------------------
 

@@ -1,0 +1,28 @@
+"""``logwarden demo`` end to end on a small simulation: both detectors and their explanations."""
+
+from __future__ import annotations
+
+import re
+
+from rich.console import Console
+
+from logwarden.demo import run_demo
+
+
+def test_demo_trains_both_detectors_and_explains_a_slow_step() -> None:
+    console = Console(record=True, width=200)
+    assert run_demo(sessions=1500, seed=3, console=console) == 0
+    out = console.export_text()
+    assert re.search(r"Trained \d+ parameter models", out)
+    m = re.search(r"precision ([\d.]+)\s+recall ([\d.]+)", out)
+    assert m is not None and float(m.group(1)) >= 0.8 and float(m.group(2)) >= 0.8
+    for kind in ("param", "perf"):
+        row = re.search(rf"│ {kind}\s+│\s+(\d+) │\s+(\d+) ", out)
+        assert row is not None and int(row.group(2)) >= 0.8 * int(row.group(1)), kind
+    # One explained performance anomaly: the slow step, its time and the expected time.
+    assert "a step took far longer than in normal runs" in out
+    slow = re.search(
+        r"time since the previous entry \(E\d+\): ([\d.]+) s; expected about ([\d.]+) s", out
+    )
+    assert slow is not None and float(slow.group(1)) > 5 * float(slow.group(2))
+    assert "a log key never seen in normal runs" in out or "not among the keys" in out
