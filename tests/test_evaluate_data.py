@@ -383,7 +383,7 @@ CASES: list[tuple[V, int | None, list[str]]] = [
     (V("s6", False, None, 4, None), 0, list("abcd")),  # tn, long, repeats s5
     (V("s7", False, None, 5, None), 0, list("abcde")),  # tn, long, same keys as s2/s3
     (V("s8", True, "unseen_key", 1, "keys"), None, ["z"]),  # unlabelled
-    (V("s9", True, "param", 4, "params"), 1, list("abcq")),  # tp, long
+    (V("s9", True, "parameter", 4, "params"), 1, list("abcq")),  # tp, long
 ]
 H = 3
 
@@ -405,7 +405,8 @@ def hand_report_dict() -> dict[str, object]:
                 "unseen_key": {"tp": 1, "fp": 0},  # s8 is unlabelled: not here
                 "early_end": {"tp": 0, "fp": 1},
                 "ranked_out": {"tp": 1, "fp": 0},
-                "param": {"tp": 1, "fp": 0},
+                "performance": {"tp": 0, "fp": 0},
+                "parameter": {"tp": 1, "fp": 0},
             },
             "detector": {"keys": {"tp": 2, "fp": 1}, "params": {"tp": 1, "fp": 0}},
             "length": {
@@ -523,7 +524,8 @@ def test_report_unknown_reason_and_detector_are_listed_after_the_known_ones() ->
         "unseen_key",
         "early_end",
         "ranked_out",
-        "param",
+        "performance",
+        "parameter",
         "unspecified",
         "weird",
     ]

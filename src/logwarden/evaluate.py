@@ -540,7 +540,7 @@ class SessionGroup:
 
 # Reasons and detectors of the verdict contract: always listed in a report (zeros
 # included) so that consumers of ``eval --json`` can index them; others are added as seen.
-_REASONS = ("unseen_key", "early_end", "ranked_out", "param")
+_REASONS = ("unseen_key", "early_end", "ranked_out", "performance", "parameter")
 _DETECTORS = ("keys", "params")
 _UNSPECIFIED = "unspecified"  # an anomalous verdict that names no reason / detector
 
