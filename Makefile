@@ -45,6 +45,9 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/keys_hdfs100k.py
 	$(BIN)/python bench/keys_simulated.py
 	$(BIN)/python bench/keys_speed.py
+	$(BIN)/python bench/params_simulated.py
+	$(BIN)/python bench/params_openstack.py
+	$(BIN)/python bench/params_speed.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache bench/out

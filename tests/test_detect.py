@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -376,3 +378,77 @@ def test_integer_keys_are_the_same_keys_at_detection() -> None:
     (v,) = est.verdicts([[1, 2, 3, 4, 5]])  # type: ignore[list-item]
     assert v.reason != "unseen_key", v.to_dict()
     assert not est.predict([[1, 2, 3, 4, 5]]).any()  # type: ignore[list-item]
+
+
+# --- both detectors through the API ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def timed_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    from logwarden.pipeline import read_raw_sessions
+    from logwarden.sessions import SessionConfig
+    from logwarden.simulate import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
+
+    d = tmp_path_factory.mktemp("timed_api")
+    simulate(SimConfig(seed=31, sessions=700, normal_only=True)).write(d / "n.log")
+    sim = simulate(SimConfig(seed=32, sessions=400, anomaly_rate=0.2, kinds=("perf", "param")))
+    sim.write(d / "m.log")
+    cfg = SessionConfig(id_pattern=SIM_SESSION_REGEX)
+    train = read_raw_sessions([str(d / "n.log")], SIM_FORMAT, cfg)
+    test = read_raw_sessions(
+        [str(d / "m.log")], SIM_FORMAT, SessionConfig(id_pattern=SIM_SESSION_REGEX),
+        miner=train.miner, learn=False,
+    )  # fmt: skip
+    model = tiny(epochs=40, param_epochs=10).fit(train.keys, train.templates, events=train.sessions)
+    truth = {s.session: s for s in sim.sessions}
+    return {"model": model, "test": test, "truth": truth, "dir": d}
+
+
+def test_params_verdicts_predict_and_bundle_agree(
+    timed_data: dict[str, object], tmp_path: Path
+) -> None:
+    model = timed_data["model"]
+    test: Any = timed_data["test"]
+    truth: Any = timed_data["truth"]
+    assert isinstance(model, DeepLog) and model.params_ is not None
+    verdicts = model.verdicts(test.keys, test.ids, test.lines, events=test.sessions)
+    by_params = [v for v in verdicts if v.anomalous and v.detector == "params"]
+    assert by_params and all(v.reason in ("performance", "parameter") for v in by_params)
+    caught = sum(1 for v in by_params if truth[v.session].label == 1)
+    injected = sum(1 for t in truth.values() if t.label == 1)
+    assert caught >= 0.8 * injected
+    flags = model.predict(test.keys, events=test.sessions)
+    assert flags.tolist() == [v.anomalous for v in verdicts]
+    # Without events only the key model runs: the parameter anomalies are not seen.
+    keys_only = model.predict(test.keys)
+    assert keys_only.sum() < flags.sum()
+    model.save(tmp_path / "m")
+    back = DeepLog.load(tmp_path / "m")
+    again = back.verdicts(test.keys, test.ids, test.lines, events=test.sessions)
+    assert [v.to_dict() for v in again] == [v.to_dict() for v in verdicts]
+
+
+def test_events_must_align_with_sessions(timed_data: dict[str, object]) -> None:
+    model = timed_data["model"]
+    test: Any = timed_data["test"]
+    assert isinstance(model, DeepLog)
+    with pytest.raises(ValueError, match="aligned"):
+        model.predict(test.keys, events=test.sessions[:-1])
+
+
+def test_bundle_with_param_weights_but_no_description_is_refused(
+    timed_data: dict[str, object], tmp_path: Path
+) -> None:
+    from logwarden.bundle import BundleError, load_bundle
+
+    model = timed_data["model"]
+    assert isinstance(model, DeepLog)
+    model.save(tmp_path / "m")
+    manifest, weights = load_bundle(tmp_path / "m")
+    manifest.pop("param_models")
+    with pytest.raises(BundleError, match="without their description"):
+        DeepLog.from_bundle(manifest, weights)
+    manifest2, weights2 = load_bundle(tmp_path / "m")
+    manifest2["param_models"]["units"] = {"x": {}}
+    with pytest.raises(BundleError):
+        DeepLog.from_bundle(manifest2, weights2)
