@@ -7,8 +7,8 @@ Sessions are requests: the ``request`` session preset (``req-<uuid>``).
 
 The format is ``<Logrecord> <Date> <Time> <Pid> <Level> <Component> <Content>``, not the
 ``openstack`` preset: the preset (loghub's format) cuts the ``[req-... - - -]`` bracket
-off into its ``ADDR`` header field, and ``--session`` searches only the content, so with
-the preset no line would have a request id. Keeping the bracket in the content gives every
+off into its ``ADDR`` header field, and ``--session`` searches only the content unless
+``--session-in-line`` is given. Keeping the bracket in the content gives every
 line with a request id its session (the id is masked out of the template).
 
 Two blocks, each through the ``logwarden`` command as a user would run it:
@@ -472,8 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         print(machine_line(rep["machine"]))
         print(
             f"{log.name}: {len(lines):,} lines; --format '{FORMAT}' --session {SESSION} "
-            "(the openstack format preset puts the request id in a header field, where "
-            "--session does not look)"
+            "(the openstack format preset puts the request id in a header field, found "
+            "there only with --session-in-line)"
         )
         for b in blocks:
             print()

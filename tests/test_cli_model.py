@@ -291,6 +291,7 @@ def test_train_on_raw_logs_keeps_what_detection_needs(raw: dict[str, Any]) -> No
         "format": SIM_FORMAT,
         "session": SIM_SESSION_REGEX,
         "window": None,
+        "session_in_line": False,
     }
     assert m["parser"]  # the templates, to read new logs with the same keys
     assert m["train_info"]["sessions"] == 300
@@ -608,3 +609,33 @@ def test_train_output_that_cannot_be_written(
     assert code == 1
     assert "a-file" in error_line(err)
     assert taken.read_text() == "not a directory"
+
+
+OPENSTACK = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "loghub-2k" / "OpenStack"
+)
+
+
+@pytest.mark.skipif(
+    not (OPENSTACK / "OpenStack_2k.log").is_file(),
+    reason="needs ../shared/data/loghub-2k/OpenStack (public loghub data)",
+)
+def test_session_in_line_finds_ids_in_header_fields(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The openstack format preset moves [req-...] into a header field: --session alone
+    finds no id there, --session-in-line does, and the model remembers it."""
+    log = OPENSTACK / "OpenStack_2k.log"
+    base = ["train", log, "--format", "openstack", "--session", "request", "--epochs", "5"]
+    code, _, err = run([*base, "--out", tmp_path / "a", *FAST], capsys)
+    assert code == 1 and "no session could be formed" in err
+    code, _, err = run([*base, "--session-in-line", "--out", tmp_path / "b", *FAST], capsys)
+    assert code == 0, err
+    assert manifest(tmp_path / "b")["input"]["session_in_line"] is True
+    code, out, err = run(["detect", log, "--model", tmp_path / "b", "--show", "0"], capsys)
+    assert code == 0, err
+    sessions = int(out.split(" sessions")[0].replace(",", ""))
+    assert sessions > 800  # one per request id of the file
+    argv = ["train", log, "--format", "openstack", "--window", "5", "--session-in-line"]
+    code, _, err = run([*argv, "--out", tmp_path / "c", *FAST], capsys)
+    assert code == 2 and "--session-in-line" in error_line(err)

@@ -259,7 +259,10 @@ def _load_inputs(
         window = args.window if args.window is not None else saved.get("window")
         if args.session is not None and args.window is not None:
             raise UsageError("give --session or --window, not both")
-        cfg = session_config(session, window)
+        in_line = args.session_in_line
+        if in_line is None:
+            in_line = bool(saved.get("session_in_line", False))
+        cfg = session_config(session, window, in_line=in_line)
         miner = None
         if bundle is not None and bundle.get("parser") is not None:
             miner = TemplateMiner.from_dict(bundle["parser"])
@@ -275,7 +278,13 @@ def _load_inputs(
             why = "; ".join(f"{p}: {m}" for p, m in raw.errors) or "check --format and --session"
             raise RuntimeFailure(f"no session could be formed from the input ({why})")
         extra = {
-            "input": {"input_format": "raw", "format": fmt, "session": session, "window": window},
+            "input": {
+                "input_format": "raw",
+                "format": fmt,
+                "session": session,
+                "window": window,
+                "session_in_line": in_line,
+            },
             "parser": raw.miner.to_dict(),
         }
         return _Inputs(raw.ids, raw.keys, labels, raw.templates, raw.lines, extra, raw.sessions)
@@ -586,6 +595,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.add_argument(
             "--session", metavar="REGEX", help="session id regex (or preset: hdfs, openstack, ...)"
+        )
+        sp.add_argument(
+            "--session-in-line",
+            action="store_true",
+            default=None,
+            help="search --session in the whole line, header included (e.g. OpenStack's "
+            "[req-...] header field), not only the message",
         )
         sp.add_argument(
             "--window", type=int, metavar="N", help="sessions of N lines for logs without ids"

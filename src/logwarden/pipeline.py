@@ -32,13 +32,18 @@ class RawSessions:
     sessions: list[Session] = field(default_factory=list)  # with events, params, elapsed times
 
 
-def session_config(session: str | None, window: int | None) -> SessionConfig:
-    """``--session REGEX|PRESET`` or ``--window N`` as a SessionConfig."""
+def session_config(
+    session: str | None, window: int | None, *, in_line: bool = False
+) -> SessionConfig:
+    """``--session REGEX|PRESET`` or ``--window N`` as a SessionConfig; ``in_line``: the
+    regex searches the whole raw line, header included."""
     if window is not None:
+        if in_line:
+            raise ValueError("--session-in-line goes with --session, not --window")
         return SessionConfig(window_size=window)
     if not session:
         raise ValueError("raw input needs --session REGEX (or a preset name) or --window N")
-    return SessionConfig(id_pattern=SESSION_PRESETS.get(session, session))
+    return SessionConfig(id_pattern=SESSION_PRESETS.get(session, session), search_raw_line=in_line)
 
 
 def read_raw_sessions(
