@@ -63,7 +63,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -71,7 +71,7 @@ from typing import Any
 import numpy as np
 
 from logwarden.records import Param
-from logwarden.sessions import Session
+from logwarden.sessions import Session, SessionTable
 
 STATE_VERSION = 1
 
@@ -126,14 +126,17 @@ def numeric_value(param: Param) -> float | None:
     """The numeric value of a parameter: ints and floats as they are, sizes in bytes,
     durations in seconds; None for other kinds and for values that do not parse or are not
     finite."""
-    kind = param.kind
+    return _numeric(param.value, param.kind)
+
+
+def _numeric(value: str, kind: str) -> float | None:
     if kind not in NUMERIC_KINDS:
         return None
     try:
         if kind == "int" or kind == "float":
-            v = float(param.value)
+            v = float(value)
         else:
-            m = _NUMBER_UNIT.fullmatch(param.value)
+            m = _NUMBER_UNIT.fullmatch(value)
             if m is None:
                 return None
             units = _SIZE_UNITS if kind == "size" else _DURATION_UNITS
@@ -179,16 +182,18 @@ class KeySeries:
         return len(self.values)
 
 
-def _value_at(params: list[Param], p: int) -> float:
-    if p < len(params):
-        v = numeric_value(params[p])
+def _value_at(values: Sequence[str], kinds: Sequence[str], p: int) -> float:
+    if p < len(values) and p < len(kinds):
+        v = _numeric(values[p], kinds[p])
         if v is not None:
             return v
     return math.nan
 
 
-def _numeric_positions(params: list[Param]) -> tuple[int, ...]:
-    return tuple(i for i, p in enumerate(params) if numeric_value(p) is not None)
+def _numeric_positions(values: Sequence[str], kinds: Sequence[str]) -> tuple[int, ...]:
+    return tuple(
+        i for i, (v, k) in enumerate(zip(values, kinds, strict=False)) if _numeric(v, k) is not None
+    )
 
 
 def build_series(
@@ -207,32 +212,50 @@ def build_series(
     positions of their entries here; keys with no numeric parameter have elapsed time alone.
     """
     # One pass to collect entries per key; layouts and units need all of a key's entries.
-    entries: dict[int, list[tuple[int, int, float | None, list[Param], int]]] = {}
-    for si, session in enumerate(sessions):
-        elapsed = session.elapsed
-        prev = START
-        for ei, event in enumerate(session.events):
-            el = elapsed[ei] if ei < len(elapsed) else None
-            entries.setdefault(event.key, []).append((si, ei, el, event.params, prev))
-            prev = event.key
+    # An entry: (session, position, elapsed, parameter values, their kinds, predecessor).
+    entries: dict[int, list[tuple[int, int, float | None, Sequence[str], Sequence[str], int]]]
+    entries = {}
+    if isinstance(sessions, SessionTable):
+        # Columns straight from the fast reader: no Event or Param objects.
+        keys, stamps = sessions.line_keys, sessions.clock
+        vals, kinds = sessions.values, sessions.kinds
+        for si, rows in enumerate(sessions.members):
+            prev = START
+            last: float | None = None
+            for ei, r in enumerate(rows):
+                ts = stamps[r]
+                el = 0.0 if ei == 0 else (None if ts is None or last is None else ts - last)
+                key = keys[r]
+                entries.setdefault(key, []).append((si, ei, el, vals[r], kinds[r], prev))
+                prev, last = key, ts
+    else:
+        for si, session in enumerate(sessions):
+            elapsed = session.elapsed
+            prev = START
+            for ei, event in enumerate(session.events):
+                el = elapsed[ei] if ei < len(elapsed) else None
+                ps = event.params
+                item = (si, ei, el, [p.value for p in ps], [p.kind for p in ps], prev)
+                entries.setdefault(event.key, []).append(item)
+                prev = event.key
     out: dict[Unit, KeySeries] = {}
     for key, items in entries.items():
         if layouts is not None and key in layouts:
             layout = tuple(layouts[key])
             regular = np.ones(len(items), dtype=bool)  # only training counts irregular entries
         else:
-            found = [_numeric_positions(params) for _, _, _, params, _ in items]
+            found = [_numeric_positions(v, k) for _, _, _, v, k, _ in items]
             layout = Counter(found).most_common(1)[0][0]
             regular = np.fromiter((f == layout for f in found), dtype=bool, count=len(items))
-        refs = np.array([(si, ei) for si, ei, _, _, _ in items], dtype=np.int64).reshape(-1, 2)
+        refs = np.array([(it[0], it[1]) for it in items], dtype=np.int64).reshape(-1, 2)
         elapsed_col = np.array(
-            [el if el is not None else math.nan for _, _, el, _, _ in items], dtype=np.float64
+            [it[2] if it[2] is not None else math.nan for it in items], dtype=np.float64
         )
         values = np.full((len(items), 1 + len(layout)), np.nan)
         values[:, 0] = np.where(np.isfinite(elapsed_col), elapsed_col, np.nan)
         for d, p in enumerate(layout, start=1):
-            values[:, d] = [_value_at(params, p) for _, _, _, params, _ in items]
-        prevs = [item[4] for item in items]
+            values[:, d] = [_value_at(v, k, p) for _, _, _, v, k, _ in items]
+        prevs = [item[5] for item in items]
         if units is not None:
             own = {p for p in set(prevs) if (key, p) in units}
         elif by_predecessor:

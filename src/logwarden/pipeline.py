@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .formats import get_format
+from .formats import LogFormat, get_format
 from .parsing import TemplateMiner
 from .records import Event, Stats
-from .sessions import SESSION_PRESETS, Session, SessionConfig, group
+from .sessions import _TS_LIMIT, SESSION_PRESETS, Session, SessionConfig, SessionTable, group
 from .sources import LineReader, SourceConfig
 
 
@@ -29,7 +29,8 @@ class RawSessions:
     stats: Stats = field(default_factory=Stats)
     events: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)  # (input, what went wrong)
-    sessions: list[Session] = field(default_factory=list)  # with events, params, elapsed times
+    # with events, params, elapsed times: a SessionTable on the fast path
+    sessions: Sequence[Session] = field(default_factory=list)
 
 
 def session_config(
@@ -66,6 +67,8 @@ def read_raw_sessions(
     miner = miner or TemplateMiner()
     unknown = TemplateMiner()
     reader = LineReader(list(inputs), SourceConfig(max_line_bytes=max_line_bytes), stats)
+    if _fast_path_applies(fmt, config, miner):
+        return _read_fast(reader, fmt, config, miner, unknown, learn, stats)
     events: list[Event] = []
     unknown_keys: set[int] = set()
     for record in fmt.records(reader, stats):
@@ -105,4 +108,165 @@ def read_raw_sessions(
         events=len(events),
         errors=list(reader.errors),
         sessions=grouped,
+    )
+
+
+# --- the fast path ---------------------------------------------------------------------------
+
+
+def _fast_path_applies(fmt: object, config: SessionConfig, miner: TemplateMiner) -> bool:
+    """Id sessions closed only at the end of input, a loghub format, no user masks: the
+    common case, read without per-line objects. Other configurations take ``group``."""
+    return (
+        type(fmt) is LogFormat
+        and config.id_pattern is not None
+        and config.idle_timeout is None
+        and config.max_open is None
+        and not config.keep_unidentified
+        and not miner.config.masks
+    )
+
+
+def _read_fast(
+    reader: LineReader,
+    fmt: LogFormat,
+    config: SessionConfig,
+    miner: TemplateMiner,
+    unknown: TemplateMiner,
+    learn: bool,
+    stats: Stats,
+) -> RawSessions:
+    """``read_raw_sessions`` as columns: the same sessions, keys, lines, templates and
+    counts as the object path (format -> miner -> ``group``), differential-tested."""
+    import re
+
+    match = fmt.regex.fullmatch
+    groupindex = fmt.regex.groupindex
+    content_group = groupindex.get("Content")
+    times = fmt._times
+    pattern = re.compile(config.id_pattern or "")
+    findall = pattern.findall if pattern.groups <= 1 else None
+    finditer = pattern.finditer
+    raw_line = config.search_raw_line
+    parse = miner._parse
+
+    texts: list[str] = []
+    contents: list[str] = []
+    keys: list[int] = []  # template ids; unknown lines: -(unknown miner id)
+    stamps: list[float | None] = []
+    valid: list[float | None] = []  # None where the timestamp is missing or out of range
+    values: list[list[str]] = []
+    kinds: list[tuple[str, ...]] = []
+    kinds_of: dict[int, tuple[list[object], tuple[str, ...]]] = {}  # id(slots) -> kinds
+    members: list[list[int]] = []
+    index: dict[str, int] = {}
+    ids: list[str] = []
+    unmatched = no_id = empty = bad_ts = 0
+    bad_before = fmt.bad_timestamps
+    names: tuple[str, ...] = ()
+    name_groups: tuple[int, ...] = ()
+    for batch in reader.text_batches():
+        for text in batch:
+            m = match(text.strip())
+            ts: float | None = None
+            if m is None:
+                unmatched += 1
+                content = text
+            else:
+                content = (m.group(content_group) or "") if content_group else ""
+                if fmt._time_names:
+                    if fmt._time_names is not names:
+                        names = fmt._time_names
+                        name_groups = tuple(groupindex[n] for n in names)
+                    parts = [g for g in m.group(*name_groups, 0)[:-1] if g is not None]
+                    joined = " ".join(parts)
+                    ts = times(joined) if joined else None
+                    if ts is None:  # the object path's fallbacks and counting
+                        fields = {k: v for k, v in m.groupdict().items() if v is not None}
+                        fields.pop("Content", None)
+                        ts = fmt._timestamp(fields)
+            if not text:
+                empty += 1
+                continue
+            key, vals, slots, _ = parse(content, learn)
+            if key is None:
+                key, vals, slots, _ = unknown._parse(content, True)
+                key = -key  # type: ignore[operator]
+            row = len(texts)
+            texts.append(text)
+            contents.append(content)
+            keys.append(key)  # type: ignore[arg-type]
+            stamps.append(ts)  # as the record has it; elapsed times use the valid ones
+            if ts is not None and not -_TS_LIMIT < ts < _TS_LIMIT:
+                bad_ts += 1
+                ts = None
+            valid.append(ts)
+            values.append(vals)
+            got = kinds_of.get(id(slots))
+            if got is None:
+                got = kinds_of[id(slots)] = (slots, tuple(s.kind for s in slots))  # type: ignore[arg-type]
+            kinds.append(got[1])
+            where = text if raw_line else content
+            if findall is not None:
+                found = findall(where)
+            else:
+                found = [g for mm in finditer(where) if (g := mm.group(1))]
+            if len(found) > 1:
+                found = [i for i in dict.fromkeys(found) if i]
+            elif found and not found[0]:
+                found = []
+            if not found:
+                no_id += 1
+                continue
+            for sid in found:
+                pos = index.get(sid)
+                if pos is None:
+                    index[sid] = len(members)
+                    ids.append(sid)
+                    members.append([row])
+                else:
+                    members[pos].append(row)
+    for reason, n in (
+        ("unmatched_format", unmatched),
+        ("empty_line", empty),
+        ("no_session_id", no_id),
+    ):
+        if n:
+            stats.add(reason, n)
+    if fmt.bad_timestamps != bad_before:
+        stats.add("bad_timestamp", fmt.bad_timestamps - bad_before)
+    if bad_ts:
+        stats.add("bad_timestamp", bad_ts)
+
+    # Ids handed out before a template merge point to the survivor; unknown lines keep a
+    # negative id, which no model knows.
+    resolved: dict[int, int] = {}
+    texts_by_key: dict[int, str] = {}
+    labels: dict[int, str] = {}
+    for k in set(keys):
+        if k < 0:
+            r = -unknown.resolve(-k)
+            labels[r] = f"U{-r}"
+            texts_by_key[r] = unknown.templates_[-r].text
+        else:
+            r = miner.resolve(k)
+            labels[r] = f"E{r}"
+            texts_by_key[r] = miner.templates_[r].text
+        resolved[k] = r
+    line_keys = [resolved[k] for k in keys]
+    session_keys = [[labels[line_keys[r]] for r in rows] for rows in members]
+    used = {line_keys[r] for rows in members for r in rows}  # keys of lines in sessions
+    table = SessionTable(
+        ids, members, texts, contents, line_keys, stamps, values, kinds, texts_by_key, valid
+    )
+    return RawSessions(
+        ids=ids,
+        keys=session_keys,
+        lines=[[texts[r] for r in rows] for rows in members],
+        templates={labels[r]: texts_by_key[r] for r in sorted(used, key=lambda r: (r < 0, abs(r)))},
+        miner=miner,
+        stats=stats,
+        events=len(texts),
+        errors=list(reader.errors),
+        sessions=table,
     )
