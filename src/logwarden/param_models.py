@@ -65,6 +65,7 @@ import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 from statistics import NormalDist
 from typing import Any
 
@@ -182,6 +183,61 @@ class KeySeries:
         return len(self.values)
 
 
+_Flat = tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+    Sequence[Sequence[str]], Sequence[Sequence[str]],
+]  # fmt: skip
+
+
+def _flatten(sessions: Iterable[Session]) -> _Flat:
+    """Every entry of ``sessions`` as columns: session, position, key, predecessor key,
+    elapsed time (NaN: missing), the line it reads its parameters from, and the per-line
+    parameter values and kinds (per entry for Session objects)."""
+    if isinstance(sessions, SessionTable):
+        # Columns straight from the fast reader: no Event or Param objects.
+        members = sessions.members
+        lens = np.fromiter((len(m) for m in members), dtype=np.int64, count=len(members))
+        total = int(lens.sum())
+        rows = np.fromiter(chain.from_iterable(members), dtype=np.int64, count=total)
+        sess = np.repeat(np.arange(len(members), dtype=np.int64), lens)
+        pos = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+        line_keys = np.asarray(sessions.line_keys, dtype=np.int64)
+        clock = np.array([math.nan if t is None else t for t in sessions.clock], np.float64)
+        before = np.roll(rows, 1)
+        first = pos == 0
+        keys = line_keys[rows] if total else np.zeros(0, np.int64)
+        prevs = np.where(first, START, line_keys[before]) if total else keys.copy()
+        with np.errstate(invalid="ignore"):
+            elapsed = np.where(first, 0.0, clock[rows] - clock[before]) if total else clock[:0]
+        return sess, pos, keys, prevs, elapsed, rows, sessions.values, sessions.kinds
+    sess_l: list[int] = []
+    pos_l: list[int] = []
+    keys_l: list[int] = []
+    prevs_l: list[int] = []
+    el_l: list[float] = []
+    vals: list[list[str]] = []
+    kinds: list[list[str]] = []
+    for si, session in enumerate(sessions):
+        elapsed_s = session.elapsed
+        prev = START
+        for ei, event in enumerate(session.events):
+            el = elapsed_s[ei] if ei < len(elapsed_s) else None
+            sess_l.append(si)
+            pos_l.append(ei)
+            keys_l.append(event.key)
+            prevs_l.append(prev)
+            el_l.append(math.nan if el is None else el)
+            vals.append([p.value for p in event.params])
+            kinds.append([p.kind for p in event.params])
+            prev = event.key
+    n = len(keys_l)
+    return (
+        np.array(sess_l, np.int64), np.array(pos_l, np.int64), np.array(keys_l, np.int64),
+        np.array(prevs_l, np.int64), np.array(el_l, np.float64), np.arange(n, dtype=np.int64),
+        vals, kinds,
+    )  # fmt: skip
+
+
 def _value_at(values: Sequence[str], kinds: Sequence[str], p: int) -> float:
     if p < len(values) and p < len(kinds):
         v = _numeric(values[p], kinds[p])
@@ -211,64 +267,53 @@ def build_series(
     unit when ``by_predecessor``. Keys not in ``layouts`` get the most common set of numeric
     positions of their entries here; keys with no numeric parameter have elapsed time alone.
     """
-    # One pass to collect entries per key; layouts and units need all of a key's entries.
-    # An entry: (session, position, elapsed, parameter values, their kinds, predecessor).
-    entries: dict[int, list[tuple[int, int, float | None, Sequence[str], Sequence[str], int]]]
-    entries = {}
-    if isinstance(sessions, SessionTable):
-        # Columns straight from the fast reader: no Event or Param objects.
-        keys, stamps = sessions.line_keys, sessions.clock
-        vals, kinds = sessions.values, sessions.kinds
-        for si, rows in enumerate(sessions.members):
-            prev = START
-            last: float | None = None
-            for ei, r in enumerate(rows):
-                ts = stamps[r]
-                el = 0.0 if ei == 0 else (None if ts is None or last is None else ts - last)
-                key = keys[r]
-                entries.setdefault(key, []).append((si, ei, el, vals[r], kinds[r], prev))
-                prev, last = key, ts
-    else:
-        for si, session in enumerate(sessions):
-            elapsed = session.elapsed
-            prev = START
-            for ei, event in enumerate(session.events):
-                el = elapsed[ei] if ei < len(elapsed) else None
-                ps = event.params
-                item = (si, ei, el, [p.value for p in ps], [p.kind for p in ps], prev)
-                entries.setdefault(event.key, []).append(item)
-                prev = event.key
+    sess, pos, keys, prevs, elapsed, rows, line_values, line_kinds = _flatten(sessions)
     out: dict[Unit, KeySeries] = {}
-    for key, items in entries.items():
+    if len(keys) == 0:
+        return out
+    # Entries of one key in session order, then position: a stable sort by key.
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    # Keys in order of first appearance, as the entries came.
+    for i in np.argsort(order[starts], kind="stable"):
+        idx = order[starts[i] : ends[i]]
+        key = int(sorted_keys[starts[i]])
+        lines = rows[idx].tolist()
+        n = len(lines)
         if layouts is not None and key in layouts:
             layout = tuple(layouts[key])
-            regular = np.ones(len(items), dtype=bool)  # only training counts irregular entries
+            regular = np.ones(n, dtype=bool)  # only training counts irregular entries
         else:
-            found = [_numeric_positions(v, k) for _, _, _, v, k, _ in items]
+            found = [_numeric_positions(line_values[r], line_kinds[r]) for r in lines]
             layout = Counter(found).most_common(1)[0][0]
-            regular = np.fromiter((f == layout for f in found), dtype=bool, count=len(items))
-        refs = np.array([(it[0], it[1]) for it in items], dtype=np.int64).reshape(-1, 2)
-        elapsed_col = np.array(
-            [it[2] if it[2] is not None else math.nan for it in items], dtype=np.float64
-        )
-        values = np.full((len(items), 1 + len(layout)), np.nan)
-        values[:, 0] = np.where(np.isfinite(elapsed_col), elapsed_col, np.nan)
+            regular = np.fromiter((f == layout for f in found), dtype=bool, count=n)
+        refs = np.stack([sess[idx], pos[idx]], axis=1)
+        values = np.full((n, 1 + len(layout)), np.nan)
+        el = elapsed[idx]
+        values[:, 0] = np.where(np.isfinite(el), el, np.nan)
         for d, p in enumerate(layout, start=1):
-            values[:, d] = [_value_at(v, k, p) for _, _, _, v, k, _ in items]
-        prevs = [item[5] for item in items]
+            values[:, d] = [_value_at(line_values[r], line_kinds[r], p) for r in lines]
+        key_prevs = prevs[idx]
+        distinct, first_at, counts = np.unique(key_prevs, return_index=True, return_counts=True)
         if units is not None:
-            own = {p for p in set(prevs) if (key, p) in units}
+            own = {int(p) for p in distinct if (key, int(p)) in units}
         elif by_predecessor:
-            own = {p for p, c in Counter(prevs).items() if c >= min_samples}
+            own = {int(p) for p, c in zip(distinct, counts, strict=True) if c >= min_samples}
         else:
             own = set()
-        groups: dict[int | None, list[int]] = {}
-        for row, p in enumerate(prevs):
-            groups.setdefault(p if p in own else None, []).append(row)
-        for p, rows in groups.items():
-            idx = np.asarray(rows, dtype=np.int64)
-            irregular = int((~regular[idx]).sum())
-            out[(key, p)] = KeySeries(key, layout, values[idx], refs[idx], irregular, p)
+        mine = np.isin(key_prevs, list(own)) if own else np.zeros(n, dtype=bool)
+        # Units in order of their first entry, like the entries themselves.
+        firsts: list[tuple[int, int | None]] = [
+            (int(f), int(p)) for p, f in zip(distinct, first_at, strict=True) if int(p) in own
+        ]
+        if not mine.all():
+            firsts.append((int(np.flatnonzero(~mine)[0]), None))
+        for _, p in sorted(firsts, key=lambda t: t[0]):
+            sel = np.flatnonzero(~mine if p is None else key_prevs == p)
+            irregular = int((~regular[sel]).sum())
+            out[(key, p)] = KeySeries(key, layout, values[sel], refs[sel], irregular, p)
     return out
 
 
