@@ -132,3 +132,50 @@ def test_configurations_outside_the_fast_path_use_group(tmp_path: Path) -> None:
     assert not isinstance(windows.sessions, SessionTable) and windows.ids
     timed = read_raw_sessions([str(log)], FMT, SessionConfig(id_pattern=r"j-\d", idle_timeout=1))
     assert not isinstance(timed.sessions, SessionTable)
+
+
+def test_worker_processes_give_the_same_sessions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Detection scans batches in forked workers on large inputs; small batches here force
+    many of them, with unknown lines and bad input spread across batches."""
+    from logwarden import pipeline
+    from logwarden.sources import SourceConfig
+
+    train, test = tmp_path / "train.log", tmp_path / "test.log"
+    simulate(SimConfig(seed=51, sessions=300, normal_only=True)).write(train)
+    mixed = simulate(SimConfig(seed=52, sessions=300, anomaly_rate=0.3))
+    lines = mixed.lines[:]
+    for i, bad in zip(range(50, len(lines), 700), BAD_LINES, strict=False):
+        lines.insert(i, bad)
+    test.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogateescape")
+    cfg = SessionConfig(id_pattern=SIM_SESSION_REGEX)
+    state = read_raw_sessions([str(train)], SIM_FORMAT, cfg).miner.to_dict()
+    # Many small batches, counted as the reader hands them out.
+    monkeypatch.setattr(pipeline, "SourceConfig", lambda **kw: SourceConfig(chunk_bytes=4096, **kw))
+    batches = 0
+    real = pipeline.LineReader.text_batches
+
+    def counted(self: pipeline.LineReader) -> object:
+        nonlocal batches
+        for batch in real(self):
+            batches += 1
+            yield batch
+
+    monkeypatch.setattr(pipeline.LineReader, "text_batches", counted)
+    runs = [
+        read_raw_sessions(
+            [str(test)],
+            SIM_FORMAT,
+            SessionConfig(id_pattern=SIM_SESSION_REGEX),
+            miner=TemplateMiner.from_dict(state),
+            learn=False,
+            workers=workers,
+        )
+        for workers in (0, 2)
+    ]
+    assert batches > 20
+    serial, parallel = runs
+    assert_same(parallel, serial)
+    assert any(k.startswith("U") for keys in parallel.keys for k in keys)
+    assert parallel.stats["unmatched_format"] >= 1 and parallel.stats["empty_line"] >= 1

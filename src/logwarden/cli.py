@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import gc
 import os
 import sys
 import tempfile
@@ -267,6 +268,9 @@ def _load_inputs(
         if bundle is not None and bundle.get("parser") is not None:
             miner = TemplateMiner.from_dict(bundle["parser"])
         raw = read_raw_sessions(args.inputs, fmt, cfg, miner=miner, learn=training)
+        # The sessions live until the command ends: later collections need not scan them
+        # (main unfreezes when the command returns).
+        gc.freeze()
         labels: list[int | None] = [None] * len(raw.ids)
         if getattr(args, "labels", None):
             by_id = load_labels(args.labels)
@@ -700,6 +704,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    finally:
+        gc.unfreeze()
 
 
 if __name__ == "__main__":

@@ -238,6 +238,25 @@ def _flatten(sessions: Iterable[Session]) -> _Flat:
     )  # fmt: skip
 
 
+def _column(
+    line_values: Sequence[Sequence[str]],
+    line_kinds: Sequence[Sequence[str]],
+    lines: list[int],
+    p: int,
+) -> np.ndarray:
+    """The numeric values of parameter ``p`` of the given lines (NaN where not numeric)."""
+    kinds = {line_kinds[r][p] if p < len(line_kinds[r]) else "" for r in lines}
+    if kinds <= {"int", "float"}:
+        # Plain numbers everywhere: one conversion in NumPy, the same float() parsing.
+        try:
+            col = np.array([line_values[r][p] for r in lines], dtype=np.float64)
+        except (ValueError, IndexError, OverflowError):
+            pass
+        else:
+            return np.where(np.isfinite(col), col, np.nan)
+    return np.array([_value_at(line_values[r], line_kinds[r], p) for r in lines], np.float64)
+
+
 def _value_at(values: Sequence[str], kinds: Sequence[str], p: int) -> float:
     if p < len(values) and p < len(kinds):
         v = _numeric(values[p], kinds[p])
@@ -294,7 +313,7 @@ def build_series(
         el = elapsed[idx]
         values[:, 0] = np.where(np.isfinite(el), el, np.nan)
         for d, p in enumerate(layout, start=1):
-            values[:, d] = [_value_at(line_values[r], line_kinds[r], p) for r in lines]
+            values[:, d] = _column(line_values, line_kinds, lines, p)
         key_prevs = prevs[idx]
         distinct, first_at, counts = np.unique(key_prevs, return_index=True, return_counts=True)
         if units is not None:
@@ -934,18 +953,34 @@ def _train_torch(
 class _LstmNumpy:
     """Forward pass of ``ParamNet`` from its weights (PyTorch gate order i, f, g, o)."""
 
+    _CHUNK = 8192  # rows at a time: the gate arrays stay in cache
+
     def __init__(self, weights: Mapping[str, np.ndarray], layers: int) -> None:
         w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
         self.layers = layers
-        self.wih = [w[f"lstm.weight_ih_l{k}"].T for k in range(layers)]
-        self.whh = [w[f"lstm.weight_hh_l{k}"].T for k in range(layers)]
-        self.b = [w[f"lstm.bias_ih_l{k}"] + w[f"lstm.bias_hh_l{k}"] for k in range(layers)]
+        hsz = w["lstm.weight_hh_l0"].shape[1]
+        # Gate columns reordered to i, f, o, g: one sigmoid over three gates, one tanh.
+        order = np.r_[0 : 2 * hsz, 3 * hsz : 4 * hsz, 2 * hsz : 3 * hsz]
+        self.wih = [
+            np.ascontiguousarray(w[f"lstm.weight_ih_l{k}"].T[:, order]) for k in range(layers)
+        ]
+        self.whh = [
+            np.ascontiguousarray(w[f"lstm.weight_hh_l{k}"].T[:, order]) for k in range(layers)
+        ]
+        self.b = [(w[f"lstm.bias_ih_l{k}"] + w[f"lstm.bias_hh_l{k}"])[order] for k in range(layers)]
         self.wout = w["out.weight"].T
         self.bout = w["out.bias"]
-        self.hidden = self.whh[0].shape[0]
+        self.hidden = hsz
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(n, window, d) normalised histories -> (n, d) predicted next vectors (float64)."""
+        n = x.shape[0]
+        out = np.empty((n, self.wout.shape[1]), dtype=np.float64)
+        for start in range(0, n, self._CHUNK):
+            out[start : start + self._CHUNK] = self._predict(x[start : start + self._CHUNK])
+        return out
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
         n, steps, _ = x.shape
         hsz = self.hidden
         seq = x.astype(np.float32)
@@ -955,21 +990,24 @@ class _LstmNumpy:
             h = np.zeros((n, hsz), dtype=np.float32)
             c = np.zeros((n, hsz), dtype=np.float32)
             outs = np.empty((n, steps, hsz), dtype=np.float32)
+            whh = self.whh[layer]
             for t in range(steps):
-                g = proj[:, t] + h @ self.whh[layer]
-                i = _sigmoid(g[:, :hsz])
-                f = _sigmoid(g[:, hsz : 2 * hsz])
-                gg = np.tanh(g[:, 2 * hsz : 3 * hsz])
-                o = _sigmoid(g[:, 3 * hsz :])
-                c = f * c + i * gg
-                h = o * np.tanh(c)
+                g = h @ whh
+                g += proj[:, t]
+                sig = g[:, : 3 * hsz]  # sigmoid(v) = (tanh(v / 2) + 1) / 2, in place
+                sig *= 0.5
+                np.tanh(sig, out=sig)
+                sig += 1.0
+                sig *= 0.5
+                cand = np.tanh(g[:, 3 * hsz :])
+                c *= g[:, hsz : 2 * hsz]
+                cand *= g[:, :hsz]
+                c += cand
+                h = np.tanh(c)
+                h *= g[:, 2 * hsz : 3 * hsz]
                 outs[:, t] = h
             seq = outs
-        return (seq[:, -1] @ self.wout + self.bout).astype(np.float64)
-
-
-def _sigmoid(v: np.ndarray) -> np.ndarray:
-    return 0.5 * (np.tanh(0.5 * v) + 1.0)
+        return seq[:, -1] @ self.wout + self.bout
 
 
 def _nanargmax_rows(a: np.ndarray) -> np.ndarray:

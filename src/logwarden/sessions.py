@@ -538,9 +538,11 @@ class SessionTable(Sequence[Session]):
     objects for every line (five times less memory, and most of the reading time).
 
     ``members[i]`` lists the line indices of session ``i`` in order; the per-line columns
-    are the raw text, the message, the resolved log key, the timestamp (None: missing), the
+    are the raw text, the resolved log key, the timestamp (None: missing), the
     parameter values with their kinds, and ``clock``: the timestamps elapsed times use
-    (None also where a timestamp is out of range, as ``group`` treats it). Indexing gives a ``Session`` built on demand,
+    (None also where a timestamp is out of range, as ``group`` treats it).
+    ``content_of`` gives a line's message again when a ``Session`` is built (the table does
+    not keep a second copy of every line). Indexing gives a ``Session`` built on demand,
     equal to the one ``group`` builds (its lines have source ``""`` and a line number that
     counts every line read, across files); ``entries`` gives the flat columns the
     parameter models read.
@@ -551,7 +553,7 @@ class SessionTable(Sequence[Session]):
         ids: list[str],
         members: list[list[int]],
         texts: list[str],
-        contents: list[str],
+        content_of: Callable[[str], str],
         keys: list[int],
         timestamps: list[float | None],
         values: list[list[str]],
@@ -562,7 +564,7 @@ class SessionTable(Sequence[Session]):
         self.ids = ids
         self.members = members
         self.texts = texts
-        self.contents = contents
+        self.content_of = content_of
         self.line_keys = keys
         self.timestamps = timestamps
         self.values = values
@@ -594,7 +596,7 @@ class SessionTable(Sequence[Session]):
         """The ``Event`` of one line, built on demand."""
         key = self.line_keys[row]
         line = Line(self.texts[row], "", -1, row + 1)
-        record = Record(line, self.contents[row], {}, self.timestamps[row], True)
+        record = Record(line, self.content_of(self.texts[row]), {}, self.timestamps[row], True)
         params = [Param(v, k) for v, k in zip(self.values[row], self.kinds[row], strict=False)]
         return Event(record, key, self.templates.get(key, ""), params)
 
