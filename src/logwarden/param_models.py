@@ -72,7 +72,7 @@ from typing import Any
 import numpy as np
 
 from logwarden.records import Param
-from logwarden.sessions import Session, SessionTable
+from logwarden.sessions import FlatValues, Session, SessionTable
 
 STATE_VERSION = 1
 
@@ -216,7 +216,7 @@ def _flatten(sessions: Iterable[Session]) -> _Flat:
     prevs_l: list[int] = []
     el_l: list[float] = []
     vals: list[list[str]] = []
-    kinds: list[list[str]] = []
+    kinds: list[tuple[str, ...]] = []
     for si, session in enumerate(sessions):
         elapsed_s = session.elapsed
         prev = START
@@ -228,7 +228,7 @@ def _flatten(sessions: Iterable[Session]) -> _Flat:
             prevs_l.append(prev)
             el_l.append(math.nan if el is None else el)
             vals.append([p.value for p in event.params])
-            kinds.append([p.kind for p in event.params])
+            kinds.append(tuple(p.kind for p in event.params))
             prev = event.key
     n = len(keys_l)
     return (
@@ -245,7 +245,22 @@ def _column(
     p: int,
 ) -> np.ndarray:
     """The numeric values of parameter ``p`` of the given lines (NaN where not numeric)."""
-    kinds = {line_kinds[r][p] if p < len(line_kinds[r]) else "" for r in lines}
+    kinds = {k[p] if p < len(k) else "" for k in set(map(line_kinds.__getitem__, lines))}
+    if (
+        isinstance(line_values, FlatValues)
+        and kinds <= {"int", "float", ""}
+        and line_values.override.keys().isdisjoint(lines)
+    ):
+        # Gathered from the flat list in NumPy; lines without the parameter stay NaN.
+        strs, has = line_values.column(np.asarray(lines, dtype=np.int64), p)
+        try:
+            got = strs.astype(np.float64)
+        except (ValueError, OverflowError):
+            pass
+        else:
+            col = np.full(len(lines), np.nan)
+            col[has] = np.where(np.isfinite(got), got, np.nan)
+            return col
     if kinds <= {"int", "float"}:
         # Plain numbers everywhere: one conversion in NumPy, the same float() parsing.
         try:
@@ -953,7 +968,7 @@ def _train_torch(
 class _LstmNumpy:
     """Forward pass of ``ParamNet`` from its weights (PyTorch gate order i, f, g, o)."""
 
-    _CHUNK = 8192  # rows at a time: the gate arrays stay in cache
+    _CHUNK = 4096  # rows at a time: the gate arrays stay in cache
 
     def __init__(self, weights: Mapping[str, np.ndarray], layers: int) -> None:
         w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}

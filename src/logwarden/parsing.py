@@ -31,8 +31,9 @@ pickle.
 from __future__ import annotations
 
 import json
+import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -324,6 +325,26 @@ class _Plan:
 
     key: int
     slots: list[_Slot]  # sorted by start
+    extract: Callable[[list[str]], list[str]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.extract = _extractor(self.slots)
+
+
+def _extractor(slots: list[_Slot]) -> Callable[[list[str]], list[str]]:
+    """``_extract`` for one set of slots, specialised: every line of a cached shape uses it."""
+    if any(s.end - s.start != 1 for s in slots):
+        return lambda tokens: _extract(tokens, slots)
+    if not slots:
+        return lambda tokens: []
+    if all(s.prefix == 0 and s.suffix == 0 for s in slots):
+        if len(slots) == 1:
+            only = slots[0].start
+            return lambda tokens: [tokens[only]]
+        get = operator.itemgetter(*(s.start for s in slots))
+        return lambda tokens: list(get(tokens))
+    cuts = [(s.start, s.prefix, s.suffix) for s in slots]
+    return lambda tokens: [tokens[i][a : len(tokens[i]) - b] for i, a, b in cuts]
 
 
 _USER_MARK = 0xE000  # private-use characters U+E000.. stand for user-mask matches, one per rule
@@ -415,7 +436,7 @@ class TemplateMiner:
                 if learn:
                     tpl.count += 1
                     tpl.last_seen = self._clock
-                values = _extract(tokens, plan.slots)
+                values = plan.extract(tokens)
                 if user_values:
                     values = _restore_user_values(values, user_values)
                 return key, values, plan.slots, UNCHANGED

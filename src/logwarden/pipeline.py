@@ -10,11 +10,20 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 from .formats import LogFormat, get_format
 from .parsing import TemplateMiner
 from .records import Event, Stats
-from .sessions import _TS_LIMIT, SESSION_PRESETS, Session, SessionConfig, SessionTable, group
+from .sessions import (
+    _TS_LIMIT,
+    SESSION_PRESETS,
+    FlatValues,
+    Session,
+    SessionConfig,
+    SessionTable,
+    group,
+)
 from .sources import LineReader, SourceConfig
 
 
@@ -127,6 +136,14 @@ def read_raw_sessions(
 # --- the fast path ---------------------------------------------------------------------------
 
 
+def _starts(counts: list[list[int]]) -> list[int]:
+    """Offsets of each line's values in the flat list, and the end."""
+    import numpy as np
+
+    flat = np.fromiter(chain.from_iterable(counts), dtype=np.int64)
+    return np.concatenate([[0], np.cumsum(flat)]).tolist()  # type: ignore[no-any-return]
+
+
 def _content_reader(fmt: LogFormat) -> Callable[[str], str]:
     """A line's message as the format gives it (the whole line when it does not match)."""
     match = fmt.regex.fullmatch
@@ -161,7 +178,8 @@ class _Batch:
     empty_at: list[int]  # positions of empty lines in the batch (skipped)
     keys: list[int | None]  # per kept line; None: no template matched (an unknown line)
     stamps: list[float | None]
-    values: list[list[str]]
+    values: list[str]  # every kept line's parameter values, one after the other
+    counts: list[int]  # how many values each kept line has
     kinds: list[tuple[str, ...]]
     # session id -> its kept lines in this batch, ids in order of first appearance
     groups: dict[str, list[int]]
@@ -202,9 +220,9 @@ class _Scan:
         learn = self.learn
         findall, finditer, raw_line = self.findall, self.finditer, self.raw_line
         kinds_of = self.kinds_of
-        out = _Batch([], [], [], [], [], {}, {})
-        keys, stamps, values, kinds, groups, valid = (
-            out.keys, out.stamps, out.values, out.kinds, out.groups, out.valid,
+        out = _Batch([], [], [], [], [], [], {}, {})
+        keys, stamps, values, counts, kinds, groups, valid = (
+            out.keys, out.stamps, out.values, out.counts, out.kinds, out.groups, out.valid,
         )  # fmt: skip
         bad_before = fmt.bad_timestamps
         names: tuple[str, ...] = ()
@@ -221,8 +239,12 @@ class _Scan:
                     if fmt._time_names is not names:
                         names = fmt._time_names
                         name_groups = tuple(groupindex[n] for n in names)
-                    parts = [g for g in m.group(*name_groups, 0)[:-1] if g is not None]
-                    joined = " ".join(parts)
+                    if len(name_groups) == 2:  # date and time, the usual case
+                        a, b = m.group(*name_groups)
+                        joined = a + " " + b if a is not None and b is not None else (a or b or "")
+                    else:
+                        parts = [g for g in m.group(*name_groups, 0)[:-1] if g is not None]
+                        joined = " ".join(parts)
                     ts = times(joined) if joined else None
                     if ts is None:  # the object path's fallbacks and counting
                         fields = {k: v for k, v in m.groupdict().items() if v is not None}
@@ -241,7 +263,8 @@ class _Scan:
                 out.bad_ts += 1
                 ts = None
             valid.append(ts)
-            values.append(vals)
+            values.extend(vals)
+            counts.append(len(vals))
             got = kinds_of.get(id(slots))
             if got is None:
                 got = kinds_of[id(slots)] = (slots, tuple(s.kind for s in slots))
@@ -328,7 +351,9 @@ def _read_fast(
     keys: list[int] = []  # template ids; unknown lines: -(unknown miner id)
     stamps: list[float | None] = []
     valid: list[float | None] = []  # None where the timestamp is missing or out of range
-    values: list[list[str]] = []
+    values: list[str] = []  # all parameter values in line order (see FlatValues)
+    counts: list[list[int]] = []  # per batch, values per line
+    override: dict[int, list[str]] = {}  # unknown lines' values (scanned as having none)
     kinds: list[tuple[str, ...]] = []
     members: list[list[int]] = []
     index: dict[str, int] = {}
@@ -367,11 +392,12 @@ def _read_fast(
                 # Unknown lines get ids from one miner, in line order, whoever scanned them.
                 key, vals, slots, _ = unknown._parse(content, True)
                 res.keys[j] = -key  # type: ignore[operator]
-                res.values[j] = vals
+                override[base + j] = vals
                 res.kinds[j] = tuple(sl.kind for sl in slots)
             keys.extend(res.keys)  # type: ignore[arg-type]
             stamps.extend(res.stamps)
             values.extend(res.values)
+            counts.append(res.counts)
             kinds.extend(res.kinds)
             valid.extend(res.valid)
             # A batch's sessions in order of their first line, as line-by-line grouping
@@ -416,7 +442,8 @@ def _read_fast(
     session_keys = [[labels[line_keys[r]] for r in rows] for rows in members]
     used = {line_keys[r] for rows in members for r in rows}  # keys of lines in sessions
     table = SessionTable(
-        ids, members, texts, _content_reader(fmt), line_keys, stamps, values, kinds,
+        ids, members, texts, _content_reader(fmt), line_keys, stamps,
+        FlatValues(values, _starts(counts), override), kinds,
         texts_by_key, valid,
     )  # fmt: skip
     return RawSessions(

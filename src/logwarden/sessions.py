@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import pairwise
 from types import MappingProxyType
-from typing import overload
+from typing import Any, overload
 
 from logwarden.records import Event, Line, Param, Record, Stats
 
@@ -532,6 +532,51 @@ def group(
     return out
 
 
+class FlatValues(Sequence[list[str]]):
+    """Every line's parameter values in one flat list: line ``r`` has
+    ``flat[start[r]:start[r + 1]]``, or ``override[r]`` when given there. One list of
+    strings instead of a list per line: far cheaper to build and to pass between
+    processes, and a parameter's column can be gathered without a Python loop."""
+
+    def __init__(
+        self, flat: list[str], start: Sequence[int], override: Mapping[int, list[str]]
+    ) -> None:
+        import numpy as np
+
+        self.flat = flat
+        self.start = np.asarray(start, dtype=np.int64)
+        self.override = dict(override)
+        self._array: Any = None
+
+    def __len__(self) -> int:
+        return len(self.start) - 1
+
+    @overload
+    def __getitem__(self, r: int) -> list[str]: ...
+    @overload
+    def __getitem__(self, r: slice) -> list[list[str]]: ...
+    def __getitem__(self, r: int | slice) -> list[str] | list[list[str]]:
+        if isinstance(r, slice):
+            return [self[i] for i in range(*r.indices(len(self)))]
+        if r < 0:
+            r += len(self)
+        got = self.override.get(r)
+        if got is not None:
+            return got
+        return self.flat[int(self.start[r]) : int(self.start[r + 1])]
+
+    def column(self, rows: Any, p: int) -> tuple[Any, Any]:
+        """Parameter ``p`` of the given lines (a NumPy int array): (values as an object
+        array, mask of the lines that have it). Lines in ``override`` are not handled."""
+        import numpy as np
+
+        if self._array is None:
+            self._array = np.array(self.flat, dtype=object)
+        begin = self.start[rows]
+        has = (self.start[rows + 1] - begin) > p
+        return self._array[begin[has] + p], has
+
+
 class SessionTable(Sequence[Session]):
     """Id sessions as columns over the lines read, what ``pipeline.read_raw_sessions``
     builds on its fast path instead of a ``Line``, ``Record``, ``Event`` and ``Param``
@@ -556,7 +601,7 @@ class SessionTable(Sequence[Session]):
         content_of: Callable[[str], str],
         keys: list[int],
         timestamps: list[float | None],
-        values: list[list[str]],
+        values: Sequence[Sequence[str]],
         kinds: list[Sequence[str]],
         templates: Mapping[int, str],
         clock: list[float | None] | None = None,
