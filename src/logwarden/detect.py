@@ -330,19 +330,23 @@ class DeepLog:
         params = getattr(self, "params_", None)
         if params is None or events is None:
             return {}
-        found: dict[int, tuple[int, dict[str, Any]]] = {}
+        first: dict[int, tuple[int, Any, int]] = {}  # session -> (entry, scores, row)
         for sc in params.score(params.series(events)).values():
             hits = np.flatnonzero(sc.anomalous)
             if len(hits) == 0:
                 continue
             refs = sc.refs[hits]
             normal_key = ~key_flags[offsets[refs[:, 0]] + refs[:, 1]]
-            for j, (si, ei) in zip(hits[normal_key], refs[normal_key], strict=True):
-                si, ei = int(si), int(ei)
-                if si in found and found[si][0] <= ei:
-                    continue
-                found[si] = (ei, self._deviation(sc, int(j), sessions[si], events[si], ei))
-        return found
+            for j, (si, ei) in zip(
+                hits[normal_key].tolist(), refs[normal_key].tolist(), strict=True
+            ):
+                if si not in first or ei < first[si][0]:
+                    first[si] = (ei, sc, j)
+        # Explanations only for the entry each session reports (a Session is built for it).
+        return {
+            si: (ei, self._deviation(sc, j, sessions[si], events[si], ei))
+            for si, (ei, sc, j) in first.items()
+        }
 
     def _deviation(
         self, sc: Any, j: int, keys: Sequence[str], session: Session, ei: int
