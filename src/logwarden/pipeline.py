@@ -3,6 +3,15 @@
 ``sources -> formats -> parsing -> sessions``, as the batch commands (``train``,
 ``detect``, ``eval``, the demo) need it: every session with its log keys (template ids as
 ``E<id>``), the template text of each key, and the raw lines for explanations.
+
+Two paths give the same result. The object path builds a ``Line``, ``Record``, ``Event``
+and ``Param`` objects per line and groups them with ``sessions.group``; it serves every
+session configuration. The column path (id sessions closed at the end of input, the
+CLI's case) keeps per-line columns in a ``SessionTable``, and when the miner only matches
+(detection) scans batches of lines in forked worker processes; ``tests/test_pipeline.py``
+compares both paths on the same inputs, bad ones included. One difference remains by
+design: a ``Session`` built from a table has lines with source ``""`` and line numbers
+counted across all inputs.
 """
 
 from __future__ import annotations
@@ -136,12 +145,13 @@ def read_raw_sessions(
 # --- the fast path ---------------------------------------------------------------------------
 
 
-def _starts(counts: list[list[int]]) -> list[int]:
+def _starts(counts: list[list[int]]) -> Sequence[int]:
     """Offsets of each line's values in the flat list, and the end."""
     import numpy as np
 
     flat = np.fromiter(chain.from_iterable(counts), dtype=np.int64)
-    return np.concatenate([[0], np.cumsum(flat)]).tolist()  # type: ignore[no-any-return]
+    out: Sequence[int] = np.concatenate([[0], np.cumsum(flat)]).astype(np.int64)
+    return out
 
 
 def _content_reader(fmt: LogFormat) -> Callable[[str], str]:
