@@ -323,11 +323,21 @@ def _workers_for(inputs: Sequence[str], learn: bool, workers: int | None) -> int
     import contextlib
     import multiprocessing
     import os
+    import sys
+    import threading
 
     if learn or "fork" not in multiprocessing.get_all_start_methods():
         return 0  # a learning miner is sequential; without fork, workers cost too much
     if workers is not None:
         return max(workers, 0)
+    # Forking a process that runs other threads (PyTorch's, a caller's) can deadlock the
+    # child; macOS's system libraries do not survive fork. The default stays serial there.
+    if (
+        not sys.platform.startswith("linux")
+        or threading.active_count() > 1
+        or "torch" in sys.modules
+    ):
+        return 0
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
