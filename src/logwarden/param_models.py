@@ -292,8 +292,10 @@ def build_series(
     units: Collection[Unit] | None = None,
     by_predecessor: bool = True,
     min_samples: int = 100,
+    keys: Collection[int] | None = None,
 ) -> dict[Unit, KeySeries]:
-    """The feature series of ``sessions``, one per unit ``(key, predecessor)``.
+    """The feature series of ``sessions``, one per unit ``(key, predecessor)`` (of the
+    given ``keys`` only, when given).
 
     ``layouts`` gives each key's feature positions and ``units`` the units to use (a fitted
     model's); entries of a pair that is not a unit go to ``(key, None)``. Without ``units``
@@ -314,6 +316,8 @@ def build_series(
     for i in np.argsort(order[starts], kind="stable"):
         idx = order[starts[i] : ends[i]]
         key = int(sorted_keys[starts[i]])
+        if keys is not None and key not in keys:
+            continue
         lines = rows[idx].tolist()
         n = len(lines)
         if layouts is not None and key in layouts:
@@ -496,9 +500,14 @@ class ParamModels:
             sessions, by_predecessor=cfg.by_predecessor, min_samples=cfg.min_samples
         )
 
-    def series(self, sessions: Iterable[Session]) -> dict[Unit, KeySeries]:
-        """Scoring series of ``sessions``, with this model's layouts and units."""
-        return build_series(sessions, self.layouts, units=set(self.models))
+    def series(
+        self, sessions: Iterable[Session], keys: Collection[int] | None = None
+    ) -> dict[Unit, KeySeries]:
+        """Scoring series of ``sessions``, with this model's layouts and units, for the keys
+        that have a model (of ``keys`` only, when given)."""
+        modelled = {k for k, _ in self.models}
+        wanted = modelled if keys is None else modelled & set(keys)
+        return build_series(sessions, self.layouts, units=set(self.models), keys=wanted)
 
     def fit(self, series: Mapping[Any, KeySeries]) -> ParamModels:
         """Fit one model per series (replacing earlier ones for its unit); returns self."""

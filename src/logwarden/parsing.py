@@ -104,7 +104,7 @@ _DIGITS_TO_ZERO = str.maketrans("123456789", "000000000")
 # words, and mask to the same signature and slots. Their parameters take the kinds of the
 # first line of the shape: a slot holding "3f2a" in one line and "3321" in another is one
 # kind of value (numeric_value refuses a value that does not parse as its kind).
-_NUMBER_RUN = re.compile(r"[a-f]*[0-9][0-9a-f]*")
+_NUMBER_RUN = re.compile(r"[a-f]*+[0-9][0-9a-f]*+")  # possessive: no backtracking
 _LEAD = frozenset("([{<\"'`")
 _TRAIL = frozenset(")]}>\"'`,;:.!?")
 _EMPTY_BRACKETS = frozenset({"()", "[]", "{}", "<>", '""', "''"})

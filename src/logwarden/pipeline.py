@@ -319,30 +319,40 @@ def _scan_in_worker(batch: list[str]) -> _Batch:
 PARALLEL_MIN_BYTES = 32 << 20
 
 
+def usable_cores() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def can_fork() -> bool:
+    """Whether this process may fork workers by default: on Linux (macOS's system
+    libraries do not survive fork), with no other thread running and PyTorch not loaded
+    (forking a process with other threads can deadlock the child)."""
+    import sys
+    import threading
+
+    return (
+        sys.platform.startswith("linux")
+        and threading.active_count() == 1
+        and "torch" not in sys.modules
+    )
+
+
 def _workers_for(inputs: Sequence[str], learn: bool, workers: int | None) -> int:
     import contextlib
     import multiprocessing
     import os
-    import sys
-    import threading
 
     if learn or "fork" not in multiprocessing.get_all_start_methods():
         return 0  # a learning miner is sequential; without fork, workers cost too much
     if workers is not None:
         return max(workers, 0)
-    # Forking a process that runs other threads (PyTorch's, a caller's) can deadlock the
-    # child; macOS's system libraries do not survive fork. The default stays serial there.
-    if (
-        not sys.platform.startswith("linux")
-        or threading.active_count() > 1
-        or "torch" in sys.modules
-    ):
-        return 0
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    if cores < 2:
+    cores = usable_cores()
+    if cores < 2 or not can_fork():
         return 0
     size = 0
     for name in inputs:
