@@ -1,7 +1,7 @@
 """DeepLog's parameter-value models (section 3 of the method): performance and value anomalies.
 
-For every log key, the entries of that key form a multivariate time series of *feature
-vectors*, in time order across sessions (session order, then position in the session):
+For every log key (and predecessor, below), the entries form a multivariate time series of
+*feature vectors*, in time order across sessions (session order, then position in it):
 
 * dimension 0 is the **elapsed time** since the previous entry of the same session
   (``Session.elapsed``; 0.0 for a session's first entry, missing when a timestamp is);
@@ -27,7 +27,7 @@ most common set of numeric positions among its entries. An entry where one of th
 parameters is missing or not numeric ("-", "n/a") gets NaN in that dimension and counts as
 irregular. Missing dimensions are masked out of the training loss and skipped when scoring.
 
-Two models, chosen per key by the number of training entries:
+Two models, chosen per unit by the number of training entries:
 
 * ``lstm`` (at least ``min_samples`` entries): each dimension normalised with the mean and
   standard deviation of the training part (a constant dimension gets std 1, so nothing is
@@ -45,17 +45,17 @@ Two models, chosen per key by the number of training entries:
 
 Units with fewer than ``min_contextual`` entries (all robust ones, and small LSTM ones)
 flag only values outside the range their training values spanned, widened by
-``range_margin`` of its width: a few hundred
-validation errors cannot pin down a 99.9% tail, and real distributions (a size that is
-usually the block size and sometimes anything below it) put normal values far out in a
-Gaussian's tail.
+``range_margin`` of its width: a few hundred validation errors cannot pin down a 99.9%
+tail, and real distributions (a size that is usually the block size and sometimes anything
+below it) put normal values far out in a Gaussian's tail.
 
 Elapsed time counts only when it is *longer* than expected (``slower_only``): a step that
 is faster than usual is not a performance problem, and near zero, millisecond timestamps
 make "faster" mostly rounding.
 
-Training runs in PyTorch, one mini-batched network per key; scoring runs in NumPy from the
-exported weights (``to_state`` / ``from_state``), so detection does not import PyTorch.
+Training runs in PyTorch, one mini-batched network per unit (at most ``max_steps``
+optimizer steps); scoring runs in NumPy from the exported weights (``to_state`` /
+``from_state``), so detection does not import PyTorch.
 """
 
 from __future__ import annotations

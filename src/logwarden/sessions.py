@@ -589,8 +589,8 @@ class SessionTable(Sequence[Session]):
     ``content_of`` gives a line's message again when a ``Session`` is built (the table does
     not keep a second copy of every line). Indexing gives a ``Session`` built on demand,
     equal to the one ``group`` builds (its lines have source ``""`` and a line number that
-    counts every line read, across files); ``entries`` gives the flat columns the
-    parameter models read.
+    counts every line read, across files). The parameter models read the columns directly
+    (``param_models.build_series``).
     """
 
     def __init__(
@@ -644,6 +644,3 @@ class SessionTable(Sequence[Session]):
         record = Record(line, self.content_of(self.texts[row]), {}, self.timestamps[row], True)
         params = [Param(v, k) for v, k in zip(self.values[row], self.kinds[row], strict=False)]
         return Event(record, key, self.templates.get(key, ""), params)
-
-    def keys_of(self, i: int) -> list[int]:
-        return [self.line_keys[r] for r in self.members[i]]
