@@ -179,3 +179,45 @@ def test_worker_processes_give_the_same_sessions(
     assert_same(parallel, serial)
     assert any(k.startswith("U") for keys in parallel.keys for k in keys)
     assert parallel.stats["unmatched_format"] >= 1 and parallel.stats["empty_line"] >= 1
+
+
+def test_a_worker_that_dies_costs_time_not_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed mid-run (out of memory, say): its batches are scanned in the parent
+    and nothing is lost; the summary counts it."""
+    import os
+
+    from logwarden import pipeline
+    from logwarden.sources import SourceConfig
+
+    log = tmp_path / "m.log"
+    simulate(SimConfig(seed=61, sessions=300, anomaly_rate=0.2)).write(log)
+    cfg = SessionConfig(id_pattern=SIM_SESSION_REGEX)
+    state = read_raw_sessions([str(log)], SIM_FORMAT, cfg).miner.to_dict()
+    monkeypatch.setattr(pipeline, "SourceConfig", lambda **kw: SourceConfig(chunk_bytes=4096, **kw))
+    serial = read_raw_sessions(
+        [str(log)], SIM_FORMAT, SessionConfig(id_pattern=SIM_SESSION_REGEX),
+        miner=TemplateMiner.from_dict(state), learn=False, workers=0,
+    )  # fmt: skip
+    real = pipeline._Scan.__call__
+    parent = os.getpid()
+    marker = serial.lines[4][0][:23]
+
+    def dies_on_a_batch(self: pipeline._Scan, batch: list[str]) -> pipeline._Batch:
+        if os.getpid() != parent and any(line.startswith(marker) for line in batch):
+            os._exit(9)  # as a kill would: no cleanup, no result
+        return real(self, batch)
+
+    # Patched on the class, which the forked workers inherit.
+    monkeypatch.setattr(pipeline._Scan, "__call__", dies_on_a_batch)
+    broken = read_raw_sessions(
+        [str(log)], SIM_FORMAT, SessionConfig(id_pattern=SIM_SESSION_REGEX),
+        miner=TemplateMiner.from_dict(state), learn=False, workers=2,
+    )  # fmt: skip
+    assert broken.stats["worker_died"] == 1
+    assert broken.ids == serial.ids and broken.keys == serial.keys
+    assert broken.lines == serial.lines
+    counts = dict(broken.stats.counts)
+    counts.pop("worker_died")
+    assert counts == dict(serial.stats.counts)

@@ -17,7 +17,7 @@ counted across all inputs.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -361,6 +361,53 @@ def _workers_for(inputs: Sequence[str], learn: bool, workers: int | None) -> int
     return min(cores, 4) if size >= PARALLEL_MIN_BYTES else 0
 
 
+def _scan_in_workers(
+    reader: LineReader,
+    scan: _Scan,
+    workers: int,
+    merge: Callable[[list[str], _Batch], None],
+    stats: Stats,
+) -> None:
+    """Scan batches in forked worker processes, merging results in input order. A few
+    batches per worker are in flight at a time, so memory stays bounded. If a worker dies
+    (killed for memory, say), the batches it had are scanned here and the rest too."""
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import Future, ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = multiprocessing.get_context("fork")
+    inflight: deque[tuple[list[str], Future[_Batch] | None]] = deque()
+    executor: ProcessPoolExecutor | None = ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(scan,)
+    )
+
+    def settle() -> None:
+        nonlocal executor
+        batch, future = inflight.popleft()
+        res = None
+        if future is not None and executor is not None:
+            try:
+                res = future.result()
+            except BrokenProcessPool:
+                stats.add("worker_died")
+                executor.shutdown(wait=False, cancel_futures=True)
+                executor = None
+        merge(batch, res if res is not None else scan(batch))
+
+    try:
+        for batch in reader.text_batches():
+            future = executor.submit(_scan_in_worker, batch) if executor is not None else None
+            inflight.append((batch, future))
+            if len(inflight) >= 3 * workers:
+                settle()
+        while inflight:
+            settle()
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
 def _read_fast(
     reader: LineReader,
     fmt: LogFormat,
@@ -374,8 +421,6 @@ def _read_fast(
     """``read_raw_sessions`` as columns: the same sessions, keys, lines, templates and
     counts as the object path (format -> miner -> ``group``), differential-tested.
     ``workers`` > 0 scans batches in that many forked processes (match-only miners)."""
-    from collections import deque
-
     scan = _Scan(fmt, config, miner, learn)
     texts: list[str] = []
     keys: list[int] = []  # template ids; unknown lines: -(unknown miner id)
@@ -389,61 +434,48 @@ def _read_fast(
     index: dict[str, int] = {}
     ids: list[str] = []
     unmatched = no_id = empty = bad_ts = bad_format = 0
-    pending: deque[list[str]] = deque()
 
-    def feed() -> Iterator[list[str]]:
-        for batch in reader.text_batches():
-            pending.append(batch)
-            yield batch
+    def merge(batch: list[str], res: _Batch) -> None:
+        nonlocal empty, unmatched, bad_format, bad_ts, no_id
+        if res.empty_at:
+            empty += len(res.empty_at)
+            gone = set(res.empty_at)
+            batch = [t for i, t in enumerate(batch) if i not in gone]
+        unmatched += res.unmatched
+        bad_format += res.bad_format_ts
+        bad_ts += res.bad_ts
+        no_id += res.no_id
+        base = len(texts)
+        texts.extend(batch)
+        for j, content in res.unknown.items():
+            # Unknown lines get ids from one miner, in line order, whoever scanned them.
+            key, vals, slots, _ = unknown._parse(content, True)
+            res.keys[j] = -key  # type: ignore[operator]
+            override[base + j] = vals
+            res.kinds[j] = tuple(sl.kind for sl in slots)
+        keys.extend(res.keys)  # type: ignore[arg-type]
+        stamps.extend(res.stamps)
+        values.extend(res.values)
+        counts.append(res.counts)
+        kinds.extend(res.kinds)
+        valid.extend(res.valid)
+        # A batch's sessions in order of their first line, as line-by-line grouping would
+        # meet them.
+        for sid, rows in res.groups.items():
+            at = [base + r for r in rows] if base else rows
+            pos = index.get(sid)
+            if pos is None:
+                index[sid] = len(members)
+                ids.append(sid)
+                members.append(at)
+            else:
+                members[pos].extend(at)
 
-    pool = None
     if workers > 0:
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("fork")
-        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(scan,))
-        results: Iterator[_Batch] = pool.imap(_scan_in_worker, feed())
+        _scan_in_workers(reader, scan, workers, merge, stats)
     else:
-        results = map(scan, feed())
-    try:
-        for res in results:
-            batch = pending.popleft()
-            if res.empty_at:
-                empty += len(res.empty_at)
-                gone = set(res.empty_at)
-                batch = [t for i, t in enumerate(batch) if i not in gone]
-            unmatched += res.unmatched
-            bad_format += res.bad_format_ts
-            bad_ts += res.bad_ts
-            no_id += res.no_id
-            base = len(texts)
-            texts.extend(batch)
-            for j, content in res.unknown.items():
-                # Unknown lines get ids from one miner, in line order, whoever scanned them.
-                key, vals, slots, _ = unknown._parse(content, True)
-                res.keys[j] = -key  # type: ignore[operator]
-                override[base + j] = vals
-                res.kinds[j] = tuple(sl.kind for sl in slots)
-            keys.extend(res.keys)  # type: ignore[arg-type]
-            stamps.extend(res.stamps)
-            values.extend(res.values)
-            counts.append(res.counts)
-            kinds.extend(res.kinds)
-            valid.extend(res.valid)
-            # A batch's sessions in order of their first line, as line-by-line grouping
-            # would meet them.
-            for sid, rows in res.groups.items():
-                at = [base + r for r in rows] if base else rows
-                pos = index.get(sid)
-                if pos is None:
-                    index[sid] = len(members)
-                    ids.append(sid)
-                    members.append(at)
-                else:
-                    members[pos].extend(at)
-    finally:
-        if pool is not None:
-            pool.terminate()
+        for batch in reader.text_batches():
+            merge(batch, scan(batch))
     for reason, n in (
         ("unmatched_format", unmatched),
         ("empty_line", empty),
