@@ -33,6 +33,7 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,45 +82,136 @@ def _ratio(a: int, b: int) -> float:
     return a / b if b else 0.0
 
 
-def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    lw = logwarden_command()
-    normal_log = workdir / "normal.log"
-    mixed_log = workdir / "mixed.log"
+# --- shared with the params_* benches -------------------------------------------------------
+
+
+def train_eval_detect(
+    train_log: Path,
+    test_log: Path,
+    model: Path,
+    raw: list[str],
+    labels_csv: Path,
+    verdicts_jsonl: Path,
+    train_extra: list[str],
+) -> dict[str, list[str]]:
+    """The ``logwarden`` arguments of train on one log, then eval and detect on another."""
+    return {
+        "train": ["train", str(train_log), "--out", str(model), *raw, *train_extra],
+        "eval": [
+            *("eval", str(test_log), "--model", str(model), *raw),
+            *("--labels", str(labels_csv), "--json"),
+        ],
+        "detect": [
+            *("detect", str(test_log), "--model", str(model), *raw),
+            *("--jsonl", str(verdicts_jsonl)),
+        ],
+    }
+
+
+def simulated_steps(
+    args: argparse.Namespace, workdir: Path, train_extra: list[str]
+) -> dict[str, list[str]]:
+    """simulate a normal and a mixed log, then train, eval and detect (files in workdir:
+    normal.log, mixed.log, labels.csv, model, verdicts.jsonl)."""
+    normal_log, mixed_log = workdir / "normal.log", workdir / "mixed.log"
     labels_csv = workdir / "labels.csv"
-    model = workdir / "model"
-    verdicts_jsonl = workdir / "verdicts.jsonl"
     raw = ["--input-format", "raw", "--format", SIM_FORMAT, "--session", SIM_SESSION_REGEX]
-    steps: dict[str, list[str]] = {
+    rate = ("--anomaly-rate", str(args.anomaly_rate)) if args.anomaly_rate is not None else ()
+    return {
         "simulate normal": [
             *("simulate", "--out", str(normal_log), "--anomaly-rate", "0"),
             *("--sessions", str(args.train_sessions), "--seed", str(args.train_seed)),
         ],
         "simulate mixed": [
             *("simulate", "--out", str(mixed_log), "--labels", str(labels_csv)),
-            *("--sessions", str(args.test_sessions), "--seed", str(args.test_seed)),
-            *(("--anomaly-rate", str(args.anomaly_rate)) if args.anomaly_rate is not None else ()),
+            *("--sessions", str(args.test_sessions), "--seed", str(args.test_seed), *rate),
         ],
-        "train": [
-            *("train", str(normal_log), "--out", str(model), *raw),
-            *("--seed", str(args.seed), "--device", args.device, "-q"),
-            *(("--top-g", str(args.top_g)) if args.top_g is not None else ()),
-        ],
-        "eval": [
-            *("eval", str(mixed_log), "--model", str(model), *raw),
-            *("--labels", str(labels_csv), "--json"),
-        ],
-        "detect": [
-            *("detect", str(mixed_log), "--model", str(model), *raw),
-            *("--jsonl", str(verdicts_jsonl)),
-        ],
-    }
+        **train_eval_detect(
+            normal_log, mixed_log, workdir / "model", raw, labels_csv,
+            workdir / "verdicts.jsonl", train_extra,
+        ),
+    }  # fmt: skip
+
+
+def run_steps(
+    steps: dict[str, list[str]], workdir: Path, label: str = ""
+) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
+    """Run each ``logwarden`` step as a child process: wall seconds, stdout, stderr."""
+    lw = logwarden_command()
     seconds: dict[str, float] = {}
     outputs: dict[str, str] = {}
+    errors: dict[str, str] = {}
     for name, cmd in steps.items():
-        print(f"{name} ...", file=sys.stderr)
+        print(f"{label}{name} ...", file=sys.stderr)
         r = run_child([*lw, *cmd], workdir)
-        seconds[name] = r.wall_s
-        outputs[name] = r.stdout
+        seconds[name], outputs[name], errors[name] = r.wall_s, r.stdout, r.stderr
+    return seconds, outputs, errors
+
+
+def add_simulation_args(p: argparse.ArgumentParser) -> None:
+    """Options of the simulated benches: the two logs, and how the run is kept and told."""
+    p.add_argument("--train-sessions", type=int, default=3000)
+    p.add_argument("--train-seed", type=int, default=11)
+    p.add_argument("--test-sessions", type=int, default=3000)
+    p.add_argument("--test-seed", type=int, default=12)
+    p.add_argument(
+        "--anomaly-rate", type=float, default=None, help="mixed log (default: simulate's)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--cores", type=int, default=2, help="pin to this many cores (0: all)")
+    p.add_argument("--keep", type=Path, help="keep the logs, model and verdicts in this folder")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+
+
+def main_simulated(
+    name: str,
+    p: argparse.ArgumentParser,
+    argv: list[str] | None,
+    run: Callable[[argparse.Namespace, Path], dict[str, Any]],
+    print_report: Callable[[dict[str, Any]], None],
+) -> int:
+    """Parse, run in a work folder (kept with --keep), report; the exit code."""
+    args = p.parse_args(argv)
+    if args.train_sessions < 1 or args.test_sessions < 1:
+        p.error("--train-sessions and --test-sessions must be positive")
+    pin_cores(args.cores)
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        workdir = args.keep
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix=f"{name}_"))
+    try:
+        rep = run(args, workdir)
+    except ChildFailed as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        print_report(rep)
+    if not rep["detect_agrees_with_eval"]:
+        print(f"{name}: error: detect and eval disagree", file=sys.stderr)
+        return 1
+    return 1 if args.strict and not rep["pass"] else 0
+
+
+# --- this bench -----------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    normal_log, mixed_log = workdir / "normal.log", workdir / "mixed.log"
+    labels_csv = workdir / "labels.csv"
+    model = workdir / "model"
+    verdicts_jsonl = workdir / "verdicts.jsonl"
+    train_extra = ["--seed", str(args.seed), "--device", args.device, "-q"]
+    if args.top_g is not None:
+        train_extra += ["--top-g", str(args.top_g)]
+    steps = simulated_steps(args, workdir, train_extra)
+    seconds, outputs, _ = run_steps(steps, workdir)
     ev = json.loads(outputs["eval"])
 
     truth: dict[str, tuple[int, str, str]] = {}
@@ -305,45 +397,10 @@ def print_report(rep: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--train-sessions", type=int, default=3000)
-    p.add_argument("--train-seed", type=int, default=11)
-    p.add_argument("--test-sessions", type=int, default=3000)
-    p.add_argument("--test-seed", type=int, default=12)
-    p.add_argument(
-        "--anomaly-rate", type=float, default=None, help="mixed log (default: simulate's)"
-    )
+    add_simulation_args(p)
     p.add_argument("--top-g", type=int, default=None, help="fixed g (default: automatic)")
-    p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
-    p.add_argument("--cores", type=int, default=2, help="pin to this many cores (0: all)")
-    p.add_argument("--keep", type=Path, help="keep the logs, model and verdicts in this folder")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    args = p.parse_args(argv)
-    if args.train_sessions < 1 or args.test_sessions < 1:
-        p.error("--train-sessions and --test-sessions must be positive")
-    pin_cores(args.cores)
-    if args.keep:
-        args.keep.mkdir(parents=True, exist_ok=True)
-        workdir = args.keep
-    else:
-        workdir = Path(tempfile.mkdtemp(prefix="keys_simulated_"))
-    try:
-        rep = run(args, workdir)
-    except ChildFailed as exc:
-        print(f"keys_simulated: error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-    if args.json:
-        print(json.dumps(rep, indent=2))
-    else:
-        print_report(rep)
-    if not rep["detect_agrees_with_eval"]:
-        print("keys_simulated: error: detect and eval disagree", file=sys.stderr)
-        return 1
-    return 1 if args.strict and not rep["pass"] else 0
+    return main_simulated("keys_simulated", p, argv, run, print_report)
 
 
 if __name__ == "__main__":

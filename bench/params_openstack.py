@@ -57,8 +57,10 @@ from pathlib import Path
 from typing import Any
 
 from keys_hdfs import machine_info, machine_line, pin_cores
+from keys_simulated import _ratio, run_steps, train_eval_detect
 from logwarden.sessions import SESSION_PRESETS
-from parse_speed import ChildFailed, logwarden_command, run_child
+from params_simulated import train_lines
+from parse_speed import ChildFailed
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LOG_NAME = "loghub-2k/OpenStack/OpenStack_2k.log"
@@ -67,21 +69,6 @@ SESSION = "request"
 REQUEST_RX = re.compile(SESSION_PRESETS[SESSION])
 # The latency of a wsgi request line: "time: 0.2477829" (seconds, 7 decimals).
 TIME_RX = re.compile(r"\btime: (\d+(?:\.(\d+))?)(?![\d.])")
-
-
-def _ratio(a: int, b: int) -> float:
-    return a / b if b else 0.0
-
-
-def train_lines(stderr: str) -> tuple[str, str]:
-    """The key model's and the parameter models' summary lines of ``logwarden train``."""
-    keys = params = ""
-    for line in stderr.splitlines():
-        if line.startswith("logwarden train:"):
-            keys = line.strip()
-        elif line.strip().startswith("parameter models:"):
-            params = line.strip()
-    return keys, params
 
 
 @dataclass
@@ -151,7 +138,6 @@ def run_block(
     args: argparse.Namespace,
     workdir: Path,
 ) -> dict[str, Any]:
-    lw = logwarden_command()
     workdir.mkdir(parents=True, exist_ok=True)
     model = workdir / "model"
     copy = workdir / "injected.log"
@@ -170,31 +156,12 @@ def run_block(
             w.writerow([sid, int(sid in positive)])
 
     raw = ["--format", FORMAT, "--session", SESSION]
-    steps: dict[str, list[str]] = {
-        "train": [
-            *("train", str(train_log), "--out", str(model), *raw),
-            *("--seed", "0", "--device", "cpu", "-q"),
-            *(("--confidence", str(args.confidence)) if args.confidence is not None else ()),
-        ],
-        "eval": [
-            *("eval", str(copy), "--model", str(model), *raw),
-            *("--labels", str(labels_csv), "--json"),
-        ],
-        "detect": [
-            *("detect", str(copy), "--model", str(model), *raw),
-            *("--jsonl", str(verdicts_jsonl)),
-        ],
-    }
-    seconds: dict[str, float] = {}
-    outputs: dict[str, str] = {}
-    train_stderr = ""
-    for step, cmd in steps.items():
-        print(f"{name}: {step} ...", file=sys.stderr)
-        r = run_child([*lw, *cmd], workdir)
-        seconds[step] = r.wall_s
-        outputs[step] = r.stdout
-        if step == "train":
-            train_stderr = r.stderr
+    train_extra = ["--seed", "0", "--device", "cpu", "-q"]
+    if args.confidence is not None:
+        train_extra += ["--confidence", str(args.confidence)]
+    steps = train_eval_detect(train_log, copy, model, raw, labels_csv, verdicts_jsonl, train_extra)
+    seconds, outputs, errors = run_steps(steps, workdir, f"{name}: ")
+    train_stderr = errors["train"]
     ev = json.loads(outputs["eval"])
     keys_line, params_line = train_lines(train_stderr)
 

@@ -39,16 +39,13 @@ import argparse
 import csv
 import json
 import shlex
-import shutil
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from keys_hdfs import check, machine_info, machine_line, pin_cores
-from logwarden.simulate import SIM_FORMAT, SIM_SESSION_REGEX
-from parse_speed import ChildFailed, logwarden_command, run_child
+from keys_hdfs import check, machine_info, machine_line
+from keys_simulated import _ratio, add_simulation_args, main_simulated, run_steps, simulated_steps
 
 TARGET_PERF_RECALL = 0.90
 TARGET_PARAM_RECALL = 0.90
@@ -56,10 +53,6 @@ TARGET_FP_PCT = 1.0
 
 # The verdict reason that explains each injected kind correctly.
 RIGHT_REASON = {"perf": "performance", "param": "parameter"}
-
-
-def _ratio(a: int, b: int) -> float:
-    return a / b if b else 0.0
 
 
 def train_lines(stderr: str) -> tuple[str, str]:
@@ -81,47 +74,15 @@ def explain(verdict: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    lw = logwarden_command()
-    normal_log = workdir / "normal.log"
-    mixed_log = workdir / "mixed.log"
     labels_csv = workdir / "labels.csv"
     model = workdir / "model"
     verdicts_jsonl = workdir / "verdicts.jsonl"
-    raw = ["--input-format", "raw", "--format", SIM_FORMAT, "--session", SIM_SESSION_REGEX]
-    steps: dict[str, list[str]] = {
-        "simulate normal": [
-            *("simulate", "--out", str(normal_log), "--anomaly-rate", "0"),
-            *("--sessions", str(args.train_sessions), "--seed", str(args.train_seed)),
-        ],
-        "simulate mixed": [
-            *("simulate", "--out", str(mixed_log), "--labels", str(labels_csv)),
-            *("--sessions", str(args.test_sessions), "--seed", str(args.test_seed)),
-            *(("--anomaly-rate", str(args.anomaly_rate)) if args.anomaly_rate is not None else ()),
-        ],
-        "train": [
-            *("train", str(normal_log), "--out", str(model), *raw),
-            *("--seed", str(args.seed), "--device", "cpu", "-q"),
-            *(("--confidence", str(args.confidence)) if args.confidence is not None else ()),
-        ],
-        "eval": [
-            *("eval", str(mixed_log), "--model", str(model), *raw),
-            *("--labels", str(labels_csv), "--json"),
-        ],
-        "detect": [
-            *("detect", str(mixed_log), "--model", str(model), *raw),
-            *("--jsonl", str(verdicts_jsonl)),
-        ],
-    }
-    seconds: dict[str, float] = {}
-    outputs: dict[str, str] = {}
-    train_stderr = ""
-    for name, cmd in steps.items():
-        print(f"{name} ...", file=sys.stderr)
-        r = run_child([*lw, *cmd], workdir)
-        seconds[name] = r.wall_s
-        outputs[name] = r.stdout
-        if name == "train":
-            train_stderr = r.stderr
+    train_extra = ["--seed", str(args.seed), "--device", "cpu", "-q"]
+    if args.confidence is not None:
+        train_extra += ["--confidence", str(args.confidence)]
+    steps = simulated_steps(args, workdir, train_extra)
+    seconds, outputs, errors = run_steps(steps, workdir)
+    train_stderr = errors["train"]
     ev = json.loads(outputs["eval"])
     keys_line, params_line = train_lines(train_stderr)
 
@@ -337,13 +298,7 @@ def print_report(rep: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--train-sessions", type=int, default=3000)
-    p.add_argument("--train-seed", type=int, default=11)
-    p.add_argument("--test-sessions", type=int, default=3000)
-    p.add_argument("--test-seed", type=int, default=12)
-    p.add_argument(
-        "--anomaly-rate", type=float, default=None, help="mixed log (default: simulate's)"
-    )
+    add_simulation_args(p)
     p.add_argument(
         "--confidence",
         type=float,
@@ -351,36 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="parameter models' interval, passed to train (default: train's, 0.999)",
     )
-    p.add_argument("--seed", type=int, default=0, help="training seed")
-    p.add_argument("--cores", type=int, default=2, help="pin to this many cores (0: all)")
-    p.add_argument("--keep", type=Path, help="keep the logs, model and verdicts in this folder")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    args = p.parse_args(argv)
-    if args.train_sessions < 1 or args.test_sessions < 1:
-        p.error("--train-sessions and --test-sessions must be positive")
-    pin_cores(args.cores)
-    if args.keep:
-        args.keep.mkdir(parents=True, exist_ok=True)
-        workdir = args.keep
-    else:
-        workdir = Path(tempfile.mkdtemp(prefix="params_simulated_"))
-    try:
-        rep = run(args, workdir)
-    except ChildFailed as exc:
-        print(f"params_simulated: error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-    if args.json:
-        print(json.dumps(rep, indent=2))
-    else:
-        print_report(rep)
-    if not rep["detect_agrees_with_eval"]:
-        print("params_simulated: error: detect and eval disagree", file=sys.stderr)
-        return 1
-    return 1 if args.strict and not rep["pass"] else 0
+    return main_simulated("params_simulated", p, argv, run, print_report)
 
 
 if __name__ == "__main__":
