@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from logwarden.detect import DeepLog
-from logwarden.evaluate import Report, load_sequences
+from logwarden.evaluate import Report
+from logwarden.io.datasets import load_sequences
 
 # The shared data sits next to the project checkout (see ../shared/data/README.md).
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -39,7 +39,8 @@ from keys_hdfs import (
     stderr_progress,
 )
 from logwarden.detect import DeepLog
-from logwarden.evaluate import Report, load_jsonl, split_in_order
+from logwarden.evaluate import Report
+from logwarden.io.datasets import load_jsonl, split_in_order
 
 TARGET_FP_PCT = 0.3
 TARGET_RECALL_DISTINCT = 0.95

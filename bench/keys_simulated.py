@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from keys_hdfs import check, machine_info, machine_line, pin_cores
-from logwarden.simulate import SIM_FORMAT, SIM_SESSION_REGEX
+from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX
 from parse_speed import ChildFailed, logwarden_command, run_child
 
 TARGET_PATH_RECALL = 0.95
@@ -64,8 +64,8 @@ def key_sequences(
     model: Path, normal_log: Path, mixed_log: Path
 ) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
     """Session id -> key sequence of both logs, read with the bundle's parser (match only)."""
+    from logwarden.io.ingest import read_raw_sessions, session_config
     from logwarden.parsing import TemplateMiner
-    from logwarden.pipeline import read_raw_sessions, session_config
 
     manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
     out = []

@@ -116,8 +116,8 @@ def session_ids(lines: list[str]) -> list[str]:
 def keyed_times(model: Path, log: Path) -> dict[int, tuple[str, float]]:
     """Line number -> (log key, latency) of the request lines of ``log`` that are in a
     session, read with the bundle's parser in match-only mode (analysis only)."""
+    from logwarden.io.ingest import read_raw_sessions, session_config
     from logwarden.parsing import TemplateMiner
-    from logwarden.pipeline import read_raw_sessions, session_config
 
     manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
     miner = TemplateMiner.from_dict(manifest["parser"])

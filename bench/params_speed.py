@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from keys_hdfs import check, machine_info, machine_line, pin_cores
-from logwarden.simulate import SIM_FORMAT, SIM_SESSION_REGEX
+from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX
 from parse_speed import ChildFailed, count_lines, logwarden_command, run_child
 
 TARGET_TRAIN_S = 120.0

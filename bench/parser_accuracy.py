@@ -125,9 +125,9 @@ def load_truth(structured_csv: Path) -> Truth:
 
 def predict_api(log: Path, log_format: str) -> Prediction:
     """Group the lines of ``log`` with the Python API and one default miner."""
-    from logwarden.formats import get_format
+    from logwarden.io.formats import get_format
+    from logwarden.io.sources import read_lines
     from logwarden.parsing import TemplateMiner
-    from logwarden.sources import read_lines
 
     fmt = get_format(log_format)
     miner = TemplateMiner()

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from logwarden.bundle import SCHEMA, BundleError, load_bundle, save_bundle
 from logwarden.detect import DeepLog
+from logwarden.persist.bundle import SCHEMA, BundleError, load_bundle, save_bundle
 from synthetic import grammar
 
 TEMPLATES = {"A": "start <*>", "B": "open <*>", "C": "close <*>", "D": "commit", "E": "done"}

@@ -14,7 +14,7 @@ import pytest
 
 from logwarden.cli import main
 from logwarden.detect import DeepLog
-from logwarden.simulate import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
+from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
 from synthetic import grammar
 
 # Small and fast: 1 layer of 16 units. Training stops once the loss settles.

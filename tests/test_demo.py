@@ -6,7 +6,7 @@ import re
 
 from rich.console import Console
 
-from logwarden.demo import run_demo
+from logwarden.cli.demo import run_demo
 
 
 def test_demo_trains_both_detectors_and_explains_a_slow_step() -> None:

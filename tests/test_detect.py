@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from logwarden.detect import REASONS, DeepLog, Verdict
-from logwarden.models import END, FIRST_KEY, PAD, UNK, Threshold
+from logwarden.models.keys import END, FIRST_KEY, PAD, UNK, Threshold
 from synthetic import grammar
 
 WINDOW = 6
@@ -385,9 +385,9 @@ def test_integer_keys_are_the_same_keys_at_detection() -> None:
 
 @pytest.fixture(scope="module")
 def timed_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    from logwarden.pipeline import read_raw_sessions
+    from logwarden.io.ingest import read_raw_sessions
     from logwarden.sessions import SessionConfig
-    from logwarden.simulate import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
+    from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
 
     d = tmp_path_factory.mktemp("timed_api")
     simulate(SimConfig(seed=31, sessions=700, normal_only=True)).write(d / "n.log")
@@ -439,7 +439,7 @@ def test_events_must_align_with_sessions(timed_data: dict[str, object]) -> None:
 def test_bundle_with_param_weights_but_no_description_is_refused(
     timed_data: dict[str, object], tmp_path: Path
 ) -> None:
-    from logwarden.bundle import BundleError, load_bundle
+    from logwarden.persist.bundle import BundleError, load_bundle
 
     model = timed_data["model"]
     assert isinstance(model, DeepLog)

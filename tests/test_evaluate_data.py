@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from logwarden import evaluate
-from logwarden.evaluate import (
+from logwarden.evaluate import Report, confusion
+from logwarden.io import datasets as evaluate
+from logwarden.io.datasets import (
     DataError,
     LabeledSession,
-    Report,
-    confusion,
     iter_jsonl,
     iter_sequences,
     load_jsonl,
@@ -22,7 +21,7 @@ from logwarden.evaluate import (
     split_in_order,
 )
 from logwarden.records import Stats
-from logwarden.simulate import SimConfig, simulate
+from logwarden.sim import SimConfig, simulate
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

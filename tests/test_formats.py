@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logwarden.formats import PRESETS, FormatError, LogFormat, get_format
+from logwarden.io.formats import PRESETS, FormatError, LogFormat, get_format
 from logwarden.records import Line, Record, Stats
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from logwarden.detect import DeepLog
-from logwarden.models import (
+from logwarden.models.keys import (
     END,
     FIRST_KEY,
     PAD,

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from logwarden.param_models import (
+from logwarden.models.params import (
     KeySeries,
     ParamModelConfig,
     ParamModels,
@@ -278,7 +278,7 @@ def test_training_is_deterministic_with_a_seed(fitted: ParamModels) -> None:
 def test_numpy_inference_matches_torch(fitted: ParamModels) -> None:
     import torch
 
-    from logwarden.param_models import _LstmNumpy
+    from logwarden.models.params import _LstmNumpy
 
     _, arrays = fitted.to_state()
     w = {k.split("/", 1)[1]: v for k, v in arrays.items()}
@@ -313,7 +313,7 @@ def test_faster_elapsed_is_not_an_anomaly_unless_asked(fitted: ParamModels) -> N
 
 
 def test_t_quantile_matches_tables() -> None:
-    from logwarden.param_models import _t_quantile
+    from logwarden.models.params import _t_quantile
 
     # Student t upper 0.0005 quantiles from tables, and the normal limit.
     for nu, want in ((5, 6.869), (10, 4.587), (19, 3.883), (60, 3.460)):

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from logwarden.param_models import build_series
+from logwarden.io.ingest import RawSessions, read_raw_sessions
+from logwarden.models.params import build_series
 from logwarden.parsing import TemplateMiner
-from logwarden.pipeline import RawSessions, read_raw_sessions
 from logwarden.sessions import SessionConfig, SessionTable
-from logwarden.simulate import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
+from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
 
 FMT = "<Date> <Time> <Level> <Content>"
 
@@ -139,8 +139,8 @@ def test_worker_processes_give_the_same_sessions(
 ) -> None:
     """Detection scans batches in forked workers on large inputs; small batches here force
     many of them, with unknown lines and bad input spread across batches."""
-    from logwarden import pipeline
-    from logwarden.sources import SourceConfig
+    from logwarden.io import ingest as pipeline
+    from logwarden.io.sources import SourceConfig
 
     train, test = tmp_path / "train.log", tmp_path / "test.log"
     simulate(SimConfig(seed=51, sessions=300, normal_only=True)).write(train)
@@ -188,8 +188,8 @@ def test_a_worker_that_dies_costs_time_not_lines(
     and nothing is lost; the summary counts it."""
     import os
 
-    from logwarden import pipeline
-    from logwarden.sources import SourceConfig
+    from logwarden.io import ingest as pipeline
+    from logwarden.io.sources import SourceConfig
 
     log = tmp_path / "m.log"
     simulate(SimConfig(seed=61, sessions=300, anomaly_rate=0.2)).write(log)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from logwarden.simulate import (
+from logwarden.sim import (
     ANOMALY_KINDS,
     PATH_KINDS,
     SIM_FORMAT,

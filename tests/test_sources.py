@@ -16,9 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logwarden import sources
-from logwarden.records import BAD_UTF8, NUL_BYTES, TRUNCATED, Line, Stats
-from logwarden.sources import (
+from logwarden.io import sources
+from logwarden.io.sources import (
     FollowConfig,
     Follower,
     LineReader,
@@ -26,6 +25,7 @@ from logwarden.sources import (
     follow,
     read_lines,
 )
+from logwarden.records import BAD_UTF8, NUL_BYTES, TRUNCATED, Line, Stats
 
 # --------------------------------------------------------------------------- helpers
 

@@ -9,11 +9,11 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logwarden.formats import get_format
+from logwarden.io.formats import get_format
+from logwarden.io.sources import LineReader
 from logwarden.parsing import MaskRule, MinerConfig, TemplateMiner
+from logwarden.parsing.structured import StructuredCsv
 from logwarden.records import Stats
-from logwarden.sources import LineReader
-from logwarden.structured import StructuredCsv
 
 TOKENS = [
     "PacketResponder", "for", "block", "terminating", "user", "session", "closed", "opened",
@@ -128,7 +128,7 @@ def test_text_batches_match_line_iteration(tmp_path) -> None:
     p = tmp_path / "a.log"
     p.write_bytes(data)
     s1, s2 = Stats(), Stats()
-    from logwarden.sources import SourceConfig
+    from logwarden.io.sources import SourceConfig
 
     cfg = SourceConfig(max_line_bytes=100, chunk_bytes=16)
     texts = [t for batch in LineReader([str(p)], cfg, s1).text_batches() for t in batch]

@@ -21,10 +21,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
-from .formats import LogFormat, get_format
-from .parsing import TemplateMiner
-from .records import Event, Stats
-from .sessions import (
+from logwarden.io.formats import LogFormat, get_format
+from logwarden.io.sources import LineReader, SourceConfig
+from logwarden.parsing import TemplateMiner
+from logwarden.records import Event, Stats
+from logwarden.sessions.grouping import (
     _TS_LIMIT,
     SESSION_PRESETS,
     FlatValues,
@@ -33,7 +34,6 @@ from .sessions import (
     SessionTable,
     group,
 )
-from .sources import LineReader, SourceConfig
 
 
 @dataclass

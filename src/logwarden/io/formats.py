@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from .records import Line, Record, Stats
+from logwarden.records import Line, Record, Stats
 
 
 class FormatError(ValueError):

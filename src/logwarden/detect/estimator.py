@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .bundle import BundleError, load_bundle, save_bundle
-from .models import (
+from logwarden import __version__
+from logwarden.models.keys import (
     END,
     FIRST_KEY,
     UNK,
@@ -26,8 +25,9 @@ from .models import (
     Threshold,
     fit_key_model,
 )
-from .param_models import ParamModelConfig, ParamModels
-from .sessions import Session
+from logwarden.models.params import ParamModelConfig, ParamModels
+from logwarden.persist.bundle import BundleError, load_bundle, save_bundle
+from logwarden.sessions import Session
 
 REASONS = {
     "unseen_key": "a log key never seen in normal runs",

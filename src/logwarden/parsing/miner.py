@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .records import Event, Param, Record
+from logwarden.records import Event, Param, Record
 
 SCHEMA = "logwarden.parser/1"
 WILDCARD = "<*>"

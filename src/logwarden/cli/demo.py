@@ -19,11 +19,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .detect import DeepLog
-from .evaluate import Report
-from .pipeline import read_raw_sessions
-from .sessions import SessionConfig
-from .simulate import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
+from logwarden.detect import DeepLog
+from logwarden.evaluate import Report
+from logwarden.io.ingest import read_raw_sessions
+from logwarden.sessions import SessionConfig
+from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
 
 
 def run_demo(sessions: int = 1500, seed: int = 7, console: Console | None = None) -> int:

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from . import __version__
-from .records import Stats
+from logwarden import __version__
+from logwarden.records import Stats
 
 if TYPE_CHECKING:
-    from .parsing import MaskRule
+    from logwarden.parsing import MaskRule
 
 
 class UsageError(Exception):
@@ -47,10 +47,10 @@ def _default_templates_path(out: Path) -> Path:
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    from .formats import FormatError, get_format
-    from .parsing import MinerConfig, ParserStateError, TemplateMiner
-    from .sources import LineReader, SourceConfig
-    from .structured import StructuredCsv
+    from logwarden.io.formats import FormatError, get_format
+    from logwarden.io.sources import LineReader, SourceConfig
+    from logwarden.parsing import MinerConfig, ParserStateError, TemplateMiner
+    from logwarden.parsing.structured import StructuredCsv
 
     try:
         fmt = get_format(args.format)
@@ -122,8 +122,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def _parse_mask(spec: str) -> MaskRule:
-    from .parsing import MaskRule
-    from .records import PARAM_KINDS
+    from logwarden.parsing import MaskRule
+    from logwarden.records import PARAM_KINDS
 
     kind, sep, pattern = spec.partition("=")
     if not sep or not pattern or kind not in PARAM_KINDS:
@@ -134,7 +134,7 @@ def _parse_mask(spec: str) -> MaskRule:
 
 
 def _finalise_ids(path: Path, miner: object, id_col: int) -> None:
-    from .parsing import TemplateMiner
+    from logwarden.parsing import TemplateMiner
 
     assert isinstance(miner, TemplateMiner)
     fixed = path.with_name(path.name + ".final")
@@ -159,7 +159,7 @@ def _finalise_ids(path: Path, miner: object, id_col: int) -> None:
 
 
 def _write_templates(path: Path, miner: object) -> None:
-    from .parsing import TemplateMiner
+    from logwarden.parsing import TemplateMiner
 
     assert isinstance(miner, TemplateMiner)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -216,11 +216,11 @@ def _load_inputs(
     args: argparse.Namespace, *, training: bool, bundle: dict[str, Any] | None = None
 ) -> _Inputs:
     """Sessions from INPUT files in the chosen input format (or the one the model was trained on)."""
-    from .evaluate import DataError, load_jsonl, load_labels, load_sequences
-    from .formats import FormatError
-    from .parsing import TemplateMiner
-    from .pipeline import read_raw_sessions, session_config
-    from .sessions import SessionConfigError
+    from logwarden.io.datasets import DataError, load_jsonl, load_labels, load_sequences
+    from logwarden.io.formats import FormatError
+    from logwarden.io.ingest import read_raw_sessions, session_config
+    from logwarden.parsing import TemplateMiner
+    from logwarden.sessions import SessionConfigError
 
     saved = (bundle or {}).get("input") or {}
     kind = args.input_format or saved.get("input_format") or "raw"
@@ -309,8 +309,8 @@ def _report_stats(what: str, stats: Stats, events: int, sessions: int) -> None:
 
 
 def _load_model(path: str) -> tuple[Any, dict[str, Any]]:
-    from .bundle import BundleError, load_bundle
-    from .detect import DeepLog
+    from logwarden.detect import DeepLog
+    from logwarden.persist.bundle import BundleError, load_bundle
 
     try:
         manifest, weights = load_bundle(path)
@@ -322,7 +322,7 @@ def _load_model(path: str) -> tuple[Any, dict[str, Any]]:
 def cmd_train(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .detect import DeepLog
+    from logwarden.detect import DeepLog
 
     try:
         model = DeepLog(
@@ -465,7 +465,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from .evaluate import DataError, Report, load_sequences
+    from logwarden.evaluate import Report
+    from logwarden.io.datasets import DataError, load_sequences
 
     model, manifest = _load_model(args.model)
     if args.normal or args.abnormal:
@@ -517,7 +518,7 @@ def _stderr_console() -> Any:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .simulate import SimConfig, simulate
+    from logwarden.sim import SimConfig, simulate
 
     if args.sessions < 1:
         raise UsageError("--sessions must be positive")
@@ -544,7 +545,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from logwarden.cli.demo import run_demo
 
     return run_demo(sessions=args.sessions, seed=args.seed)
 

@@ -29,9 +29,9 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from .formats import JsonFormat, LogFormat
-from .parsing import TemplateMiner, _Slot
-from .records import Line, Stats
+from logwarden.io.formats import JsonFormat, LogFormat
+from logwarden.parsing.miner import TemplateMiner, _Slot
+from logwarden.records import Line, Stats
 
 _SHAPE = str.maketrans("123456789", "000000000")
 _TOKEN = re.compile(r"\S+")

@@ -1,0 +1,21 @@
+"""Evaluation: grouping accuracy, confusion counts and detection reports."""
+
+from logwarden.evaluate.metrics import (
+    Confusion,
+    Detections,
+    Report,
+    SessionGroup,
+    VerdictLike,
+    confusion,
+    grouping_accuracy,
+)
+
+__all__ = [
+    "Confusion",
+    "Detections",
+    "Report",
+    "SessionGroup",
+    "VerdictLike",
+    "confusion",
+    "grouping_accuracy",
+]

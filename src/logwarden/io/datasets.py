@@ -1,0 +1,346 @@
+"""Dataset loaders: the anomaly-detection benchmarks read into :class:`LabeledSession`.
+
+- :func:`load_sequences`: the DeepLog split (``hdfs_train``, ``hdfs_test_abnormal``, ...),
+  one session per line of space-separated log keys;
+- :func:`load_jsonl`: labelled sessions, ``{"session", "label", "events": [...]}`` per line;
+- :func:`load_labels`: per-session labels from CSV (loghub's ``BlockId,Label`` with
+  ``Normal``/``Anomaly``, or ``session,label`` with 0/1 as ``logwarden simulate`` writes).
+
+They stream (``iter_*`` yield one session at a time), raise :class:`DataError` with a one-line
+``path:line: what`` message on malformed input, and drop nothing silently: what they skip
+(blank JSONL lines, sessions outside ``label_filter``) is counted in the optional ``Stats``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from logwarden.records import Stats
+
+__all__ = [
+    "MAX_LINE_BYTES",
+    "DataError",
+    "LabeledSession",
+    "iter_jsonl",
+    "iter_sequences",
+    "load_jsonl",
+    "load_labels",
+    "load_sequences",
+    "split_in_order",
+]
+
+# Longest line the loaders accept, in bytes. Real sessions are far shorter (the longest
+# HDFS session is 284 keys, about 1 KB); the bound only stops a wrong or binary file with no
+# line breaks from being read into memory whole.
+MAX_LINE_BYTES = 64 << 20
+
+# Label spellings accepted in label files, compared after strip() and casefold().
+_LABEL_WORDS: dict[str, int] = {
+    "0": 0,
+    "normal": 0,
+    "1": 1,
+    "anomaly": 1,  # loghub's anomaly_label.csv
+    "anomalous": 1,
+    "abnormal": 1,
+}
+_ID_COLUMNS = ("session", "blockid")  # label file id column names, casefolded
+
+_T = TypeVar("_T")
+
+
+class DataError(ValueError):
+    """Malformed or unreadable dataset input; the message is one line, ``path:line: what``."""
+
+
+@dataclass(slots=True)
+class LabeledSession:
+    """One session of an evaluation dataset: its id, its log keys in order, its label.
+
+    ``label`` is 1 for anomalous, 0 for normal, None when the data does not say.
+    """
+
+    id: str
+    keys: list[str]
+    label: int | None = None
+
+
+def _read_lines(path: str | os.PathLike[str], stats: Stats | None) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, text without its ``\\n`` / ``\\r\\n``) of a UTF-8 file.
+
+    A final line without a line break is a line; an empty file has none. A UTF-8 byte
+    order mark at the start is dropped. Invalid UTF-8, NUL bytes and lines longer than
+    MAX_LINE_BYTES raise DataError naming the line.
+    """
+    name, limit = os.fspath(path), MAX_LINE_BYTES
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - the with below closes it; open errors get their own message
+    except OSError as exc:
+        raise DataError(f"{name}: cannot open: {exc.strerror or exc}") from None
+    lineno = 0
+    try:
+        with f:
+            readline = f.readline
+            while True:
+                try:
+                    raw = readline(limit + 1)
+                except OSError as exc:
+                    raise DataError(
+                        f"{name}:{lineno + 1}: cannot read: {exc.strerror or exc}"
+                    ) from None
+                if not raw:
+                    return
+                lineno += 1
+                if raw.endswith(b"\n"):
+                    raw = raw[:-1]
+                elif len(raw) > limit:
+                    raise DataError(
+                        f"{name}:{lineno}: line longer than {limit} bytes"
+                        " (not a line-oriented text file?)"
+                    )
+                if raw.endswith(b"\r"):
+                    raw = raw[:-1]
+                if b"\0" in raw:
+                    raise DataError(f"{name}:{lineno}: NUL byte (binary file?)")
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(
+                        f"{name}:{lineno}: invalid UTF-8 at byte {exc.start + 1}"
+                    ) from None
+                if lineno == 1 and text.startswith("\ufeff"):
+                    text = text[1:]
+                yield lineno, text
+    finally:
+        if stats is not None:
+            stats.add("files_read")
+            stats.add("lines_read", lineno)
+
+
+def iter_sequences(
+    path: str | os.PathLike[str], *, label: int | None = None, stats: Stats | None = None
+) -> Iterator[LabeledSession]:
+    """Stream the sessions of a DeepLog split file: one session per line, keys split on
+    whitespace (so trailing spaces and CRLF do not matter).
+
+    Session ids are ``"{file stem}:{line number}"``. Every line is a session: an empty (or
+    all-blank) line is a session of no keys, and duplicates stay. ``label`` is given to
+    every session (the DeepLog files hold one class each: ``hdfs_train`` and
+    ``hdfs_test_normal`` are normal, ``hdfs_test_abnormal`` anomalous).
+    """
+    _check_label(label, "label")  # here, not in the generator: fail at the call
+    return _iter_sequences(path, label, stats)
+
+
+def _iter_sequences(
+    path: str | os.PathLike[str], label: int | None, stats: Stats | None
+) -> Iterator[LabeledSession]:
+    stem = Path(path).stem
+    for lineno, text in _read_lines(path, stats):
+        # Interned: a few dozen distinct keys repeat millions of times in a large split
+        # (hdfs_test_normal), and one shared str per key is ~10x less memory than a copy each.
+        yield LabeledSession(f"{stem}:{lineno}", list(map(sys.intern, text.split())), label)
+
+
+def load_sequences(
+    path: str | os.PathLike[str], *, label: int | None = None, stats: Stats | None = None
+) -> list[LabeledSession]:
+    """All sessions of a DeepLog split file (see :func:`iter_sequences`)."""
+    return list(iter_sequences(path, label=label, stats=stats))
+
+
+def iter_jsonl(
+    path: str | os.PathLike[str],
+    *,
+    label_filter: int | None = None,
+    stats: Stats | None = None,
+) -> Iterator[LabeledSession]:
+    """Stream labelled sessions from JSON lines ``{"session", "label", "events": [...]}``.
+
+    - ``session``: a non-empty string (an integer is taken as its decimal text);
+    - ``label``: 0, 1, or null / missing (unlabelled);
+    - ``events``: a list of log keys, template texts or integer key ids, kept as strings;
+    - other fields are ignored.
+
+    Every line is validated, also lines that ``label_filter`` then skips. Skipped and
+    counted in ``stats``: blank lines (``blank_line``), and with ``label_filter`` set, the
+    sessions whose label differs from it, unlabelled ones included (``label_filtered``).
+    Sessions sharing an id are all kept, and counted (``duplicate_session_id``).
+    """
+    _check_label(label_filter, "label_filter")  # here, not in the generator: fail at the call
+    return _iter_jsonl(path, label_filter, stats)
+
+
+def _iter_jsonl(
+    path: str | os.PathLike[str], label_filter: int | None, stats: Stats | None
+) -> Iterator[LabeledSession]:
+    name = os.fspath(path)
+    seen: set[str] = set()
+    for lineno, text in _read_lines(path, stats):
+        if not text.strip():
+            if stats is not None:
+                stats.add("blank_line")
+            continue
+        where = f"{name}:{lineno}"
+        session = _parse_jsonl_line(text, where)
+        if session.id in seen:
+            if stats is not None:
+                stats.add("duplicate_session_id")
+        else:
+            seen.add(session.id)
+        if label_filter is not None and session.label != label_filter:
+            if stats is not None:
+                stats.add("label_filtered")
+            continue
+        yield session
+
+
+def load_jsonl(
+    path: str | os.PathLike[str],
+    *,
+    label_filter: int | None = None,
+    stats: Stats | None = None,
+) -> list[LabeledSession]:
+    """All labelled sessions of a JSON-lines file (see :func:`iter_jsonl`)."""
+    return list(iter_jsonl(path, label_filter=label_filter, stats=stats))
+
+
+def _parse_jsonl_line(text: str, where: str) -> LabeledSession:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except RecursionError:  # json's C parser recurses per nesting level
+        raise DataError(f"{where}: invalid JSON: nested too deeply") from None
+    if type(obj) is not dict:
+        raise DataError(f"{where}: expected a JSON object, got {_json_type(obj)}")
+    sid = obj.get("session")
+    if type(sid) is int:
+        sid = str(sid)
+    elif type(sid) is not str:
+        if "session" not in obj:
+            raise DataError(f'{where}: "session" is missing')
+        raise DataError(f'{where}: "session" must be a string, not {_json_type(sid)}')
+    if not sid:
+        raise DataError(f'{where}: "session" is empty')
+    label = obj.get("label")
+    if label is not None and (type(label) is not int or label not in (0, 1)):
+        raise DataError(f'{where}: "label" must be 0, 1 or null, not {json.dumps(label)[:40]}')
+    events = obj.get("events")
+    if type(events) is not list:
+        if "events" not in obj:
+            raise DataError(f'{where}: "events" is missing')
+        raise DataError(f'{where}: "events" must be a list, not {_json_type(events)}')
+    if all(type(e) is str for e in events):  # the common case: no per-event Python work
+        keys = list(map(sys.intern, events))  # template texts repeat: share one str each
+    else:
+        keys = []
+        for i, e in enumerate(events):
+            if type(e) is str:
+                keys.append(sys.intern(e))
+            elif type(e) is int:
+                keys.append(sys.intern(str(e)))
+            else:
+                raise DataError(
+                    f'{where}: "events"[{i}] must be a string or an integer, not {_json_type(e)}'
+                )
+    return LabeledSession(sid, keys, label)
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    if type(value) in (int, float):
+        return "a number"
+    return names.get(type(value), type(value).__name__)
+
+
+def load_labels(path: str | os.PathLike[str], *, stats: Stats | None = None) -> dict[str, int]:
+    """Per-session labels from a CSV file with a header row.
+
+    The header names an id column, ``session`` or ``BlockId``, and a ``Label`` column (names
+    compared case-insensitively; other columns are allowed and ignored, e.g. the ``kind,
+    detail`` that ``logwarden simulate`` writes). Labels are 0/1 or, as in loghub,
+    ``Normal``/``Anomaly`` (also ``anomalous``/``abnormal``; case-insensitive).
+
+    Raises DataError naming the line for an unknown label, a missing field, an empty id or an
+    id labelled twice with different labels. Counted in ``stats``: blank lines
+    (``blank_line``) and rows repeating an id with the same label (``duplicate_label``).
+    """
+    name = os.fspath(path)
+    # The line break goes back in so that a quoted field spanning lines keeps it; strict
+    # mode makes broken quoting an error instead of a silently merged field.
+    reader = csv.reader((text + "\n" for _, text in _read_lines(path, stats)), strict=True)
+    labels: dict[str, int] = {}
+    try:
+        header: list[str] | None = None
+        for row in reader:
+            if row:
+                header = row
+                break
+            if stats is not None:
+                stats.add("blank_line")
+        if header is None:
+            raise DataError(f"{name}: empty file, expected a header row (session,label)")
+        columns = [h.strip().casefold() for h in header]
+        id_col = next((i for i, c in enumerate(columns) if c in _ID_COLUMNS), None)
+        label_col = columns.index("label") if "label" in columns else None
+        if id_col is None or label_col is None:
+            raise DataError(
+                f"{name}:{reader.line_num}: header needs an id column (session or BlockId) and"
+                f" a label column, got {','.join(header)[:120]!r}"
+            )
+        need = max(id_col, label_col) + 1
+        for row in reader:
+            if not row:
+                if stats is not None:
+                    stats.add("blank_line")
+                continue
+            where = f"{name}:{reader.line_num}"
+            if len(row) < need:
+                raise DataError(f"{where}: expected at least {need} fields, got {len(row)}")
+            sid = row[id_col].strip()
+            if not sid:
+                raise DataError(f"{where}: empty session id")
+            word = row[label_col].strip()
+            label = _LABEL_WORDS.get(word.casefold())
+            if label is None:
+                raise DataError(
+                    f"{where}: unknown label {word[:40]!r} (expected 0/1 or Normal/Anomaly)"
+                )
+            old = labels.get(sid)
+            if old is None:
+                labels[sid] = label
+            elif old != label:
+                raise DataError(f"{where}: session {sid!r} labelled {label} here, {old} before")
+            elif stats is not None:
+                stats.add("duplicate_label")
+    except csv.Error as exc:
+        raise DataError(f"{name}:{reader.line_num}: bad CSV: {exc}") from None
+    return labels
+
+
+def split_in_order(items: Sequence[_T], fraction: float = 0.8) -> tuple[list[_T], list[_T]]:
+    """Split ``items`` in file order: the first ``floor(len * fraction)`` and the rest.
+
+    No shuffling: for HDFS-100k this trains on the earlier sessions and tests on the later
+    ones, as a deployment would. Raises ValueError unless 0 <= fraction <= 1.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
+    # round() first so that float noise (0.29 * 100 == 28.999...) does not lose an item.
+    cut = math.floor(round(len(items) * fraction, 9))
+    return list(items[:cut]), list(items[cut:])
+
+
+def _check_label(label: int | None, name: str) -> None:
+    if label is not None and (type(label) is not int or label not in (0, 1)):
+        raise ValueError(f"{name} must be 0, 1 or None, got {label!r}")
