@@ -70,7 +70,7 @@ def key_sequences(
     manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
     out = []
     for log in (normal_log, mixed_log):
-        miner = TemplateMiner.from_dict(manifest["parser"])
+        miner = TemplateMiner.from_state(manifest["parser"])
         raw = read_raw_sessions(
             [str(log)], SIM_FORMAT, session_config(SIM_SESSION_REGEX, None), miner, learn=False
         )

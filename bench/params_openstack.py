@@ -120,7 +120,7 @@ def keyed_times(model: Path, log: Path) -> dict[int, tuple[str, float]]:
     from logwarden.parsing import TemplateMiner
 
     manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
-    miner = TemplateMiner.from_dict(manifest["parser"])
+    miner = TemplateMiner.from_state(manifest["parser"])
     raw = read_raw_sessions([str(log)], FORMAT, session_config(SESSION, None), miner, learn=False)
     out: dict[int, tuple[str, float]] = {}
     for keys, sess in zip(raw.keys, raw.sessions, strict=True):

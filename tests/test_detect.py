@@ -439,7 +439,7 @@ def test_events_must_align_with_sessions(timed_data: dict[str, object]) -> None:
 def test_bundle_with_param_weights_but_no_description_is_refused(
     timed_data: dict[str, object], tmp_path: Path
 ) -> None:
-    from logwarden.persist.bundle import BundleError, load_bundle
+    from logwarden.persist.bundle import BundleError, join_arrays, load_bundle
 
     model = timed_data["model"]
     assert isinstance(model, DeepLog)
@@ -447,8 +447,8 @@ def test_bundle_with_param_weights_but_no_description_is_refused(
     manifest, weights = load_bundle(tmp_path / "m")
     manifest.pop("param_models")
     with pytest.raises(BundleError, match="without their description"):
-        DeepLog.from_bundle(manifest, weights)
+        DeepLog.from_state(manifest, join_arrays(weights))
     manifest2, weights2 = load_bundle(tmp_path / "m")
     manifest2["param_models"]["units"] = {"x": {}}
     with pytest.raises(BundleError):
-        DeepLog.from_bundle(manifest2, weights2)
+        DeepLog.from_state(manifest2, join_arrays(weights2))

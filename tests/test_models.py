@@ -13,7 +13,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch import nn
 
 from logwarden.detect import DeepLog
 from logwarden.models.keys import (
@@ -31,6 +30,7 @@ from logwarden.models.keys import (
     fit_key_model,
     session_rows,
 )
+from logwarden.models.nets import KeyNet
 from synthetic import grammar as grammar_sessions
 
 TINY = {"hidden": 16, "embedding": 8, "layers": 1, "epochs": 40, "device": "cpu"}
@@ -123,25 +123,11 @@ def test_unique_rows_packed_at_the_62_bit_limit() -> None:
 # --- the NumPy forward pass against PyTorch -------------------------------------------------
 
 
-class TorchKeyNet(nn.Module):
-    """The network exactly as ``train_weights`` builds it."""
-
-    def __init__(self, n_outputs: int, embedding: int, hidden: int, layers: int) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(n_outputs, embedding)
-        self.lstm = nn.LSTM(embedding, hidden, layers, batch_first=True)
-        self.out = nn.Linear(hidden, n_outputs)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        o, _ = self.lstm(self.embed(x))
-        return self.out(o[:, -1])
-
-
 @pytest.mark.parametrize("layers", [1, 2, 3])
 def test_numpy_forward_equals_torch_lstm(layers: int) -> None:
     torch.manual_seed(layers)
     n_outputs, embedding, hidden, window = 13, 5, 7, 6  # all different: catches transposes
-    net = TorchKeyNet(n_outputs, embedding, hidden, layers)
+    net = KeyNet(n_outputs, embedding, hidden, layers)
     with torch.no_grad():
         for p in net.parameters():
             # Larger than the default init so gates saturate and biases matter.

@@ -278,7 +278,7 @@ def test_training_is_deterministic_with_a_seed(fitted: ParamModels) -> None:
 def test_numpy_inference_matches_torch(fitted: ParamModels) -> None:
     import torch
 
-    from logwarden.models.params import _LstmNumpy
+    from logwarden.models.numpy_nets import ParamNetNumpy
 
     _, arrays = fitted.to_state()
     w = {k.split("/", 1)[1]: v for k, v in arrays.items()}
@@ -290,7 +290,7 @@ def test_numpy_inference_matches_torch(fitted: ParamModels) -> None:
     with torch.no_grad():
         o, _ = lstm(torch.tensor(x))
         ref = out(o[:, -1]).numpy()
-    np.testing.assert_allclose(_LstmNumpy(w, 1).predict(x), ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ParamNetNumpy(w, 1).predict(x), ref, rtol=1e-4, atol=1e-5)
 
 
 def test_confidence_levels() -> None:

@@ -197,10 +197,10 @@ def test_state_refuses_foreign_and_corrupt_files(tmp_path) -> None:
     p.write_text("{not json")
     with pytest.raises(ParserStateError):
         TemplateMiner.load(p)
-    state = TemplateMiner().to_dict()
+    state = TemplateMiner().to_state()[0]
     del state["templates"]
     with pytest.raises(ParserStateError, match="corrupt"):
-        TemplateMiner.from_dict(state)
+        TemplateMiner.from_state(state)
     p.write_bytes(b"\x80\x81 binary")
     with pytest.raises(ParserStateError):
         TemplateMiner.load(p)

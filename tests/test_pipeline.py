@@ -30,7 +30,7 @@ def both(
     )
     slow_kw = dict(kw)
     if isinstance(kw.get("miner"), TemplateMiner):  # the miner learns: give each its own
-        slow_kw["miner"] = TemplateMiner.from_dict(kw["miner"].to_dict())  # type: ignore[union-attr]
+        slow_kw["miner"] = TemplateMiner.from_state(*kw["miner"].to_state())  # type: ignore[union-attr]
     slow = read_raw_sessions(
         [str(path)],
         fmt,
@@ -150,7 +150,7 @@ def test_worker_processes_give_the_same_sessions(
         lines.insert(i, bad)
     test.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogateescape")
     cfg = SessionConfig(id_pattern=SIM_SESSION_REGEX)
-    state = read_raw_sessions([str(train)], SIM_FORMAT, cfg).miner.to_dict()
+    state = read_raw_sessions([str(train)], SIM_FORMAT, cfg).miner.to_state()[0]
     # Many small batches, counted as the reader hands them out.
     monkeypatch.setattr(pipeline, "SourceConfig", lambda **kw: SourceConfig(chunk_bytes=4096, **kw))
     batches = 0
@@ -168,7 +168,7 @@ def test_worker_processes_give_the_same_sessions(
             [str(test)],
             SIM_FORMAT,
             SessionConfig(id_pattern=SIM_SESSION_REGEX),
-            miner=TemplateMiner.from_dict(state),
+            miner=TemplateMiner.from_state(state),
             learn=False,
             workers=workers,
         )
@@ -194,11 +194,11 @@ def test_a_worker_that_dies_costs_time_not_lines(
     log = tmp_path / "m.log"
     simulate(SimConfig(seed=61, sessions=300, anomaly_rate=0.2)).write(log)
     cfg = SessionConfig(id_pattern=SIM_SESSION_REGEX)
-    state = read_raw_sessions([str(log)], SIM_FORMAT, cfg).miner.to_dict()
+    state = read_raw_sessions([str(log)], SIM_FORMAT, cfg).miner.to_state()[0]
     monkeypatch.setattr(pipeline, "SourceConfig", lambda **kw: SourceConfig(chunk_bytes=4096, **kw))
     serial = read_raw_sessions(
         [str(log)], SIM_FORMAT, SessionConfig(id_pattern=SIM_SESSION_REGEX),
-        miner=TemplateMiner.from_dict(state), learn=False, workers=0,
+        miner=TemplateMiner.from_state(state), learn=False, workers=0,
     )  # fmt: skip
     real = pipeline._Scan.__call__
     parent = os.getpid()
@@ -213,7 +213,7 @@ def test_a_worker_that_dies_costs_time_not_lines(
     monkeypatch.setattr(pipeline._Scan, "__call__", dies_on_a_batch)
     broken = read_raw_sessions(
         [str(log)], SIM_FORMAT, SessionConfig(id_pattern=SIM_SESSION_REGEX),
-        miner=TemplateMiner.from_dict(state), learn=False, workers=2,
+        miner=TemplateMiner.from_state(state), learn=False, workers=2,
     )  # fmt: skip
     assert broken.stats["worker_died"] == 1
     assert broken.ids == serial.ids and broken.keys == serial.keys

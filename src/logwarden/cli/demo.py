@@ -9,6 +9,7 @@ explained anomalies: an execution-path one and a performance one.
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from collections import Counter
@@ -138,3 +139,14 @@ def run_demo(sessions: int = 1500, seed: int = 7, console: Console | None = None
                 console.print(escape(v.describe()))
                 break
     return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    sd = sub.add_parser("demo", help="simulate a log, parse it, show what logwarden sees")
+    sd.add_argument("--sessions", type=int, default=1500)
+    sd.add_argument("--seed", type=int, default=7)
+    sd.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return run_demo(sessions=args.sessions, seed=args.seed)

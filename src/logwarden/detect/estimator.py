@@ -8,14 +8,16 @@ are the hyperparameters; fitted state ends in ``_``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from logwarden import __version__
+from logwarden.errors import BundleError, ConfigError, NotFittedError
 from logwarden.models.keys import (
     END,
     FIRST_KEY,
@@ -26,7 +28,7 @@ from logwarden.models.keys import (
     fit_key_model,
 )
 from logwarden.models.params import ParamModelConfig, ParamModels
-from logwarden.persist.bundle import BundleError, load_bundle, save_bundle
+from logwarden.persist.bundle import join_arrays, load_bundle, save_bundle, split_arrays
 from logwarden.sessions import Session
 
 REASONS = {
@@ -178,8 +180,17 @@ class DeepLog:
         confidence: float = 0.999,
         param_window: int = 5,
         param_hidden: int = 16,
+        param_layers: int = 1,
         param_epochs: int = 40,
+        param_max_steps: int = 150,
+        param_batch_size: int = 256,
+        param_learning_rate: float = 0.01,
+        param_validation: float = 0.2,
         param_min_samples: int = 100,
+        param_min_contextual: int = 1000,
+        param_range_margin: float = 0.25,
+        param_by_predecessor: bool = True,
+        param_slower_only: bool = True,
     ) -> None:
         self.window = window
         self.top_g = top_g
@@ -199,39 +210,61 @@ class DeepLog:
         self.confidence = confidence
         self.param_window = param_window
         self.param_hidden = param_hidden
+        self.param_layers = param_layers
         self.param_epochs = param_epochs
+        self.param_max_steps = param_max_steps
+        self.param_batch_size = param_batch_size
+        self.param_learning_rate = param_learning_rate
+        self.param_validation = param_validation
         self.param_min_samples = param_min_samples
+        self.param_min_contextual = param_min_contextual
+        self.param_range_margin = param_range_margin
+        self.param_by_predecessor = param_by_predecessor
+        self.param_slower_only = param_slower_only
 
     # -- scikit-learn contract ---------------------------------------------------------------
 
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._param_names()}
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The hyperparameters: the constructor's arguments, in order (as scikit-learn)."""
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self"]
 
-    @staticmethod
-    def _param_names() -> list[str]:
-        return [
-            "window", "top_g", "layers", "hidden", "embedding", "epochs", "batch_size",
-            "learning_rate", "patience", "holdout", "target_fpr", "seed", "device", "explain_top",
-            "param_models", "confidence", "param_window", "param_hidden", "param_epochs",
-            "param_min_samples",
-        ]  # fmt: skip
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyperparameters by name (``deep`` is accepted for scikit-learn compatibility)."""
+        return {k: getattr(self, k) for k in self.param_names()}
 
-    def _config(self) -> KeyModelConfig:
+    def set_params(self, **params: Any) -> DeepLog:
+        """Change hyperparameters; an unknown name is a ConfigError. Returns self."""
+        known = set(self.param_names())
+        for name, value in params.items():
+            if name not in known:
+                raise ConfigError(f"{name} is not a DeepLog parameter", field=name)
+            setattr(self, name, value)
+        return self
+
+    def clone(self) -> DeepLog:
+        """A new, unfitted estimator with the same hyperparameters."""
+        return type(self)(**self.get_params())
+
+    def key_config(self) -> KeyModelConfig:
+        """The key model's settings (validated: ConfigError names the bad parameter)."""
         p = self.get_params()
-        for name in list(p):
-            if name == "explain_top" or name.startswith("param_") or name == "confidence":
-                p.pop(name)
-        return KeyModelConfig(**p)
+        return KeyModelConfig(**{f.name: p[f.name] for f in fields(KeyModelConfig)})
 
-    def _param_config(self) -> ParamModelConfig:
-        return ParamModelConfig(
-            window=self.param_window,
-            hidden=self.param_hidden,
-            epochs=self.param_epochs,
-            min_samples=self.param_min_samples,
-            confidence=self.confidence,
-            seed=self.seed,
-        )
+    def param_config(self) -> ParamModelConfig:
+        """The parameter models' settings: ``param_<name>`` for each of ParamModelConfig's
+        fields, ``confidence`` and ``seed`` shared (validated, naming the bad parameter)."""
+        values = {
+            f.name: getattr(self, f"param_{f.name}")
+            for f in fields(ParamModelConfig)
+            if f.name not in _SHARED_PARAM_SETTINGS
+        }
+        try:
+            return ParamModelConfig(**values, confidence=self.confidence, seed=self.seed)
+        except ConfigError as exc:
+            name = exc.field if exc.field in _SHARED_PARAM_SETTINGS else f"param_{exc.field}"
+            raise ConfigError(f"{name}{str(exc)[len(exc.field or '') :]}", field=name) from None
 
     def fit(
         self,
@@ -244,11 +277,11 @@ class DeepLog:
         with ``events`` (their entries, see the class docstring) the parameter models."""
         import time
 
-        param_config = self._param_config()  # validates before any training
+        param_config = self.param_config()  # validates before any training
         _check_events(sessions, events)
         started = time.perf_counter()
         sessions = [[str(k) for k in s] for s in sessions]
-        self.model_ = fit_key_model(sessions, self._config(), progress)
+        self.model_ = fit_key_model(sessions, self.key_config(), progress)
         self.model_.train_info["seconds"] = round(time.perf_counter() - started, 3)
         self.templates_ = {str(k): v for k, v in (templates or {}).items()}
         self.params_: ParamModels | None = None
@@ -278,7 +311,7 @@ class DeepLog:
     def _fitted(self) -> KeyModel:
         model = getattr(self, "model_", None)
         if model is None:
-            raise RuntimeError("this DeepLog is not fitted yet: call fit() or load()")
+            raise NotFittedError("this DeepLog is not fitted yet: call fit() or load()")
         return model
 
     def _scores(
@@ -458,61 +491,80 @@ class DeepLog:
 
     # -- persistence --------------------------------------------------------------------------
 
-    def save(self, path: str | Path, extra: Mapping[str, Any] | None = None) -> None:
-        """Write the model bundle directory (``extra``: e.g. parser state, input settings)."""
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """A JSON-ready description and the weights (``keys/...``, ``params/...``).
+
+        Hyperparameters are stored once, under ``params``; the parts' own copies of their
+        settings are rebuilt from them by ``from_state``.
+        """
         model = self._fitted()
+        kmeta, karrays = model.to_state()
         vocabulary = [
             {"index": i + FIRST_KEY, "key": k, "template": self.templates_.get(k)}
-            for i, k in enumerate(model.keys)
+            for i, k in enumerate(kmeta["keys"])
         ]
         params = getattr(self, "params_", None)
-        manifest = {
+        meta: dict[str, Any] = {
             "logwarden_version": __version__,
             "detectors": ["keys"] if params is None else ["keys", "params"],
             "params": self.get_params(),
             "vocabulary": vocabulary,
-            "threshold": asdict(model.threshold),
-            "train_info": model.train_info,
-            **(dict(extra) if extra else {}),
+            "threshold": kmeta["threshold"],
+            "train_info": kmeta["train_info"],
         }
-        weights = {"keys": model.weights}
+        arrays = {f"keys/{k}": v for k, v in karrays.items()}
         if params is not None:
-            meta, arrays = params.to_state()
-            manifest["param_models"] = meta
-            weights["params"] = arrays
-        save_bundle(path, manifest, weights)
+            pmeta, parrays = params.to_state()
+            meta["param_models"] = {k: v for k, v in pmeta.items() if k != "config"}
+            arrays.update({f"params/{k}": v for k, v in parrays.items()})
+        return meta, arrays
 
     @classmethod
-    def load(cls, path: str | Path) -> DeepLog:
-        manifest, weights = load_bundle(path)
-        return cls.from_bundle(manifest, weights)
-
-    @classmethod
-    def from_bundle(
-        cls, manifest: dict[str, Any], weights: dict[str, dict[str, np.ndarray]]
-    ) -> DeepLog:
+    def from_state(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> DeepLog:
+        """The estimator ``to_state`` described; BundleError when it is not a valid one."""
         try:
-            est = cls(**manifest["params"])
-            config = est._config()
-            vocab = sorted(manifest["vocabulary"], key=lambda v: v["index"])
-            keys = [str(v["key"]) for v in vocab]
-            threshold = Threshold(**manifest["threshold"])
-            est.model_ = KeyModel(
-                config, keys, weights["keys"], threshold, manifest.get("train_info", {})
-            )
+            est = cls(**meta["params"])
+            vocab = sorted(meta["vocabulary"], key=lambda v: v["index"])
+            kmeta = {
+                "config": asdict(est.key_config()),
+                "keys": [str(v["key"]) for v in vocab],
+                "threshold": meta["threshold"],
+                "train_info": meta.get("train_info", {}),
+            }
+            est.model_ = KeyModel.from_state(kmeta, _part(arrays, "keys"))
             est.templates_ = {
                 str(v["key"]): v["template"] for v in vocab if v.get("template") is not None
             }
             est.params_ = None
-            if "param_models" in manifest:
-                est.params_ = ParamModels.from_state(
-                    manifest["param_models"], weights.get("params", {})
-                )
-            elif "params" in weights:
+            param_arrays = _part(arrays, "params")
+            if "param_models" in meta:
+                pmeta = {**meta["param_models"], "config": asdict(est.param_config())}
+                est.params_ = ParamModels.from_state(pmeta, param_arrays)
+            elif param_arrays:
                 raise ValueError("parameter model weights without their description")
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"bundle content is not a valid DeepLog model: {exc}") from None
         return est
+
+    def save(self, path: str | Path, extra: Mapping[str, Any] | None = None) -> None:
+        """Write a model bundle directory of this estimator alone (no parser, no input
+        settings: a ``Detector`` saves those too); ``extra`` adds manifest entries."""
+        meta, arrays = self.to_state()
+        save_bundle(path, {**meta, **(extra or {})}, split_arrays(arrays))
+
+    @classmethod
+    def load(cls, path: str | Path) -> DeepLog:
+        manifest, weights = load_bundle(path)
+        return cls.from_state(manifest, join_arrays(weights))
+
+
+_SHARED_PARAM_SETTINGS = ("confidence", "seed")  # DeepLog's own, used by both detectors
+
+
+def _part(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays under ``prefix/``, without it."""
+    cut = len(prefix) + 1
+    return {k[cut:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
 
 
 def _check_events(sessions: Sequence[Any], events: Sequence[Session] | None) -> None:

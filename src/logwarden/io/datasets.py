@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from logwarden.errors import DataError
 from logwarden.records import Stats
 
 __all__ = [
@@ -54,10 +55,6 @@ _LABEL_WORDS: dict[str, int] = {
 _ID_COLUMNS = ("session", "blockid")  # label file id column names, casefolded
 
 _T = TypeVar("_T")
-
-
-class DataError(ValueError):
-    """Malformed or unreadable dataset input; the message is one line, ``path:line: what``."""
 
 
 @dataclass(slots=True)

@@ -32,11 +32,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from logwarden.errors import ConfigError
 from logwarden.records import Line, Record, Stats
 
 
-class FormatError(ValueError):
+class FormatError(ConfigError):
     """A format string or preset name that cannot be used."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="format")
 
 
 PRESETS: Mapping[str, str] = MappingProxyType(
@@ -234,8 +238,8 @@ class LogFormat:
 
     def __post_init__(self) -> None:
         self._time_choices = _time_field_choices(self.header_fields)
-        self._time_names = self._time_choices[0] if self._time_choices else ()
-        self._times = _TimeParser(self.default_year)
+        self.time_fields = self._time_choices[0] if self._time_choices else ()
+        self.parse_time = _TimeParser(self.default_year)
         self._match = self.regex.fullmatch
         self.bad_timestamps = 0
 
@@ -246,20 +250,20 @@ class LogFormat:
         groups = m.groupdict()
         content = groups.pop("Content", None) or ""
         fields = {k: v for k, v in groups.items() if v is not None}
-        ts = self._timestamp(fields) if self._time_names else None
+        ts = self.timestamp(fields) if self.time_fields else None
         return Record(line, content, fields, ts, True)
 
-    def _timestamp(self, fields: dict[str, str]) -> float | None:
-        text = " ".join(fields[n] for n in self._time_names if n in fields)
-        ts = self._times(text) if text else None
+    def timestamp(self, fields: dict[str, str]) -> float | None:
+        text = " ".join(fields[n] for n in self.time_fields if n in fields)
+        ts = self.parse_time(text) if text else None
         if ts is None and len(self._time_choices) > 1:
             # Another choice of fields may be the one that holds the time (BGL: Time alone).
             for names in self._time_choices:
-                if names != self._time_names:
+                if names != self.time_fields:
                     alt = " ".join(fields[n] for n in names if n in fields)
-                    ts = self._times(alt) if alt else None
+                    ts = self.parse_time(alt) if alt else None
                     if ts is not None:
-                        self._time_names = names
+                        self.time_fields = names
                         break
         if ts is None:
             self.bad_timestamps += 1
@@ -311,7 +315,7 @@ class JsonFormat(LogFormat):
                 and isinstance(obj[tk], str | int | float)
                 and not isinstance(obj[tk], bool)
             ):
-                ts = _json_time(obj[tk], self._times)
+                ts = _json_time(obj[tk], self.parse_time)
                 if ts is None:
                     self.bad_timestamps += 1
                 break

@@ -16,11 +16,11 @@ counted across all inputs.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
+from logwarden.errors import ConfigError
 from logwarden.io.formats import LogFormat, get_format
 from logwarden.io.sources import LineReader, SourceConfig
 from logwarden.parsing import TemplateMiner
@@ -59,10 +59,16 @@ def session_config(
     regex searches the whole raw line, header included."""
     if window is not None:
         if in_line:
-            raise ValueError("--session-in-line goes with --session, not --window")
+            raise ConfigError(
+                "session_in_line goes with a session id regex, not a window",
+                field="session_in_line",
+            )
         return SessionConfig(window_size=window)
     if not session:
-        raise ValueError("raw input needs --session REGEX (or a preset name) or --window N")
+        raise ConfigError(
+            "session (an id regex or preset name) or a window of N lines is needed for raw input",
+            field="session",
+        )
     return SessionConfig(id_pattern=SESSION_PRESETS.get(session, session), search_raw_line=in_line)
 
 
@@ -73,15 +79,20 @@ def read_raw_sessions(
     miner: TemplateMiner | None = None,
     learn: bool = True,
     max_line_bytes: int = 65536,
-    workers: int | None = None,
+    workers: int = 0,
 ) -> RawSessions:
     """Parse raw logs into keyed sessions.
 
     ``learn``: templates are created and generalised (training). Otherwise the miner only
     matches, so that the keys of a trained model keep their meaning; lines matching no
     template get keys ``U<id>`` from a separate miner, which the model has never seen.
-    ``workers``: processes that scan lines in parallel when the miner only matches (None:
-    one per usable core, up to 4, for inputs of ``PARALLEL_MIN_BYTES`` or more; 0: none).
+    ``workers``: processes that scan lines in parallel when the miner only matches (0, the
+    default: none). Forking is the caller's decision: ``default_workers`` gives the CLI's
+    choice, and a process with threads (a web server) should keep 0.
+
+    For speed on large inputs, callers may turn the cyclic garbage collector off around
+    this call (the CLI does): millions of small lists and strings, none in a reference
+    cycle, are rescanned by it over and over (measured: 40% of the reading time).
     """
     fmt = get_format(fmt_spec)
     config.validate()
@@ -90,16 +101,8 @@ def read_raw_sessions(
     unknown = TemplateMiner()
     reader = LineReader(list(inputs), SourceConfig(max_line_bytes=max_line_bytes), stats)
     if _fast_path_applies(fmt, config, miner):
-        n = _workers_for(inputs, learn, workers)
-        # Millions of small lists and strings, none in a reference cycle: the cyclic
-        # collector would rescan them over and over (measured: 40% of the reading time).
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            return _read_fast(reader, fmt, config, miner, unknown, learn, stats, n)
-        finally:
-            if enabled:
-                gc.enable()
+        n = workers if workers > 0 and not learn and _fork_available() else 0
+        return _read_fast(reader, fmt, config, miner, unknown, learn, stats, n)
     events: list[Event] = []
     unknown_keys: set[int] = set()
     for record in fmt.records(reader, stats):
@@ -225,8 +228,8 @@ class _Scan:
         match = fmt.regex.fullmatch
         groupindex = fmt.regex.groupindex
         content_group = groupindex.get("Content")
-        times = fmt._times
-        parse = self.miner._parse
+        times = fmt.parse_time
+        parse = self.miner.parse_slots
         learn = self.learn
         findall, finditer, raw_line = self.findall, self.finditer, self.raw_line
         kinds_of = self.kinds_of
@@ -245,9 +248,9 @@ class _Scan:
                 content = text
             else:
                 content = (m.group(content_group) or "") if content_group else ""
-                if fmt._time_names:
-                    if fmt._time_names is not names:
-                        names = fmt._time_names
+                if fmt.time_fields:
+                    if fmt.time_fields is not names:
+                        names = fmt.time_fields
                         name_groups = tuple(groupindex[n] for n in names)
                     if len(name_groups) == 2:  # date and time, the usual case
                         a, b = m.group(*name_groups)
@@ -259,7 +262,7 @@ class _Scan:
                     if ts is None:  # the object path's fallbacks and counting
                         fields = {k: v for k, v in m.groupdict().items() if v is not None}
                         fields.pop("Content", None)
-                        ts = fmt._timestamp(fields)
+                        ts = fmt.timestamp(fields)
             if not text:
                 out.empty_at.append(i)
                 continue
@@ -342,15 +345,21 @@ def can_fork() -> bool:
     )
 
 
-def _workers_for(inputs: Sequence[str], learn: bool, workers: int | None) -> int:
-    import contextlib
+def _fork_available() -> bool:
     import multiprocessing
+
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def default_workers(inputs: Sequence[str], learn: bool) -> int:
+    """The CLI's choice of scan workers: one per usable core, up to 4, for inputs of
+    ``PARALLEL_MIN_BYTES`` or more when the miner only matches and ``can_fork()``; else 0
+    (a learning miner is sequential; without fork, workers cost more than they save)."""
+    import contextlib
     import os
 
-    if learn or "fork" not in multiprocessing.get_all_start_methods():
-        return 0  # a learning miner is sequential; without fork, workers cost too much
-    if workers is not None:
-        return max(workers, 0)
+    if learn or not _fork_available():
+        return 0
     cores = usable_cores()
     if cores < 2 or not can_fork():
         return 0
@@ -449,7 +458,7 @@ def _read_fast(
         texts.extend(batch)
         for j, content in res.unknown.items():
             # Unknown lines get ids from one miner, in line order, whoever scanned them.
-            key, vals, slots, _ = unknown._parse(content, True)
+            key, vals, slots, _ = unknown.parse_slots(content, True)
             res.keys[j] = -key  # type: ignore[operator]
             override[base + j] = vals
             res.kinds[j] = tuple(sl.kind for sl in slots)

@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
+
+from logwarden.errors import ConfigError
+from logwarden.models.numpy_nets import KeyNetNumpy
 
 PAD = 0  # before the first key of a session
 END = 1  # after the last key of a session
@@ -58,19 +61,27 @@ class KeyModelConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.window >= 1, "window must be >= 1"),
-            (self.top_g is None or self.top_g >= 1, "top_g must be >= 1"),
-            (self.layers >= 1, "layers must be >= 1"),
-            (self.hidden >= 1 and self.embedding >= 1, "hidden and embedding must be >= 1"),
-            (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1"),
-            (self.learning_rate > 0, "learning_rate must be > 0"),
-            (0.0 <= self.holdout < 1.0, "holdout must be in [0, 1)"),
-            (0.0 < self.target_fpr < 1.0, "target_fpr must be in (0, 1)"),
-            (self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
+            (self.window >= 1, "window", "window must be >= 1"),
+            (self.top_g is None or self.top_g >= 1, "top_g", "top_g must be >= 1"),
+            (self.layers >= 1, "layers", "layers must be >= 1"),
+            (
+                self.hidden >= 1 and self.embedding >= 1,
+                "hidden",
+                "hidden and embedding must be >= 1",
+            ),
+            (
+                self.epochs >= 1 and self.batch_size >= 1,
+                "epochs",
+                "epochs and batch_size must be >= 1",
+            ),
+            (self.learning_rate > 0, "learning_rate", "learning_rate must be > 0"),
+            (0.0 <= self.holdout < 1.0, "holdout", "holdout must be in [0, 1)"),
+            (0.0 < self.target_fpr < 1.0, "target_fpr", "target_fpr must be in (0, 1)"),
+            (self.device in ("auto", "cpu", "cuda"), "device", "device must be auto, cpu or cuda"),
         ]
-        for ok, msg in checks:
+        for ok, name, msg in checks:
             if not ok:
-                raise ValueError(msg)
+                raise ConfigError(msg, field=name)
 
 
 @dataclass
@@ -161,75 +172,6 @@ def _ranges(counts: np.ndarray) -> np.ndarray:
 # --- inference in NumPy -------------------------------------------------------------------
 
 
-class KeyNetNumpy:
-    """Forward pass of the key network from its weights (PyTorch LSTM layout)."""
-
-    def __init__(self, weights: dict[str, np.ndarray], layers: int) -> None:
-        self.layers = layers
-        w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
-        # PyTorch orders the gates i, f, g, o; i, f, o first lets one sigmoid cover them.
-        hsz = w["lstm.weight_hh_l0"].shape[1]
-        order = np.r_[0 : 2 * hsz, 3 * hsz : 4 * hsz, 2 * hsz : 3 * hsz]
-        w = {k: (v[order] if k.startswith("lstm.") else v) for k, v in w.items()}
-        # The first layer's input projection of every key, precomputed: a lookup, not a matmul.
-        emb = w["embed.weight"]
-        self._x0 = emb @ w["lstm.weight_ih_l0"].T + w["lstm.bias_ih_l0"] + w["lstm.bias_hh_l0"]
-        self._whh = [w[f"lstm.weight_hh_l{k}"].T.copy() for k in range(layers)]
-        self._wih = [None] + [w[f"lstm.weight_ih_l{k}"].T.copy() for k in range(1, layers)]
-        self._b = [None] + [
-            w[f"lstm.bias_ih_l{k}"] + w[f"lstm.bias_hh_l{k}"] for k in range(1, layers)
-        ]
-        self._wout = w["out.weight"].T.copy()
-        self._bout = w["out.bias"]
-        self.hidden = self._whh[0].shape[0]
-
-    def probabilities(self, windows: np.ndarray, batch: int = 65536) -> np.ndarray:
-        """Softmax over the vocabulary for each window (n, window) -> (n, vocab).
-
-        Windows that share their first t keys share the LSTM's state after t steps, so the
-        network runs step t once per distinct prefix of length t (a trie walked breadth
-        first), not once per window: on HDFS this is a fraction of the work. Windows are
-        taken in batches; sorted input (as ``np.unique`` gives) keeps prefixes together.
-        """
-        out = np.empty((len(windows), self._wout.shape[1]), dtype=np.float32)
-        for s in range(0, len(windows), batch):
-            out[s : s + batch] = self._forward_shared(windows[s : s + batch])
-        return out
-
-    def _forward_shared(self, windows: np.ndarray) -> np.ndarray:
-        n, steps = windows.shape
-        hsz = self.hidden
-        n_keys = self._x0.shape[0]
-        hs = [np.zeros((1, hsz), dtype=np.float32) for _ in range(self.layers)]
-        cs = [np.zeros((1, hsz), dtype=np.float32) for _ in range(self.layers)]
-        node = np.zeros(n, dtype=np.int64)  # each window's prefix node at the current depth
-        for t in range(steps):
-            child, node = np.unique(node * n_keys + windows[:, t], return_inverse=True)
-            node = node.reshape(-1)
-            parent = child // n_keys
-            x = self._x0[child % n_keys]
-            for layer in range(self.layers):
-                if layer > 0:
-                    x = hs[layer - 1] @ self._wih[layer] + self._b[layer]
-                gates = x + hs[layer][parent] @ self._whh[layer]
-                ifo = gates[:, : 3 * hsz]
-                ifo *= 0.5  # sigmoid(x) = (tanh(x / 2) + 1) / 2
-                np.tanh(ifo, out=ifo)
-                ifo += 1.0
-                ifo *= 0.5
-                g = np.tanh(gates[:, 3 * hsz :])
-                c = cs[layer][parent] * ifo[:, hsz : 2 * hsz]
-                c += ifo[:, :hsz] * g
-                h = np.tanh(c)
-                h *= ifo[:, 2 * hsz :]
-                hs[layer], cs[layer] = h, c
-        logits = hs[-1] @ self._wout + self._bout
-        logits -= logits.max(axis=1, keepdims=True)
-        np.exp(logits, out=logits)
-        logits /= logits.sum(axis=1, keepdims=True)
-        return logits[node]
-
-
 # --- the key model --------------------------------------------------------------------------
 
 
@@ -252,6 +194,28 @@ class KeyModel:
                 raise ValueError(f"weights {name} do not fit a vocabulary of {len(self.keys)} keys")
         self.net = KeyNetNumpy(self.weights, self.config.layers)
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """A JSON-ready description (config, vocabulary, threshold, training facts) and the
+        network's weights."""
+        meta = {
+            "config": asdict(self.config),
+            "keys": list(self.keys),
+            "threshold": asdict(self.threshold),
+            "train_info": self.train_info,
+        }
+        return meta, dict(self.weights)
+
+    @classmethod
+    def from_state(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> KeyModel:
+        """The model ``to_state`` described; ConfigError/ValueError when it does not fit."""
+        return cls(
+            KeyModelConfig(**meta["config"]),
+            [str(k) for k in meta["keys"]],
+            {k: np.asarray(v) for k, v in arrays.items()},
+            Threshold(**meta["threshold"]),
+            dict(meta.get("train_info", {})),
+        )
 
     @property
     def vocab_size(self) -> int:
@@ -401,20 +365,10 @@ def _train(
     import torch
     from torch import nn
 
+    from logwarden.models.nets import KeyNet
+
     h = config.window
-
-    class KeyNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.embed = nn.Embedding(n_outputs, config.embedding)
-            self.lstm = nn.LSTM(config.embedding, config.hidden, config.layers, batch_first=True)
-            self.out = nn.Linear(config.hidden, n_outputs)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            o, _ = self.lstm(self.embed(x))
-            return self.out(o[:, -1])
-
-    net = KeyNet().to(device)
+    net = KeyNet(n_outputs, config.embedding, config.hidden, config.layers).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     x_all = torch.as_tensor(rows[:, :h], dtype=torch.long, device=device)
     y_all = torch.as_tensor(rows[:, h], dtype=torch.long, device=device)

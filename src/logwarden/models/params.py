@@ -71,6 +71,8 @@ from typing import Any
 
 import numpy as np
 
+from logwarden.errors import ConfigError
+from logwarden.models.numpy_nets import ParamNetNumpy
 from logwarden.records import Param
 from logwarden.sessions import FlatValues, Session, SessionTable
 
@@ -385,19 +387,23 @@ class ParamModelConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.window >= 1, "window must be >= 1"),
-            (self.hidden >= 1 and self.layers >= 1, "hidden and layers must be >= 1"),
-            (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1"),
-            (self.max_steps >= 1, "max_steps must be >= 1"),
-            (self.learning_rate > 0, "learning_rate must be > 0"),
-            (0.0 < self.validation < 1.0, "validation must be in (0, 1)"),
-            (0.5 <= self.confidence < 1.0, "confidence must be in [0.5, 1)"),
-            (self.min_samples >= 2, "min_samples must be >= 2"),
-            (self.range_margin >= 0, "range_margin must be >= 0"),
+            (self.window >= 1, "window", "window must be >= 1"),
+            (self.hidden >= 1 and self.layers >= 1, "hidden", "hidden and layers must be >= 1"),
+            (
+                self.epochs >= 1 and self.batch_size >= 1,
+                "epochs",
+                "epochs and batch_size must be >= 1",
+            ),
+            (self.max_steps >= 1, "max_steps", "max_steps must be >= 1"),
+            (self.learning_rate > 0, "learning_rate", "learning_rate must be > 0"),
+            (0.0 < self.validation < 1.0, "validation", "validation must be in (0, 1)"),
+            (0.5 <= self.confidence < 1.0, "confidence", "confidence must be in [0.5, 1)"),
+            (self.min_samples >= 2, "min_samples", "min_samples must be >= 2"),
+            (self.range_margin >= 0, "range_margin", "range_margin must be >= 0"),
         ]
-        for ok, msg in checks:
+        for ok, name, msg in checks:
             if not ok:
-                raise ValueError(msg)
+                raise ConfigError(msg, field=name)
 
     @property
     def z(self) -> float:
@@ -543,7 +549,7 @@ class ParamModels:
         z = (m.transform(s.values) - m.center) / m.scale
         guard = self._range_guard(m, s.values)
         if m.kind == "lstm":
-            pred = _LstmNumpy(m.weights, self.config.layers).predict(
+            pred = ParamNetNumpy(m.weights, self.config.layers).predict(
                 _windows(z, self.config.window)
             )
             dev = self._deviation(z - pred, guard)
@@ -638,7 +644,7 @@ class ParamModels:
                 if d["model"] not in ("lstm", "robust"):
                     raise ValueError(f"unknown model {d['model']!r}")
                 if d["model"] == "lstm":
-                    _LstmNumpy(weights, self.config.layers)  # all tensors there, or KeyError
+                    ParamNetNumpy(weights, self.config.layers)  # all tensors there, or KeyError
                 center = np.asarray(d["center"], dtype=np.float64)
                 scale = np.asarray(d["scale"], dtype=np.float64)
                 positions = tuple(int(p) for p in d["positions"])
@@ -857,7 +863,7 @@ def _fit_lstm(s: KeySeries, cfg: ParamModelConfig) -> _KeyModel:
     z = (values - mean) / std
     x = _windows(z, cfg.window)
     weights, info = _train(x[:n_train], z[:n_train], cfg)
-    net = _LstmNumpy(weights, cfg.layers)
+    net = ParamNetNumpy(weights, cfg.layers)
     dev = z[n_train:] - net.predict(x[n_train:])
     if cfg.slower_only:
         dev = _one_sided(dev)
@@ -917,29 +923,20 @@ def _train_torch(
     x: np.ndarray, z: np.ndarray, cfg: ParamModelConfig
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     import torch
-    from torch import nn
+
+    from logwarden.models.nets import ParamNet
 
     d = z.shape[1]
     # Seeded per key (not once for all keys) so that a key's model does not depend on
     # which other keys were trained before it.
     torch.manual_seed(cfg.seed)
 
-    class ParamNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lstm = nn.LSTM(d, cfg.hidden, cfg.layers, batch_first=True)
-            self.out = nn.Linear(cfg.hidden, d)
-
-        def forward(self, inp: torch.Tensor) -> torch.Tensor:
-            o, _ = self.lstm(inp)
-            return self.out(o[:, -1])
-
     keep = np.any(~np.isnan(z), axis=1)  # entries with nothing observed teach nothing
     x_all = torch.as_tensor(x[keep], dtype=torch.float32)
     mask_np = ~np.isnan(z[keep])
     y_all = torch.as_tensor(np.nan_to_num(z[keep], nan=0.0), dtype=torch.float32)
     m_all = torch.as_tensor(mask_np, dtype=torch.float32)
-    net = ParamNet()
+    net = ParamNet(d, cfg.hidden, cfg.layers)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
     gen = torch.Generator().manual_seed(cfg.seed)
     n = len(x_all)
@@ -972,66 +969,6 @@ def _train_torch(
 
 
 # --- inference in NumPy -----------------------------------------------------------------------
-
-
-class _LstmNumpy:
-    """Forward pass of ``ParamNet`` from its weights (PyTorch gate order i, f, g, o)."""
-
-    _CHUNK = 4096  # rows at a time: the gate arrays stay in cache
-
-    def __init__(self, weights: Mapping[str, np.ndarray], layers: int) -> None:
-        w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
-        self.layers = layers
-        hsz = w["lstm.weight_hh_l0"].shape[1]
-        # Gate columns reordered to i, f, o, g: one sigmoid over three gates, one tanh.
-        order = np.r_[0 : 2 * hsz, 3 * hsz : 4 * hsz, 2 * hsz : 3 * hsz]
-        self.wih = [
-            np.ascontiguousarray(w[f"lstm.weight_ih_l{k}"].T[:, order]) for k in range(layers)
-        ]
-        self.whh = [
-            np.ascontiguousarray(w[f"lstm.weight_hh_l{k}"].T[:, order]) for k in range(layers)
-        ]
-        self.b = [(w[f"lstm.bias_ih_l{k}"] + w[f"lstm.bias_hh_l{k}"])[order] for k in range(layers)]
-        self.wout = w["out.weight"].T
-        self.bout = w["out.bias"]
-        self.hidden = hsz
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """(n, window, d) normalised histories -> (n, d) predicted next vectors (float64)."""
-        n = x.shape[0]
-        out = np.empty((n, self.wout.shape[1]), dtype=np.float64)
-        for start in range(0, n, self._CHUNK):
-            out[start : start + self._CHUNK] = self._predict(x[start : start + self._CHUNK])
-        return out
-
-    def _predict(self, x: np.ndarray) -> np.ndarray:
-        n, steps, _ = x.shape
-        hsz = self.hidden
-        seq = x.astype(np.float32)
-        for layer in range(self.layers):
-            # The input projection of all steps at once; only the recurrence loops.
-            proj = seq @ self.wih[layer] + self.b[layer]
-            h = np.zeros((n, hsz), dtype=np.float32)
-            c = np.zeros((n, hsz), dtype=np.float32)
-            outs = np.empty((n, steps, hsz), dtype=np.float32)
-            whh = self.whh[layer]
-            for t in range(steps):
-                g = h @ whh
-                g += proj[:, t]
-                sig = g[:, : 3 * hsz]  # sigmoid(v) = (tanh(v / 2) + 1) / 2, in place
-                sig *= 0.5
-                np.tanh(sig, out=sig)
-                sig += 1.0
-                sig *= 0.5
-                cand = np.tanh(g[:, 3 * hsz :])
-                c *= g[:, hsz : 2 * hsz]
-                cand *= g[:, :hsz]
-                c += cand
-                h = np.tanh(c)
-                h *= g[:, 2 * hsz : 3 * hsz]
-                outs[:, t] = h
-            seq = outs
-        return seq[:, -1] @ self.wout + self.bout
 
 
 def _nanargmax_rows(a: np.ndarray) -> np.ndarray:

@@ -33,11 +33,12 @@ from __future__ import annotations
 import json
 import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from logwarden.errors import ConfigError, StateError
 from logwarden.records import Event, Param, Record
 
 SCHEMA = "logwarden.parser/1"
@@ -49,7 +50,7 @@ CREATED = "created"
 GENERALIZED = "generalized"
 
 
-class ParserStateError(ValueError):
+class ParserStateError(StateError):
     """Saved parser state that cannot be loaded (foreign, tampered or wrong version)."""
 
 
@@ -74,17 +75,19 @@ class MinerConfig:
 
     def __post_init__(self) -> None:
         if self.min_merge_values < 2:
-            raise ValueError("min_merge_values must be >= 2")
+            raise ConfigError("min_merge_values must be >= 2", field="min_merge_values")
         if self.min_merge_constants < 0:
-            raise ValueError("min_merge_constants must be >= 0")
+            raise ConfigError("min_merge_constants must be >= 0", field="min_merge_constants")
         if self.max_templates is not None and self.max_templates < 1:
-            raise ValueError("max_templates must be >= 1 or None")
+            raise ConfigError("max_templates must be >= 1 or None", field="max_templates")
         self.masks = [m if isinstance(m, MaskRule) else MaskRule(**m) for m in self.masks]
         for m in self.masks:
             try:
                 re.compile(m.pattern)
             except re.error as exc:
-                raise ValueError(f"mask {m.name!r}: invalid regex {m.pattern!r}: {exc}") from None
+                raise ConfigError(
+                    f"mask {m.name!r}: invalid regex {m.pattern!r}: {exc}", field="masks"
+                ) from None
 
 
 @dataclass(slots=True)
@@ -203,7 +206,7 @@ def _classify_word(value: str) -> str | None:
 
 
 @dataclass(slots=True)
-class _Slot:
+class Slot:
     """One parameter of a shape: tokens [start, end) minus a prefix and a suffix."""
 
     start: int
@@ -215,10 +218,10 @@ class _Slot:
 
 def _mask(
     tokens: Sequence[str], user_kinds: dict[str, str] | None = None
-) -> tuple[list[str], list[_Slot], list[bool]]:
+) -> tuple[list[str], list[Slot], list[bool]]:
     """Mask a token list: (signature tokens, parameter slots, token-is-mergeable-word)."""
     sig: list[str] = []
-    slots: list[_Slot | None] = []
+    slots: list[Slot | None] = []
     for i, tok in enumerate(tokens):
         n = len(tok)
         a = 0
@@ -231,7 +234,7 @@ def _mask(
         if not core:
             if tok in _EMPTY_BRACKETS:  # an empty value: "()" groups with "(host)"
                 sig.append(tok[0] + WILDCARD + tok[1])
-                slots.append(_Slot(i, i + 1, 1, 1, "text"))
+                slots.append(Slot(i, i + 1, 1, 1, "text"))
             else:
                 sig.append(tok)
                 slots.append(None)
@@ -256,7 +259,7 @@ def _mask(
             slots.append(None)
         else:
             sig.append(tok[:a] + WILDCARD + tok[b:])
-            slots.append(_Slot(i, i + 1, a, n - b, kind))
+            slots.append(Slot(i, i + 1, a, n - b, kind))
     # Month, weekday and zone names next to a masked number are part of a date.
     for order in (range(len(sig) - 1, -1, -1), range(len(sig))):
         for i in order:
@@ -265,7 +268,7 @@ def _mask(
                 right = i + 1 < len(sig) and sig[i + 1] == WILDCARD
                 if left or right:
                     sig[i] = WILDCARD
-                    slots[i] = _Slot(i, i + 1, 0, 0, "time")
+                    slots[i] = Slot(i, i + 1, 0, 0, "time")
     # A size unit after a bare number belongs to it ("5.2 KB," -> "<*>,").
     for i in range(1, len(sig)):
         s = slots[i - 1]
@@ -274,11 +277,11 @@ def _mask(
             unit = tok.rstrip(",;.)")
             if unit in _UNITS and s.kind in ("int", "float"):
                 sig[i] = WILDCARD + tok[len(unit) :]
-                slots[i] = _Slot(i, i + 1, 0, len(tok) - len(unit), "size")
+                slots[i] = Slot(i, i + 1, 0, len(tok) - len(unit), "size")
                 s.kind = "size"
     # Collapse runs of adjacent parameters: "<*> <*> <*>" -> "<*>" (variable-length values).
     out_sig: list[str] = []
-    out_slots: list[_Slot] = []
+    out_slots: list[Slot] = []
     mergeable: list[bool] = []
     prev_open = False  # the previous output token ends with a wildcard
     for tok_sig, slot in zip(sig, slots, strict=True):
@@ -324,14 +327,14 @@ class _Plan:
     """What a cached shape resolves to: the template id and where its parameters are."""
 
     key: int
-    slots: list[_Slot]  # sorted by start
+    slots: list[Slot]  # sorted by start
     extract: Callable[[list[str]], list[str]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.extract = _extractor(self.slots)
 
 
-def _extractor(slots: list[_Slot]) -> Callable[[list[str]], list[str]]:
+def _extractor(slots: list[Slot]) -> Callable[[list[str]], list[str]]:
     """``_extract`` for one set of slots, specialised: every line of a cached shape uses it."""
     if any(s.end - s.start != 1 for s in slots):
         return lambda tokens: _extract(tokens, slots)
@@ -414,9 +417,24 @@ class TemplateMiner:
     def __len__(self) -> int:
         return len(self.templates_)
 
+    # -- the seam for fast paths (the structured CSV sink, raw ingest) -----------------------
+
+    def parse_slots(
+        self, content: str, learn: bool = True
+    ) -> tuple[int | None, list[str], list[Slot], str]:
+        """Parse one message: its key (None: no template and ``learn`` off), parameter
+        values, the slots they came from (cacheable per shape) and the change it made
+        (UNCHANGED, CREATED or GENERALIZED)."""
+        return self._parse(content, learn)
+
+    @property
+    def clock(self) -> int:
+        """Messages seen so far (the time of least-recently-used eviction)."""
+        return self._clock
+
     # -- the core ----------------------------------------------------------------------------
 
-    def _parse(self, content: str, learn: bool) -> tuple[int | None, list[str], list[_Slot], str]:
+    def _parse(self, content: str, learn: bool) -> tuple[int | None, list[str], list[Slot], str]:
         self._clock += 1
         user_values: list[str] | None = None
         if self._user_masks:
@@ -578,12 +596,12 @@ class TemplateMiner:
 
     @staticmethod
     def _with_generalized_slots(
-        template: list[str], sig: tuple[str, ...], tokens: list[str], slots: list[_Slot]
-    ) -> list[_Slot]:
+        template: list[str], sig: tuple[str, ...], tokens: list[str], slots: list[Slot]
+    ) -> list[Slot]:
         """Add parameter slots for words that the template has generalised to <*>."""
         if len(template) != len(sig) or tuple(template) == sig:
             return slots
-        extra: list[_Slot] = []
+        extra: list[Slot] = []
         # Map signature positions back to token positions (runs may have collapsed).
         pos = 0
         si = 0
@@ -595,7 +613,7 @@ class TemplateMiner:
             else:
                 width = 1
             if template[j] == WILDCARD and t != WILDCARD and WILDCARD not in t:
-                extra.append(_Slot(pos, pos + 1, 0, 0, "text"))
+                extra.append(Slot(pos, pos + 1, 0, 0, "text"))
             pos += width
         if not extra or pos != len(tokens):
             return slots
@@ -624,13 +642,14 @@ class TemplateMiner:
         return "".join(parts), values
 
     @staticmethod
-    def _params(values: list[str], slots: list[_Slot]) -> list[Param]:
+    def _params(values: list[str], slots: list[Slot]) -> list[Param]:
         return [Param(v, s.kind) for v, s in zip(values, slots, strict=False)]
 
     # -- persistence -----------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The parser state as JSON-ready data (no arrays: the second item is empty)."""
+        state = {
             "schema": SCHEMA,
             "config": asdict(self.config),
             "next_id": self._next_id,
@@ -642,9 +661,12 @@ class TemplateMiner:
             "generalized": sorted([k, sorted(v)] for k, v in self._generalized.items()),
             "signatures": [[list(sig), key] for sig, key in self._by_sig.items()],
         }
+        return state, {}
 
     @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> TemplateMiner:
+    def from_state(
+        cls, state: dict[str, Any], arrays: Mapping[str, Any] | None = None
+    ) -> TemplateMiner:
         if not isinstance(state, dict) or state.get("schema") != SCHEMA:
             found = state.get("schema") if isinstance(state, dict) else type(state).__name__
             raise ParserStateError(
@@ -668,7 +690,8 @@ class TemplateMiner:
         return miner
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
+        state, _ = self.to_state()
+        Path(path).write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> TemplateMiner:
@@ -676,10 +699,10 @@ class TemplateMiner:
             state = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ParserStateError(f"cannot read parser state {path}: {exc}") from None
-        return cls.from_dict(state)
+        return cls.from_state(state)
 
 
-def _extract(tokens: list[str], slots: list[_Slot]) -> list[str]:
+def _extract(tokens: list[str], slots: list[Slot]) -> list[str]:
     out = []
     for s in slots:
         if s.end - s.start == 1:

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from logwarden.io.formats import JsonFormat, LogFormat
-from logwarden.parsing.miner import TemplateMiner, _Slot
+from logwarden.parsing.miner import Slot, TemplateMiner
 from logwarden.records import Line, Stats
 
 _SHAPE = str.maketrans("123456789", "000000000")
@@ -159,7 +159,7 @@ class StructuredCsv:
             tpl = templates.get(self.miner.resolve(key))
             if tpl is not None and self.learn:
                 tpl.count += n
-                tpl.last_seen = self.miner._clock
+                tpl.last_seen = self.miner.clock
 
     def _clear_plans(self) -> None:
         self._cut.clear()
@@ -202,7 +202,7 @@ class StructuredCsv:
             c0, c1 = (a + lead, b + lead) if a >= 0 else (0, 0)
         content = text[c0:c1]
         miner = self.miner
-        key, values, slots, _change = miner._parse(content, self.learn)
+        key, values, slots, _change = miner.parse_slots(content, self.learn)
         if key is not None and self.learn:
             miner.templates_[key].count -= 1  # counted with the batch, from the histogram
         # The row as the full path writes it: the reference the plan must reproduce.
@@ -292,7 +292,7 @@ class StructuredCsv:
 
 
 def _param_spans(
-    content: str, values: list[str], slots: list[_Slot]
+    content: str, values: list[str], slots: list[Slot]
 ) -> list[tuple[int, int]] | None:
     """Character spans of the parameters in ``content``; None if they are not plain slices."""
     if not values:

@@ -13,17 +13,16 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from logwarden.errors import BundleError
+
 SCHEMA = "logwarden.bundle/1"
 MANIFEST = "manifest.json"
-
-
-class BundleError(ValueError):
-    """A bundle that cannot be loaded (missing, foreign, tampered, or another version)."""
 
 
 def _sha256(path: Path) -> str:
@@ -110,3 +109,19 @@ def load_bundle(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, n
         except (SafetensorError, OSError, ValueError) as exc:
             raise BundleError(f"{fpath}: unreadable weights ({exc})") from None
     return manifest, weights
+
+
+def split_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """``{"part/name": array}`` -> ``{"part": {"name": array}}``: one weight file per part."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, value in arrays.items():
+        part, sep, rest = name.partition("/")
+        if not sep or not rest:
+            raise ValueError(f"array name {name!r} is not PART/NAME")
+        out.setdefault(part, {})[rest] = value
+    return out
+
+
+def join_arrays(weights: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The inverse of ``split_arrays``."""
+    return {f"{part}/{name}": v for part, d in weights.items() for name, v in d.items()}

@@ -51,6 +51,7 @@ from itertools import pairwise
 from types import MappingProxyType
 from typing import Any, overload
 
+from logwarden.errors import ConfigError
 from logwarden.records import Event, Line, Param, Record, Stats
 
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -87,7 +88,7 @@ _EPOCH = datetime(1970, 1, 1)
 _TS_LIMIT = 1e11
 
 
-class SessionConfigError(ValueError):
+class SessionConfigError(ConfigError):
     """An invalid session configuration; the message is one line for the user."""
 
 

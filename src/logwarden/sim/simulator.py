@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from math import exp
 
+from logwarden.errors import ConfigError
+
 __all__ = [
     "ANOMALY_KINDS",
     "PATH_KINDS",
@@ -86,7 +88,7 @@ _MEAN_LINES = {"hdfs": 15.5, "vm": 24.7, "http": 3.67}
 _MEAN_SPAN = {"hdfs": 52.0, "vm": 85.8, "http": 0.134}
 
 
-class SimConfigError(ValueError):
+class SimConfigError(ConfigError):
     """An invalid simulation configuration; the message is one line for the user."""
 
 

@@ -1,0 +1,51 @@
+"""What every command shares: its two failure kinds, error output, output files, consoles.
+
+Library errors are mapped to exit codes in one place, ``main.run_command``; the commands
+raise :class:`UsageError` and :class:`RuntimeFailure` only for what is theirs to judge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+from logwarden.records import Stats
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called (exit 2)."""
+
+
+class RuntimeFailure(Exception):
+    """The command was well formed but could not do its job (exit 1)."""
+
+
+def err(msg: str) -> None:
+    print(f"logwarden: error: {msg}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def open_out(path: str) -> Iterator[TextIO]:
+    """A text output: ``-`` is standard output (left open), anything else a file."""
+    if path == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+    else:
+        with open(path, "w", encoding="utf-8") as fh:
+            yield fh
+
+
+def stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def report_stats(what: str, stats: Stats, events: int, sessions: int) -> None:
+    msg = f"logwarden: {what} {events:,} log entries into {sessions:,} sessions"
+    problems = stats.problems()
+    if problems:
+        msg += "; skipped or altered: " + ", ".join(f"{k} {v:,}" for k, v in problems.items())
+    print(msg, file=sys.stderr)

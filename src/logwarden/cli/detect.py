@@ -1,0 +1,59 @@
+"""``logwarden detect``: explained verdicts per session, as the model's bundle reads input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from logwarden.cli.common import RuntimeFailure, open_out
+from logwarden.cli.inputs import add_input_args, apply_input_args, load_detector, read_inputs
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    sdet = sub.add_parser("detect", help="verdicts with explanations for each session")
+    add_input_args(sdet)
+    sdet.add_argument("--model", required=True, metavar="MODEL")
+    sdet.add_argument("--jsonl", metavar="OUT", help="write one JSON verdict per session")
+    sdet.add_argument("--show", type=int, default=3, help="explained anomalies to print (3)")
+    sdet.set_defaults(func=cmd_detect)
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    detector = load_detector(args.model)
+    apply_input_args(detector, args)
+    data = read_inputs(detector, args, learn=False)
+    verdicts = detector.verdicts(data)
+    if args.jsonl:
+        try:
+            with open_out(args.jsonl) as fh:
+                # One encoder for all rows: json.dumps with options builds one per call.
+                encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+                dumps = json.dumps
+                for v in verdicts:
+                    if v.anomalous:
+                        fh.write(encode(v.to_dict()))
+                    else:  # the common case, written without building a dict
+                        fh.write(
+                            f'{{"session": {dumps(v.session)}, "anomalous": false, "length": {v.length}, "score": {v.score:.4g}}}'
+                        )
+                    fh.write("\n")
+        except OSError as exc:
+            raise RuntimeFailure(f"cannot write {args.jsonl}: {exc}") from None
+    anomalies = [v for v in verdicts if v.anomalous]
+    reasons: dict[str, int] = {}
+    for v in anomalies:
+        reasons[v.reason] = reasons.get(v.reason, 0) + 1
+    out = sys.stderr if args.jsonl == "-" else sys.stdout
+    print(
+        f"{len(verdicts):,} sessions, {len(anomalies):,} anomalous"
+        + (
+            " (" + ", ".join(f"{k} {n:,}" for k, n in sorted(reasons.items())) + ")"
+            if reasons
+            else ""
+        ),
+        file=out,
+    )
+    for v in anomalies[: args.show]:
+        print(v.describe(), file=out)
+    return 0

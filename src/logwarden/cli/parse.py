@@ -1,0 +1,196 @@
+"""``logwarden parse``: raw log lines -> loghub-style structured CSV and a templates CSV."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from logwarden.cli.common import RuntimeFailure, UsageError
+from logwarden.records import Stats
+
+if TYPE_CHECKING:
+    from logwarden.parsing import MaskRule
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    sp = sub.add_parser("parse", help="raw log lines -> structured CSV with templates")
+    sp.add_argument(
+        "logs", nargs="+", metavar="LOG", help="files, globs, gzip files, or - for stdin"
+    )
+    sp.add_argument(
+        "--format",
+        required=True,
+        metavar="FMT",
+        help="preset (hdfs, bgl, openstack, spark, zookeeper, hadoop, linux, apache, syslog, "
+        "syslog5424, json[:FIELD]) or a loghub format string like '<Date> <Time> <Content>'",
+    )
+    sp.add_argument("--out", required=True, metavar="CSV", help="structured CSV to write")
+    sp.add_argument("--templates", metavar="CSV", help="templates CSV (default OUT.templates.csv)")
+    sp.add_argument("--state", metavar="JSON", help="parser state to load (if present) and save")
+    sp.add_argument("--match-only", action="store_true", help="do not learn: match saved templates")
+    sp.add_argument("--max-templates", type=int, default=None, help="evict beyond this many")
+    sp.add_argument(
+        "--mask",
+        action="append",
+        default=[],
+        metavar="KIND=REGEX",
+        help="extra mask: every match becomes one parameter of KIND (repeatable)",
+    )
+    sp.add_argument("--max-line-bytes", type=int, default=65536, help="truncate longer lines")
+    sp.add_argument("--with-source", action="store_true", help="add Source, LineNo, Offset columns")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no summary unless nothing parsed")
+    sp.set_defaults(func=cmd_parse)
+
+
+def _default_templates_path(out: Path) -> Path:
+    name = out.name[:-4] if out.name.lower().endswith(".csv") else out.name
+    return out.with_name(name + ".templates.csv")
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from logwarden.io.formats import get_format
+    from logwarden.io.sources import LineReader, SourceConfig
+    from logwarden.parsing import MinerConfig, TemplateMiner
+    from logwarden.parsing.structured import StructuredCsv
+
+    fmt = get_format(args.format)  # a ConfigError is a usage error (main)
+    if args.max_line_bytes < 1:
+        raise UsageError("--max-line-bytes must be positive")
+    state_path = Path(args.state) if args.state else None
+    if args.match_only and not (state_path and state_path.exists()):
+        raise UsageError("--match-only needs --state pointing to a saved parser state")
+    masks = [_parse_mask(spec) for spec in args.mask]
+    if state_path and state_path.exists():
+        if masks or args.max_templates is not None:
+            raise UsageError("--mask and --max-templates are part of a saved state; drop them")
+        miner = TemplateMiner.load(state_path)  # a StateError fails the command (main)
+    else:
+        miner = TemplateMiner(MinerConfig(max_templates=args.max_templates, masks=masks))
+    learn = not args.match_only
+
+    out = Path(args.out)
+    templates_out = Path(args.templates) if args.templates else _default_templates_path(out)
+    stats = Stats()
+    reader = LineReader(args.logs, SourceConfig(max_line_bytes=args.max_line_bytes), stats)
+    started = time.perf_counter()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=out.name, suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write {out}: {exc}") from None
+    tmp = Path(tmp_name)
+    changes_before = miner.changes_
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8", buffering=1 << 20) as fh:
+            sink = StructuredCsv(
+                fmt, miner, fh, learn=learn, with_source=args.with_source, stats=stats
+            )
+            if args.with_source:
+                sink.write_lines(reader)
+            else:
+                for batch in reader.text_batches():
+                    sink.write_texts(batch)
+        n_lines, n_written = sink.lines, sink.rows
+        if miner.changes_ != changes_before:
+            # Templates were generalised or merged while writing: rows written before that
+            # carry an id or text that is no longer final. One pass brings them up to date.
+            _finalise_ids(tmp, miner, sink.columns.index("EventId"))
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write {out}: {exc}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    try:
+        _write_templates(templates_out, miner)
+        if state_path and learn:
+            miner.save(state_path)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write output: {exc}") from None
+
+    elapsed = time.perf_counter() - started
+    _summary(args, reader, stats, n_lines, n_written, len(miner), elapsed, out, templates_out)
+    return 0 if n_written > 0 else 1
+
+
+def _parse_mask(spec: str) -> MaskRule:
+    from logwarden.parsing import MaskRule
+    from logwarden.records import PARAM_KINDS
+
+    kind, sep, pattern = spec.partition("=")
+    if not sep or not pattern or kind not in PARAM_KINDS:
+        raise UsageError(
+            f"--mask wants KIND=REGEX with KIND one of {', '.join(PARAM_KINDS)}: {spec!r}"
+        )
+    return MaskRule(name=f"user-{kind}", pattern=pattern, kind=kind)
+
+
+def _finalise_ids(path: Path, miner: object, id_col: int) -> None:
+    from logwarden.parsing import TemplateMiner
+
+    assert isinstance(miner, TemplateMiner)
+    fixed = path.with_name(path.name + ".final")
+    with (
+        path.open(newline="", encoding="utf-8") as src,
+        fixed.open("w", newline="", encoding="utf-8") as dst,
+    ):
+        r = csv.reader(src)
+        w = csv.writer(dst)
+        w.writerow(next(r))
+        changed = miner.changed_ids_
+        for row in r:
+            if row[id_col] and int(row[id_col][1:]) in changed:
+                # Match the content again: the final template may have more parameters.
+                result = miner.match(row[id_col - 1])
+                if result is not None:
+                    row[id_col] = f"E{result.key}"
+                    row[id_col + 1] = result.template
+                    row[id_col + 2] = str([p.value for p in result.params])
+            w.writerow(row)
+    os.replace(fixed, path)
+
+
+def _write_templates(path: Path, miner: object) -> None:
+    from logwarden.parsing import TemplateMiner
+
+    assert isinstance(miner, TemplateMiner)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["EventId", "EventTemplate", "Occurrences"])
+        for t in sorted(miner.templates_.values(), key=lambda t: t.id):
+            w.writerow([f"E{t.id}", t.text, t.count])
+
+
+def _summary(
+    args: argparse.Namespace,
+    reader: object,
+    stats: Stats,
+    n_lines: int,
+    n_written: int,
+    n_templates: int,
+    elapsed: float,
+    out: Path,
+    templates_out: Path,
+) -> None:
+    rate = n_lines / elapsed if elapsed > 0 else 0.0
+    lines = [
+        f"logwarden parse: {n_lines:,} lines read in {elapsed:.2f} s ({rate:,.0f} lines/s)",
+        f"  parsed {n_written:,} lines into {n_templates:,} templates",
+    ]
+    counts = stats.problems()
+    if counts:
+        lines.append("  skipped or altered: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    for path, msg in getattr(reader, "errors", []):
+        lines.append(f"  {path}: {msg}")
+    lines.append(f"  wrote {out} and {templates_out}")
+    if n_written == 0:
+        lines.append("  no line could be parsed")
+    if not args.quiet or n_written == 0:
+        print("\n".join(lines), file=sys.stderr)

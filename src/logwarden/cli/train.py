@@ -1,0 +1,132 @@
+"""``logwarden train``: fit a Detector (input settings, parser, DeepLog) on normal sessions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from logwarden.cli.common import RuntimeFailure, UsageError, stderr_console
+from logwarden.cli.inputs import add_input_args, apply_input_args, read_inputs
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    st = sub.add_parser("train", help="train the DeepLog model on normal sessions")
+    add_input_args(st)
+    st.add_argument("--out", required=True, metavar="MODEL", help="model bundle directory to write")
+    st.add_argument("--include-anomalous", action="store_true", help="jsonl: train on all sessions")
+    st.add_argument("--window-size", type=int, default=10, help="history length h (10)")
+    st.add_argument(
+        "--top-g", type=int, default=None, help="fixed top-g rule (default: automatic threshold)"
+    )
+    st.add_argument(
+        "--target-fpr", type=float, default=0.005, help="automatic threshold's false-positive rate"
+    )
+    st.add_argument("--layers", type=int, default=2)
+    st.add_argument("--hidden", type=int, default=64)
+    st.add_argument(
+        "--epochs", type=int, default=1000, help="upper bound (stops when the loss settles)"
+    )
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    st.add_argument(
+        "--no-params", action="store_true", help="skip the parameter (value and timing) models"
+    )
+    st.add_argument(
+        "--confidence",
+        type=float,
+        default=0.999,
+        help="parameter models' interval: 0.98, 0.99 or 0.999 (default)",
+    )
+    st.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    st.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from logwarden.detect import DeepLog
+    from logwarden.detect.detector import Detector
+
+    model = DeepLog(
+        window=args.window_size,
+        top_g=args.top_g,
+        layers=args.layers,
+        hidden=args.hidden,
+        epochs=args.epochs,
+        seed=args.seed,
+        target_fpr=args.target_fpr,
+        device=args.device,
+        param_models=not args.no_params,
+        confidence=args.confidence,
+    )
+    # Validate the hyperparameters before any work (a ConfigError names the flag, see main).
+    model.key_config()
+    model.param_config()
+    detector = Detector(model)
+    apply_input_args(detector, args)
+    data = read_inputs(detector, args, learn=True)
+    if not data.keys:
+        raise RuntimeFailure("no training session (jsonl input trains on label-0 sessions only)")
+    n_rows = sum(len(k) + 1 for k in data.keys)
+    columns = [TextColumn("training"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
+               TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]  # fmt: skip
+    started = time.perf_counter()
+    with Progress(*columns, console=stderr_console(), transient=False, disable=args.quiet) as bar:
+        task = bar.add_task("train", total=args.epochs, loss=float("nan"), rate="")
+
+        def progress(epoch: int, total: int, loss: float) -> None:
+            rate = n_rows * epoch / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, completed=epoch, loss=loss, rate=f"{rate:,.0f} windows/s")
+
+        try:
+            detector.fit(data, progress=progress)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        bar.update(task, total=model.train_info_["epochs"])
+    try:
+        detector.save(args.out)
+    except OSError as exc:
+        raise RuntimeFailure(
+            f"cannot write the model to {args.out}: {exc.strerror or exc}"
+        ) from None
+    _summary(args, model, len(data.keys))
+    return 0
+
+
+def _summary(args: argparse.Namespace, model: object, sessions: int) -> None:
+    from logwarden.detect import DeepLog
+
+    assert isinstance(model, DeepLog)
+    th = model.threshold_
+    rule = (
+        f"top-g, g = {th.g}"
+        if th.mode == "top_g"
+        else (
+            f"probability < {th.tau:.3g} (held-out false positives {th.heldout_fpr:.2%} of {th.heldout_sessions})"
+        )
+    )
+    info = model.train_info_
+    print(
+        f"logwarden train: {sessions:,} sessions, {len(model.keys_)} keys, "
+        f"{info['distinct_windows']:,} distinct windows of {info['windows']:,}, {info['epochs']} epochs "
+        f"in {info['seconds']:.1f} s on {info['device']}; threshold: {rule}; saved {args.out}",
+        file=sys.stderr,
+    )
+    pinfo = info.get("params")
+    if pinfo:
+        print(
+            f"  parameter models: {pinfo['units']} units over {pinfo['keys']} keys "
+            f"({pinfo['lstm']} LSTM, {pinfo['robust']} robust statistics), "
+            f"{pinfo['entries']:,} entries, {pinfo['confidence']:.1%} interval, "
+            f"{pinfo['seconds']:.1f} s",
+            file=sys.stderr,
+        )
+    elif args.no_params:
+        print("  parameter models: skipped (--no-params)", file=sys.stderr)
+    else:
+        print(
+            "  parameter models: none (key sequences carry no parameters or timestamps; "
+            "train on raw logs for them)",
+            file=sys.stderr,
+        )

@@ -1,0 +1,227 @@
+"""The deployable unit: how input is read (format, parser, sessions) plus the fitted models.
+
+A ``Detector`` is what ``logwarden train`` writes and ``detect``/``eval`` (and later the
+service) load: the DeepLog estimator together with everything needed to turn the same
+kind of input into the same keys again, the input form and log format, the session
+settings and the template miner's state. ``Detector.save()`` from Python therefore writes a
+bundle that reads raw logs exactly as the CLI's does.
+
+    det = Detector(DeepLog(), InputSpec(format="hdfs", session="hdfs"))
+    det.fit(det.read(["normal.log"], learn=True))
+    det.save("model/")
+    verdicts = Detector.load("model/").verdicts(Detector.load("model/").read(["today.log"]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from logwarden.detect.estimator import DeepLog, Verdict
+from logwarden.errors import BundleError, ConfigError, NotFittedError
+from logwarden.io.datasets import load_jsonl, load_labels, load_sequences
+from logwarden.parsing import TemplateMiner
+from logwarden.persist.bundle import join_arrays, load_bundle, save_bundle, split_arrays
+from logwarden.records import Stats
+from logwarden.sessions import Session
+
+__all__ = ["INPUT_FORMATS", "Detector", "InputSpec", "Inputs"]
+
+INPUT_FORMATS = ("raw", "sequences", "jsonl")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How input is read: its form, and for raw logs the format and session settings."""
+
+    input_format: str = "raw"  # raw | sequences | jsonl
+    format: str | None = None  # raw: a preset or loghub format string
+    session: str | None = None  # raw: session id regex or preset name
+    window: int | None = None  # raw: sessions of N lines (logs without ids)
+    session_in_line: bool = False  # raw: search the id in the whole line, header included
+
+    def __post_init__(self) -> None:
+        if self.input_format not in INPUT_FORMATS:
+            raise ConfigError(
+                f"input_format must be one of {', '.join(INPUT_FORMATS)}, got {self.input_format!r}",
+                field="input_format",
+            )
+        if self.session is not None and self.window is not None:
+            raise ConfigError("give session or window, not both", field="window")
+
+    def override(self, **changes: Any) -> InputSpec:
+        """A copy with the given settings replaced; ``None`` values keep the current ones.
+        A new ``session`` drops a saved ``window`` and the other way round."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        if given.get("session") is not None:
+            given.setdefault("window", None)
+        if given.get("window") is not None:
+            given.setdefault("session", None)
+        return replace(self, **given)
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return asdict(self), {}
+
+    @classmethod
+    def from_state(
+        cls, state: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None
+    ) -> InputSpec:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in state.items() if k in known})
+
+
+@dataclass
+class Inputs:
+    """Sessions read from input files, aligned by index."""
+
+    ids: list[str]
+    keys: list[list[str]]
+    labels: list[int | None]
+    templates: dict[str, str] = field(default_factory=dict)  # key -> template text
+    lines: list[list[str]] | None = None  # raw input: each session's lines
+    events: Sequence[Session] | None = None  # raw input: entries, for the parameter models
+    stats: Stats = field(default_factory=Stats)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (path, message)
+    entries: int = 0  # log entries read (raw input)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class Detector:
+    """Input settings, parser state and a DeepLog estimator: fit, score, save, load.
+
+    ``workers``: processes that scan raw lines in parallel when the miner only matches
+    (0: none, the library default; the CLI chooses by input size, see
+    ``logwarden.io.ingest.default_workers``).
+    """
+
+    def __init__(
+        self,
+        model: DeepLog | None = None,
+        input: InputSpec | None = None,
+        miner: TemplateMiner | None = None,
+    ) -> None:
+        self.model = model if model is not None else DeepLog()
+        self.input = input if input is not None else InputSpec()
+        self.miner = miner
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def read(
+        self,
+        paths: Sequence[str],
+        *,
+        learn: bool = False,
+        labels: str | Path | None = None,
+        include_anomalous: bool = False,
+        workers: int = 0,
+    ) -> Inputs:
+        """Sessions of ``paths`` in this detector's input form.
+
+        ``learn``: raw input grows the parser (training); otherwise the parser only matches,
+        so keys keep the meaning the model learnt. ``labels``: a label CSV for raw input.
+        Labelled JSONL keeps only normal sessions when ``learn`` unless ``include_anomalous``.
+        Raises DataError / ConfigError for bad input or settings, OSError for I/O.
+        """
+        spec = self.input
+        if spec.input_format == "sequences":
+            seqs = [s for p in paths for s in load_sequences(p)]
+            return Inputs([s.id for s in seqs], [s.keys for s in seqs], [s.label for s in seqs])
+        if spec.input_format == "jsonl":
+            sessions = [s for p in paths for s in load_jsonl(p)]
+            if learn and not include_anomalous:
+                sessions = [s for s in sessions if s.label in (0, None)]
+            return Inputs(
+                [s.id for s in sessions],
+                [s.keys for s in sessions],
+                [s.label for s in sessions],
+                {k: k for s in sessions for k in s.keys},
+            )
+        from logwarden.io.ingest import read_raw_sessions, session_config
+
+        if not spec.format:
+            raise ConfigError("raw input needs a log format", field="format")
+        config = session_config(spec.session, spec.window, in_line=spec.session_in_line)
+        if self.miner is None:
+            if not learn:
+                raise NotFittedError("this detector has no parser state: read with learn=True")
+            self.miner = TemplateMiner()
+        raw = read_raw_sessions(
+            paths, spec.format, config, miner=self.miner, learn=learn, workers=workers
+        )
+        self.miner = raw.miner
+        found: list[int | None] = [None] * len(raw.ids)
+        if labels is not None:
+            by_id = load_labels(labels)
+            found = [by_id.get(sid) for sid in raw.ids]
+        return Inputs(
+            raw.ids,
+            raw.keys,
+            found,
+            raw.templates,
+            raw.lines,
+            raw.sessions,
+            raw.stats,
+            list(raw.errors),
+            raw.events,
+        )
+
+    # -- the estimator -----------------------------------------------------------------------
+
+    def fit(
+        self, data: Inputs, progress: Callable[[int, int, float], None] | None = None
+    ) -> Detector:
+        """Fit the models on ``data`` (normal sessions, as ``read(..., learn=True)`` gives)."""
+        self.model.fit(data.keys, data.templates, progress=progress, events=data.events)
+        return self
+
+    def verdicts(self, data: Inputs) -> list[Verdict]:
+        """One explained verdict per session of ``data``."""
+        # Lines the model never saw still get their template text in explanations.
+        for key, text in data.templates.items():
+            self.model.templates_.setdefault(key, text)
+        return self.model.verdicts(data.keys, data.ids, data.lines, events=data.events)
+
+    def predict(self, data: Inputs) -> np.ndarray:
+        """True for each anomalous session of ``data``."""
+        return self.model.predict(data.keys, events=data.events)
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The manifest entries and arrays of the bundle: the model's, plus ``input`` and
+        ``parser``."""
+        meta, arrays = self.model.to_state()
+        meta = dict(meta)
+        meta["input"] = self.input.to_state()[0]
+        if self.miner is not None:
+            meta["parser"] = self.miner.to_state()[0]
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Detector:
+        model = DeepLog.from_state(meta, arrays)
+        try:
+            spec = InputSpec.from_state(meta.get("input") or {})
+        except (ConfigError, TypeError) as exc:
+            raise BundleError(f"bundle input settings are not valid: {exc}") from None
+        parser = meta.get("parser")
+        miner = TemplateMiner.from_state(parser) if parser is not None else None
+        return cls(model, spec, miner)
+
+    def save(self, path: str | Path) -> None:
+        """Write the bundle directory (manifest, checksums, weights)."""
+        meta, arrays = self.to_state()
+        save_bundle(path, meta, split_arrays(arrays))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Detector:
+        """Load and verify a bundle; BundleError (or StateError for its parser) if it is
+        not one, was modified, or is of another schema."""
+        manifest, weights = load_bundle(path)
+        return cls.from_state(manifest, join_arrays(weights))

@@ -1,0 +1,143 @@
+"""Forward passes of the models' networks in NumPy, from their PyTorch weights.
+
+Detection imports no PyTorch: a command must start, load and score in about a second. Both
+follow PyTorch's LSTM layout (gates i, f, g, o; ``lstm.weight_ih_lK`` ...), reordered to
+i, f, o, g so that one sigmoid covers three gates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = ["KeyNetNumpy", "ParamNetNumpy"]
+
+
+class KeyNetNumpy:
+    """Forward pass of the key network from its weights (PyTorch LSTM layout)."""
+
+    def __init__(self, weights: dict[str, np.ndarray], layers: int) -> None:
+        self.layers = layers
+        w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
+        # PyTorch orders the gates i, f, g, o; i, f, o first lets one sigmoid cover them.
+        hsz = w["lstm.weight_hh_l0"].shape[1]
+        order = np.r_[0 : 2 * hsz, 3 * hsz : 4 * hsz, 2 * hsz : 3 * hsz]
+        w = {k: (v[order] if k.startswith("lstm.") else v) for k, v in w.items()}
+        # The first layer's input projection of every key, precomputed: a lookup, not a matmul.
+        emb = w["embed.weight"]
+        self._x0 = emb @ w["lstm.weight_ih_l0"].T + w["lstm.bias_ih_l0"] + w["lstm.bias_hh_l0"]
+        self._whh = [w[f"lstm.weight_hh_l{k}"].T.copy() for k in range(layers)]
+        self._wih = [None] + [w[f"lstm.weight_ih_l{k}"].T.copy() for k in range(1, layers)]
+        self._b = [None] + [
+            w[f"lstm.bias_ih_l{k}"] + w[f"lstm.bias_hh_l{k}"] for k in range(1, layers)
+        ]
+        self._wout = w["out.weight"].T.copy()
+        self._bout = w["out.bias"]
+        self.hidden = self._whh[0].shape[0]
+
+    def probabilities(self, windows: np.ndarray, batch: int = 65536) -> np.ndarray:
+        """Softmax over the vocabulary for each window (n, window) -> (n, vocab).
+
+        Windows that share their first t keys share the LSTM's state after t steps, so the
+        network runs step t once per distinct prefix of length t (a trie walked breadth
+        first), not once per window: on HDFS this is a fraction of the work. Windows are
+        taken in batches; sorted input (as ``np.unique`` gives) keeps prefixes together.
+        """
+        out = np.empty((len(windows), self._wout.shape[1]), dtype=np.float32)
+        for s in range(0, len(windows), batch):
+            out[s : s + batch] = self._forward_shared(windows[s : s + batch])
+        return out
+
+    def _forward_shared(self, windows: np.ndarray) -> np.ndarray:
+        n, steps = windows.shape
+        hsz = self.hidden
+        n_keys = self._x0.shape[0]
+        hs = [np.zeros((1, hsz), dtype=np.float32) for _ in range(self.layers)]
+        cs = [np.zeros((1, hsz), dtype=np.float32) for _ in range(self.layers)]
+        node = np.zeros(n, dtype=np.int64)  # each window's prefix node at the current depth
+        for t in range(steps):
+            child, node = np.unique(node * n_keys + windows[:, t], return_inverse=True)
+            node = node.reshape(-1)
+            parent = child // n_keys
+            x = self._x0[child % n_keys]
+            for layer in range(self.layers):
+                if layer > 0:
+                    x = hs[layer - 1] @ self._wih[layer] + self._b[layer]
+                gates = x + hs[layer][parent] @ self._whh[layer]
+                ifo = gates[:, : 3 * hsz]
+                ifo *= 0.5  # sigmoid(x) = (tanh(x / 2) + 1) / 2
+                np.tanh(ifo, out=ifo)
+                ifo += 1.0
+                ifo *= 0.5
+                g = np.tanh(gates[:, 3 * hsz :])
+                c = cs[layer][parent] * ifo[:, hsz : 2 * hsz]
+                c += ifo[:, :hsz] * g
+                h = np.tanh(c)
+                h *= ifo[:, 2 * hsz :]
+                hs[layer], cs[layer] = h, c
+        logits = hs[-1] @ self._wout + self._bout
+        logits -= logits.max(axis=1, keepdims=True)
+        np.exp(logits, out=logits)
+        logits /= logits.sum(axis=1, keepdims=True)
+        return logits[node]
+
+
+class ParamNetNumpy:
+    """Forward pass of ``ParamNet`` from its weights (PyTorch gate order i, f, g, o)."""
+
+    _CHUNK = 4096  # rows at a time: the gate arrays stay in cache
+
+    def __init__(self, weights: Mapping[str, np.ndarray], layers: int) -> None:
+        w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+        self.layers = layers
+        hsz = w["lstm.weight_hh_l0"].shape[1]
+        # Gate columns reordered to i, f, o, g: one sigmoid over three gates, one tanh.
+        order = np.r_[0 : 2 * hsz, 3 * hsz : 4 * hsz, 2 * hsz : 3 * hsz]
+        self.wih = [
+            np.ascontiguousarray(w[f"lstm.weight_ih_l{k}"].T[:, order]) for k in range(layers)
+        ]
+        self.whh = [
+            np.ascontiguousarray(w[f"lstm.weight_hh_l{k}"].T[:, order]) for k in range(layers)
+        ]
+        self.b = [(w[f"lstm.bias_ih_l{k}"] + w[f"lstm.bias_hh_l{k}"])[order] for k in range(layers)]
+        self.wout = w["out.weight"].T
+        self.bout = w["out.bias"]
+        self.hidden = hsz
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """(n, window, d) normalised histories -> (n, d) predicted next vectors (float64)."""
+        n = x.shape[0]
+        out = np.empty((n, self.wout.shape[1]), dtype=np.float64)
+        for start in range(0, n, self._CHUNK):
+            out[start : start + self._CHUNK] = self._predict(x[start : start + self._CHUNK])
+        return out
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        n, steps, _ = x.shape
+        hsz = self.hidden
+        seq = x.astype(np.float32)
+        for layer in range(self.layers):
+            # The input projection of all steps at once; only the recurrence loops.
+            proj = seq @ self.wih[layer] + self.b[layer]
+            h = np.zeros((n, hsz), dtype=np.float32)
+            c = np.zeros((n, hsz), dtype=np.float32)
+            outs = np.empty((n, steps, hsz), dtype=np.float32)
+            whh = self.whh[layer]
+            for t in range(steps):
+                g = h @ whh
+                g += proj[:, t]
+                sig = g[:, : 3 * hsz]  # sigmoid(v) = (tanh(v / 2) + 1) / 2, in place
+                sig *= 0.5
+                np.tanh(sig, out=sig)
+                sig += 1.0
+                sig *= 0.5
+                cand = np.tanh(g[:, 3 * hsz :])
+                c *= g[:, hsz : 2 * hsz]
+                cand *= g[:, :hsz]
+                c += cand
+                h = np.tanh(c)
+                h *= g[:, 2 * hsz : 3 * hsz]
+                outs[:, t] = h
+            seq = outs
+        return seq[:, -1] @ self.wout + self.bout
