@@ -26,8 +26,8 @@ from logwarden.io.sources import LineReader, SourceConfig
 from logwarden.parsing import TemplateMiner
 from logwarden.records import Event, Stats
 from logwarden.sessions.grouping import (
-    _TS_LIMIT,
     SESSION_PRESETS,
+    TIMESTAMP_LIMIT,
     FlatValues,
     Session,
     SessionConfig,
@@ -272,7 +272,7 @@ class _Scan:
                 out.unknown[row] = content
             keys.append(key)
             stamps.append(ts)  # as the record has it; elapsed times use the valid ones
-            if ts is not None and not -_TS_LIMIT < ts < _TS_LIMIT:
+            if ts is not None and not -TIMESTAMP_LIMIT < ts < TIMESTAMP_LIMIT:
                 out.bad_ts += 1
                 ts = None
             valid.append(ts)

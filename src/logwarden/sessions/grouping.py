@@ -83,9 +83,9 @@ _MAX_WINDOWS_PER_EVENT = 1000
 
 _EPOCH = datetime(1970, 1, 1)
 
-# Timestamps outside +-_TS_LIMIT seconds are garbage; excluding them keeps window indexes
+# Timestamps outside +-TIMESTAMP_LIMIT seconds are garbage; excluding them keeps window indexes
 # and names finite and lets one bad line not push the idle clock into the far future.
-_TS_LIMIT = 1e11
+TIMESTAMP_LIMIT = 1e11
 
 
 class SessionConfigError(ConfigError):
@@ -324,7 +324,7 @@ class Sessionizer:
 
     def _timestamp(self, record: Record) -> float | None:
         ts = record.timestamp
-        if ts is not None and not -_TS_LIMIT < ts < _TS_LIMIT:
+        if ts is not None and not -TIMESTAMP_LIMIT < ts < TIMESTAMP_LIMIT:
             self.stats.add("bad_timestamp")
             return None
         return ts
@@ -354,7 +354,7 @@ class Sessionizer:
         ts = record.timestamp
         closed: list[Session] = []
         if ts is not None:
-            if not -_TS_LIMIT < ts < _TS_LIMIT:  # also False for NaN
+            if not -TIMESTAMP_LIMIT < ts < TIMESTAMP_LIMIT:  # also False for NaN
                 self.stats.add("bad_timestamp")
                 ts = None
             elif self._clock is None or ts > self._clock:
