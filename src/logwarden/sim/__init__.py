@@ -2,6 +2,7 @@
 
 from logwarden.sim.simulator import (
     ANOMALY_KINDS,
+    CONCURRENT_STEPS,
     PATH_KINDS,
     SIM_FORMAT,
     SIM_SESSION_REGEX,
@@ -10,12 +11,15 @@ from logwarden.sim.simulator import (
     SimConfig,
     SimConfigError,
     SimulatedLog,
+    StepClassifier,
     iter_lines,
     simulate,
+    task_paths,
 )
 
 __all__ = [
     "ANOMALY_KINDS",
+    "CONCURRENT_STEPS",
     "PATH_KINDS",
     "SIM_FORMAT",
     "SIM_SESSION_REGEX",
@@ -24,6 +28,8 @@ __all__ = [
     "SimConfig",
     "SimConfigError",
     "SimulatedLog",
+    "StepClassifier",
     "iter_lines",
     "simulate",
+    "task_paths",
 ]

@@ -45,6 +45,7 @@ import csv
 import heapq
 import os
 import random
+import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ from logwarden.errors import ConfigError
 
 __all__ = [
     "ANOMALY_KINDS",
+    "CONCURRENT_STEPS",
     "PATH_KINDS",
     "SIM_FORMAT",
     "SIM_SESSION_REGEX",
@@ -63,8 +65,10 @@ __all__ = [
     "SimConfig",
     "SimConfigError",
     "SimulatedLog",
+    "StepClassifier",
     "iter_lines",
     "simulate",
+    "task_paths",
 ]
 
 #: The one header format of simulated logs (loghub style; Date YYYY-MM-DD, Time HH:MM:SS.mmm).
@@ -541,6 +545,62 @@ _IMAGES = (
     "a489c868f0c37da93b76227c91bb03908ac0e742",
     "0b6d5ad3b2a8f3c36f9bb3aa6e8b3f1c0e2d4a51",
 )
+
+
+# --- the generator's own transition graphs (public, for workflow benchmarks) -------------
+
+_TASK_STEPS: dict[str, tuple[_Step, ...]] = {
+    "hdfs": (H_ALLOC, H_RECEIVING, H_RECEIVED, H_TERM, H_STORED, H_SERVED, H_VERIFY,
+             H_INVALID, H_DELETING, *H_ERRORS),
+    "vm": (V_CLAIM, V_MEM, V_MEMLIM, V_DISK, V_DISKLIM, V_VCPU, V_VCPULIM, V_CLAIMED, V_IMAGE,
+           V_CFG, V_CFGAT, V_STARTED, V_PAUSED, V_RESUMED, V_STOPPED, V_SYNC, V_SPAWNED,
+           V_TOOK_SPAWN, V_TOOK_BUILD, V_REBOOTING, V_SHUTDOWN, V_REBOOTED, V_TERMINATING,
+           V_DESTROYED, V_DELETING, V_DELETED, V_TOOK_DESTROY, V_TOOK_DEALLOC, *V_ERRORS),
+    "http": (A_AUTH, A_HIT, A_MISS, A_PAGE, A_RETRY, A_SHOW, A_VALIDATE, A_INSERT, A_SOFTDEL,
+             A_RESPONSE, *A_ERRORS),
+}  # fmt: skip
+
+#: Steps of a task that run concurrently, so that their entries interleave in any order:
+#: the replicas' write pipelines of a block (received, responder done, stored), and a VM's
+#: lifecycle event racing the driver's own message.
+CONCURRENT_STEPS: dict[str, tuple[frozenset[str], ...]] = {
+    "hdfs": (frozenset({"Received block", "PacketResponder terminating", "addStoredBlock"}),),
+    "vm": (frozenset({"VM Resumed", "Instance spawned"}),),
+    "http": (),
+}
+
+
+def task_paths(task: str, sessions: int = 10000, seed: int = 0) -> Iterator[tuple[str, ...]]:
+    """The step names of ``sessions`` normal executions of one task, in log order: the
+    generator's own paths, before rendering and interleaving (the bigrams of these paths,
+    with ``<start>`` and ``<end>``, are the task's transition graph)."""
+    if task not in TASKS:
+        raise SimConfigError(f"task must be one of {TASKS} (got {task!r})")
+    gen = _Generator(SimConfig(seed=seed, normal_only=True))
+    build = gen.task_fns[task]
+    for _ in range(sessions):
+        yield tuple(e[1].name for e in build()[1])
+
+
+class StepClassifier:
+    """Which task and step wrote a simulated line: ``classifier(line)`` gives (task, step
+    name), or None for background lines and lines of no step (it matches the step's
+    header and message format, so it also names the steps of injected anomalies)."""
+
+    def __init__(self) -> None:
+        spec = re.compile(r"%(?:\.\d+)?[sdf]")
+        self._patterns: list[tuple[str, str, re.Pattern[str]]] = []
+        for task, steps in _TASK_STEPS.items():
+            for step in steps:
+                body = "(.+?)".join(re.escape(part) for part in spec.split(step.fmt))
+                pattern = re.compile(r"\S+ \S+ \d+" + re.escape(step.head) + body + "$")
+                self._patterns.append((task, step.name, pattern))
+
+    def __call__(self, line: str) -> tuple[str, str] | None:
+        for task, name, pattern in self._patterns:
+            if pattern.match(line):
+                return task, name
+        return None
 
 
 # --- generation ----------------------------------------------------------------------------
