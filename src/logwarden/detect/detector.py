@@ -177,7 +177,13 @@ class Detector:
         self, data: Inputs, progress: Callable[[int, int, float], None] | None = None
     ) -> Detector:
         """Fit the models on ``data`` (normal sessions, as ``read(..., learn=True)`` gives)."""
-        self.model.fit(data.keys, data.templates, progress=progress, events=data.events)
+        self.model.fit(
+            data.keys,
+            data.templates,
+            progress=progress,
+            events=data.events,
+            interleaved=self.input.window is not None,  # windows of a log without ids
+        )
         return self
 
     def verdicts(self, data: Inputs) -> list[Verdict]:

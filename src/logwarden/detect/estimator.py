@@ -30,6 +30,8 @@ from logwarden.models.keys import (
 from logwarden.models.params import ParamModelConfig, ParamModels
 from logwarden.persist.bundle import join_arrays, load_bundle, save_bundle, split_arrays
 from logwarden.sessions import Session
+from logwarden.workflow import Workflows, mine_workflows
+from logwarden.workflow.diagnose import Diagnosis, diagnose
 
 REASONS = {
     "unseen_key": "a log key never seen in normal runs",
@@ -61,6 +63,8 @@ class Verdict:
     lines: list[str] | None = None  # raw lines around the anomaly, when the input was raw
     # params: the deviating dimension, observed and expected values, sigmas (see describe)
     deviation: dict[str, Any] | None = None
+    # where the session stands against its task's workflow (when workflows were mined)
+    diagnosis: Diagnosis | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -77,6 +81,8 @@ class Verdict:
             d["deviation"] = self.deviation
         if self.lines is not None:
             d["lines"] = self.lines
+        if self.diagnosis is not None:
+            d["diagnosis"] = self.diagnosis.to_dict()
         return d
 
     def describe(self) -> str:
@@ -106,6 +112,8 @@ class Verdict:
             )
         if self.lines:
             out += [f"  | {line}" for line in self.lines]
+        if self.diagnosis is not None:
+            out += self.diagnosis.describe()
         return "\n".join(out)
 
 
@@ -158,6 +166,11 @@ class DeepLog:
     and ``verdicts``. Without ``events`` only the key model runs. An entry whose key the key
     model finds normal is checked by the parameter model of its key (and predecessor) at
     the ``confidence`` interval (the paper's 0.98, 0.99 or 0.999).
+
+    ``workflows`` (on by default): ``fit`` also mines one workflow per task type from the
+    normal sessions (``workflows_``, see ``logwarden.workflow``), and every anomalous
+    verdict carries a ``diagnosis`` against it. Pass ``interleaved=True`` to ``fit`` when
+    the sessions are windows of a log without identifiers.
     """
 
     def __init__(
@@ -191,6 +204,7 @@ class DeepLog:
         param_range_margin: float = 0.25,
         param_by_predecessor: bool = True,
         param_slower_only: bool = True,
+        workflows: bool = True,
     ) -> None:
         self.window = window
         self.top_g = top_g
@@ -221,6 +235,7 @@ class DeepLog:
         self.param_range_margin = param_range_margin
         self.param_by_predecessor = param_by_predecessor
         self.param_slower_only = param_slower_only
+        self.workflows = workflows
 
     # -- scikit-learn contract ---------------------------------------------------------------
 
@@ -272,9 +287,12 @@ class DeepLog:
         templates: Mapping[str, str] | None = None,
         progress: Callable[[int, int, float], None] | None = None,
         events: Sequence[Session] | None = None,
+        interleaved: bool = False,
     ) -> DeepLog:
         """Learn normal execution paths from normal sessions (sequences of key labels), and
-        with ``events`` (their entries, see the class docstring) the parameter models."""
+        with ``events`` (their entries, see the class docstring) the parameter models;
+        ``interleaved``: the sessions are windows of a log without identifiers (for the
+        workflows)."""
         import time
 
         param_config = self.param_config()  # validates before any training
@@ -293,6 +311,15 @@ class DeepLog:
             self.model_.train_info["params"] = {
                 "seconds": round(time.perf_counter() - started, 3),
                 **params.summary(),
+            }
+        self.workflows_: Workflows | None = None
+        if self.workflows:
+            started = time.perf_counter()
+            self.workflows_ = mine_workflows(sessions, events=events, interleaved=interleaved)
+            self.model_.train_info["workflows"] = {
+                "seconds": round(time.perf_counter() - started, 3),
+                "count": len(self.workflows_),
+                "interleaved": interleaved,
             }
         return self
 
@@ -451,6 +478,7 @@ class DeepLog:
                 )  # fmt: skip
                 if lines is not None:
                     v.lines = list(lines[i][max(0, p - 3) : p + 2])
+                v.diagnosis = self._diagnose(sess, p, v.reason, lines, i)
                 out.append(v)
                 continue
             if j is None:
@@ -486,8 +514,23 @@ class DeepLog:
             if lines is not None:
                 raw = lines[i]
                 v.lines = list(raw[max(0, p - 3) : p + 2])
+            v.diagnosis = self._diagnose(sess, p, reason, lines, i)
             out.append(v)
         return out
+
+    def _diagnose(
+        self,
+        keys: Sequence[str],
+        position: int,
+        reason: str | None,
+        lines: Sequence[Sequence[str]] | None,
+        i: int,
+    ) -> Diagnosis | None:
+        workflows = getattr(self, "workflows_", None)
+        if workflows is None:
+            return None
+        raw = lines[i] if lines is not None else None
+        return diagnose(workflows, keys, position, reason or "", self.templates_, raw)
 
     # -- persistence --------------------------------------------------------------------------
 
@@ -517,6 +560,9 @@ class DeepLog:
             pmeta, parrays = params.to_state()
             meta["param_models"] = {k: v for k, v in pmeta.items() if k != "config"}
             arrays.update({f"params/{k}": v for k, v in parrays.items()})
+        workflows = getattr(self, "workflows_", None)
+        if workflows is not None:
+            meta["workflows"] = workflows.to_state()
         return meta, arrays
 
     @classmethod
@@ -542,6 +588,9 @@ class DeepLog:
                 est.params_ = ParamModels.from_state(pmeta, param_arrays)
             elif param_arrays:
                 raise ValueError("parameter model weights without their description")
+            est.workflows_ = None
+            if "workflows" in meta:
+                est.workflows_ = Workflows.from_state(meta["workflows"])
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"bundle content is not a valid DeepLog model: {exc}") from None
         return est
