@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
-from logwarden.cli.common import RuntimeFailure, open_out
+from logwarden.cli.common import RuntimeFailure, UsageError, open_out
 from logwarden.cli.inputs import add_input_args, apply_input_args, load_detector, read_inputs
 
 
@@ -16,10 +18,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     sdet.add_argument("--model", required=True, metavar="MODEL")
     sdet.add_argument("--jsonl", metavar="OUT", help="write one JSON verdict per session")
     sdet.add_argument("--show", type=int, default=3, help="explained anomalies to print (3)")
+    sdet.add_argument(
+        "--html",
+        metavar="OUT",
+        help="write a self-contained HTML report: each anomaly with its workflow picture",
+    )
+    sdet.add_argument(
+        "--html-limit", type=int, default=100, help="anomalies with a picture in --html (100)"
+    )
     sdet.set_defaults(func=cmd_detect)
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    if args.html_limit < 0:
+        raise UsageError("--html-limit must not be negative")
     detector = load_detector(args.model)
     apply_input_args(detector, args)
     data = read_inputs(detector, args, learn=False)
@@ -56,4 +68,20 @@ def cmd_detect(args: argparse.Namespace) -> int:
     )
     for v in anomalies[: args.show]:
         print(v.describe(), file=out)
+    if args.html:
+        _write_html(args.html, verdicts, detector.model, args.html_limit)
+        print(f"wrote {args.html}", file=out)
     return 0
+
+
+def _write_html(path: str, verdicts: list[Any], model: Any, limit: int) -> None:
+    from logwarden.detect import REASONS
+    from logwarden.workflow.render import html_report
+
+    page = html_report(
+        verdicts, getattr(model, "workflows_", None), model.templates_, REASONS, limit
+    )
+    try:
+        Path(path).write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write {path}: {exc}") from None

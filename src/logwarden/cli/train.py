@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0.999,
         help="parameter models' interval: 0.98, 0.99 or 0.999 (default)",
     )
+    st.add_argument(
+        "--no-workflows", action="store_true", help="skip mining the workflows (diagnosis)"
+    )
     st.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     st.set_defaults(func=cmd_train)
 
@@ -59,6 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         param_models=not args.no_params,
         confidence=args.confidence,
+        workflows=not args.no_workflows,
     )
     # Validate the hyperparameters before any work (a ConfigError names the flag, see main).
     model.key_config()
@@ -128,5 +132,15 @@ def _summary(args: argparse.Namespace, model: object, sessions: int) -> None:
         print(
             "  parameter models: none (key sequences carry no parameters or timestamps; "
             "train on raw logs for them)",
+            file=sys.stderr,
+        )
+    if args.no_workflows:
+        print("  workflows: skipped (--no-workflows)", file=sys.stderr)
+    elif "workflows" in info:
+        winfo = info["workflows"]
+        print(
+            f"  workflows: {winfo['count']} task types"
+            + (" (interleaved log: estimated)" if winfo["interleaved"] else "")
+            + f" in {winfo['seconds']:.1f} s; see logwarden workflow --model {args.out}",
             file=sys.stderr,
         )
