@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 from rich.console import Console
 
 from logwarden.cli.demo import run_demo
 
 
-def test_demo_trains_both_detectors_and_explains_a_slow_step() -> None:
+def test_demo_trains_both_detectors_and_explains_a_slow_step(tmp_path: Path) -> None:
     console = Console(record=True, width=200)
-    assert run_demo(sessions=1500, seed=3, console=console) == 0
+    assert run_demo(sessions=1500, seed=3, console=console, out_dir=tmp_path) == 0
     out = console.export_text()
     assert re.search(r"Trained \d+ parameter models", out)
     m = re.search(r"precision ([\d.]+)\s+recall ([\d.]+)", out)
@@ -26,3 +28,11 @@ def test_demo_trains_both_detectors_and_explains_a_slow_step() -> None:
     )
     assert slow is not None and float(slow.group(1)) > 5 * float(slow.group(2))
     assert "a log key never seen in normal runs" in out or "not among the keys" in out
+    # The workflows: one shown as text, all drawn, an anomaly diagnosed against its own.
+    assert re.search(r"Mined \d+ workflows", out) and "workflow W1:" in out
+    assert "concurrent, in any order" in out
+    if shutil.which("dot"):
+        assert (tmp_path / "workflows.svg").read_text().startswith("<svg")
+        assert str(tmp_path / "workflows.svg") in out.replace("\n", "")
+    assert re.search(r"workflow W\d+: (left the workflow|happened in step|at entry)", out)
+    assert (tmp_path / "report.html").is_file()

@@ -4,7 +4,9 @@ Simulate a normal-only training log and a mixed log with injected anomalies, rea
 as a user's files would be read, parse them into templates and sessions, train DeepLog's
 two detectors (the log-key model and the parameter-value models) on the normal log, detect
 on the mixed one, and report precision, recall and F1 by anomaly kind and by detector, with
-explained anomalies: an execution-path one and a performance one.
+explained anomalies: an execution-path one and a performance one. The workflows mined at
+training time are shown too: one as text, all of them drawn into an SVG file, and every
+explained anomaly is diagnosed against its workflow (an HTML report beside the SVG).
 """
 
 from __future__ import annotations
@@ -27,8 +29,16 @@ from logwarden.sessions import SessionConfig
 from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
 
 
-def run_demo(sessions: int = 1500, seed: int = 7, console: Console | None = None) -> int:
+def run_demo(
+    sessions: int = 1500,
+    seed: int = 7,
+    console: Console | None = None,
+    out_dir: Path | None = None,
+) -> int:
+    """``out_dir``: where the workflow picture and the HTML report go (default: a
+    ``logwarden-demo`` folder in the system's temporary directory)."""
     console = console or Console()
+    out_dir = out_dir or Path(tempfile.gettempdir()) / "logwarden-demo"
     console.rule("[bold]logwarden demo")
     sess_cfg = SessionConfig(id_pattern=SIM_SESSION_REGEX)
     with tempfile.TemporaryDirectory(prefix="logwarden-demo-") as tmp:
@@ -92,6 +102,7 @@ def run_demo(sessions: int = 1500, seed: int = 7, console: Console | None = None
             f"{pinfo['entries']:,} entries' elapsed times and numeric parameters in "
             f"{pinfo['seconds']:.1f} s; {pinfo['confidence']:.1%} interval"
         )
+        _show_workflows(model, console, out_dir)
 
         t0 = time.perf_counter()
         test = read_raw_sessions(
@@ -138,7 +149,44 @@ def run_demo(sessions: int = 1500, seed: int = 7, console: Console | None = None
                 console.rule(f"explained anomaly ({t.kind}: {escape(t.detail)})", style="dim")
                 console.print(escape(v.describe()))
                 break
+        _write_report(verdicts, model, console, out_dir)
     return 0
+
+
+def _show_workflows(model: DeepLog, console: Console, out_dir: Path) -> None:
+    """The mined workflows: the largest as text, all of them drawn into an SVG."""
+    from logwarden.workflow.render import RenderError, to_svg, workflow_text, workflows_dot
+
+    workflows = model.workflows_
+    if workflows is None or not len(workflows):
+        return
+    info = model.train_info_["workflows"]
+    console.print(
+        f"Mined {len(workflows)} workflows (one per task type) from the normal sessions in "
+        f"{info['seconds']:.2f} s; the largest:"
+    )
+    console.print(escape(workflow_text(workflows[0], model.templates_, width=70)))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        svg = out_dir / "workflows.svg"
+        svg.write_text(to_svg(workflows_dot(workflows, model.templates_)), encoding="utf-8")
+        console.print(f"All workflows drawn: [bold]{svg}[/]")
+    except (RenderError, OSError) as exc:
+        console.print(f"[yellow]No workflow picture: {escape(str(exc))}[/]")
+
+
+def _write_report(verdicts: list, model: DeepLog, console: Console, out_dir: Path) -> None:
+    from logwarden.detect import REASONS
+    from logwarden.workflow.render import html_report
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        page = html_report(verdicts, model.workflows_, model.templates_, REASONS, limit=20)
+        report = out_dir / "report.html"
+        report.write_text(page, encoding="utf-8")
+        console.print(f"HTML report (anomalies with their workflow pictures): [bold]{report}[/]")
+    except OSError as exc:
+        console.print(f"[yellow]No HTML report: {escape(str(exc))}[/]")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
