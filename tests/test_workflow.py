@@ -1,0 +1,253 @@
+"""Workflows mined from normal sessions: task types, edges, counting rules, concurrency,
+loops, state round trip, and the diagnosis of anomalous sessions against them."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from collections import Counter
+
+import pytest
+
+from logwarden.sim import CONCURRENT_STEPS, StepClassifier, task_paths
+from logwarden.workflow import (
+    END,
+    START,
+    Workflows,
+    WorkflowStateError,
+    mine_interleaved,
+    mine_sessions,
+)
+from logwarden.workflow.diagnose import Diagnosis, diagnose
+
+
+def _task_a(rng: random.Random) -> list[str]:
+    """login, then either list (with 0-2 retries before the page) or show, then done;
+    two checks run concurrently in between."""
+    s = ["a_login"]
+    s += rng.sample(["a_check1", "a_check2"], 2)  # either order
+    if rng.random() < 0.6:
+        s += ["a_retry"] * rng.choice([0, 0, 1, 2]) + ["a_list"]
+    else:
+        s.append("a_show")
+    s.append("a_done")
+    return s
+
+
+def _task_b(rng: random.Random) -> list[str]:
+    """A second task type that shares the ledger step with nothing else; `ledger` is
+    written once per item (1-3 items), each item opened first."""
+    s = ["b_begin"]
+    n = rng.randint(1, 3)
+    for _ in range(n):
+        s += ["b_item", "ledger"]
+    s.append("b_commit")
+    return s
+
+
+def _sessions(n: int, seed: int = 0) -> list[list[str]]:
+    rng = random.Random(seed)
+    return [(_task_a if rng.random() < 0.5 else _task_b)(rng) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def mined() -> Workflows:
+    return mine_sessions(_sessions(600))
+
+
+def _wf_of(wfs: Workflows, key: str):
+    i = wfs.workflow_of_key(key)
+    assert i is not None
+    return wfs[i]
+
+
+def test_one_workflow_per_task_type_with_counts_and_probabilities(mined: Workflows) -> None:
+    assert len(mined) == 2
+    a, b = _wf_of(mined, "a_login"), _wf_of(mined, "b_begin")
+    assert a is not b
+    assert set(a.keys) == {
+        "a_login",
+        "a_check1",
+        "a_check2",
+        "a_retry",
+        "a_list",
+        "a_show",
+        "a_done",
+    }
+    assert set(b.keys) == {"b_begin", "b_item", "ledger", "b_commit"}
+    assert a.sessions + b.sessions == 600
+    # Edge counts come from the data: every execution of a starts with a_login.
+    assert a.edges[(START, "a_login")] == a.sessions
+    assert a.edges[("a_done", END)] == a.sessions
+    assert a.probability(START, "a_login") == 1.0
+    # a branch: list or show after the checks; its probabilities add up with the rest.
+    succ = dict(a.successors("a_check2")) | dict(a.successors("a_check1"))
+    assert "a_show" in succ and ("a_list" in succ or "a_retry" in succ)
+    total = sum(p for _, p in a.successors("a_check1"))
+    assert total == pytest.approx(1.0)
+    # Sessions are assigned to the workflow their keys point to.
+    assert mined.assign(["b_begin", "b_item"]) == mined.workflow_of_key("b_begin")
+
+
+def test_concurrency_and_loops_are_recognised(mined: Workflows) -> None:
+    a, b = _wf_of(mined, "a_login"), _wf_of(mined, "b_begin")
+    assert [sorted(g) for g in a.concurrent] == [["a_check1", "a_check2"]]
+    assert ["a_retry"] in a.loops  # a retry that repeats
+    # b's item loop: b_item -> ledger -> b_item is a cycle, not concurrency.
+    assert b.concurrent == []
+    assert any(set(c) == {"b_item", "ledger"} for c in b.loops)
+
+
+def test_counting_rules(mined: Workflows) -> None:
+    a, b = _wf_of(mined, "a_login"), _wf_of(mined, "b_begin")
+    assert a.max_count["a_retry"] == 2 and a.max_count["a_login"] == 1
+    assert a.min_count["a_login"] == 1 and "a_retry" not in a.min_count
+    # every ledger write needs its item first, and completes it
+    assert ("b_item", "ledger", True) in b.precedes
+    assert b.allowed("b_item", {"b_begin": 1, "b_item": 1}) == [("ledger", 1.0)]
+    # a second ledger write without a second item is not allowed
+    assert "ledger" not in {
+        k for k, _ in b.allowed("ledger", {"b_begin": 1, "b_item": 1, "ledger": 1})
+    }
+    assert not b.can_end({"b_begin": 1, "b_item": 2, "ledger": 1})
+    assert b.deficits({"b_begin": 1, "b_item": 2, "ledger": 1}) == {"ledger": 1, "b_commit": 1}
+
+
+def test_state_round_trip_is_json_and_checked(mined: Workflows) -> None:
+    state = json.loads(json.dumps(mined.to_state()))
+    again = Workflows.from_state(state)
+    assert again.to_state() == mined.to_state()
+    assert again.assign(["a_login", "a_show"]) == mined.assign(["a_login", "a_show"])
+    with pytest.raises(WorkflowStateError, match="not supported"):
+        Workflows.from_state({**state, "schema": "logwarden.workflow/999"})
+    with pytest.raises(WorkflowStateError, match="malformed"):
+        Workflows.from_state({**state, "workflows": [{"name": "x"}]})
+
+
+def test_export_follows_the_documented_schema(mined: Workflows) -> None:
+    out = mined.export({"a_login": "User <*> logged in"})
+    assert set(out) == {"workflows"}
+    for wf in out["workflows"]:
+        assert isinstance(wf["name"], str)
+        for node in wf["nodes"]:
+            assert set(node) == {"key", "template"}
+        keys = {n["key"] for n in wf["nodes"]}
+        for e in wf["edges"]:
+            assert set(e) == {"from", "to", "count", "probability"}
+            assert e["from"] in keys | {START} and e["to"] in keys | {END}
+            assert isinstance(e["count"], int) and 0 < e["probability"] <= 1
+    login = next(n for w in out["workflows"] for n in w["nodes"] if n["key"] == "a_login")
+    assert login["template"] == "User <*> logged in"
+
+
+def test_diagnosis_of_a_wrong_step(mined: Workflows) -> None:
+    keys = ["a_login", "a_check1", "a_check2", "a_done"]  # neither list nor show
+    d = diagnose(mined, keys, 3, "ranked_out", {"a_done": "done"})
+    assert d.workflow == _wf_of(mined, "a_login").name
+    assert d.state == "a_check2" and d.observed == "a_done" and d.diverged
+    expected = {e["key"] for e in d.expected}
+    assert "a_show" in expected and "a_done" not in expected
+    assert d.observed_template == "done"
+    assert "never right after a_check2" in (d.why or "")
+    text = "\n".join(d.describe())
+    assert "left the workflow at entry 3" in text and "allows next" in text
+
+
+def test_diagnosis_of_a_count_violation_and_an_unseen_key(mined: Workflows) -> None:
+    # Three retries: every edge exists, the count rule does not allow the third.
+    keys = ["a_login", "a_check1", "a_check2", "a_retry", "a_retry", "a_retry", "a_list", "a_done"]
+    d = diagnose(mined, keys, 5, "ranked_out")
+    assert (d.position, d.observed, d.diverged) == (5, "a_retry", True)
+    assert "at most 2 times" in (d.why or "")
+    assert "a_retry" not in {e["key"] for e in d.expected}
+    d = diagnose(mined, ["b_begin", "b_item", "boom"], 2, "unseen_key")
+    assert d.workflow == _wf_of(mined, "b_begin").name
+    assert d.state == "b_item" and d.observed == "boom"
+    assert [e["key"] for e in d.expected] == ["ledger"]
+
+
+def test_diagnosis_of_an_early_end_names_the_missing_steps(mined: Workflows) -> None:
+    keys = ["b_begin", "b_item", "ledger", "b_item"]
+    d = diagnose(mined, keys, len(keys), "early_end")
+    assert d.observed == END and d.diverged
+    assert [m["key"] for m in d.missing or []] == ["ledger", "b_commit"]
+    assert "still missing" in "\n".join(d.describe())
+    # A complete session that the key model found too short: the workflow may end there.
+    keys = ["b_begin", "b_item", "ledger", "b_commit"]
+    d = diagnose(mined, keys, len(keys), "early_end")
+    assert not d.diverged and d.missing == []
+
+
+def test_diagnosis_of_a_parameter_anomaly_names_the_step(mined: Workflows) -> None:
+    keys = ["a_login", "a_check2", "a_check1", "a_show", "a_done"]
+    d = diagnose(mined, keys, 3, "performance", {"a_show": "show <*>"})
+    assert d.step == {"key": "a_show", "template": "show <*>"}
+    assert d.state == "a_check1" and not d.diverged
+    assert "happened in step a_show" in "\n".join(d.describe())
+    again = Diagnosis.from_dict(json.loads(json.dumps(d.to_dict())))
+    assert again.to_dict() == d.to_dict()
+
+
+def test_unknown_keys_have_no_workflow(mined: Workflows) -> None:
+    d = diagnose(mined, ["x", "y"], 1, "unseen_key")
+    assert d.workflow is None and d.to_dict()["expected"] == []
+
+
+def test_interleaved_windows_separate_tasks_and_find_their_edges() -> None:
+    """Two tasks with distinct keys run concurrently, their entries interleaved in one
+    stream without identifiers; cut into windows, the miner still finds each task's
+    chain from the lags between entries."""
+    rng = random.Random(3)
+    events: list[tuple[float, str]] = []
+    t = 0.0
+    for _ in range(3000):
+        t += rng.expovariate(1.0)  # about two executions overlapping
+        if rng.random() < 0.5:
+            steps = ["p1", "p2", "p3", "p4"]
+            gaps = [0.0, 0.2, 0.5, 0.3]
+        else:
+            steps = ["q1", "q2", "q3"]
+            gaps = [0.0, 1.0, 0.1]
+        at = t
+        for s, g in zip(steps, gaps, strict=True):
+            at += g * rng.uniform(0.5, 1.5)
+            events.append((at, s))
+    events.sort()
+    keys = [k for _, k in events]
+    times = [ts for ts, _ in events]
+    windows = [keys[i : i + 50] for i in range(0, len(keys), 50)]
+    wtimes = [times[i : i + 50] for i in range(0, len(times), 50)]
+    wfs = mine_interleaved(windows, wtimes)
+    assert wfs.interleaved
+    p = wfs[wfs.workflow_of_key("p1")]
+    q = wfs[wfs.workflow_of_key("q1")]
+    assert p is not q
+    assert set(p.keys) == {"p1", "p2", "p3", "p4"} and set(q.keys) == {"q1", "q2", "q3"}
+    # Every true edge is found, and each step's most likely successor is the true one
+    # (weaker edges remain: without identifiers the estimate leaks onto later steps).
+    for wf, chain in ((p, ["p1", "p2", "p3", "p4"]), (q, ["q1", "q2", "q3"])):
+        path = [START, *chain, END]
+        for a, b in itertools.pairwise(path):
+            assert (a, b) in wf.edges
+            assert wf.successors(a)[0][0] == b, (a, wf.successors(a))
+    d = diagnose(wfs, ["p4", "q1", "p3"], 2, "ranked_out")
+    assert d.workflow == p.name and d.observed == "p3" and d.state == "p4" and d.diverged
+    d = diagnose(wfs, ["p1", "q1", "p2"], 2, "ranked_out")
+    assert (d.state, d.diverged) == ("p1", False)
+
+
+def test_simulator_exposes_its_transition_graph() -> None:
+    paths = list(task_paths("http", 300, seed=1))
+    assert all(p[0] == "Token validated" and p[-1] == "HTTP response" for p in paths)
+    edges = Counter((a, b) for p in paths for a, b in itertools.pairwise(p))
+    assert edges[("Token validated", "cache hit")] > 0
+    assert ("HTTP response", "Token validated") not in edges
+    assert CONCURRENT_STEPS["vm"] == (frozenset({"VM Resumed", "Instance spawned"}),)
+    classify = StepClassifier()
+    line = (
+        "2026-03-01 00:00:00.000 35 INFO dfs.FSNamesystem: BLOCK* NameSystem.allocateBlock: "
+        "/user/root/x/part-00001. blk_-42"
+    )
+    assert classify(line) == ("hdfs", "allocateBlock")
+    assert classify("2026-03-01 00:00:00.000 1 INFO x: nothing") is None
