@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -611,21 +612,12 @@ def test_train_output_that_cannot_be_written(
     assert taken.read_text() == "not a directory"
 
 
-OPENSTACK = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "loghub-2k" / "OpenStack"
-)
-
-
-@pytest.mark.skipif(
-    not (OPENSTACK / "OpenStack_2k.log").is_file(),
-    reason="needs ../shared/data/loghub-2k/OpenStack (public loghub data)",
-)
 def test_session_in_line_finds_ids_in_header_fields(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], shared_data: Callable[..., Path]
 ) -> None:
     """The openstack format preset moves [req-...] into a header field: --session alone
     finds no id there, --session-in-line does, and the model remembers it."""
-    log = OPENSTACK / "OpenStack_2k.log"
+    log = shared_data("loghub-2k", "OpenStack", "OpenStack_2k.log")
     base = ["train", log, "--format", "openstack", "--session", "request", "--epochs", "5"]
     code, _, err = run([*base, "--out", tmp_path / "a", *FAST], capsys)
     assert code == 1 and "no session could be formed" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,6 @@ from logwarden.io.datasets import (
 )
 from logwarden.records import Stats
 from logwarden.sim import SimConfig, simulate
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -567,16 +566,10 @@ def test_report_rejects_bad_input() -> None:
 # --- the real data sets ---------------------------------------------------------------------
 
 
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"shared data not available: {path} is absent")
-    return path
-
-
-def test_real_deeplog_split_files_load_completely() -> None:
+def test_real_deeplog_split_files_load_completely(shared_data: Callable[..., Path]) -> None:
     # Counts from the data README; event totals and distinct sequences counted independently
     # (python: sum(len(l.split()) for l in open(f)), len(set(tuple(l.split()) ...))).
-    folder = need(DATA / "hdfs-deeplog")
+    folder = shared_data("hdfs-deeplog")
     train = load_sequences(folder / "hdfs_train", label=0)
     abnormal = load_sequences(folder / "hdfs_test_abnormal", label=1)
     assert len(train) == 4855
@@ -601,8 +594,8 @@ def test_real_deeplog_split_files_load_completely() -> None:
     assert (report.short.fn, report.long.fn) == (6193, 10645)
 
 
-def test_real_hdfs_100k_loads_with_its_labels() -> None:
-    path = need(DATA / "hdfs-100k" / "train.jsonl")
+def test_real_hdfs_100k_loads_with_its_labels(shared_data: Callable[..., Path]) -> None:
+    path = shared_data("hdfs-100k", "train.jsonl")
     sessions = load_jsonl(path)
     assert len(sessions) == 6352
     assert sum(s.label == 1 for s in sessions) == 256

@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -22,13 +23,6 @@ from hypothesis import strategies as st
 
 from logwarden.io.formats import PRESETS, FormatError, LogFormat, get_format
 from logwarden.records import Line, Record, Stats
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-LOGHUB = DATA / "loghub-2k"
-
-needs_loghub = pytest.mark.skipif(
-    not LOGHUB.is_dir(), reason=f"loghub-2k data not found at {LOGHUB} (shared data folder absent)"
-)
 
 # The loghub-2k header formats, as written in the data folder's README.
 LOGHUB_FORMATS = {
@@ -93,10 +87,11 @@ def test_presets_are_the_loghub_format_strings() -> None:
         assert PRESETS[system.lower()] == spec
 
 
-@needs_loghub
 @pytest.mark.parametrize("system", list(LOGHUB_FORMATS))
-def test_loghub_2k_fields_content_and_timestamps(system: str) -> None:
-    folder = LOGHUB / system
+def test_loghub_2k_fields_content_and_timestamps(
+    system: str, shared_data: Callable[..., Path]
+) -> None:
+    folder = shared_data("loghub-2k", system)
     lines = _read_lines(folder / f"{system}_2k.log")
     with open(folder / f"{system}_2k.log_structured.csv", newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -130,8 +125,7 @@ def test_loghub_2k_fields_content_and_timestamps(system: str) -> None:
         assert (other.content, other.fields, other.matched) == (rec.content, rec.fields, True)
 
 
-@needs_loghub
-def test_loghub_2k_first_lines_epochs_by_hand() -> None:
+def test_loghub_2k_first_lines_epochs_by_hand(shared_data: Callable[..., Path]) -> None:
     # The first line of each sample, its date read off the line by eye.
     expected = {
         "HDFS": _utc(2008, 11, 9, 20, 36, 15),  # 081109 203615
@@ -146,7 +140,7 @@ def test_loghub_2k_first_lines_epochs_by_hand() -> None:
         "OpenStack": _utc(2017, 5, 16, 0, 0, 0, frac=0.008),  # 2017-05-16 00:00:00.008
     }
     for system, epoch in expected.items():
-        first = _read_lines(LOGHUB / system / f"{system}_2k.log")[0]
+        first = _read_lines(shared_data("loghub-2k", system, f"{system}_2k.log"))[0]
         rec = get_format(system.lower(), default_year=LINUX_YEAR).parse(_line(first))
         assert rec.timestamp == pytest.approx(epoch, abs=1e-6), system
 

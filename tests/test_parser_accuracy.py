@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,8 +17,6 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-LOGHUB = DATA / "loghub-2k"
 
 
 def _load_bench() -> ModuleType:
@@ -36,14 +35,16 @@ def _load_bench() -> ModuleType:
 bench = _load_bench()
 SYSTEMS = list(bench.SYSTEMS)
 
-needs_data = pytest.mark.skipif(
-    not LOGHUB.is_dir(), reason=f"loghub-2k data not found at {LOGHUB} (shared data folder absent)"
-)
+
+@pytest.fixture(scope="module")
+def data(shared_data: Callable[..., Path]) -> Path:
+    """The shared data folder, with the loghub-2k sets the benchmark reads."""
+    return shared_data("loghub-2k").parent
 
 
 @pytest.fixture(scope="module")
-def api_results() -> dict[str, Any]:
-    return {s: bench.evaluate_system(DATA, s, mode="api", top_errors=5) for s in SYSTEMS}
+def api_results(data: Path) -> dict[str, Any]:
+    return {s: bench.evaluate_system(data, s, mode="api", top_errors=5) for s in SYSTEMS}
 
 
 def _report(results: dict[str, Any]) -> str:
@@ -58,23 +59,20 @@ def _errors(result: Any) -> str:
     return "\n".join(lines)
 
 
-@needs_data
 def test_average_grouping_accuracy(api_results: dict[str, Any]) -> None:
     average = sum(r.ga for r in api_results.values()) / len(api_results)
     assert average >= bench.TARGET_AVERAGE, f"average GA {average:.4f}: {_report(api_results)}"
 
 
-@needs_data
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_every_system_grouping_accuracy(system: str, api_results: dict[str, Any]) -> None:
     r = api_results[system]
     assert r.ga >= bench.TARGET_MINIMUM, f"{system} GA {r.ga:.4f}; largest errors:\n{_errors(r)}"
 
 
-@needs_data
 @pytest.mark.parametrize("system", ["HDFS", "Linux", "OpenStack"])
-def test_cli_groups_every_line_like_the_api(system: str) -> None:
-    r = bench.evaluate_system(DATA, system, mode="both")
+def test_cli_groups_every_line_like_the_api(system: str, data: Path) -> None:
+    r = bench.evaluate_system(data, system, mode="both")
     assert r.modes_agree, f"{system}: CLI GA {r.cli_ga:.4f} vs API GA {r.ga:.4f}"
     assert r.cli_ga == r.ga
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
@@ -24,7 +25,6 @@ from logwarden.sessions import (
     group,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HDFS = SESSION_PRESETS["hdfs"]
 
 
@@ -593,14 +593,12 @@ def test_random_time_windows_never_lose_silently(
 
 
 def read_contents(path: Path) -> list[str]:
-    if not path.exists():
-        pytest.skip(f"{path} not found: the shared loghub-2k data is not available")
     with path.open(newline="", encoding="utf-8") as handle:
         return [row["Content"] for row in csv.DictReader(handle)]
 
 
-def test_hdfs_2k_sessions_match_independent_count() -> None:
-    contents = read_contents(DATA / "loghub-2k" / "HDFS" / "HDFS_2k.log_structured.csv")
+def test_hdfs_2k_sessions_match_independent_count(shared_data: Callable[..., Path]) -> None:
+    contents = read_contents(shared_data("loghub-2k", "HDFS", "HDFS_2k.log_structured.csv"))
     events = [make_event(c, lineno=i + 1) for i, c in enumerate(contents)]
     stats = Stats()
     sessions = group(events, _hdfs(), stats)
@@ -616,8 +614,12 @@ def test_hdfs_2k_sessions_match_independent_count() -> None:
     assert stats["no_session_id"] == sum(1 for c in contents if "blk_" not in c)
 
 
-def test_openstack_2k_instances_match_independent_count() -> None:
-    contents = read_contents(DATA / "loghub-2k" / "OpenStack" / "OpenStack_2k.log_structured.csv")
+def test_openstack_2k_instances_match_independent_count(
+    shared_data: Callable[..., Path],
+) -> None:
+    contents = read_contents(
+        shared_data("loghub-2k", "OpenStack", "OpenStack_2k.log_structured.csv")
+    )
     events = [make_event(c) for c in contents]
     sessions = group(events, SessionConfig(id_pattern=SESSION_PRESETS["openstack"]))
     marker = "[instance: "
