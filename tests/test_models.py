@@ -24,8 +24,6 @@ from logwarden.models.keys import (
     KeyModelConfig,
     KeyNetNumpy,
     Threshold,
-    _rank_of,
-    _unique_rows,
     choose_threshold,
     fit_key_model,
     session_rows,
@@ -83,43 +81,6 @@ def test_session_rows_matches_naive(sessions: list[list[int]], window: int) -> N
         assert rows[offsets[i + 1] - 1, -1] == END
 
 
-# --- _unique_rows ---------------------------------------------------------------------------
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.integers(0, 60), st.integers(1, 8), st.integers(2, 12), st.randoms())
-def test_unique_rows_packed_and_unpacked_agree_with_numpy(
-    n: int, width: int, n_symbols: int, rnd: object
-) -> None:
-    rng = np.random.default_rng(rnd.randrange(2**32))  # type: ignore[attr-defined]
-    # Few symbols: many repeated rows.
-    rows = rng.integers(0, n_symbols, size=(n, width)).astype(np.int32)
-    want_rows, want_inv = (
-        np.unique(rows, axis=0, return_inverse=True) if n else (rows, np.zeros(0, np.int64))
-    )
-    want_inv = want_inv.reshape(-1)
-    # n_symbols small enough to pack into an int64; a huge alphabet forces np.unique(axis=0).
-    bits = max(1, (n_symbols - 1).bit_length())
-    assert bits * width <= 62
-    for alphabet in (n_symbols, 2**40):
-        distinct, inverse = _unique_rows(rows, alphabet)
-        assert distinct.tolist() == want_rows.tolist()
-        assert inverse.tolist() == want_inv.tolist()
-        assert distinct[inverse].tolist() == rows.tolist()
-
-
-def test_unique_rows_packed_at_the_62_bit_limit() -> None:
-    # 31 symbols take 5 bits; 12 columns = 60 bits, still packed; largest values included.
-    rng = np.random.default_rng(3)
-    rows = rng.integers(0, 31, size=(500, 12)).astype(np.int32)
-    rows[:50] = 30
-    rows[50:100] = rows[100:150]
-    distinct, inverse = _unique_rows(rows, 31)
-    want, want_inv = np.unique(rows, axis=0, return_inverse=True)
-    assert distinct.tolist() == want.tolist()
-    assert inverse.tolist() == want_inv.reshape(-1).tolist()
-
-
 # --- the NumPy forward pass against PyTorch -------------------------------------------------
 
 
@@ -143,49 +104,104 @@ def test_numpy_forward_equals_torch_lstm(layers: int) -> None:
     np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
 
 
-# --- _rank_of -------------------------------------------------------------------------------
+# --- scoring: distinct windows, and the probability and rank of each observed key ----------
 
 
-def naive_rank_of(
-    probs: np.ndarray, inverse: np.ndarray, target: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    p_out, r_out = [], []
-    for w, t in zip(inverse.tolist(), target.tolist(), strict=True):
-        row = probs[w]
-        p = row[t]
+def untrained_model(n_keys: int, window: int, seed: int, *, ties: bool = False) -> KeyModel:
+    """A key model with random weights (1 layer of 4 units): scoring needs no training.
+    ``ties``: the output ignores the LSTM and its biases take three values, so that many
+    keys share a probability (a tie must not push a key down)."""
+    rng = np.random.default_rng(seed)
+    n_out, hidden, emb = n_keys + FIRST_KEY, 4, 3
+    shapes = {
+        "embed.weight": (n_out, emb),
+        "lstm.weight_ih_l0": (4 * hidden, emb),
+        "lstm.weight_hh_l0": (4 * hidden, hidden),
+        "lstm.bias_ih_l0": (4 * hidden,),
+        "lstm.bias_hh_l0": (4 * hidden,),
+        "out.weight": (n_out, hidden),
+        "out.bias": (n_out,),
+    }
+    weights = {k: rng.normal(0.0, 1.5, size=v).astype(np.float32) for k, v in shapes.items()}
+    if ties:
+        weights["out.weight"][:] = 0.0
+        weights["out.bias"] = rng.integers(0, 3, size=n_out).astype(np.float32)
+    config = KeyModelConfig(window=window, top_g=1, layers=1, hidden=hidden, embedding=emb)
+    keys = [f"k{i}" for i in range(n_keys)]
+    return KeyModel(config, keys, weights, Threshold("top_g", g=1))
+
+
+def check_scores(model: KeyModel, sessions: list[list[str]]) -> None:
+    """``score`` against references: each position's window from ``session_rows``, the
+    probabilities of each window computed alone, the rank counted key by key."""
+    h = model.config.window
+    encoded = model.encode_many(sessions)
+    rows, offsets = session_rows(encoded, h)
+    scores = model.score(encoded, keep_probs=True)
+    assert scores.probs is not None
+    assert scores.offsets.tolist() == offsets.tolist()
+    assert scores.target.tolist() == rows[:, h].tolist()
+    # Distinct windows, sorted (shared prefixes stay together), one per position.
+    want_windows = np.unique(rows[:, :h], axis=0) if len(rows) else rows[:, :h]
+    assert scores.windows.tolist() == want_windows.tolist()
+    assert scores.windows[scores.window_rows].tolist() == rows[:, :h].tolist()
+    alone = [model.net.probabilities(w[None])[0] for w in scores.windows]
+    np.testing.assert_allclose(scores.probs, np.array(alone).reshape(scores.probs.shape), atol=1e-6)
+    for i, target in enumerate(rows[:, h].tolist()):
+        p = scores.probs[scores.window_rows[i]]
+        if target == UNK:
+            assert (scores.prob[i], scores.rank[i]) == (0.0, model.vocab_size + 1)
+            continue
         # PAD and UNK are never predicted, so they take no rank.
-        better = sum(1 for k in range(len(row)) if k not in (PAD, UNK) and row[k] > p)
-        p_out.append(p)
-        r_out.append(better + 1)
-    return np.array(p_out, dtype=np.float32), np.array(r_out, dtype=np.int64)
+        better = sum(1 for k in range(len(p)) if k not in (PAD, UNK) and p[k] > p[target])
+        assert scores.prob[i] == p[target]
+        assert scores.rank[i] == better + 1
 
 
-@settings(max_examples=100, deadline=None)
-@given(st.integers(1, 10), st.integers(0, 80), st.integers(4, 9), st.randoms())
-def test_rank_of_matches_naive(n_windows: int, n: int, vocab: int, rnd: object) -> None:
-    rng = np.random.default_rng(rnd.randrange(2**32))  # type: ignore[attr-defined]
-    # Coarse values: ties are frequent, and a tie does not push a key down.
-    probs = rng.integers(0, 5, size=(n_windows, vocab)).astype(np.float32) / 10
-    inverse = rng.integers(0, n_windows, size=n)
-    target = rng.integers(END, vocab, size=n)
-    prob, rank = _rank_of(probs, inverse, target)
-    want_p, want_r = naive_rank_of(probs, inverse, target)
-    assert prob.tolist() == want_p.tolist()
-    assert rank.tolist() == want_r.tolist()
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from([(5, 4), (5, 25), (28, 12), (28, 13)]),
+    st.lists(st.lists(st.integers(0, 29), max_size=20), max_size=6),
+    st.booleans(),
+    st.integers(0, 2**16),
+)
+def test_scores_match_references(
+    shape: tuple[int, int], drawn: list[list[int]], ties: bool, seed: int
+) -> None:
+    # (keys, window): windows packed into one integer (8 symbols x 4), too wide for it
+    # (x 25), at the 62-bit limit (31 symbols take 5 bits, x 12 = 60) and just past it.
+    n_keys, window = shape
+    model = untrained_model(n_keys, window, seed, ties=ties)
+    # Keys up to the largest index, and two the model does not know (UNK).
+    sessions = [[f"k{k % (n_keys + 2)}" for k in s] for s in drawn]
+    check_scores(model, sessions)
 
 
-def test_rank_of_handles_many_distinct_pairs() -> None:
-    # More distinct (window, target) pairs than one chunk of 65536.
+@pytest.mark.parametrize("window", [12, 13])
+def test_scores_at_the_62_bit_packing_limit(window: int) -> None:
+    # 31 symbols take 5 bits: 12 columns (60 bits) are packed into one integer, 13 are not;
+    # long sessions so that every column, the first included, takes the largest values.
+    rng = np.random.default_rng(window)
+    model = untrained_model(28, window, seed=3)
+    sessions = [[f"k{k}" for k in rng.integers(0, 30, size=150)] for _ in range(4)]
+    check_scores(model, sessions)
+
+
+def test_scores_with_more_distinct_pairs_than_one_chunk() -> None:
+    # More distinct (window, observed key) pairs than one chunk of 65536.
     rng = np.random.default_rng(0)
-    probs = rng.random((20000, 6)).astype(np.float32)
-    inverse = np.repeat(np.arange(20000), 4)
-    target = np.tile(np.array([END, 3, 4, 5]), 20000)
-    prob, rank = _rank_of(probs, inverse, target)
-    masked = probs.copy()
+    model = untrained_model(40, 3, seed=1)
+    sessions = [[f"k{k}" for k in rng.integers(0, 40, size=1000)] for _ in range(100)]
+    encoded = model.encode_many(sessions)
+    scores = model.score(encoded, keep_probs=True)
+    assert scores.probs is not None
+    pairs = np.unique(np.stack([scores.window_rows, scores.target]), axis=1).shape[1]
+    assert pairs > 65536
+    p = scores.probs[scores.window_rows, scores.target]
+    masked = scores.probs.copy()
     masked[:, [PAD, UNK]] = -1
-    p = probs[inverse, target]
-    assert np.array_equal(prob, p)
-    assert np.array_equal(rank, (masked[inverse] > p[:, None]).sum(axis=1) + 1)
+    assert np.array_equal(scores.prob, p)
+    assert np.array_equal(scores.rank, (masked[scores.window_rows] > p[:, None]).sum(axis=1) + 1)
 
 
 # --- training -------------------------------------------------------------------------------

@@ -312,13 +312,20 @@ def test_faster_elapsed_is_not_an_anomaly_unless_asked(fitted: ParamModels) -> N
     assert sym.score({1: _series(v)})[1].anomalous[fast].mean() >= 0.9
 
 
-def test_t_quantile_matches_tables() -> None:
-    from logwarden.models.params import _t_quantile
-
-    # Student t upper 0.0005 quantiles from tables, and the normal limit.
-    for nu, want in ((5, 6.869), (10, 4.587), (19, 3.883), (60, 3.460)):
-        assert _t_quantile(0.0005, nu) == pytest.approx(want, rel=0.01)
-    assert _t_quantile(0.0005, 10**6) == pytest.approx(3.2905, abs=1e-3)
+def test_small_units_bound_deviations_with_student_t() -> None:
+    """A robust unit (fewer than min_samples entries) of one dimension flags beyond
+    Student's t at n - 1 degrees of freedom, widened by sqrt(1 + 1/n) for a new value."""
+    rng = np.random.default_rng(5)
+    cfg = ParamModelConfig(**{**TINY, "min_samples": 10_000})
+    # Upper 0.0005 quantiles (the 0.999 interval) from tables; at 5000 degrees of freedom
+    # nearly the normal's 3.2905.
+    tables = [(6, 6.869, 0.01), (11, 4.587, 0.01), (20, 3.883, 0.01), (61, 3.460, 0.01)]
+    for n, want, tol in [*tables, (5001, 3.2925, 3e-4)]:
+        elapsed = rng.lognormal(0.0, 0.3, size=(n, 1))
+        meta, _ = ParamModels(cfg).fit({1: _series(elapsed, positions=())}).to_state()
+        unit = meta["units"]["1<-*"]
+        assert unit["model"] == "robust"
+        assert unit["threshold"] / math.sqrt(1 + 1 / n) == pytest.approx(want, rel=tol), n
 
 
 def test_mixture_errors_raise_the_bound_above_the_gaussian() -> None:

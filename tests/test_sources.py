@@ -11,12 +11,12 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logwarden.io import sources
 from logwarden.io.sources import (
     FollowConfig,
     Follower,
@@ -551,17 +551,23 @@ def test_follow_survives_rename_rotation_without_loss_or_duplicates(
     c.wait_lines(2)
 
     # The hard case: the old file gets more data between the follower's last read and
-    # its check for rotation. Inject that write into the check itself.
-    real_stat = sources._stat
+    # its check for rotation. Inject that write into the check itself: the follower's
+    # stat of the path, once the file was renamed.
+    real_stat = os.stat
     injected = threading.Event()
 
-    def stat_with_late_write(p: str) -> os.stat_result | None:
-        if rotated.exists() and not injected.is_set():
-            append(rotated, b"old 3 (late)\nold tail without newline")
-            injected.set()
-        return real_stat(p)
+    def stat_with_late_write(p: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if not injected.is_set() and isinstance(p, str | os.PathLike) and os.fspath(p) == str(path):
+            try:
+                real_stat(rotated)
+            except FileNotFoundError:
+                pass  # not renamed yet
+            else:
+                append(rotated, b"old 3 (late)\nold tail without newline")
+                injected.set()
+        return real_stat(p, *args, **kwargs)
 
-    monkeypatch.setattr(sources, "_stat", stat_with_late_write)
+    monkeypatch.setattr(os, "stat", stat_with_late_write)
     os.rename(path, rotated)
     c.wait_for(injected.is_set, "late write")
     path.write_bytes(b"new 1\n")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import random
+import sys
+from types import FrameType
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -89,9 +92,34 @@ def test_most_lines_take_the_fast_path() -> None:
         f"PacketResponder {rng.randint(0, 2)} for block blk_{rng.randint(-(10**18), 10**18)} terminating"
         for _ in range(2000)
     ]
-    _, _, _, sink = run([lines], fast=True)
-    assert len(sink._cut) < 100  # a few shapes (digit counts), not one per line
-    assert not sink._slow
+    fast, fast_calls = miner_calls(lines, fast=True)
+    full, full_calls = miner_calls(lines, fast=False)
+    assert fast == full
+    assert full_calls >= len(lines)  # the full path parses every line
+    # The fast path parses one line of each shape (a few digit counts), then only cuts.
+    assert fast_calls < len(lines) / 4, f"{fast_calls} calls into the miner for {len(lines)} lines"
+
+
+def miner_calls(lines: list[str], fast: bool) -> tuple[str, int]:
+    """The CSV written for ``lines`` and the Python calls made into the template miner's
+    module meanwhile (counted by a profile hook: whatever the miner's methods are)."""
+    out = io.StringIO()
+    sink = StructuredCsv(get_format("hdfs"), TemplateMiner(), out, stats=Stats())
+    sink.fast = fast
+    miner_file = inspect.getfile(TemplateMiner)
+    calls = 0
+
+    def count(frame: FrameType, event: str, arg: object) -> None:
+        nonlocal calls
+        if event == "call" and frame.f_code.co_filename == miner_file:
+            calls += 1
+
+    sys.setprofile(count)
+    try:
+        sink.write_texts(lines)
+    finally:
+        sys.setprofile(None)
+    return out.getvalue(), calls
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
