@@ -314,7 +314,7 @@ def test_eviction_keeps_memory_bounded_on_endless_novel_input() -> None:
     finally:
         tracemalloc.stop()
     assert len(m) == 50
-    assert len(m.to_dict()["signatures"]) <= 50 * 2
+    assert len(m.to_state()[0]["signatures"]) <= 50 * 2
     # Whatever pointed at an evicted template goes with it. Measured: a few hundred bytes
     # more over these 2,500 lines; 4 MB when the word index kept the evicted entries.
     assert grown < 100_000, f"{grown:,} bytes more after 2,500 novel lines"

@@ -8,14 +8,18 @@ changing any result, so both can be compared on the same input.
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from logwarden.io.formats import get_format
 from logwarden.io.ingest import RawSessions, read_raw_sessions
 from logwarden.models.params import build_series
 from logwarden.parsing import TemplateMiner
+from logwarden.parsing.miner import Slot
+from logwarden.records import Line
 from logwarden.sessions import SessionConfig, SessionTable
 from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
 
@@ -181,13 +185,26 @@ def test_worker_processes_give_the_same_sessions(
     assert parallel.stats["unmatched_format"] >= 1 and parallel.stats["empty_line"] >= 1
 
 
+class DyingMiner(TemplateMiner):
+    """A match-only miner whose worker processes die on one message (as a kill for memory
+    would: no cleanup, no result); the parent process parses it normally."""
+
+    parent = 0
+    marker = ""
+
+    def parse_slots(
+        self, content: str, learn: bool = True
+    ) -> tuple[int | None, list[str], list[Slot], str]:
+        if os.getpid() != self.parent and content == self.marker:
+            os._exit(9)
+        return super().parse_slots(content, learn)
+
+
 def test_a_worker_that_dies_costs_time_not_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker killed mid-run (out of memory, say): its batches are scanned in the parent
     and nothing is lost; the summary counts it."""
-    import os
-
     from logwarden.io import ingest as pipeline
     from logwarden.io.sources import SourceConfig
 
@@ -200,20 +217,14 @@ def test_a_worker_that_dies_costs_time_not_lines(
         [str(log)], SIM_FORMAT, SessionConfig(id_pattern=SIM_SESSION_REGEX),
         miner=TemplateMiner.from_state(state), learn=False, workers=0,
     )  # fmt: skip
-    real = pipeline._Scan.__call__
-    parent = os.getpid()
-    marker = serial.lines[4][0][:23]
-
-    def dies_on_a_batch(self: pipeline._Scan, batch: list[str]) -> pipeline._Batch:
-        if os.getpid() != parent and any(line.startswith(marker) for line in batch):
-            os._exit(9)  # as a kill would: no cleanup, no result
-        return real(self, batch)
-
-    # Patched on the class, which the forked workers inherit.
-    monkeypatch.setattr(pipeline._Scan, "__call__", dies_on_a_batch)
+    miner = DyingMiner.from_state(state)
+    assert isinstance(miner, DyingMiner)
+    miner.parent = os.getpid()
+    # The message of a line early in the log: the forked workers inherit the miner.
+    miner.marker = get_format(SIM_FORMAT).parse(Line(serial.lines[4][0], "m", 0, 1)).content
     broken = read_raw_sessions(
         [str(log)], SIM_FORMAT, SessionConfig(id_pattern=SIM_SESSION_REGEX),
-        miner=TemplateMiner.from_state(state), learn=False, workers=2,
+        miner=miner, learn=False, workers=2,
     )  # fmt: skip
     assert broken.stats["worker_died"] == 1
     assert broken.ids == serial.ids and broken.keys == serial.keys
