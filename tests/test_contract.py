@@ -1,0 +1,288 @@
+"""One contract over every stateful part: state and parameters survive a round trip.
+
+State: ``meta, arrays = part.to_state()``; the meta goes through JSON text (strict: no NaN
+or infinity, which other languages' JSON readers refuse) and the arrays through
+safetensors bytes, as in a bundle; ``type(part).from_state(meta, arrays)`` must give the
+same state again, and the same predictions (for a learner, also the same learning from
+there on).
+
+Parameters: what a part is configured with (an estimator's ``get_params()``, a typed
+config's fields) goes through JSON text too and back into the constructor, giving the same
+parameters.
+
+The parts share one small training run: a ``Detector`` (raw simulated logs, both
+detectors) holds the template miner, the key model, the parameter models, the estimator
+and the input settings; an estimator fitted on key sequences alone covers the other form.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from logwarden.detect import DeepLog, Detector, InputSpec
+from logwarden.detect.detector import Inputs
+from logwarden.io.formats import get_format
+from logwarden.models import KeyModelConfig, ParamModelConfig
+from logwarden.parsing import GENERALIZED, MinerConfig
+from logwarden.records import Line
+from logwarden.sessions import SessionConfig
+from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
+from synthetic import grammar
+
+TINY = {
+    "window": 6, "hidden": 16, "embedding": 8, "layers": 1, "epochs": 40,
+    "learning_rate": 0.02, "device": "cpu", "seed": 0, "param_epochs": 5,
+}  # fmt: skip
+
+
+@dataclass
+class Trained:
+    detector: Detector
+    mixed: Path  # a log with anomalies
+    test: Inputs  # the mixed log as the detector reads it
+    keys_only: DeepLog  # fitted on key sequences, no parameter models
+    sequences: list[list[str]]
+    contents: list[str]  # messages of the mixed log
+    novel: list[str]  # messages to learn from the state on
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    d = tmp_path_factory.mktemp("contract")
+    simulate(SimConfig(seed=41, sessions=300, normal_only=True)).write(d / "normal.log")
+    simulate(SimConfig(seed=42, sessions=120, anomaly_rate=0.2)).write(d / "mixed.log")
+    det = Detector(DeepLog(**TINY), InputSpec(format=SIM_FORMAT, session=SIM_SESSION_REGEX))
+    det.fit(det.read([str(d / "normal.log")], learn=True))
+    test = det.read([str(d / "mixed.log")])
+    assert test.lines is not None and det.model.params_ is not None
+    fmt = get_format(SIM_FORMAT)
+    contents = [fmt.parse(Line(text, "mixed.log", 0, 1)).content for s in test.lines for text in s]
+    keys_only = DeepLog(**{**TINY, "epochs": 60}).fit(grammar(200, seed=3))
+    sequences = [list("ABCDE"), list("ABCBCDE"), list("ACBDE"), list("ABXDE"), list("ABC"), []]
+    novel = [
+        "VM Started (Lifecycle Event)",
+        "VM Stopped (Lifecycle Event)",
+        "Took 10.52 seconds to build instance.",
+        "Took 3.1 seconds to build instance.",
+        "user alice logged in from 10.0.0.7",
+        "user bob logged in from 10.0.0.9",
+        "user carol logged in from 10.0.0.8",
+        # A third word where training saw "cache hit" and "cache miss": the two trained
+        # templates merge, which needs the trained signatures and their word index.
+        "[req-7e5764c8-598d-4cd5-a58c-b8036b2dc186] cache stale for servers/detail of "
+        "project ceddab19311e3e5c3d7e61dbff62543c",
+    ]
+    return Trained(det, d / "mixed.log", test, keys_only, sequences, contents[:400], novel)
+
+
+# --- the parts --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    """A stateful part: how to get a fitted one from the training run, and what it
+    predicts (plain values; NaN counts as equal to NaN)."""
+
+    name: str
+    get: Callable[[Trained], Any]
+    predict: Callable[[Any, Trained], Any]
+
+
+def miner_predictions(miner: Any, t: Trained) -> Any:
+    matched = [miner.match(c) for c in t.contents]
+    # Learning goes on the same way: ids, generalisations and merges from the same state.
+    learned = [miner.add(c) for c in t.novel]
+    return [None if r is None else dataclasses.astuple(r) for r in matched + learned]
+
+
+def key_model_predictions(model: Any, t: Trained) -> Any:
+    scores = model.score(model.encode_many(t.test.keys))
+    flags = model.threshold.flags(scores.rank, scores.prob)
+    return scores.rank.tolist(), scores.prob.tolist(), flags.tolist()
+
+
+def param_model_predictions(models: Any, t: Trained) -> Any:
+    scored = models.score(models.series(t.test.events))
+    out = {}
+    for unit, s in sorted(scored.items(), key=lambda kv: str(kv[0])):
+        arrays = (s.anomalous, s.dim, s.error, s.expected)
+        out[str(unit)] = (s.model, s.threshold, *(a.tolist() for a in arrays))
+    return out
+
+
+def estimator_predictions(est: Any, t: Trained) -> Any:
+    data = t.test
+    verdicts = est.verdicts(data.keys, data.ids, data.lines, events=data.events)
+    return [v.to_dict() for v in verdicts], est.decision_function(data.keys).tolist()
+
+
+def keys_only_predictions(est: Any, t: Trained) -> Any:
+    verdicts = est.verdicts(t.sequences)
+    return [v.to_dict() for v in verdicts], est.predict(t.sequences).tolist()
+
+
+def detector_predictions(det: Any, t: Trained) -> Any:
+    # The raw log read again through the part's own format, parser and session settings.
+    data = det.read([str(t.mixed)])
+    return data.ids, data.keys, [v.to_dict() for v in det.verdicts(data)]
+
+
+# Not here, having no state of their own to carry: SessionConfig (a Detector keeps its
+# session settings in InputSpec), LogFormat (its format string, in InputSpec), thresholds and
+# configs (inside their model's state). Sessionizer's open sessions and Follower's position
+# are runtime state that nothing saves yet.
+PARTS = [
+    Part("TemplateMiner", lambda t: copy.deepcopy(t.detector.miner), miner_predictions),
+    Part("KeyModel", lambda t: t.detector.model.model_, key_model_predictions),
+    Part("ParamModels", lambda t: t.detector.model.params_, param_model_predictions),
+    Part("DeepLog (keys and parameters)", lambda t: t.detector.model, estimator_predictions),
+    Part("DeepLog (keys only)", lambda t: t.keys_only, keys_only_predictions),
+    Part("InputSpec", lambda t: t.detector.input, lambda spec, t: dataclasses.asdict(spec)),
+    Part("Detector", lambda t: copy.deepcopy(t.detector), detector_predictions),
+]
+
+
+# --- state round trip -------------------------------------------------------------------------
+
+
+def through_files(
+    meta: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The state as a bundle would carry it: strict JSON text and safetensors bytes."""
+    try:
+        text = json.dumps(meta, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise AssertionError(f"state is not plain JSON: {exc}") from None
+    data = st_save({k: np.ascontiguousarray(v) for k, v in arrays.items()}) if arrays else b""
+    return json.loads(text), (st_load(data) if arrays else {})
+
+
+def assert_same_state(
+    got: tuple[dict[str, Any], dict[str, np.ndarray]],
+    want: tuple[dict[str, Any], dict[str, np.ndarray]],
+) -> None:
+    assert json.loads(json.dumps(got[0])) == json.loads(json.dumps(want[0]))
+    assert sorted(got[1]) == sorted(want[1])
+    for name, w in want[1].items():
+        g = np.asarray(got[1][name])
+        assert (g.dtype, g.shape) == (w.dtype, w.shape), name
+        np.testing.assert_array_equal(g, w, err_msg=name)
+
+
+@pytest.mark.parametrize("part", PARTS, ids=lambda p: p.name)
+def test_state_round_trip(part: Part, trained: Trained) -> None:
+    obj = part.get(trained)
+    cls = type(obj)
+    for method in ("to_state", "from_state"):
+        assert callable(getattr(cls, method, None)), f"{cls.__name__} has no {method}()"
+    state = obj.to_state()
+    assert isinstance(state, tuple) and len(state) == 2, "to_state() gives (meta, arrays)"
+    meta, arrays = state
+    assert isinstance(meta, dict) and isinstance(arrays, dict)
+    assert all(isinstance(v, np.ndarray) for v in arrays.values())
+    rebuilt = cls.from_state(*through_files(meta, arrays))
+    assert type(rebuilt) is cls
+    assert_same_state(rebuilt.to_state(), state)
+    # The same predictions, the original's and the rebuilt one's from the same point.
+    np.testing.assert_equal(part.predict(rebuilt, trained), part.predict(obj, trained))
+
+
+def test_predictions_compared_are_not_trivial(trained: Trained) -> None:
+    # The parts predict anomalies and normal sessions alike, so that equal predictions
+    # say something (a model that flags nothing would agree with anything).
+    verdicts = estimator_predictions(trained.detector.model, trained)[0]
+    reasons = {v.get("reason") for v in verdicts}
+    assert {None, "performance"} <= reasons or {None, "parameter"} <= reasons, reasons
+    assert any(v.get("detector") == "keys" for v in verdicts)
+    flags = keys_only_predictions(trained.keys_only, trained)[1]
+    assert True in flags and False in flags
+    matched = miner_predictions(copy.deepcopy(trained.detector.miner), trained)
+    assert None not in matched[: len(trained.contents)]
+    assert matched[-1][3] == GENERALIZED  # the merge of trained templates happened
+
+
+# --- parameters round trip --------------------------------------------------------------------
+
+
+def test_estimator_parameters_round_trip(trained: Trained) -> None:
+    for est in (trained.detector.model, trained.keys_only, DeepLog()):
+        params = est.get_params()
+        again = json.loads(json.dumps(params, allow_nan=False))
+        assert again == params
+        assert type(est)(**again).get_params() == params
+        assert est.clone().get_params() == params
+        assert not hasattr(est.clone(), "model_")  # a clone is not fitted
+    # Every constructor argument is a parameter, and nothing else is (scikit-learn's rule).
+    names = [p for p in inspect.signature(DeepLog).parameters]
+    assert list(DeepLog().get_params()) == names
+
+
+def test_estimator_reaches_every_model_setting() -> None:
+    """Each setting of the key model and of the parameter models is a DeepLog parameter
+    (``param_<name>`` for the parameter models; ``confidence`` and ``seed`` shared)."""
+    est = DeepLog()
+    names = set(est.get_params())
+    for f in dataclasses.fields(KeyModelConfig):
+        assert f.name in names, f.name
+    for f in dataclasses.fields(ParamModelConfig):
+        assert (f.name if f.name in ("confidence", "seed") else f"param_{f.name}") in names, f.name
+    # and each reaches its model: a value other than the default comes through
+    changed = {
+        "window": 7, "layers": 3, "hidden": 9, "embedding": 5, "epochs": 11, "patience": 4,
+        "batch_size": 33, "learning_rate": 0.03, "holdout": 0.2, "target_fpr": 0.02,
+        "top_g": 4, "seed": 5, "device": "cpu", "confidence": 0.99,
+        "param_window": 4, "param_hidden": 6, "param_layers": 2, "param_epochs": 3,
+        "param_max_steps": 10, "param_batch_size": 17, "param_learning_rate": 0.02,
+        "param_validation": 0.3, "param_min_samples": 50, "param_min_contextual": 500,
+        "param_range_margin": 0.5, "param_by_predecessor": False, "param_slower_only": False,
+    }  # fmt: skip
+    est = DeepLog(**changed)
+    key, par = dataclasses.asdict(est.key_config()), dataclasses.asdict(est.param_config())
+    for name, value in changed.items():
+        field = name.removeprefix("param_")
+        if name.startswith("param_"):
+            assert par[field] == value, name
+        else:
+            assert key.get(name, par.get(name)) == value, name
+    assert par["seed"] == key["seed"] == 5 and par["confidence"] == 0.99
+
+
+CONFIGS = [
+    KeyModelConfig(window=4, top_g=3, device="cpu"),
+    ParamModelConfig(window=3, confidence=0.99, by_predecessor=False),
+    MinerConfig(max_templates=10, masks=[{"name": "ticket", "pattern": r"T-\d+", "kind": "id"}]),
+    SessionConfig(id_pattern=SIM_SESSION_REGEX, idle_timeout=30.0),
+    InputSpec(format=SIM_FORMAT, session=SIM_SESSION_REGEX, session_in_line=True),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: type(c).__name__)
+def test_config_parameters_round_trip(config: Any) -> None:
+    params = dataclasses.asdict(config)
+    again = json.loads(json.dumps(params, allow_nan=False))
+    rebuilt = type(config)(**again)
+    assert rebuilt == config
+    assert dataclasses.asdict(rebuilt) == params
+
+
+@pytest.mark.parametrize(
+    ("part", "config"),
+    [("TemplateMiner", MinerConfig), ("ParamModels", ParamModelConfig)],
+)
+def test_parts_built_from_their_config_keep_it(part: str, config: type, trained: Trained) -> None:
+    obj = next(p for p in PARTS if p.name == part).get(trained)
+    params = dataclasses.asdict(obj.config)
+    rebuilt = type(obj)(config(**json.loads(json.dumps(params))))
+    assert dataclasses.asdict(rebuilt.config) == params
