@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -38,68 +37,22 @@ from typing import Any
 
 import numpy as np
 
+from _harness import (
+    DEFAULT_DATA,
+    check,
+    machine_info,
+    machine_line,
+    pin_cores,
+    stderr_progress,
+)
 from logwarden.detect import DeepLog
 from logwarden.evaluate import Report
 from logwarden.io.datasets import load_sequences
 
-# The shared data sits next to the project checkout (see ../shared/data/README.md).
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TARGET_RECALL = 0.99
 TARGET_TRAIN_S = 60.0
 PAPER = {"false_negatives": 619, "recall": 0.963, "g": 9}
 ABNORMAL_SESSIONS = 16_838  # the README's count; a mismatch means the wrong file
-
-
-# --- shared by the keys_* scripts -------------------------------------------------------------
-
-
-def pin_cores(n: int) -> list[int]:
-    """Restrict this process (and its future children) to ``n`` usable cores, when more are
-    usable, so that timings match the 2-core target machine. Returns the cores in use."""
-    try:
-        usable = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux: nothing to pin
-        return list(range(os.cpu_count() or 1))
-    if 0 < n < len(usable):
-        os.sched_setaffinity(0, usable[:n])
-        usable = usable[:n]
-    try:
-        import torch
-
-        torch.set_num_threads(len(usable))
-    except ImportError:
-        pass
-    return usable
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores (all, usable by this process), Python, torch, CUDA device if any."""
-    from parse_speed import machine  # the CPU and core probe, shared with the parser bench
-
-    info: dict[str, Any] = {k: v for k, v in machine().items() if k not in ("logwarden", "drain3")}
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
-        info["torch"] = None
-        info["cuda"] = None
-    return info
-
-
-def machine_line(info: dict[str, Any]) -> str:
-    gpu = f", CUDA: {info['cuda']}" if info.get("cuda") else ", no CUDA GPU"
-    return (
-        f"machine: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} used), "
-        f"Python {info['python']}, torch {info.get('torch')}"
-        f" ({info.get('torch_threads')} threads){gpu}"
-    )
-
-
-def check(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def heldout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,19 +60,6 @@ def heldout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     order = np.random.default_rng(seed).permutation(n)
     n_hold = round(n * fraction)
     return np.sort(order[n_hold:]), np.sort(order[:n_hold])
-
-
-def stderr_progress(name: str, every: int = 25) -> Any:
-    """A ``fit`` progress callback that prints every ``every`` epochs to stderr."""
-
-    def progress(epoch: int, epochs: int, loss: float) -> None:
-        if epoch == 1 or epoch % every == 0:
-            print(f"  {name}: epoch {epoch}/{epochs}, loss {loss:.4f}", file=sys.stderr)
-
-    return progress
-
-
-# --- this benchmark ---------------------------------------------------------------------------
 
 
 @dataclass

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from keys_hdfs import (
+from _harness import (
     DEFAULT_DATA,
     check,
     machine_info,

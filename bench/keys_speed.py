@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
-import importlib.util
 import io
 import json
 import shutil
@@ -51,8 +49,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from keys_hdfs import DEFAULT_DATA, check, machine_info, machine_line, pin_cores
-from parse_speed import ChildFailed, logwarden_command, run_child
+from _harness import (
+    DEFAULT_DATA,
+    ChildFailed,
+    check,
+    logwarden_command,
+    machine_info,
+    machine_line,
+    missing_peers,
+    pin_cores,
+    run_child,
+    warn_peer_version,
+)
 
 TARGET_TRAIN_S = 60.0
 TARGET_EVENTS_PER_S = 150_000.0
@@ -359,13 +367,6 @@ def print_report(rep: dict[str, Any]) -> None:
     )
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
@@ -388,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (data / name).is_file():
             print(f"keys_speed: error: {data / name} not found (--data)", file=sys.stderr)
             return 2
-    missing = [m for m in ("deeplog", "torchtrain", "tqdm") if importlib.util.find_spec(m) is None]
+    missing = missing_peers(("deeplog", "torchtrain", "tqdm"))
     if missing:
         print(
             f"keys_speed: {', '.join(missing)} not installed; install deeplog with\n"
@@ -396,12 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if _version("deeplog") != DEEPLOG_VERSION:
-        print(
-            f"keys_speed: warning: deeplog {_version('deeplog')} installed, the comparison is "
-            f"defined against {DEEPLOG_VERSION}",
-            file=sys.stderr,
-        )
+    warn_peer_version("keys_speed", "deeplog", DEEPLOG_VERSION)
     pin_cores(args.cores)
     import torch
 

@@ -56,11 +56,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keys_hdfs import machine_info, machine_line, pin_cores
-from keys_simulated import _ratio, run_steps, train_eval_detect
+from _harness import ChildFailed, machine_info, machine_line, pin_cores, ratio
+from _simulated import run_steps, train_eval_detect, train_lines
 from logwarden.sessions import SESSION_PRESETS
-from params_simulated import train_lines
-from parse_speed import ChildFailed
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LOG_NAME = "loghub-2k/OpenStack/OpenStack_2k.log"
@@ -219,9 +217,9 @@ def run_block(
         return {
             "sessions": len(sel),
             "detected": anyd,
-            "recall": _ratio(anyd, len(sel)),
+            "recall": ratio(anyd, len(sel)),
             "by_params_parameter": par,
-            "recall_params_parameter": _ratio(par, len(sel)),
+            "recall_params_parameter": ratio(par, len(sel)),
         }
 
     outside = [r for r in rows if not r["inside_key_range"]]
@@ -277,7 +275,7 @@ def run_block(
         "recall_outside_key_range": hits(outside),
         "recall_inside_key_range": hits([r for r in rows if r["inside_key_range"]]),
         "false_positives": fp,
-        "fp_pct": _ratio(100 * fp, untouched),
+        "fp_pct": ratio(100 * fp, untouched),
         "fp_by_detector": {d: fp_by[d] for d in ("keys", "params")},
         "fp_causes": dict(fp_units.most_common()),
         "fp_params": fp_params,

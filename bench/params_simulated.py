@@ -44,8 +44,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from keys_hdfs import check, machine_info, machine_line
-from keys_simulated import _ratio, add_simulation_args, main_simulated, run_steps, simulated_steps
+from _harness import check, machine_info, machine_line, ratio
+from _simulated import add_simulation_args, main_simulated, run_steps, simulated_steps, train_lines
 
 TARGET_PERF_RECALL = 0.90
 TARGET_PARAM_RECALL = 0.90
@@ -53,17 +53,6 @@ TARGET_FP_PCT = 1.0
 
 # The verdict reason that explains each injected kind correctly.
 RIGHT_REASON = {"perf": "performance", "param": "parameter"}
-
-
-def train_lines(stderr: str) -> tuple[str, str]:
-    """The key model's and the parameter models' summary lines of ``logwarden train``."""
-    keys = params = ""
-    for line in stderr.splitlines():
-        if line.startswith("logwarden train:"):
-            keys = line.strip()
-        elif line.strip().startswith("parameter models:"):
-            params = line.strip()
-    return keys, params
 
 
 def explain(verdict: dict[str, Any]) -> str:
@@ -133,7 +122,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     fp_by_detector = {
         det: {
             "false_positives": hit_by[("normal", det)],
-            "pct": _ratio(100 * hit_by[("normal", det)], n_normal),
+            "pct": ratio(100 * hit_by[("normal", det)], n_normal),
         }
         for det in ("keys", "params")
     }
@@ -141,13 +130,13 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         k: {
             "sessions": n,
             "detected": hit_any[k],
-            "recall": _ratio(hit_any[k], n),
+            "recall": ratio(hit_any[k], n),
             "by_keys": hit_by[(k, "keys")],
             "by_params": hit_by[(k, "params")],
             **(
                 {
                     "by_params_right_reason": hit_right[k],
-                    "recall_params_right_reason": _ratio(hit_right[k], n),
+                    "recall_params_right_reason": ratio(hit_right[k], n),
                 }
                 if k in RIGHT_REASON
                 else {}

@@ -34,9 +34,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from keys_hdfs import check, machine_info, machine_line, pin_cores
+from _harness import (
+    ChildFailed,
+    check,
+    count_lines,
+    logwarden_command,
+    machine_info,
+    machine_line,
+    pin_cores,
+    run_child,
+)
 from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX
-from parse_speed import ChildFailed, count_lines, logwarden_command, run_child
 
 TARGET_TRAIN_S = 120.0
 TARGET_DETECT_LPS = 100_000.0

@@ -25,21 +25,26 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.metadata
-import importlib.util
 import json
-import os
-import platform
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from make_logs import DATASETS, DEFAULT_DATA, DEFAULT_LINES, DEFAULT_OUT, build, output_path
+from _harness import (
+    DEFAULT_DATA,
+    ChildFailed,
+    count_lines,
+    logwarden_command,
+    machine,
+    missing_peers,
+    run_child,
+    warn_peer_version,
+)
+from _logs import DATASETS, DEFAULT_LINES, DEFAULT_OUT, build, loghub_regex, output_path
 
 DRAIN3_VERSION = "0.9.11"
 TARGET_RATIO = 3.0
@@ -50,14 +55,6 @@ DRAIN3_MASKS: dict[str, list[str]] = {
     "hdfs": [r"blk_-?\d+", r"(\d+\.){3}\d+(:\d+)?"],
     "bgl": [r"core\.\d+"],
 }
-
-
-@dataclass
-class Run:
-    wall_s: float
-    peak_mb: float
-    stderr: str
-    stdout: str
 
 
 @dataclass
@@ -79,72 +76,6 @@ class Row:
     ratio_whole: float  # logwarden whole-process / drain3 whole-process
     ratio_pass: bool
     peak_pass: bool
-
-
-# Peak RSS must come from a tiny parent: on Linux a child's ru_maxrss starts at the RSS of
-# the process image it was forked from, so forking from this script (numpy loaded, maybe a
-# log just built) would inflate small children. This wrapper runs under `python -S`, forks
-# and execs the command, and writes "wall_s maxrss_kib exit_code" to the file in argv[1].
-_WRAPPER = """
-import os, sys, time
-t0 = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execv(sys.argv[2], sys.argv[2:])
-    finally:
-        os._exit(127)
-_, status, usage = os.wait4(pid, 0)
-wall = time.perf_counter() - t0
-with open(sys.argv[1], "w") as fh:
-    fh.write(f"{wall!r} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
-"""
-
-
-def run_child(cmd: list[str], workdir: Path) -> Run:
-    """Run ``cmd`` to completion: its wall time from launch to exit and its peak RSS."""
-    out_path = workdir / "child.stdout"
-    err_path = workdir / "child.stderr"
-    measured = workdir / "child.rusage"
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        subprocess.run(
-            [sys.executable, "-S", "-c", _WRAPPER, str(measured), *cmd],
-            stdout=out,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    stdout = out_path.read_text(encoding="utf-8", errors="replace")
-    stderr = err_path.read_text(encoding="utf-8", errors="replace")
-    try:
-        wall, maxrss, code = measured.read_text().split()
-    except (OSError, ValueError):
-        raise ChildFailed(f"could not measure {' '.join(cmd)}:\n{stderr.strip()}") from None
-    if int(code) != 0:
-        raise ChildFailed(f"{' '.join(cmd)} exited {code}:\n{stderr.strip()}")
-    measured.unlink()
-    # ru_maxrss is in KiB on Linux.
-    return Run(float(wall), int(maxrss) / 1024, stderr, stdout)
-
-
-class ChildFailed(RuntimeError):
-    pass
-
-
-def logwarden_command() -> list[str]:
-    """The ``logwarden`` entry point of the running environment, else ``python -m``."""
-    exe = Path(sys.executable).with_name("logwarden")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "logwarden"]
-
-
-def count_lines(path: Path) -> int:
-    n = 0
-    last = b"\n"
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 24):
-            n += chunk.count(b"\n")
-            last = chunk[-1:]
-    return n + (last != b"\n")
 
 
 def count_rows(path: Path) -> int:
@@ -205,8 +136,6 @@ def drain3_child(name: str, log: Path) -> int:
     from drain3.masking import MaskingInstruction
     from drain3.template_miner_config import TemplateMinerConfig
 
-    from make_logs import loghub_regex
-
     header = re.compile(loghub_regex(DATASETS[name].log_format))
     contents: list[str] = []
     unmatched = 0
@@ -230,38 +159,6 @@ def drain3_child(name: str, log: Path) -> int:
         sys.stdout,
     )
     return 0
-
-
-def machine() -> dict[str, object]:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 0
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "usable_cores": usable,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "logwarden": _version("logwarden"),
-        "drain3": _version("drain3"),
-    }
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def print_table(rows: list[Row], info: dict[str, object]) -> None:
@@ -313,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         return drain3_child(args.drain3_child[0], Path(args.drain3_child[1]))
     if args.lines < 1:
         p.error("--lines must be positive")
-    if importlib.util.find_spec("drain3") is None:
+    if missing_peers(["drain3"]):
         print(
             f"parse_speed: drain3 is not installed; install it with\n"
             f"  {sys.executable} -m pip install drain3=={DRAIN3_VERSION}\n"
@@ -321,12 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if _version("drain3") != DRAIN3_VERSION:
-        print(
-            f"parse_speed: warning: drain3 {_version('drain3')} installed, the comparison "
-            f"is defined against {DRAIN3_VERSION}",
-            file=sys.stderr,
-        )
+    warn_peer_version("parse_speed", "drain3", DRAIN3_VERSION)
 
     rows: list[Row] = []
     workdir = Path(tempfile.mkdtemp(prefix="parse_speed_"))
