@@ -19,6 +19,7 @@ imports public names of it).
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,14 +104,18 @@ def private_uses(path: Path, tree: ast.AST, others: set[str]) -> list[Use]:
     return sorted(out, key=lambda u: (u.path, u.line, u.what))
 
 
+@functools.cache
+def parsed(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
 def scan(paths: list[Path], project: list[Path]) -> list[Use]:
     """Private uses in ``paths``, against the private names defined across ``project``."""
-    trees = {p: ast.parse(p.read_text(encoding="utf-8"), str(p)) for p in {*paths, *project}}
-    defined = {p: defined_names(trees[p]) for p in project}
+    defined = {p: defined_names(parsed(p)) for p in project}
     uses: list[Use] = []
     for p in paths:
         others = set().union(*(names for q, names in defined.items() if q != p))
-        uses += private_uses(p, trees[p], others)
+        uses += private_uses(p, parsed(p), others)
     return uses
 
 
