@@ -41,7 +41,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from keys_hdfs import check, machine_info, machine_line, pin_cores
+from _harness import (
+    DEFAULT_DATA,
+    check,
+    logwarden_command,
+    machine_info,
+    machine_line,
+    pin_cores,
+    run_child,
+)
 from logwarden.detect import DeepLog
 from logwarden.io.ingest import read_raw_sessions
 from logwarden.sessions import SessionConfig
@@ -58,7 +66,6 @@ from logwarden.sim import (
 )
 from logwarden.workflow import END, START, Workflows, mine_workflows
 from logwarden.workflow.model import find_loops
-from parse_speed import logwarden_command, run_child
 
 TARGET_IDS = 0.95
 TARGET_WINDOWS = 0.85
@@ -339,9 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-seed", type=int, default=12)
     p.add_argument("--window", type=int, default=100, help="lines per window (no ids)")
     p.add_argument("--speed-lines", type=int, default=1_000_000, help="0: skip the cost run")
-    p.add_argument(
-        "--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data"
-    )
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--json", action="store_true")
     p.add_argument("--strict", action="store_true")

@@ -39,6 +39,7 @@ from logwarden.parsing import GENERALIZED, MinerConfig
 from logwarden.records import Line
 from logwarden.sessions import SessionConfig
 from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
+from logwarden.workflow import WorkflowConfig
 from synthetic import grammar
 
 TINY = {
@@ -133,6 +134,12 @@ def keys_only_predictions(est: Any, t: Trained) -> Any:
     return [v.to_dict() for v in verdicts], est.predict(t.sequences).tolist()
 
 
+def workflow_predictions(workflows: Any, t: Trained) -> Any:
+    # Which task's workflow each session belongs to, and each workflow as it is drawn.
+    assigned = [workflows.assign(keys) for keys in t.test.keys]
+    return assigned, workflows.export(t.detector.model.templates_)
+
+
 def detector_predictions(det: Any, t: Trained) -> Any:
     # The raw log read again through the part's own format, parser and session settings.
     data = det.read([str(t.mixed)])
@@ -149,6 +156,7 @@ PARTS = [
     Part("ParamModels", lambda t: t.detector.model.params_, param_model_predictions),
     Part("DeepLog (keys and parameters)", lambda t: t.detector.model, estimator_predictions),
     Part("DeepLog (keys only)", lambda t: t.keys_only, keys_only_predictions),
+    Part("Workflows", lambda t: t.detector.model.workflows_, workflow_predictions),
     Part("InputSpec", lambda t: t.detector.input, lambda spec, t: dataclasses.asdict(spec)),
     Part("Detector", lambda t: copy.deepcopy(t.detector), detector_predictions),
 ]
@@ -188,7 +196,10 @@ def test_state_round_trip(part: Part, trained: Trained) -> None:
     for method in ("to_state", "from_state"):
         assert callable(getattr(cls, method, None)), f"{cls.__name__} has no {method}()"
     state = obj.to_state()
-    assert isinstance(state, tuple) and len(state) == 2, "to_state() gives (meta, arrays)"
+    # One vocabulary: (JSON-ready meta, named arrays), the arrays empty when there are none.
+    assert isinstance(state, tuple) and len(state) == 2, (
+        f"{cls.__name__}.to_state() gives {type(state).__name__}, not (meta, arrays)"
+    )
     meta, arrays = state
     assert isinstance(meta, dict) and isinstance(arrays, dict)
     assert all(isinstance(v, np.ndarray) for v in arrays.values())
@@ -265,6 +276,7 @@ CONFIGS = [
     MinerConfig(max_templates=10, masks=[{"name": "ticket", "pattern": r"T-\d+", "kind": "id"}]),
     SessionConfig(id_pattern=SIM_SESSION_REGEX, idle_timeout=30.0),
     InputSpec(format=SIM_FORMAT, session=SIM_SESSION_REGEX, session_in_line=True),
+    WorkflowConfig(cooccurrence=0.7, min_support=3, horizon=60.0),
 ]
 
 
