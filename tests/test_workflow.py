@@ -115,7 +115,7 @@ def test_counting_rules(mined: Workflows) -> None:
 
 
 def test_state_round_trip_is_json_and_checked(mined: Workflows) -> None:
-    state = json.loads(json.dumps(mined.to_state()))
+    state = json.loads(json.dumps(mined.to_state()[0]))
     again = Workflows.from_state(state)
     assert again.to_state() == mined.to_state()
     assert again.assign(["a_login", "a_show"]) == mined.assign(["a_login", "a_show"])

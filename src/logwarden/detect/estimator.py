@@ -562,7 +562,7 @@ class DeepLog:
             arrays.update({f"params/{k}": v for k, v in parrays.items()})
         workflows = getattr(self, "workflows_", None)
         if workflows is not None:
-            meta["workflows"] = workflows.to_state()
+            meta["workflows"] = workflows.to_state()[0]
         return meta, arrays
 
     @classmethod

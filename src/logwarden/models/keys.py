@@ -243,16 +243,13 @@ class KeyModel:
         h = self.config.window
         rows, offsets = session_rows(sessions, h)
         windows, inverse = _unique_rows(rows[:, :h], len(self.keys) + FIRST_KEY)
-        probs = self.net.probabilities(windows) if len(windows) else np.zeros((0, self._outputs()))
+        probs = self.net.probabilities(windows) if len(windows) else np.zeros((0, self.net.outputs))
         target = rows[:, h]
         prob, rank = _rank_of(probs, inverse, target)
         unk = target == UNK
         prob[unk] = 0.0
         rank[unk] = self.vocab_size + 1
         return Scores(offsets, target, rank, prob, inverse, windows, probs if keep_probs else None)
-
-    def _outputs(self) -> int:
-        return self.net._wout.shape[1]
 
     def window_probs(self, window: np.ndarray) -> np.ndarray:
         """Probabilities after one window, through an LRU cache (streaming use)."""

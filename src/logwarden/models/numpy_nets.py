@@ -36,6 +36,11 @@ class KeyNetNumpy:
         self._bout = w["out.bias"]
         self.hidden = self._whh[0].shape[0]
 
+    @property
+    def outputs(self) -> int:
+        """Size of the output layer (the vocabulary with the reserved keys)."""
+        return int(self._wout.shape[1])
+
     def probabilities(self, windows: np.ndarray, batch: int = 65536) -> np.ndarray:
         """Softmax over the vocabulary for each window (n, window) -> (n, vocab).
 

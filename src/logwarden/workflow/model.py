@@ -302,11 +302,11 @@ class Workflows:
 
     # -- state ----------------------------------------------------------------------------
 
-    def to_state(self) -> dict[str, Any]:
-        """Plain JSON (the bundle's manifest stores it)."""
+    def to_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Plain JSON (the bundle's manifest stores it); no arrays (the second item)."""
         from dataclasses import asdict
 
-        return {
+        state = {
             "schema": STATE_SCHEMA,
             "interleaved": self.interleaved,
             "config": asdict(self.config),
@@ -316,9 +316,12 @@ class Workflows:
                 for k, s in sorted(self.key_share.items())
             },
         }
+        return state, {}
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> Workflows:
+    def from_state(
+        cls, state: Mapping[str, Any], arrays: Mapping[str, Any] | None = None
+    ) -> Workflows:
         if not isinstance(state, Mapping) or state.get("schema") != STATE_SCHEMA:
             found = state.get("schema") if isinstance(state, Mapping) else type(state).__name__
             raise WorkflowStateError(
