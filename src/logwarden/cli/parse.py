@@ -15,7 +15,7 @@ from logwarden.cli.common import RuntimeFailure, UsageError
 from logwarden.records import Stats
 
 if TYPE_CHECKING:
-    from logwarden.parsing import MaskRule
+    from logwarden.parsing import MaskRule, TemplateMiner
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -131,28 +131,15 @@ def _parse_mask(spec: str) -> MaskRule:
     return MaskRule(name=f"user-{kind}", pattern=pattern, kind=kind)
 
 
-def _finalise_ids(path: Path, miner: object, id_col: int) -> None:
-    from logwarden.parsing import TemplateMiner
+def _finalise_ids(path: Path, miner: TemplateMiner, id_col: int) -> None:
+    from logwarden.parsing.structured import finalise_rows
 
-    assert isinstance(miner, TemplateMiner)
     fixed = path.with_name(path.name + ".final")
     with (
         path.open(newline="", encoding="utf-8") as src,
         fixed.open("w", newline="", encoding="utf-8") as dst,
     ):
-        r = csv.reader(src)
-        w = csv.writer(dst)
-        w.writerow(next(r))
-        changed = miner.changed_ids_
-        for row in r:
-            if row[id_col] and int(row[id_col][1:]) in changed:
-                # Match the content again: the final template may have more parameters.
-                result = miner.match(row[id_col - 1])
-                if result is not None:
-                    row[id_col] = f"E{result.key}"
-                    row[id_col + 1] = result.template
-                    row[id_col + 2] = str([p.value for p in result.params])
-            w.writerow(row)
+        finalise_rows(src, dst, miner, id_col)
     os.replace(fixed, path)
 
 

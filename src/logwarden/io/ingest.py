@@ -124,11 +124,13 @@ def read_raw_sessions(
             label = f"U{k}"
             templates[label] = unknown.templates_[k].text
             e.key = -k  # never a known template id: no parameter model applies
+            e.template = templates[label]
         else:
             k = miner.resolve(e.key)  # ids handed out before a merge point to the survivor
             label = f"E{k}"
             templates[label] = miner.templates_[k].text
             e.key = k
+            e.template = templates[label]  # the final text, as the fast path gives it
         return label
 
     keys = [[key_of(e) for e in s.events] for s in grouped]

@@ -117,10 +117,15 @@ class StructuredCsv:
             return
         cuts = self._cut
         missing = set(shapes).difference(cuts, self._slow)
+        miner = self.miner
+        base = miner.clock
         if missing:
             first = dict(zip(reversed(shapes), range(len(shapes) - 1, -1, -1), strict=True))
             for shape in sorted(missing, key=first.__getitem__):
+                # The miner's clock is the line's number: templates know when they appeared.
+                miner.advance(base + first[shape] - miner.clock)
                 self._make_plan(texts[first[shape]], shape)
+        miner.advance(base + len(texts) - miner.clock)
         start = self.lines + 1
         self.lines += len(texts)
         if self._slow.isdisjoint(shapes):
@@ -202,11 +207,10 @@ class StructuredCsv:
             c0, c1 = (a + lead, b + lead) if a >= 0 else (0, 0)
         content = text[c0:c1]
         miner = self.miner
-        key, values, slots, _change = miner.parse_slots(content, self.learn)
+        key, values, slots, template = miner.parse_text(content, self.learn)
         if key is not None and self.learn:
             miner.templates_[key].count -= 1  # counted with the batch, from the histogram
         # The row as the full path writes it: the reference the plan must reproduce.
-        template = miner.templates_[key].text if key is not None else ""
         fields = [stripped[s[0] - lead : s[1] - lead] if s else "" for s in spans]
         full = self._row_text(fields, content, key, template, values)
         pieces: list[slice] = []
@@ -261,12 +265,9 @@ class StructuredCsv:
         rec = self.fmt.parse(line or Line(text, "", 0, 0))
         if not rec.matched:
             self.stats.add("unmatched_format")
-        key, values = self.miner.add_values(rec.content, self.learn)
-        template = ""
+        key, values, _, template = self.miner.parse_text(rec.content, self.learn)
         if key is None:
             self.stats.add("no_template")
-        else:
-            template = self.miner.templates_[key].text
         fields = [rec.fields.get(h, "") or "" for h in self.header]
         row = self._row_text(fields, rec.content, key, template, values)
         line_id = line_id if line_id is not None else self.lines
@@ -289,6 +290,42 @@ class StructuredCsv:
         buf.truncate()
         self._buf_writer.writerow(row)
         return buf.getvalue()[:-2]
+
+
+def finalise_rows(src: TextIO, dst: TextIO, miner: TemplateMiner, id_col: int) -> int:
+    """Copy structured CSV rows from ``src`` to ``dst``, bringing up to date the rows whose
+    template changed after they were written (merged, generalised, or its text widened):
+    their content is matched again, so id, template text and parameters are the final ones.
+    Both paths of :class:`StructuredCsv` give the same rows once finalised. Returns the
+    number of rows rewritten."""
+    r = csv.reader(src)
+    buf = io.StringIO()
+    # As in StructuredCsv: "\r\n" makes the csv module quote fields holding CR or LF.
+    w = csv.writer(buf, lineterminator="\r\n")
+
+    def writerow(row: list[str]) -> None:
+        buf.seek(0)
+        buf.truncate()
+        w.writerow(row)
+        dst.write(buf.getvalue()[:-2] + "\n")
+
+    header = next(r, None)
+    if header is None:
+        return 0
+    writerow(header)
+    changed = miner.changed_ids_
+    fixed = 0
+    for row in r:
+        if len(row) > id_col + 2 and row[id_col][1:].isdigit() and int(row[id_col][1:]) in changed:
+            # Match the content again: the final template may have more parameters.
+            result = miner.match(row[id_col - 1])
+            if result is not None:
+                row[id_col] = f"E{result.key}"
+                row[id_col + 1] = result.template
+                row[id_col + 2] = str([p.value for p in result.params])
+                fixed += 1
+        writerow(row)
+    return fixed
 
 
 def _param_spans(
