@@ -132,11 +132,11 @@ def test_messages_differing_in_one_word_stay_apart_until_the_evidence_says_other
     m = TemplateMiner()
     keys = {
         m.add(f"[instance: {i:08x}-fe1a-409b-b8cc-1e88b294cd1d] VM {w} (Lifecycle Event)").key
-        for i, w in enumerate(["Started", "Stopped", "Paused"] * 3)
+        for i, w in enumerate(["Started", "Stopped", "Paused", "Resumed"] * 3)
     }
-    assert len(keys) == 3  # three capitalised words are three events
-    r = m.add("[instance: 0000ffff-fe1a-409b-b8cc-1e88b294cd1d] VM Resumed (Lifecycle Event)")
-    # A fourth distinct word in the one place where they differ: that place is a parameter.
+    assert len(keys) == 4  # four capitalised words are four events
+    r = m.add("[instance: 0000ffff-fe1a-409b-b8cc-1e88b294cd1d] VM Crashed (Lifecycle Event)")
+    # A fifth distinct word in the one place where they differ: that place is a parameter.
     assert r.change == GENERALIZED and r.key == min(keys)
     assert r.template == "[instance: <*>] VM <*> (Lifecycle Event)"
     assert {m.resolve(k) for k in keys} == {r.key}

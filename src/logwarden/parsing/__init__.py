@@ -3,6 +3,7 @@
 from logwarden.parsing.miner import (
     CREATED,
     GENERALIZED,
+    RULES,
     SCHEMA,
     UNCHANGED,
     WILDCARD,
@@ -10,6 +11,7 @@ from logwarden.parsing.miner import (
     MinerConfig,
     ParseResult,
     ParserStateError,
+    Slot,
     Template,
     TemplateMiner,
     classify,
@@ -19,6 +21,7 @@ from logwarden.parsing.structured import StructuredCsv
 __all__ = [
     "CREATED",
     "GENERALIZED",
+    "RULES",
     "SCHEMA",
     "UNCHANGED",
     "WILDCARD",
@@ -26,6 +29,7 @@ __all__ = [
     "MinerConfig",
     "ParseResult",
     "ParserStateError",
+    "Slot",
     "StructuredCsv",
     "Template",
     "TemplateMiner",

@@ -69,19 +69,20 @@ GENERALIZED = "generalized"
 RULES: dict[str, str] = {
     "number": "a token holding a digit is a value (integers, floats, IPs, times, hex, ids)",
     "key-value": "key=value, key:value, name(value: the key stays, the value is classified",
-    "word-prefix": "display only: a word glued to a number by . # or - stays (core.<*>)",
+    "glued-words": "display only: a word glued to a number stays (core.<*>, <*>:Got)",
+    "call-names": "name() is a function name, digits or not (jk2_init())",
     "url": "scheme://... (the scheme stays in the template)",
     "path": "absolute, relative and Windows paths",
     "email": "user@host.domain",
     "hostname": "lower-case dotted names ending in a top-level domain",
     "qualified-name": "names with three or more dots (host names, Java classes)",
     "file-name": "name.ext with a common file extension",
-    "ipv6": "IPv6 addresses written without a digit",
     "empty-brackets": "(), [], {}, <> and empty quotes: an empty value",
     "date-words": "month, weekday and zone names next to a number",
-    "adjacent-values": "values next to each other are one value (dates, lists of numbers)",
-    "value-runs": "grouping only: a value with its units and bracketed annotations is one",
+    "value-runs": "values next to each other are one value (dates, lists of numbers); for "
+    "grouping, so are a value's units and bracketed annotations (12 bytes (0.01 KB))",
     "bracket-lists": "grouping only: a bracketed list of one-token items is one position",
+    "masked-slot": "words where a masked value was seen, in the same frame, are values",
     "learn-words": "a position of lower-case words becomes a parameter on enough evidence",
     "learn-any": "a position of any other shape becomes a parameter on more evidence",
 }
@@ -111,7 +112,7 @@ class MinerConfig:
     # distinct lower-case words seen at one position before it becomes <*>
     min_merge_values: int = 3
     # distinct values of any other shape (Capitalised, UPPER, key=word, codes) needed
-    min_merge_values_other: int = 4
+    min_merge_values_other: int = 5
     # constant tokens a message must share in place with a template to join its family
     min_merge_constants: int = 3
     max_templates: int | None = None  # evict least recently used templates beyond this
@@ -185,7 +186,15 @@ _DURATION = re.compile(r"[-+]?\d+(?:\.\d+)?(?:ns|us|µs|ms|s|sec|secs|min|mins|h
 # key=value, key:value and call(arg prefixes: the key stays in the template
 _KEYED = re.compile(r"([A-Za-z_][A-Za-z_.\-]*(?:=|:|\(|\[|\.\.))(.+)")
 # a word glued to a number ("core.1234", "CPU#0", "jetty-6.1.26"): shown as "core.<*>"
-_WORD_PREFIX = re.compile(r"([A-Za-z]+[.#\-])(?=[A-Za-z0-9_]*\d)")
+# A word glued to a number ("core.1234", "CPU#0", "jetty-6.1.26", "10.0.0.1:80:Got"): the word
+# stays visible in the template text. The number part is one alphanumeric run, then dotted
+# numbers at most (a host name such as "cp-1.example.org" is a value as a whole).
+_GLUED_WORDS = re.compile(
+    r"(?P<pre>[A-Za-z]+[.#\-])(?P<value>[A-Za-z0-9_]*\d[A-Za-z0-9_]*(?:\.\d+)*)"
+    r"|(?P<value2>.*\d.*?)(?P<post>:[A-Za-z]{2,})"
+)
+# A call with no arguments is a function name, digits or not: "jk2_init()".
+_CALL = re.compile(r"[A-Za-z_][A-Za-z0-9_.:$]*\(\)")
 _LABEL = re.compile(r"[A-Za-z0-9_\-$]+")
 # Words that may turn out to be a parameter on little evidence (user and program names):
 # lower-case only, since capitalised and upper-case words in logs are mostly states, verbs
@@ -277,13 +286,6 @@ def _classify_word(value: str, off: frozenset[str]) -> tuple[str | None, str]:
                 return "host", "hostname"
             if dots == 1 and last.lower() in _FILE_EXTS and labels[0] and "file-name" not in off:
                 return "path", "file-name"
-    if (
-        value.count(":") >= 2
-        and _IPV6.fullmatch(value)
-        and any(c in "abcdefABCDEF" for c in value)
-        and "ipv6" not in off
-    ):
-        return "ip", "ipv6"
     return None, ""
 
 
@@ -384,6 +386,13 @@ def _mask(
             continue
         kind: str | None = None
         rule = ""
+        if "call-names" not in off and _CALL.fullmatch(tok, a, len(tok.rstrip(",;:.!?"))):
+            hits["call-names"] += 1
+            fine.append(tok)
+            canon.append(tok)
+            fslots.append(None)
+            cslots.append(None)
+            continue
         if user_kinds and any(c in user_kinds for c in core):
             # A user mask matched here: the value (after any key= prefix) is that parameter.
             m = _KEYED.fullmatch(core)
@@ -421,12 +430,16 @@ def _mask(
         cslots.append(s)
         # Display: a word glued to a number stays visible ("core.<*>"), the group key does not
         # need it (a different word there is the same event at least as often as not).
-        p = _WORD_PREFIX.match(tok, a, b) if rule == "number" and "word-prefix" not in off else None
-        if p is not None:
-            hits["word-prefix"] += 1
-            w = p.end() - a
-            fine.append(tok[: a + w] + WILDCARD + tok[b:])
-            fslots.append(Slot(i, i + 1, a + w, n - b, kind))
+        g = (
+            _GLUED_WORDS.fullmatch(tok, a, b)
+            if rule == "number" and "glued-words" not in off
+            else None
+        )
+        if g is not None:
+            hits["glued-words"] += 1
+            va, vb = g.span("value" if g["pre"] else "value2")
+            fine.append(tok[:va] + WILDCARD + tok[vb:])
+            fslots.append(Slot(i, i + 1, va, n - vb, kind))
         else:
             fine.append(t)
             fslots.append(s)
@@ -442,7 +455,7 @@ def _mask(
                         fine[i] = canon[i] = WILDCARD
                         fslots[i] = cslots[i] = Slot(i, i + 1, 0, 0, "time")
     spans = [(i, i + 1) for i in range(len(fine))]
-    if "adjacent-values" in off:
+    if "value-runs" in off:
         return _Masked(fine, canon, spans, fslots, cslots)
     # Collapse runs of adjacent values: "<*> <*> <*>" -> "<*>" (dates, "chrome.exe *64").
     out = _Masked([], [], [], [], [])
@@ -451,7 +464,7 @@ def _mask(
         if out.fine and fs is not None and cs is not None and fs.prefix == 0 == cs.prefix:
             lf, lc = out.fslots[-1], out.cslots[-1]
             if lf is not None and lc is not None and lf.suffix == 0 == lc.suffix:
-                hits["adjacent-values"] += 1
+                hits["value-runs"] += 1
                 out.fine[-1] = out.fine[-1][: -len(WILDCARD)] + fine[i]
                 out.canon[-1] = out.canon[-1][: -len(WILDCARD)] + canon[i]
                 out.spans[-1] = (out.spans[-1][0], i + 1)
@@ -577,6 +590,8 @@ def _canonical(m: _Masked, off: frozenset[str], hits: Counter[str]) -> _Canon:
                 ns = m.cslots[j]
                 if ns is not None and _is_value_token(nxt):
                     kinds.add(ns.kind)
+                elif nxt.rstrip(",;:.!?") in _EMPTY_BRACKETS:
+                    pass  # an empty value after a value: "<*> ()" groups with "<*> (<*>)"
                 elif _is_unit(nxt):
                     a, b = _strip(nxt)
                     unit = unit or ("size" if nxt[a:b] in _SIZE_UNITS else "duration")
@@ -986,6 +1001,14 @@ class TemplateMiner:
 
     def _is_variable(self, root: int, i: int) -> bool:
         seen = self._values[root][i]
+        if "masked-slot" not in self._off:
+            # A position that has held a masked value is a value position: a word there in
+            # the same frame ("rhost=<*>" / "rhost=zummit.com", "(<*>)" / "()") is a value.
+            # Two such words at least: one word seen where values go may well be a
+            # constant that some message replaced ("tty=NODEVssh" / "tty=:0").
+            for m in seen:
+                if WILDCARD in m and sum(v != m and _fits(m, v) for v in seen) >= 2:
+                    return True
         if all(_WORD.fullmatch(v) for v in seen):
             return "learn-words" not in self._off and len(seen) >= self.config.min_merge_values
         return "learn-any" not in self._off and len(seen) >= self.config.min_merge_values_other
@@ -1106,8 +1129,13 @@ class TemplateMiner:
         tpl = self.templates_[root]
         self._unindex_root(root)
         for i in positions:
-            word_like = all(_WORD.fullmatch(v) for v in self._values[root][i])
-            self.rule_hits_["learn-words" if word_like else "learn-any"] += 1
+            seen = self._values[root][i]
+            if any(WILDCARD in v for v in seen) and "masked-slot" not in self._off:
+                self.rule_hits_["masked-slot"] += 1
+            elif all(_WORD.fullmatch(v) for v in seen):
+                self.rule_hits_["learn-words"] += 1
+            else:
+                self.rule_hits_["learn-any"] += 1
             tpl.tokens[i] = WILDCARD
         self._general[root] = tuple(sorted(set(self._general.get(root, ())) | set(positions)))
         self._touched(root)
