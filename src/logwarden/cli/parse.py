@@ -115,7 +115,14 @@ def cmd_parse(args: argparse.Namespace) -> int:
         raise RuntimeFailure(f"cannot write output: {exc}") from None
 
     elapsed = time.perf_counter() - started
-    _summary(args, reader, stats, n_lines, n_written, len(miner), elapsed, out, templates_out)
+    warnings: list[str] = []
+    if not args.quiet:
+        from logwarden.parsing.diagnostics import diagnose
+
+        warnings = [w.message for w in diagnose(miner)]
+    _summary(
+        args, reader, stats, n_lines, n_written, len(miner), elapsed, out, templates_out, warnings
+    )
     return 0 if n_written > 0 else 1
 
 
@@ -165,6 +172,7 @@ def _summary(
     elapsed: float,
     out: Path,
     templates_out: Path,
+    warnings: list[str] | None = None,
 ) -> None:
     rate = n_lines / elapsed if elapsed > 0 else 0.0
     lines = [
@@ -179,5 +187,7 @@ def _summary(
     lines.append(f"  wrote {out} and {templates_out}")
     if n_written == 0:
         lines.append("  no line could be parsed")
+    # Last: signs that the template set is shattered (logwarden.parsing.diagnostics).
+    lines += [f"  warning: {w}" for w in warnings or ()]
     if not args.quiet or n_written == 0:
         print("\n".join(lines), file=sys.stderr)

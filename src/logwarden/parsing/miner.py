@@ -769,6 +769,11 @@ class TemplateMiner:
         self._shape_cache: dict[str, _Plan] = {}
         # Stage 2. Roots are templates that head a family; members wait to merge into one.
         self._post: dict[tuple[int, int, str], set[int]] = {}  # (len, pos, token) -> roots
+        # (len, positions, pattern with those positions blanked) -> roots; the positions are
+        # a root's parameters plus one more: a message differing from the root there only
+        # finds it with one dict lookup per positions set in use.
+        self._holes: dict[tuple[int, tuple[int, ...], Sig], set[int]] = {}
+        self._hole_sets: dict[int, Counter[tuple[int, ...]]] = {}  # len -> positions sets
         self._general: dict[int, tuple[int, ...]] = {}  # root -> positions that became <*>
         # (len, generalised positions) -> pattern with those positions blanked -> root
         self._gen_index: dict[tuple[int, tuple[int, ...]], dict[Sig, int]] = {}
@@ -1030,33 +1035,31 @@ class TemplateMiner:
         return None
 
     def _nearest_root(self, canon: Sig) -> tuple[int, list[int]] | None:
-        """The family root most like ``canon``: the most constant tokens shared in place,
-        at least ``min_merge_constants``, differing at no more than half as many positions."""
+        """The family root that ``canon`` differs from at one position only (not counting
+        the root's parameters), sharing at least ``min_merge_constants`` constant tokens
+        with it; the one sharing the most when there are several. Found through the holes
+        index, so the cost does not grow with the number of templates."""
         n = len(canon)
-        shared: dict[int, int] = {}
-        post = self._post
-        for i, tok in enumerate(canon):
-            if _is_value_token(tok):
-                continue
-            ids = post.get((n, i, tok))
-            if ids:
-                for r in ids:
-                    shared[r] = shared.get(r, 0) + 1
-        best: tuple[tuple[int, int, int], int, list[int]] | None = None
+        best: tuple[tuple[int, int], int, list[int]] | None = None
         need = self.config.min_merge_constants
-        for r, k in shared.items():
-            if k < need or (best is not None and k < best[0][0]):
+        for positions in self._hole_sets.get(n, ()):
+            ids = self._holes.get((n, positions, _blank(canon, positions)))
+            if not ids:
                 continue
-            t = self.templates_[r].tokens
-            general = self._general.get(r, ())
-            diff = [
-                i for i in range(n) if t[i] != canon[i] and not (t[i] == WILDCARD and i in general)
-            ]
-            if len(diff) != 1:
-                continue
-            rank = (k, -len(diff), -r)
-            if best is None or rank > best[0]:
-                best = (rank, r, diff)
+            for r in ids:
+                t = self.templates_[r].tokens
+                general = self._general.get(r, ())
+                diff = [i for i in positions if i not in general and t[i] != canon[i]]
+                if len(diff) != 1:
+                    continue
+                shared = sum(
+                    1
+                    for i, tok in enumerate(t)
+                    if i not in general and i != diff[0] and not _is_value_token(tok)
+                )
+                rank = (shared, -r)
+                if shared >= need and (best is None or rank > best[0]):
+                    best = (rank, r, diff)
         return None if best is None else (best[1], best[2])
 
     def _create(self, canon: Sig, root: int | None, entries: list[Entry]) -> int:
@@ -1087,9 +1090,20 @@ class TemplateMiner:
         t = self.templates_[root].tokens
         n = len(t)
         general = self._general.get(root, ())
+        sets = self._hole_sets.setdefault(n, Counter())
+        need = self.config.min_merge_constants
+        anchors = sum(1 for i, tok in enumerate(t) if i not in general and not _is_value_token(tok))
         for i, tok in enumerate(t):
-            if i not in general and not _is_value_token(tok):
+            if i in general:
+                continue
+            anchor = not _is_value_token(tok)
+            if anchor:
                 self._post.setdefault((n, i, tok), set()).add(root)
+            if anchors - anchor < need:
+                continue  # a message differing here would share too few constants to pair
+            positions = tuple(sorted({*general, i}))
+            self._holes.setdefault((n, positions, _blank(tuple(t), positions)), set()).add(root)
+            sets[positions] += 1
         if not general:
             return None
         self._gen_sets.setdefault(n, set()).add(general)
@@ -1105,12 +1119,26 @@ class TemplateMiner:
         t = self.templates_[root].tokens
         n = len(t)
         general = self._general.get(root, ())
+        sets = self._hole_sets.get(n)
         for i, tok in enumerate(t):
+            if i in general:
+                continue
             ids = self._post.get((n, i, tok))
             if ids is not None:
                 ids.discard(root)
                 if not ids:
                     del self._post[(n, i, tok)]
+            positions = tuple(sorted({*general, i}))
+            key = (n, positions, _blank(tuple(t), positions))
+            ids = self._holes.get(key)
+            if ids is not None and root in ids:
+                ids.discard(root)
+                if not ids:
+                    del self._holes[key]
+                if sets is not None:
+                    sets[positions] -= 1
+                    if sets[positions] <= 0:
+                        del sets[positions]
         if general:
             index = self._gen_index.get((n, general))
             if index is not None:
@@ -1172,19 +1200,28 @@ class TemplateMiner:
         that either has made a parameter do not count)."""
         t = self.templates_[root].tokens
         n = len(t)
+        need = self.config.min_merge_constants
         general = set(self._general.get(root, ()))
-        counts: dict[int, int] = {}
-        for i, tok in enumerate(t):
-            if i in general or _is_value_token(tok):
-                continue
-            for r in self._post.get((n, i, tok), ()):
-                counts[r] = counts.get(r, 0) + 1
+        anchors = [
+            (i, tok) for i, tok in enumerate(t) if i not in general and not _is_value_token(tok)
+        ]
+        if len(anchors) < need or not anchors:
+            return []
+        # A neighbour has at least `need` of the anchors in place (as constants of its own):
+        # it is in the postings of one of the len(anchors) - need + 1 rarest.
+        anchors.sort(key=lambda a: len(self._post.get((n, *a), ())))
+        candidates: set[int] = set()
+        for a in anchors[: len(anchors) - need + 1]:
+            candidates.update(self._post.get((n, *a), ()))
         out: list[tuple[int, list[int]]] = []
-        for r, k in sorted(counts.items()):
-            if r == root or k < self.config.min_merge_constants:
+        for r in sorted(candidates):
+            if r == root or r not in self.templates_ or r in self._root_of:
                 continue
             rt = self.templates_[r].tokens
             rg = set(self._general.get(r, ()))
+            shared = sum(1 for i, tok in anchors if i not in rg and rt[i] == tok)
+            if shared < need:
+                continue
             diff = [i for i in range(n) if t[i] != rt[i] and i not in general and i not in rg]
             if len(diff) <= 1:
                 out.append((r, diff))

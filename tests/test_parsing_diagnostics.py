@@ -1,0 +1,93 @@
+"""Shattering diagnostics: one-position warnings with a working --mask, and the growth alarm."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from logwarden.parsing import MaskRule, MinerConfig, TemplateMiner
+from logwarden.parsing.diagnostics import diagnose, suggest_mask
+
+PROGRAMS = ["chrome.exe", "firefox.exe", "Skype.exe", "Teams.exe"]
+
+
+def proxy_lines(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [
+        f"{rng.choice(PROGRAMS)} - 10.0.{rng.randint(0, 9)}.{rng.randint(1, 99)}:443 close, "
+        f"{rng.randint(1, 9999)} bytes sent, lifetime 00:{rng.randint(10, 59)}"
+        for _ in range(n)
+    ]
+
+
+def test_templates_differing_at_one_position_are_reported_with_a_mask_that_works() -> None:
+    # File names are not masked here, and four programs are too few for the miner to
+    # learn that the first token is a value: four templates for one event.
+    config = MinerConfig(disabled_rules=["file-name"])
+    lines = proxy_lines(400, 1)
+    m = TemplateMiner(config)
+    for line in lines:
+        m.add(line)
+    assert len(m) == 4
+    (w,) = diagnose(m)
+    assert w.kind == "one-position" and w.position == 1 and len(w.templates) == 4
+    assert len(w.examples) == 3 and set(w.examples) <= set(PROGRAMS)
+    assert w.mask is not None and "--mask" in w.message
+    kind, _, pattern = w.mask.partition("=")
+    fixed = TemplateMiner(
+        MinerConfig(disabled_rules=["file-name"], masks=[MaskRule("m", pattern, kind)])
+    )
+    for line in lines:
+        fixed.add(line)
+    assert len(fixed) == 1 and diagnose(fixed) == []
+
+
+def test_suggested_masks_are_anchored_and_keep_shared_parts() -> None:
+    assert (
+        suggest_mask(["user=root", "user=news"], "rhost=<*>") == r"text=(?<=user=)\S+(?=(?:\s|$))"
+    )
+    assert suggest_mask(["cyrus", "news"], "for") == r"text=(?<=for\ )\S+(?=(?:\s|$))"
+    mask = suggest_mask(["cupsd", "klogd"], None, "startup")
+    assert mask == r"text=(?<!\S)\S+(?=\s+startup(?:\s|$))"
+    assert suggest_mask(["a", "b"], "<*>", None) is None  # nothing to anchor it: no mask
+
+
+def test_growth_alarm_fires_when_templates_keep_appearing() -> None:
+    rng = random.Random(3)
+    words = [
+        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6)) for _ in range(3000)
+    ]
+    m = TemplateMiner()
+    for _ in range(8000):
+        # Two words that are values, in a message too short for the miner to learn that
+        # (two constants): a new template for almost every line.
+        m.add(f"copy {rng.choice(words)} to {rng.choice(words)}")
+    warnings = diagnose(m)
+    growth = [w for w in warnings if w.kind == "growth"]
+    assert len(growth) == 1 and len(growth[0].rates) >= 3
+    assert growth[0].rates[-1] >= 1.0 and "per 1,000 lines" in growth[0].message
+
+
+def test_a_healthy_template_set_gives_no_warning() -> None:
+    rng = random.Random(5)
+    m = TemplateMiner()
+    for _ in range(9000):
+        m.add(
+            rng.choice(
+                [
+                    f"PacketResponder {rng.randint(0, 3)} for block blk_{rng.randint(1, 10**9)} terminating",
+                    f"Received block blk_{rng.randint(1, 10**9)} of size {rng.randint(1, 10**8)} from /10.0.0.{rng.randint(1, 99)}",
+                    f"Verification succeeded for blk_{rng.randint(1, 10**9)}",
+                ]
+            )
+        )
+    assert len(m) == 3
+    assert diagnose(m) == []
+
+
+def test_diagnose_checks_its_arguments() -> None:
+    with pytest.raises(ValueError):
+        diagnose(TemplateMiner(), min_templates=1)
+    with pytest.raises(ValueError):
+        diagnose(TemplateMiner(), first_window=0)
