@@ -323,3 +323,39 @@ def test_random_bytes_through_the_whole_parse_command(
     # every line read is either a row or a counted empty line: nothing vanishes
     assert len(rows) + counts(err).get("empty_line", 0) == n_read
     assert code == (0 if rows else 1)
+
+
+def test_summary_ends_with_shattering_warnings(tmp_path: Path, capsys) -> None:
+    # Four capitalised program names: too few distinct values for the miner to learn that
+    # the first token is a value, so one event becomes four templates; the summary says so
+    # last, with a mask.
+    log = tmp_path / "proxy.log"
+    programs = ["Chrome", "Firefox", "Skype", "Teams"]
+    log.write_text(
+        "".join(
+            f"2024-01-01 10:00:{i % 60:02d} {programs[i % 4]} - 10.0.0.{i % 250}:443 close, "
+            f"{i * 7} bytes sent\n"
+            for i in range(200)
+        )
+    )
+    fmt = "<Date> <Time> <Content>"
+    code, err = run(["parse", str(log), "--format", fmt, "--out", str(tmp_path / "o.csv")], capsys)
+    assert code == 0, err
+    lines = err.rstrip("\n").split("\n")
+    assert "4 templates" in lines[1]
+    assert lines[-1].startswith("  warning: 4 templates (200 lines) differ only at token 1")
+    mask = re.search(r"--mask '([^']+)'", lines[-1])
+    assert mask is not None
+    # The suggested mask, as given, makes it one template and the warning goes away.
+    out = tmp_path / "p.csv"
+    code, err = run(
+        ["parse", str(log), "--format", fmt, "--out", str(out), "--mask", mask.group(1)], capsys
+    )
+    assert code == 0, err
+    assert "into 1 templates" in err and "warning" not in err
+    assert {r["EventTemplate"] for r in read_csv(out)} == {"<*> - <*> close, <*> bytes sent"}
+    # --quiet: no summary, no warnings.
+    code, err = run(
+        ["parse", str(log), "--format", fmt, "--out", str(tmp_path / "q.csv"), "--quiet"], capsys
+    )
+    assert code == 0 and err == ""
