@@ -97,10 +97,11 @@ def cmd_parse(args: argparse.Namespace) -> int:
                 for batch in reader.text_batches():
                     sink.write_texts(batch)
         n_lines, n_written = sink.lines, sink.rows
-        if miner.changes_ != changes_before:
+        if miner.changes_ != changes_before and sink.stale_rows:
             # Templates were generalised or merged while writing: rows written before that
-            # carry an id or text that is no longer final. One pass brings them up to date.
-            _finalise_ids(tmp, miner, sink.columns.index("EventId"))
+            # carry an id or text that is no longer final. One pass brings them up to date
+            # (and copies the rows after the last change as they are).
+            _finalise_ids(tmp, miner, sink.columns.index("EventId"), sink.stale_rows)
         os.replace(tmp, out)
     except OSError as exc:
         raise RuntimeFailure(f"cannot write {out}: {exc}") from None
@@ -138,16 +139,10 @@ def _parse_mask(spec: str) -> MaskRule:
     return MaskRule(name=f"user-{kind}", pattern=pattern, kind=kind)
 
 
-def _finalise_ids(path: Path, miner: TemplateMiner, id_col: int) -> None:
-    from logwarden.parsing.structured import finalise_rows
+def _finalise_ids(path: Path, miner: TemplateMiner, id_col: int, upto: int) -> None:
+    from logwarden.parsing.structured import finalise_file
 
-    fixed = path.with_name(path.name + ".final")
-    with (
-        path.open(newline="", encoding="utf-8") as src,
-        fixed.open("w", newline="", encoding="utf-8") as dst,
-    ):
-        finalise_rows(src, dst, miner, id_col)
-    os.replace(fixed, path)
+    finalise_file(path, miner, id_col, upto)
 
 
 def _write_templates(path: Path, miner: object) -> None:

@@ -24,9 +24,12 @@ from __future__ import annotations
 import csv
 import io
 import operator
+import os
 import re
+import shutil
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
 from logwarden.io.formats import JsonFormat, LogFormat
@@ -95,12 +98,27 @@ class StructuredCsv:
         self._unmatched: set[str] = set()  # shapes whose header does not match the format
         self._slow: set[str] = set()  # shapes that take the full path every time
         self._changes = miner.changes_
+        # Rows up to this LineId may name an id or text that a later merge or generalisation
+        # made stale; finalise_rows brings them up to date (rows after it are final).
+        self.stale_rows = 0
+        self._seen_changes = miner.changes_
         self._writer.writerow(self.columns)
 
     # -- bulk path -------------------------------------------------------------------------
 
+    def _note_changes(self) -> None:
+        if self.miner.changes_ != self._seen_changes:
+            self.stale_rows = self.lines
+            self._seen_changes = self.miner.changes_
+
     def write_texts(self, texts: list[str]) -> None:
         """Parse and write a batch of line texts (no terminators)."""
+        try:
+            self._write_texts(texts)
+        finally:
+            self._note_changes()
+
+    def _write_texts(self, texts: list[str]) -> None:
         if not self.fast:
             for text in texts:
                 self.lines += 1
@@ -257,6 +275,7 @@ class StructuredCsv:
         for line in lines:
             self.lines += 1
             self._write_full(line.text, None, line)
+            self._note_changes()
 
     def _write_full(self, text: str, line_id: int | None, line: Line | None = None) -> None:
         if not text:
@@ -292,13 +311,49 @@ class StructuredCsv:
         return buf.getvalue()[:-2]
 
 
-def finalise_rows(src: TextIO, dst: TextIO, miner: TemplateMiner, id_col: int) -> int:
+def finalise_rows(
+    src: TextIO, dst: TextIO, miner: TemplateMiner, id_col: int, upto: int | None = None
+) -> int:
     """Copy structured CSV rows from ``src`` to ``dst``, bringing up to date the rows whose
     template changed after they were written (merged, generalised, or its text widened):
     their content is matched again, so id, template text and parameters are the final ones.
-    Both paths of :class:`StructuredCsv` give the same rows once finalised. Returns the
+    Both paths of :class:`StructuredCsv` give the same rows once finalised. ``upto``: the
+    sink's ``stale_rows``; rows after that LineId are copied as they are. Returns the
     number of rows rewritten."""
-    r = csv.reader(src)
+    fixed, done = _finalise(iter(src.readline, ""), dst.write, miner, id_col, upto)
+    if done:
+        shutil.copyfileobj(src, dst, 1 << 20)  # the rest is final: copied as it is
+    return fixed
+
+
+def finalise_file(path: Path, miner: TemplateMiner, id_col: int, upto: int | None = None) -> int:
+    """``finalise_rows`` on a structured CSV file, in place; the final rows after ``upto``
+    are copied as bytes, without decoding them."""
+    fixed_path = path.with_name(path.name + ".final")
+    with path.open("rb") as src, fixed_path.open("wb") as dst:
+        lines = (line.decode("utf-8") for line in iter(src.readline, b""))
+
+        def write(text: str) -> None:
+            dst.write(text.encode("utf-8"))
+
+        fixed, done = _finalise(lines, write, miner, id_col, upto)
+        if done:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    os.replace(fixed_path, path)
+    return fixed
+
+
+def _finalise(
+    lines: Iterator[str],
+    write: Callable[[str], Any],
+    miner: TemplateMiner,
+    id_col: int,
+    upto: int | None,
+) -> tuple[int, bool]:
+    """The rows of ``lines`` up to LineId ``upto`` (all without it), brought up to date and
+    written; (rows rewritten, whether it stopped at ``upto`` with lines left unread)."""
+    # csv.reader takes the lines one at a time: after a row, the source is at the next one.
+    r = csv.reader(lines)
     buf = io.StringIO()
     # As in StructuredCsv: "\r\n" makes the csv module quote fields holding CR or LF.
     w = csv.writer(buf, lineterminator="\r\n")
@@ -307,11 +362,11 @@ def finalise_rows(src: TextIO, dst: TextIO, miner: TemplateMiner, id_col: int) -
         buf.seek(0)
         buf.truncate()
         w.writerow(row)
-        dst.write(buf.getvalue()[:-2] + "\n")
+        write(buf.getvalue()[:-2] + "\n")
 
     header = next(r, None)
     if header is None:
-        return 0
+        return 0, False
     writerow(header)
     changed = miner.changed_ids_
     fixed = 0
@@ -325,7 +380,9 @@ def finalise_rows(src: TextIO, dst: TextIO, miner: TemplateMiner, id_col: int) -
                 row[id_col + 2] = str([p.value for p in result.params])
                 fixed += 1
         writerow(row)
-    return fixed
+        if upto is not None and row[0].isdigit() and int(row[0]) >= upto:
+            return fixed, True
+    return fixed, False
 
 
 def _param_spans(
