@@ -1,5 +1,7 @@
-"""Templates: masking, the streaming template miner and the structured CSV sink."""
+"""Templates: masking, the streaming template miner, its diagnostics and the structured CSV
+sink."""
 
+from logwarden.parsing.diagnostics import ShatterWarning, diagnose
 from logwarden.parsing.miner import (
     CREATED,
     GENERALIZED,
@@ -29,9 +31,11 @@ __all__ = [
     "MinerConfig",
     "ParseResult",
     "ParserStateError",
+    "ShatterWarning",
     "Slot",
     "StructuredCsv",
     "Template",
     "TemplateMiner",
     "classify",
+    "diagnose",
 ]

@@ -3,42 +3,51 @@
 Two stages, both meant for systems nobody here has looked at:
 
 1. **Masking by shape** (the fast path). Every whitespace token is stripped of surrounding
-   punctuation, split at a ``key=``/``key:``/``name(`` prefix, and its value classified by
-   a few named rules (:data:`RULES`): anything holding a digit is a value, and so are URLs,
-   paths, e-mail addresses, host and qualified names, file names and empty brackets.
-   Adjacent values collapse into one ``<*>``. A message gives two forms:
+   punctuation, split at ``key=`` / ``key:`` / ``name(`` prefixes (nested ones too, but a
+   key must be a name: ``www.example.com:443`` is a host and port), and its value
+   classified by a few named rules (:data:`RULES`): anything holding a digit is a value,
+   and so are URLs (the scheme stays), paths, e-mail addresses, host and qualified names,
+   file names, empty brackets and date words next to a number; ``name()`` is a function
+   name, digits or not. Adjacent values collapse into one ``<*>``. A message gives two
+   forms:
 
-   * the *fine* form, shown as the template text (``<*> bytes (<*> KB) sent``, ``core.<*>``);
-   * the *canonical* form, the grouping key, in which a run of values with their units and
-     bracketed annotations is one ``<*>`` (``<*> sent``), so that optional and
-     variable-length parts of a value (``12 bytes`` / ``12 bytes (0.01 KB)``, ``<1 sec`` /
-     ``00:01``, lists of numbers) do not split an event.
+   * the *fine* form, shown as the template text (``<*> bytes (<*> KB) sent``,
+     ``core.<*>``: a word glued to a number stays visible);
+   * the *canonical* form, the grouping key, in which a value with its units and bracketed
+     annotations is one ``<*>`` (``<*> sent``), and so is a bracketed list of one-token
+     items, so that optional and variable-length parts (``12 bytes`` / ``12 bytes (0.01
+     KB)``, ``<1 sec`` / ``00:01``, ``[a, b]`` / ``[a, b, c]``) do not split an event.
 
    Masking depends only on a line's *shape* (digit runs replaced by ``0``), so its result
    is cached per shape: a repeated shape costs a ``re.sub``, a dict lookup and a ``split``.
 
 2. **Variable positions learned from the data** (new shapes only). A canonical signature
-   seen for the first time joins the *family* of the most similar template of the same
-   length (one sharing at least ``min_merge_constants`` constant tokens in place, and
-   differing at no more than half as many positions). The family counts the distinct
-   values seen at each differing position; a position whose values reach the evidence
-   threshold becomes a parameter whatever the tokens look like (host names, user names,
-   ``key=word``, codes): ``min_merge_values`` distinct values when they are all lower-case
-   words, ``min_merge_values_other`` for any other shape. Two messages that differ in one
-   word (``VM Started`` / ``VM Stopped``, ``bytes`` / ``values``) stay apart until that much
-   evidence says the word is a value. Members of the family that now match merge into the
-   oldest template, whose id survives; merged ids resolve to it (``resolve``), and every
-   merge or change of a template's text is counted in ``changes_`` / ``changed_ids_``.
+   seen for the first time that differs from a known template at one position only
+   (sharing at least ``min_merge_constants`` constant tokens with it) joins that
+   template's *family*: the family counts the distinct values seen at the position. When
+   they reach the evidence threshold, the position becomes a parameter whatever its tokens
+   look like (host names, user names, ``key=word``, codes): ``min_merge_values`` distinct
+   values when they are all lower-case words, ``min_merge_values_other`` for any other
+   shape, and two words beside a masked value seen in the same frame (``rhost=<*>`` /
+   ``rhost=alpha`` / ``rhost=beta``). Templates that now match merge into the oldest, whose
+   id survives; templates that now differ from it at one position join the family as
+   evidence, so positions that vary together are learned one after the other. Two
+   messages that differ in one word (``VM Started`` / ``VM Stopped``, ``bytes`` /
+   ``values``) stay apart until that much evidence says the word is a value. Merged ids
+   resolve to the survivor (``resolve``); every merge or change of a template's text is
+   counted in ``changes_`` / ``changed_ids_``.
 
 The template text is the fine form shared by all of a template's messages, generalised
-token by token (``user=root`` + ``user=news`` -> ``user=<*>``); when they do not share one
-(different lengths), it is the canonical form. The parameters of a message always
-rebuild it: template text with the values put back equals the message, whitespace
-normalised.
+token by token (``user=root`` + ``user=news`` -> ``user=<*>``); where they do not share it
+(a value whose units or annotations vary), the canonical ``<*>`` is shown. The
+parameters of a message always rebuild it: the template text with the values put back
+equals the message, whitespace normalised.
 
+Candidates are found by dict lookups (a root is indexed under its pattern with one more
+position blanked), so the cost per new shape does not grow with the number of templates.
 State is saved as versioned JSON (``to_state`` / ``from_state`` / ``save`` / ``load``),
-never pickle. :func:`diagnose` (in ``logwarden.parsing.diagnostics``) looks at a miner for
-signs of a shattered template set.
+never pickle. ``logwarden.parsing.diagnostics.diagnose`` looks at a miner for signs of a
+shattered template set.
 """
 
 from __future__ import annotations
@@ -105,8 +114,11 @@ class MaskRule:
 class MinerConfig:
     """Template miner settings. The defaults are meant for any system; change with care.
 
-    The thresholds were chosen on eight loghub systems leave-one-system-out (see
-    bench/parser_accuracy.py): each is the value that the other seven agree on.
+    The thresholds were checked on eight loghub systems leave one system out (see
+    bench/parser_accuracy.py): for each system held out, the other seven choose these
+    values. ``min_merge_values_other`` at 4 or more keeps apart the events of four systems
+    that differ in one of three upper-case or punctuated words (states, methods, axes);
+    at 5, a fifth (OpenStack's four ``VM`` lifecycle events) as well.
     """
 
     # distinct lower-case words seen at one position before it becomes <*>
