@@ -408,6 +408,22 @@ def test_bracketed_lists_of_variable_length_are_one_position() -> None:
     )
 
 
+def test_quoted_strings_of_several_words_are_one_position() -> None:
+    rng = random.Random(6)
+    tags = ["View Lock", "WindowManager layout", "*alarm*", "NetworkStats", "Sync Adapter Lock"]
+    tags += ["AudioMix", "GCM hb"]
+    m = TemplateMiner()
+    lines = [
+        f'acquire lock={rng.randint(1, 10**9)}, tag="{rng.choice(tags)}", uid={rng.randint(1, 99)}'
+        for _ in range(200)
+    ]
+    keys = [m.add(line).key for line in lines]
+    assert len({m.resolve(k) for k in keys}) == 1
+    for line in lines[:20]:
+        r = m.match(line)
+        assert r is not None and reconstruct(r.template, [p.value for p in r.params]) == line
+
+
 def test_a_word_where_masked_values_were_seen_is_a_value() -> None:
     m = TemplateMiner()
     ip = m.add("auth failure; tty=ssh rhost=10.0.0.1 done").key
@@ -499,7 +515,8 @@ def test_a_loaded_state_learns_on_exactly_as_the_original() -> None:
 
 
 VOCAB = ["open", "close", "user", "Alpha", "BETA", "x=1", "y=zz", "(a)", "()", "[p,", "q]",
-         "12", "3.5", "KB", "sec", "<1", "host.example.com:80", "a.b", "-", ":", "core.7"]  # fmt: skip
+         "12", "3.5", "KB", "sec", "<1", "host.example.com:80", "a.b", "-", ":", "core.7",
+         'tag="v', 'w"', "'q", "r',", "jk2_init()", "10.0.0.1:80:Got"]  # fmt: skip
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -91,6 +91,7 @@ RULES: dict[str, str] = {
     "value-runs": "values next to each other are one value (dates, lists of numbers); for "
     "grouping, so are a value's units and bracketed annotations (12 bytes (0.01 KB))",
     "bracket-lists": "grouping only: a bracketed list of one-token items is one position",
+    "quoted-strings": "grouping only: a quoted string of several words is one position",
     "masked-slot": "words where a masked value was seen, in the same frame, are values",
     "learn-words": "a position of lower-case words becomes a parameter on enough evidence",
     "learn-any": "a position of any other shape becomes a parameter on more evidence",
@@ -559,6 +560,29 @@ def _list_end(m: _Masked, i: int) -> int:
     return i
 
 
+_QUOTE_START = re.compile(r"(?:[A-Za-z_][\w.\-]*[=:])?([\"'])")
+_MAX_GROUP = 32  # tokens in a quoted string or list taken as one position, at most
+
+
+def _quote_end(m: _Masked, i: int) -> int:
+    """The end (exclusive) of a quoted string of several words, without values, that
+    starts at position ``i`` (``tag="View`` ``Lock"``), or ``i`` when none does."""
+    first = m.canon[i]
+    q = _QUOTE_START.match(first)
+    if q is None or q.group(1) in first[q.end() :]:
+        return i
+    quote = q.group(1)
+    for j in range(i + 1, min(len(m.canon), i + _MAX_GROUP)):
+        t = m.canon[j]
+        if m.cslots[j] is not None:
+            return i
+        k = t.find(quote)
+        if k >= 0:
+            rest = t[k + 1 :]
+            return j + 1 if not rest.strip(",;:.!?)]}") else i
+    return i
+
+
 @dataclass(slots=True)
 class _Canon:
     """The grouping form of a message: one token per position, with its slot, its
@@ -581,12 +605,18 @@ def _canonical(m: _Masked, off: frozenset[str], hits: Counter[str]) -> _Canon:
     runs = "value-runs" not in off
     i = 0
     lists = "bracket-lists" not in off
+    quotes = "quoted-strings" not in off
     while i < n:
         tok = m.canon[i]
         s = m.cslots[i]
         end = _list_end(m, i) if lists and s is None else i
-        if end > i:
+        if end == i and quotes and s is None:
+            end = _quote_end(m, i)
+            if end > i:
+                hits["quoted-strings"] += 1
+        elif end > i:
             hits["bracket-lists"] += 1
+        if end > i:
             out.append(" ".join(m.canon[i:end]))
             slots.append(None)
             spans.append((m.spans[i][0], m.spans[end - 1][1]))
