@@ -20,7 +20,7 @@ One default parser configuration for every system; only the log format string di
 
 Then the rules table: for every rule of ``logwarden.parsing.RULES``, how often it fires on
 each system (new shapes only), and which systems need it; ``*`` columns are the synthetic
-logs of ``bench/parser_synthetic.py`` (kinds loghub lacks; shown, never counted as
+logs of ``bench/_synthetic_logs.py`` (kinds loghub lacks; shown, never counted as
 justification).
 
 Two ways to run the parser, which must group every line identically:
@@ -392,8 +392,8 @@ class _Corpus:
 
 
 def _synthetic() -> ModuleType | None:
-    path = Path(__file__).resolve().with_name("parser_synthetic.py")
-    spec = importlib.util.spec_from_file_location("logwarden_bench_parser_synthetic", path)
+    path = Path(__file__).resolve().with_name("_synthetic_logs.py")
+    spec = importlib.util.spec_from_file_location("logwarden_bench_synthetic_logs", path)
     if spec is None or spec.loader is None:
         return None
     module = importlib.util.module_from_spec(spec)
@@ -416,7 +416,7 @@ def load_corpora(data_dir: Path, systems: Sequence[str]) -> dict[str, _Corpus]:
 
 
 def synthetic_corpora(lines: int = 2000, seed: int = 1) -> dict[str, _Corpus]:
-    """The synthetic kinds of bench/parser_synthetic.py, named ``*kind``."""
+    """The synthetic kinds of bench/_synthetic_logs.py, named ``*kind``."""
     synth = _synthetic()
     if synth is None:
         return {}

@@ -4,7 +4,7 @@ One default configuration for all 8 systems (only the header format differs). Ta
 average grouping accuracy (GA) >= 0.97 and every system >= 0.90 against both ground truths,
 average parsing accuracy (PA, corrected ground truth) >= 0.85, through the Python API; the
 CLI must group every line exactly as the API does. The leave-one-system-out machinery and
-the synthetic logs of kinds loghub lacks (bench/parser_synthetic.py) are checked too.
+the synthetic logs of kinds loghub lacks (bench/_synthetic_logs.py) are checked too.
 """
 
 from __future__ import annotations
@@ -68,7 +68,6 @@ def test_average_grouping_accuracy(api_results: dict[str, Any]) -> None:
     assert corrected >= bench.TARGET_AVERAGE, f"average GA (corrected ground truth) {corrected:.4f}"
 
 
-@needs_data
 def test_average_parsing_accuracy(api_results: dict[str, Any]) -> None:
     average = sum(r.pa for r in api_results.values()) / len(api_results)
     per = ", ".join(f"{s} {r.pa:.4f}" for s, r in api_results.items())
@@ -146,11 +145,10 @@ def test_parsing_accuracy_counts_lines_with_the_true_text() -> None:
     assert bench.parsing_accuracy(truth, pred) == pytest.approx(2 / 3)
 
 
-@needs_data
 @pytest.mark.slow
-def test_rules_table_and_leave_one_out_view(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rules_table_and_leave_one_out_view(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     systems = ["HDFS", "Linux", "OpenStack"]
-    corpora = bench.load_corpora(DATA, systems)
+    corpora = bench.load_corpora(data, systems)
     rows = bench.rule_table(corpora, systems)
     by_rule = {r.rule: r for r in rows}
     from logwarden.parsing import RULES
@@ -171,8 +169,8 @@ def test_rules_table_and_leave_one_out_view(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def _load_synthetic() -> ModuleType:
-    name = "logwarden_bench_parser_synthetic_test"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "parser_synthetic.py")
+    name = "logwarden_bench_synthetic_logs_test"
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "_synthetic_logs.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

@@ -809,6 +809,7 @@ class TemplateMiner:
         self._by_sig: dict[Sig, int] = {}  # canonical signature -> template id
         self._sigs_of: dict[int, list[Sig]] = {}  # template id -> its signatures
         self._shape_cache: dict[str, _Plan] = {}
+        self._shapes_of: dict[int, set[str]] = {}  # template id -> shapes cached for it
         # Stage 2. Roots are templates that head a family; members wait to merge into one.
         self._post: dict[tuple[int, int, str], set[int]] = {}  # (len, pos, token) -> roots
         # (len, positions, pattern with those positions blanked) -> roots; the positions are
@@ -957,7 +958,9 @@ class TemplateMiner:
         plan = self._plan(tpl, masked, canon)
         if len(self._shape_cache) >= self.config.cache_size:
             self._shape_cache.clear()
+            self._shapes_of.clear()
         self._shape_cache[shape] = plan
+        self._shapes_of.setdefault(key, set()).add(shape)
         values = _extract(tokens, plan.slots)
         if user_values:
             values = _restore_user_values(values, user_values)
@@ -1311,6 +1314,7 @@ class TemplateMiner:
         tk.created_at = min(tk.created_at, tg.created_at)
         del self.templates_[gone]
         self._aliases[gone] = keep
+        self._shapes_of.setdefault(keep, set()).update(self._shapes_of.pop(gone, ()))
         self._sigs_of.setdefault(keep, []).extend(self._sigs_of.pop(gone, []))
         # Families: the survivor heads the union of both (it is a root once merged).
         for t in (keep, gone):
@@ -1344,6 +1348,10 @@ class TemplateMiner:
         del self.templates_[victim]
         self._general.pop(victim, None)
         self._values.pop(victim, None)
+        for shape in self._shapes_of.pop(victim, ()):  # its cached plans go with it
+            plan = self._shape_cache.get(shape)
+            if plan is not None and plan.key == victim:
+                del self._shape_cache[shape]
         # Forget everything that pointed at it, so memory stays bounded on endless input.
         for sig in self._sigs_of.pop(victim, []):
             key = self._by_sig.get(sig)
