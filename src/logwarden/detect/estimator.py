@@ -404,13 +404,16 @@ class DeepLog:
                     first[si] = (ei, sc, j)
         # Explanations only for the entry each session reports (a Session is built for it).
         return {
-            si: (ei, self._deviation(sc, j, sessions[si], events[si], ei))
+            si: (ei, self.deviation(sc, j, sessions[si], events[si], ei))
             for si, (ei, sc, j) in first.items()
         }
 
-    def _deviation(
+    def deviation(
         self, sc: Any, j: int, keys: Sequence[str], session: Session, ei: int
     ) -> dict[str, Any]:
+        """The explanation of a parameter-model hit: row ``j`` of the unit scores ``sc``
+        (``ParamScores``), entry ``ei`` of a session with log keys ``keys`` and entries
+        ``session`` (the streaming detector builds the same explanation per entry)."""
         dim = int(sc.dim[j])
         key = str(keys[ei])
         prev = "<start>" if ei == 0 else str(keys[ei - 1])

@@ -1,0 +1,836 @@
+"""Streaming detection: the stages of ``detect``, driven one line at a time.
+
+A :class:`StreamDetector` wraps a loaded :class:`~logwarden.detect.Detector` and takes raw
+lines as they arrive (in batches, for speed; a batch of one line is fine):
+
+* each line is split by the bundle's log format and parsed by its template miner in
+  match-only mode, so keys keep the meaning the model learnt; a line that matches no
+  template gets a key ``U<id>`` from a second miner that learns (the new template is kept,
+  counted in ``stats["new_template"]`` and listed by ``new_templates``), exactly as batch
+  ``detect`` reads unknown lines;
+* it joins its open session (by the session id regex, or a count window), with its elapsed
+  time since the session's previous entry;
+* it is checked at once: by the key model (the ``window`` keys before it predict it: an
+  unseen key or one ranked out is reported at that entry), and when the key is normal, by
+  the parameter model of its (key, predecessor) unit;
+* a session closes after ``session_timeout`` seconds of *log* time without an entry (the
+  clock is the largest timestamp seen), when ``max_open`` sessions are open and it is the
+  idlest (counted as ``evicted_session``), or on :meth:`flush`; an early end is checked
+  then.
+
+What comes out are :class:`Emitted` verdicts. An anomalous session is emitted when its
+first anomalous entry arrives (``final`` False: its ``length`` and ``score`` so far), and
+again when it closes (``final`` True, same ``key``): then the verdict is the one batch
+``detect`` gives for the whole session (length, score, the raw lines around the anomaly).
+A normal session is emitted once, when it closes. ``key`` (session id and the sequence
+number of its first line) names the session instance for idempotent storage.
+
+Equality with batch ``detect`` (same sessions flagged, same reason, detector and entry):
+the key model sees the same windows; the parameter models see, for each entry, the
+``param_window`` vectors before it in the unit's series in batch order (sessions in order
+of first appearance, then position), built from what has arrived so far. Batch ``detect``
+also puts entries of an earlier-starting session that arrive *later* before them; a
+stream cannot, so with sessions that interleave, an LSTM parameter model can see a
+different history and, near its threshold, decide otherwise. ``tests/test_service_stream``
+and ``bench/service_equality.py`` measure how often (on the simulator's logs: never so
+far). Sessions also match batch sessions only while no idle timeout splits one (batch
+``detect`` closes sessions at the end of input).
+
+The whole state (open sessions, the parameter histories, the unknown-line miner,
+counters) round-trips through :meth:`to_state` / :meth:`from_state` as JSON-ready data, so
+a service can checkpoint it and replay its journal from there after a crash.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from bisect import bisect_left, insort
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from logwarden.detect import Detector, Verdict
+from logwarden.errors import ConfigError, StateError
+from logwarden.io.formats import LogFormat, get_format
+from logwarden.io.ingest import session_config
+from logwarden.models import END, PAD, UNK
+from logwarden.models.params import START, KeySeries, numeric_value
+from logwarden.parsing import CREATED, TemplateMiner
+from logwarden.records import Event, Line, Param, Record, Stats
+from logwarden.sessions import Session
+from logwarden.sessions.grouping import TIMESTAMP_LIMIT
+
+__all__ = ["STATE_SCHEMA", "Emitted", "StreamConfig", "StreamDetector"]
+
+STATE_SCHEMA = "logwarden.stream/1"
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Settings of the streaming detector (the model's own settings come from its bundle)."""
+
+    session_timeout: float | None = None  # seconds of log time; None: close on flush only
+    max_open: int | None = 200_000  # open sessions at most; the idlest is closed beyond
+    # Sessions per parameter unit kept for the histories of later sessions, at most
+    # (beyond it the oldest closed ones go; only a session that stays open for very long
+    # makes the structure grow this far).
+    history_sessions: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.session_timeout is not None and not (
+            math.isfinite(self.session_timeout) and self.session_timeout > 0
+        ):
+            raise ConfigError(
+                f"session_timeout must be a positive number of seconds, got {self.session_timeout!r}",
+                field="session_timeout",
+            )
+        if self.max_open is not None and self.max_open < 1:
+            raise ConfigError("max_open must be >= 1", field="max_open")
+        if self.history_sessions < 1:
+            raise ConfigError("history_sessions must be >= 1", field="history_sessions")
+
+
+@dataclass
+class Emitted:
+    """A verdict as the stream gives it (see the module docstring)."""
+
+    key: str  # "<session id>@<sequence number of its first line>": one session instance
+    verdict: Verdict
+    final: bool  # True once the session has closed
+    seq: int  # the line (or flush) that produced it
+    closed_by: str | None = None  # end | idle | evicted | window, when final
+
+
+class _Entry:
+    """One entry of an open session: what checking it and explaining it later need."""
+
+    __slots__ = ("elapsed", "kinds", "label", "seq", "text", "tkey", "ts", "values")
+
+    def __init__(
+        self,
+        seq: int,
+        text: str,
+        label: str,
+        tkey: int,
+        ts: float | None,
+        elapsed: float | None,
+        values: list[str],
+        kinds: tuple[str, ...],
+    ) -> None:
+        self.seq = seq
+        self.text = text
+        self.label = label  # log key label: E<id> (known template) or U<id> (unknown)
+        self.tkey = tkey  # template id as the parameter models know it (negative: unknown)
+        self.ts = ts  # timestamp as elapsed times use it (None: missing or out of range)
+        self.elapsed = elapsed
+        self.values = values
+        self.kinds = kinds
+
+    def to_list(self) -> list[Any]:
+        return [
+            self.seq, self.text, self.label, self.tkey, self.ts, self.elapsed,
+            self.values, list(self.kinds),
+        ]  # fmt: skip
+
+    @classmethod
+    def from_list(cls, v: Sequence[Any]) -> _Entry:
+        return cls(
+            int(v[0]), str(v[1]), str(v[2]), int(v[3]), v[4], v[5],
+            [str(x) for x in v[6]], tuple(str(x) for x in v[7]),
+        )  # fmt: skip
+
+
+class _Open:
+    """A session being built."""
+
+    __slots__ = (
+        "active", "closed_by", "entries", "first_seq", "idx", "low_prob", "order",
+        "reported", "sid", "top_rank",
+    )  # fmt: skip
+
+    def __init__(self, sid: str, order: int, first_seq: int) -> None:
+        self.sid = sid
+        self.order = order  # first-appearance counter: batch order of sessions
+        self.first_seq = first_seq
+        self.entries: list[_Entry] = []
+        self.idx: list[int] = []  # key model indices of the entries
+        self.active: float | None = None  # log clock at its last entry
+        self.reported: Verdict | None = None  # the verdict emitted at its anomalous entry
+        self.low_prob = math.inf  # lowest probability given to one of its keys so far
+        self.top_rank = 0  # highest rank so far (top-g thresholds)
+        self.closed_by = "end"
+
+    @property
+    def key(self) -> str:
+        return f"{self.sid}@{self.first_seq}"
+
+    def labels(self) -> list[str]:
+        return [e.label for e in self.entries]
+
+
+class _History:
+    """The vectors of one parameter unit, per session, in batch order (see the module
+    docstring): the history of an entry is the ``window`` vectors before it."""
+
+    __slots__ = ("by_order", "orders")
+
+    def __init__(self) -> None:
+        self.by_order: dict[int, list[list[float]]] = {}
+        self.orders: list[int] = []  # sorted
+
+    def before(self, order: int, window: int) -> list[list[float]]:
+        own = self.by_order.get(order)
+        out = list(own[-window:]) if own else []
+        need = window - len(out)
+        i = bisect_left(self.orders, order) - 1
+        while need > 0 and i >= 0:
+            got = self.by_order[self.orders[i]]
+            take = got[-need:]
+            out[:0] = take
+            need -= len(take)
+            i -= 1
+        return out
+
+    def add(self, order: int, vec: list[float]) -> None:
+        got = self.by_order.get(order)
+        if got is None:
+            self.by_order[order] = [vec]
+            if not self.orders or order > self.orders[-1]:
+                self.orders.append(order)
+            else:
+                insort(self.orders, order)
+        else:
+            got.append(vec)
+
+    def prune(self, min_open: int, window: int, cap: int) -> int:
+        """Forget sessions no later entry can reach; returns how many were dropped past
+        ``cap`` (an approximation, counted)."""
+        orders = self.orders
+        cut = bisect_left(orders, min_open)  # orders[:cut] are closed sessions
+        kept = 0
+        i = cut - 1
+        while i >= 0 and kept < window:
+            kept += len(self.by_order[orders[i]])
+            i -= 1
+        drop = i + 1  # orders[:drop] are not needed
+        forced = 0
+        if len(orders) - drop > cap:
+            forced = len(orders) - drop - cap
+            drop += forced
+        if drop > 0:
+            for o in orders[:drop]:
+                del self.by_order[o]
+            del orders[:drop]
+        return forced
+
+
+@dataclass
+class _Check:
+    """One entry to check, in arrival order."""
+
+    session: _Open
+    pos: int
+    window: bytes  # key indices before it, as bytes (cache key)
+    target: int
+    unit: tuple[int, int | None] | None = None
+    vec: list[float] | None = None
+    history: list[list[float]] | None = None
+    # results
+    prob: float = 0.0
+    rank: int = 0
+    flag: bool = False
+    param_row: tuple[Any, int] | None = None  # (ParamScores, row) when a parameter model fired
+
+
+@dataclass
+class _Close:
+    session: _Open
+    window: bytes
+    seq: int
+    prob: float = 0.0
+    rank: int = 0
+    flag: bool = False
+
+
+class StreamDetector:
+    """The streaming form of ``detect`` for a raw-log Detector (see the module docstring)."""
+
+    def __init__(self, detector: Detector, config: StreamConfig | None = None) -> None:
+        self.config = config if config is not None else StreamConfig()
+        spec = detector.input
+        if spec.input_format != "raw":
+            raise ConfigError(
+                f"streaming needs a model trained on raw logs (this one reads {spec.input_format})",
+                field="input_format",
+            )
+        if not spec.format:
+            raise ConfigError("the model has no log format", field="format")
+        if detector.miner is None:
+            raise ConfigError("the model has no parser state", field="format")
+        self.format: LogFormat = get_format(spec.format)
+        sc = session_config(spec.session, spec.window, in_line=spec.session_in_line)
+        sc.validate()
+        self._window_size = sc.window_size
+        self._pattern = re.compile(sc.id_pattern) if sc.id_pattern else None
+        self._findall = self._pattern is not None and self._pattern.groups <= 1
+        self._raw_line = sc.search_raw_line
+        self.unknown = TemplateMiner()  # templates of lines the model's parser does not know
+        self.stats = Stats()
+        self._open: OrderedDict[str, _Open] = OrderedDict()  # by last activity
+        self._clock: float | None = None  # largest valid timestamp seen (log time)
+        self._first_clock: float | None = None
+        self._order = 0
+        self._k_window = 0  # index of the next count window
+        self._history: dict[tuple[int, int | None], _History] = {}
+        self._pair_cache: dict[tuple[bytes, int], tuple[float, int]] = {}
+        self.sessions_closed = 0
+        self.anomalies = 0
+        self.use(detector)
+
+    # -- the model -----------------------------------------------------------------------------
+
+    def use(self, detector: Detector) -> None:
+        """Switch to another (e.g. updated) detector from the next line on. Open sessions
+        keep their entries; the parameter histories start again (their units may differ)."""
+        if self.__dict__.get("detector") is not None and detector.input != self.detector.input:
+            raise ConfigError("a new model must read input as the old one", field="input")
+        self.detector = detector
+        self.model = detector.model
+        self.key_model = _key_model(self.model)
+        self.miner: TemplateMiner = detector.miner  # type: ignore[assignment]
+        self.h = self.key_model.config.window
+        self.params = getattr(self.model, "params_", None)
+        self.param_window = self.params.config.window if self.params is not None else 0
+        self._layouts = self.params.layouts if self.params is not None else {}
+        self._units = set(self.params.models) if self.params is not None else set()
+        self._history = {}
+        self._pair_cache = {}
+        index = self.key_model.index
+        for s in self._open.values():
+            s.idx = [index.get(e.label, UNK) for e in s.entries]
+        for key, text in self.unknown_templates().items():
+            self.model.templates_.setdefault(key, text)
+
+    # -- input ---------------------------------------------------------------------------------
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def process(self, lines: Iterable[tuple[int, str]]) -> list[Emitted]:
+        """Take lines ``(sequence number, text)`` in order; return what they produced."""
+        timeline: list[_Check | _Close] = []
+        fmt = self.format
+        parse_line = fmt.parse
+        match = self.miner.parse_slots
+        stats = self.stats
+        bad_before = fmt.bad_timestamps
+        n = 0
+        for seq, text in lines:
+            n += 1
+            record = parse_line(Line(text, "", seq, seq))
+            if not record.matched:
+                stats.add("unmatched_format")
+            if not text:
+                stats.add("empty_line")
+                continue
+            content = record.content
+            key, values, slots, _ = match(content, False)
+            if key is None:
+                ukey, values, slots, change = self.unknown.parse_slots(content, True)
+                assert ukey is not None
+                r = self.unknown.resolve(ukey)
+                label = f"U{r}"
+                tkey = -r
+                if change == CREATED:
+                    stats.add("new_template")
+                    self.model.templates_.setdefault(label, self.unknown.templates_[r].text)
+            else:
+                r = self.miner.resolve(key)
+                label = f"E{r}"
+                tkey = r
+            kinds = tuple(s.kind for s in slots)
+            ts = record.timestamp
+            if ts is not None and not -TIMESTAMP_LIMIT < ts < TIMESTAMP_LIMIT:
+                stats.add("bad_timestamp")
+                ts = None
+            if self._window_size is not None:
+                self._push_window(seq, text, label, tkey, ts, values, kinds, timeline)
+            else:
+                self._push_id(seq, text, record, label, tkey, ts, values, kinds, timeline)
+        if fmt.bad_timestamps != bad_before:
+            stats.add("bad_timestamp", fmt.bad_timestamps - bad_before)
+        stats.add("lines", n)
+        return self._decide(timeline)
+
+    def flush(self, seq: int = -1) -> list[Emitted]:
+        """Close every open session now (end of input, or a flush request)."""
+        timeline: list[_Check | _Close] = []
+        for s in sorted(self._open.values(), key=lambda s: s.order):
+            s.closed_by = "end"
+            timeline.append(self._closing(s, seq))
+        self._open.clear()
+        self._clock = self._first_clock = None
+        return self._decide(timeline)
+
+    def new_templates(self) -> dict[str, str]:
+        """Templates of lines that matched none of the model's (key -> template text)."""
+        return self.unknown_templates()
+
+    def unknown_templates(self) -> dict[str, str]:
+        u = self.unknown
+        return {f"U{k}": t.text for k, t in sorted(u.templates_.items())}
+
+    # -- grouping ------------------------------------------------------------------------------
+
+    def _ids(self, record: Record) -> list[str]:
+        pattern = self._pattern
+        assert pattern is not None
+        text = record.line.text if self._raw_line else record.content
+        if self._findall:
+            ids: list[str] = pattern.findall(text)
+            if len(ids) == 1:
+                return ids if ids[0] else []
+        else:
+            ids = [g for m in pattern.finditer(text) if (g := m.group(1))]
+        if len(ids) > 1:
+            return [i for i in dict.fromkeys(ids) if i]
+        return ids
+
+    def _push_id(
+        self,
+        seq: int,
+        text: str,
+        record: Record,
+        label: str,
+        tkey: int,
+        ts: float | None,
+        values: list[str],
+        kinds: tuple[str, ...],
+        timeline: list[_Check | _Close],
+    ) -> None:
+        if ts is not None and (self._clock is None or ts > self._clock):
+            if self._clock is None:
+                self._first_clock = ts
+            self._clock = ts
+            if self.config.session_timeout is not None:
+                self._expire(seq, timeline)
+        ids = self._ids(record)
+        if not ids:
+            self.stats.add("no_session_id")
+            return
+        opened = self._open
+        max_open = self.config.max_open
+        for sid in ids:
+            s = opened.get(sid)
+            if s is None:
+                if max_open is not None and len(opened) >= max_open:
+                    _, old = opened.popitem(last=False)
+                    old.closed_by = "evicted"
+                    self.stats.add("evicted_session")
+                    timeline.append(self._closing(old, seq))
+                s = opened[sid] = _Open(sid, self._order, seq)
+                self._order += 1
+            else:
+                opened.move_to_end(sid)
+            self._add(s, seq, text, label, tkey, ts, values, kinds, timeline)
+            s.active = self._clock
+
+    def _expire(self, seq: int, timeline: list[_Check | _Close]) -> None:
+        assert self._clock is not None and self.config.session_timeout is not None
+        limit = self._clock - self.config.session_timeout
+        opened = self._open
+        while opened:
+            s = next(iter(opened.values()))
+            active = s.active if s.active is not None else self._first_clock
+            if active is not None and active >= limit:
+                break
+            opened.popitem(last=False)
+            s.closed_by = "idle"
+            timeline.append(self._closing(s, seq))
+
+    def _push_window(
+        self,
+        seq: int,
+        text: str,
+        label: str,
+        tkey: int,
+        ts: float | None,
+        values: list[str],
+        kinds: tuple[str, ...],
+        timeline: list[_Check | _Close],
+    ) -> None:
+        size = self._window_size
+        assert size is not None
+        if not self._open:
+            sid = f"w{self._k_window:06d}"
+            self._k_window += 1
+            self._open[sid] = _Open(sid, self._order, seq)
+            self._order += 1
+        s = next(iter(self._open.values()))
+        self._add(s, seq, text, label, tkey, ts, values, kinds, timeline)
+        if len(s.entries) >= size:
+            self._open.clear()
+            s.closed_by = "window"
+            timeline.append(self._closing(s, seq))
+
+    def _add(
+        self,
+        s: _Open,
+        seq: int,
+        text: str,
+        label: str,
+        tkey: int,
+        ts: float | None,
+        values: list[str],
+        kinds: tuple[str, ...],
+        timeline: list[_Check | _Close],
+    ) -> None:
+        entries = s.entries
+        pos = len(entries)
+        if pos == 0:
+            elapsed: float | None = 0.0
+            prev = START
+        else:
+            last = entries[-1]
+            elapsed = None if ts is None or last.ts is None else ts - last.ts
+            prev = last.tkey
+        entries.append(_Entry(seq, text, label, tkey, ts, elapsed, values, kinds))
+        target = self.key_model.index.get(label, UNK)
+        h = self.h
+        idx = s.idx
+        window = idx[-h:] if pos >= h else [PAD] * (h - pos) + idx
+        idx.append(target)
+        check = _Check(s, pos, np.asarray(window, dtype=np.int32).tobytes(), target)
+        units = self._units
+        if units and tkey in self._layouts:
+            unit: tuple[int, int | None] = (tkey, prev)
+            if unit not in units:
+                unit = (tkey, None)
+            if unit in units:
+                vec = [math.nan if elapsed is None else float(elapsed)]
+                for p in self._layouts[tkey]:
+                    v = numeric_value(Param(values[p], kinds[p])) if p < len(values) else None
+                    vec.append(math.nan if v is None else v)
+                hist = self._history.get(unit)
+                if hist is None:
+                    hist = self._history[unit] = _History()
+                check.unit = unit
+                check.vec = vec
+                check.history = hist.before(s.order, self.param_window)
+                hist.add(s.order, vec)
+        timeline.append(check)
+
+    def _closing(self, s: _Open, seq: int) -> _Close:
+        h = self.h
+        idx = s.idx
+        window = idx[-h:] if len(idx) >= h else [PAD] * (h - len(idx)) + idx
+        return _Close(s, np.asarray(window, dtype=np.int32).tobytes(), seq)
+
+    # -- checking ------------------------------------------------------------------------------
+
+    def _key_scores(self, items: Sequence[_Check | _Close]) -> None:
+        """Probability and rank of each observed key (END at a close), and the flags."""
+        if not items:
+            return
+        km = self.key_model
+        cache = self._pair_cache
+        vocab = km.vocab_size
+        probs_of = self._window_probs
+        for it in items:
+            target = END if isinstance(it, _Close) else it.target
+            if target == UNK:
+                it.prob, it.rank = 0.0, vocab + 1
+                continue
+            got = cache.get((it.window, target))
+            if got is None:
+                probs = probs_of(it.window)
+                p = probs[target]
+                masked = probs.copy()
+                masked[[PAD, UNK]] = -1.0
+                got = (float(p), int((masked > p).sum()) + 1)
+                if len(cache) > 200_000:
+                    cache.clear()
+                cache[(it.window, target)] = got
+            it.prob, it.rank = got
+        prob = np.array([it.prob for it in items], dtype=np.float32)
+        rank = np.array([it.rank for it in items], dtype=np.int64)
+        flags = km.threshold.flags(rank, prob)
+        for it, f in zip(items, flags.tolist(), strict=True):
+            target = END if isinstance(it, _Close) else it.target
+            it.flag = bool(f) or target == UNK
+
+    def _window_probs(self, window: bytes) -> np.ndarray:
+        return self.key_model.window_probs(np.frombuffer(window, dtype=np.int32))
+
+    def _param_scores(self, checks: Sequence[_Check]) -> None:
+        """Score the entries that have a parameter model, batched per unit."""
+        params = self.params
+        if params is None:
+            return
+        w = self.param_window
+        by_unit: dict[tuple[int, int | None], list[_Check]] = {}
+        for c in checks:
+            if c.unit is not None:
+                by_unit.setdefault(c.unit, []).append(c)
+        for unit, group in by_unit.items():
+            m = params.models[unit]
+            positions = tuple(m.positions)
+            # Entries with a full history are scored in one series of blocks (history,
+            # entry); the first entries of a unit, with a shorter one, each on their own.
+            if m.kind != "lstm":
+                blocks = [group]
+                with_history = False
+            else:
+                full = [c for c in group if len(c.history or []) >= w]
+                blocks = [full] + [[c] for c in group if len(c.history or []) < w]
+                with_history = True
+            for block in blocks:
+                if not block:
+                    continue
+                rows: list[list[float]] = []
+                at: list[int] = []
+                for c in block:
+                    if with_history:
+                        rows.extend(c.history or [])
+                    at.append(len(rows))
+                    rows.append(c.vec or [])
+                values = np.array(rows, dtype=np.float64).reshape(len(rows), 1 + len(positions))
+                refs = np.zeros((len(rows), 2), dtype=np.int64)
+                sc = params.score_key(KeySeries(unit[0], positions, values, refs, 0, unit[1]))
+                for c, j in zip(block, at, strict=True):
+                    if bool(sc.anomalous[j]):
+                        c.param_row = (sc, j)
+
+    def _decide(self, timeline: list[_Check | _Close]) -> list[Emitted]:
+        if not timeline:
+            return []
+        self._key_scores(timeline)
+        checks = [it for it in timeline if isinstance(it, _Check)]
+        self._param_scores([c for c in checks if c.unit is not None])
+        out: list[Emitted] = []
+        top_g = self.key_model.threshold.mode == "top_g"
+        for it in timeline:
+            s = it.session
+            if it.prob < s.low_prob:
+                s.low_prob = it.prob
+            if it.rank > s.top_rank:
+                s.top_rank = it.rank
+            if isinstance(it, _Check):
+                if s.reported is not None or not (it.flag or it.param_row is not None):
+                    continue
+                v = self._key_verdict(it) if it.flag else self._param_verdict(it)
+                v.score = self._score(s, top_g)
+                s.reported = v
+                self.anomalies += 1
+                out.append(Emitted(s.key, v, False, s.entries[it.pos].seq))
+                continue
+            # a close
+            self.sessions_closed += 1
+            length = len(s.entries)
+            if s.reported is None and it.flag:
+                v = self._end_verdict(s, it)
+                self.anomalies += 1
+            elif s.reported is not None:
+                v = s.reported
+                v.length = length
+                if v.position is not None and v.reason != "early_end":
+                    p = v.position
+                    v.lines = [e.text for e in s.entries[max(0, p - 3) : p + 2]]
+            else:
+                v = Verdict(s.sid, False, length, 0.0)
+            v.score = self._score(s, top_g)
+            out.append(Emitted(s.key, v, True, it.seq, s.closed_by))
+        self._prune()
+        return out
+
+    def _score(self, s: _Open, top_g: bool) -> float:
+        if top_g:
+            return float(s.top_rank)
+        low = s.low_prob if math.isfinite(s.low_prob) else 1.0
+        return float(-np.log10(max(float(np.float32(low)), 1e-40)))
+
+    def _expected(self, window: bytes) -> list[dict[str, Any]]:
+        probs = self._window_probs(window)
+        top = self.key_model.expected(probs[None, :], self.model.explain_top)[0]
+        templates = self.model.templates_
+        return [
+            {"key": k, "template": templates.get(k), "probability": round(p, 4)} for k, p in top
+        ]
+
+    def _key_verdict(self, c: _Check) -> Verdict:
+        s = c.session
+        p = c.pos
+        labels = s.labels()
+        observed = labels[p]
+        reason = "unseen_key" if c.target == UNK else "ranked_out"
+        return Verdict(
+            s.sid, True, p + 1, 0.0, reason, "keys", p, observed,
+            self.model.templates_.get(observed), round(c.prob, 6),
+            c.rank if c.target != UNK else None,
+            labels[max(0, p - self.h) : p], self._expected(c.window),
+            [e.text for e in s.entries[max(0, p - 3) : p + 2]],
+        )  # fmt: skip
+
+    def _end_verdict(self, s: _Open, c: _Close) -> Verdict:
+        p = len(s.entries)
+        labels = s.labels()
+        return Verdict(
+            s.sid, True, p, 0.0, "early_end", "keys", p, "<end>",
+            self.model.templates_.get("<end>"), round(c.prob, 6), c.rank,
+            labels[max(0, p - self.h) : p], self._expected(c.window),
+            [e.text for e in s.entries[max(0, p - 3) : p + 2]],
+        )  # fmt: skip
+
+    def _param_verdict(self, c: _Check) -> Verdict:
+        s = c.session
+        p = c.pos
+        labels = s.labels()
+        assert c.param_row is not None
+        sc, j = c.param_row
+        session = Session(s.sid, [self._event(e) for e in s.entries[: p + 1]])
+        deviation = self.model.deviation(sc, j, labels, session, p)
+        observed = labels[p]
+        return Verdict(
+            s.sid, True, p + 1, 0.0,
+            "performance" if deviation["dimension"] == "elapsed" else "parameter",
+            "params", p, observed, self.model.templates_.get(observed),
+            window=labels[max(0, p - self.h) : p], deviation=deviation,
+            lines=[e.text for e in s.entries[max(0, p - 3) : p + 2]],
+        )  # fmt: skip
+
+    @staticmethod
+    def _event(e: _Entry) -> Event:
+        record = Record(Line(e.text, "", e.seq, e.seq), "", {}, e.ts, True)
+        params = [Param(v, k) for v, k in zip(e.values, e.kinds, strict=False)]
+        return Event(record, e.tkey, "", params)
+
+    def _prune(self) -> None:
+        if not self._history:
+            return
+        min_open = min((s.order for s in self._open.values()), default=self._order)
+        cap = self.config.history_sessions
+        forced = 0
+        for hist in self._history.values():
+            forced += hist.prune(min_open, self.param_window, cap)
+        if forced:
+            self.stats.add("history_dropped", forced)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything needed to go on exactly where this detector is, as JSON-ready data
+        (not the model: the caller keeps which model it runs)."""
+        return {
+            "schema": STATE_SCHEMA,
+            "config": asdict(self.config),
+            "stats": self.stats.as_dict(),
+            "clock": self._clock,
+            "first_clock": self._first_clock,
+            "order": self._order,
+            "k_window": self._k_window,
+            "sessions_closed": self.sessions_closed,
+            "anomalies": self.anomalies,
+            "unknown": self.unknown.to_state()[0],
+            "bad_timestamps": self.format.bad_timestamps,
+            "open": [
+                {
+                    "sid": s.sid,
+                    "order": s.order,
+                    "first_seq": s.first_seq,
+                    "active": s.active,
+                    "reported": None if s.reported is None else _verdict_state(s.reported),
+                    "low_prob": None if not math.isfinite(s.low_prob) else s.low_prob,
+                    "top_rank": s.top_rank,
+                    "entries": [e.to_list() for e in s.entries],
+                }
+                for s in self._open.values()  # in activity order
+            ],
+            "history": [
+                [list(unit), [[o, _nan_out(h.by_order[o])] for o in h.orders]]
+                for unit, h in self._history.items()
+            ],
+        }
+
+    @classmethod
+    def from_state(
+        cls, detector: Detector, state: dict[str, Any], config: StreamConfig | None = None
+    ) -> StreamDetector:
+        """A detector that goes on from ``state`` (``to_state``) with ``detector``."""
+        if not isinstance(state, dict) or state.get("schema") != STATE_SCHEMA:
+            found = state.get("schema") if isinstance(state, dict) else type(state).__name__
+            raise StateError(f"not a stream state of schema {STATE_SCHEMA} (found {found!r})")
+        try:
+            cfg = config if config is not None else StreamConfig(**state["config"])
+            self = cls.__new__(cls)
+            self.config = cfg
+            # The constructor's setup, without the model switch's reset of open sessions.
+            fresh = cls(detector, cfg)
+            self.__dict__.update(fresh.__dict__)
+            self.unknown = TemplateMiner.from_state(state["unknown"])
+            self.stats = Stats()
+            for k, v in state["stats"].items():
+                self.stats.add(str(k), int(v))
+            self._clock = state["clock"]
+            self._first_clock = state["first_clock"]
+            self._order = int(state["order"])
+            self._k_window = int(state["k_window"])
+            self.sessions_closed = int(state["sessions_closed"])
+            self.anomalies = int(state["anomalies"])
+            self.format.bad_timestamps = int(state.get("bad_timestamps", 0))
+            index = self.key_model.index
+            for o in state["open"]:
+                s = _Open(str(o["sid"]), int(o["order"]), int(o["first_seq"]))
+                s.active = o["active"]
+                s.entries = [_Entry.from_list(e) for e in o["entries"]]
+                s.idx = [index.get(e.label, UNK) for e in s.entries]
+                s.reported = None if o["reported"] is None else _verdict_from(o["reported"])
+                s.low_prob = math.inf if o["low_prob"] is None else float(o["low_prob"])
+                s.top_rank = int(o["top_rank"])
+                self._open[s.sid] = s
+            for unit_l, sessions in state["history"]:
+                unit = (int(unit_l[0]), None if unit_l[1] is None else int(unit_l[1]))
+                h = _History()
+                for o, vecs in sessions:
+                    h.by_order[int(o)] = _nan_in(vecs)
+                    h.orders.append(int(o))
+                self._history[unit] = h
+            for key, text in self.unknown_templates().items():
+                self.model.templates_.setdefault(key, text)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise StateError(f"corrupt stream state: {exc}") from None
+        return self
+
+
+def _key_model(model: Any) -> Any:
+    km = getattr(model, "model_", None)
+    if km is None:
+        raise ConfigError("the detector's model is not fitted", field="model")
+    return km
+
+
+def _nan_out(vecs: list[list[float]]) -> list[list[float | None]]:
+    return [[None if math.isnan(x) else x for x in v] for v in vecs]
+
+
+def _nan_in(vecs: list[list[float | None]]) -> list[list[float]]:
+    return [[math.nan if x is None else float(x) for x in v] for v in vecs]
+
+
+_VERDICT_FIELDS = (
+    "session", "anomalous", "length", "score", "reason", "detector", "position", "observed",
+    "observed_template", "probability", "rank", "window", "expected", "lines", "deviation",
+)  # fmt: skip
+
+
+def _verdict_state(v: Verdict) -> dict[str, Any]:
+    return {k: getattr(v, k) for k in _VERDICT_FIELDS}
+
+
+def _verdict_from(d: dict[str, Any]) -> Verdict:
+    return Verdict(**{k: d[k] for k in _VERDICT_FIELDS if k in d})
+
