@@ -68,6 +68,9 @@ __all__ = ["STATE_SCHEMA", "Emitted", "StreamConfig", "StreamDetector"]
 
 STATE_SCHEMA = "logwarden.stream/1"
 
+# Distinct windows whose probabilities are kept (HDFS: 5k; about 1 kB each at 100 keys).
+_PROBS_CACHE = 100_000
+
 
 @dataclass(frozen=True)
 class StreamConfig:
@@ -103,6 +106,7 @@ class Emitted:
     final: bool  # True once the session has closed
     seq: int  # the line (or flush) that produced it
     closed_by: str | None = None  # end | idle | evicted | window, when final
+    lines: list[str] | None = None  # final anomalous sessions: all their raw lines
 
 
 class _Entry:
@@ -234,7 +238,7 @@ class _Check:
 
     session: _Open
     pos: int
-    window: bytes  # key indices before it, as bytes (cache key)
+    window: tuple[int, ...]  # key indices before it
     target: int
     unit: tuple[int, int | None] | None = None
     vec: list[float] | None = None
@@ -249,7 +253,7 @@ class _Check:
 @dataclass
 class _Close:
     session: _Open
-    window: bytes
+    window: tuple[int, ...]
     seq: int
     prob: float = 0.0
     rank: int = 0
@@ -272,6 +276,9 @@ class StreamDetector:
         if detector.miner is None:
             raise ConfigError("the model has no parser state", field="format")
         self.format: LogFormat = get_format(spec.format)
+        self._content_group = self.format.regex.groupindex.get("Content")
+        self._time_names: tuple[str, ...] = ()
+        self._time_groups: tuple[int, ...] = ()
         sc = session_config(spec.session, spec.window, in_line=spec.session_in_line)
         sc.validate()
         self._window_size = sc.window_size
@@ -286,7 +293,8 @@ class StreamDetector:
         self._order = 0
         self._k_window = 0  # index of the next count window
         self._history: dict[tuple[int, int | None], _History] = {}
-        self._pair_cache: dict[tuple[bytes, int], tuple[float, int]] = {}
+        self._pair_cache: dict[tuple[tuple[int, ...], int], tuple[float, int]] = {}
+        self._probs: dict[tuple[int, ...], np.ndarray] = {}  # window -> probabilities
         self.sessions_closed = 0
         self.anomalies = 0
         self.use(detector)
@@ -309,6 +317,7 @@ class StreamDetector:
         self._units = set(self.params.models) if self.params is not None else set()
         self._history = {}
         self._pair_cache = {}
+        self._probs = {}
         index = self.key_model.index
         for s in self._open.values():
             s.idx = [index.get(e.label, UNK) for e in s.entries]
@@ -325,20 +334,19 @@ class StreamDetector:
         """Take lines ``(sequence number, text)`` in order; return what they produced."""
         timeline: list[_Check | _Close] = []
         fmt = self.format
-        parse_line = fmt.parse
+        read = self._read
         match = self.miner.parse_slots
         stats = self.stats
         bad_before = fmt.bad_timestamps
         n = 0
         for seq, text in lines:
             n += 1
-            record = parse_line(Line(text, "", seq, seq))
-            if not record.matched:
+            content, ts, matched = read(text)
+            if not matched:
                 stats.add("unmatched_format")
             if not text:
                 stats.add("empty_line")
                 continue
-            content = record.content
             key, values, slots, _ = match(content, False)
             if key is None:
                 ukey, values, slots, change = self.unknown.parse_slots(content, True)
@@ -354,14 +362,13 @@ class StreamDetector:
                 label = f"E{r}"
                 tkey = r
             kinds = tuple(s.kind for s in slots)
-            ts = record.timestamp
             if ts is not None and not -TIMESTAMP_LIMIT < ts < TIMESTAMP_LIMIT:
                 stats.add("bad_timestamp")
                 ts = None
             if self._window_size is not None:
                 self._push_window(seq, text, label, tkey, ts, values, kinds, timeline)
             else:
-                self._push_id(seq, text, record, label, tkey, ts, values, kinds, timeline)
+                self._push_id(seq, text, content, label, tkey, ts, values, kinds, timeline)
         if fmt.bad_timestamps != bad_before:
             stats.add("bad_timestamp", fmt.bad_timestamps - bad_before)
         stats.add("lines", n)
@@ -387,10 +394,40 @@ class StreamDetector:
 
     # -- grouping ------------------------------------------------------------------------------
 
-    def _ids(self, record: Record) -> list[str]:
+    def _read(self, text: str) -> tuple[str, float | None, bool]:
+        """A line's message and timestamp, as the format's ``parse`` gives them, without
+        building a Line and a Record (the fast path of raw ingest does the same)."""
+        fmt = self.format
+        if type(fmt) is not LogFormat:  # JSON lines and other kinds: their own parse
+            rec = fmt.parse(Line(text, "", 0, 0))
+            return rec.content, rec.timestamp, rec.matched
+        m = fmt.regex.fullmatch(text.strip())
+        if m is None:
+            return text, None, False
+        group = self._content_group
+        content = (m.group(group) or "") if group else ""
+        if not fmt.time_fields:
+            return content, None, True
+        if fmt.time_fields is not self._time_names:  # the format may switch its choice
+            self._time_names = fmt.time_fields
+            self._time_groups = tuple(fmt.regex.groupindex[n] for n in fmt.time_fields)
+        groups = self._time_groups
+        if len(groups) == 2:
+            a, b = m.group(*groups)
+            joined = a + " " + b if a is not None and b is not None else (a or b or "")
+        else:
+            joined = " ".join(g for g in m.group(*groups, 0)[:-1] if g is not None)
+        ts = fmt.parse_time(joined) if joined else None
+        if ts is None:  # the format's fallbacks, and its count of bad timestamps
+            fields = {k: v for k, v in m.groupdict().items() if v is not None}
+            fields.pop("Content", None)
+            ts = fmt.timestamp(fields)
+        return content, ts, True
+
+    def _ids(self, text: str, content: str) -> list[str]:
         pattern = self._pattern
         assert pattern is not None
-        text = record.line.text if self._raw_line else record.content
+        text = text if self._raw_line else content
         if self._findall:
             ids: list[str] = pattern.findall(text)
             if len(ids) == 1:
@@ -405,7 +442,7 @@ class StreamDetector:
         self,
         seq: int,
         text: str,
-        record: Record,
+        content: str,
         label: str,
         tkey: int,
         ts: float | None,
@@ -419,7 +456,7 @@ class StreamDetector:
             self._clock = ts
             if self.config.session_timeout is not None:
                 self._expire(seq, timeline)
-        ids = self._ids(record)
+        ids = self._ids(text, content)
         if not ids:
             self.stats.add("no_session_id")
             return
@@ -505,7 +542,7 @@ class StreamDetector:
         idx = s.idx
         window = idx[-h:] if pos >= h else [PAD] * (h - pos) + idx
         idx.append(target)
-        check = _Check(s, pos, np.asarray(window, dtype=np.int32).tobytes(), target)
+        check = _Check(s, pos, tuple(window), target)
         units = self._units
         if units and tkey in self._layouts:
             unit: tuple[int, int | None] = (tkey, prev)
@@ -514,8 +551,7 @@ class StreamDetector:
             if unit in units:
                 vec = [math.nan if elapsed is None else float(elapsed)]
                 for p in self._layouts[tkey]:
-                    v = numeric_value(Param(values[p], kinds[p])) if p < len(values) else None
-                    vec.append(math.nan if v is None else v)
+                    vec.append(_number(values, kinds, p))
                 hist = self._history.get(unit)
                 if hist is None:
                     hist = self._history[unit] = _History()
@@ -529,7 +565,7 @@ class StreamDetector:
         h = self.h
         idx = s.idx
         window = idx[-h:] if len(idx) >= h else [PAD] * (h - len(idx)) + idx
-        return _Close(s, np.asarray(window, dtype=np.int32).tobytes(), seq)
+        return _Close(s, tuple(window), seq)
 
     # -- checking ------------------------------------------------------------------------------
 
@@ -540,7 +576,17 @@ class StreamDetector:
         km = self.key_model
         cache = self._pair_cache
         vocab = km.vocab_size
-        probs_of = self._window_probs
+        # The windows not seen yet, through the network in one call (as batch detect does).
+        probs_cache = self._probs
+        missing = {it.window for it in items if it.window not in probs_cache}
+        if missing:
+            if len(probs_cache) + len(missing) > _PROBS_CACHE:
+                probs_cache.clear()
+                cache.clear()
+            order = sorted(missing)
+            probs = km.net.probabilities(np.array(order, dtype=np.int32).reshape(len(order), -1))
+            for w, row in zip(order, probs, strict=True):
+                probs_cache[w] = row
         for it in items:
             target = END if isinstance(it, _Close) else it.target
             if target == UNK:
@@ -548,14 +594,11 @@ class StreamDetector:
                 continue
             got = cache.get((it.window, target))
             if got is None:
-                probs = probs_of(it.window)
-                p = probs[target]
-                masked = probs.copy()
+                row = probs_cache[it.window]
+                p = row[target]
+                masked = row.copy()
                 masked[[PAD, UNK]] = -1.0
-                got = (float(p), int((masked > p).sum()) + 1)
-                if len(cache) > 200_000:
-                    cache.clear()
-                cache[(it.window, target)] = got
+                got = cache[(it.window, target)] = (float(p), int((masked > p).sum()) + 1)
             it.prob, it.rank = got
         prob = np.array([it.prob for it in items], dtype=np.float32)
         rank = np.array([it.rank for it in items], dtype=np.int64)
@@ -564,8 +607,11 @@ class StreamDetector:
             target = END if isinstance(it, _Close) else it.target
             it.flag = bool(f) or target == UNK
 
-    def _window_probs(self, window: bytes) -> np.ndarray:
-        return self.key_model.window_probs(np.frombuffer(window, dtype=np.int32))
+    def _window_probs(self, window: tuple[int, ...]) -> np.ndarray:
+        got = self._probs.get(window)
+        if got is None:
+            got = self.key_model.net.probabilities(np.array([window], dtype=np.int32))[0]
+        return got
 
     def _param_scores(self, checks: Sequence[_Check]) -> None:
         """Score the entries that have a parameter model, batched per unit."""
@@ -644,7 +690,8 @@ class StreamDetector:
             else:
                 v = Verdict(s.sid, False, length, 0.0)
             v.score = self._score(s, top_g)
-            out.append(Emitted(s.key, v, True, it.seq, s.closed_by))
+            raw = [e.text for e in s.entries] if v.anomalous else None
+            out.append(Emitted(s.key, v, True, it.seq, s.closed_by, raw))
         self._prune()
         return out
 
@@ -654,7 +701,7 @@ class StreamDetector:
         low = s.low_prob if math.isfinite(s.low_prob) else 1.0
         return float(-np.log10(max(float(np.float32(low)), 1e-40)))
 
-    def _expected(self, window: bytes) -> list[dict[str, Any]]:
+    def _expected(self, window: tuple[int, ...]) -> list[dict[str, Any]]:
         probs = self._window_probs(window)
         top = self.key_model.expected(probs[None, :], self.model.explain_top)[0]
         templates = self.model.templates_
@@ -806,6 +853,21 @@ class StreamDetector:
         return self
 
 
+def _number(values: list[str], kinds: tuple[str, ...], p: int) -> float:
+    """Parameter ``p`` as a feature (NaN: missing or not numeric), as batch scoring reads it."""
+    if p >= len(values) or p >= len(kinds):
+        return math.nan
+    kind = kinds[p]
+    if kind == "int" or kind == "float":  # the common case, without building a Param
+        try:
+            v = float(values[p])
+        except (ValueError, OverflowError):
+            return math.nan
+        return v if math.isfinite(v) else math.nan
+    got = numeric_value(Param(values[p], kind))
+    return math.nan if got is None else got
+
+
 def _key_model(model: Any) -> Any:
     km = getattr(model, "model_", None)
     if km is None:
@@ -833,4 +895,3 @@ def _verdict_state(v: Verdict) -> dict[str, Any]:
 
 def _verdict_from(d: dict[str, Any]) -> Verdict:
     return Verdict(**{k: d[k] for k in _VERDICT_FIELDS if k in d})
-

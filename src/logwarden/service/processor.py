@@ -1,0 +1,224 @@
+"""The detector process: journal in, verdicts out, checkpoints along the way.
+
+It runs apart from the web server (its own process, so the two use both cores and the
+GIL of one never waits for the other). It reads journal rows after its position, runs
+them through a :class:`StreamDetector`, and commits in one transaction the verdicts,
+its new position, its status (counters for ``/metrics``) and from time to time a
+checkpoint of the detector's state. On start it resumes from the checkpoint and replays
+the journal after it: verdicts already stored are not stored again (their keys are
+unique), so a ``kill -9`` at any moment loses and duplicates nothing.
+
+Only one processor may work on a store: it holds an exclusive ``flock`` on
+``<store>.lock`` for its lifetime. On Linux it also asks to be killed with its parent
+(``PR_SET_PDEATHSIG``), and checks its parent anyway, so a killed server leaves no
+detector behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from logwarden.detect import Detector
+from logwarden.service.store import FLUSH, LINE, MODEL, Store
+from logwarden.service.stream import Emitted, StreamConfig, StreamDetector
+
+__all__ = ["LATENCY_BUCKETS", "ProcessorConfig", "run_processor"]
+
+#: Upper bounds (seconds) of the ack -> verdict latency histogram.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    store: str
+    stream: StreamConfig
+    durable: bool = True
+    batch_lines: int = 5000  # journal rows read per step
+    checkpoint_seconds: float = 5.0  # at most this long between checkpoints
+    poll_seconds: float = 0.02  # idle wait for new rows (woken early when told)
+
+
+@contextlib.contextmanager
+def store_lock(store: str) -> Iterator[None]:
+    """Exclusive ownership of a store's processing (blocks while another holds it)."""
+    import fcntl
+
+    fh = open(f"{store}.lock", "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        yield
+    finally:
+        fh.close()
+
+
+def _die_with_parent() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class _Latency:
+    """Ack -> verdict latencies of entry-level anomalies, as histogram buckets."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.sum = 0.0
+        self.n = 0
+
+    def add(self, seconds: float) -> None:
+        i = 0
+        while i < len(LATENCY_BUCKETS) and seconds > LATENCY_BUCKETS[i]:
+            i += 1
+        self.counts[i] += 1
+        self.sum += seconds
+        self.n += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"buckets": list(LATENCY_BUCKETS), "counts": self.counts, "sum": self.sum,
+                "count": self.n}  # fmt: skip
+
+
+def _load(store: Store, version: int) -> Detector:
+    path = store.model_path(version)
+    if path is None:
+        raise RuntimeError(f"model version {version} is not in the store")
+    return Detector.load(path)
+
+
+def run_processor(cfg: ProcessorConfig, stop: Any = None, wake: Any = None) -> None:
+    """The processor's main loop (the target of the detector process)."""
+    _die_with_parent()
+    parent = os.getppid()
+    with contextlib.suppress(ImportError):
+        from threadpoolctl import threadpool_limits
+
+        # Small matrices: a second BLAS thread only fights the web server for the core.
+        threadpool_limits(1)
+    with store_lock(cfg.store):
+        store = Store(cfg.store, durable=cfg.durable)
+        try:
+            _loop(cfg, store, stop, wake, parent)
+        finally:
+            store.close()
+
+
+def _loop(cfg: ProcessorConfig, store: Store, stop: Any, wake: Any, parent: int) -> None:
+    ck = store.checkpoint()
+    if ck is not None:
+        pos, version, state = ck
+        version = version or 1
+        sd = StreamDetector.from_state(_load(store, version), state, cfg.stream)
+    else:
+        pos, version = 0, 1
+        sd = StreamDetector(_load(store, version), cfg.stream)
+    replay_until = store.processed_seq()  # rows up to here were processed before a restart
+    latency = _Latency()
+    last_ck = time.monotonic()
+    started = time.time()
+    dirty = True
+    while stop is None or not stop.is_set():
+        if os.getppid() != parent:
+            return  # the server is gone
+        rows = store.read_journal(pos, cfg.batch_lines)
+        if not rows:
+            if dirty:
+                store.save_results(pos, [], _status(sd, version, latency, pos, started))
+                dirty = False
+            if wake is not None:
+                wake.wait(cfg.poll_seconds)
+                wake.clear()
+            else:
+                time.sleep(cfg.poll_seconds)
+            continue
+        emitted: list[Emitted] = []
+        chunk: list[tuple[int, str]] = []
+        acked: dict[int, float] = {}
+        for seq, kind, text, at in rows:
+            if kind == LINE:
+                chunk.append((seq, text))
+                acked[seq] = at
+                continue
+            if chunk:
+                emitted += sd.process(chunk)
+                chunk = []
+            if kind == FLUSH:
+                emitted += sd.flush(seq)
+            elif kind == MODEL:
+                version = int(text)
+                sd.use(_load(store, version))
+        if chunk:
+            emitted += sd.process(chunk)
+        pos = rows[-1][0]
+        now_wall = time.time()
+        records = []
+        for e in emitted:
+            v = e.verdict
+            if not v.anomalous:
+                continue
+            if not e.final and e.seq > replay_until and e.seq in acked:
+                latency.add(max(0.0, now_wall - acked[e.seq]))
+            records.append(
+                {
+                    "key": e.key,
+                    "seq": e.seq,
+                    "final": e.final,
+                    "closed_by": e.closed_by,
+                    "verdict": v.to_dict(),
+                    "model_version": version,
+                    "lines": e.lines if e.final else None,
+                }
+            )
+        checkpoint = None
+        if time.monotonic() - last_ck >= cfg.checkpoint_seconds:
+            checkpoint = (pos, version, json.dumps(sd.to_state(), ensure_ascii=False))
+            last_ck = time.monotonic()
+        store.save_results(pos, records, _status(sd, version, latency, pos, started), checkpoint)
+        dirty = False
+
+
+def _status(
+    sd: StreamDetector, version: int, latency: _Latency, pos: int, started: float
+) -> dict[str, Any]:
+    return {
+        "pid": os.getpid(),
+        "started": started,
+        "updated": time.time(),
+        "processed_seq": pos,
+        "model_version": version,
+        "open_sessions": sd.open_count,
+        "sessions_closed": sd.sessions_closed,
+        "anomalies": sd.anomalies,
+        "stats": sd.stats.as_dict(),
+        "new_templates": len(sd.unknown.templates_),
+        "latency": latency.as_dict(),
+        "config": {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in asdict(sd.config).items()
+        },  # fmt: skip
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m logwarden.service.processor STORE [TIMEOUT]``: run one by hand."""
+    args = argv if argv is not None else sys.argv[1:]
+    timeout = float(args[1]) if len(args) > 1 else None
+    run_processor(ProcessorConfig(str(Path(args[0])), StreamConfig(session_timeout=timeout)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Running the service: the store, the detector process, sources and the web server."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import TextIO
+
+from logwarden.service.server import Service, ServiceConfig
+
+__all__ = ["SourceOptions", "run_service"]
+
+
+@dataclass
+class SourceOptions:
+    follow: str | None = None
+    redis: str | None = None
+    stream: str | None = None
+    redis_group: str = "logwarden"
+    kafka: str | None = None
+    topic: str | None = None
+    group: str | None = None
+    consumer: str | None = None
+    claim_idle: float = 10.0
+
+
+def start_sources(service: Service, opts: SourceOptions) -> None:
+    from logwarden.service.sources import FollowSource, KafkaSource, RedisSource
+
+    if opts.follow:
+        service.sources.append(FollowSource(service, opts.follow))
+    if opts.redis and opts.stream:
+        service.sources.append(
+            RedisSource(
+                service, opts.redis, opts.stream, opts.redis_group, opts.consumer, opts.claim_idle
+            )
+        )
+    if opts.kafka and opts.topic and opts.group:
+        service.sources.append(
+            KafkaSource(service, opts.kafka, opts.topic, opts.group, opts.consumer)
+        )
+    for s in service.sources:
+        s.start()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_service(
+    config: ServiceConfig,
+    sources: SourceOptions | None = None,
+    *,
+    port_file: str | None = None,
+    quiet: bool = False,
+    out: TextIO | None = None,
+) -> int:
+    """Serve until interrupted (SIGINT/SIGTERM); returns the exit code."""
+    import uvicorn
+
+    from logwarden.service.app import create_app
+
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)  # the web side does no heavy algebra; spare the cores
+    except ImportError:
+        pass
+    sock = bind(config.host, config.port)
+    service = Service(config)
+    try:
+        service.start()
+        start_sources(service, sources or SourceOptions())
+        app = create_app(service)
+        host, port = sock.getsockname()[:2]
+        if port_file:
+            with open(port_file + ".tmp", "w", encoding="utf-8") as fh:
+                fh.write(str(port))
+            import os
+
+            os.replace(port_file + ".tmp", port_file)
+        if out is not None:
+            shown = f"[{host}]" if ":" in host else host
+            print(f"logwarden: serving on http://{shown}:{port}/ (store {config.store})", file=out)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app, log_level="warning", access_log=not quiet, timeout_graceful_shutdown=5,
+                limit_concurrency=1000,
+            )
+        )  # fmt: skip
+        server.run(sockets=[sock])
+    finally:
+        service.close()
+        sock.close()
+    return 0

@@ -1,0 +1,359 @@
+"""The running service: its store, its detector process, its sources and feedback.
+
+:class:`Service` is what ``logwarden serve`` builds and the web app talks to. It owns:
+
+* the store connection of the web side (journal writes, verdict reads);
+* the detector process (``processor.run_processor``), restarted if it dies;
+* the input sources besides HTTP (a followed file, Redis Streams, Kafka: ``sources``);
+* feedback, and the online update of the model from it when this logwarden has one
+  (``Detector.partial_fit``): a new model version is trained in the background, saved
+  next to the store, and switched to by a journal row, so that a replay switches at the
+  same line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import shutil
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from logwarden.detect import Detector
+from logwarden.errors import ConfigError
+from logwarden.service.processor import ProcessorConfig, run_processor
+from logwarden.service.store import FLUSH, LINE, MODEL, Store
+from logwarden.service.stream import StreamConfig
+
+__all__ = ["LOOPBACK", "Service", "ServiceConfig", "is_loopback"]
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class ServiceConfig:
+    """Settings of ``logwarden serve`` (see its ``--help``)."""
+
+    store: str
+    model: str | None = None  # the bundle of model version 1 (a new store needs it)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None  # bearer token for mutating endpoints
+    session_timeout: float | None = 3600.0  # log-time seconds
+    max_body_bytes: int = 32 << 20
+    max_line_bytes: int = 64 << 10
+    durable: bool = True
+    checkpoint_seconds: float = 5.0
+    max_open: int | None = 200_000
+
+    def __post_init__(self) -> None:
+        if not is_loopback(self.host) and not self.token:
+            raise ConfigError(
+                f"binding {self.host} (not loopback) needs a token: give --token-file",
+                field="token",
+            )
+        if self.max_body_bytes < 1 or self.max_line_bytes < 1:
+            raise ConfigError("body and line limits must be positive", field="max_body_bytes")
+
+
+@dataclass
+class IngestCounts:
+    """Input problems found at the door (the detector counts the rest)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, reason: str, n: int = 1) -> None:
+        with self.lock:
+            self.counts[reason] += n
+
+    def snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.counts)
+
+
+def decode_lines(body: bytes, max_line: int, counts: IngestCounts) -> list[str]:
+    """Raw bytes -> lines: split at ``\\n`` (a ``\\r`` before it dropped), invalid UTF-8
+    replaced with U+FFFD and counted, NUL bytes (binary data) likewise; a line longer than
+    ``max_line`` bytes raises ValueError (the caller answers 413)."""
+    if not body:
+        return []
+    parts = body.split(b"\n")
+    if parts[-1] == b"":
+        parts.pop()
+    out: list[str] = []
+    bad = nul = 0
+    for i, raw in enumerate(parts):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if len(raw) > max_line:
+            raise ValueError(
+                f"line {i + 1} is {len(raw):,} bytes, over the limit of {max_line:,} bytes per line"
+            )
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", errors="replace")
+            bad += 1
+        if "\x00" in text:
+            text = text.replace("\x00", "\ufffd")
+            nul += 1
+        out.append(text)
+    if bad:
+        counts.add("bad_utf8", bad)
+    if nul:
+        counts.add("nul_bytes", nul)
+    return out
+
+
+class Service:
+    """The service behind the web app (see the module docstring)."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.counts = IngestCounts()
+        store_path = Path(config.store)
+        self.models_dir = store_path.with_name(store_path.name + ".models")
+        self.store = Store(config.store, durable=config.durable)
+        self._lock = threading.Lock()  # one journal writer at a time on this connection
+        self._register_first_model()
+        self._ctx = multiprocessing.get_context("spawn")
+        self._wake = self._ctx.Event()
+        self._stop = self._ctx.Event()
+        self._proc: Any = None
+        self._restarts = 0
+        self._supervisor: threading.Thread | None = None
+        self._closing = threading.Event()
+        self.sources: list[Any] = []
+        self.updater = OnlineUpdater(self)
+        self.workflow = workflow_renderer()
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _register_first_model(self) -> None:
+        if self.store.models():
+            return
+        if not self.config.model:
+            raise ConfigError("a new store needs --model", field="model")
+        Detector.load(self.config.model)  # fails early on a bad bundle
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        dest = self.models_dir / "v1"
+        if not dest.exists():
+            shutil.copytree(self.config.model, dest)
+        self.store.add_model(1, str(dest.resolve()), None, "active", f"from {self.config.model}")
+
+    def start(self) -> None:
+        """Start the detector process and its supervisor."""
+        self._start_processor()
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True)
+        self._supervisor.start()
+
+    def _start_processor(self) -> None:
+        cfg = ProcessorConfig(
+            self.config.store,
+            StreamConfig(
+                session_timeout=self.config.session_timeout, max_open=self.config.max_open
+            ),
+            durable=self.config.durable,
+            checkpoint_seconds=self.config.checkpoint_seconds,
+        )
+        self._proc = self._ctx.Process(
+            target=run_processor, args=(cfg, self._stop, self._wake), daemon=True,
+            name="logwarden-detector",
+        )  # fmt: skip
+        self._proc.start()
+
+    def _supervise(self) -> None:
+        while not self._closing.wait(0.5):
+            proc = self._proc
+            if proc is not None and not proc.is_alive() and not self._stop.is_set():
+                self._restarts += 1
+                time.sleep(min(5.0, 0.2 * self._restarts))
+                if not self._closing.is_set():
+                    self._start_processor()
+
+    def close(self) -> None:
+        self._closing.set()
+        for s in self.sources:
+            with contextlib.suppress(Exception):
+                s.stop()
+        self._stop.set()
+        self._wake.set()
+        if self._proc is not None:
+            self._proc.join(10)
+            if self._proc.is_alive():
+                self._proc.kill()
+        self.updater.close()
+        self.store.close()
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def append(
+        self,
+        lines: Sequence[str],
+        batch_id: str | None = None,
+        offsets: dict[str, str] | None = None,
+        kind: int = LINE,
+    ) -> tuple[int, int, bool]:
+        with self._lock:
+            got = self.store.append(lines, batch_id=batch_id, offsets=offsets, kind=kind)
+        self._wake.set()
+        return got
+
+    def flush(self) -> int:
+        first, _, _ = self.append(["flush"], kind=FLUSH)
+        return first
+
+    def wait_processed(self, seq: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.processed_seq() >= seq:
+                return True
+            time.sleep(0.01)
+        return self.processed_seq() >= seq
+
+    def processed_seq(self) -> int:
+        with self._lock:
+            return self.store.processed_seq()
+
+    def switch_model(self, version: int) -> int:
+        first, _, _ = self.append([str(version)], kind=MODEL)
+        return first
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read(self, fn: Callable[[Store], Any]) -> Any:
+        with self._lock:
+            return fn(self.store)
+
+    def health(self) -> dict[str, Any]:
+        status = self.read(lambda s: s.status())
+        alive = self._proc is not None and self._proc.is_alive()
+        last = self.read(lambda s: s.last_seq())
+        return {
+            "ok": alive,
+            "detector_process": "running" if alive else "down",
+            "restarts": self._restarts,
+            "lag_lines": max(0, last - int(status.get("processed_seq", 0))),
+            "model_version": status.get("model_version"),
+            "sources": [s.describe() for s in self.sources],
+            "online_update": self.updater.available,
+            "workflow": self.workflow is not None,
+        }
+
+    def current_version(self) -> int:
+        status = self.read(lambda s: s.status())
+        v = status.get("model_version")
+        if v is None:
+            models = self.read(lambda s: s.models())
+            return int(models[-1]["version"]) if models else 1
+        return int(v)
+
+
+class OnlineUpdater:
+    """Feedback -> a new model version in the background, when ``Detector.partial_fit``
+    exists in this logwarden; otherwise feedback is only stored (``available`` False)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.available = callable(getattr(Detector, "partial_fit", None))
+        self._pending = threading.Event()
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+
+    def submit(self) -> bool:
+        if not self.available:
+            return False
+        self._pending.set()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True, name="online-update")
+            self._thread.start()
+        return True
+
+    def close(self) -> None:
+        self._closing.set()
+        self._pending.set()
+
+    def _run(self) -> None:
+        while not self._closing.is_set():
+            self._pending.wait()
+            self._pending.clear()
+            if self._closing.is_set():
+                return
+            try:
+                self._update()
+            except Exception as exc:  # reported in health and the model history
+                self.last_error = f"{type(exc).__name__}: {exc}"
+
+    def _update(self) -> None:  # pragma: no cover - needs Detector.partial_fit
+        svc = self.service
+        fb = svc.read(lambda s: s.feedback())
+        models = svc.read(lambda s: s.models())
+        used = {i for m in models for i in m["feedback"]}
+        todo = [f for f in fb if f["id"] not in used]
+        if not todo:
+            return
+        parent = svc.current_version()
+        path = svc.read(lambda s: s.model_path(parent))
+        det = Detector.load(path)
+        sessions: dict[str, list[str]] = {}
+        labels: dict[str, str] = {}
+        for f in todo:
+            lines = svc.read(lambda s, f=f: s.session_lines(f["verdict"]))
+            if lines:
+                sessions[f["session"]] = lines
+                labels[f["session"]] = f["label"]
+        version = max(m["version"] for m in models) + 1
+        dest = svc.models_dir / f"v{version}"
+        update_detector(det, sessions, labels)
+        det.save(dest)
+        svc.read(
+            lambda s: s.add_model(
+                version, str(dest.resolve()), parent, "active",
+                f"online update from {len(todo)} feedback", [f["id"] for f in todo],
+            )
+        )  # fmt: skip
+        svc.switch_model(version)
+
+
+def update_detector(det: Detector, sessions: dict[str, list[str]], labels: dict[str, str]) -> None:
+    """Run ``Detector.partial_fit`` on labelled sessions (raw lines)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="logwarden-update-") as tmp:
+        path = os.path.join(tmp, "feedback.log")
+        with open(path, "w", encoding="utf-8") as fh:
+            for lines in sessions.values():
+                fh.write("\n".join(lines) + "\n")
+        data = det.read([path], learn=False)
+        normal = [i for i, sid in enumerate(data.ids) if labels.get(sid) == "normal"]
+        det.partial_fit(data, normal)  # type: ignore[attr-defined]
+
+
+def workflow_renderer() -> Callable[..., str] | None:
+    """The workflow picture of a verdict (SVG), when this logwarden has the workflow
+    package; None otherwise."""
+    try:
+        from logwarden import workflow  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    render = getattr(workflow, "render_svg", None)
+    return render if callable(render) else None

@@ -1,0 +1,135 @@
+// The logwarden dashboard: plain JavaScript, no external code (the service has no internet).
+"use strict";
+const $ = (id) => document.getElementById(id);
+const state = { since: 0, rows: new Map(), version: null };
+const REASONS = {
+  unseen_key: "a log key never seen in normal runs",
+  early_end: "the session ended where the model expected it to go on",
+  ranked_out: "the observed key was not among the keys the model expected next",
+  performance: "a step took far longer than in normal runs",
+  parameter: "a parameter value far from what normal runs produce",
+};
+
+$("token").value = localStorage.getItem("logwarden-token") || "";
+$("token").addEventListener("change", () => localStorage.setItem("logwarden-token", $("token").value));
+
+async function api(path, options = {}) {
+  const headers = options.headers || {};
+  const token = $("token").value.trim();
+  if (token) headers["Authorization"] = "Bearer " + token;
+  const r = await fetch(path, { ...options, headers });
+  const body = r.headers.get("content-type")?.includes("json") ? await r.json() : await r.text();
+  if (!r.ok) throw new Error((body && body.detail) || r.statusText);
+  return body;
+}
+
+function text(el, value) { el.textContent = value == null ? "" : String(value); return el; }
+function cell(tr, value) { tr.appendChild(text(document.createElement("td"), value)); }
+
+function describe(v) {
+  const where = v.reason === "early_end" ? "at its end" : `at entry ${v.position}`;
+  const out = [`${v.session}: ANOMALY ${where} (${v.length} keys): ${REASONS[v.reason] || v.reason}`];
+  const obs = v.observed_template || v.observed;
+  if (v.reason === "unseen_key") out.push(`  observed: ${obs} (never seen in training)`);
+  else if (v.reason === "ranked_out") out.push(`  observed: ${obs} (p=${Number(v.probability).toPrecision(2)}, rank ${v.rank})`);
+  else if (v.deviation) {
+    const d = v.deviation;
+    out.push(`  entry: ${obs}`);
+    const what = d.dimension === "elapsed" ? `time since the previous entry (${d.after})` : `parameter ${d.parameter}${d.name ? " (" + d.name + ")" : ""}`;
+    out.push(`  ${what}: ${d.text || d.observed}; expected about ${Number(d.expected).toPrecision(3)}, ${d.sigmas > 0 ? "+" : ""}${d.sigmas} sigma (${d.model} model of ${d.unit})`);
+  }
+  if (v.window && v.window.length) out.push(`  after: ${v.window.join(" ")}`);
+  if (v.expected && v.expected.length) out.push("  expected: " + v.expected.map((e) => `${e.template || e.key} (${e.probability.toFixed(2)})`).join("; "));
+  return out.join("\n");
+}
+
+function addRow(v, fresh) {
+  const tr = document.createElement("tr");
+  tr.dataset.id = v.id;
+  tr.className = "anomaly" + (fresh ? " new" : "");
+  [v.id, v.session, v.reason, v.detector, v.position, v.length, v.model_version, ""].forEach((x) => cell(tr, x));
+  tr.addEventListener("click", () => { location.hash = "#/anomaly/" + v.id; });
+  const tbody = $("anomalies").querySelector("tbody");
+  tbody.insertBefore(tr, tbody.firstChild);
+  state.rows.set(v.id, tr);
+}
+
+async function pollAnomalies() {
+  try {
+    const got = await api(`/api/v1/anomalies?since=${state.since}&limit=500`);
+    for (const v of got) { addRow(v, state.since > 0); state.since = Math.max(state.since, v.id); }
+    $("empty").hidden = state.rows.size > 0;
+    text($("count"), `(${state.rows.size})`);
+  } catch (e) { text($("status"), "error: " + e.message); }
+}
+
+async function pollStatus() {
+  try {
+    const s = await api("/api/v1/status");
+    const st = s.stats || {};
+    text($("status"), `model v${s.model_version ?? "?"} · ${(st.lines || 0).toLocaleString()} lines · ${s.open_sessions ?? 0} open sessions · lag ${s.lag_lines ?? 0} · detector ${s.detector_process}`);
+    $("status").dataset.version = s.model_version;
+  } catch (e) { text($("status"), "unreachable: " + e.message); }
+}
+
+async function pollModels() {
+  try {
+    const m = await api("/api/v1/models");
+    const ul = $("models");
+    ul.replaceChildren();
+    for (const v of m.versions.slice().reverse()) {
+      const li = document.createElement("li");
+      text(li, `v${v.version}${v.version === m.current ? " (in use)" : ""}: ${v.status}${v.parent ? ", from v" + v.parent : ""}${v.note ? " — " + v.note : ""}`);
+      li.className = "model";
+      ul.appendChild(li);
+    }
+    ul.dataset.current = m.current;
+    text($("online"), m.online_update ? "feedback updates the model online" : "feedback is stored; this logwarden has no online update");
+  } catch (e) { /* shown by the status line */ }
+}
+
+async function pollDrift() {
+  try {
+    const d = await api("/api/v1/drift");
+    if (d.available) text($("drift"), JSON.stringify(d.drift, null, 2)).classList.remove("muted");
+  } catch (e) { /* optional */ }
+}
+
+async function showSession(id) {
+  $("list-view").hidden = true;
+  $("session-view").hidden = false;
+  text($("fb-result"), "");
+  const v = await api("/api/v1/anomalies/" + id);
+  text($("s-title"), `Anomaly ${v.id}: session ${v.session}`);
+  text($("s-explain"), describe(v));
+  $("s-diagnosis").hidden = !v.diagnosis;
+  if (v.diagnosis) text($("s-diagnosis-text"), JSON.stringify(v.diagnosis, null, 2));
+  $("s-workflow").hidden = !v.workflow_svg;
+  if (v.workflow_svg) $("s-workflow-img").src = v.workflow_svg;
+  const lines = v.session_lines || v.lines || [];
+  const hitAt = v.session_lines ? v.position : Math.min(3, v.position);
+  const ol = $("s-lines");
+  ol.replaceChildren();
+  lines.forEach((ln, i) => { const li = text(document.createElement("li"), ln); if (i === hitAt) li.className = "hit"; ol.appendChild(li); });
+  for (const b of [$("btn-normal"), $("btn-confirmed")]) {
+    b.onclick = async () => {
+      try {
+        const r = await api("/api/v1/feedback", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ id: v.id, label: b.dataset.label }) });
+        text($("fb-result"), `feedback ${r.feedback} stored (${r.label}); model update ${r.update}`);
+        const tr = state.rows.get(v.id); if (tr) text(tr.lastChild, r.label);
+      } catch (e) { text($("fb-result"), "error: " + e.message); }
+    };
+  }
+}
+
+function route() {
+  const m = location.hash.match(/^#\/anomaly\/(\d+)/);
+  if (m) showSession(Number(m[1])).catch((e) => text($("s-title"), "error: " + e.message));
+  else { $("list-view").hidden = false; $("session-view").hidden = true; }
+}
+
+window.addEventListener("hashchange", route);
+route();
+const tick = () => { pollAnomalies(); pollStatus(); pollModels(); pollDrift(); };
+tick();
+setInterval(tick, 1000);

@@ -1,0 +1,405 @@
+"""The service's store: one SQLite database in WAL mode.
+
+It holds everything that must survive a crash (``kill -9`` at any moment):
+
+* ``journal``: every accepted input line, numbered (``seq``), written and committed before
+  the service acknowledges it; flush requests and model switches are journal rows too, so
+  that a replay does exactly what the first run did;
+* ``batches``: the idempotency keys of accepted requests (a client that retries a request
+  whose answer it lost does not store its lines twice);
+* ``verdicts``: anomalies, one row per session instance (``key``: session id and its first
+  line's ``seq``, unique), so a replay inserts nothing twice; ``session_lines`` keeps the
+  raw lines of a flagged session once it has closed;
+* ``feedback`` and ``models`` (model versions, their parent and the feedback they learnt);
+* ``checkpoint``: the streaming detector's state at a journal position; after a crash the
+  detector restarts from it and replays the journal rows after it (the rows up to it are
+  then no longer needed and are deleted);
+* ``offsets``: positions in external sources (a followed file, a broker), written in the
+  same transaction as the lines they delivered;
+* ``meta``: the schema version, the last processed ``seq``, and the processor's status
+  (counters for metrics).
+
+One process writes lines (the web server), one writes results (the detector process);
+SQLite serialises the writers and WAL lets readers run alongside them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from logwarden.errors import StateError
+
+__all__ = ["FLUSH", "LINE", "MODEL", "SCHEMA_VERSION", "Store"]
+
+SCHEMA_VERSION = 1
+
+# journal row kinds
+LINE = 0
+FLUSH = 1
+MODEL = 2  # text: the model version to use from this row on
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, text TEXT NOT NULL, acked REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY, first_seq INTEGER, last_seq INTEGER, n INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS verdicts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    session TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    final INTEGER NOT NULL DEFAULT 0,
+    closed_by TEXT,
+    reason TEXT,
+    detector TEXT,
+    model_version INTEGER,
+    created REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS verdicts_session ON verdicts (session);
+CREATE TABLE IF NOT EXISTS session_lines (verdict_id INTEGER PRIMARY KEY, lines TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    verdict_id INTEGER NOT NULL,
+    session TEXT NOT NULL,
+    label TEXT NOT NULL,
+    created REAL NOT NULL,
+    model_version INTEGER
+);
+CREATE TABLE IF NOT EXISTS models (
+    version INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    parent INTEGER,
+    created REAL NOT NULL,
+    status TEXT NOT NULL,
+    note TEXT,
+    feedback TEXT
+);
+CREATE TABLE IF NOT EXISTS checkpoint (
+    id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, model_version INTEGER,
+    state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS offsets (source TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class Store:
+    """A connection to the store (one per thread or process; see the module docstring).
+
+    ``durable``: commits wait until the WAL is on disk (``synchronous=FULL``), so an
+    acknowledged line survives a power loss too; otherwise (``NORMAL``) it survives a
+    crash of the process but perhaps not of the machine.
+    """
+
+    def __init__(self, path: str | Path, *, durable: bool = True, timeout: float = 30.0) -> None:
+        self.path = str(path)
+        try:
+            self.db = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self.db.execute("PRAGMA foreign_keys=OFF")
+            with self.transaction():
+                for stmt in _SCHEMA.strip().split(";"):
+                    if stmt.strip():
+                        self.db.execute(stmt)
+                found = self.get_meta("schema")
+                if found is None:
+                    self.set_meta("schema", str(SCHEMA_VERSION))
+                elif found != str(SCHEMA_VERSION):
+                    raise StateError(
+                        f"{self.path} is a store of schema {found}, this logwarden reads {SCHEMA_VERSION}"
+                    )
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{self.path} is not a usable logwarden store: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- transactions --------------------------------------------------------------------------
+
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, kind: object, exc: object, tb: object) -> None:
+            if kind is None:
+                self.db.execute("COMMIT")
+            else:
+                self.db.execute("ROLLBACK")
+
+    def transaction(self) -> Store._Tx:
+        """``with store.transaction():`` one atomic write (BEGIN IMMEDIATE ... COMMIT)."""
+        return Store._Tx(self.db)
+
+    # -- meta ----------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- the journal ---------------------------------------------------------------------------
+
+    def append(
+        self,
+        lines: Sequence[str],
+        *,
+        batch_id: str | None = None,
+        offsets: dict[str, str] | None = None,
+        kind: int = LINE,
+    ) -> tuple[int, int, bool]:
+        """Journal ``lines`` in one transaction (with ``offsets`` of their source);
+        returns (first seq, last seq, whether they were new). A ``batch_id`` seen before
+        stores nothing and returns the first time's numbers."""
+        now = time.time()
+        with self.transaction() as db:
+            if batch_id is not None:
+                row = db.execute(
+                    "SELECT first_seq, last_seq FROM batches WHERE id = ?", (batch_id,)
+                ).fetchone()
+                if row is not None:
+                    return int(row[0] or 0), int(row[1] or 0), False
+            row = db.execute("SELECT MAX(seq) FROM journal").fetchone()
+            last = int(row[0]) if row[0] is not None else int(self.get_meta("last_seq") or 0)
+            first = last + 1
+            db.executemany(
+                "INSERT INTO journal (seq, kind, text, acked) VALUES (?, ?, ?, ?)",
+                ((first + i, kind, t, now) for i, t in enumerate(lines)),
+            )
+            last = first + len(lines) - 1
+            if lines:
+                self.set_meta("last_seq", str(last))
+            if batch_id is not None:
+                db.execute(
+                    "INSERT INTO batches (id, first_seq, last_seq, n) VALUES (?, ?, ?, ?)",
+                    (batch_id, first, last, len(lines)),
+                )
+            for source, value in (offsets or {}).items():
+                db.execute(
+                    "INSERT INTO offsets (source, value) VALUES (?, ?) "
+                    "ON CONFLICT(source) DO UPDATE SET value = excluded.value",
+                    (source, value),
+                )
+        return first, last, True
+
+    def read_journal(self, after: int, limit: int) -> list[tuple[int, int, str, float]]:
+        return [
+            (int(a), int(b), str(c), float(d))
+            for a, b, c, d in self.db.execute(
+                "SELECT seq, kind, text, acked FROM journal WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, limit),
+            )
+        ]
+
+    def last_seq(self) -> int:
+        row = self.db.execute("SELECT MAX(seq) FROM journal").fetchone()
+        if row[0] is not None:
+            return int(row[0])
+        return int(self.get_meta("last_seq") or 0)
+
+    def processed_seq(self) -> int:
+        return int(self.get_meta("processed_seq") or 0)
+
+    def offset(self, source: str) -> str | None:
+        row = self.db.execute("SELECT value FROM offsets WHERE source = ?", (source,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- results (the detector process) --------------------------------------------------------
+
+    def save_results(
+        self,
+        processed: int,
+        verdicts: Iterable[dict[str, Any]],
+        status: dict[str, Any],
+        checkpoint: tuple[int, int | None, str] | None = None,
+    ) -> list[int]:
+        """One transaction: the verdicts (inserted, or updated when final; never twice),
+        the processed position and status, and perhaps a checkpoint (after which the
+        journal rows up to it are deleted). Returns the ids of newly inserted verdicts."""
+        new_ids: list[int] = []
+        now = time.time()
+        with self.transaction() as db:
+            for v in verdicts:
+                data = json.dumps(v["verdict"], ensure_ascii=False)
+                cur = db.execute(
+                    "INSERT INTO verdicts (key, session, seq, final, closed_by, reason, detector, "
+                    "model_version, created, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(key) DO NOTHING",
+                    (
+                        v["key"], v["verdict"]["session"], v["seq"], int(v["final"]),
+                        v.get("closed_by"), v["verdict"].get("reason"),
+                        v["verdict"].get("detector"), v.get("model_version"), now, data,
+                    ),
+                )  # fmt: skip
+                if cur.rowcount:
+                    new_ids.append(int(cur.lastrowid or 0))
+                elif v["final"]:
+                    db.execute(
+                        "UPDATE verdicts SET final = 1, closed_by = ?, data = ? WHERE key = ?",
+                        (v.get("closed_by"), data, v["key"]),
+                    )
+                if v["final"] and v.get("lines") is not None:
+                    row = db.execute(
+                        "SELECT id FROM verdicts WHERE key = ?", (v["key"],)
+                    ).fetchone()
+                    db.execute(
+                        "INSERT OR REPLACE INTO session_lines (verdict_id, lines) VALUES (?, ?)",
+                        (row[0], json.dumps(v["lines"], ensure_ascii=False)),
+                    )
+            self.set_meta("processed_seq", str(processed))
+            self.set_meta("status", json.dumps(status))
+            if checkpoint is not None:
+                seq, version, state = checkpoint
+                db.execute(
+                    "INSERT OR REPLACE INTO checkpoint (id, seq, model_version, state) "
+                    "VALUES (1, ?, ?, ?)",
+                    (seq, version, state),
+                )
+                db.execute("DELETE FROM journal WHERE seq <= ?", (seq,))
+        return new_ids
+
+    def checkpoint(self) -> tuple[int, int | None, dict[str, Any]] | None:
+        row = self.db.execute("SELECT seq, model_version, state FROM checkpoint").fetchone()
+        if row is None:
+            return None
+        try:
+            return int(row[0]), None if row[1] is None else int(row[1]), json.loads(row[2])
+        except ValueError as exc:
+            raise StateError(f"{self.path}: corrupt checkpoint: {exc}") from None
+
+    def status(self) -> dict[str, Any]:
+        raw = self.get_meta("status")
+        return json.loads(raw) if raw else {}
+
+    # -- reading verdicts ----------------------------------------------------------------------
+
+    def anomalies(self, since: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT id, final, model_version, data FROM verdicts WHERE id > ? ORDER BY id"
+        args: tuple[Any, ...] = (since,)
+        if limit is not None:
+            sql += " LIMIT ?"
+            args = (since, limit)
+        return [_row(r) for r in self.db.execute(sql, args)]
+
+    def verdict(self, vid: int) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT id, final, model_version, data FROM verdicts WHERE id = ?", (vid,)
+        ).fetchone()
+        return None if row is None else _row(row)
+
+    def verdict_of_session(self, session: str) -> dict[str, Any] | None:
+        """The latest verdict of a session id."""
+        row = self.db.execute(
+            "SELECT id, final, model_version, data FROM verdicts WHERE session = ? "
+            "ORDER BY id DESC LIMIT 1",
+            (session,),
+        ).fetchone()
+        return None if row is None else _row(row)
+
+    def session_lines(self, vid: int) -> list[str] | None:
+        row = self.db.execute(
+            "SELECT lines FROM session_lines WHERE verdict_id = ?", (vid,)
+        ).fetchone()
+        return None if row is None else list(json.loads(row[0]))
+
+    def count_anomalies(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0])
+
+    # -- feedback and models -------------------------------------------------------------------
+
+    def add_feedback(self, vid: int, session: str, label: str, version: int | None) -> int:
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO feedback (verdict_id, session, label, created, model_version) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (vid, session, label, time.time(), version),
+            )
+        return int(cur.lastrowid or 0)
+
+    def feedback(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": r[0],
+                "verdict": r[1],
+                "session": r[2],
+                "label": r[3],
+                "created": r[4],
+                "model_version": r[5],
+            }  # fmt: skip
+            for r in self.db.execute(
+                "SELECT id, verdict_id, session, label, created, model_version FROM feedback "
+                "ORDER BY id"
+            )
+        ]
+
+    def add_model(
+        self,
+        version: int,
+        path: str,
+        parent: int | None,
+        status: str,
+        note: str = "",
+        feedback: Sequence[int] = (),
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO models (version, path, parent, created, status, note, "
+                "feedback) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (version, path, parent, time.time(), status, note, json.dumps(list(feedback))),
+            )
+
+    def set_model_status(self, version: int, status: str, note: str | None = None) -> None:
+        with self.transaction() as db:
+            if note is None:
+                db.execute("UPDATE models SET status = ? WHERE version = ?", (status, version))
+            else:
+                db.execute(
+                    "UPDATE models SET status = ?, note = ? WHERE version = ?",
+                    (status, note, version),
+                )
+
+    def models(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "version": r[0],
+                "path": r[1],
+                "parent": r[2],
+                "created": r[3],
+                "status": r[4],
+                "note": r[5],
+                "feedback": json.loads(r[6] or "[]"),
+            }  # fmt: skip
+            for r in self.db.execute(
+                "SELECT version, path, parent, created, status, note, feedback FROM models "
+                "ORDER BY version"
+            )
+        ]
+
+    def model_path(self, version: int) -> str | None:
+        row = self.db.execute("SELECT path FROM models WHERE version = ?", (version,)).fetchone()
+        return None if row is None else str(row[0])
+
+
+def _row(r: Sequence[Any]) -> dict[str, Any]:
+    d = json.loads(r[3])
+    return {"id": int(r[0]), **d, "closed": bool(r[1]), "model_version": r[2]}
