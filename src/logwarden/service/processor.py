@@ -208,7 +208,7 @@ def _status(
         "config": {
             k: (None if isinstance(v, float) and not math.isfinite(v) else v)
             for k, v in asdict(sd.config).items()
-        },  # fmt: skip
+        },
     }
 
 

@@ -345,7 +345,7 @@ class Store:
                 "label": r[3],
                 "created": r[4],
                 "model_version": r[5],
-            }  # fmt: skip
+            }
             for r in self.db.execute(
                 "SELECT id, verdict_id, session, label, created, model_version FROM feedback "
                 "ORDER BY id"
@@ -388,7 +388,7 @@ class Store:
                 "status": r[4],
                 "note": r[5],
                 "feedback": json.loads(r[6] or "[]"),
-            }  # fmt: skip
+            }
             for r in self.db.execute(
                 "SELECT version, path, parent, created, status, note, feedback FROM models "
                 "ORDER BY version"

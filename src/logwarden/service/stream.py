@@ -43,6 +43,7 @@ a service can checkpoint it and replay its journal from there after a crash.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from bisect import bisect_left, insort
@@ -682,7 +683,7 @@ class StreamDetector:
                 v = self._end_verdict(s, it)
                 self.anomalies += 1
             elif s.reported is not None:
-                v = s.reported
+                v = copy.copy(s.reported)  # the entry's verdict stays as it was emitted
                 v.length = length
                 if v.position is not None and v.reason != "early_end":
                     p = v.position

@@ -1,0 +1,142 @@
+"""The streaming detector against batch ``detect`` on the same logs, and its state."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from logwarden.detect import Detector
+from logwarden.errors import ConfigError, StateError
+from logwarden.service import Emitted, StreamConfig, StreamDetector
+from logwarden.sim import SimConfig, simulate
+
+COMPARED = ("session", "anomalous", "reason", "detector", "position", "observed", "length",
+            "window", "lines", "rank", "expected")  # fmt: skip
+
+
+def batch_verdicts(model: Any, log: str) -> dict[str, dict[str, Any]]:
+    det = Detector.load(model)
+    data = det.read([log], learn=False)
+    return {v.session: v.to_dict() for v in det.verdicts(data)}
+
+
+def stream(det: Detector, lines: list[str], batch: int, cfg: StreamConfig | None = None,
+           start: int = 1) -> tuple[StreamDetector, list[Emitted]]:  # fmt: skip
+    sd = StreamDetector(det, cfg)
+    out: list[Emitted] = []
+    for i in range(0, len(lines), batch):
+        out += sd.process((start + i + j, t) for j, t in enumerate(lines[i : i + batch]))
+    return sd, out
+
+
+def finals(emitted: list[Emitted]) -> dict[str, dict[str, Any]]:
+    return {e.verdict.session: e.verdict.to_dict() for e in emitted if e.final}
+
+
+@pytest.mark.parametrize("batch", [1, 97, 5000])
+def test_stream_flags_the_sessions_batch_detect_flags(sim_model: Any, batch: int) -> None:
+    expected = batch_verdicts(sim_model.path, str(sim_model.mixed_log))
+    sd, out = stream(Detector.load(sim_model.path), sim_model.mixed_lines, batch)
+    out += sd.flush()
+    got = finals(out)
+    assert set(got) == set(expected)
+    flagged = {s for s, v in expected.items() if v["anomalous"]}
+    assert flagged  # the mixed log has anomalies of every kind
+    assert {s for s, v in got.items() if v["anomalous"]} == flagged
+    for sid in flagged:  # the same explanation, once the session has closed
+        for name in COMPARED:
+            assert got[sid].get(name) == expected[sid].get(name), (sid, name)
+        assert got[sid]["score"] == pytest.approx(expected[sid]["score"], rel=1e-5)
+    # Every anomaly of an entry was reported when that entry arrived, before the end.
+    early = {e.verdict.session: e for e in out if not e.final}
+    for sid in flagged:
+        if expected[sid]["reason"] != "early_end":
+            e = early[sid]
+            assert e.verdict.position == expected[sid]["position"]
+            assert e.verdict.length == e.verdict.position + 1  # entries so far
+    reasons = {v["reason"] for v in expected.values() if v["anomalous"]}
+    assert {"performance", "parameter"} & reasons and {"unseen_key", "ranked_out"} & reasons
+
+
+def test_state_round_trip_gives_the_same_verdicts(sim_model: Any) -> None:
+    det = Detector.load(sim_model.path)
+    lines = sim_model.mixed_lines
+    _, whole = stream(det, lines, 500)
+    cut = len(lines) // 2 + 123
+    first, part1 = stream(Detector.load(sim_model.path), lines[:cut], 500)
+    state = json.loads(json.dumps(first.to_state()))  # as a checkpoint stores it
+    assert first.open_count > 0 and state["open"]
+    resumed = StreamDetector.from_state(Detector.load(sim_model.path), state)
+    part2: list[Emitted] = []
+    for i in range(cut, len(lines), 500):
+        part2 += resumed.process((i + j + 1, t) for j, t in enumerate(lines[i : i + 500]))
+    key = lambda e: (e.key, e.final, json.dumps(e.verdict.to_dict(), sort_keys=True))  # noqa: E731
+    assert sorted(map(key, part1 + part2)) == sorted(map(key, whole))
+    assert resumed.stats.as_dict() == stream(det, lines, 500)[0].stats.as_dict()
+
+
+def test_idle_timeout_closes_sessions_in_log_time(sim_model: Any) -> None:
+    det = Detector.load(sim_model.path)
+    lines = sim_model.mixed_lines
+    # Sessions last seconds to minutes in the simulation: a 1-hour timeout splits none,
+    # but closes every session an hour (of log time) after its last entry, without flush.
+    far = "2026-03-02 00:00:00.000 35 INFO dfs.FSNamesystem: Roll Edit Log from 10.0.0.1"
+    sd, out = stream(det, [*lines, far], 1000, StreamConfig(session_timeout=3600))
+    assert sd.open_count == 0
+    closed = [e for e in out if e.final]
+    assert {e.closed_by for e in closed} == {"idle"}
+    expected = batch_verdicts(sim_model.path, str(sim_model.mixed_log))
+    assert {e.verdict.session for e in closed if e.verdict.anomalous} == {
+        s for s, v in expected.items() if v["anomalous"]
+    }
+    # A short timeout splits sessions: a reappearing id is a new session instance.
+    sd2, out2 = stream(det, lines, 1000, StreamConfig(session_timeout=2.0))
+    out2 += sd2.flush()
+    keys = [e.key for e in out2 if e.final]
+    assert len(keys) == len(set(keys)) > len(expected)
+
+
+def test_unknown_lines_are_kept_as_new_templates(sim_model: Any) -> None:
+    det = Detector.load(sim_model.path)
+    sid = "blk_-4242424242"
+    lines = [
+        f"2026-03-01 00:00:01.000 35 INFO dfs.FSNamesystem: BLOCK* NameSystem.allocateBlock: /x/part-1. {sid}",
+        f"2026-03-01 00:00:01.100 35 WARN dfs.Strange: quantum flux capacitor overloaded in {sid} by 7 units",
+        f"2026-03-01 00:00:01.200 35 WARN dfs.Strange: quantum flux capacitor overloaded in {sid} by 9 units",
+    ]
+    sd, out = stream(det, lines, 10)
+    assert sd.stats["new_template"] == 1
+    assert list(sd.new_templates().values()) == [
+        "quantum flux capacitor overloaded in <*> by <*> units"
+    ]
+    (hit,) = [e for e in out if not e.final]
+    assert hit.verdict.reason == "unseen_key" and hit.verdict.position == 1
+    assert hit.verdict.observed_template == "quantum flux capacitor overloaded in <*> by <*> units"
+
+
+def test_bad_lines_are_counted_not_fatal(sim_model: Any) -> None:
+    det = Detector.load(sim_model.path)
+    junk = ["", "\ufffd\ufffd\x7f binary \ufffd", "no header at all blk_-1", "x" * 10000,
+            "2026-13-45 99:99:99.000 35 INFO dfs.X: bad time blk_-1"]  # fmt: skip
+    sd, out = stream(det, junk, 2)
+    out += sd.flush()
+    assert sd.stats["empty_line"] == 1
+    assert sd.stats["unmatched_format"] >= 3
+    assert sd.stats["lines"] == len(junk)
+
+
+def test_window_sessions_and_bad_settings(sim_model: Any) -> None:
+    det = Detector.load(sim_model.path)
+    with pytest.raises(ConfigError):
+        StreamConfig(session_timeout=0)
+    with pytest.raises(StateError):
+        StreamDetector.from_state(det, {"schema": "something else"})
+    log = simulate(SimConfig(seed=5, sessions=30))
+    det.input = det.input.override(window=20)
+    sd, out = stream(det, log.lines, 50)
+    out += sd.flush()
+    names = [e.verdict.session for e in out if e.final]
+    assert names[:2] == ["w000000", "w000001"]
+    assert all(e.verdict.length == 20 for e in out if e.final and e.closed_by == "window")
