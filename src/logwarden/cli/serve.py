@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--no-fsync", action="store_true",
                     help="commit without waiting for the disk (survives a crash of the "
                     "process, perhaps not of the machine)")  # fmt: skip
+    sp.add_argument("--checkpoint-seconds", type=float, default=5.0, metavar="S",
+                    help="save the detector's state at most this often (5); a restart "
+                    "replays the journal after it")  # fmt: skip
     sp.add_argument(
         "--follow", metavar="FILE", help="also read lines appended to FILE (across rotation)"
     )
@@ -85,6 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body,
         max_line_bytes=args.max_line,
         durable=not args.no_fsync,
+        checkpoint_seconds=args.checkpoint_seconds,
     )
     sources = SourceOptions(
         follow=args.follow,

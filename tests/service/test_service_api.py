@@ -1,0 +1,142 @@
+"""``logwarden serve`` as a user runs it: the HTTP contract, limits, tokens, metrics."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from logwarden.cli.main import main
+
+
+def wait_for(fn: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = fn()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_logs_anomalies_flush_feedback_metrics(sim_model: Any, serve: Any, tmp_path: Path) -> None:
+    s = serve(["--model", str(sim_model.path), "--store", str(tmp_path / "v.db"),
+               "--session-timeout", "0"])  # fmt: skip
+    c = httpx.Client(base_url=s.url, timeout=30)
+    assert c.get("/healthz").json()["ok"] is True
+    lines = sim_model.mixed_lines
+    half = len(lines) // 2
+    r = c.post("/api/v1/logs", content="\n".join(lines[:half]) + "\n",
+               headers={"Content-Type": "text/plain"})  # fmt: skip
+    assert r.status_code == 202 and r.json()["accepted"] == half
+    r = c.post("/api/v1/logs", content="\n".join(lines[half:]).encode(),
+               headers={"Content-Type": "text/plain; charset=utf-8", "Idempotency-Key": "b2"})  # fmt: skip
+    assert r.json()["accepted"] == len(lines) - half
+    again = c.post("/api/v1/logs", content="\n".join(lines[half:]).encode(),
+                   headers={"Content-Type": "text/plain", "Idempotency-Key": "b2"})  # fmt: skip
+    assert again.status_code == 202 and again.json().get("duplicate") is True
+    # Entry-level anomalies appear before any flush.
+    early = wait_for(lambda: c.get("/api/v1/anomalies").json())
+    assert all(v["closed"] is False or v["reason"] == "early_end" for v in early[:1])
+    done = c.post("/api/v1/flush?wait=true").json()
+    assert done["done"] is True
+    got = c.get("/api/v1/anomalies").json()
+    from logwarden.detect import Detector
+
+    det = Detector.load(sim_model.path)
+    batch = det.verdicts(det.read([str(sim_model.mixed_log)]))
+    assert sorted(v["session"] for v in got) == sorted(v.session for v in batch if v.anomalous)
+    assert [v["id"] for v in got] == sorted({v["id"] for v in got})
+    assert all(v["closed"] for v in got)
+    # since / limit
+    page = c.get("/api/v1/anomalies", params={"since": got[2]["id"], "limit": 3}).json()
+    assert [v["id"] for v in page] == [v["id"] for v in got[3:6]]
+    one = c.get(f"/api/v1/anomalies/{got[0]['id']}").json()
+    assert one["session_lines"] and one["session"] == got[0]["session"]
+    assert c.get("/api/v1/anomalies/999999").status_code == 404
+    # feedback
+    r = c.post("/api/v1/feedback", json={"session": got[0]["session"], "label": "normal"})
+    assert r.status_code == 202 and r.json()["anomaly"] == got[0]["id"]
+    assert c.post("/api/v1/feedback", json={"session": got[0]["session"], "label": "maybe"}).status_code == 422
+    assert c.post("/api/v1/feedback", json={"session": "nope", "label": "normal"}).status_code == 404
+    assert c.post("/api/v1/feedback", content=b"{not json").status_code == 400
+    assert [f["label"] for f in c.get("/api/v1/feedback").json()] == ["normal"]
+    # metrics
+    m = c.get("/metrics").text
+    assert f"logwarden_lines_total {float(len(lines))}" in m
+    n_anom = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in m.splitlines()
+        if line.startswith("logwarden_anomalies_total{")
+    )
+    assert n_anom == len(got)
+    for name in ("logwarden_sessions_open", "logwarden_verdict_latency_seconds_bucket",
+                 "logwarden_model_version 1.0", "logwarden_bad_input_total"):  # fmt: skip
+        assert name in m
+    models = c.get("/api/v1/models").json()
+    assert models["current"] == 1 and models["versions"][0]["version"] == 1
+    page = c.get("/").text
+    assert "<title>logwarden</title>" in page and "/static/app.js" in page
+    assert "http" not in c.get("/static/app.js").text.split("fetch", 1)[0].lower().replace("https", "")
+
+
+def test_limits_and_bad_input(sim_model: Any, serve: Any, tmp_path: Path) -> None:
+    s = serve(["--model", str(sim_model.path), "--store", str(tmp_path / "v.db"),
+               "--max-body", "100000", "--max-line", "2000"])  # fmt: skip
+    c = httpx.Client(base_url=s.url, timeout=30)
+    r = c.post("/api/v1/logs", content=b"x" * 100001, headers={"Content-Type": "text/plain"})
+    assert r.status_code == 413 and "100,000 bytes" in r.json()["detail"]
+    r = c.post("/api/v1/logs", content=b"ok\n" + b"y" * 2001 + b"\n",
+               headers={"Content-Type": "text/plain"})  # fmt: skip
+    assert r.status_code == 413 and "line 2" in r.json()["detail"]
+    assert c.post("/api/v1/logs", json={"a": 1}).status_code == 415
+    junk = b"\xff\xfe bad utf8\n\x00\x01\x02 binary\nnot a log line\n\n" + bytes(range(256))
+    r = c.post("/api/v1/logs", content=junk, headers={"Content-Type": "text/plain"})
+    assert r.status_code == 202 and r.json()["accepted"] == 6  # bytes(range(256)) holds a newline
+    c.post("/api/v1/flush?wait=true")
+    m = c.get("/metrics").text
+    assert 'logwarden_bad_input_total{reason="bad_utf8"} 2.0' in m
+    assert 'logwarden_bad_input_total{reason="nul_bytes"} 2.0' in m
+    assert 'logwarden_bad_input_total{reason="line_too_long"} 1.0' in m
+    assert 'logwarden_bad_input_total{reason="unmatched_format"}' in m
+    assert c.get("/healthz").status_code == 200
+
+
+def test_token_and_binding(sim_model: Any, serve: Any, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token-0123456789\n")
+    s = serve(["--model", str(sim_model.path), "--store", str(tmp_path / "v.db"),
+               "--token-file", str(token_file)])  # fmt: skip
+    c = httpx.Client(base_url=s.url, timeout=30)
+    for path in ("/api/v1/logs", "/api/v1/flush", "/api/v1/feedback"):
+        assert c.post(path, content=b"x\n").status_code == 401
+        wrong = c.post(path, content=b"x\n", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+    ok = c.post("/api/v1/logs", content=b"x\n",
+                headers={"Authorization": "Bearer s3cret-token-0123456789"})  # fmt: skip
+    assert ok.status_code == 202
+    assert c.get("/api/v1/anomalies").status_code == 200  # reading needs no token
+    # Another address than loopback without a token is refused before binding.
+    assert main(["serve", "--model", str(sim_model.path), "--store",
+                 str(tmp_path / "w.db"), "--host", "0.0.0.0"]) == 2  # fmt: skip
+
+
+def test_store_is_checked(tmp_path: Path, sim_model: Any) -> None:
+    bad = tmp_path / "not.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    assert main(["serve", "--model", str(sim_model.path), "--store", str(bad)]) == 1
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    con.execute("INSERT INTO meta VALUES ('schema', '99')")
+    con.commit()
+    con.close()
+    assert main(["serve", "--model", str(sim_model.path), "--store", str(db)]) == 1
+    assert main(["serve", "--store", str(tmp_path / "new.db")]) == 2  # a new store needs a model
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
