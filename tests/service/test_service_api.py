@@ -61,8 +61,15 @@ def test_logs_anomalies_flush_feedback_metrics(sim_model: Any, serve: Any, tmp_p
     # feedback
     r = c.post("/api/v1/feedback", json={"session": got[0]["session"], "label": "normal"})
     assert r.status_code == 202 and r.json()["anomaly"] == got[0]["id"]
-    assert c.post("/api/v1/feedback", json={"session": got[0]["session"], "label": "maybe"}).status_code == 422
-    assert c.post("/api/v1/feedback", json={"session": "nope", "label": "normal"}).status_code == 404
+    assert (
+        c.post(
+            "/api/v1/feedback", json={"session": got[0]["session"], "label": "maybe"}
+        ).status_code
+        == 422
+    )
+    assert (
+        c.post("/api/v1/feedback", json={"session": "nope", "label": "normal"}).status_code == 404
+    )
     assert c.post("/api/v1/feedback", content=b"{not json").status_code == 400
     assert [f["label"] for f in c.get("/api/v1/feedback").json()] == ["normal"]
     # metrics
@@ -81,7 +88,9 @@ def test_logs_anomalies_flush_feedback_metrics(sim_model: Any, serve: Any, tmp_p
     assert models["current"] == 1 and models["versions"][0]["version"] == 1
     page = c.get("/").text
     assert "<title>logwarden</title>" in page and "/static/app.js" in page
-    assert "http" not in c.get("/static/app.js").text.split("fetch", 1)[0].lower().replace("https", "")
+    assert "http" not in c.get("/static/app.js").text.split("fetch", 1)[0].lower().replace(
+        "https", ""
+    )
 
 
 def test_limits_and_bad_input(sim_model: Any, serve: Any, tmp_path: Path) -> None:

@@ -15,7 +15,9 @@ from logwarden.detect import Detector
 
 
 @pytest.mark.slow
-def test_kill9_loop_loses_and_duplicates_nothing(sim_model: Any, serve: Any, tmp_path: Path) -> None:
+def test_kill9_loop_loses_and_duplicates_nothing(
+    sim_model: Any, serve: Any, tmp_path: Path
+) -> None:
     args = ["--model", str(sim_model.path), "--store", str(tmp_path / "v.db"),
             "--session-timeout", "0", "--checkpoint-seconds", "0.3"]  # fmt: skip
     lines = sim_model.mixed_lines
@@ -63,7 +65,9 @@ def test_kill9_loop_loses_and_duplicates_nothing(sim_model: Any, serve: Any, tmp
     # every acknowledged line processed exactly once
     assert f"logwarden_lines_total {float(len(lines))}" in m
     det = Detector.load(sim_model.path)
-    expected = sorted(v.session for v in det.verdicts(det.read([str(sim_model.mixed_log)])) if v.anomalous)
+    expected = sorted(
+        v.session for v in det.verdicts(det.read([str(sim_model.mixed_log)])) if v.anomalous
+    )
     sessions = [v["session"] for v in got]
     assert len(sessions) == len(set(sessions))  # no verdict twice
     assert sorted(sessions) == expected  # none lost

@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--redis", metavar="URL", help="also read a Redis stream (with --stream)")
     sp.add_argument("--stream", metavar="KEY", help="Redis stream key")
     sp.add_argument("--redis-group", default="logwarden", metavar="NAME")
+    sp.add_argument("--claim-idle", type=float, default=30.0, metavar="SECONDS",
+                    help="Redis: take over entries another consumer has left pending this "
+                    "long (30)")  # fmt: skip
     sp.add_argument(
         "--consumer", metavar="NAME", help="consumer name (Redis/Kafka; default host-pid)"
     )
@@ -99,5 +102,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         topic=args.topic,
         group=args.group,
         consumer=args.consumer,
+        claim_idle=args.claim_idle,
     )
     return run_service(config, sources, port_file=args.port_file, quiet=args.quiet, out=sys.stderr)

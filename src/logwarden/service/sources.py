@@ -185,21 +185,27 @@ class RedisSource(_Source):
         mine = r.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=BATCH_LINES)
         backlog = mine[0][1] if mine else []
         last_claim = 0.0
+        cursor = "0-0"
         while not self.stop_event.is_set():
             entries: list[Any] = []
             claimed = False
             if backlog:
                 entries, backlog = backlog[:BATCH_LINES], backlog[BATCH_LINES:]
-            elif time.monotonic() - last_claim > max(0.5, self.claim_idle_ms / 4000):
+            elif cursor != "0-0" or time.monotonic() - last_claim > max(
+                0.2, self.claim_idle_ms / 4000
+            ):
+                # Entries a dead consumer read but never acknowledged, oldest first; a
+                # scan goes on (cursor) until the pending list is drained, before new ones.
                 last_claim = time.monotonic()
                 got = r.xautoclaim(
-                    self.stream, self.group, self.consumer, self.claim_idle_ms, "0-0",
+                    self.stream, self.group, self.consumer, self.claim_idle_ms, cursor,
                     count=BATCH_LINES,
                 )  # fmt: skip
+                cursor = _s(got[0]) if got else "0-0"
                 entries = got[1] if got else []
                 claimed = bool(entries)
                 self.claimed += len(entries)
-            if not entries:
+            if not entries and cursor == "0-0":
                 got = r.xreadgroup(
                     self.group, self.consumer, {self.stream: ">"}, count=BATCH_LINES, block=100
                 )
