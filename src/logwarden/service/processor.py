@@ -99,10 +99,41 @@ def _load(store: Store, version: int) -> Detector:
     return Detector.load(path)
 
 
-def run_processor(cfg: ProcessorConfig, stop: Any = None, wake: Any = None) -> None:
-    """The processor's main loop (the target of the detector process)."""
+class Doorbell:
+    """The detector process's end of a pipe from the server: a byte rings it (new lines),
+    end of file means the server closed it or died (then the processor stops: a killed
+    server leaves no detector behind, whatever it held when it died)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn  # a multiprocessing Connection, used as a plain file descriptor
+        self.fd = conn.fileno()
+        self.closed = False
+
+    def wait(self, timeout: float) -> None:
+        import select
+
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if ready:
+            try:
+                data = os.read(self.fd, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                self.closed = True
+
+
+def ring(fd: int) -> None:
+    """The server's side: wake the detector (never blocks; a full pipe rings already)."""
+    with contextlib.suppress(BlockingIOError, BrokenPipeError, OSError):
+        os.write(fd, b"w")
+
+
+def run_processor(cfg: ProcessorConfig, bell: Any = None) -> None:
+    """The processor's main loop (the target of the detector process); ``bell``: the read
+    end of the server's pipe (see ``Doorbell``)."""
     _die_with_parent()
     parent = os.getppid()
+    door = Doorbell(bell) if bell is not None else None
     with contextlib.suppress(ImportError):
         from threadpoolctl import threadpool_limits
 
@@ -111,12 +142,12 @@ def run_processor(cfg: ProcessorConfig, stop: Any = None, wake: Any = None) -> N
     with store_lock(cfg.store):
         store = Store(cfg.store, durable=cfg.durable)
         try:
-            _loop(cfg, store, stop, wake, parent)
+            _loop(cfg, store, door, parent)
         finally:
             store.close()
 
 
-def _loop(cfg: ProcessorConfig, store: Store, stop: Any, wake: Any, parent: int) -> None:
+def _loop(cfg: ProcessorConfig, store: Store, door: Doorbell | None, parent: int) -> None:
     ck = store.checkpoint()
     if ck is not None:
         pos, version, state = ck
@@ -130,17 +161,16 @@ def _loop(cfg: ProcessorConfig, store: Store, stop: Any, wake: Any, parent: int)
     last_ck = time.monotonic()
     started = time.time()
     dirty = True
-    while stop is None or not stop.is_set():
-        if os.getppid() != parent:
+    while door is None or not door.closed:
+        if door is not None and os.getppid() != parent:
             return  # the server is gone
         rows = store.read_journal(pos, cfg.batch_lines)
         if not rows:
             if dirty:
                 store.save_results(pos, [], _status(sd, version, latency, pos, started))
                 dirty = False
-            if wake is not None:
-                wake.wait(cfg.poll_seconds)
-                wake.clear()
+            if door is not None:
+                door.wait(cfg.poll_seconds)
             else:
                 time.sleep(cfg.poll_seconds)
             continue

@@ -27,7 +27,7 @@ from typing import Any
 
 from logwarden.detect import Detector
 from logwarden.errors import ConfigError
-from logwarden.service.processor import ProcessorConfig, run_processor
+from logwarden.service.processor import ProcessorConfig, ring, run_processor
 from logwarden.service.store import FLUSH, LINE, MODEL, Store
 from logwarden.service.stream import StreamConfig
 
@@ -135,8 +135,8 @@ class Service:
         self._lock = threading.Lock()  # one journal writer at a time on this connection
         self._register_first_model()
         self._ctx = multiprocessing.get_context("spawn")
-        self._wake = self._ctx.Event()
-        self._stop = self._ctx.Event()
+        self._bell_fd: int | None = None  # write end of the detector's doorbell pipe
+        self._bell: Any = None
         self._proc: Any = None
         self._restarts = 0
         self._supervisor: threading.Thread | None = None
@@ -174,16 +174,23 @@ class Service:
             durable=self.config.durable,
             checkpoint_seconds=self.config.checkpoint_seconds,
         )
+        reader, writer = self._ctx.Pipe(duplex=False)
         self._proc = self._ctx.Process(
-            target=run_processor, args=(cfg, self._stop, self._wake), daemon=True,
-            name="logwarden-detector",
+            target=run_processor, args=(cfg, reader), daemon=True, name="logwarden-detector",
         )  # fmt: skip
         self._proc.start()
+        reader.close()
+        os.set_blocking(writer.fileno(), False)
+        with self._lock:
+            old = self._bell
+            self._bell, self._bell_fd = writer, writer.fileno()
+            if old is not None:
+                old.close()
 
     def _supervise(self) -> None:
         while not self._closing.wait(0.5):
             proc = self._proc
-            if proc is not None and not proc.is_alive() and not self._stop.is_set():
+            if proc is not None and not proc.is_alive() and not self._closing.is_set():
                 self._restarts += 1
                 time.sleep(min(5.0, 0.2 * self._restarts))
                 if not self._closing.is_set():
@@ -194,8 +201,10 @@ class Service:
         for s in self.sources:
             with contextlib.suppress(Exception):
                 s.stop()
-        self._stop.set()
-        self._wake.set()
+        with self._lock:
+            if self._bell is not None:
+                self._bell.close()  # end of file: the detector finishes its step and stops
+                self._bell, self._bell_fd = None, None
         if self._proc is not None:
             self._proc.join(10)
             if self._proc.is_alive():
@@ -214,7 +223,8 @@ class Service:
     ) -> tuple[int, int, bool]:
         with self._lock:
             got = self.store.append(lines, batch_id=batch_id, offsets=offsets, kind=kind)
-        self._wake.set()
+            if self._bell_fd is not None:
+                ring(self._bell_fd)
         return got
 
     def flush(self) -> int:

@@ -294,7 +294,7 @@ class Store:
     # -- reading verdicts ----------------------------------------------------------------------
 
     def anomalies(self, since: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT id, final, model_version, data FROM verdicts WHERE id > ? ORDER BY id"
+        sql = "SELECT id, final, model_version, data, created, seq FROM verdicts WHERE id > ? ORDER BY id"
         args: tuple[Any, ...] = (since,)
         if limit is not None:
             sql += " LIMIT ?"
@@ -303,14 +303,14 @@ class Store:
 
     def verdict(self, vid: int) -> dict[str, Any] | None:
         row = self.db.execute(
-            "SELECT id, final, model_version, data FROM verdicts WHERE id = ?", (vid,)
+            "SELECT id, final, model_version, data, created, seq FROM verdicts WHERE id = ?", (vid,)
         ).fetchone()
         return None if row is None else _row(row)
 
     def verdict_of_session(self, session: str) -> dict[str, Any] | None:
         """The latest verdict of a session id."""
         row = self.db.execute(
-            "SELECT id, final, model_version, data FROM verdicts WHERE session = ? "
+            "SELECT id, final, model_version, data, created, seq FROM verdicts WHERE session = ? "
             "ORDER BY id DESC LIMIT 1",
             (session,),
         ).fetchone()
@@ -402,4 +402,8 @@ class Store:
 
 def _row(r: Sequence[Any]) -> dict[str, Any]:
     d = json.loads(r[3])
-    return {"id": int(r[0]), **d, "closed": bool(r[1]), "model_version": r[2]}
+    return {
+        "id": int(r[0]), **d, "closed": bool(r[1]), "model_version": r[2],
+        "detected_at": r[4],  # when the anomaly was first stored (epoch seconds)
+        "seq": r[5],  # the input line (journal number) that raised it
+    }  # fmt: skip

@@ -1,0 +1,354 @@
+"""The streaming service through HTTP on loopback: throughput, latency, memory, kill -9.
+
+    python bench/service_throughput.py                 # short run (about 2 minutes)
+    python bench/service_throughput.py --minutes 30    # the full soak figure
+
+Starts a real ``logwarden serve`` (its detector process included) on 127.0.0.1 with a model
+trained on a simulated normal log (or ``--model``), and measures:
+
+1. **throughput**: a pre-generated simulated log (``--lines``) posted in batches of
+   ``--batch`` lines by ``--clients`` concurrent clients as fast as the server takes them;
+   lines/s from the first request until the detector has processed everything (lag 0),
+   and the acknowledgement rate alone;
+2. **latency**: the same kind of traffic paced at ``--rate`` lines/s; for every anomaly
+   raised at an entry (not at a session's end), the time from the 202 of the request
+   holding that line to the verdict's commit (``detected_at``); p50, p99, max;
+3. **memory**: paced traffic for ``--minutes``, the resident memory of the server and its
+   detector process sampled every 10 s; first (after a warm-up minute) against last;
+4. **kill -9**: ``--kills`` random ``kill -9`` of the server during a replay, restarts on
+   the same store, client retries with idempotency keys; lines lost and verdicts
+   duplicated against an uninterrupted run.
+
+Targets (issue 13): >= 20,000 lines/s, p99 <= 100 ms, memory within 10 %, 0 lost, 0 dup.
+A bench, not a test: it prints figures (``--json`` for one JSON object); ``--strict`` exits 1
+when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from logwarden.detect import DeepLog, Detector, InputSpec
+from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, iter_lines, simulate
+
+TARGET_RATE = 20_000
+TARGET_P99 = 0.100
+
+
+def train_model(out: Path, sessions: int) -> Path:
+    normal = simulate(SimConfig(seed=101, sessions=sessions, normal_only=True))
+    normal.write(out / "normal.log")
+    det = Detector(DeepLog(seed=0), InputSpec(format=SIM_FORMAT, session=SIM_SESSION_REGEX))
+    det.fit(det.read([str(out / "normal.log")], learn=True))
+    det.save(out / "model")
+    return out / "model"
+
+
+class Server:
+    def __init__(self, model: Path, store: Path, extra: list[str] | None = None) -> None:
+        self.port_file = store.with_suffix(f".port{time.monotonic_ns()}")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "logwarden", "serve", "--model", str(model), "--store",
+             str(store), "--port", "0", "-q", "--port-file", str(self.port_file), *(extra or [])],
+            stdout=subprocess.DEVNULL, stderr=open(store.with_suffix(".log"), "ab"),  # noqa: SIM115
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not self.port_file.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"serve did not start (see {store.with_suffix('.log')})")
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{int(self.port_file.read_text())}"
+        httpx.get(self.url + "/healthz", timeout=30)
+
+    def rss_mb(self) -> float:
+        pids = [self.proc.pid]
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+            pids += [int(p) for p in children.split()]
+        except OSError:
+            pass
+        total = 0
+        for pid in pids:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total / 1024
+
+    def status(self) -> dict[str, Any]:
+        return httpx.get(self.url + "/api/v1/status", timeout=30).json()  # type: ignore[no-any-return]
+
+    def wait_drained(self, lines: int, timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.status()
+            if st.get("stats", {}).get("lines", 0) >= lines and st.get("lag_lines", 1) == 0:
+                return
+            time.sleep(0.02)
+        raise RuntimeError("the detector did not catch up")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+
+def post_all(url: str, bodies: list[bytes], clients: int, acks: dict[int, float] | None = None,
+             keys: bool = False) -> None:  # fmt: skip
+    """Post bodies with ``clients`` threads; record each body's 202 time."""
+    nxt = iter(range(len(bodies)))
+    lock = threading.Lock()
+
+    def work() -> None:
+        with httpx.Client(base_url=url, timeout=120) as c:
+            while True:
+                with lock:
+                    i = next(nxt, None)
+                if i is None:
+                    return
+                headers = {"Content-Type": "text/plain"}
+                if keys:
+                    headers["Idempotency-Key"] = f"b{i}"
+                r = c.post("/api/v1/logs", content=bodies[i], headers=headers)
+                r.raise_for_status()
+                if acks is not None:
+                    acks[i] = time.time()
+
+    threads = [threading.Thread(target=work) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def batches(lines: list[str], size: int) -> list[list[str]]:
+    return [lines[i : i + size] for i in range(0, len(lines), size)]
+
+
+def throughput(
+    model: Path, tmp: Path, lines: list[str], batch: int, clients: int
+) -> dict[str, Any]:
+    srv = Server(model, tmp / "tp.db", ["--session-timeout", "600"])
+    try:
+        bodies = ["\n".join(b).encode() for b in batches(lines, batch)]
+        t0 = time.perf_counter()
+        post_all(srv.url, bodies, clients)
+        acked = time.perf_counter() - t0
+        srv.wait_drained(len(lines))
+        total = time.perf_counter() - t0
+        return {"lines": len(lines), "batch": batch, "clients": clients,
+                "ack_lines_per_s": round(len(lines) / acked),
+                "lines_per_s": round(len(lines) / total), "seconds": round(total, 2)}  # fmt: skip
+    finally:
+        srv.stop()
+
+
+def paced(srv: Server, gen: Any, rate: float, seconds: float, batch: int,
+          on_sample: Any = None) -> tuple[int, dict[int, tuple[int, int, float]]]:  # fmt: skip
+    """Send ``rate`` lines/s for ``seconds``; returns lines sent and per-request
+    (first seq, last seq, ack time)."""
+    sent = 0
+    acks: dict[int, tuple[int, int, float]] = {}
+    t0 = time.perf_counter()
+    step = batch / rate
+    next_sample = t0
+    with httpx.Client(base_url=srv.url, timeout=120) as c:
+        i = 0
+        while time.perf_counter() - t0 < seconds:
+            due = t0 + i * step
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            body = [next(gen) for _ in range(batch)]
+            r = c.post("/api/v1/logs", content="\n".join(body).encode(),
+                       headers={"Content-Type": "text/plain"})  # fmt: skip
+            r.raise_for_status()
+            j = r.json()
+            acks[i] = (j["first_seq"], j["last_seq"], time.time())
+            sent += batch
+            i += 1
+            if on_sample is not None and time.perf_counter() >= next_sample:
+                on_sample()
+                next_sample = time.perf_counter() + 10
+    return sent, acks
+
+
+def latency(model: Path, tmp: Path, rate: float, seconds: float, batch: int) -> dict[str, Any]:
+    srv = Server(model, tmp / "lat.db", ["--session-timeout", "600"])
+    try:
+        gen = iter_lines(SimConfig(seed=202, sessions=10_000_000, anomaly_rate=0.05))
+        sent, acks = paced(srv, gen, rate, seconds, batch)
+        srv.wait_drained(sent)
+        got = httpx.get(srv.url + "/api/v1/anomalies", timeout=60).json()
+        # the ack time of the request that held each verdict's line
+        starts = sorted((a[0], a[1], a[2]) for a in acks.values())
+        import bisect
+
+        firsts = [s[0] for s in starts]
+        lat = []
+        for v in got:
+            if v["reason"] == "early_end":
+                continue
+            seq = v.get("seq")
+            if seq is None:
+                continue
+            k = bisect.bisect_right(firsts, seq) - 1
+            if k >= 0 and starts[k][0] <= seq <= starts[k][1]:
+                lat.append(v["detected_at"] - starts[k][2])
+        lat.sort()
+        q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else None  # noqa: E731
+        return {"rate": rate, "seconds": seconds, "lines": sent, "entry_anomalies": len(lat),
+                "p50_ms": round(q(0.5) * 1000, 1) if lat else None,
+                "p99_ms": round(q(0.99) * 1000, 1) if lat else None,
+                "max_ms": round(lat[-1] * 1000, 1) if lat else None}  # fmt: skip
+    finally:
+        srv.stop()
+
+
+def soak(model: Path, tmp: Path, rate: float, minutes: float, batch: int) -> dict[str, Any]:
+    srv = Server(model, tmp / "soak.db", ["--session-timeout", "600"])
+    samples: list[tuple[float, float]] = []
+    t0 = time.perf_counter()
+    try:
+        gen = iter_lines(SimConfig(seed=303, sessions=100_000_000, anomaly_rate=0.05))
+        sent, _ = paced(srv, gen, rate, minutes * 60, batch,
+                        on_sample=lambda: samples.append((time.perf_counter() - t0, srv.rss_mb())))  # fmt: skip
+        samples.append((time.perf_counter() - t0, srv.rss_mb()))
+        warm = [m for t, m in samples if t >= min(60.0, minutes * 60 / 3)]
+        first, last = (warm[0], warm[-1]) if warm else (samples[0][1], samples[-1][1])
+        return {"minutes": minutes, "rate": rate, "lines": sent, "rss_mb_first": round(first, 1),
+                "rss_mb_last": round(last, 1), "rss_mb_max": round(max(m for _, m in samples), 1),
+                "growth": round(last / first - 1, 3), "samples": len(samples),
+                "lag_at_end": srv.status().get("lag_lines")}  # fmt: skip
+    finally:
+        srv.stop()
+
+
+def kill_loop(model: Path, tmp: Path, lines: list[str], kills: int, batch: int) -> dict[str, Any]:
+    store = tmp / "kill.db"
+    args = ["--session-timeout", "0", "--checkpoint-seconds", "1"]
+    bodies = ["\n".join(b).encode() for b in batches(lines, batch)]
+    rng = random.Random(7)
+    srv = Server(model, store, args)
+    done = set()
+    killed = 0
+    i = 0
+    c = httpx.Client(base_url=srv.url, timeout=30)
+    kill_at = sorted(rng.sample(range(1, len(bodies) - 1), kills))
+    while i < len(bodies):
+        if killed < kills and i >= kill_at[killed]:
+            threading.Timer(rng.uniform(0, 0.2), srv.proc.kill).start()
+            killed += 1
+            try:
+                while i < len(bodies):
+                    r = c.post("/api/v1/logs", content=bodies[i],
+                               headers={"Content-Type": "text/plain", "Idempotency-Key": f"b{i}"})  # fmt: skip
+                    r.raise_for_status()
+                    done.add(i)
+                    i += 1
+                    if srv.proc.poll() is not None:
+                        break
+            except httpx.TransportError:
+                pass
+            srv.proc.wait(30)
+            c.close()
+            srv = Server(model, store, args)
+            c = httpx.Client(base_url=srv.url, timeout=30)
+            continue
+        r = c.post("/api/v1/logs", content=bodies[i],
+                   headers={"Content-Type": "text/plain", "Idempotency-Key": f"b{i}"})  # fmt: skip
+        r.raise_for_status()
+        done.add(i)
+        i += 1
+    c.post("/api/v1/flush?wait=true", timeout=120)
+    got = httpx.get(srv.url + "/api/v1/anomalies", timeout=60).json()
+    processed = srv.status()["stats"].get("lines", 0)
+    srv.stop()
+    # the uninterrupted run
+    ref = Server(model, tmp / "ref.db", args)
+    post_all(ref.url, bodies, 1)
+    httpx.post(ref.url + "/api/v1/flush?wait=true", timeout=120)
+    want = httpx.get(ref.url + "/api/v1/anomalies", timeout=60).json()
+    ref.stop()
+    keys = [v["session"] for v in got]
+    return {"kills": killed, "lines": len(lines), "processed": processed,
+            "lost_lines": len(lines) - processed if processed <= len(lines) else 0,
+            "extra_lines": max(0, processed - len(lines)),
+            "duplicate_verdicts": len(keys) - len(set(keys)),
+            "missing_verdicts": len({v["session"] for v in want} - set(keys)),
+            "unexpected_verdicts": len(set(keys) - {v["session"] for v in want})}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, help="a model bundle (default: train one on a simulation)")
+    p.add_argument("--train-sessions", type=int, default=1500)
+    p.add_argument("--lines", type=int, default=300_000, help="throughput: lines posted")
+    p.add_argument("--batch", type=int, default=2000, help="lines per request")
+    p.add_argument("--clients", type=int, default=2)
+    p.add_argument("--rate", type=float, default=TARGET_RATE, help="paced lines/s (20000)")
+    p.add_argument("--latency-seconds", type=float, default=30)
+    p.add_argument("--minutes", type=float, default=1.0, help="soak length (30 for the figure)")
+    p.add_argument("--kills", type=int, default=10)
+    p.add_argument(
+        "--skip", nargs="*", default=[], choices=["throughput", "latency", "soak", "kill"]
+    )
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--strict", action="store_true")
+    args = p.parse_args(argv)
+    out: dict[str, Any] = {"machine": f"{os.cpu_count()} cores"}
+    with tempfile.TemporaryDirectory(prefix="logwarden-bench-") as tmp_s:
+        tmp = Path(tmp_s)
+        model = args.model or train_model(tmp, args.train_sessions)
+        log = simulate(SimConfig(seed=404, sessions=max(100, args.lines // 13), anomaly_rate=0.05))
+        lines = log.lines[: args.lines]
+        if "throughput" not in args.skip:
+            out["throughput"] = throughput(model, tmp, lines, args.batch, args.clients)
+            print(f"throughput: {out['throughput']}", file=sys.stderr)
+        if "latency" not in args.skip:
+            out["latency"] = latency(model, tmp, args.rate, args.latency_seconds, 500)
+            print(f"latency: {out['latency']}", file=sys.stderr)
+        if "soak" not in args.skip:
+            out["soak"] = soak(model, tmp, args.rate, args.minutes, 1000)
+            print(f"soak: {out['soak']}", file=sys.stderr)
+        if "kill" not in args.skip:
+            out["kill9"] = kill_loop(model, tmp, lines[:60_000], args.kills, 500)
+            print(f"kill -9: {out['kill9']}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(json.dumps(out, indent=2))
+    missed = []
+    tp = out.get("throughput", {}).get("lines_per_s")
+    if tp is not None and tp < TARGET_RATE:
+        missed.append("throughput")
+    p99 = out.get("latency", {}).get("p99_ms")
+    if p99 is not None and p99 > TARGET_P99 * 1000:
+        missed.append("p99 latency")
+    growth = out.get("soak", {}).get("growth")
+    if growth is not None and growth > 0.10:
+        missed.append("memory")
+    k = out.get("kill9", {})
+    if k and (k["lost_lines"] or k["duplicate_verdicts"] or k["missing_verdicts"]):
+        missed.append("kill -9")
+    if missed:
+        print("targets missed: " + ", ".join(missed), file=sys.stderr)
+    return 1 if missed and args.strict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
