@@ -23,6 +23,7 @@ $(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.demo-installed
 	$(BIN)/logwarden demo
+	@echo "Live service: $(BIN)/logwarden serve --model MODEL --store verdicts.db  (or on simulated traffic: $(BIN)/logwarden demo --serve, then open http://127.0.0.1:8080/)"
 
 test: $(VENV)/.test-installed
 	$(BIN)/ruff check src tests bench

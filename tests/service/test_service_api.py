@@ -149,3 +149,35 @@ def test_store_is_checked(tmp_path: Path, sim_model: Any) -> None:
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.mark.slow
+def test_demo_serve_shows_live_anomalies(sim_model: Any, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import SRC, free_port
+
+    shutil.copytree(sim_model.path, tmp_path / "model")  # a trained model: no training here
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logwarden", "demo", "--serve", "--dir", str(tmp_path),
+         "--port", str(port), "--rate", "3000"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={"PYTHONPATH": str(SRC)},
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def anomalies() -> Any:
+            try:
+                return httpx.get(url + "/api/v1/anomalies", timeout=5).json()
+            except httpx.TransportError:
+                return None
+
+        assert wait_for(anomalies, timeout=90)
+        assert "<title>logwarden</title>" in httpx.get(url + "/").text
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=30)[0].decode()
+    assert f"Dashboard: {url}/" in out

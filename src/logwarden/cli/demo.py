@@ -189,12 +189,77 @@ def _write_report(verdicts: list, model: DeepLog, console: Console, out_dir: Pat
         console.print(f"[yellow]No HTML report: {escape(str(exc))}[/]")
 
 
+def serve_demo(
+    sessions: int = 1500,
+    seed: int = 7,
+    port: int = 8080,
+    rate: float = 200.0,
+    workdir: str | None = None,
+    console: Console | None = None,
+) -> int:
+    """Train on a simulated normal log, then serve live detection on simulated traffic
+    (``rate`` lines/s, anomalies included) so that the dashboard has something to show."""
+    import threading
+
+    from logwarden.detect import Detector, InputSpec
+    from logwarden.service.run import run_service
+    from logwarden.service.server import ServiceConfig
+    from logwarden.sim import iter_lines
+
+    console = console or Console()
+    root = Path(workdir or tempfile.mkdtemp(prefix="logwarden-serve-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    console.rule("[bold]logwarden demo --serve")
+    model_dir = root / "model"
+    if not (model_dir / "manifest.json").exists():
+        normal = simulate(SimConfig(seed=seed, sessions=sessions, normal_only=True))
+        normal.write(root / "normal.log")
+        console.print(f"Training on a simulated normal log ({len(normal.lines):,} lines)...")
+        det = Detector(DeepLog(seed=seed), InputSpec(format=SIM_FORMAT, session=SIM_SESSION_REGEX))
+        det.fit(det.read([str(root / "normal.log")], learn=True))
+        det.save(model_dir)
+    stop = threading.Event()
+
+    def feed(service: object, url: str) -> None:
+        console.print(
+            f"[bold]Dashboard: {url}/[/]  (simulated traffic, {rate:g} lines/s; Ctrl-C stops)\n"
+            f"Also: curl {url}/api/v1/anomalies, {url}/metrics; store and model in {root}"
+        )
+
+        def run() -> None:
+            lines = iter_lines(SimConfig(seed=seed + 1, sessions=10_000_000, anomaly_rate=0.05))
+            batch = max(1, int(rate / 5))
+            while not stop.wait(batch / rate):
+                service.append([next(lines) for _ in range(batch)])  # type: ignore[attr-defined]
+
+        threading.Thread(target=run, daemon=True, name="demo-traffic").start()
+
+    config = ServiceConfig(store=str(root / "verdicts.db"), model=str(model_dir), port=port,
+                           session_timeout=300.0)  # fmt: skip
+    try:
+        return run_service(config, quiet=True, on_start=feed)
+    finally:
+        stop.set()
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     sd = sub.add_parser("demo", help="simulate a log, parse it, show what logwarden sees")
     sd.add_argument("--sessions", type=int, default=1500)
     sd.add_argument("--seed", type=int, default=7)
+    sd.add_argument("--serve", action="store_true",
+                    help="then run the service on simulated traffic (dashboard on --port)")  # fmt: skip
+    sd.add_argument("--port", type=int, default=8080)
+    sd.add_argument("--rate", type=float, default=200.0, help="--serve: lines per second (200)")
+    sd.add_argument("--dir", metavar="DIR", help="--serve: keep the model and store here")
     sd.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return run_demo(sessions=args.sessions, seed=args.seed)
+    if args.serve:
+        return serve_demo(args.sessions, args.seed, args.port, args.rate, args.dir)
+    code = run_demo(sessions=args.sessions, seed=args.seed)
+    print(
+        "Next: live detection with a dashboard: logwarden demo --serve "
+        "(your own model: logwarden serve --model MODEL --store verdicts.db)"
+    )
+    return code

@@ -547,11 +547,53 @@ class ParamModels:
                 f"{m.positions}; build it with ParamModels.series or the model's layouts"
             )
         z = (m.transform(s.values) - m.center) / m.scale
+        windows = _windows(z, self.config.window) if m.kind == "lstm" else None
+        return self._score(m, s, z, windows)
+
+    def score_with_history(
+        self,
+        unit: Unit,
+        values: np.ndarray,
+        history: np.ndarray,
+        net: ParamNetNumpy | None = None,
+    ) -> ParamScores:
+        """Score entries of ``unit`` each with its own history, as ``score_key`` scores a
+        series: ``values`` (n, d) are the entries' feature vectors, ``history`` (n,
+        window, d) the vectors before each one in the unit's series (NaN rows in front
+        where the series had fewer: they enter as 0, as a series' start does). Streaming
+        detection uses it; ``net``: the unit's network, when the caller keeps it built."""
+        m = self.models[unit]
+        key, prev = unit
+        n = len(values)
+        s = KeySeries(key, m.positions, values, np.zeros((n, 2), np.int64), 0, prev)
+        z = (m.transform(values) - m.center) / m.scale
+        windows = None
+        if m.kind == "lstm":
+            h = history.reshape(-1, values.shape[1])
+            hz = ((m.transform(h) - m.center) / m.scale).reshape(history.shape)
+            windows = np.clip(np.nan_to_num(hz, nan=0.0), -_INPUT_CLIP, _INPUT_CLIP).astype(
+                np.float32
+            )
+        return self._score(m, s, z, windows, net)
+
+    def network(self, unit: Unit) -> ParamNetNumpy:
+        """The NumPy network of an LSTM unit (built from its weights)."""
+        return ParamNetNumpy(self.models[unit].weights, self.config.layers)
+
+    def _score(
+        self,
+        m: _KeyModel,
+        s: KeySeries,
+        z: np.ndarray,
+        windows: np.ndarray | None,
+        net: ParamNetNumpy | None = None,
+    ) -> ParamScores:
+        n = len(s)
         guard = self._range_guard(m, s.values)
         if m.kind == "lstm":
-            pred = ParamNetNumpy(m.weights, self.config.layers).predict(
-                _windows(z, self.config.window)
-            )
+            assert windows is not None
+            net = net if net is not None else ParamNetNumpy(m.weights, self.config.layers)
+            pred = net.predict(windows)
             dev = self._deviation(z - pred, guard)
             sq = dev * dev
             count = (~np.isnan(sq)).sum(axis=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -60,6 +61,7 @@ def run_service(
     port_file: str | None = None,
     quiet: bool = False,
     out: TextIO | None = None,
+    on_start: Callable[[Service, str], None] | None = None,
 ) -> int:
     """Serve until interrupted (SIGINT/SIGTERM); returns the exit code."""
     import uvicorn
@@ -85,9 +87,11 @@ def run_service(
             import os
 
             os.replace(port_file + ".tmp", port_file)
+        shown = f"[{host}]" if ":" in host else host
         if out is not None:
-            shown = f"[{host}]" if ":" in host else host
             print(f"logwarden: serving on http://{shown}:{port}/ (store {config.store})", file=out)
+        if on_start is not None:
+            on_start(service, f"http://{shown}:{port}")
         server = uvicorn.Server(
             uvicorn.Config(
                 app, log_level="warning", access_log=not quiet, timeout_graceful_shutdown=5,

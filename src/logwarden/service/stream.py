@@ -59,7 +59,7 @@ from logwarden.errors import ConfigError, StateError
 from logwarden.io.formats import LogFormat, get_format
 from logwarden.io.ingest import session_config
 from logwarden.models import END, PAD, UNK
-from logwarden.models.params import START, KeySeries, numeric_value
+from logwarden.models.params import START, numeric_value
 from logwarden.parsing import CREATED, TemplateMiner
 from logwarden.records import Event, Line, Param, Record, Stats
 from logwarden.sessions import Session
@@ -68,6 +68,9 @@ from logwarden.sessions.grouping import TIMESTAMP_LIMIT
 __all__ = ["STATE_SCHEMA", "Emitted", "StreamConfig", "StreamDetector"]
 
 STATE_SCHEMA = "logwarden.stream/1"
+
+# Lines between two prunings of the parameter histories.
+_PRUNE_LINES = 20_000
 
 # Distinct windows whose probabilities are kept (HDFS: 5k; about 1 kB each at 100 keys).
 _PROBS_CACHE = 100_000
@@ -189,7 +192,9 @@ class _History:
 
     def before(self, order: int, window: int) -> list[list[float]]:
         own = self.by_order.get(order)
-        out = list(own[-window:]) if own else []
+        if own is not None and len(own) >= window:
+            return own[-window:]
+        out = list(own) if own else []
         need = window - len(out)
         i = bisect_left(self.orders, order) - 1
         while need > 0 and i >= 0:
@@ -233,7 +238,7 @@ class _History:
         return forced
 
 
-@dataclass
+@dataclass(slots=True)
 class _Check:
     """One entry to check, in arrival order."""
 
@@ -251,7 +256,7 @@ class _Check:
     param_row: tuple[Any, int] | None = None  # (ParamScores, row) when a parameter model fired
 
 
-@dataclass
+@dataclass(slots=True)
 class _Close:
     session: _Open
     window: tuple[int, ...]
@@ -319,6 +324,8 @@ class StreamDetector:
         self._history = {}
         self._pair_cache = {}
         self._probs = {}
+        self._nets: dict[tuple[int, int | None], Any] = {}  # built parameter networks
+        self._next_prune = 0
         index = self.key_model.index
         for s in self._open.values():
             s.idx = [index.get(e.label, UNK) for e in s.entries]
@@ -615,7 +622,7 @@ class StreamDetector:
         return got
 
     def _param_scores(self, checks: Sequence[_Check]) -> None:
-        """Score the entries that have a parameter model, batched per unit."""
+        """Score the entries that have a parameter model, one call per unit."""
         params = self.params
         if params is None:
             return
@@ -624,34 +631,27 @@ class StreamDetector:
         for c in checks:
             if c.unit is not None:
                 by_unit.setdefault(c.unit, []).append(c)
+        nets = self._nets
         for unit, group in by_unit.items():
             m = params.models[unit]
-            positions = tuple(m.positions)
-            # Entries with a full history are scored in one series of blocks (history,
-            # entry); the first entries of a unit, with a shorter one, each on their own.
-            if m.kind != "lstm":
-                blocks = [group]
-                with_history = False
+            d = 1 + len(m.positions)
+            values = np.array([c.vec for c in group], dtype=np.float64).reshape(len(group), d)
+            net = None
+            if m.kind == "lstm":
+                # Each entry's history, NaN rows in front where the series is shorter.
+                hist = np.full((len(group), w, d), np.nan)
+                for i, c in enumerate(group):
+                    h = c.history or []
+                    if h:
+                        hist[i, w - len(h) :] = h
+                net = nets.get(unit)
+                if net is None:
+                    net = nets[unit] = params.network(unit)
             else:
-                full = [c for c in group if len(c.history or []) >= w]
-                blocks = [full] + [[c] for c in group if len(c.history or []) < w]
-                with_history = True
-            for block in blocks:
-                if not block:
-                    continue
-                rows: list[list[float]] = []
-                at: list[int] = []
-                for c in block:
-                    if with_history:
-                        rows.extend(c.history or [])
-                    at.append(len(rows))
-                    rows.append(c.vec or [])
-                values = np.array(rows, dtype=np.float64).reshape(len(rows), 1 + len(positions))
-                refs = np.zeros((len(rows), 2), dtype=np.int64)
-                sc = params.score_key(KeySeries(unit[0], positions, values, refs, 0, unit[1]))
-                for c, j in zip(block, at, strict=True):
-                    if bool(sc.anomalous[j]):
-                        c.param_row = (sc, j)
+                hist = np.zeros((len(group), 0, d))
+            sc = params.score_with_history(unit, values, hist, net)
+            for j in np.flatnonzero(sc.anomalous).tolist():
+                group[j].param_row = (sc, j)
 
     def _decide(self, timeline: list[_Check | _Close]) -> list[Emitted]:
         if not timeline:
@@ -758,8 +758,10 @@ class StreamDetector:
         return Event(record, e.tkey, "", params)
 
     def _prune(self) -> None:
-        if not self._history:
+        # Every few thousand lines: finding the oldest open session walks them all.
+        if not self._history or self.stats["lines"] < self._next_prune:
             return
+        self._next_prune = self.stats["lines"] + _PRUNE_LINES
         min_open = min((s.order for s in self._open.values()), default=self._order)
         cap = self.config.history_sessions
         forced = 0
