@@ -140,3 +140,27 @@ def test_window_sessions_and_bad_settings(sim_model: Any) -> None:
     names = [e.verdict.session for e in out if e.final]
     assert names[:2] == ["w000000", "w000001"]
     assert all(e.verdict.length == 20 for e in out if e.final and e.closed_by == "window")
+
+
+def test_observers_see_every_entry_and_every_closed_session(sim_model: Any) -> None:
+    class Watch:
+        def __init__(self) -> None:
+            self.entries: list[tuple[str, str, int]] = []
+            self.sessions: list[tuple[str, int]] = []
+
+        def entry(self, key: str, session: str, ts: float | None, seq: int) -> None:
+            self.entries.append((key, session, seq))
+
+        def closed(self, verdict: Any, keys: list[str]) -> None:
+            self.sessions.append((verdict.session, len(keys)))
+
+    det = Detector.load(sim_model.path)
+    sd = StreamDetector(det)
+    watch = Watch()
+    sd.observers.append(watch)
+    lines = sim_model.mixed_lines[:3000]
+    sd.process((i + 1, t) for i, t in enumerate(lines))
+    out = sd.flush()
+    assert len(watch.sessions) == len(out) == sd.sessions_closed
+    assert sum(n for _, n in watch.sessions) == len(watch.entries)
+    assert [seq for _, _, seq in watch.entries] == sorted(seq for _, _, seq in watch.entries)

@@ -100,9 +100,9 @@ class _Metrics:
         g.add_metric([], status.get("new_templates", 0))
         yield g
         drift = status.get("drift")
-        if isinstance(drift, dict) and "warnings" in drift:
+        if isinstance(drift, dict) and "n_warnings" in drift:
             c = CounterMetricFamily("logwarden_drift_warnings", "Drift warnings raised")
-            c.add_metric([], int(drift["warnings"]))
+            c.add_metric([], int(drift["n_warnings"]))
             yield c
 
 

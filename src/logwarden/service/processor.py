@@ -156,6 +156,10 @@ def _loop(cfg: ProcessorConfig, store: Store, door: Doorbell | None, parent: int
     else:
         pos, version = 0, 1
         sd = StreamDetector(_load(store, version), cfg.stream)
+    # Drift is advisory: it starts again at a restart (its state is not checkpointed).
+    drift = DriftWatch.create(sd.detector)
+    if drift is not None:
+        sd.observers.append(drift)
     replay_until = store.processed_seq()  # rows up to here were processed before a restart
     latency = _Latency()
     last_ck = time.monotonic()
@@ -167,7 +171,7 @@ def _loop(cfg: ProcessorConfig, store: Store, door: Doorbell | None, parent: int
         rows = store.read_journal(pos, cfg.batch_lines)
         if not rows:
             if dirty:
-                store.save_results(pos, [], _status(sd, version, latency, pos, started))
+                store.save_results(pos, [], _status(sd, version, latency, pos, started, drift))
                 dirty = False
             if door is not None:
                 door.wait(cfg.poll_seconds)
@@ -190,6 +194,11 @@ def _loop(cfg: ProcessorConfig, store: Store, door: Doorbell | None, parent: int
             elif kind == MODEL:
                 version = int(text)
                 sd.use(_load(store, version))
+                if drift is not None:
+                    sd.observers.remove(drift)
+                    drift = DriftWatch.create(sd.detector)
+                    if drift is not None:
+                        sd.observers.append(drift)
         if chunk:
             emitted += sd.process(chunk)
         pos = rows[-1][0]
@@ -216,14 +225,62 @@ def _loop(cfg: ProcessorConfig, store: Store, door: Doorbell | None, parent: int
         if time.monotonic() - last_ck >= cfg.checkpoint_seconds:
             checkpoint = (pos, version, json.dumps(sd.to_state(), ensure_ascii=False))
             last_ck = time.monotonic()
-        store.save_results(pos, records, _status(sd, version, latency, pos, started), checkpoint)
+        store.save_results(
+            pos, records, _status(sd, version, latency, pos, started, drift), checkpoint
+        )
         dirty = False
 
 
+class DriftWatch:
+    """The drift tracker of ``logwarden.online`` on the stream, when this logwarden has it
+    and the model carries a training baseline; its report goes into the status."""
+
+    def __init__(self, tracker: Any) -> None:
+        self.tracker = tracker
+        self._report: dict[str, Any] = {}
+        self._at = 0.0
+
+    @classmethod
+    def create(cls, detector: Detector) -> DriftWatch | None:
+        try:
+            from logwarden.online.drift import DriftTracker  # type: ignore[import-not-found]
+        except ImportError:
+            return None
+        model = detector.model
+        baseline = getattr(model, "drift_baseline_", None)
+        try:
+            keys = model.keys_
+        except Exception:
+            return None
+        return cls(DriftTracker(baseline, keys, dict(model.templates_)))
+
+    def entry(self, key: str, session: str, ts: float | None, seq: int) -> None:
+        self.tracker.update_line(key, session=session, time=ts, line=seq)
+
+    def closed(self, verdict: Any, keys: list[str]) -> None:
+        self.tracker.learn_one(verdict, keys)
+
+    def report(self) -> dict[str, Any]:
+        """The tracker's report (warnings counted), recomputed at most every 2 seconds."""
+        if time.monotonic() - self._at >= 2.0:
+            r = self.tracker.report()
+            self._report = {**r, "warnings": r.get("warnings", []),
+                            "n_warnings": len(r.get("warnings", [])),
+                            "buckets": r.get("buckets", [])[-50:]}  # fmt: skip
+            self._at = time.monotonic()
+        return self._report
+
+
 def _status(
-    sd: StreamDetector, version: int, latency: _Latency, pos: int, started: float
+    sd: StreamDetector,
+    version: int,
+    latency: _Latency,
+    pos: int,
+    started: float,
+    drift: DriftWatch | None = None,
 ) -> dict[str, Any]:
     return {
+        "drift": drift.report() if drift is not None else None,
         "pid": os.getpid(),
         "started": started,
         "updated": time.time(),

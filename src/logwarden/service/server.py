@@ -345,8 +345,11 @@ class OnlineUpdater:
 
 
 def update_detector(det: Detector, sessions: dict[str, list[str]], labels: dict[str, str]) -> None:
-    """Run ``Detector.partial_fit`` on labelled sessions (raw lines)."""
+    """Run ``Detector.partial_fit`` on labelled sessions given by their raw lines (the
+    online update of ``logwarden.online``: ``Feedback`` records name the sessions)."""
     import tempfile
+
+    from logwarden.online.feedback import Feedback  # type: ignore[import-not-found]
 
     with tempfile.TemporaryDirectory(prefix="logwarden-update-") as tmp:
         path = os.path.join(tmp, "feedback.log")
@@ -354,8 +357,9 @@ def update_detector(det: Detector, sessions: dict[str, list[str]], labels: dict[
             for lines in sessions.values():
                 fh.write("\n".join(lines) + "\n")
         data = det.read([path], learn=False)
-        normal = [i for i, sid in enumerate(data.ids) if labels.get(sid) == "normal"]
-        det.partial_fit(data, normal)  # type: ignore[attr-defined]
+        feedback = [Feedback(sid, label, who="dashboard") for sid, label in labels.items()
+                    if sid in set(data.ids)]  # fmt: skip
+        det.partial_fit(data, feedback)  # type: ignore[attr-defined]
 
 
 def workflow_renderer() -> Callable[..., str] | None:

@@ -303,6 +303,9 @@ class StreamDetector:
         self._probs: dict[tuple[int, ...], np.ndarray] = {}  # window -> probabilities
         self.sessions_closed = 0
         self.anomalies = 0
+        # Watchers of the stream (a drift tracker): ``entry(key, session, timestamp, seq)``
+        # for each entry as it arrives, ``closed(verdict, keys)`` for each closed session.
+        self.observers: list[Any] = []
         self.use(detector)
 
     # -- the model -----------------------------------------------------------------------------
@@ -568,6 +571,8 @@ class StreamDetector:
                 check.history = hist.before(s.order, self.param_window)
                 hist.add(s.order, vec)
         timeline.append(check)
+        for obs in self.observers:
+            obs.entry(label, s.sid, ts, seq)
 
     def _closing(self, s: _Open, seq: int) -> _Close:
         h = self.h
@@ -693,6 +698,8 @@ class StreamDetector:
             v.score = self._score(s, top_g)
             raw = [e.text for e in s.entries] if v.anomalous else None
             out.append(Emitted(s.key, v, True, it.seq, s.closed_by, raw))
+            for obs in self.observers:
+                obs.closed(v, s.labels())
         self._prune()
         return out
 
