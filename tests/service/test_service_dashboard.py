@@ -48,6 +48,13 @@ def test_dashboard_lists_explains_and_takes_feedback(
         assert "ANOMALY" in page.locator("#s-explain").inner_text()
         page.wait_for_selector("#s-lines li")
         assert page.locator("#s-lines li.hit").count() == 1
+        # The workflow picture with the divergence marked, drawn by the service (Graphviz).
+        page.wait_for_selector("#s-workflow:not([hidden])")
+        page.wait_for_function(
+            "document.querySelector('#s-workflow-img').complete && "
+            "document.querySelector('#s-workflow-img').naturalWidth > 0"
+        )
+        assert page.locator("#s-diagnosis-text").inner_text().strip().startswith("{")
         page.screenshot(path=str(tmp_path / "session.png"), full_page=True)
         before = page.locator("#models li.model").first.inner_text()
         assert before.startswith("v1 (in use)")

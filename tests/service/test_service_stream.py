@@ -13,7 +13,7 @@ from logwarden.service import Emitted, StreamConfig, StreamDetector
 from logwarden.sim import SimConfig, simulate
 
 COMPARED = ("session", "anomalous", "reason", "detector", "position", "observed", "length",
-            "window", "lines", "rank", "expected")  # fmt: skip
+            "window", "lines", "rank", "expected", "diagnosis")  # fmt: skip
 
 
 def batch_verdicts(model: Any, log: str) -> dict[str, dict[str, Any]]:
@@ -45,6 +45,8 @@ def test_stream_flags_the_sessions_batch_detect_flags(sim_model: Any, batch: int
     flagged = {s for s, v in expected.items() if v["anomalous"]}
     assert flagged  # the mixed log has anomalies of every kind
     assert {s for s, v in got.items() if v["anomalous"]} == flagged
+    # the workflow diagnosis is compared too (the model mines workflows by default)
+    assert sum(1 for sid in flagged if expected[sid].get("diagnosis")) > len(flagged) / 2
     for sid in flagged:  # the same explanation, once the session has closed
         for name in COMPARED:
             assert got[sid].get(name) == expected[sid].get(name), (sid, name)

@@ -179,7 +179,8 @@ def create_app(service: Service) -> FastAPI:
         got = await run_in_threadpool(service.read, get)
         if got is None:
             raise HTTPException(404, f"no anomaly {vid}")
-        got["workflow_svg"] = f"/api/v1/anomalies/{vid}/workflow.svg" if service.workflow else None
+        has = service.workflow is not None and bool((got.get("diagnosis") or {}).get("workflow"))
+        got["workflow_svg"] = f"/api/v1/anomalies/{vid}/workflow.svg" if has else None
         return got  # type: ignore[no-any-return]
 
     @app.get("/api/v1/anomalies/{vid}/workflow.svg")
@@ -189,8 +190,11 @@ def create_app(service: Service) -> FastAPI:
         v = await run_in_threadpool(service.read, lambda s: s.verdict(vid))
         if v is None:
             raise HTTPException(404, f"no anomaly {vid}")
+        path = await run_in_threadpool(
+            service.read, lambda s: s.model_path(int(v.get("model_version") or 1))
+        )
         try:
-            svg = service.workflow(v)
+            svg = await run_in_threadpool(service.workflow, v, path)
         except Exception as exc:  # a picture that cannot be drawn is not a server error
             raise HTTPException(404, f"no workflow picture for this verdict: {exc}") from None
         return Response(svg, media_type="image/svg+xml")

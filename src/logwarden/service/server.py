@@ -363,11 +363,26 @@ def update_detector(det: Detector, sessions: dict[str, list[str]], labels: dict[
 
 
 def workflow_renderer() -> Callable[..., str] | None:
-    """The workflow picture of a verdict (SVG), when this logwarden has the workflow
-    package; None otherwise."""
+    """``render(verdict dict, model path) -> SVG``: the workflow picture of an anomaly with
+    its divergence marked, when this logwarden has the workflow package; None otherwise."""
     try:
-        from logwarden import workflow  # type: ignore[attr-defined]
+        from logwarden.workflow.diagnose import Diagnosis
+        from logwarden.workflow.render import diagnosis_dot, to_svg
     except ImportError:
         return None
-    render = getattr(workflow, "render_svg", None)
-    return render if callable(render) else None
+    models: dict[str, Any] = {}
+
+    def render(verdict: dict[str, Any], model_path: str) -> str:
+        d = verdict.get("diagnosis")
+        if not d or not d.get("workflow"):
+            raise ValueError("this anomaly has no workflow diagnosis")
+        model = models.get(model_path)
+        if model is None:
+            model = models[model_path] = Detector.load(model_path).model
+        workflows = getattr(model, "workflows_", None)
+        wf = workflows.by_name(d["workflow"]) if workflows is not None else None
+        if wf is None:
+            raise ValueError(f"the model has no workflow {d['workflow']!r}")
+        return str(to_svg(diagnosis_dot(wf, model.templates_, Diagnosis.from_dict(d))))
+
+    return render

@@ -677,6 +677,7 @@ class StreamDetector:
                     continue
                 v = self._key_verdict(it) if it.flag else self._param_verdict(it)
                 v.score = self._score(s, top_g)
+                self._diagnose(v, s)
                 s.reported = v
                 self.anomalies += 1
                 out.append(Emitted(s.key, v, False, s.entries[it.pos].seq))
@@ -696,12 +697,27 @@ class StreamDetector:
             else:
                 v = Verdict(s.sid, False, length, 0.0)
             v.score = self._score(s, top_g)
+            if v.anomalous:  # against the whole session now, as batch detect diagnoses it
+                self._diagnose(v, s)
             raw = [e.text for e in s.entries] if v.anomalous else None
             out.append(Emitted(s.key, v, True, it.seq, s.closed_by, raw))
             for obs in self.observers:
                 obs.closed(v, s.labels())
         self._prune()
         return out
+
+    def _diagnose(self, v: Verdict, s: _Open) -> None:
+        """The workflow diagnosis of an anomalous verdict, when the model has workflows
+        (against the entries so far; at the close, the whole session)."""
+        workflows = getattr(self.model, "workflows_", None)
+        if workflows is None or v.position is None or not hasattr(v, "diagnosis"):
+            return
+        from logwarden.workflow.diagnose import diagnose
+
+        lines = [e.text for e in s.entries]
+        v.diagnosis = diagnose(
+            workflows, s.labels(), v.position, v.reason or "", self.model.templates_, lines
+        )
 
     def _score(self, s: _Open, top_g: bool) -> float:
         if top_g:
@@ -900,8 +916,17 @@ _VERDICT_FIELDS = (
 
 
 def _verdict_state(v: Verdict) -> dict[str, Any]:
-    return {k: getattr(v, k) for k in _VERDICT_FIELDS}
+    d = {k: getattr(v, k) for k in _VERDICT_FIELDS}
+    diagnosis = getattr(v, "diagnosis", None)
+    if diagnosis is not None:
+        d["diagnosis"] = diagnosis.to_dict()
+    return d
 
 
 def _verdict_from(d: dict[str, Any]) -> Verdict:
-    return Verdict(**{k: d[k] for k in _VERDICT_FIELDS if k in d})
+    v = Verdict(**{k: d[k] for k in _VERDICT_FIELDS if k in d})
+    if d.get("diagnosis") is not None:
+        from logwarden.workflow.diagnose import Diagnosis
+
+        v.diagnosis = Diagnosis.from_dict(d["diagnosis"])
+    return v
