@@ -36,12 +36,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _harness import DEFAULT_DATA, machine_info, machine_line
 from logwarden.detect import DeepLog, Detector, InputSpec
 from logwarden.service import StreamConfig, StreamDetector
 from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
 
-BENCH_DIR = Path(__file__).resolve().parent
-DEFAULT_DATA = BENCH_DIR.parent.parent / "shared" / "data"
 _EPOCH = 1772323200.0  # 2026-03-01T00:00:00Z
 
 
@@ -210,9 +209,11 @@ def main(argv: list[str] | None = None) -> int:
             model = train(tmp / "n.log", SIM_FORMAT, SIM_SESSION_REGEX, tmp / f"sim{seed}", seed)
             rows.append(compare(model, tmp / "m.log", args.batch, f"simulator seed {seed}"))
             print(rows[-1], file=sys.stderr)
+    machine = machine_info()
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps({"machine": machine, "rows": rows}))
     else:
+        print(machine_line(machine))
         print(f"{'log':28} {'lines':>9} {'sessions':>9} {'batch':>6} {'stream':>6} {'only b':>6} "
               f"{'only s':>6} {'expl.':>5} {'lines/s':>8} {'per cpu-s':>9}")  # fmt: skip
         for r in rows:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from _harness import logwarden_command, machine_info, machine_line
 from logwarden.detect import DeepLog, Detector, InputSpec
 from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, iter_lines, simulate
 
@@ -60,7 +60,7 @@ class Server:
     def __init__(self, model: Path, store: Path, extra: list[str] | None = None) -> None:
         self.port_file = store.with_suffix(f".port{time.monotonic_ns()}")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "logwarden", "serve", "--model", str(model), "--store",
+            [*logwarden_command(), "serve", "--model", str(model), "--store",
              str(store), "--port", "0", "-q", "--port-file", str(self.port_file), *(extra or [])],
             stdout=subprocess.DEVNULL, stderr=open(store.with_suffix(".log"), "ab"),  # noqa: SIM115
         )  # fmt: skip
@@ -310,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--strict", action="store_true")
     args = p.parse_args(argv)
-    out: dict[str, Any] = {"machine": f"{os.cpu_count()} cores"}
+    machine = machine_info()
+    out: dict[str, Any] = {"machine": machine}
+    print(machine_line(machine), file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="logwarden-bench-") as tmp_s:
         tmp = Path(tmp_s)
         model = args.model or train_model(tmp, args.train_sessions)
