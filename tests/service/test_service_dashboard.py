@@ -54,7 +54,7 @@ def test_dashboard_lists_explains_and_takes_feedback(
             "document.querySelector('#s-workflow-img').complete && "
             "document.querySelector('#s-workflow-img').naturalWidth > 0"
         )
-        assert page.locator("#s-diagnosis-text").inner_text().strip().startswith("{")
+        assert page.locator("#s-diagnosis-summary").inner_text().startswith("workflow ")
         page.screenshot(path=str(tmp_path / "session.png"), full_page=True)
         before = page.locator("#models li.model").first.inner_text()
         assert before.startswith("v1 (in use)")

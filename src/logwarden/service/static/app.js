@@ -43,6 +43,18 @@ function describe(v) {
   return out.join("\n");
 }
 
+function diagnosisText(d) {
+  if (!d.workflow) return "no known workflow covers this session";
+  const name = (k, t) => (t ? `${k} (${t})` : k);
+  const out = [`workflow ${d.workflow}: after ${name(d.state, d.state_template)}`];
+  out.push(`  observed: ${name(d.observed, d.observed_template)}${d.diverged ? "  <- not allowed here" : "  (allowed)"}`);
+  if (d.expected_steps && d.expected_steps.length) out.push("  allowed next: " + d.expected_steps.map((e) => `${name(e.key, e.template)} ${(e.probability ?? 0).toFixed(2)}`).join("; "));
+  if (d.why) out.push("  why: " + d.why);
+  if (d.missing && d.missing.length) out.push("  still missing: " + d.missing.map((m) => name(m.key, m.template)).join("; "));
+  if (d.step) out.push("  workflow step: " + name(d.step.key, d.step.template));
+  return out.join("\n");
+}
+
 function addRow(v, fresh) {
   const tr = document.createElement("tr");
   tr.dataset.id = v.id;
@@ -103,7 +115,10 @@ async function showSession(id) {
   text($("s-title"), `Anomaly ${v.id}: session ${v.session}`);
   text($("s-explain"), describe(v));
   $("s-diagnosis").hidden = !v.diagnosis;
-  if (v.diagnosis) text($("s-diagnosis-text"), JSON.stringify(v.diagnosis, null, 2));
+  if (v.diagnosis) {
+    text($("s-diagnosis-summary"), diagnosisText(v.diagnosis));
+    text($("s-diagnosis-text"), JSON.stringify(v.diagnosis, null, 2));
+  }
   $("s-workflow").hidden = !v.workflow_svg;
   if (v.workflow_svg) $("s-workflow-img").src = v.workflow_svg;
   const lines = v.session_lines || v.lines || [];
