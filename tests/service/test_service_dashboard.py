@@ -72,6 +72,14 @@ def test_dashboard_lists_explains_and_takes_feedback(
             assert page.locator("#models li.model").first.inner_text().startswith("v2 (in use)")
         else:
             assert "no online update" in page.locator("#online").inner_text()
+        drift = httpx.get(s.url + "/api/v1/drift").json()
+        if drift["available"]:  # the drift tracker of logwarden.online
+            page.wait_for_function(
+                "document.querySelector('#drift').textContent.includes('drift warning')"
+            )
+        else:
+            assert "no drift tracker" in page.locator("#drift").inner_text()
+        page.screenshot(path=str(tmp_path / "after-feedback.png"), full_page=True)
         browser.close()
     # Everything the page loaded came from the service itself.
     assert requests and all(u.startswith(s.url) for u in requests)

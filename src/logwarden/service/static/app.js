@@ -100,10 +100,34 @@ async function pollModels() {
   } catch (e) { /* shown by the status line */ }
 }
 
+function driftSummary(d) {
+  const out = [];
+  const warnings = d.warnings || [];
+  out.push(`${warnings.length} drift warning${warnings.length === 1 ? "" : "s"}`);
+  for (const w of warnings.slice(-5)) {
+    const causes = (w.causes || []).map((c) => c.template || c.key).slice(0, 3).join("; ");
+    out.push(`  bucket ${w.bucket}: ${w.reasons.join(", ")}; flagged ${(100 * w.flagged_share).toFixed(1)}%` + (causes ? ` (${causes})` : ""));
+  }
+  const buckets = (d.buckets || []).slice(-5);
+  if (buckets.length) out.push("recent buckets (entries, unseen, flagged):");
+  for (const b of buckets) {
+    out.push(`  ${b.bucket}: ${b.entries} · ${(100 * (b.unseen_share || 0)).toFixed(2)}% · ${(100 * (b.flagged_share || 0)).toFixed(1)}%${b.drift ? " DRIFT" : ""}`);
+  }
+  const templates = d.drift_templates || [];
+  if (templates.length) out.push("new templates behind drift: " + templates.map((t) => t.template || t.key).join("; "));
+  if (d.suggested && d.suggested.length) out.push("sessions to review: " + d.suggested.slice(0, 5).join(", "));
+  return out.join("\n");
+}
+
 async function pollDrift() {
   try {
     const d = await api("/api/v1/drift");
-    if (d.available) text($("drift"), JSON.stringify(d.drift, null, 2)).classList.remove("muted");
+    if (d.available && d.drift) {
+      const el = $("drift");
+      text(el, driftSummary(d.drift));
+      el.classList.remove("muted");
+      el.classList.add("drift");
+    }
   } catch (e) { /* optional */ }
 }
 
