@@ -58,20 +58,6 @@ def test_logs_anomalies_flush_feedback_metrics(sim_model: Any, serve: Any, tmp_p
     one = c.get(f"/api/v1/anomalies/{got[0]['id']}").json()
     assert one["session_lines"] and one["session"] == got[0]["session"]
     assert c.get("/api/v1/anomalies/999999").status_code == 404
-    # feedback
-    r = c.post("/api/v1/feedback", json={"session": got[0]["session"], "label": "normal"})
-    assert r.status_code == 202 and r.json()["anomaly"] == got[0]["id"]
-    assert (
-        c.post(
-            "/api/v1/feedback", json={"session": got[0]["session"], "label": "maybe"}
-        ).status_code
-        == 422
-    )
-    assert (
-        c.post("/api/v1/feedback", json={"session": "nope", "label": "normal"}).status_code == 404
-    )
-    assert c.post("/api/v1/feedback", content=b"{not json").status_code == 400
-    assert [f["label"] for f in c.get("/api/v1/feedback").json()] == ["normal"]
     # metrics
     m = c.get("/metrics").text
     assert f"logwarden_lines_total {float(len(lines))}" in m
@@ -86,6 +72,20 @@ def test_logs_anomalies_flush_feedback_metrics(sim_model: Any, serve: Any, tmp_p
         assert name in m
     models = c.get("/api/v1/models").json()
     assert models["current"] == 1 and models["versions"][0]["version"] == 1
+    # feedback
+    r = c.post("/api/v1/feedback", json={"session": got[0]["session"], "label": "normal"})
+    assert r.status_code == 202 and r.json()["anomaly"] == got[0]["id"]
+    assert (
+        c.post(
+            "/api/v1/feedback", json={"session": got[0]["session"], "label": "maybe"}
+        ).status_code
+        == 422
+    )
+    assert (
+        c.post("/api/v1/feedback", json={"session": "nope", "label": "normal"}).status_code == 404
+    )
+    assert c.post("/api/v1/feedback", content=b"{not json").status_code == 400
+    assert [f["label"] for f in c.get("/api/v1/feedback").json()] == ["normal"]
     page = c.get("/").text
     assert "<title>logwarden</title>" in page and "/static/app.js" in page
     assert "http" not in c.get("/static/app.js").text.split("fetch", 1)[0].lower().replace(
