@@ -43,6 +43,7 @@ a service can checkpoint it and replay its journal from there after a crash.
 
 from __future__ import annotations
 
+import base64
 import copy
 import math
 import re
@@ -216,25 +217,38 @@ class _History:
         else:
             got.append(vec)
 
-    def prune(self, min_open: int, window: int, cap: int) -> int:
-        """Forget sessions no later entry can reach; returns how many were dropped past
-        ``cap`` (an approximation, counted)."""
+    def prune(self, open_orders: list[int], window: int, cap: int) -> int:
+        """Forget the sessions no later entry can reach: an entry of an open session (or of
+        a new one, above all) sees the ``window`` vectors below its session's order, so a
+        closed session is kept only while some open order above it still lacks vectors.
+        ``open_orders``: every open session's order, descending. Returns how many were
+        dropped past ``cap`` (an approximation, counted)."""
         orders = self.orders
-        cut = bisect_left(orders, min_open)  # orders[:cut] are closed sessions
-        kept = 0
-        i = cut - 1
-        while i >= 0 and kept < window:
-            kept += len(self.by_order[orders[i]])
-            i -= 1
-        drop = i + 1  # orders[:drop] are not needed
+        by_order = self.by_order
+        keep: list[int] = []
+        need = window  # what a new session (above everything) needs
+        j = 0
+        for o in reversed(orders):
+            while j < len(open_orders) and open_orders[j] >= o:
+                need = window  # an open session at or above o needs window below it
+                j += 1
+            if j and open_orders[j - 1] == o:
+                keep.append(o)  # open: its later entries extend it
+                need = window
+            elif need > 0:
+                keep.append(o)
+                need -= len(by_order[o])
         forced = 0
-        if len(orders) - drop > cap:
-            forced = len(orders) - drop - cap
-            drop += forced
-        if drop > 0:
-            for o in orders[:drop]:
-                del self.by_order[o]
-            del orders[:drop]
+        if len(keep) > cap:
+            forced = len(keep) - cap
+            keep = keep[:cap]
+        if len(keep) != len(orders):
+            kept = set(keep)
+            for o in orders:
+                if o not in kept:
+                    del by_order[o]
+            keep.reverse()
+            self.orders = keep
         return forced
 
 
@@ -781,15 +795,15 @@ class StreamDetector:
         return Event(record, e.tkey, "", params)
 
     def _prune(self) -> None:
-        # Every few thousand lines: finding the oldest open session walks them all.
+        # Every few thousand lines: it walks every open session and every unit's history.
         if not self._history or self.stats["lines"] < self._next_prune:
             return
         self._next_prune = self.stats["lines"] + _PRUNE_LINES
-        min_open = min((s.order for s in self._open.values()), default=self._order)
+        open_orders = sorted((s.order for s in self._open.values()), reverse=True)
         cap = self.config.history_sessions
         forced = 0
         for hist in self._history.values():
-            forced += hist.prune(min_open, self.param_window, cap)
+            forced += hist.prune(open_orders, self.param_window, cap)
         if forced:
             self.stats.add("history_dropped", forced)
 
@@ -823,10 +837,8 @@ class StreamDetector:
                 }
                 for s in self._open.values()  # in activity order
             ],
-            "history": [
-                [list(unit), [[o, _nan_out(h.by_order[o])] for o in h.orders]]
-                for unit, h in self._history.items()
-            ],
+            # Vectors as base64 float64 (exact, and far cheaper than JSON numbers).
+            "history": [_history_state(unit, h) for unit, h in self._history.items() if h.orders],
         }
 
     @classmethod
@@ -865,12 +877,8 @@ class StreamDetector:
                 s.low_prob = math.inf if o["low_prob"] is None else float(o["low_prob"])
                 s.top_rank = int(o["top_rank"])
                 self._open[s.sid] = s
-            for unit_l, sessions in state["history"]:
-                unit = (int(unit_l[0]), None if unit_l[1] is None else int(unit_l[1]))
-                h = _History()
-                for o, vecs in sessions:
-                    h.by_order[int(o)] = _nan_in(vecs)
-                    h.orders.append(int(o))
+            for item in state["history"]:
+                unit, h = _history_from(item)
                 self._history[unit] = h
             for key, text in self.unknown_templates().items():
                 self.model.templates_.setdefault(key, text)
@@ -901,12 +909,34 @@ def _key_model(model: Any) -> Any:
     return km
 
 
-def _nan_out(vecs: list[list[float]]) -> list[list[float | None]]:
-    return [[None if math.isnan(x) else x for x in v] for v in vecs]
+def _history_state(unit: tuple[int, int | None], h: _History) -> dict[str, Any]:
+    counts = [len(h.by_order[o]) for o in h.orders]
+    flat = [v for o in h.orders for v in h.by_order[o]]
+    data = np.asarray(flat, dtype="<f8")
+    return {
+        "unit": list(unit),
+        "orders": list(h.orders),
+        "counts": counts,
+        "dim": int(data.shape[1]) if data.ndim == 2 else 0,
+        "data": base64.b64encode(data.tobytes()).decode("ascii"),
+    }
 
 
-def _nan_in(vecs: list[list[float | None]]) -> list[list[float]]:
-    return [[math.nan if x is None else float(x) for x in v] for v in vecs]
+def _history_from(item: dict[str, Any]) -> tuple[tuple[int, int | None], _History]:
+    u = item["unit"]
+    unit = (int(u[0]), None if u[1] is None else int(u[1]))
+    dim = int(item["dim"])
+    flat = np.frombuffer(base64.b64decode(item["data"]), dtype="<f8")
+    rows = flat.reshape(-1, dim).tolist() if dim else []
+    h = _History()
+    at = 0
+    for o, n in zip(item["orders"], item["counts"], strict=True):
+        h.by_order[int(o)] = rows[at : at + int(n)]
+        h.orders.append(int(o))
+        at += int(n)
+    if at != len(rows):
+        raise ValueError("history counts do not match its vectors")
+    return unit, h
 
 
 _VERDICT_FIELDS = (
