@@ -35,6 +35,9 @@ from logwarden.service.stream import Emitted, StreamConfig, StreamDetector
 
 __all__ = ["LATENCY_BUCKETS", "ProcessorConfig", "run_processor"]
 
+# Under constant load a checkpoint is taken after this many checkpoint intervals anyway.
+_BUSY_CHECKPOINT = 4
+
 #: Upper bounds (seconds) of the ack -> verdict latency histogram.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -171,6 +174,7 @@ def _loop(cfg: ProcessorConfig, store: Store, door: Doorbell | None, parent: int
     full_gc = time.monotonic()
     latency = _Latency()
     last_ck = time.monotonic()
+    ck_pos = pos
     started = time.time()
     dirty = True
     while door is None or not door.closed:
@@ -178,8 +182,14 @@ def _loop(cfg: ProcessorConfig, store: Store, door: Doorbell | None, parent: int
             return  # the server is gone
         rows = store.read_journal(pos, cfg.batch_lines)
         if not rows:
-            if dirty:
-                store.save_results(pos, [], _status(sd, version, latency, pos, started, drift))
+            checkpoint = None
+            if pos > ck_pos and time.monotonic() - last_ck >= cfg.checkpoint_seconds:
+                # Checkpoints when idle, off the path from new lines to their verdicts.
+                checkpoint = (pos, version, json.dumps(sd.to_state(), ensure_ascii=False))
+                last_ck, ck_pos = time.monotonic(), pos
+            if dirty or checkpoint is not None:
+                status = _status(sd, version, latency, pos, started, drift)
+                store.save_results(pos, [], status, checkpoint)
                 dirty = False
             if door is not None:
                 door.wait(cfg.poll_seconds)
@@ -230,9 +240,10 @@ def _loop(cfg: ProcessorConfig, store: Store, door: Doorbell | None, parent: int
                 }
             )
         checkpoint = None
-        if time.monotonic() - last_ck >= cfg.checkpoint_seconds:
+        if time.monotonic() - last_ck >= _BUSY_CHECKPOINT * cfg.checkpoint_seconds:
+            # Never idle: checkpoint anyway, less often (a replay stays short).
             checkpoint = (pos, version, json.dumps(sd.to_state(), ensure_ascii=False))
-            last_ck = time.monotonic()
+            last_ck, ck_pos = time.monotonic(), pos
         store.save_results(
             pos, records, _status(sd, version, latency, pos, started, drift), checkpoint
         )
