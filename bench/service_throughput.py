@@ -216,24 +216,16 @@ def latency(model: Path, tmp: Path, rate: float, seconds: float, batch: int) -> 
     srv = Server(model, tmp / "lat.db", ["--session-timeout", "600"])
     try:
         gen = iter_lines(SimConfig(seed=202, sessions=10_000_000, anomaly_rate=0.05))
-        sent, acks = paced(srv, gen, rate, seconds, batch)
+        sent, _ = paced(srv, gen, rate, seconds, batch)
         srv.wait_drained(sent)
         got = httpx.get(srv.url + "/api/v1/anomalies", timeout=60).json()
-        # the ack time of the request that held each verdict's line
-        starts = sorted((a[0], a[1], a[2]) for a in acks.values())
-        import bisect
-
-        firsts = [s[0] for s in starts]
-        lat = []
-        for v in got:
-            if v["reason"] == "early_end":
-                continue
-            seq = v.get("seq")
-            if seq is None:
-                continue
-            k = bisect.bisect_right(firsts, seq) - 1
-            if k >= 0 and starts[k][0] <= seq <= starts[k][1]:
-                lat.append(v["detected_at"] - starts[k][2])
+        # From the line's acknowledgement (its commit to the journal, the 202 follows) to
+        # the verdict's commit, both stamped by the server.
+        lat = [
+            v["detected_at"] - v["acked_at"]
+            for v in got
+            if v["reason"] != "early_end" and v.get("acked_at") is not None
+        ]
         lat.sort()
         q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else None  # noqa: E731
         return {"rate": rate, "seconds": seconds, "lines": sent, "entry_anomalies": len(lat),

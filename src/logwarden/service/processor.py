@@ -236,6 +236,7 @@ def _loop(cfg: ProcessorConfig, store: Store, door: Doorbell | None, parent: int
                     "closed_by": e.closed_by,
                     "verdict": v.to_dict(),
                     "model_version": version,
+                    "acked": acked.get(e.seq),
                     "lines": e.lines if e.final else None,
                 }
             )

@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS verdicts (
     detector TEXT,
     model_version INTEGER,
     created REAL NOT NULL,
+    acked REAL,
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS verdicts_session ON verdicts (session);
@@ -243,12 +244,13 @@ class Store:
                 data = json.dumps(v["verdict"], ensure_ascii=False)
                 cur = db.execute(
                     "INSERT INTO verdicts (key, session, seq, final, closed_by, reason, detector, "
-                    "model_version, created, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "model_version, created, acked, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT(key) DO NOTHING",
                     (
                         v["key"], v["verdict"]["session"], v["seq"], int(v["final"]),
                         v.get("closed_by"), v["verdict"].get("reason"),
-                        v["verdict"].get("detector"), v.get("model_version"), now, data,
+                        v["verdict"].get("detector"), v.get("model_version"), now,
+                        v.get("acked"), data,
                     ),
                 )  # fmt: skip
                 if cur.rowcount:
@@ -294,7 +296,7 @@ class Store:
     # -- reading verdicts ----------------------------------------------------------------------
 
     def anomalies(self, since: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT id, final, model_version, data, created, seq FROM verdicts WHERE id > ? ORDER BY id"
+        sql = "SELECT id, final, model_version, data, created, seq, acked FROM verdicts WHERE id > ? ORDER BY id"
         args: tuple[Any, ...] = (since,)
         if limit is not None:
             sql += " LIMIT ?"
@@ -303,14 +305,15 @@ class Store:
 
     def verdict(self, vid: int) -> dict[str, Any] | None:
         row = self.db.execute(
-            "SELECT id, final, model_version, data, created, seq FROM verdicts WHERE id = ?", (vid,)
+            "SELECT id, final, model_version, data, created, seq, acked FROM verdicts WHERE id = ?",
+            (vid,),
         ).fetchone()
         return None if row is None else _row(row)
 
     def verdict_of_session(self, session: str) -> dict[str, Any] | None:
         """The latest verdict of a session id."""
         row = self.db.execute(
-            "SELECT id, final, model_version, data, created, seq FROM verdicts WHERE session = ? "
+            "SELECT id, final, model_version, data, created, seq, acked FROM verdicts WHERE session = ? "
             "ORDER BY id DESC LIMIT 1",
             (session,),
         ).fetchone()
@@ -406,4 +409,5 @@ def _row(r: Sequence[Any]) -> dict[str, Any]:
         "id": int(r[0]), **d, "closed": bool(r[1]), "model_version": r[2],
         "detected_at": r[4],  # when the anomaly was first stored (epoch seconds)
         "seq": r[5],  # the input line (journal number) that raised it
+        "acked_at": r[6],  # when that line was acknowledged (None: after a restart)
     }  # fmt: skip
