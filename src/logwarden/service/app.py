@@ -220,7 +220,7 @@ def create_app(service: Service) -> FastAPI:
         vid = doc.get("id")
         session = doc.get("session")
         if vid is not None:
-            if not isinstance(vid, int):
+            if not isinstance(vid, int) or isinstance(vid, bool):
                 raise HTTPException(422, "id must be an anomaly id (an integer)")
             v = await run_in_threadpool(service.read, lambda s: s.verdict(vid))
         elif isinstance(session, str) and session:

@@ -313,7 +313,7 @@ class OnlineUpdater:
             except Exception as exc:  # reported in health and the model history
                 self.last_error = f"{type(exc).__name__}: {exc}"
 
-    def _update(self) -> None:  # pragma: no cover - needs Detector.partial_fit
+    def _update(self) -> None:
         svc = self.service
         fb = svc.read(lambda s: s.feedback())
         models = svc.read(lambda s: s.models())
