@@ -67,6 +67,9 @@ def test_logs_anomalies_flush_feedback_metrics(sim_model: Any, serve: Any, tmp_p
         if line.startswith("logwarden_anomalies_total{")
     )
     assert n_anom == len(got)
+    tpl = c.get("/api/v1/templates").json()
+    assert tpl["new"] == len(tpl["latest"]) > 0  # the mixed log has unseen messages
+    assert all(k.startswith("U") for k in tpl["latest"])
     for name in ("logwarden_sessions_open", "logwarden_verdict_latency_seconds_bucket",
                  "logwarden_model_version 1.0", "logwarden_bad_input_total"):  # fmt: skip
         assert name in m

@@ -256,6 +256,11 @@ def create_app(service: Service) -> FastAPI:
         st = await run_in_threadpool(service.read, lambda s: s.status())
         return {**st, "ingest": service.counts.snapshot(), **service.health()}
 
+    @app.get("/api/v1/templates")
+    async def templates() -> dict[str, Any]:
+        st = await run_in_threadpool(service.read, lambda s: s.status())
+        return {"new": st.get("new_templates", 0), "latest": st.get("new_template_texts", {})}
+
     @app.get("/api/v1/drift")
     async def drift() -> dict[str, Any]:
         st = await run_in_threadpool(service.read, lambda s: s.status())

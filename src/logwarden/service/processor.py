@@ -35,6 +35,9 @@ from logwarden.service.stream import Emitted, StreamConfig, StreamDetector
 
 __all__ = ["LATENCY_BUCKETS", "ProcessorConfig", "run_processor"]
 
+# New templates listed in the status (all are counted).
+_NEW_TEMPLATES_SHOWN = 200
+
 # Under constant load a checkpoint is taken after this many checkpoint intervals anyway.
 _BUSY_CHECKPOINT = 4
 
@@ -316,6 +319,8 @@ def _status(
         "anomalies": sd.anomalies,
         "stats": sd.stats.as_dict(),
         "new_templates": len(sd.unknown.templates_),
+        # the latest of them (key -> template text): lines the model's parser does not know
+        "new_template_texts": dict(list(sd.new_templates().items())[-_NEW_TEMPLATES_SHOWN:]),
         "latency": latency.as_dict(),
         "config": {
             k: (None if isinstance(v, float) and not math.isfinite(v) else v)

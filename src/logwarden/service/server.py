@@ -149,6 +149,14 @@ class Service:
 
     def _register_first_model(self) -> None:
         if self.store.models():
+            if self.config.model:
+                import sys
+
+                print(
+                    f"logwarden: {self.config.store} has its model versions already; "
+                    f"--model {self.config.model} is not used",
+                    file=sys.stderr,
+                )
             return
         if not self.config.model:
             raise ConfigError("a new store needs --model", field="model")
