@@ -39,8 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="commit without waiting for the disk (survives a crash of the "
                     "process, perhaps not of the machine)")  # fmt: skip
     sp.add_argument("--checkpoint-seconds", type=float, default=5.0, metavar="S",
-                    help="save the detector's state at most this often (5); a restart "
-                    "replays the journal after it")  # fmt: skip
+                    help="save the detector's state when it is idle, at most every S "
+                    "seconds (5; under constant load every 4*S); a restart replays the "
+                    "journal after it")  # fmt: skip
     sp.add_argument(
         "--follow", metavar="FILE", help="also read lines appended to FILE (across rotation)"
     )
