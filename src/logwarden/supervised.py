@@ -1,0 +1,1001 @@
+"""The supervised variant for labelled logs without session ids (the Brno term project).
+
+Where DeepLog learns normal sessions and flags what it cannot predict, this model learns
+from labelled lines which windows of an interleaved log are anomalous. The log-key and
+parameter models are merged into one network, as the term project proposes:
+
+* every entry (non-empty input line) becomes a feature vector: its log key (an
+  embedding), its numeric parameters (per key and slot: sign(x) log(1 + |x|), then the
+  training mean and standard deviation, clipped to +-10 and rounded to 1/4), and its
+  categorical parameters and header fields one-hot encoded (per position the most
+  frequent training values, the rest as "other");
+* the window of the last ``window`` entries (step 1; padding before the first) goes
+  through an LSTM and a sigmoid: the probability that the window holds an anomalous line.
+
+Training uses the windows ending at each entry, labelled anomalous when any line in them
+is. The loss is binary cross-entropy with the anomalous class weighted by the ratio of
+normal to anomalous training windows (or ``pos_weight``). The last ``validation`` part of
+the training data, in time order, is kept out of training: it stops training when its
+loss stops improving (the best epoch's weights are kept) and sets the probability
+threshold at the F1 optimum of its windows. Test data is never involved.
+
+Detection runs in NumPy from the saved weights (no PyTorch import): identical entries
+share one input projection, identical windows are scored once, and the recurrent
+products are taken in blocks small enough for one BLAS thread.
+
+Per-line output (``LineVerdicts``) serves both this model and DeepLog in window mode:
+every input line gets the verdict of the window of the last ``window`` entries ending at
+it, as a streaming detector would give it when that line arrives (an empty line repeats
+the verdict before it).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from . import __version__
+from .bundle import BundleError, load_bundle, save_bundle
+from .evaluate import LineLabels, LineReport
+from .formats import LogFormat, get_format
+from .parsing import TemplateMiner
+from .records import Stats
+from .sources import LineReader, SourceConfig
+
+PAD = 0  # key index before the first entry
+UNK = 1  # a key never seen in training
+FIRST_KEY = 2
+NONE = 0  # categorical code: the entry has no value at this position
+OTHER = 1  # a value outside the position's vocabulary
+FIRST_VALUE = 2
+
+MODEL_NAME = "supervised"
+
+# Header fields that hold the time (never features: they do not recur) or the ground
+# truth (BGL's first field is the alert category: a feature would be the answer).
+_TIME_FIELDS = frozenset({"month", "date", "day", "time", "timestamp", "datetime", "year"})
+_LABEL_FIELDS = frozenset({"label", "alert", "category"})
+
+_CLIP = 10.0  # normalised numeric values are clipped to this many standard deviations
+_GRID = 4.0  # ... and rounded to 1/_GRID: identical entries then share one input projection
+# Rows per recurrent product: OpenBLAS runs products of m*n*k <= 2^19 on one thread. On a
+# busy 2-core machine its threads spin, and a step took 10x longer with them (measured).
+_BLAS_ONE_THREAD = 1 << 19
+
+
+@dataclass
+class SupervisedConfig:
+    """Hyperparameters of the supervised model (term project: window 10, Adam 1e-3)."""
+
+    window: int = 10  # entries per window (step 1)
+    hidden: int = 32
+    layers: int = 1
+    embedding: int = 16  # key embedding size
+    max_numeric: int = 4  # numeric parameters per entry (the first ones of its template)
+    max_categorical: int = 4  # categorical parameters per entry
+    max_categories: int = 16  # one-hot vocabulary per position; the rest is "other"
+    min_count: int = 3  # training occurrences a value needs for its own one-hot slot
+    epochs: int = 100  # upper bound; validation loss stops training earlier
+    patience: int = 8  # epochs without a better validation loss before stopping
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    validation: float = 0.2  # last part of the training data (time order)
+    pos_weight: float | None = None  # None: normal / anomalous training windows
+    seed: int = 0
+    device: str = "auto"  # training only: "auto" (CUDA when present), "cpu", "cuda"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.window >= 1, "window must be >= 1"),
+            (self.hidden >= 1 and self.layers >= 1, "hidden and layers must be >= 1"),
+            (self.embedding >= 1, "embedding must be >= 1"),
+            (
+                self.max_numeric >= 0 and self.max_categorical >= 0,
+                "max_numeric and max_categorical must be >= 0",
+            ),
+            (
+                self.max_categories >= 1 and self.min_count >= 1,
+                "max_categories and min_count must be >= 1",
+            ),
+            (self.epochs >= 1 and self.patience >= 1, "epochs and patience must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.learning_rate > 0, "learning_rate must be > 0"),
+            (0.0 < self.validation < 1.0, "validation must be in (0, 1)"),
+            (
+                self.pos_weight is None or (math.isfinite(self.pos_weight) and self.pos_weight > 0),
+                "pos_weight must be > 0",
+            ),
+            (self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+
+# --- reading raw logs as one stream of entries ------------------------------------------------
+
+
+def feature_fields(fmt: LogFormat) -> tuple[str, ...]:
+    """The header fields that are features: all but time and label fields."""
+    return tuple(
+        n
+        for n in fmt.header_fields
+        if n.casefold() not in _TIME_FIELDS and n.casefold() not in _LABEL_FIELDS
+    )
+
+
+@dataclass
+class LineStream:
+    """The entries of raw logs in input order, as the supervised model reads them."""
+
+    line_ids: np.ndarray  # per entry: its input line, from 1 over all inputs (int64)
+    keys: list[int | None]  # template id per entry; None: no template matched
+    values: list[list[str]]  # parameter values per entry
+    fields: list[tuple[str | None, ...]]  # per entry, the values of ``field_names``
+    field_names: tuple[str, ...]
+    lines: int  # input lines read, empty ones included
+    templates: dict[int, str]  # template id -> text, for the keys that occur
+    stats: Stats = field(default_factory=Stats)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def read_stream(
+    inputs: Sequence[str],
+    fmt_spec: str,
+    miner: TemplateMiner | None = None,
+    *,
+    learn: bool = False,
+    max_line_bytes: int = 65536,
+) -> tuple[LineStream, TemplateMiner]:
+    """Read raw logs into a ``LineStream``.
+
+    ``learn``: the miner learns templates in a first pass over the contents, then every
+    line is matched against the final templates (so that parameters line up with the
+    templates a detector will use). Otherwise lines are only matched: a line no template
+    matches has key None (unknown to any model). Empty lines are counted, not entries.
+    """
+    fmt = get_format(fmt_spec)
+    miner = miner if miner is not None else TemplateMiner()
+    stats = Stats()
+    reader = LineReader(list(inputs), SourceConfig(max_line_bytes=max_line_bytes), stats)
+    names = feature_fields(fmt)
+    line_ids: list[int] = []
+    contents: list[str] = []
+    fields: list[tuple[str | None, ...]] = []
+    keys: list[int | None] = []
+    values: list[list[str]] = []
+    parse = miner.add_values
+    n = 0
+
+    def take(content: str) -> None:
+        if learn:
+            contents.append(content)
+        else:
+            key, vals = parse(content, False)
+            keys.append(key)
+            values.append(vals)
+
+    unmatched = 0
+    if type(fmt) is LogFormat:
+        match = fmt.regex.fullmatch
+        index = fmt.regex.groupindex
+        content_group = index.get("Content")
+        groups = tuple(index[name] for name in names)
+        blank: tuple[str | None, ...] = (None,) * len(names)
+        for batch in reader.text_batches():
+            for text in batch:
+                n += 1
+                if not text:
+                    stats.add("empty_line")
+                    continue
+                line_ids.append(n)
+                m = match(text.strip())
+                if m is None:
+                    unmatched += 1
+                    fields.append(blank)
+                    take(text)
+                    continue
+                if len(groups) > 1:
+                    fields.append(m.group(*groups))
+                else:
+                    fields.append(tuple(m.group(g) for g in groups))
+                take((m.group(content_group) or "") if content_group else "")
+    else:  # JSON lines: the format's own parser
+        for line in reader:
+            n += 1
+            if not line.text:
+                stats.add("empty_line")
+                continue
+            line_ids.append(n)
+            rec = fmt.parse(line)
+            if not rec.matched:
+                unmatched += 1
+            fields.append(tuple(rec.fields.get(name) for name in names))
+            take(rec.content)
+    if unmatched:
+        stats.add("unmatched_format", unmatched)
+    if learn:
+        for content in contents:
+            parse(content, True)
+        for content in contents:
+            key, vals = parse(content, False)
+            keys.append(key)
+            values.append(vals)
+    resolved: dict[int, int] = {}
+    for i, key in enumerate(keys):
+        if key is not None:
+            r = resolved.get(key)
+            if r is None:
+                r = resolved[key] = miner.resolve(key)
+            keys[i] = r
+    templates = {r: miner.template(r) for r in set(resolved.values())}
+    stream = LineStream(
+        np.asarray(line_ids, dtype=np.int64),
+        keys,
+        values,
+        fields,
+        names,
+        n,
+        templates,
+        stats,
+        list(reader.errors),
+    )
+    return stream, miner
+
+
+# --- features -----------------------------------------------------------------------------------
+
+
+def _numeric(text: str) -> float | None:
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _number(text: str) -> float:
+    v = _numeric(text)
+    return math.nan if v is None else v
+
+
+def _squash(v: np.ndarray) -> np.ndarray:
+    """sign(x) log(1 + |x|): sizes, counts and times span orders of magnitude."""
+    out: np.ndarray = np.sign(v) * np.log1p(np.abs(v))
+    return out
+
+
+@dataclass
+class Features:
+    """How entries become feature vectors; fitted on the training stream (JSON-ready)."""
+
+    keys: list[int]  # template ids; index FIRST_KEY + i
+    numeric: dict[int, list[tuple[int, float, float]]]  # key -> (slot, mean, std) per position
+    categorical: dict[int, list[int]]  # key -> its categorical slots, one per position
+    field_names: list[str]  # header fields, each a categorical position after the slots
+    vocab: list[list[str]]  # per categorical position, its values (code FIRST_VALUE + i)
+    max_numeric: int
+    max_categorical: int
+
+    @property
+    def positions(self) -> int:
+        """Categorical positions: parameter slots, then header fields."""
+        return self.max_categorical + len(self.field_names)
+
+    @property
+    def onehot_sizes(self) -> list[int]:
+        return [len(v) + FIRST_VALUE for v in self.vocab]
+
+    @classmethod
+    def fit(cls, stream: LineStream, config: SupervisedConfig, rows: np.ndarray) -> Features:
+        """Learn vocabularies and normalisation from the entries ``rows`` of ``stream``."""
+        keys: dict[int, None] = {}
+        slots: dict[int, list[list[str]]] = {}  # key -> per slot, its values
+        for i in rows.tolist():
+            key = stream.keys[i]
+            if key is None:
+                continue
+            keys.setdefault(key, None)
+            vals = stream.values[i]
+            cols = slots.setdefault(key, [])
+            while len(cols) < len(vals):
+                cols.append([])
+            for s, v in enumerate(vals):
+                cols[s].append(v)
+        numeric: dict[int, list[tuple[int, float, float]]] = {}
+        categorical: dict[int, list[int]] = {}
+        counts: list[Counter[str]] = [Counter() for _ in range(config.max_categorical)]
+        for key, cols in slots.items():
+            num: list[tuple[int, float, float]] = []
+            cat: list[int] = []
+            for s, col in enumerate(cols):
+                parsed = [_numeric(v) for v in col]
+                if all(p is not None for p in parsed):
+                    if len(num) < config.max_numeric:
+                        x = _squash(np.asarray(parsed, dtype=np.float64))
+                        # The floor keeps a constant slot from dividing by zero while any
+                        # change to it still stands out (1e-3 of a log unit).
+                        num.append((s, float(x.mean()), max(float(x.std()), 1e-3)))
+                elif len(cat) < config.max_categorical:
+                    counts[len(cat)].update(col)
+                    cat.append(s)
+            if num:
+                numeric[key] = num
+            if cat:
+                categorical[key] = cat
+        names = list(stream.field_names)
+        field_counts: list[Counter[str]] = [Counter() for _ in names]
+        for i in rows.tolist():
+            for c, v in zip(field_counts, stream.fields[i], strict=True):
+                if v is not None:
+                    c[v] += 1
+        vocab = [
+            [v for v, k in c.most_common(config.max_categories) if k >= config.min_count]
+            for c in counts + field_counts
+        ]
+        return cls(
+            list(keys),
+            numeric,
+            categorical,
+            names,
+            vocab,
+            config.max_numeric,
+            config.max_categorical,
+        )
+
+    def encode(self, stream: LineStream) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per entry: key index (n,), numeric values (n, max_numeric) on the 1/_GRID grid,
+        categorical codes (n, positions)."""
+        n = len(stream)
+        index = {k: i + FIRST_KEY for i, k in enumerate(self.keys)}
+        key_idx = np.fromiter(
+            (UNK if k is None else index.get(k, UNK) for k in stream.keys), dtype=np.int32, count=n
+        )
+        num = np.zeros((n, self.max_numeric), dtype=np.float32)
+        cat = np.zeros((n, self.positions), dtype=np.int32)
+        lookups = [{v: j + FIRST_VALUE for j, v in enumerate(vs)} for vs in self.vocab]
+        by_key: dict[int, list[int]] = {}
+        for i, k in enumerate(stream.keys):
+            if k is not None and (k in self.numeric or k in self.categorical):
+                by_key.setdefault(k, []).append(i)
+        values = stream.values
+        for k, rows in by_key.items():
+            vals = [values[i] for i in rows]
+            at = np.asarray(rows, dtype=np.int64)
+            for p, (s, mean, std) in enumerate(self.numeric.get(k, ())):
+                x = np.fromiter(
+                    (_number(v[s]) if s < len(v) else math.nan for v in vals),
+                    dtype=np.float64,
+                    count=len(vals),
+                )
+                known = ~np.isnan(x)  # a value that does not parse counts as missing
+                z = np.zeros(len(rows), dtype=np.float64)
+                z[known] = (_squash(x[known]) - mean) / std
+                num[at, p] = z
+            for p, s in enumerate(self.categorical.get(k, ())):
+                get = lookups[p].get
+                cat[at, p] = [get(v[s], OTHER) if s < len(v) else NONE for v in vals]
+        base = self.max_categorical
+        for j in range(len(self.field_names)):
+            get = lookups[base + j].get
+            cat[:, base + j] = [NONE if f[j] is None else get(f[j], OTHER) for f in stream.fields]
+        np.clip(num, -_CLIP, _CLIP, out=num)
+        num *= _GRID
+        np.round(num, out=num)
+        num /= _GRID
+        return key_idx, num, cat
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "keys": self.keys,
+            "numeric": {str(k): [list(t) for t in v] for k, v in self.numeric.items()},
+            "categorical": {str(k): v for k, v in self.categorical.items()},
+            "field_names": self.field_names,
+            "vocab": self.vocab,
+            "max_numeric": self.max_numeric,
+            "max_categorical": self.max_categorical,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Features:
+        return cls(
+            [int(k) for k in d["keys"]],
+            {
+                int(k): [(int(s), float(m), float(sd)) for s, m, sd in v]
+                for k, v in d["numeric"].items()
+            },
+            {int(k): [int(s) for s in v] for k, v in d["categorical"].items()},
+            [str(n) for n in d["field_names"]],
+            [[str(x) for x in v] for v in d["vocab"]],
+            int(d["max_numeric"]),
+            int(d["max_categorical"]),
+        )
+
+
+@dataclass
+class Tokens:
+    """Distinct entries (tokens) and each entry's token: windows are sequences of tokens."""
+
+    key: np.ndarray  # per token: key index
+    num: np.ndarray  # per token: numeric values
+    cat: np.ndarray  # per token: categorical codes
+    of_entry: np.ndarray  # per entry: its token
+    pad: int  # the token of the padding before the first entry
+
+
+def tokenize(key: np.ndarray, num: np.ndarray, cat: np.ndarray) -> Tokens:
+    """Identical feature vectors become one token (logs repeat themselves a lot)."""
+    n = len(key)
+    rows = np.empty((n + 1, 1 + num.shape[1] + cat.shape[1]), dtype=np.int32)
+    rows[0] = 0  # padding: key PAD, numeric 0, every position NONE
+    rows[1:, 0] = key
+    rows[1:, 1 : 1 + num.shape[1]] = np.rint(num * _GRID).astype(np.int32)
+    rows[1:, 1 + num.shape[1] :] = cat
+    rows = np.ascontiguousarray(rows)
+    view = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
+    _, first, inverse = np.unique(view, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    distinct = rows[first]
+    return Tokens(
+        distinct[:, 0].copy(),
+        distinct[:, 1 : 1 + num.shape[1]].astype(np.float32) / _GRID,
+        distinct[:, 1 + num.shape[1] :].copy(),
+        inverse[1:].astype(np.int64),
+        int(inverse[0]),
+    )
+
+
+def windows_of(tokens: Tokens, h: int) -> np.ndarray:
+    """The window of the last ``h`` tokens ending at each entry, (n, h), padded in front."""
+    seq = np.concatenate([np.full(h - 1, tokens.pad, dtype=np.int64), tokens.of_entry])
+    return np.lib.stride_tricks.sliding_window_view(seq, h)
+
+
+def unique_windows(windows: np.ndarray, n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct windows and the inverse index (packed into one int64 when they fit)."""
+    if len(windows) == 0:
+        return windows, np.zeros(0, dtype=np.int64)
+    bits = max(1, int(n_tokens - 1).bit_length())
+    if bits * windows.shape[1] <= 62:
+        packed = np.zeros(len(windows), dtype=np.int64)
+        for col in range(windows.shape[1]):
+            packed = (packed << bits) | windows[:, col]
+        _, first, inverse = np.unique(packed, return_index=True, return_inverse=True)
+    else:
+        rows = np.ascontiguousarray(windows)
+        view = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
+        _, first, inverse = np.unique(view, return_index=True, return_inverse=True)
+    return np.ascontiguousarray(windows[first]), inverse.reshape(-1)
+
+
+def window_labels(entry_labels: np.ndarray, h: int) -> np.ndarray:
+    """1 where any of the last ``h`` entries (the window ending there) is labelled 1."""
+    padded = np.concatenate([np.zeros(h - 1, dtype=entry_labels.dtype), entry_labels])
+    if len(entry_labels) == 0:
+        return entry_labels.copy()
+    out: np.ndarray = np.lib.stride_tricks.sliding_window_view(padded, h).max(axis=1)
+    return out
+
+
+# --- inference in NumPy -----------------------------------------------------------------------
+
+
+class WindowNetNumpy:
+    """Forward pass of the supervised network from its weights (PyTorch LSTM layout)."""
+
+    def __init__(self, weights: dict[str, np.ndarray], layers: int, features: Features) -> None:
+        w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
+        self.layers = layers
+        hsz = w["lstm.weight_hh_l0"].shape[1]
+        self.hidden = hsz
+        # Gates i, f, o first (one sigmoid), then g; sigmoid(x) = (tanh(x / 2) + 1) / 2, so
+        # the i, f, o rows are halved once here and every gate takes one tanh.
+        order = np.r_[0 : 2 * hsz, 3 * hsz : 4 * hsz, 2 * hsz : 3 * hsz]
+        scale = np.ones(4 * hsz, dtype=np.float32)
+        scale[: 3 * hsz] = 0.5
+        lstm = {
+            k: v[order] * (scale[:, None] if v.ndim == 2 else scale)
+            for k, v in w.items()
+            if k.startswith("lstm.")
+        }
+        self._wih = [lstm[f"lstm.weight_ih_l{k}"].T.copy() for k in range(layers)]
+        self._whh = [lstm[f"lstm.weight_hh_l{k}"].T.copy() for k in range(layers)]
+        self._b = [lstm[f"lstm.bias_ih_l{k}"] + lstm[f"lstm.bias_hh_l{k}"] for k in range(layers)]
+        self._embed = w["embed.weight"]
+        self._wout = w["out.weight"].reshape(-1)
+        self._bout = float(w["out.bias"].reshape(-1)[0])
+        self._features = features
+        expected = self._embed.shape[1] + features.max_numeric + sum(features.onehot_sizes)
+        if self._wih[0].shape[0] != expected:
+            raise ValueError(
+                f"input weights take {self._wih[0].shape[0]} features, the feature description"
+                f" gives {expected}"
+            )
+        if self._embed.shape[0] != len(features.keys) + FIRST_KEY:
+            raise ValueError("embedding does not fit the key vocabulary")
+
+    def token_inputs(self, tokens: Tokens) -> np.ndarray:
+        """The first layer's input projection of every token, (T, 4H)."""
+        f = self._features
+        w = self._wih[0]
+        e = self._embed.shape[1]
+        p = f.max_numeric
+        x = self._embed[tokens.key] @ w[:e] + tokens.num @ w[e : e + p] + self._b[0]
+        at = e + p
+        for pos, size in enumerate(f.onehot_sizes):
+            x += w[at + tokens.cat[:, pos]]  # a one-hot times the weights: one row
+            at += size
+        return x.astype(np.float32)
+
+    def logits(self, windows: np.ndarray, x0: np.ndarray) -> np.ndarray:
+        """Logit per window (rows of token ids)."""
+        n, steps = windows.shape
+        hsz = self.hidden
+        block = max(16, _BLAS_ONE_THREAD // (4 * hsz * hsz))
+        out = np.empty(n, dtype=np.float32)
+        for s in range(0, n, block):
+            win = windows[s : s + block]
+            m = len(win)
+            hs = [np.zeros((m, hsz), dtype=np.float32) for _ in range(self.layers)]
+            cs = [np.zeros((m, hsz), dtype=np.float32) for _ in range(self.layers)]
+            for t in range(steps):
+                x = x0[win[:, t]]
+                for layer in range(self.layers):
+                    if layer > 0:
+                        x = hs[layer - 1] @ self._wih[layer] + self._b[layer]
+                    g = x + hs[layer] @ self._whh[layer]
+                    np.tanh(g, out=g)
+                    ifo = g[:, : 3 * hsz]
+                    ifo *= 0.5
+                    ifo += 0.5
+                    c = cs[layer]
+                    c *= g[:, hsz : 2 * hsz]
+                    c += g[:, :hsz] * g[:, 3 * hsz :]
+                    h = np.tanh(c)
+                    h *= g[:, 2 * hsz : 3 * hsz]
+                    hs[layer] = h
+            out[s : s + m] = hs[-1] @ self._wout + self._bout
+        return out
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    out: np.ndarray = 0.5 * (np.tanh(0.5 * x.astype(np.float64)) + 1.0)
+    return out
+
+
+# --- training (PyTorch) -------------------------------------------------------------------------
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but CUDA is not available")
+    return name
+
+
+def _train(
+    tokens: Tokens,
+    features: Features,
+    windows: np.ndarray,
+    labels: np.ndarray,
+    counts: np.ndarray,
+    val: tuple[np.ndarray, np.ndarray, np.ndarray],
+    pos_weight: float,
+    config: SupervisedConfig,
+    progress: Callable[[int, int, float], None] | None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Fit the network on distinct (window, label) rows weighted by their counts; keep the
+    weights of the epoch with the lowest validation loss."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(config.seed)
+    device = _device(config.device)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small network: a second thread only spins (see models.py)
+    try:
+        n_keys = len(features.keys) + FIRST_KEY
+        sizes = features.onehot_sizes
+        static = np.zeros((len(tokens.key), features.max_numeric + sum(sizes)), dtype=np.float32)
+        static[:, : features.max_numeric] = tokens.num
+        at = features.max_numeric
+        rows = np.arange(len(tokens.key))
+        for pos, size in enumerate(sizes):
+            static[rows, at + tokens.cat[:, pos]] = 1.0
+            at += size
+        d_in = config.embedding + static.shape[1]
+
+        class WindowNet(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.embed = nn.Embedding(n_keys, config.embedding)
+                self.lstm = nn.LSTM(d_in, config.hidden, config.layers, batch_first=True)
+                self.out = nn.Linear(config.hidden, 1)
+
+            def forward(
+                self, tok: torch.Tensor, key: torch.Tensor, stat: torch.Tensor
+            ) -> torch.Tensor:
+                x = torch.cat([self.embed(key[tok]), stat[tok]], dim=-1)
+                o, _ = self.lstm(x)
+                return self.out(o[:, -1]).squeeze(-1)
+
+        net = WindowNet().to(device)
+        opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+        key_t = torch.as_tensor(tokens.key, dtype=torch.long, device=device)
+        stat_t = torch.as_tensor(static, device=device)
+
+        def tensors(w: np.ndarray, y: np.ndarray, c: np.ndarray) -> tuple[torch.Tensor, ...]:
+            return (
+                torch.as_tensor(w, dtype=torch.long, device=device),
+                torch.as_tensor(y, dtype=torch.float32, device=device),
+                torch.as_tensor(c, dtype=torch.float32, device=device),
+            )
+
+        x_all, y_all, c_all = tensors(windows, labels, counts)
+        x_val, y_val, c_val = tensors(*val)
+        pw = torch.tensor(pos_weight, device=device)
+        loss_fn = nn.BCEWithLogitsLoss(reduction="none", pos_weight=pw)
+        gen = torch.Generator().manual_seed(config.seed)
+
+        def val_loss() -> float:
+            if len(x_val) == 0:
+                return math.nan
+            net.eval()
+            total = 0.0
+            with torch.no_grad():
+                for s in range(0, len(x_val), 4096):
+                    sl = slice(s, s + 4096)
+                    logit = net(x_val[sl], key_t, stat_t)
+                    total += float((loss_fn(logit, y_val[sl]) * c_val[sl]).sum())
+            return total / float(c_val.sum())
+
+        best, best_state, best_epoch, stale = math.inf, None, 0, 0
+        epoch = 0
+        train_loss = math.nan
+        for epoch in range(1, config.epochs + 1):
+            net.train()
+            perm = torch.randperm(len(x_all), generator=gen).to(device)
+            total = 0.0
+            for s in range(0, len(x_all), config.batch_size):
+                idx = perm[s : s + config.batch_size]
+                c = c_all[idx]
+                loss = (loss_fn(net(x_all[idx], key_t, stat_t), y_all[idx]) * c).sum() / c.sum()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * float(c.sum())
+            train_loss = total / float(c_all.sum())
+            current = val_loss()
+            if progress is not None:
+                progress(epoch, config.epochs, train_loss)
+            if math.isnan(current):  # no validation windows: train to the bound
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                best_epoch = epoch
+                continue
+            if current < best:
+                best, best_epoch, stale = current, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    break
+        assert best_state is not None
+        weights = {k: v.cpu().numpy().astype(np.float32) for k, v in best_state.items()}
+        info = {
+            "epochs": epoch,
+            "best_epoch": best_epoch,
+            "train_loss": round(train_loss, 6),
+            "validation_loss": None if math.isinf(best) else round(best, 6),
+            "device": device,
+        }
+        return weights, info
+    finally:
+        torch.set_num_threads(threads)
+
+
+def best_f1_threshold(
+    prob: np.ndarray, labels: np.ndarray, counts: np.ndarray
+) -> tuple[float, float]:
+    """The probability threshold (flag at or above it) with the highest F1, and that F1."""
+    order = np.argsort(-prob, kind="stable")
+    p, y, c = prob[order], labels[order], counts[order]
+    tp = np.cumsum(c * y)
+    fp = np.cumsum(c * (1 - y))
+    positives = float((c * y).sum())
+    # Only the last row of a run of equal probabilities is a threshold one can set.
+    last = np.r_[p[1:] != p[:-1], True]
+    f1 = np.where(last, 2 * tp / (positives + tp + fp), -1.0)
+    j = int(np.argmax(f1))
+    return float(p[j]), float(f1[j])
+
+
+# --- the model ----------------------------------------------------------------------------------
+
+
+class SupervisedDeepLog:
+    """The merged supervised model: ``fit`` on a labelled ``LineStream``, then per-entry
+    window probabilities (``predict_proba``), verdicts (``predict``) and per-line
+    verdicts (``line_verdicts``); ``save``/``load`` as a model bundle."""
+
+    def __init__(self, config: SupervisedConfig | None = None) -> None:
+        self.config = config or SupervisedConfig()
+
+    def fit(
+        self,
+        stream: LineStream,
+        labels: Sequence[int] | LineLabels,
+        templates: dict[int, str] | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> SupervisedDeepLog:
+        """Learn from ``stream`` and one label per input line (``labels[i]``: line i + 1)."""
+        started = time.perf_counter()
+        cfg = self.config
+        if isinstance(labels, LineLabels):
+            labels.check(stream.lines)
+            labels = labels.labels
+        if len(labels) != stream.lines:
+            raise ValueError(f"{len(labels)} labels for {stream.lines} input lines")
+        n = len(stream)
+        if n < 2:
+            raise ValueError("supervised training needs at least 2 log entries")
+        line_labels = np.asarray(labels, dtype=np.int8)
+        entry_labels = line_labels[stream.line_ids - 1]
+        cut = max(1, min(n - 1, math.floor(n * (1.0 - cfg.validation))))
+        features = Features.fit(stream, cfg, np.arange(cut))
+        key, num, cat = features.encode(stream)
+        tokens = tokenize(key, num, cat)
+        h = cfg.window
+        wins = windows_of(tokens, h)
+        ylab = window_labels(entry_labels, h).astype(np.int8)
+        train = _distinct_rows(wins[:cut], ylab[:cut])
+        val = _distinct_rows(wins[cut:], ylab[cut:])
+        pos = float((train[2] * train[1]).sum())
+        neg = float((train[2] * (1 - train[1])).sum())
+        if pos == 0:
+            raise ValueError(
+                f"no anomalous window in the training part (the first {1 - cfg.validation:.0%}"
+                " of the entries): supervised training needs anomalous lines there"
+            )
+        pos_weight = cfg.pos_weight if cfg.pos_weight is not None else max(neg / pos, 1.0)
+        weights, info = _train(tokens, features, *train, val, pos_weight, cfg, progress)
+        self.features_ = features
+        self.weights_ = weights
+        self.templates_ = dict(templates if templates is not None else stream.templates)
+        self.net_ = WindowNetNumpy(weights, cfg.layers, features)
+        # The threshold from the NumPy forward pass that detection uses.
+        val_pos = float((val[2] * val[1]).sum())
+        if val_pos > 0:
+            prob = _sigmoid(self.net_.logits(val[0], self.net_.token_inputs(tokens)))
+            threshold, f1 = best_f1_threshold(prob, val[1].astype(np.float64), val[2])
+            rule = "validation F1"
+        else:
+            threshold, f1, rule = 0.5, None, "0.5 (no anomalous window in the validation part)"
+        self.threshold_ = float(threshold)
+        self.train_info_ = {
+            **info,
+            "entries": n,
+            "lines": stream.lines,
+            "train_entries": cut,
+            "validation_entries": n - cut,
+            "train_windows": int(train[2].sum()),
+            "distinct_train_windows": len(train[0]),
+            "anomalous_train_windows": int(pos),
+            "validation_windows": int(val[2].sum()),
+            "anomalous_validation_windows": int(val_pos),
+            "pos_weight": round(pos_weight, 4),
+            "threshold_rule": rule,
+            "validation_f1": None if f1 is None else round(f1, 4),
+            "keys": len(features.keys),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        return self
+
+    def _fitted(self) -> WindowNetNumpy:
+        net = getattr(self, "net_", None)
+        if net is None:
+            raise RuntimeError("this model is not fitted yet: call fit() or load()")
+        return net
+
+    @property
+    def window(self) -> int:
+        return self.config.window
+
+    def predict_proba(self, stream: LineStream) -> np.ndarray:
+        """Per entry, the probability that the window ending at it is anomalous."""
+        net = self._fitted()
+        if len(stream) == 0:
+            return np.zeros(0)
+        tokens = tokenize(*self.features_.encode(stream))
+        wins = windows_of(tokens, self.config.window)
+        distinct, inverse = unique_windows(wins, len(tokens.key))
+        logits = net.logits(distinct, net.token_inputs(tokens))
+        return _sigmoid(logits)[inverse]
+
+    def predict(self, stream: LineStream) -> np.ndarray:
+        """Per entry: True when the window ending at it is anomalous."""
+        return self.predict_proba(stream) >= self.threshold_
+
+    def line_verdicts(self, stream: LineStream) -> LineVerdicts:
+        prob = self.predict_proba(stream)
+        return LineVerdicts.from_entries(
+            stream.line_ids, prob >= self.threshold_, prob, stream.lines, self.config.window
+        )
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+        self._fitted()
+        vocabulary = [
+            {"index": i + FIRST_KEY, "key": f"E{k}", "template": self.templates_.get(k)}
+            for i, k in enumerate(self.features_.keys)
+        ]
+        manifest = {
+            "logwarden_version": __version__,
+            "model": MODEL_NAME,
+            "detectors": [MODEL_NAME],
+            "params": asdict(self.config),
+            "vocabulary": vocabulary,
+            "features": self.features_.to_dict(),
+            "threshold": {
+                "probability": self.threshold_,
+                "rule": self.train_info_["threshold_rule"],
+            },
+            "train_info": self.train_info_,
+            **(extra or {}),
+        }
+        save_bundle(path, manifest, {MODEL_NAME: self.weights_})
+
+    @classmethod
+    def load(cls, path: str | Path) -> SupervisedDeepLog:
+        manifest, weights = load_bundle(path)
+        return cls.from_bundle(manifest, weights)
+
+    @classmethod
+    def from_bundle(
+        cls, manifest: dict[str, Any], weights: dict[str, dict[str, np.ndarray]]
+    ) -> SupervisedDeepLog:
+        if manifest.get("model") != MODEL_NAME:
+            raise BundleError("not a supervised model bundle (train it with --supervised)")
+        try:
+            est = cls(SupervisedConfig(**manifest["params"]))
+            est.features_ = Features.from_dict(manifest["features"])
+            est.weights_ = dict(weights[MODEL_NAME])
+            th = float(manifest["threshold"]["probability"])
+            if not 0.0 <= th <= 1.0:
+                raise ValueError(f"threshold {th} is not a probability")
+            est.threshold_ = th
+            est.train_info_ = dict(manifest.get("train_info", {}))
+            est.templates_ = {}
+            for v in manifest["vocabulary"]:
+                key = str(v["key"])
+                if v.get("template") is not None and key.startswith("E"):
+                    est.templates_[int(key[1:])] = v["template"]
+            est.net_ = WindowNetNumpy(est.weights_, est.config.layers, est.features_)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"bundle content is not a valid supervised model: {exc}") from None
+        return est
+
+
+def _distinct_rows(
+    windows: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (window, label) rows and their counts."""
+    if len(windows) == 0:
+        return windows.copy(), labels.copy(), np.zeros(0, dtype=np.float32)
+    rows = np.ascontiguousarray(np.column_stack([windows, labels.astype(windows.dtype)]))
+    view = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
+    _, first, counts = np.unique(view, return_index=True, return_counts=True)
+    distinct = rows[first]
+    return distinct[:, :-1].copy(), distinct[:, -1].astype(np.int8), counts.astype(np.float32)
+
+
+# --- per-line verdicts (supervised or DeepLog in window mode) -------------------------------------
+
+
+def rolling_any(flags: np.ndarray, h: int) -> np.ndarray:
+    """Per entry: whether any of the last ``h`` entries is flagged (the window's verdict)."""
+    return window_labels(flags.astype(np.int8), h).astype(bool)
+
+
+def rolling_max(values: np.ndarray, h: int) -> np.ndarray:
+    if len(values) == 0:
+        return values.astype(np.float64)
+    padded = np.concatenate([np.full(h - 1, -np.inf), values.astype(np.float64)])
+    out: np.ndarray = np.lib.stride_tricks.sliding_window_view(padded, h).max(axis=1)
+    return out
+
+
+@dataclass
+class LineVerdicts:
+    """One verdict per input line: that of the window of the last ``window`` entries ending
+    at it. An empty line (no entry) repeats the verdict before it; lines before the first
+    entry are normal with score 0."""
+
+    window: int
+    flags: np.ndarray  # bool per input line
+    scores: np.ndarray  # float per input line, higher is more anomalous
+    entry_lines: np.ndarray  # input line of each entry (from 1)
+    lines: int
+
+    @classmethod
+    def from_entries(
+        cls,
+        entry_lines: np.ndarray,
+        window_flags: np.ndarray,
+        window_scores: np.ndarray,
+        lines: int,
+        window: int,
+    ) -> LineVerdicts:
+        """From the verdicts of the windows ending at each entry."""
+        entry_lines = np.asarray(entry_lines, dtype=np.int64)
+        last = _last_entry(entry_lines, lines)
+        has = last >= 0
+        flags = np.zeros(lines, dtype=bool)
+        scores = np.zeros(lines, dtype=np.float64)
+        flags[has] = np.asarray(window_flags, dtype=bool)[last[has]]
+        scores[has] = np.asarray(window_scores, dtype=np.float64)[last[has]]
+        return cls(window, flags, scores, entry_lines, lines)
+
+    def window_labels(self, labels: Sequence[int]) -> np.ndarray:
+        """Per input line, the label of its window: 1 when any line in it is anomalous."""
+        y = np.asarray(labels, dtype=np.int8)
+        if len(y) != self.lines:
+            raise ValueError(f"{len(y)} labels for {self.lines} lines")
+        per_entry = window_labels(y[self.entry_lines - 1], self.window)
+        last = _last_entry(self.entry_lines, self.lines)
+        out = y.copy()  # an empty line's window also holds the line itself
+        has = last >= 0
+        out[has] |= per_entry[last[has]]
+        return out
+
+    def report(self, labels: LineLabels | Sequence[int]) -> LineReport:
+        if isinstance(labels, LineLabels):
+            labels.check(self.lines)
+            labels = labels.labels
+        y = np.asarray(labels, dtype=np.int8)
+        return LineReport.from_flags(
+            self.flags.tolist(), y.tolist(), self.window_labels(y).tolist(), self.window
+        )
+
+    def write_csv(self, fh: IO[str]) -> None:
+        """``LineId,Anomalous,Score``, one row per input line."""
+        fh.write("LineId,Anomalous,Score\n")
+        flags = self.flags.astype(np.int8).tolist()
+        scores = self.scores.tolist()
+        step = 65536
+        for s in range(0, self.lines, step):
+            fh.write(
+                "".join(
+                    f"{i},{a},{v:.6g}\n"
+                    for i, a, v in zip(
+                        range(s + 1, min(s + step, self.lines) + 1),
+                        flags[s : s + step],
+                        scores[s : s + step],
+                        strict=True,
+                    )
+                )
+            )
+
+
+def _last_entry(entry_lines: np.ndarray, lines: int) -> np.ndarray:
+    """Per input line (1..lines), the index of the last entry at or before it, or -1."""
+    return np.searchsorted(entry_lines, np.arange(1, lines + 1), side="right") - 1
+
+
+def entry_labels_of(stream_lines: np.ndarray, labels: Iterable[int]) -> np.ndarray:
+    """The labels of the entries, from per-input-line labels."""
+    y = np.fromiter(labels, dtype=np.int8)
+    return y[np.asarray(stream_lines, dtype=np.int64) - 1]
