@@ -13,11 +13,13 @@ parameter models are merged into one network, as the term project proposes:
   through an LSTM and a sigmoid: the probability that the window holds an anomalous line.
 
 Training uses the windows ending at each entry, labelled anomalous when any line in them
-is. The loss is binary cross-entropy with the anomalous class weighted by the ratio of
-normal to anomalous training windows (or ``pos_weight``). The last ``validation`` part of
-the training data, in time order, is kept out of training: it stops training when its
-loss stops improving (the best epoch's weights are kept) and sets the probability
-threshold at the F1 optimum of its windows. Test data is never involved.
+is, with binary cross-entropy. The last ``validation`` part of the training data, in time
+order, is kept out of training. It stops training when the average precision of its
+windows stops improving (the best epoch's weights are kept), chooses the class weight
+from the label ratio (anomalous windows weighted 1, or by the ratio of normal to
+anomalous training windows: whichever gives the better average precision; or
+``pos_weight`` when given), and sets the probability threshold at the F1 optimum of its
+windows. Test data is never involved.
 
 Detection runs in NumPy from the saved weights (no PyTorch import): identical entries
 share one input projection, identical windows are scored once, and the recurrent
@@ -64,6 +66,7 @@ _TIME_FIELDS = frozenset({"month", "date", "day", "time", "timestamp", "datetime
 _LABEL_FIELDS = frozenset({"label", "alert", "category"})
 
 _CLIP = 10.0  # normalised numeric values are clipped to this many standard deviations
+_USUAL = 2.0  # ... then only their excess beyond +-_USUAL standard deviations is kept
 _GRID = 4.0  # ... and rounded to 1/_GRID: identical entries then share one input projection
 # Rows per recurrent product: OpenBLAS runs products of m*n*k <= 2^19 on one thread. On a
 # busy 2-core machine its threads spin, and a step took 10x longer with them (measured).
@@ -81,13 +84,16 @@ class SupervisedConfig:
     max_numeric: int = 4  # numeric parameters per entry (the first ones of its template)
     max_categorical: int = 4  # categorical parameters per entry
     max_categories: int = 16  # one-hot vocabulary per position; the rest is "other"
-    min_count: int = 3  # training occurrences a value needs for its own one-hot slot
+    header_fields: bool = True  # header fields (level, component, ...) as categorical features
+    min_count: int = 3  # training occurrences a key or value needs to be known (else unknown/other)
     epochs: int = 100  # upper bound; validation loss stops training earlier
     patience: int = 8  # epochs without a better validation loss before stopping
     batch_size: int = 256
     learning_rate: float = 1e-3
+    dropout: float = 0.0  # on the network's inputs and on the LSTM's output (training only)
+    weight_decay: float = 0.0
     validation: float = 0.2  # last part of the training data (time order)
-    pos_weight: float | None = None  # None: normal / anomalous training windows
+    pos_weight: float | None = None  # None: 1 or normal/anomalous ratio, chosen on validation
     seed: int = 0
     device: str = "auto"  # training only: "auto" (CUDA when present), "cpu", "cuda"
 
@@ -269,6 +275,33 @@ def _number(text: str) -> float:
     return math.nan if v is None else v
 
 
+#: How far (in binomial standard deviations) the anomalous share of a categorical value's
+#: lines must be from the overall share for the value to get its own one-hot slot.
+INFORMATIVE_Z = 3.0
+
+
+def _informative(
+    seen: Counter[str], anomalous: Counter[str], rate: float, limit: int, min_count: int
+) -> list[str]:
+    """The values of one categorical position that tell something about the label: seen at
+    least ``min_count`` times, with an anomalous share at least INFORMATIVE_Z binomial
+    standard deviations from ``rate``; the ``limit`` most telling ones.
+
+    Ids, pids, ports and addresses that only name things recur too, and one-hot slots for
+    them let a network memorise the training windows (measured on development data: the
+    validation loss turned after a few epochs). Values with no evidence share "other"."""
+    if not 0.0 < rate < 1.0:
+        return []
+    scored = []
+    for v, n in seen.items():
+        if n < min_count:
+            continue
+        z = (anomalous[v] - n * rate) / math.sqrt(n * rate * (1.0 - rate))
+        if abs(z) >= INFORMATIVE_Z:
+            scored.append((-abs(z), v))
+    return [v for _, v in sorted(scored)[:limit]]
+
+
 def _squash(v: np.ndarray) -> np.ndarray:
     """sign(x) log(1 + |x|): sizes, counts and times span orders of magnitude."""
     out: np.ndarray = np.sign(v) * np.log1p(np.abs(v))
@@ -297,27 +330,37 @@ class Features:
         return [len(v) + FIRST_VALUE for v in self.vocab]
 
     @classmethod
-    def fit(cls, stream: LineStream, config: SupervisedConfig, rows: np.ndarray) -> Features:
-        """Learn vocabularies and normalisation from the entries ``rows`` of ``stream``."""
-        keys: dict[int, None] = {}
+    def fit(
+        cls, stream: LineStream, config: SupervisedConfig, rows: np.ndarray, labels: np.ndarray
+    ) -> Features:
+        """Learn vocabularies and normalisation from the entries ``rows`` of ``stream``,
+        whose lines are labelled ``labels`` (per entry of ``rows``)."""
+        key_counts: Counter[int] = Counter()
         slots: dict[int, list[list[str]]] = {}  # key -> per slot, its values
-        for i in rows.tolist():
+        key_labels: dict[int, list[int]] = {}  # key -> the labels of its entries
+        for i, y in zip(rows.tolist(), labels.tolist(), strict=True):
             key = stream.keys[i]
             if key is None:
                 continue
-            keys.setdefault(key, None)
+            key_counts[key] += 1
+            key_labels.setdefault(key, []).append(y)
             vals = stream.values[i]
             cols = slots.setdefault(key, [])
+            n_before = key_counts[key] - 1
             while len(cols) < len(vals):
-                cols.append([])
+                cols.append([""] * n_before)  # a slot this key's earlier entries lacked
             for s, v in enumerate(vals):
                 cols[s].append(v)
+            for col in cols[len(vals) :]:
+                col.append("")
         numeric: dict[int, list[tuple[int, float, float]]] = {}
         categorical: dict[int, list[int]] = {}
-        counts: list[Counter[str]] = [Counter() for _ in range(config.max_categorical)]
+        seen: list[Counter[str]] = [Counter() for _ in range(config.max_categorical)]
+        anomalous: list[Counter[str]] = [Counter() for _ in range(config.max_categorical)]
         for key, cols in slots.items():
             num: list[tuple[int, float, float]] = []
             cat: list[int] = []
+            ys = key_labels[key]
             for s, col in enumerate(cols):
                 parsed = [_numeric(v) for v in col]
                 if all(p is not None for p in parsed):
@@ -327,24 +370,38 @@ class Features:
                         # change to it still stands out (1e-3 of a log unit).
                         num.append((s, float(x.mean()), max(float(x.std()), 1e-3)))
                 elif len(cat) < config.max_categorical:
-                    counts[len(cat)].update(col)
+                    seen[len(cat)].update(v for v in col if v)
+                    anomalous[len(cat)].update(v for v, y in zip(col, ys, strict=True) if v and y)
                     cat.append(s)
             if num:
                 numeric[key] = num
             if cat:
                 categorical[key] = cat
-        names = list(stream.field_names)
-        field_counts: list[Counter[str]] = [Counter() for _ in names]
-        for i in rows.tolist():
-            for c, v in zip(field_counts, stream.fields[i], strict=True):
+        names = list(stream.field_names) if config.header_fields else []
+        at = [stream.field_names.index(n) for n in names]
+        for _ in names:
+            seen.append(Counter())
+            anomalous.append(Counter())
+        base = config.max_categorical
+        for i, y in zip(rows.tolist(), labels.tolist(), strict=True):
+            f = stream.fields[i]
+            for j, a in enumerate(at):
+                v = f[a]
                 if v is not None:
-                    c[v] += 1
+                    seen[base + j][v] += 1
+                    if y:
+                        anomalous[base + j][v] += 1
+        rate = float(labels.mean()) if len(labels) else 0.0
         vocab = [
-            [v for v, k in c.most_common(config.max_categories) if k >= config.min_count]
-            for c in counts + field_counts
+            _informative(c, a, rate, config.max_categories, config.min_count)
+            for c, a in zip(seen, anomalous, strict=True)
         ]
+        # Keys rarer than min_count stay out of the vocabulary: in training they become the
+        # unknown key, so the model learns what a key it has (almost) never seen means
+        # (mostly: trouble) instead of meeting an untrained embedding at detection.
+        keys = [k for k, c in key_counts.items() if c >= config.min_count]
         return cls(
-            list(keys),
+            keys,
             numeric,
             categorical,
             names,
@@ -386,10 +443,17 @@ class Features:
                 get = lookups[p].get
                 cat[at, p] = [get(v[s], OTHER) if s < len(v) else NONE for v in vals]
         base = self.max_categorical
-        for j in range(len(self.field_names)):
+        for j, name in enumerate(self.field_names):
+            if name not in stream.field_names:
+                continue  # read with another format: no value (NONE)
+            at = stream.field_names.index(name)
             get = lookups[base + j].get
-            cat[:, base + j] = [NONE if f[j] is None else get(f[j], OTHER) for f in stream.fields]
+            cat[:, base + j] = [NONE if f[at] is None else get(f[at], OTHER) for f in stream.fields]
         np.clip(num, -_CLIP, _CLIP, out=num)
+        # Only the part beyond the usual band counts: inside it values vary at random (sizes,
+        # ports, counters), and a network given them memorises windows by their values
+        # (measured on development data: lower F1 on held-out windows).
+        np.copysign(np.maximum(np.abs(num) - _USUAL, 0.0), num, out=num)
         num *= _GRID
         np.round(num, out=num)
         num /= _GRID
@@ -624,16 +688,19 @@ def _train(
                 self.embed = nn.Embedding(n_keys, config.embedding)
                 self.lstm = nn.LSTM(d_in, config.hidden, config.layers, batch_first=True)
                 self.out = nn.Linear(config.hidden, 1)
+                self.drop = nn.Dropout(config.dropout)
 
             def forward(
                 self, tok: torch.Tensor, key: torch.Tensor, stat: torch.Tensor
             ) -> torch.Tensor:
-                x = torch.cat([self.embed(key[tok]), stat[tok]], dim=-1)
+                x = self.drop(torch.cat([self.embed(key[tok]), stat[tok]], dim=-1))
                 o, _ = self.lstm(x)
-                return self.out(o[:, -1]).squeeze(-1)
+                return self.out(self.drop(o[:, -1])).squeeze(-1)
 
         net = WindowNet().to(device)
-        opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+        opt = torch.optim.Adam(
+            net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
         key_t = torch.as_tensor(tokens.key, dtype=torch.long, device=device)
         stat_t = torch.as_tensor(static, device=device)
 
@@ -650,16 +717,25 @@ def _train(
         loss_fn = nn.BCEWithLogitsLoss(reduction="none", pos_weight=pw)
         gen = torch.Generator().manual_seed(config.seed)
 
+        val_y = val[1].astype(np.float64)
+        val_c = val[2].astype(np.float64)
+
         def val_loss() -> float:
+            """Minus the validation windows' average precision (or their loss when they
+            hold no anomalous window): lower is better."""
             if len(x_val) == 0:
                 return math.nan
             net.eval()
             total = 0.0
+            logits = []
             with torch.no_grad():
                 for s in range(0, len(x_val), 4096):
                     sl = slice(s, s + 4096)
                     logit = net(x_val[sl], key_t, stat_t)
+                    logits.append(logit.cpu().numpy())
                     total += float((loss_fn(logit, y_val[sl]) * c_val[sl]).sum())
+            if (val_y * val_c).sum() > 0:
+                return -average_precision(np.concatenate(logits), val_y, val_c)
             return total / float(c_val.sum())
 
         best, best_state, best_epoch, stale = math.inf, None, 0, 0
@@ -698,12 +774,30 @@ def _train(
             "epochs": epoch,
             "best_epoch": best_epoch,
             "train_loss": round(train_loss, 6),
-            "validation_loss": None if math.isinf(best) else round(best, 6),
+            "validation_ap": (
+                round(-best, 6) if not math.isinf(best) and (val_y * val_c).sum() > 0 else None
+            ),
             "device": device,
         }
         return weights, info
     finally:
         torch.set_num_threads(threads)
+
+
+def average_precision(score: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> float:
+    """Area under the precision-recall curve (step-wise, ties as one step)."""
+    order = np.argsort(-score, kind="stable")
+    s, y, c = score[order], labels[order], counts[order]
+    tp = np.cumsum(c * y)
+    fp = np.cumsum(c * (1 - y))
+    positives = tp[-1] if len(tp) else 0.0
+    if positives <= 0:
+        return 0.0
+    last = np.r_[s[1:] != s[:-1], True]
+    tp, fp = tp[last], fp[last]
+    recall = tp / positives
+    precision = tp / (tp + fp)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def best_f1_threshold(
@@ -754,7 +848,7 @@ class SupervisedDeepLog:
         line_labels = np.asarray(labels, dtype=np.int8)
         entry_labels = line_labels[stream.line_ids - 1]
         cut = max(1, min(n - 1, math.floor(n * (1.0 - cfg.validation))))
-        features = Features.fit(stream, cfg, np.arange(cut))
+        features = Features.fit(stream, cfg, np.arange(cut), entry_labels[:cut])
         key, num, cat = features.encode(stream)
         tokens = tokenize(key, num, cat)
         h = cfg.window
@@ -769,14 +863,30 @@ class SupervisedDeepLog:
                 f"no anomalous window in the training part (the first {1 - cfg.validation:.0%}"
                 " of the entries): supervised training needs anomalous lines there"
             )
-        pos_weight = cfg.pos_weight if cfg.pos_weight is not None else max(neg / pos, 1.0)
-        weights, info = _train(tokens, features, *train, val, pos_weight, cfg, progress)
+        val_pos = float((val[2] * val[1]).sum())
+        if cfg.pos_weight is not None:
+            candidates = [cfg.pos_weight]
+        elif val_pos > 0 and neg > pos:
+            # Unweighted, or balanced by the label ratio: the one with the better average
+            # precision on the validation part. (On development data the unweighted one
+            # mostly won: the threshold, set on validation, already copes with the ratio.)
+            candidates = [1.0, neg / pos]
+        else:
+            candidates = [1.0]
+        runs = []
+        for weight in candidates:
+            weights, info = _train(tokens, features, *train, val, weight, cfg, progress)
+            runs.append((weights, info, weight))
+        weights, info, pos_weight = max(
+            runs,
+            key=lambda r: -math.inf if r[1]["validation_ap"] is None else r[1]["validation_ap"],
+        )
+        info["pos_weight_candidates"] = {f"{w:.4g}": r["validation_ap"] for _, r, w in runs}
         self.features_ = features
         self.weights_ = weights
         self.templates_ = dict(templates if templates is not None else stream.templates)
         self.net_ = WindowNetNumpy(weights, cfg.layers, features)
         # The threshold from the NumPy forward pass that detection uses.
-        val_pos = float((val[2] * val[1]).sum())
         if val_pos > 0:
             prob = _sigmoid(self.net_.logits(val[0], self.net_.token_inputs(tokens)))
             threshold, f1 = best_f1_threshold(prob, val[1].astype(np.float64), val[2])
