@@ -38,6 +38,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import IO, Any
 
@@ -178,19 +179,9 @@ def read_stream(
     line_ids: list[int] = []
     contents: list[str] = []
     fields: list[tuple[str | None, ...]] = []
-    keys: list[int | None] = []
-    values: list[list[str]] = []
     parse = miner.add_values
+    take = contents.append
     n = 0
-
-    def take(content: str) -> None:
-        if learn:
-            contents.append(content)
-        else:
-            key, vals = parse(content, False)
-            keys.append(key)
-            values.append(vals)
-
     unmatched = 0
     if type(fmt) is LogFormat:
         match = fmt.regex.fullmatch
@@ -233,10 +224,11 @@ def read_stream(
     if learn:
         for content in contents:
             parse(content, True)
-        for content in contents:
-            key, vals = parse(content, False)
-            keys.append(key)
-            values.append(vals)
+    parsed = list(map(parse, contents, repeat(False)))
+    del contents
+    keys = [k for k, _ in parsed]
+    values = [v for _, v in parsed]
+    del parsed
     resolved: dict[int, int] = {}
     for i, key in enumerate(keys):
         if key is not None:
@@ -602,33 +594,47 @@ class WindowNetNumpy:
         return x.astype(np.float32)
 
     def logits(self, windows: np.ndarray, x0: np.ndarray) -> np.ndarray:
-        """Logit per window (rows of token ids)."""
+        """Logit per window (rows of token ids; ``x0``: ``token_inputs``).
+
+        Windows that share their first t tokens share the LSTM's state after t steps, so
+        step t runs once per distinct prefix of length t (a trie walked breadth first), in
+        blocks small enough for one BLAS thread."""
         n, steps = windows.shape
         hsz = self.hidden
+        n_tokens = max(len(x0), 1)
         block = max(16, _BLAS_ONE_THREAD // (4 * hsz * hsz))
-        out = np.empty(n, dtype=np.float32)
-        for s in range(0, n, block):
-            win = windows[s : s + block]
-            m = len(win)
-            hs = [np.zeros((m, hsz), dtype=np.float32) for _ in range(self.layers)]
-            cs = [np.zeros((m, hsz), dtype=np.float32) for _ in range(self.layers)]
-            for t in range(steps):
-                x = x0[win[:, t]]
+        hs = [np.zeros((1, hsz), dtype=np.float32) for _ in range(self.layers)]
+        cs = [np.zeros((1, hsz), dtype=np.float32) for _ in range(self.layers)]
+        node = np.zeros(n, dtype=np.int64)  # each window's prefix at the current depth
+        for t in range(steps):
+            child, node = np.unique(node * n_tokens + windows[:, t], return_inverse=True)
+            node = node.reshape(-1)
+            parent = child // n_tokens
+            token = child % n_tokens
+            m = len(child)
+            new_h = [np.empty((m, hsz), dtype=np.float32) for _ in range(self.layers)]
+            new_c = [np.empty((m, hsz), dtype=np.float32) for _ in range(self.layers)]
+            for s in range(0, m, block):
+                sl = slice(s, s + block)
+                up = parent[sl]
+                x = x0[token[sl]]
                 for layer in range(self.layers):
                     if layer > 0:
-                        x = hs[layer - 1] @ self._wih[layer] + self._b[layer]
-                    g = x + hs[layer] @ self._whh[layer]
+                        x = new_h[layer - 1][sl] @ self._wih[layer] + self._b[layer]
+                    g = x + hs[layer][up] @ self._whh[layer]
                     np.tanh(g, out=g)
                     ifo = g[:, : 3 * hsz]
                     ifo *= 0.5
                     ifo += 0.5
-                    c = cs[layer]
+                    c = cs[layer][up]
                     c *= g[:, hsz : 2 * hsz]
                     c += g[:, :hsz] * g[:, 3 * hsz :]
                     h = np.tanh(c)
                     h *= g[:, 2 * hsz : 3 * hsz]
-                    hs[layer] = h
-            out[s : s + m] = hs[-1] @ self._wout + self._bout
+                    new_h[layer][sl] = h
+                    new_c[layer][sl] = c
+            hs, cs = new_h, new_c
+        out: np.ndarray = (hs[-1] @ self._wout + self._bout)[node]
         return out
 
 
