@@ -59,22 +59,23 @@ from typing import Any
 
 import numpy as np
 
-from keys_hdfs import DEFAULT_DATA, check, machine_info, machine_line, pin_cores
-from logwarden.detect import DeepLog
-from logwarden.evaluate import LineReport, load_line_labels, load_sequences
-from logwarden.pipeline import read_raw_sessions
-from logwarden.sessions import SessionConfig
-from logwarden.simulate import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
-from logwarden.supervised import (
-    LineVerdicts,
-    SupervisedConfig,
-    SupervisedDeepLog,
-    best_f1_threshold,
-    read_stream,
-    rolling_any,
-    rolling_max,
+from _harness import (
+    DEFAULT_DATA,
+    ChildFailed,
+    check,
+    logwarden_command,
+    machine_info,
+    machine_line,
+    pin_cores,
 )
-from parse_speed import ChildFailed, logwarden_command
+from logwarden.detect import DeepLog, LineVerdicts, SupervisedDetector
+from logwarden.detect.lines import rolling_any, rolling_max
+from logwarden.evaluate import LineReport
+from logwarden.io.datasets import load_line_labels, load_sequences
+from logwarden.io.ingest import read_raw_sessions
+from logwarden.models.supervised import SupervisedConfig, SupervisedDeepLog, best_f1_threshold
+from logwarden.sessions import SessionConfig
+from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
 
 TERM_PROJECT_F1 = 0.318  # its HDFS test: TP 1,550, FN 5,546, FP 1,080, TN 9,808
 FAR_ABOVE = 2.0  # "far above flagging everything": at least this many times its F1
@@ -275,13 +276,12 @@ def run_supervised(log: LabelledLog, seed: int, workdir: Path) -> dict[str, Any]
     train = _write(workdir / "train.log", log.train)
     test = _write(workdir / "test.log", log.test)
     started = time.perf_counter()
-    stream, miner = read_stream([str(train)], log.fmt, learn=True)
-    model = SupervisedDeepLog(SupervisedConfig(seed=seed, device="cpu"))
-    model.fit(stream, log.train_labels)
+    det = SupervisedDetector(SupervisedDeepLog(SupervisedConfig(seed=seed, device="cpu")), log.fmt)
+    det.fit(det.read([str(train)], learn=True), log.train_labels)
+    model = det.model
     train_s = time.perf_counter() - started
     started = time.perf_counter()
-    test_stream, _ = read_stream([str(test)], log.fmt, miner)
-    verdicts = model.line_verdicts(test_stream)
+    verdicts = det.line_verdicts(det.read([str(test)]))
     detect_s = time.perf_counter() - started
     report = verdicts.report(log.test_labels)
     return {
@@ -301,7 +301,9 @@ def run_unsupervised(log: LabelledLog, seed: int, workdir: Path) -> dict[str, di
     raw = read_raw_sessions(
         [str(train)], log.fmt, SessionConfig(window_size=UNSUPERVISED_SESSION), learn=True
     )
-    model = DeepLog(seed=seed, device="cpu", param_models=False, epochs=UNSUPERVISED_EPOCHS)
+    model = DeepLog(
+        seed=seed, device="cpu", param_models=False, workflows=False, epochs=UNSUPERVISED_EPOCHS
+    )
     model.fit(raw.keys, raw.templates)
     train_s = time.perf_counter() - started
     h = model.window

@@ -11,28 +11,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from logwarden.bundle import BundleError
-from logwarden.detect import DeepLog
-from logwarden.evaluate import DataError, LineLabels, LineReport, load_line_labels
-from logwarden.records import Stats
-from logwarden.supervised import (
+from logwarden.detect import DeepLog, Detector, LineVerdicts, SupervisedDetector
+from logwarden.detect.lines import rolling_any, rolling_max
+from logwarden.errors import BundleError, ConfigError, NotFittedError
+from logwarden.evaluate import LineReport
+from logwarden.io.datasets import DataError, LineLabels, load_line_labels
+from logwarden.io.entries import feature_fields, read_stream
+from logwarden.models.supervised import (
     OTHER,
     UNK,
     Features,
-    LineVerdicts,
     SupervisedConfig,
     SupervisedDeepLog,
     average_precision,
     best_f1_threshold,
-    feature_fields,
-    read_stream,
-    rolling_any,
-    rolling_max,
     tokenize,
     unique_windows,
     window_labels,
     windows_of,
 )
+from logwarden.records import Stats
 from synthetic import grammar
 
 FMT = "<Level> <Component>: <Content>"
@@ -172,7 +170,7 @@ def test_read_stream_numbers_lines_over_all_inputs(tmp_path: Path) -> None:
 
 
 def test_time_and_label_fields_are_never_features() -> None:
-    from logwarden.formats import get_format
+    from logwarden.io.formats import get_format
 
     assert feature_fields(get_format("bgl")) == ("Node", "NodeRepeat", "Type", "Component", "Level")
     assert feature_fields(get_format("hdfs")) == ("Pid", "Level", "Component")
@@ -281,11 +279,11 @@ def test_threshold_and_average_precision_by_hand() -> None:
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     d = tmp_path_factory.mktemp("sup")
     lines, labels = labelled_log(2400, seed=1)
-    stream, miner = read_stream([str(write_lines(d / "train.log", lines))], FMT, learn=True)
-    model = SupervisedDeepLog(SupervisedConfig(window=5, seed=0, **TINY)).fit(stream, labels)
+    det = SupervisedDetector(SupervisedDeepLog(SupervisedConfig(window=5, seed=0, **TINY)), FMT)
+    det.fit(det.read([str(write_lines(d / "train.log", lines))], learn=True), labels)
     test_lines, test_labels = labelled_log(1200, seed=2)
-    test, _ = read_stream([str(write_lines(d / "test.log", test_lines))], FMT, miner)
-    return {"model": model, "test": test, "labels": test_labels, "dir": d, "miner": miner}
+    test = det.read([str(write_lines(d / "test.log", test_lines))])
+    return {"model": det.model, "detector": det, "test": test, "labels": test_labels}
 
 
 def test_learns_both_kinds_of_anomaly(fitted: dict[str, object]) -> None:
@@ -294,7 +292,9 @@ def test_learns_both_kinds_of_anomaly(fitted: dict[str, object]) -> None:
     info = model.train_info_
     assert info["train_entries"] == 1920 and info["validation_entries"] == 480
     assert 0.0 < model.threshold_ < 1.0 and info["threshold_rule"] == "validation F1"
-    report = model.line_verdicts(test).report(labels)  # type: ignore[arg-type]
+    det = fitted["detector"]
+    assert isinstance(det, SupervisedDetector)
+    report = det.line_verdicts(test).report(labels)  # type: ignore[arg-type]
     flag_all = report.as_dict()["flag_all"]["windows"]["f1"]  # type: ignore[index]
     assert report.windows.f1 > 0.8 and report.windows.f1 > 2 * flag_all
     assert report.lines.recall > 0.9  # nearly every anomalous line is in a flagged window
@@ -333,34 +333,42 @@ def test_numpy_forward_matches_pytorch(fitted: dict[str, object]) -> None:
 
 
 def test_bundle_round_trip(fitted: dict[str, object], tmp_path: Path) -> None:
-    model, test = fitted["model"], fitted["test"]
-    assert isinstance(model, SupervisedDeepLog)
-    model.save(tmp_path / "m", extra={"parser": fitted["miner"].to_dict()})  # type: ignore[attr-defined]
-    back = SupervisedDeepLog.load(tmp_path / "m")
-    assert back.threshold_ == model.threshold_ and back.config == model.config
-    np.testing.assert_array_equal(back.predict_proba(test), model.predict_proba(test))  # type: ignore[arg-type]
+    det, test = fitted["detector"], fitted["test"]
+    assert isinstance(det, SupervisedDetector)
+    det.save(tmp_path / "m")
+    back = SupervisedDetector.load(tmp_path / "m")
+    model = det.model
+    assert back.model.threshold_ == model.threshold_ and back.model.config == model.config
+    assert back.format == FMT and back.miner is not None
+    np.testing.assert_array_equal(back.model.predict_proba(test), model.predict_proba(test))  # type: ignore[arg-type]
     manifest = (tmp_path / "m" / "manifest.json").read_text()
     assert '"model": "supervised"' in manifest and "pickle" not in manifest
     assert (tmp_path / "m" / "supervised.safetensors").is_file()
+    # The state alone (JSON text and arrays) gives the same model again.
+    import json
+
+    meta, arrays = model.to_state()
+    again = SupervisedDeepLog.from_state(json.loads(json.dumps(meta)), arrays)
+    np.testing.assert_array_equal(again.predict_proba(test), model.predict_proba(test))  # type: ignore[arg-type]
     # A DeepLog bundle is not a supervised one, and the other way round.
-    DeepLog(hidden=8, layers=1, epochs=2, top_g=3, param_models=False).fit(grammar(20, 0)).save(
-        tmp_path / "d"
-    )
+    DeepLog(hidden=8, layers=1, epochs=2, top_g=3, param_models=False, workflows=False).fit(
+        grammar(20, 0)
+    ).save(tmp_path / "d")
     with pytest.raises(BundleError, match="not a supervised model"):
-        SupervisedDeepLog.load(tmp_path / "d")
-    with pytest.raises(BundleError):
-        DeepLog.load(tmp_path / "m")
+        SupervisedDetector.load(tmp_path / "d")
+    with pytest.raises(BundleError, match="a supervised model"):
+        Detector.load(tmp_path / "m")
 
 
 def test_training_needs_anomalies_in_its_training_part(tmp_path: Path) -> None:
     lines, labels = labelled_log(400, seed=3)
     labels = [0] * 350 + [1] * 50  # anomalies only in the validation part
     stream, _ = read_stream([str(write_lines(tmp_path / "t.log", lines))], FMT, learn=True)
-    with pytest.raises(ValueError, match="no anomalous window in the training part"):
+    with pytest.raises(DataError, match="no anomalous window in the training part"):
         SupervisedDeepLog(SupervisedConfig(**TINY)).fit(stream, labels)
-    with pytest.raises(ValueError, match="399 labels for 400 input lines"):
+    with pytest.raises(DataError, match="399 labels for 400 input lines"):
         SupervisedDeepLog(SupervisedConfig(**TINY)).fit(stream, labels[:-1])
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         SupervisedDeepLog().predict(stream)
 
 
@@ -370,15 +378,18 @@ def test_training_needs_anomalies_in_its_training_part(tmp_path: Path) -> None:
      ({"device": "tpu"}, "device")],
 )  # fmt: skip
 def test_config_is_validated(kwargs: dict[str, object], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message) as exc:
         SupervisedConfig(**kwargs)  # type: ignore[arg-type]
+    assert exc.value.field == next(iter(kwargs))  # the CLI names the flag from it
 
 
 # --- DeepLog per entry ---------------------------------------------------------------------------
 
 
 def test_deeplog_entry_scores_agree_with_its_verdicts() -> None:
-    model = DeepLog(window=3, hidden=16, layers=1, epochs=60, seed=0, param_models=False)
+    model = DeepLog(
+        window=3, hidden=16, layers=1, epochs=60, seed=0, param_models=False, workflows=False
+    )
     model.fit(grammar(200, seed=1))
     sessions = [*grammar(5, seed=2), list("ABXCDE"), list("ACBDE")]
     flags, scores = model.entry_scores(sessions)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from logwarden.cli import main
-from logwarden.supervised import SupervisedDeepLog, read_stream
+from logwarden.detect import SupervisedDetector
 from test_supervised import FMT, labelled_log, write_labels, write_lines
 
 FAST = ["--hidden", "8", "--epochs", "30", "--device", "cpu", "-q"]
@@ -78,14 +78,8 @@ def test_detect_line_scores_one_row_per_input_line(
     assert [int(r["LineId"]) for r in rows] == list(range(1, 602))
     assert rows[10] == {**rows[9], "LineId": "11"}  # the empty line repeats the verdict before
     # The same verdicts as the library gives.
-    model = SupervisedDeepLog.load(files["model"])
-    import logwarden.parsing as parsing
-
-    manifest = json.loads((files["model"] / "manifest.json").read_text())
-    stream, _ = read_stream(
-        [str(files["test"])], FMT, parsing.TemplateMiner.from_dict(manifest["parser"])
-    )
-    want = model.line_verdicts(stream)
+    det = SupervisedDetector.load(files["model"])
+    want = det.line_verdicts(det.read([str(files["test"])]))
     assert [r["Anomalous"] == "1" for r in rows] == want.flags.tolist()
     flagged = sum(r["Anomalous"] == "1" for r in rows)
     assert out.startswith(f"601 lines, {flagged} in anomalous windows")
@@ -181,7 +175,10 @@ def test_bad_label_files_are_one_clear_error(
             "drop --session and --window",
         ),
         (["--supervised", "--line-labels", "x.csv", "--top-g", "3"], "--top-g and --no-params"),
-        (["--supervised", "--line-labels", "x.csv", "--pos-weight", "0"], "pos_weight must be > 0"),
+        (
+            ["--supervised", "--line-labels", "x.csv", "--pos-weight", "0"],
+            "--pos-weight must be > 0",
+        ),
     ],
 )
 def test_train_usage_errors(

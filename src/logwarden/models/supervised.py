@@ -5,10 +5,13 @@ from labelled lines which windows of an interleaved log are anomalous. The log-k
 parameter models are merged into one network, as the term project proposes:
 
 * every entry (non-empty input line) becomes a feature vector: its log key (an
-  embedding), its numeric parameters (per key and slot: sign(x) log(1 + |x|), then the
-  training mean and standard deviation, clipped to +-10 and rounded to 1/4), and its
-  categorical parameters and header fields one-hot encoded (per position the most
-  frequent training values, the rest as "other");
+  embedding; keys seen fewer than ``min_count`` times in training are the unknown key, so
+  that it is trained), its numeric parameters (per key and slot: sign(x) log(1 + |x|),
+  normalised with the training mean and standard deviation, clipped to +-10, of which only
+  the excess beyond +-2 deviations is kept, rounded to 1/4), and its categorical
+  parameters and header fields one-hot encoded (per position up to ``max_categories``
+  values whose share of anomalous training lines is 3 binomial deviations or more from the
+  overall share; the rest as "other");
 * the window of the last ``window`` entries (step 1; padding before the first) goes
   through an LSTM and a sigmoid: the probability that the window holds an anomalous line.
 
@@ -25,10 +28,8 @@ Detection runs in NumPy from the saved weights (no PyTorch import): identical en
 share one input projection, identical windows are scored once, and the recurrent
 products are taken in blocks small enough for one BLAS thread.
 
-Per-line output (``LineVerdicts``) serves both this model and DeepLog in window mode:
-every input line gets the verdict of the window of the last ``window`` entries ending at
-it, as a streaming detector would give it when that line arrives (an empty line repeats
-the verdict before it).
+The deployable unit (log format, parser state and this model) and the per-line verdicts
+are ``logwarden.detect.SupervisedDetector`` and ``LineVerdicts``.
 """
 
 from __future__ import annotations
@@ -36,21 +37,35 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
-from itertools import repeat
-from pathlib import Path
-from typing import IO, Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .bundle import BundleError, load_bundle, save_bundle
-from .evaluate import LineLabels, LineReport
-from .formats import LogFormat, get_format
-from .parsing import TemplateMiner
-from .records import Stats
-from .sources import LineReader, SourceConfig
+from logwarden import __version__
+from logwarden.errors import BundleError, ConfigError, DataError, NotFittedError
+from logwarden.io.datasets import LineLabels
+from logwarden.io.entries import LineStream
+
+__all__ = [
+    "FIRST_KEY",
+    "MODEL_NAME",
+    "OTHER",
+    "PAD",
+    "UNK",
+    "Features",
+    "SupervisedConfig",
+    "SupervisedDeepLog",
+    "Tokens",
+    "WindowNetNumpy",
+    "average_precision",
+    "best_f1_threshold",
+    "tokenize",
+    "unique_windows",
+    "window_labels",
+    "windows_of",
+]
 
 PAD = 0  # key index before the first entry
 UNK = 1  # a key never seen in training
@@ -60,11 +75,6 @@ OTHER = 1  # a value outside the position's vocabulary
 FIRST_VALUE = 2
 
 MODEL_NAME = "supervised"
-
-# Header fields that hold the time (never features: they do not recur) or the ground
-# truth (BGL's first field is the alert category: a feature would be the answer).
-_TIME_FIELDS = frozenset({"month", "date", "day", "time", "timestamp", "datetime", "year"})
-_LABEL_FIELDS = frozenset({"label", "alert", "category"})
 
 _CLIP = 10.0  # normalised numeric values are clipped to this many standard deviations
 _USUAL = 2.0  # ... then only their excess beyond +-_USUAL standard deviations is kept
@@ -91,8 +101,6 @@ class SupervisedConfig:
     patience: int = 8  # epochs without a better validation loss before stopping
     batch_size: int = 256
     learning_rate: float = 1e-3
-    dropout: float = 0.0  # on the network's inputs and on the LSTM's output (training only)
-    weight_decay: float = 0.0
     validation: float = 0.2  # last part of the training data (time order)
     pos_weight: float | None = None  # None: 1 or normal/anomalous ratio, chosen on validation
     seed: int = 0
@@ -100,155 +108,29 @@ class SupervisedConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.window >= 1, "window must be >= 1"),
-            (self.hidden >= 1 and self.layers >= 1, "hidden and layers must be >= 1"),
-            (self.embedding >= 1, "embedding must be >= 1"),
+            ("window", self.window >= 1, "window must be >= 1"),
+            ("hidden", self.hidden >= 1, "hidden must be >= 1"),
+            ("layers", self.layers >= 1, "layers must be >= 1"),
+            ("embedding", self.embedding >= 1, "embedding must be >= 1"),
+            ("max_numeric", self.max_numeric >= 0, "max_numeric must be >= 0"),
+            ("max_categorical", self.max_categorical >= 0, "max_categorical must be >= 0"),
+            ("max_categories", self.max_categories >= 1, "max_categories must be >= 1"),
+            ("min_count", self.min_count >= 1, "min_count must be >= 1"),
+            ("epochs", self.epochs >= 1, "epochs must be >= 1"),
+            ("patience", self.patience >= 1, "patience must be >= 1"),
+            ("batch_size", self.batch_size >= 1, "batch_size must be >= 1"),
+            ("learning_rate", self.learning_rate > 0, "learning_rate must be > 0"),
+            ("validation", 0.0 < self.validation < 1.0, "validation must be in (0, 1)"),
             (
-                self.max_numeric >= 0 and self.max_categorical >= 0,
-                "max_numeric and max_categorical must be >= 0",
-            ),
-            (
-                self.max_categories >= 1 and self.min_count >= 1,
-                "max_categories and min_count must be >= 1",
-            ),
-            (self.epochs >= 1 and self.patience >= 1, "epochs and patience must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.learning_rate > 0, "learning_rate must be > 0"),
-            (0.0 < self.validation < 1.0, "validation must be in (0, 1)"),
-            (
+                "pos_weight",
                 self.pos_weight is None or (math.isfinite(self.pos_weight) and self.pos_weight > 0),
                 "pos_weight must be > 0",
             ),
-            (self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
+            ("device", self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
         ]
-        for ok, msg in checks:
+        for name, ok, msg in checks:
             if not ok:
-                raise ValueError(msg)
-
-
-# --- reading raw logs as one stream of entries ------------------------------------------------
-
-
-def feature_fields(fmt: LogFormat) -> tuple[str, ...]:
-    """The header fields that are features: all but time and label fields."""
-    return tuple(
-        n
-        for n in fmt.header_fields
-        if n.casefold() not in _TIME_FIELDS and n.casefold() not in _LABEL_FIELDS
-    )
-
-
-@dataclass
-class LineStream:
-    """The entries of raw logs in input order, as the supervised model reads them."""
-
-    line_ids: np.ndarray  # per entry: its input line, from 1 over all inputs (int64)
-    keys: list[int | None]  # template id per entry; None: no template matched
-    values: list[list[str]]  # parameter values per entry
-    fields: list[tuple[str | None, ...]]  # per entry, the values of ``field_names``
-    field_names: tuple[str, ...]
-    lines: int  # input lines read, empty ones included
-    templates: dict[int, str]  # template id -> text, for the keys that occur
-    stats: Stats = field(default_factory=Stats)
-    errors: list[tuple[str, str]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-
-def read_stream(
-    inputs: Sequence[str],
-    fmt_spec: str,
-    miner: TemplateMiner | None = None,
-    *,
-    learn: bool = False,
-    max_line_bytes: int = 65536,
-) -> tuple[LineStream, TemplateMiner]:
-    """Read raw logs into a ``LineStream``.
-
-    ``learn``: the miner learns templates in a first pass over the contents, then every
-    line is matched against the final templates (so that parameters line up with the
-    templates a detector will use). Otherwise lines are only matched: a line no template
-    matches has key None (unknown to any model). Empty lines are counted, not entries.
-    """
-    fmt = get_format(fmt_spec)
-    miner = miner if miner is not None else TemplateMiner()
-    stats = Stats()
-    reader = LineReader(list(inputs), SourceConfig(max_line_bytes=max_line_bytes), stats)
-    names = feature_fields(fmt)
-    line_ids: list[int] = []
-    contents: list[str] = []
-    fields: list[tuple[str | None, ...]] = []
-    parse = miner.add_values
-    take = contents.append
-    n = 0
-    unmatched = 0
-    if type(fmt) is LogFormat:
-        match = fmt.regex.fullmatch
-        index = fmt.regex.groupindex
-        content_group = index.get("Content")
-        groups = tuple(index[name] for name in names)
-        blank: tuple[str | None, ...] = (None,) * len(names)
-        for batch in reader.text_batches():
-            for text in batch:
-                n += 1
-                if not text:
-                    stats.add("empty_line")
-                    continue
-                line_ids.append(n)
-                m = match(text.strip())
-                if m is None:
-                    unmatched += 1
-                    fields.append(blank)
-                    take(text)
-                    continue
-                if len(groups) > 1:
-                    fields.append(m.group(*groups))
-                else:
-                    fields.append(tuple(m.group(g) for g in groups))
-                take((m.group(content_group) or "") if content_group else "")
-    else:  # JSON lines: the format's own parser
-        for line in reader:
-            n += 1
-            if not line.text:
-                stats.add("empty_line")
-                continue
-            line_ids.append(n)
-            rec = fmt.parse(line)
-            if not rec.matched:
-                unmatched += 1
-            fields.append(tuple(rec.fields.get(name) for name in names))
-            take(rec.content)
-    if unmatched:
-        stats.add("unmatched_format", unmatched)
-    if learn:
-        for content in contents:
-            parse(content, True)
-    parsed = list(map(parse, contents, repeat(False)))
-    del contents
-    keys = [k for k, _ in parsed]
-    values = [v for _, v in parsed]
-    del parsed
-    resolved: dict[int, int] = {}
-    for i, key in enumerate(keys):
-        if key is not None:
-            r = resolved.get(key)
-            if r is None:
-                r = resolved[key] = miner.resolve(key)
-            keys[i] = r
-    templates = {r: miner.template(r) for r in set(resolved.values())}
-    stream = LineStream(
-        np.asarray(line_ids, dtype=np.int64),
-        keys,
-        values,
-        fields,
-        names,
-        n,
-        templates,
-        stats,
-        list(reader.errors),
-    )
-    return stream, miner
+                raise ConfigError(msg, field=name)
 
 
 # --- features -----------------------------------------------------------------------------------
@@ -694,19 +576,15 @@ def _train(
                 self.embed = nn.Embedding(n_keys, config.embedding)
                 self.lstm = nn.LSTM(d_in, config.hidden, config.layers, batch_first=True)
                 self.out = nn.Linear(config.hidden, 1)
-                self.drop = nn.Dropout(config.dropout)
 
             def forward(
                 self, tok: torch.Tensor, key: torch.Tensor, stat: torch.Tensor
             ) -> torch.Tensor:
-                x = self.drop(torch.cat([self.embed(key[tok]), stat[tok]], dim=-1))
-                o, _ = self.lstm(x)
-                return self.out(self.drop(o[:, -1])).squeeze(-1)
+                o, _ = self.lstm(torch.cat([self.embed(key[tok]), stat[tok]], dim=-1))
+                return self.out(o[:, -1]).squeeze(-1)
 
         net = WindowNet().to(device)
-        opt = torch.optim.Adam(
-            net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-        )
+        opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
         key_t = torch.as_tensor(tokens.key, dtype=torch.long, device=device)
         stat_t = torch.as_tensor(static, device=device)
 
@@ -827,8 +705,9 @@ def best_f1_threshold(
 
 class SupervisedDeepLog:
     """The merged supervised model: ``fit`` on a labelled ``LineStream``, then per-entry
-    window probabilities (``predict_proba``), verdicts (``predict``) and per-line
-    verdicts (``line_verdicts``); ``save``/``load`` as a model bundle."""
+    window probabilities (``predict_proba``) and verdicts (``predict``); its state
+    (``to_state``/``from_state``) goes into a bundle with the input settings and the parser
+    (``logwarden.detect.SupervisedDetector``)."""
 
     def __init__(self, config: SupervisedConfig | None = None) -> None:
         self.config = config or SupervisedConfig()
@@ -847,10 +726,10 @@ class SupervisedDeepLog:
             labels.check(stream.lines)
             labels = labels.labels
         if len(labels) != stream.lines:
-            raise ValueError(f"{len(labels)} labels for {stream.lines} input lines")
+            raise DataError(f"{len(labels)} labels for {stream.lines} input lines")
         n = len(stream)
         if n < 2:
-            raise ValueError("supervised training needs at least 2 log entries")
+            raise DataError("supervised training needs at least 2 log entries")
         line_labels = np.asarray(labels, dtype=np.int8)
         entry_labels = line_labels[stream.line_ids - 1]
         cut = max(1, min(n - 1, math.floor(n * (1.0 - cfg.validation))))
@@ -865,7 +744,7 @@ class SupervisedDeepLog:
         pos = float((train[2] * train[1]).sum())
         neg = float((train[2] * (1 - train[1])).sum())
         if pos == 0:
-            raise ValueError(
+            raise DataError(
                 f"no anomalous window in the training part (the first {1 - cfg.validation:.0%}"
                 " of the entries): supervised training needs anomalous lines there"
             )
@@ -922,7 +801,7 @@ class SupervisedDeepLog:
     def _fitted(self) -> WindowNetNumpy:
         net = getattr(self, "net_", None)
         if net is None:
-            raise RuntimeError("this model is not fitted yet: call fit() or load()")
+            raise NotFittedError("this model is not fitted yet: call fit() or load()")
         return net
 
     @property
@@ -944,21 +823,16 @@ class SupervisedDeepLog:
         """Per entry: True when the window ending at it is anomalous."""
         return self.predict_proba(stream) >= self.threshold_
 
-    def line_verdicts(self, stream: LineStream) -> LineVerdicts:
-        prob = self.predict_proba(stream)
-        return LineVerdicts.from_entries(
-            stream.line_ids, prob >= self.threshold_, prob, stream.lines, self.config.window
-        )
+    # -- state ----------------------------------------------------------------------------------
 
-    # -- persistence --------------------------------------------------------------------------
-
-    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """A JSON-ready description and the weights (``supervised/...``)."""
         self._fitted()
         vocabulary = [
             {"index": i + FIRST_KEY, "key": f"E{k}", "template": self.templates_.get(k)}
             for i, k in enumerate(self.features_.keys)
         ]
-        manifest = {
+        meta = {
             "logwarden_version": __version__,
             "model": MODEL_NAME,
             "detectors": [MODEL_NAME],
@@ -970,32 +844,28 @@ class SupervisedDeepLog:
                 "rule": self.train_info_["threshold_rule"],
             },
             "train_info": self.train_info_,
-            **(extra or {}),
         }
-        save_bundle(path, manifest, {MODEL_NAME: self.weights_})
+        return meta, {f"{MODEL_NAME}/{k}": v for k, v in self.weights_.items()}
 
     @classmethod
-    def load(cls, path: str | Path) -> SupervisedDeepLog:
-        manifest, weights = load_bundle(path)
-        return cls.from_bundle(manifest, weights)
-
-    @classmethod
-    def from_bundle(
-        cls, manifest: dict[str, Any], weights: dict[str, dict[str, np.ndarray]]
+    def from_state(
+        cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
     ) -> SupervisedDeepLog:
-        if manifest.get("model") != MODEL_NAME:
+        """The model ``to_state`` described; BundleError when it is not a valid one."""
+        if meta.get("model") != MODEL_NAME:
             raise BundleError("not a supervised model bundle (train it with --supervised)")
         try:
-            est = cls(SupervisedConfig(**manifest["params"]))
-            est.features_ = Features.from_dict(manifest["features"])
-            est.weights_ = dict(weights[MODEL_NAME])
-            th = float(manifest["threshold"]["probability"])
+            est = cls(SupervisedConfig(**meta["params"]))
+            est.features_ = Features.from_dict(meta["features"])
+            prefix = MODEL_NAME + "/"
+            est.weights_ = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            th = float(meta["threshold"]["probability"])
             if not 0.0 <= th <= 1.0:
                 raise ValueError(f"threshold {th} is not a probability")
             est.threshold_ = th
-            est.train_info_ = dict(manifest.get("train_info", {}))
+            est.train_info_ = dict(meta.get("train_info", {}))
             est.templates_ = {}
-            for v in manifest["vocabulary"]:
+            for v in meta["vocabulary"]:
                 key = str(v["key"])
                 if v.get("template") is not None and key.startswith("E"):
                     est.templates_[int(key[1:])] = v["template"]
@@ -1016,102 +886,3 @@ def _distinct_rows(
     _, first, counts = np.unique(view, return_index=True, return_counts=True)
     distinct = rows[first]
     return distinct[:, :-1].copy(), distinct[:, -1].astype(np.int8), counts.astype(np.float32)
-
-
-# --- per-line verdicts (supervised or DeepLog in window mode) -------------------------------------
-
-
-def rolling_any(flags: np.ndarray, h: int) -> np.ndarray:
-    """Per entry: whether any of the last ``h`` entries is flagged (the window's verdict)."""
-    return window_labels(flags.astype(np.int8), h).astype(bool)
-
-
-def rolling_max(values: np.ndarray, h: int) -> np.ndarray:
-    if len(values) == 0:
-        return values.astype(np.float64)
-    padded = np.concatenate([np.full(h - 1, -np.inf), values.astype(np.float64)])
-    out: np.ndarray = np.lib.stride_tricks.sliding_window_view(padded, h).max(axis=1)
-    return out
-
-
-@dataclass
-class LineVerdicts:
-    """One verdict per input line: that of the window of the last ``window`` entries ending
-    at it. An empty line (no entry) repeats the verdict before it; lines before the first
-    entry are normal with score 0."""
-
-    window: int
-    flags: np.ndarray  # bool per input line
-    scores: np.ndarray  # float per input line, higher is more anomalous
-    entry_lines: np.ndarray  # input line of each entry (from 1)
-    lines: int
-
-    @classmethod
-    def from_entries(
-        cls,
-        entry_lines: np.ndarray,
-        window_flags: np.ndarray,
-        window_scores: np.ndarray,
-        lines: int,
-        window: int,
-    ) -> LineVerdicts:
-        """From the verdicts of the windows ending at each entry."""
-        entry_lines = np.asarray(entry_lines, dtype=np.int64)
-        last = _last_entry(entry_lines, lines)
-        has = last >= 0
-        flags = np.zeros(lines, dtype=bool)
-        scores = np.zeros(lines, dtype=np.float64)
-        flags[has] = np.asarray(window_flags, dtype=bool)[last[has]]
-        scores[has] = np.asarray(window_scores, dtype=np.float64)[last[has]]
-        return cls(window, flags, scores, entry_lines, lines)
-
-    def window_labels(self, labels: Sequence[int]) -> np.ndarray:
-        """Per input line, the label of its window: 1 when any line in it is anomalous."""
-        y = np.asarray(labels, dtype=np.int8)
-        if len(y) != self.lines:
-            raise ValueError(f"{len(y)} labels for {self.lines} lines")
-        per_entry = window_labels(y[self.entry_lines - 1], self.window)
-        last = _last_entry(self.entry_lines, self.lines)
-        out = y.copy()  # an empty line's window also holds the line itself
-        has = last >= 0
-        out[has] |= per_entry[last[has]]
-        return out
-
-    def report(self, labels: LineLabels | Sequence[int]) -> LineReport:
-        if isinstance(labels, LineLabels):
-            labels.check(self.lines)
-            labels = labels.labels
-        y = np.asarray(labels, dtype=np.int8)
-        return LineReport.from_flags(
-            self.flags.tolist(), y.tolist(), self.window_labels(y).tolist(), self.window
-        )
-
-    def write_csv(self, fh: IO[str]) -> None:
-        """``LineId,Anomalous,Score``, one row per input line."""
-        fh.write("LineId,Anomalous,Score\n")
-        flags = self.flags.astype(np.int8).tolist()
-        scores = self.scores.tolist()
-        step = 65536
-        for s in range(0, self.lines, step):
-            fh.write(
-                "".join(
-                    f"{i},{a},{v:.6g}\n"
-                    for i, a, v in zip(
-                        range(s + 1, min(s + step, self.lines) + 1),
-                        flags[s : s + step],
-                        scores[s : s + step],
-                        strict=True,
-                    )
-                )
-            )
-
-
-def _last_entry(entry_lines: np.ndarray, lines: int) -> np.ndarray:
-    """Per input line (1..lines), the index of the last entry at or before it, or -1."""
-    return np.searchsorted(entry_lines, np.arange(1, lines + 1), side="right") - 1
-
-
-def entry_labels_of(stream_lines: np.ndarray, labels: Iterable[int]) -> np.ndarray:
-    """The labels of the entries, from per-input-line labels."""
-    y = np.fromiter(labels, dtype=np.int8)
-    return y[np.asarray(stream_lines, dtype=np.int64) - 1]
