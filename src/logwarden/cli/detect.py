@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from logwarden.cli.common import RuntimeFailure, UsageError, open_out
-from logwarden.cli.inputs import add_input_args, apply_input_args, load_detector, read_inputs
+from logwarden.cli.inputs import add_input_args, apply_input_args, read_inputs
+from logwarden.cli.lines import (
+    check_window_mode,
+    detect_supervised,
+    load_model,
+    write_line_scores,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,15 +32,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     sdet.add_argument(
         "--html-limit", type=int, default=100, help="anomalies with a picture in --html (100)"
     )
+    sdet.add_argument(
+        "--line-scores",
+        metavar="CSV",
+        help="window mode (supervised or --window): LineId,Anomalous,Score for every input line",
+    )
     sdet.set_defaults(func=cmd_detect)
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
     if args.html_limit < 0:
         raise UsageError("--html-limit must not be negative")
-    detector = load_detector(args.model)
+    from logwarden.detect.lines import SupervisedDetector, window_line_verdicts
+
+    detector = load_model(args.model)
+    if isinstance(detector, SupervisedDetector):
+        return detect_supervised(args, detector)
     apply_input_args(detector, args)
+    if args.line_scores:
+        check_window_mode(detector)
     data = read_inputs(detector, args, learn=False)
+    if args.line_scores:
+        write_line_scores(args.line_scores, window_line_verdicts(detector.model, data))
     verdicts = detector.verdicts(data)
     if args.jsonl:
         try:

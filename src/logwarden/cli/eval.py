@@ -6,7 +6,8 @@ import argparse
 import json
 
 from logwarden.cli.common import UsageError
-from logwarden.cli.inputs import add_input_args, apply_input_args, load_detector, read_inputs
+from logwarden.cli.inputs import add_input_args, apply_input_args, read_inputs
+from logwarden.cli.lines import add_line_label_args, eval_lines, load_model
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,16 +27,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     se.add_argument(
         "--labels", metavar="CSV", help="labels for raw input (BlockId,Label or session,label)"
     )
+    add_line_label_args(se)
     se.add_argument("--json", action="store_true", help="print one JSON object")
     se.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from logwarden.detect.detector import Inputs
+    from logwarden.detect.lines import SupervisedDetector
     from logwarden.evaluate import Report
     from logwarden.io.datasets import load_sequences
 
-    detector = load_detector(args.model)
+    detector = load_model(args.model)
+    if args.line_labels or isinstance(detector, SupervisedDetector):
+        return eval_lines(args, detector)
     if args.normal or args.abnormal:
         if args.inputs:
             raise UsageError("give --normal/--abnormal or INPUT files, not both")

@@ -8,6 +8,7 @@ import time
 
 from logwarden.cli.common import RuntimeFailure, UsageError, stderr_console
 from logwarden.cli.inputs import add_input_args, apply_input_args, read_inputs
+from logwarden.cli.lines import add_line_label_args, train_supervised
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,10 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument(
         "--target-fpr", type=float, default=0.005, help="automatic threshold's false-positive rate"
     )
-    st.add_argument("--layers", type=int, default=2)
-    st.add_argument("--hidden", type=int, default=64)
+    st.add_argument("--layers", type=int, default=None, help="LSTM layers (2; supervised: 1)")
+    st.add_argument("--hidden", type=int, default=None, help="LSTM units (64; supervised: 32)")
     st.add_argument(
-        "--epochs", type=int, default=1000, help="upper bound (stops when the loss settles)"
+        "--epochs",
+        type=int,
+        default=None,
+        help="upper bound (1000; supervised: 100); training stops earlier",
     )
     st.add_argument("--seed", type=int, default=0)
     st.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -41,6 +45,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument(
         "--no-workflows", action="store_true", help="skip mining the workflows (diagnosis)"
     )
+    st.add_argument(
+        "--supervised",
+        action="store_true",
+        help="the supervised model for logs without session ids: learns anomalous windows"
+        " from --line-labels",
+    )
+    add_line_label_args(st)
+    st.add_argument(
+        "--pos-weight",
+        type=float,
+        default=None,
+        help="supervised: loss weight of anomalous windows (default: chosen on validation)",
+    )
     st.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     st.set_defaults(func=cmd_train)
 
@@ -51,12 +68,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from logwarden.detect import DeepLog
     from logwarden.detect.detector import Detector
 
+    if args.supervised:
+        return train_supervised(args)
+    if args.line_labels or args.pos_weight is not None:
+        raise UsageError("--line-labels and --pos-weight go with --supervised")
     model = DeepLog(
         window=args.window_size,
         top_g=args.top_g,
-        layers=args.layers,
-        hidden=args.hidden,
-        epochs=args.epochs,
+        layers=2 if args.layers is None else args.layers,
+        hidden=64 if args.hidden is None else args.hidden,
+        epochs=1000 if args.epochs is None else args.epochs,
         seed=args.seed,
         target_fpr=args.target_fpr,
         device=args.device,
@@ -77,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]  # fmt: skip
     started = time.perf_counter()
     with Progress(*columns, console=stderr_console(), transient=False, disable=args.quiet) as bar:
-        task = bar.add_task("train", total=args.epochs, loss=float("nan"), rate="")
+        task = bar.add_task("train", total=model.epochs, loss=float("nan"), rate="")
 
         def progress(epoch: int, total: int, loss: float) -> None:
             rate = n_rows * epoch / max(time.perf_counter() - started, 1e-9)

@@ -2,5 +2,16 @@
 
 from logwarden.detect.detector import Detector, Inputs, InputSpec
 from logwarden.detect.estimator import REASONS, DeepLog, Verdict
+from logwarden.detect.lines import LineVerdicts, SupervisedDetector, window_line_verdicts
 
-__all__ = ["REASONS", "DeepLog", "Detector", "InputSpec", "Inputs", "Verdict"]
+__all__ = [
+    "REASONS",
+    "DeepLog",
+    "Detector",
+    "InputSpec",
+    "Inputs",
+    "LineVerdicts",
+    "SupervisedDetector",
+    "Verdict",
+    "window_line_verdicts",
+]

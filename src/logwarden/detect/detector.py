@@ -87,6 +87,9 @@ class Inputs:
     stats: Stats = field(default_factory=Stats)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, message)
     entries: int = 0  # log entries read (raw input)
+    # raw input in window sessions: each entry's input line (from 1), and the lines read
+    line_ids: list[int] | None = None
+    lines_read: int = 0
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -169,6 +172,8 @@ class Detector:
             raw.stats,
             list(raw.errors),
             raw.events,
+            raw.line_ids if spec.window is not None else None,
+            raw.stats["lines_read"],
         )
 
     # -- the estimator -----------------------------------------------------------------------
@@ -211,6 +216,11 @@ class Detector:
 
     @classmethod
     def from_state(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Detector:
+        if meta.get("model") == "supervised":
+            raise BundleError(
+                "a supervised model for logs without session ids: it gives per-line verdicts"
+                " (logwarden.detect.SupervisedDetector; detect --line-scores, eval --line-labels)"
+            )
         model = DeepLog.from_state(meta, arrays)
         try:
             spec = InputSpec.from_state(meta.get("input") or {})

@@ -377,6 +377,32 @@ class DeepLog:
                 found[i] = True
         return found
 
+    def entry_scores(
+        self, sessions: Sequence[Sequence[str]], events: Sequence[Session] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per entry of the sessions, flattened in order (session ends left out): whether a
+        detector flags it, and its key-model score (as ``decision_function``: -log10 of the
+        key's probability, 40 for an unseen key; its rank with top-g). With ``events``, an
+        entry the parameter models flag is flagged too. For per-line verdicts of logs
+        without session ids (window sessions)."""
+        _check_events(sessions, events)
+        scores, flags, _ = self._scores(sessions)
+        if self._fitted().threshold.mode == "top_g":
+            value = scores.rank.astype(np.float64)
+        else:
+            value = -np.log10(np.maximum(scores.prob.astype(np.float64), 1e-40))
+        flags = flags.copy()
+        params = getattr(self, "params_", None)
+        if params is not None and events is not None:
+            for sc in params.score(params.series(events)).values():
+                hits = np.flatnonzero(sc.anomalous)
+                if len(hits):
+                    refs = sc.refs[hits]
+                    flags[scores.offsets[refs[:, 0]] + refs[:, 1]] = True
+        keep = np.ones(len(flags), dtype=bool)
+        keep[scores.offsets[1:] - 1] = False  # each session's end row
+        return flags[keep], value[keep]
+
     def _param_anomalies(
         self,
         sessions: Sequence[Sequence[str]],

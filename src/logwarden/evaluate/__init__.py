@@ -3,6 +3,7 @@
 from logwarden.evaluate.metrics import (
     Confusion,
     Detections,
+    LineReport,
     Report,
     SessionGroup,
     VerdictLike,
@@ -13,6 +14,7 @@ from logwarden.evaluate.metrics import (
 __all__ = [
     "Confusion",
     "Detections",
+    "LineReport",
     "Report",
     "SessionGroup",
     "VerdictLike",

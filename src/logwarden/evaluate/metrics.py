@@ -29,6 +29,7 @@ from typing import Protocol
 __all__ = [
     "Confusion",
     "Detections",
+    "LineReport",
     "Report",
     "SessionGroup",
     "VerdictLike",
@@ -396,4 +397,72 @@ class Report:
         out.append(f"{head:<22}{'tp':>10}{'fp':>10}{'fn':>10}{'tn':>10}{'recall':>10}")
         for name, b in ((f"<= {h}", self.short), (f"> {h}", self.long)):
             out.append(f"  {name:<20}{b.tp:>10,}{b.fp:>10,}{b.fn:>10,}{b.tn:>10,}{b.recall:>10.4f}")
+        return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class LineReport:
+    """Per-line evaluation of a detector on a log without session ids.
+
+    Every input line ``t`` gets the verdict of the window of the last ``window`` entries
+    ending at it. ``lines`` compares it with line ``t``'s own label; ``windows`` with the
+    window's label (anomalous when any line in it is). ``flag_all_*``: the same figures for
+    the trivial rule that flags every line, the floor a detector has to clear.
+    """
+
+    window: int
+    lines: Confusion
+    windows: Confusion
+
+    @classmethod
+    def from_flags(
+        cls,
+        flags: Sequence[bool | int],
+        labels: Sequence[int],
+        window_labels: Sequence[int],
+        window: int,
+    ) -> LineReport:
+        """Count per-line verdicts ``flags`` against per-line ``labels`` and the labels of
+        the windows ending at each line (all three in input line order)."""
+        if not len(flags) == len(labels) == len(window_labels):
+            raise ValueError(
+                f"{len(flags)} verdicts, {len(labels)} line labels and"
+                f" {len(window_labels)} window labels: one each per line"
+            )
+        line = confusion(list(labels), list(flags))
+        win = confusion(list(window_labels), list(flags))
+        keys = ("tp", "fp", "fn", "tn")
+        return cls(
+            window,
+            Confusion(*(int(line[k]) for k in keys)),
+            Confusion(*(int(win[k]) for k in keys)),
+        )
+
+    @staticmethod
+    def _flag_all(c: Confusion) -> Confusion:
+        positives = c.tp + c.fn
+        return Confusion(tp=positives, fp=c.total - positives)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "window": self.window,
+            "lines": self.lines.as_dict(),
+            "windows": self.windows.as_dict(),
+            "flag_all": {
+                "lines": self._flag_all(self.lines).as_dict(),
+                "windows": self._flag_all(self.windows).as_dict(),
+            },
+        }
+
+    def summary(self) -> str:
+        out = [
+            f"{self.lines.total:,} lines, each judged by the window of its last {self.window} entries"
+        ]
+        for name, c in (("lines", self.lines), ("windows", self.windows)):
+            base = self._flag_all(c)
+            out.append(
+                f"  {name:<8} tp {c.tp:,}  fp {c.fp:,}  fn {c.fn:,}  tn {c.tn:,}  precision"
+                f" {c.precision:.4f}  recall {c.recall:.4f}  f1 {c.f1:.4f}"
+                f"  (flagging everything: f1 {base.f1:.4f})"
+            )
         return "\n".join(out)

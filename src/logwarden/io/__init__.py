@@ -9,10 +9,12 @@ sessions (import it as ``logwarden.io.ingest``: it pulls in the parser and sessi
 from logwarden.io.datasets import (
     DataError,
     LabeledSession,
+    LineLabels,
     iter_jsonl,
     iter_sequences,
     load_jsonl,
     load_labels,
+    load_line_labels,
     load_sequences,
     split_in_order,
 )
@@ -34,6 +36,7 @@ __all__ = [
     "FormatError",
     "JsonFormat",
     "LabeledSession",
+    "LineLabels",
     "LineReader",
     "LogFormat",
     "SourceConfig",
@@ -43,6 +46,7 @@ __all__ = [
     "iter_sequences",
     "load_jsonl",
     "load_labels",
+    "load_line_labels",
     "load_sequences",
     "read_lines",
     "split_in_order",

@@ -4,7 +4,9 @@
   one session per line of space-separated log keys;
 - :func:`load_jsonl`: labelled sessions, ``{"session", "label", "events": [...]}`` per line;
 - :func:`load_labels`: per-session labels from CSV (loghub's ``BlockId,Label`` with
-  ``Normal``/``Anomaly``, or ``session,label`` with 0/1 as ``logwarden simulate`` writes).
+  ``Normal``/``Anomaly``, or ``session,label`` with 0/1 as ``logwarden simulate`` writes);
+- :func:`load_line_labels`: per-line labels for logs without session ids, from a
+  ``LineId,Label`` CSV or from the lines of a BGL-style log (first field ``-``: normal).
 
 They stream (``iter_*`` yield one session at a time), raise :class:`DataError` with a one-line
 ``path:line: what`` message on malformed input, and drop nothing silently: what they skip
@@ -30,10 +32,12 @@ __all__ = [
     "MAX_LINE_BYTES",
     "DataError",
     "LabeledSession",
+    "LineLabels",
     "iter_jsonl",
     "iter_sequences",
     "load_jsonl",
     "load_labels",
+    "load_line_labels",
     "load_sequences",
     "split_in_order",
 ]
@@ -323,6 +327,142 @@ def load_labels(path: str | os.PathLike[str], *, stats: Stats | None = None) -> 
     except csv.Error as exc:
         raise DataError(f"{name}:{reader.line_num}: bad CSV: {exc}") from None
     return labels
+
+
+LINE_LABEL_FORMATS = ("csv", "bgl")
+
+
+@dataclass(frozen=True)
+class LineLabels:
+    """Per-line labels of a log without session ids: ``labels[i]`` is the label (0 normal,
+    1 anomalous) of input line ``i + 1``, counted from 1 over all inputs, empty lines
+    included; ``rows[i]`` is the line of the label file that gave it (for messages)."""
+
+    path: str
+    labels: list[int]
+    rows: list[int]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def check(self, lines: int) -> None:
+        """Raise DataError unless there is exactly one label per input line (``lines``)."""
+        n = len(self.labels)
+        if n > lines:
+            raise DataError(
+                f"{self.path}:{self.rows[lines]}: label for line {lines + 1}, but the input has"
+                f" only {lines:,} lines (more labels than lines)"
+            )
+        if n < lines:
+            raise DataError(
+                f"{self.path}: no label for input line {n + 1} (labels cover lines 1-{n:,},"
+                f" the input has {lines:,}: missing lines)"
+            )
+
+
+def load_line_labels(
+    path: str | os.PathLike[str], *, label_format: str = "csv", stats: Stats | None = None
+) -> LineLabels:
+    """Per-line labels, one for every input line (see :class:`LineLabels`).
+
+    ``csv``: a header row naming a ``LineId`` column (counted from 1 over the inputs) and a
+    ``Label`` column (0/1 or Normal/Anomaly, case-insensitive; other columns are ignored,
+    rows may come in any order). Every line from 1 to the largest LineId needs a label.
+    ``bgl``: a log in BGL's own convention, one label per line: the first field is ``-``
+    for a normal line and an alert category (anything else) for an anomalous one; read like
+    raw input (gzip, invalid UTF-8 replaced), so its lines are counted as the input's are.
+
+    Raises DataError naming the line for an unknown label, a bad or repeated LineId with
+    another label, a missing line, or a line without a label field. Counted in ``stats``:
+    blank CSV lines (``blank_line``) and a LineId repeated with the same label
+    (``duplicate_label``).
+    """
+    if label_format not in LINE_LABEL_FORMATS:
+        raise DataError(
+            f"unknown line label format {label_format!r} (expected {' or '.join(LINE_LABEL_FORMATS)})"
+        )
+    if label_format == "bgl":
+        return _bgl_line_labels(path, stats)
+    name = os.fspath(path)
+    reader = csv.reader((text + "\n" for _, text in _read_lines(path, stats)), strict=True)
+    by_id: dict[int, tuple[int, int]] = {}  # LineId -> (label, file line)
+    try:
+        header: list[str] | None = None
+        for row in reader:
+            if row:
+                header = row
+                break
+            if stats is not None:
+                stats.add("blank_line")
+        if header is None:
+            raise DataError(f"{name}: empty file, expected a header row (LineId,Label)")
+        columns = [h.strip().casefold() for h in header]
+        if "lineid" not in columns or "label" not in columns:
+            raise DataError(
+                f"{name}:{reader.line_num}: header needs a LineId and a Label column,"
+                f" got {','.join(header)[:120]!r}"
+            )
+        id_col, label_col = columns.index("lineid"), columns.index("label")
+        need = max(id_col, label_col) + 1
+        for row in reader:
+            if not row:
+                if stats is not None:
+                    stats.add("blank_line")
+                continue
+            where = f"{name}:{reader.line_num}"
+            if len(row) < need:
+                raise DataError(f"{where}: expected at least {need} fields, got {len(row)}")
+            text = row[id_col].strip()
+            if not text.isascii() or not text.isdigit() or int(text) < 1:
+                raise DataError(f"{where}: LineId must be a line number from 1, got {text[:40]!r}")
+            line_id = int(text)
+            word = row[label_col].strip()
+            label = _LABEL_WORDS.get(word.casefold())
+            if label is None:
+                raise DataError(
+                    f"{where}: unknown label {word[:40]!r} for line {line_id}"
+                    " (expected 0/1 or Normal/Anomaly; BGL logs: --line-label-format bgl)"
+                )
+            old = by_id.get(line_id)
+            if old is None:
+                by_id[line_id] = (label, reader.line_num)
+            elif old[0] != label:
+                raise DataError(f"{where}: line {line_id} labelled {label} here, {old[0]} before")
+            elif stats is not None:
+                stats.add("duplicate_label")
+    except csv.Error as exc:
+        raise DataError(f"{name}:{reader.line_num}: bad CSV: {exc}") from None
+    n = max(by_id, default=0)
+    if len(by_id) != n:
+        gap = next(i for i in range(1, n + 1) if i not in by_id)
+        raise DataError(f"{name}: no label for line {gap} (LineIds go up to {n:,}: missing lines)")
+    labels = [by_id[i][0] for i in range(1, n + 1)]
+    rows = [by_id[i][1] for i in range(1, n + 1)]
+    return LineLabels(name, labels, rows)
+
+
+def _bgl_line_labels(path: str | os.PathLike[str], stats: Stats | None) -> LineLabels:
+    from logwarden.io.sources import LineReader
+
+    name = os.fspath(path)
+    read = Stats()
+    reader = LineReader([name], stats=read)
+    labels: list[int] = []
+    for batch in reader.text_batches():
+        for text in batch:
+            first = text.split(None, 1)
+            if not first:
+                raise DataError(
+                    f"{name}:{len(labels) + 1}: empty line, no label field (BGL convention:"
+                    " '-' for a normal line, an alert category otherwise)"
+                )
+            labels.append(0 if first[0] == "-" else 1)
+    if reader.errors:
+        path_, message = reader.errors[0]
+        raise DataError(f"{path_}: {message}")
+    if stats is not None:
+        stats.merge(read)
+    return LineLabels(name, labels, list(range(1, len(labels) + 1)))
 
 
 def split_in_order(items: Sequence[_T], fraction: float = 0.8) -> tuple[list[_T], list[_T]]:

@@ -50,6 +50,9 @@ class RawSessions:
     errors: list[tuple[str, str]] = field(default_factory=list)  # (input, what went wrong)
     # with events, params, elapsed times: a SessionTable on the fast path
     sessions: Sequence[Session] = field(default_factory=list)
+    # Object path: the input line number (from 1 over all inputs, empty lines counted) of
+    # every entry in input order, the order in which window sessions hold them.
+    line_ids: list[int] = field(default_factory=list)
 
 
 def session_config(
@@ -104,11 +107,13 @@ def read_raw_sessions(
         n = workers if workers > 0 and not learn and _fork_available() else 0
         return _read_fast(reader, fmt, config, miner, unknown, learn, stats, n)
     events: list[Event] = []
+    line_ids: list[int] = []
     unknown_keys: set[int] = set()
-    for record in fmt.records(reader, stats):
+    for line_id, record in enumerate(fmt.records(reader, stats), 1):
         if not record.line.text:
             stats.add("empty_line")
             continue
+        line_ids.append(line_id)
         event = miner.parse_record(record, learn=learn)
         if event is None:
             event = unknown.parse_record(record, learn=True)
@@ -144,6 +149,7 @@ def read_raw_sessions(
         events=len(events),
         errors=list(reader.errors),
         sessions=grouped,
+        line_ids=line_ids,
     )
 
 

@@ -16,6 +16,7 @@ from logwarden.models.keys import (
     session_rows,
 )
 from logwarden.models.params import ParamModelConfig, ParamModels, ParamScores
+from logwarden.models.supervised import SupervisedConfig, SupervisedDeepLog
 
 __all__ = [
     "END",
@@ -30,6 +31,8 @@ __all__ = [
     "ParamModels",
     "ParamScores",
     "Scores",
+    "SupervisedConfig",
+    "SupervisedDeepLog",
     "Threshold",
     "choose_threshold",
     "fit_key_model",

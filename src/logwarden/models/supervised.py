@@ -1,0 +1,888 @@
+"""The supervised variant for labelled logs without session ids (the Brno term project).
+
+Where DeepLog learns normal sessions and flags what it cannot predict, this model learns
+from labelled lines which windows of an interleaved log are anomalous. The log-key and
+parameter models are merged into one network, as the term project proposes:
+
+* every entry (non-empty input line) becomes a feature vector: its log key (an
+  embedding; keys seen fewer than ``min_count`` times in training are the unknown key, so
+  that it is trained), its numeric parameters (per key and slot: sign(x) log(1 + |x|),
+  normalised with the training mean and standard deviation, clipped to +-10, of which only
+  the excess beyond +-2 deviations is kept, rounded to 1/4), and its categorical
+  parameters and header fields one-hot encoded (per position up to ``max_categories``
+  values whose share of anomalous training lines is 3 binomial deviations or more from the
+  overall share; the rest as "other");
+* the window of the last ``window`` entries (step 1; padding before the first) goes
+  through an LSTM and a sigmoid: the probability that the window holds an anomalous line.
+
+Training uses the windows ending at each entry, labelled anomalous when any line in them
+is, with binary cross-entropy. The last ``validation`` part of the training data, in time
+order, is kept out of training. It stops training when the average precision of its
+windows stops improving (the best epoch's weights are kept), chooses the class weight
+from the label ratio (anomalous windows weighted 1, or by the ratio of normal to
+anomalous training windows: whichever gives the better average precision; or
+``pos_weight`` when given), and sets the probability threshold at the F1 optimum of its
+windows. Test data is never involved.
+
+Detection runs in NumPy from the saved weights (no PyTorch import): identical entries
+share one input projection, identical windows are scored once, and the recurrent
+products are taken in blocks small enough for one BLAS thread.
+
+The deployable unit (log format, parser state and this model) and the per-line verdicts
+are ``logwarden.detect.SupervisedDetector`` and ``LineVerdicts``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from logwarden import __version__
+from logwarden.errors import BundleError, ConfigError, DataError, NotFittedError
+from logwarden.io.datasets import LineLabels
+from logwarden.io.entries import LineStream
+
+__all__ = [
+    "FIRST_KEY",
+    "MODEL_NAME",
+    "OTHER",
+    "PAD",
+    "UNK",
+    "Features",
+    "SupervisedConfig",
+    "SupervisedDeepLog",
+    "Tokens",
+    "WindowNetNumpy",
+    "average_precision",
+    "best_f1_threshold",
+    "tokenize",
+    "unique_windows",
+    "window_labels",
+    "windows_of",
+]
+
+PAD = 0  # key index before the first entry
+UNK = 1  # a key never seen in training
+FIRST_KEY = 2
+NONE = 0  # categorical code: the entry has no value at this position
+OTHER = 1  # a value outside the position's vocabulary
+FIRST_VALUE = 2
+
+MODEL_NAME = "supervised"
+
+_CLIP = 10.0  # normalised numeric values are clipped to this many standard deviations
+_USUAL = 2.0  # ... then only their excess beyond +-_USUAL standard deviations is kept
+_GRID = 4.0  # ... and rounded to 1/_GRID: identical entries then share one input projection
+# Rows per recurrent product: OpenBLAS runs products of m*n*k <= 2^19 on one thread. On a
+# busy 2-core machine its threads spin, and a step took 10x longer with them (measured).
+_BLAS_ONE_THREAD = 1 << 19
+
+
+@dataclass
+class SupervisedConfig:
+    """Hyperparameters of the supervised model (term project: window 10, Adam 1e-3)."""
+
+    window: int = 10  # entries per window (step 1)
+    hidden: int = 32
+    layers: int = 1
+    embedding: int = 16  # key embedding size
+    max_numeric: int = 4  # numeric parameters per entry (the first ones of its template)
+    max_categorical: int = 4  # categorical parameters per entry
+    max_categories: int = 16  # one-hot vocabulary per position; the rest is "other"
+    header_fields: bool = True  # header fields (level, component, ...) as categorical features
+    min_count: int = 3  # training occurrences a key or value needs to be known (else unknown/other)
+    epochs: int = 100  # upper bound; validation loss stops training earlier
+    patience: int = 8  # epochs without a better validation loss before stopping
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    validation: float = 0.2  # last part of the training data (time order)
+    pos_weight: float | None = None  # None: 1 or normal/anomalous ratio, chosen on validation
+    seed: int = 0
+    device: str = "auto"  # training only: "auto" (CUDA when present), "cpu", "cuda"
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("window", self.window >= 1, "window must be >= 1"),
+            ("hidden", self.hidden >= 1, "hidden must be >= 1"),
+            ("layers", self.layers >= 1, "layers must be >= 1"),
+            ("embedding", self.embedding >= 1, "embedding must be >= 1"),
+            ("max_numeric", self.max_numeric >= 0, "max_numeric must be >= 0"),
+            ("max_categorical", self.max_categorical >= 0, "max_categorical must be >= 0"),
+            ("max_categories", self.max_categories >= 1, "max_categories must be >= 1"),
+            ("min_count", self.min_count >= 1, "min_count must be >= 1"),
+            ("epochs", self.epochs >= 1, "epochs must be >= 1"),
+            ("patience", self.patience >= 1, "patience must be >= 1"),
+            ("batch_size", self.batch_size >= 1, "batch_size must be >= 1"),
+            ("learning_rate", self.learning_rate > 0, "learning_rate must be > 0"),
+            ("validation", 0.0 < self.validation < 1.0, "validation must be in (0, 1)"),
+            (
+                "pos_weight",
+                self.pos_weight is None or (math.isfinite(self.pos_weight) and self.pos_weight > 0),
+                "pos_weight must be > 0",
+            ),
+            ("device", self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
+        ]
+        for name, ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg, field=name)
+
+
+# --- features -----------------------------------------------------------------------------------
+
+
+def _numeric(text: str) -> float | None:
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _number(text: str) -> float:
+    v = _numeric(text)
+    return math.nan if v is None else v
+
+
+#: How far (in binomial standard deviations) the anomalous share of a categorical value's
+#: lines must be from the overall share for the value to get its own one-hot slot.
+INFORMATIVE_Z = 3.0
+
+
+def _informative(
+    seen: Counter[str], anomalous: Counter[str], rate: float, limit: int, min_count: int
+) -> list[str]:
+    """The values of one categorical position that tell something about the label: seen at
+    least ``min_count`` times, with an anomalous share at least INFORMATIVE_Z binomial
+    standard deviations from ``rate``; the ``limit`` most telling ones.
+
+    Ids, pids, ports and addresses that only name things recur too, and one-hot slots for
+    them let a network memorise the training windows (measured on development data: the
+    validation loss turned after a few epochs). Values with no evidence share "other"."""
+    if not 0.0 < rate < 1.0:
+        return []
+    scored = []
+    for v, n in seen.items():
+        if n < min_count:
+            continue
+        z = (anomalous[v] - n * rate) / math.sqrt(n * rate * (1.0 - rate))
+        if abs(z) >= INFORMATIVE_Z:
+            scored.append((-abs(z), v))
+    return [v for _, v in sorted(scored)[:limit]]
+
+
+def _squash(v: np.ndarray) -> np.ndarray:
+    """sign(x) log(1 + |x|): sizes, counts and times span orders of magnitude."""
+    out: np.ndarray = np.sign(v) * np.log1p(np.abs(v))
+    return out
+
+
+@dataclass
+class Features:
+    """How entries become feature vectors; fitted on the training stream (JSON-ready)."""
+
+    keys: list[int]  # template ids; index FIRST_KEY + i
+    numeric: dict[int, list[tuple[int, float, float]]]  # key -> (slot, mean, std) per position
+    categorical: dict[int, list[int]]  # key -> its categorical slots, one per position
+    field_names: list[str]  # header fields, each a categorical position after the slots
+    vocab: list[list[str]]  # per categorical position, its values (code FIRST_VALUE + i)
+    max_numeric: int
+    max_categorical: int
+
+    @property
+    def positions(self) -> int:
+        """Categorical positions: parameter slots, then header fields."""
+        return self.max_categorical + len(self.field_names)
+
+    @property
+    def onehot_sizes(self) -> list[int]:
+        return [len(v) + FIRST_VALUE for v in self.vocab]
+
+    @classmethod
+    def fit(
+        cls, stream: LineStream, config: SupervisedConfig, rows: np.ndarray, labels: np.ndarray
+    ) -> Features:
+        """Learn vocabularies and normalisation from the entries ``rows`` of ``stream``,
+        whose lines are labelled ``labels`` (per entry of ``rows``)."""
+        key_counts: Counter[int] = Counter()
+        slots: dict[int, list[list[str]]] = {}  # key -> per slot, its values
+        key_labels: dict[int, list[int]] = {}  # key -> the labels of its entries
+        for i, y in zip(rows.tolist(), labels.tolist(), strict=True):
+            key = stream.keys[i]
+            if key is None:
+                continue
+            key_counts[key] += 1
+            key_labels.setdefault(key, []).append(y)
+            vals = stream.values[i]
+            cols = slots.setdefault(key, [])
+            n_before = key_counts[key] - 1
+            while len(cols) < len(vals):
+                cols.append([""] * n_before)  # a slot this key's earlier entries lacked
+            for s, v in enumerate(vals):
+                cols[s].append(v)
+            for col in cols[len(vals) :]:
+                col.append("")
+        numeric: dict[int, list[tuple[int, float, float]]] = {}
+        categorical: dict[int, list[int]] = {}
+        seen: list[Counter[str]] = [Counter() for _ in range(config.max_categorical)]
+        anomalous: list[Counter[str]] = [Counter() for _ in range(config.max_categorical)]
+        for key, cols in slots.items():
+            num: list[tuple[int, float, float]] = []
+            cat: list[int] = []
+            ys = key_labels[key]
+            for s, col in enumerate(cols):
+                parsed = [_numeric(v) for v in col]
+                if all(p is not None for p in parsed):
+                    if len(num) < config.max_numeric:
+                        x = _squash(np.asarray(parsed, dtype=np.float64))
+                        # The floor keeps a constant slot from dividing by zero while any
+                        # change to it still stands out (1e-3 of a log unit).
+                        num.append((s, float(x.mean()), max(float(x.std()), 1e-3)))
+                elif len(cat) < config.max_categorical:
+                    seen[len(cat)].update(v for v in col if v)
+                    anomalous[len(cat)].update(v for v, y in zip(col, ys, strict=True) if v and y)
+                    cat.append(s)
+            if num:
+                numeric[key] = num
+            if cat:
+                categorical[key] = cat
+        names = list(stream.field_names) if config.header_fields else []
+        at = [stream.field_names.index(n) for n in names]
+        for _ in names:
+            seen.append(Counter())
+            anomalous.append(Counter())
+        base = config.max_categorical
+        for i, y in zip(rows.tolist(), labels.tolist(), strict=True):
+            f = stream.fields[i]
+            for j, a in enumerate(at):
+                v = f[a]
+                if v is not None:
+                    seen[base + j][v] += 1
+                    if y:
+                        anomalous[base + j][v] += 1
+        rate = float(labels.mean()) if len(labels) else 0.0
+        vocab = [
+            _informative(c, a, rate, config.max_categories, config.min_count)
+            for c, a in zip(seen, anomalous, strict=True)
+        ]
+        # Keys rarer than min_count stay out of the vocabulary: in training they become the
+        # unknown key, so the model learns what a key it has (almost) never seen means
+        # (mostly: trouble) instead of meeting an untrained embedding at detection.
+        keys = [k for k, c in key_counts.items() if c >= config.min_count]
+        return cls(
+            keys,
+            numeric,
+            categorical,
+            names,
+            vocab,
+            config.max_numeric,
+            config.max_categorical,
+        )
+
+    def encode(self, stream: LineStream) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per entry: key index (n,), numeric values (n, max_numeric) on the 1/_GRID grid,
+        categorical codes (n, positions)."""
+        n = len(stream)
+        index = {k: i + FIRST_KEY for i, k in enumerate(self.keys)}
+        key_idx = np.fromiter(
+            (UNK if k is None else index.get(k, UNK) for k in stream.keys), dtype=np.int32, count=n
+        )
+        num = np.zeros((n, self.max_numeric), dtype=np.float32)
+        cat = np.zeros((n, self.positions), dtype=np.int32)
+        lookups = [{v: j + FIRST_VALUE for j, v in enumerate(vs)} for vs in self.vocab]
+        by_key: dict[int, list[int]] = {}
+        for i, k in enumerate(stream.keys):
+            if k is not None and (k in self.numeric or k in self.categorical):
+                by_key.setdefault(k, []).append(i)
+        values = stream.values
+        for k, rows in by_key.items():
+            vals = [values[i] for i in rows]
+            at = np.asarray(rows, dtype=np.int64)
+            for p, (s, mean, std) in enumerate(self.numeric.get(k, ())):
+                x = np.fromiter(
+                    (_number(v[s]) if s < len(v) else math.nan for v in vals),
+                    dtype=np.float64,
+                    count=len(vals),
+                )
+                known = ~np.isnan(x)  # a value that does not parse counts as missing
+                z = np.zeros(len(rows), dtype=np.float64)
+                z[known] = (_squash(x[known]) - mean) / std
+                num[at, p] = z
+            for p, s in enumerate(self.categorical.get(k, ())):
+                get = lookups[p].get
+                cat[at, p] = [get(v[s], OTHER) if s < len(v) else NONE for v in vals]
+        base = self.max_categorical
+        for j, name in enumerate(self.field_names):
+            if name not in stream.field_names:
+                continue  # read with another format: no value (NONE)
+            at = stream.field_names.index(name)
+            get = lookups[base + j].get
+            cat[:, base + j] = [NONE if f[at] is None else get(f[at], OTHER) for f in stream.fields]
+        np.clip(num, -_CLIP, _CLIP, out=num)
+        # Only the part beyond the usual band counts: inside it values vary at random (sizes,
+        # ports, counters), and a network given them memorises windows by their values
+        # (measured on development data: lower F1 on held-out windows).
+        np.copysign(np.maximum(np.abs(num) - _USUAL, 0.0), num, out=num)
+        num *= _GRID
+        np.round(num, out=num)
+        num /= _GRID
+        return key_idx, num, cat
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "keys": self.keys,
+            "numeric": {str(k): [list(t) for t in v] for k, v in self.numeric.items()},
+            "categorical": {str(k): v for k, v in self.categorical.items()},
+            "field_names": self.field_names,
+            "vocab": self.vocab,
+            "max_numeric": self.max_numeric,
+            "max_categorical": self.max_categorical,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Features:
+        return cls(
+            [int(k) for k in d["keys"]],
+            {
+                int(k): [(int(s), float(m), float(sd)) for s, m, sd in v]
+                for k, v in d["numeric"].items()
+            },
+            {int(k): [int(s) for s in v] for k, v in d["categorical"].items()},
+            [str(n) for n in d["field_names"]],
+            [[str(x) for x in v] for v in d["vocab"]],
+            int(d["max_numeric"]),
+            int(d["max_categorical"]),
+        )
+
+
+@dataclass
+class Tokens:
+    """Distinct entries (tokens) and each entry's token: windows are sequences of tokens."""
+
+    key: np.ndarray  # per token: key index
+    num: np.ndarray  # per token: numeric values
+    cat: np.ndarray  # per token: categorical codes
+    of_entry: np.ndarray  # per entry: its token
+    pad: int  # the token of the padding before the first entry
+
+
+def tokenize(key: np.ndarray, num: np.ndarray, cat: np.ndarray) -> Tokens:
+    """Identical feature vectors become one token (logs repeat themselves a lot)."""
+    n = len(key)
+    rows = np.empty((n + 1, 1 + num.shape[1] + cat.shape[1]), dtype=np.int32)
+    rows[0] = 0  # padding: key PAD, numeric 0, every position NONE
+    rows[1:, 0] = key
+    rows[1:, 1 : 1 + num.shape[1]] = np.rint(num * _GRID).astype(np.int32)
+    rows[1:, 1 + num.shape[1] :] = cat
+    rows = np.ascontiguousarray(rows)
+    view = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
+    _, first, inverse = np.unique(view, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    distinct = rows[first]
+    return Tokens(
+        distinct[:, 0].copy(),
+        distinct[:, 1 : 1 + num.shape[1]].astype(np.float32) / _GRID,
+        distinct[:, 1 + num.shape[1] :].copy(),
+        inverse[1:].astype(np.int64),
+        int(inverse[0]),
+    )
+
+
+def windows_of(tokens: Tokens, h: int) -> np.ndarray:
+    """The window of the last ``h`` tokens ending at each entry, (n, h), padded in front."""
+    seq = np.concatenate([np.full(h - 1, tokens.pad, dtype=np.int64), tokens.of_entry])
+    return np.lib.stride_tricks.sliding_window_view(seq, h)
+
+
+def unique_windows(windows: np.ndarray, n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct windows and the inverse index (packed into one int64 when they fit)."""
+    if len(windows) == 0:
+        return windows, np.zeros(0, dtype=np.int64)
+    bits = max(1, int(n_tokens - 1).bit_length())
+    if bits * windows.shape[1] <= 62:
+        packed = np.zeros(len(windows), dtype=np.int64)
+        for col in range(windows.shape[1]):
+            packed = (packed << bits) | windows[:, col]
+        _, first, inverse = np.unique(packed, return_index=True, return_inverse=True)
+    else:
+        rows = np.ascontiguousarray(windows)
+        view = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
+        _, first, inverse = np.unique(view, return_index=True, return_inverse=True)
+    return np.ascontiguousarray(windows[first]), inverse.reshape(-1)
+
+
+def window_labels(entry_labels: np.ndarray, h: int) -> np.ndarray:
+    """1 where any of the last ``h`` entries (the window ending there) is labelled 1."""
+    padded = np.concatenate([np.zeros(h - 1, dtype=entry_labels.dtype), entry_labels])
+    if len(entry_labels) == 0:
+        return entry_labels.copy()
+    out: np.ndarray = np.lib.stride_tricks.sliding_window_view(padded, h).max(axis=1)
+    return out
+
+
+# --- inference in NumPy -----------------------------------------------------------------------
+
+
+class WindowNetNumpy:
+    """Forward pass of the supervised network from its weights (PyTorch LSTM layout)."""
+
+    def __init__(self, weights: dict[str, np.ndarray], layers: int, features: Features) -> None:
+        w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
+        self.layers = layers
+        hsz = w["lstm.weight_hh_l0"].shape[1]
+        self.hidden = hsz
+        # Gates i, f, o first (one sigmoid), then g; sigmoid(x) = (tanh(x / 2) + 1) / 2, so
+        # the i, f, o rows are halved once here and every gate takes one tanh.
+        order = np.r_[0 : 2 * hsz, 3 * hsz : 4 * hsz, 2 * hsz : 3 * hsz]
+        scale = np.ones(4 * hsz, dtype=np.float32)
+        scale[: 3 * hsz] = 0.5
+        lstm = {
+            k: v[order] * (scale[:, None] if v.ndim == 2 else scale)
+            for k, v in w.items()
+            if k.startswith("lstm.")
+        }
+        self._wih = [lstm[f"lstm.weight_ih_l{k}"].T.copy() for k in range(layers)]
+        self._whh = [lstm[f"lstm.weight_hh_l{k}"].T.copy() for k in range(layers)]
+        self._b = [lstm[f"lstm.bias_ih_l{k}"] + lstm[f"lstm.bias_hh_l{k}"] for k in range(layers)]
+        self._embed = w["embed.weight"]
+        self._wout = w["out.weight"].reshape(-1)
+        self._bout = float(w["out.bias"].reshape(-1)[0])
+        self._features = features
+        expected = self._embed.shape[1] + features.max_numeric + sum(features.onehot_sizes)
+        if self._wih[0].shape[0] != expected:
+            raise ValueError(
+                f"input weights take {self._wih[0].shape[0]} features, the feature description"
+                f" gives {expected}"
+            )
+        if self._embed.shape[0] != len(features.keys) + FIRST_KEY:
+            raise ValueError("embedding does not fit the key vocabulary")
+
+    def token_inputs(self, tokens: Tokens) -> np.ndarray:
+        """The first layer's input projection of every token, (T, 4H)."""
+        f = self._features
+        w = self._wih[0]
+        e = self._embed.shape[1]
+        p = f.max_numeric
+        x = self._embed[tokens.key] @ w[:e] + tokens.num @ w[e : e + p] + self._b[0]
+        at = e + p
+        for pos, size in enumerate(f.onehot_sizes):
+            x += w[at + tokens.cat[:, pos]]  # a one-hot times the weights: one row
+            at += size
+        return x.astype(np.float32)
+
+    def logits(self, windows: np.ndarray, x0: np.ndarray) -> np.ndarray:
+        """Logit per window (rows of token ids; ``x0``: ``token_inputs``).
+
+        Windows that share their first t tokens share the LSTM's state after t steps, so
+        step t runs once per distinct prefix of length t (a trie walked breadth first), in
+        blocks small enough for one BLAS thread."""
+        n, steps = windows.shape
+        hsz = self.hidden
+        n_tokens = max(len(x0), 1)
+        block = max(16, _BLAS_ONE_THREAD // (4 * hsz * hsz))
+        hs = [np.zeros((1, hsz), dtype=np.float32) for _ in range(self.layers)]
+        cs = [np.zeros((1, hsz), dtype=np.float32) for _ in range(self.layers)]
+        node = np.zeros(n, dtype=np.int64)  # each window's prefix at the current depth
+        for t in range(steps):
+            child, node = np.unique(node * n_tokens + windows[:, t], return_inverse=True)
+            node = node.reshape(-1)
+            parent = child // n_tokens
+            token = child % n_tokens
+            m = len(child)
+            new_h = [np.empty((m, hsz), dtype=np.float32) for _ in range(self.layers)]
+            new_c = [np.empty((m, hsz), dtype=np.float32) for _ in range(self.layers)]
+            for s in range(0, m, block):
+                sl = slice(s, s + block)
+                up = parent[sl]
+                x = x0[token[sl]]
+                for layer in range(self.layers):
+                    if layer > 0:
+                        x = new_h[layer - 1][sl] @ self._wih[layer] + self._b[layer]
+                    g = x + hs[layer][up] @ self._whh[layer]
+                    np.tanh(g, out=g)
+                    ifo = g[:, : 3 * hsz]
+                    ifo *= 0.5
+                    ifo += 0.5
+                    c = cs[layer][up]
+                    c *= g[:, hsz : 2 * hsz]
+                    c += g[:, :hsz] * g[:, 3 * hsz :]
+                    h = np.tanh(c)
+                    h *= g[:, 2 * hsz : 3 * hsz]
+                    new_h[layer][sl] = h
+                    new_c[layer][sl] = c
+            hs, cs = new_h, new_c
+        out: np.ndarray = (hs[-1] @ self._wout + self._bout)[node]
+        return out
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    out: np.ndarray = 0.5 * (np.tanh(0.5 * x.astype(np.float64)) + 1.0)
+    return out
+
+
+# --- training (PyTorch) -------------------------------------------------------------------------
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but CUDA is not available")
+    return name
+
+
+def _train(
+    tokens: Tokens,
+    features: Features,
+    windows: np.ndarray,
+    labels: np.ndarray,
+    counts: np.ndarray,
+    val: tuple[np.ndarray, np.ndarray, np.ndarray],
+    pos_weight: float,
+    config: SupervisedConfig,
+    progress: Callable[[int, int, float], None] | None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Fit the network on distinct (window, label) rows weighted by their counts; keep the
+    weights of the epoch with the lowest validation loss."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(config.seed)
+    device = _device(config.device)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small network: a second thread only spins (see models.py)
+    try:
+        n_keys = len(features.keys) + FIRST_KEY
+        sizes = features.onehot_sizes
+        static = np.zeros((len(tokens.key), features.max_numeric + sum(sizes)), dtype=np.float32)
+        static[:, : features.max_numeric] = tokens.num
+        at = features.max_numeric
+        rows = np.arange(len(tokens.key))
+        for pos, size in enumerate(sizes):
+            static[rows, at + tokens.cat[:, pos]] = 1.0
+            at += size
+        d_in = config.embedding + static.shape[1]
+
+        class WindowNet(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.embed = nn.Embedding(n_keys, config.embedding)
+                self.lstm = nn.LSTM(d_in, config.hidden, config.layers, batch_first=True)
+                self.out = nn.Linear(config.hidden, 1)
+
+            def forward(
+                self, tok: torch.Tensor, key: torch.Tensor, stat: torch.Tensor
+            ) -> torch.Tensor:
+                o, _ = self.lstm(torch.cat([self.embed(key[tok]), stat[tok]], dim=-1))
+                return self.out(o[:, -1]).squeeze(-1)
+
+        net = WindowNet().to(device)
+        opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+        key_t = torch.as_tensor(tokens.key, dtype=torch.long, device=device)
+        stat_t = torch.as_tensor(static, device=device)
+
+        def tensors(w: np.ndarray, y: np.ndarray, c: np.ndarray) -> tuple[torch.Tensor, ...]:
+            return (
+                torch.as_tensor(w, dtype=torch.long, device=device),
+                torch.as_tensor(y, dtype=torch.float32, device=device),
+                torch.as_tensor(c, dtype=torch.float32, device=device),
+            )
+
+        x_all, y_all, c_all = tensors(windows, labels, counts)
+        x_val, y_val, c_val = tensors(*val)
+        pw = torch.tensor(pos_weight, device=device)
+        loss_fn = nn.BCEWithLogitsLoss(reduction="none", pos_weight=pw)
+        gen = torch.Generator().manual_seed(config.seed)
+
+        val_y = val[1].astype(np.float64)
+        val_c = val[2].astype(np.float64)
+
+        def val_loss() -> float:
+            """Minus the validation windows' average precision (or their loss when they
+            hold no anomalous window): lower is better."""
+            if len(x_val) == 0:
+                return math.nan
+            net.eval()
+            total = 0.0
+            logits = []
+            with torch.no_grad():
+                for s in range(0, len(x_val), 4096):
+                    sl = slice(s, s + 4096)
+                    logit = net(x_val[sl], key_t, stat_t)
+                    logits.append(logit.cpu().numpy())
+                    total += float((loss_fn(logit, y_val[sl]) * c_val[sl]).sum())
+            if (val_y * val_c).sum() > 0:
+                return -average_precision(np.concatenate(logits), val_y, val_c)
+            return total / float(c_val.sum())
+
+        best, best_state, best_epoch, stale = math.inf, None, 0, 0
+        epoch = 0
+        train_loss = math.nan
+        for epoch in range(1, config.epochs + 1):
+            net.train()
+            perm = torch.randperm(len(x_all), generator=gen).to(device)
+            total = 0.0
+            for s in range(0, len(x_all), config.batch_size):
+                idx = perm[s : s + config.batch_size]
+                c = c_all[idx]
+                loss = (loss_fn(net(x_all[idx], key_t, stat_t), y_all[idx]) * c).sum() / c.sum()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * float(c.sum())
+            train_loss = total / float(c_all.sum())
+            current = val_loss()
+            if progress is not None:
+                progress(epoch, config.epochs, train_loss)
+            if math.isnan(current):  # no validation windows: train to the bound
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                best_epoch = epoch
+                continue
+            if current < best:
+                best, best_epoch, stale = current, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    break
+        assert best_state is not None
+        weights = {k: v.cpu().numpy().astype(np.float32) for k, v in best_state.items()}
+        info = {
+            "epochs": epoch,
+            "best_epoch": best_epoch,
+            "train_loss": round(train_loss, 6),
+            "validation_ap": (
+                round(-best, 6) if not math.isinf(best) and (val_y * val_c).sum() > 0 else None
+            ),
+            "device": device,
+        }
+        return weights, info
+    finally:
+        torch.set_num_threads(threads)
+
+
+def average_precision(score: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> float:
+    """Area under the precision-recall curve (step-wise, ties as one step)."""
+    order = np.argsort(-score, kind="stable")
+    s, y, c = score[order], labels[order], counts[order]
+    tp = np.cumsum(c * y)
+    fp = np.cumsum(c * (1 - y))
+    positives = tp[-1] if len(tp) else 0.0
+    if positives <= 0:
+        return 0.0
+    last = np.r_[s[1:] != s[:-1], True]
+    tp, fp = tp[last], fp[last]
+    recall = tp / positives
+    precision = tp / (tp + fp)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def best_f1_threshold(
+    prob: np.ndarray, labels: np.ndarray, counts: np.ndarray
+) -> tuple[float, float]:
+    """The probability threshold (flag at or above it) with the highest F1, and that F1."""
+    order = np.argsort(-prob, kind="stable")
+    p, y, c = prob[order], labels[order], counts[order]
+    tp = np.cumsum(c * y)
+    fp = np.cumsum(c * (1 - y))
+    positives = float((c * y).sum())
+    # Only the last row of a run of equal probabilities is a threshold one can set.
+    last = np.r_[p[1:] != p[:-1], True]
+    f1 = np.where(last, 2 * tp / (positives + tp + fp), -1.0)
+    j = int(np.argmax(f1))
+    return float(p[j]), float(f1[j])
+
+
+# --- the model ----------------------------------------------------------------------------------
+
+
+class SupervisedDeepLog:
+    """The merged supervised model: ``fit`` on a labelled ``LineStream``, then per-entry
+    window probabilities (``predict_proba``) and verdicts (``predict``); its state
+    (``to_state``/``from_state``) goes into a bundle with the input settings and the parser
+    (``logwarden.detect.SupervisedDetector``)."""
+
+    def __init__(self, config: SupervisedConfig | None = None) -> None:
+        self.config = config or SupervisedConfig()
+
+    def fit(
+        self,
+        stream: LineStream,
+        labels: Sequence[int] | LineLabels,
+        templates: dict[int, str] | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> SupervisedDeepLog:
+        """Learn from ``stream`` and one label per input line (``labels[i]``: line i + 1)."""
+        started = time.perf_counter()
+        cfg = self.config
+        if isinstance(labels, LineLabels):
+            labels.check(stream.lines)
+            labels = labels.labels
+        if len(labels) != stream.lines:
+            raise DataError(f"{len(labels)} labels for {stream.lines} input lines")
+        n = len(stream)
+        if n < 2:
+            raise DataError("supervised training needs at least 2 log entries")
+        line_labels = np.asarray(labels, dtype=np.int8)
+        entry_labels = line_labels[stream.line_ids - 1]
+        cut = max(1, min(n - 1, math.floor(n * (1.0 - cfg.validation))))
+        features = Features.fit(stream, cfg, np.arange(cut), entry_labels[:cut])
+        key, num, cat = features.encode(stream)
+        tokens = tokenize(key, num, cat)
+        h = cfg.window
+        wins = windows_of(tokens, h)
+        ylab = window_labels(entry_labels, h).astype(np.int8)
+        train = _distinct_rows(wins[:cut], ylab[:cut])
+        val = _distinct_rows(wins[cut:], ylab[cut:])
+        pos = float((train[2] * train[1]).sum())
+        neg = float((train[2] * (1 - train[1])).sum())
+        if pos == 0:
+            raise DataError(
+                f"no anomalous window in the training part (the first {1 - cfg.validation:.0%}"
+                " of the entries): supervised training needs anomalous lines there"
+            )
+        val_pos = float((val[2] * val[1]).sum())
+        if cfg.pos_weight is not None:
+            candidates = [cfg.pos_weight]
+        elif val_pos > 0 and neg > pos:
+            # Unweighted, or balanced by the label ratio: the one with the better average
+            # precision on the validation part. (On development data the unweighted one
+            # mostly won: the threshold, set on validation, already copes with the ratio.)
+            candidates = [1.0, neg / pos]
+        else:
+            candidates = [1.0]
+        runs = []
+        for weight in candidates:
+            weights, info = _train(tokens, features, *train, val, weight, cfg, progress)
+            runs.append((weights, info, weight))
+        weights, info, pos_weight = max(
+            runs,
+            key=lambda r: -math.inf if r[1]["validation_ap"] is None else r[1]["validation_ap"],
+        )
+        info["pos_weight_candidates"] = {f"{w:.4g}": r["validation_ap"] for _, r, w in runs}
+        self.features_ = features
+        self.weights_ = weights
+        self.templates_ = dict(templates if templates is not None else stream.templates)
+        self.net_ = WindowNetNumpy(weights, cfg.layers, features)
+        # The threshold from the NumPy forward pass that detection uses.
+        if val_pos > 0:
+            prob = _sigmoid(self.net_.logits(val[0], self.net_.token_inputs(tokens)))
+            threshold, f1 = best_f1_threshold(prob, val[1].astype(np.float64), val[2])
+            rule = "validation F1"
+        else:
+            threshold, f1, rule = 0.5, None, "0.5 (no anomalous window in the validation part)"
+        self.threshold_ = float(threshold)
+        self.train_info_ = {
+            **info,
+            "entries": n,
+            "lines": stream.lines,
+            "train_entries": cut,
+            "validation_entries": n - cut,
+            "train_windows": int(train[2].sum()),
+            "distinct_train_windows": len(train[0]),
+            "anomalous_train_windows": int(pos),
+            "validation_windows": int(val[2].sum()),
+            "anomalous_validation_windows": int(val_pos),
+            "pos_weight": round(pos_weight, 4),
+            "threshold_rule": rule,
+            "validation_f1": None if f1 is None else round(f1, 4),
+            "keys": len(features.keys),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        return self
+
+    def _fitted(self) -> WindowNetNumpy:
+        net = getattr(self, "net_", None)
+        if net is None:
+            raise NotFittedError("this model is not fitted yet: call fit() or load()")
+        return net
+
+    @property
+    def window(self) -> int:
+        return self.config.window
+
+    def predict_proba(self, stream: LineStream) -> np.ndarray:
+        """Per entry, the probability that the window ending at it is anomalous."""
+        net = self._fitted()
+        if len(stream) == 0:
+            return np.zeros(0)
+        tokens = tokenize(*self.features_.encode(stream))
+        wins = windows_of(tokens, self.config.window)
+        distinct, inverse = unique_windows(wins, len(tokens.key))
+        logits = net.logits(distinct, net.token_inputs(tokens))
+        return _sigmoid(logits)[inverse]
+
+    def predict(self, stream: LineStream) -> np.ndarray:
+        """Per entry: True when the window ending at it is anomalous."""
+        return self.predict_proba(stream) >= self.threshold_
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """A JSON-ready description and the weights (``supervised/...``)."""
+        self._fitted()
+        vocabulary = [
+            {"index": i + FIRST_KEY, "key": f"E{k}", "template": self.templates_.get(k)}
+            for i, k in enumerate(self.features_.keys)
+        ]
+        meta = {
+            "logwarden_version": __version__,
+            "model": MODEL_NAME,
+            "detectors": [MODEL_NAME],
+            "params": asdict(self.config),
+            "vocabulary": vocabulary,
+            "features": self.features_.to_dict(),
+            "threshold": {
+                "probability": self.threshold_,
+                "rule": self.train_info_["threshold_rule"],
+            },
+            "train_info": self.train_info_,
+        }
+        return meta, {f"{MODEL_NAME}/{k}": v for k, v in self.weights_.items()}
+
+    @classmethod
+    def from_state(
+        cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
+    ) -> SupervisedDeepLog:
+        """The model ``to_state`` described; BundleError when it is not a valid one."""
+        if meta.get("model") != MODEL_NAME:
+            raise BundleError("not a supervised model bundle (train it with --supervised)")
+        try:
+            est = cls(SupervisedConfig(**meta["params"]))
+            est.features_ = Features.from_dict(meta["features"])
+            prefix = MODEL_NAME + "/"
+            est.weights_ = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            th = float(meta["threshold"]["probability"])
+            if not 0.0 <= th <= 1.0:
+                raise ValueError(f"threshold {th} is not a probability")
+            est.threshold_ = th
+            est.train_info_ = dict(meta.get("train_info", {}))
+            est.templates_ = {}
+            for v in meta["vocabulary"]:
+                key = str(v["key"])
+                if v.get("template") is not None and key.startswith("E"):
+                    est.templates_[int(key[1:])] = v["template"]
+            est.net_ = WindowNetNumpy(est.weights_, est.config.layers, est.features_)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"bundle content is not a valid supervised model: {exc}") from None
+        return est
+
+
+def _distinct_rows(
+    windows: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (window, label) rows and their counts."""
+    if len(windows) == 0:
+        return windows.copy(), labels.copy(), np.zeros(0, dtype=np.float32)
+    rows = np.ascontiguousarray(np.column_stack([windows, labels.astype(windows.dtype)]))
+    view = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
+    _, first, counts = np.unique(view, return_index=True, return_counts=True)
+    distinct = rows[first]
+    return distinct[:, :-1].copy(), distinct[:, -1].astype(np.int8), counts.astype(np.float32)

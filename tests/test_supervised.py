@@ -1,0 +1,407 @@
+"""The supervised model for logs without session ids, per-line verdicts and line labels:
+loaders and their errors, features, windows, the NumPy forward pass against PyTorch's,
+learning on a small log with known anomalies, the bundle, and DeepLog's per-entry scores."""
+
+from __future__ import annotations
+
+import gzip
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from logwarden.detect import DeepLog, Detector, LineVerdicts, SupervisedDetector
+from logwarden.detect.lines import rolling_any, rolling_max
+from logwarden.errors import BundleError, ConfigError, NotFittedError
+from logwarden.evaluate import LineReport
+from logwarden.io.datasets import DataError, LineLabels, load_line_labels
+from logwarden.io.entries import feature_fields, read_stream
+from logwarden.models.supervised import (
+    OTHER,
+    UNK,
+    Features,
+    SupervisedConfig,
+    SupervisedDeepLog,
+    average_precision,
+    best_f1_threshold,
+    tokenize,
+    unique_windows,
+    window_labels,
+    windows_of,
+)
+from logwarden.records import Stats
+from synthetic import grammar
+
+FMT = "<Level> <Component>: <Content>"
+TINY = {"hidden": 8, "embedding": 4, "epochs": 40, "patience": 8, "device": "cpu"}
+
+
+def labelled_log(n: int, seed: int) -> tuple[list[str], list[int]]:
+    """Interleaved normal traffic with two kinds of labelled anomaly: a disk error line
+    (a key of its own) and a request that took 50-100x longer than usual."""
+    rng = random.Random(seed)
+    lines: list[str] = []
+    labels: list[int] = []
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.03:
+            lines.append(
+                f"ERROR disk: I/O error on /dev/sd{rng.choice('abc')} sector {rng.randrange(10**6)}"
+            )
+            labels.append(1)
+        elif r < 0.06:
+            lines.append(
+                f"INFO api: request {rng.randrange(1000)} served in {rng.randrange(2000, 4000)} ms"
+            )
+            labels.append(1)
+        elif r < 0.5:
+            lines.append(
+                f"INFO api: request {rng.randrange(1000)} served in {rng.randrange(20, 40)} ms"
+            )
+            labels.append(0)
+        elif r < 0.8:
+            lines.append(f"INFO cache: hit for key user{rng.randrange(50)}")
+            labels.append(0)
+        else:
+            lines.append(
+                f"DEBUG worker: heartbeat from node{rng.randrange(8)} load {rng.random():.2f}"
+            )
+            labels.append(0)
+    return lines, labels
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def write_labels(path: Path, labels: list[int], header: str = "LineId,Label") -> Path:
+    path.write_text(header + "\n" + "".join(f"{i},{y}\n" for i, y in enumerate(labels, 1)))
+    return path
+
+
+# --- line labels ------------------------------------------------------------------------------
+
+
+def test_line_labels_from_csv_any_order_words_and_extra_columns(tmp_path: Path) -> None:
+    p = tmp_path / "l.csv"
+    p.write_text(
+        "label,Other,LineId\nNormal,x,2\nAnomaly,y,1\n0,z,3\n\n1,w,3\n".replace("1,w,3", "0,w,3")
+    )
+    stats = Stats()
+    labels = load_line_labels(p, stats=stats)
+    assert labels.labels == [1, 0, 0]
+    assert labels.rows == [3, 2, 4]
+    assert stats["duplicate_label"] == 1 and stats["blank_line"] == 1
+    labels.check(3)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("LineId,Label\n1,0\n2,maybe\n", "l.csv:3: unknown label 'maybe' for line 2"),
+        (
+            "LineId,Label\n1,0\n3,1\n",
+            "l.csv: no label for line 2 (LineIds go up to 3: missing lines)",
+        ),
+        ("LineId,Label\n1,0\n1,1\n", "l.csv:3: line 1 labelled 1 here, 0 before"),
+        ("LineId,Label\n0,0\n", "l.csv:2: LineId must be a line number from 1, got '0'"),
+        ("LineId,Label\nx,0\n", "l.csv:2: LineId must be a line number from 1, got 'x'"),
+        ("Line,Label\n1,0\n", "l.csv:1: header needs a LineId and a Label column"),
+        ("LineId,Label\n1\n", "l.csv:2: expected at least 2 fields, got 1"),
+        ("", "l.csv: empty file"),
+    ],
+)
+def test_bad_line_label_files_name_the_line(tmp_path: Path, text: str, message: str) -> None:
+    p = tmp_path / "l.csv"
+    p.write_text(text)
+    with pytest.raises(DataError) as exc:
+        load_line_labels(p)
+    assert message in str(exc.value)
+
+
+def test_line_label_count_must_match_the_input(tmp_path: Path) -> None:
+    labels = load_line_labels(write_labels(tmp_path / "l.csv", [0, 1, 0, 0]))
+    with pytest.raises(
+        DataError,
+        match=r"l\.csv:5: label for line 4, but the input has only 3 lines \(more labels than lines\)",
+    ):
+        labels.check(3)
+    with pytest.raises(DataError, match=r"no label for input line 5 .*missing lines"):
+        labels.check(6)
+    labels.check(4)
+
+
+def test_bgl_convention_labels_from_the_first_field(tmp_path: Path) -> None:
+    lines = [
+        "- 1117838570 2005.06.03 R02-M1-N0-C:J12-U11 2005-06-03-15.42.50.675872 R02 RAS KERNEL INFO ok",
+        "KERNDTLB 1117838571 2005.06.03 R02 2005-06-03-15.42.51.000000 R02 RAS KERNEL FATAL bad",
+        "-   1117838572 2005.06.03 R02 2005-06-03-15.42.52.000000 R02 RAS KERNEL INFO ok",
+    ]
+    p = tmp_path / "bgl.log.gz"
+    p.write_bytes(gzip.compress("".join(x + "\n" for x in lines).encode()))
+    labels = load_line_labels(p, label_format="bgl")
+    assert labels.labels == [0, 1, 0]
+    empty = write_lines(tmp_path / "e.log", [lines[0], "", lines[1]])
+    with pytest.raises(DataError, match=r"e\.log:2: empty line, no label field"):
+        load_line_labels(empty, label_format="bgl")
+    with pytest.raises(DataError, match="unknown line label format"):
+        load_line_labels(p, label_format="xml")
+
+
+# --- reading and features ----------------------------------------------------------------------
+
+
+def test_read_stream_numbers_lines_over_all_inputs(tmp_path: Path) -> None:
+    a = write_lines(tmp_path / "a.log", ["INFO x: started 1", "", "INFO x: started 2"])
+    b = write_lines(tmp_path / "b.log", ["not in the format", "WARN y: stopped 3"])
+    stream, miner = read_stream([str(a), str(b)], FMT, learn=True)
+    assert stream.lines == 5
+    assert stream.line_ids.tolist() == [1, 3, 4, 5]
+    assert stream.stats["empty_line"] == 1 and stream.stats["unmatched_format"] == 1
+    assert stream.field_names == ("Level", "Component")
+    assert stream.fields[0] == ("INFO", "x") and stream.fields[2] == (None, None)
+    assert stream.keys[0] == stream.keys[1] and stream.values[1] == ["2"]
+    again, _ = read_stream([str(b)], FMT, miner)
+    assert again.keys[1] == stream.keys[3]
+    unseen = write_lines(tmp_path / "c.log", ["INFO z: something new entirely here"])
+    assert read_stream([str(unseen)], FMT, miner)[0].keys == [None]
+
+
+def test_time_and_label_fields_are_never_features() -> None:
+    from logwarden.io.formats import get_format
+
+    assert feature_fields(get_format("bgl")) == ("Node", "NodeRepeat", "Type", "Component", "Level")
+    assert feature_fields(get_format("hdfs")) == ("Pid", "Level", "Component")
+
+
+def test_features_rare_keys_unknown_values_kept_only_when_telling(tmp_path: Path) -> None:
+    rng = random.Random(0)
+    lines, labels = [], []
+    for i in range(600):
+        node = f"node{rng.randrange(4)}"
+        bad = node == "node3" and rng.random() < 0.5
+        lines.append(f"{'ERROR' if bad else 'INFO'} svc: ping {node} from pid{rng.randrange(3)}")
+        labels.append(int(bad))
+        if i == 100:
+            lines.append("INFO svc: a message seen once")
+            labels.append(0)
+    stream, _ = read_stream([str(write_lines(tmp_path / "f.log", lines))], FMT, learn=True)
+    cfg = SupervisedConfig(max_categorical=2)
+    y = np.asarray(labels, dtype=np.int8)
+    f = Features.fit(stream, cfg, np.arange(len(stream)), y)
+    once = stream.keys[101]
+    assert once not in f.keys and len(f.keys) == 1
+    key, _, cat = f.encode(stream)
+    assert key[101] == UNK
+    # The node that goes with errors first (the others, never in trouble, tell a little
+    # too); pids tell nothing.
+    assert f.vocab[0][0] == "node3"
+    assert f.vocab[1] == []
+    level = f.field_names.index("Level") + cfg.max_categorical
+    assert set(f.vocab[level]) == {"ERROR", "INFO"}
+    assert cat[0, 1] == OTHER  # pid: other
+
+
+def test_numeric_values_count_only_beyond_their_usual_band(tmp_path: Path) -> None:
+    lines = [f"INFO api: served in {20 + i % 5} ms" for i in range(200)] + [
+        "INFO api: served in 4000 ms"
+    ]
+    stream, _ = read_stream([str(write_lines(tmp_path / "n.log", lines))], FMT, learn=True)
+    f = Features.fit(stream, SupervisedConfig(), np.arange(200), np.zeros(200, dtype=np.int8))
+    _, num, _ = f.encode(stream)
+    assert np.all(num[:200, 0] == 0.0)
+    assert num[200, 0] == 8.0  # clipped at 10 standard deviations, minus the band of 2
+    tokens = tokenize(*f.encode(stream))
+    assert len(tokens.key) == 3  # padding, the usual entries, the slow one
+
+
+def test_windows_and_their_labels() -> None:
+    key = np.array([2, 3, 2, 3, 2], dtype=np.int32)
+    tokens = tokenize(key, np.zeros((5, 0), np.float32), np.zeros((5, 0), np.int32))
+    w = windows_of(tokens, 3)
+    assert w.shape == (5, 3)
+    assert w[0].tolist() == [tokens.pad, tokens.pad, tokens.of_entry[0]]
+    distinct, inverse = unique_windows(w, len(tokens.key))
+    assert len(distinct) == 4 and (distinct[inverse] == w).all()
+    assert window_labels(np.array([0, 1, 0, 0, 0], np.int8), 3).tolist() == [0, 1, 1, 1, 0]
+    assert rolling_any(np.array([0, 0, 1, 0, 0, 0], bool), 2).tolist() == [0, 0, 1, 1, 0, 0]
+    assert rolling_max(np.array([1.0, 3.0, 2.0]), 2).tolist() == [1.0, 3.0, 3.0]
+
+
+def test_line_verdicts_cover_every_line_and_empty_lines_repeat() -> None:
+    # Entries on lines 2, 3, 5 (line 1 and 4 empty), window 2.
+    v = LineVerdicts.from_entries(
+        np.array([2, 3, 5]), np.array([False, True, False]), np.array([0.1, 0.9, 0.2]), 6, 2
+    )
+    assert v.flags.tolist() == [False, False, True, True, False, False]
+    assert v.scores.tolist() == [0.0, 0.1, 0.9, 0.9, 0.2, 0.2]
+    labels = [0, 1, 0, 1, 0, 0]
+    assert v.window_labels(labels).tolist() == [0, 1, 1, 1, 0, 0]
+    r = v.report(labels)
+    assert (r.lines.tp, r.lines.fp, r.lines.fn, r.lines.tn) == (1, 1, 1, 3)
+    assert (r.windows.tp, r.windows.fp, r.windows.fn, r.windows.tn) == (2, 0, 1, 3)
+    d = r.as_dict()
+    assert d["flag_all"]["windows"]["tp"] == 3 and d["flag_all"]["windows"]["fp"] == 3  # type: ignore[index]
+    import io
+
+    out = io.StringIO()
+    v.write_csv(out)
+    assert out.getvalue().splitlines() == [
+        "LineId,Anomalous,Score", "1,0,0", "2,0,0.1", "3,1,0.9", "4,1,0.9", "5,0,0.2", "6,0,0.2",
+    ]  # fmt: skip
+    with pytest.raises(DataError):
+        v.report(LineLabels("x.csv", [0] * 7, list(range(1, 8))))
+
+
+def test_line_report_rejects_misaligned_input() -> None:
+    with pytest.raises(ValueError, match="one each per line"):
+        LineReport.from_flags([True], [1, 0], [1, 0], 10)
+
+
+def test_threshold_and_average_precision_by_hand() -> None:
+    prob = np.array([0.9, 0.8, 0.8, 0.3, 0.1])
+    y = np.array([1.0, 1.0, 0.0, 1.0, 0.0])
+    c = np.ones(5)
+    # Flag >= 0.9: F1 2/4; >= 0.8: 4/6; >= 0.3: 6/7; >= 0.1: 6/8.
+    assert best_f1_threshold(prob, y, c) == pytest.approx((0.3, 6 / 7))
+    # Steps at recall 1/3 (precision 1), 2/3 (2/3), 1 (3/4).
+    assert average_precision(prob, y, c) == pytest.approx((1 + 2 / 3 + 3 / 4) / 3)
+    # Counts weigh rows: 20 normal windows at 0.8 make the top one alone the best.
+    assert best_f1_threshold(prob, y, np.array([1, 1, 20, 1, 1.0]))[0] == pytest.approx(0.9)
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    d = tmp_path_factory.mktemp("sup")
+    lines, labels = labelled_log(2400, seed=1)
+    det = SupervisedDetector(SupervisedDeepLog(SupervisedConfig(window=5, seed=0, **TINY)), FMT)
+    det.fit(det.read([str(write_lines(d / "train.log", lines))], learn=True), labels)
+    test_lines, test_labels = labelled_log(1200, seed=2)
+    test = det.read([str(write_lines(d / "test.log", test_lines))])
+    return {"model": det.model, "detector": det, "test": test, "labels": test_labels}
+
+
+def test_learns_both_kinds_of_anomaly(fitted: dict[str, object]) -> None:
+    model, test, labels = fitted["model"], fitted["test"], fitted["labels"]
+    assert isinstance(model, SupervisedDeepLog)
+    info = model.train_info_
+    assert info["train_entries"] == 1920 and info["validation_entries"] == 480
+    assert 0.0 < model.threshold_ < 1.0 and info["threshold_rule"] == "validation F1"
+    det = fitted["detector"]
+    assert isinstance(det, SupervisedDetector)
+    report = det.line_verdicts(test).report(labels)  # type: ignore[arg-type]
+    flag_all = report.as_dict()["flag_all"]["windows"]["f1"]  # type: ignore[index]
+    assert report.windows.f1 > 0.8 and report.windows.f1 > 2 * flag_all
+    assert report.lines.recall > 0.9  # nearly every anomalous line is in a flagged window
+    prob = model.predict_proba(test)  # type: ignore[arg-type]
+    y = np.asarray(labels)[test.line_ids - 1]  # type: ignore[attr-defined]
+    # Both kinds: the error lines and the slow requests score high where they occur.
+    texts = [line.split(":", 1)[1] for line in labelled_log(1200, seed=2)[0]]
+    slow = [i for i, (t, lab) in enumerate(zip(texts, y, strict=True)) if lab and "served" in t]
+    errors = [i for i, (t, lab) in enumerate(zip(texts, y, strict=True)) if lab and "error" in t]
+    assert slow and errors
+    assert np.mean(prob[slow] >= model.threshold_) > 0.9
+    assert np.mean(prob[errors] >= model.threshold_) > 0.9
+
+
+def test_numpy_forward_matches_pytorch(fitted: dict[str, object]) -> None:
+    import torch
+
+    model, test = fitted["model"], fitted["test"]
+    assert isinstance(model, SupervisedDeepLog)
+    f = model.features_
+    key, num, cat = f.encode(test)  # type: ignore[arg-type]
+    tokens = tokenize(key, num, cat)
+    wins = windows_of(tokens, model.window)[:300]
+    w = {k: torch.as_tensor(v) for k, v in model.weights_.items()}
+    lstm = torch.nn.LSTM(w["lstm.weight_ih_l0"].shape[1], model.config.hidden, 1, batch_first=True)
+    lstm.load_state_dict({k[5:]: v for k, v in w.items() if k.startswith("lstm.")})
+    onehots = [torch.nn.functional.one_hot(torch.as_tensor(tokens.cat[:, p]).long(), s).float()
+               for p, s in enumerate(f.onehot_sizes)]  # fmt: skip
+    x_tok = torch.cat([w["embed.weight"][torch.as_tensor(tokens.key).long()],
+                       torch.as_tensor(tokens.num), *onehots], dim=1)  # fmt: skip
+    with torch.no_grad():
+        out, _ = lstm(x_tok[torch.as_tensor(np.array(wins))])
+        want = torch.sigmoid(out[:, -1] @ w["out.weight"].T + w["out.bias"]).squeeze(-1).numpy()
+    got = model.predict_proba(test)[:300]  # type: ignore[arg-type]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_bundle_round_trip(fitted: dict[str, object], tmp_path: Path) -> None:
+    det, test = fitted["detector"], fitted["test"]
+    assert isinstance(det, SupervisedDetector)
+    det.save(tmp_path / "m")
+    back = SupervisedDetector.load(tmp_path / "m")
+    model = det.model
+    assert back.model.threshold_ == model.threshold_ and back.model.config == model.config
+    assert back.format == FMT and back.miner is not None
+    np.testing.assert_array_equal(back.model.predict_proba(test), model.predict_proba(test))  # type: ignore[arg-type]
+    manifest = (tmp_path / "m" / "manifest.json").read_text()
+    assert '"model": "supervised"' in manifest and "pickle" not in manifest
+    assert (tmp_path / "m" / "supervised.safetensors").is_file()
+    # The state alone (JSON text and arrays) gives the same model again.
+    import json
+
+    meta, arrays = model.to_state()
+    again = SupervisedDeepLog.from_state(json.loads(json.dumps(meta)), arrays)
+    np.testing.assert_array_equal(again.predict_proba(test), model.predict_proba(test))  # type: ignore[arg-type]
+    # A DeepLog bundle is not a supervised one, and the other way round.
+    DeepLog(hidden=8, layers=1, epochs=2, top_g=3, param_models=False, workflows=False).fit(
+        grammar(20, 0)
+    ).save(tmp_path / "d")
+    with pytest.raises(BundleError, match="not a supervised model"):
+        SupervisedDetector.load(tmp_path / "d")
+    with pytest.raises(BundleError, match="a supervised model"):
+        Detector.load(tmp_path / "m")
+
+
+def test_training_needs_anomalies_in_its_training_part(tmp_path: Path) -> None:
+    lines, labels = labelled_log(400, seed=3)
+    labels = [0] * 350 + [1] * 50  # anomalies only in the validation part
+    stream, _ = read_stream([str(write_lines(tmp_path / "t.log", lines))], FMT, learn=True)
+    with pytest.raises(DataError, match="no anomalous window in the training part"):
+        SupervisedDeepLog(SupervisedConfig(**TINY)).fit(stream, labels)
+    with pytest.raises(DataError, match="399 labels for 400 input lines"):
+        SupervisedDeepLog(SupervisedConfig(**TINY)).fit(stream, labels[:-1])
+    with pytest.raises(NotFittedError, match="not fitted"):
+        SupervisedDeepLog().predict(stream)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"window": 0}, "window"), ({"validation": 1.0}, "validation"), ({"pos_weight": -1.0}, "pos_weight"),
+     ({"device": "tpu"}, "device")],
+)  # fmt: skip
+def test_config_is_validated(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as exc:
+        SupervisedConfig(**kwargs)  # type: ignore[arg-type]
+    assert exc.value.field == next(iter(kwargs))  # the CLI names the flag from it
+
+
+# --- DeepLog per entry ---------------------------------------------------------------------------
+
+
+def test_deeplog_entry_scores_agree_with_its_verdicts() -> None:
+    model = DeepLog(
+        window=3, hidden=16, layers=1, epochs=60, seed=0, param_models=False, workflows=False
+    )
+    model.fit(grammar(200, seed=1))
+    sessions = [*grammar(5, seed=2), list("ABXCDE"), list("ACBDE")]
+    flags, scores = model.entry_scores(sessions)
+    assert len(flags) == len(scores) == sum(len(s) for s in sessions)
+    verdicts = model.verdicts(sessions)
+    at = 0
+    for s, v in zip(sessions, verdicts, strict=True):
+        own = flags[at : at + len(s)]
+        if v.anomalous and v.reason != "early_end":
+            assert own.argmax() == v.position and own[v.position]
+        if not v.anomalous:
+            assert not own.any()
+        at += len(s)
+    x = sum(len(s) for s in sessions[:5]) + 2
+    assert flags[x] and scores[x] == pytest.approx(40.0)  # the unseen key X
