@@ -305,20 +305,22 @@ def build_series(
     unit when ``by_predecessor``. Keys not in ``layouts`` get the most common set of numeric
     positions of their entries here; keys with no numeric parameter have elapsed time alone.
     """
-    sess, pos, keys, prevs, elapsed, rows, line_values, line_kinds = _flatten(sessions)
+    # Not named ``keys``: the entries' key column below is.
+    wanted = None if keys is None else {int(k) for k in keys}
+    sess, pos, entry_keys, prevs, elapsed, rows, line_values, line_kinds = _flatten(sessions)
     out: dict[Unit, KeySeries] = {}
-    if len(keys) == 0:
+    if len(entry_keys) == 0:
         return out
     # Entries of one key in session order, then position: a stable sort by key.
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
+    order = np.argsort(entry_keys, kind="stable")
+    sorted_keys = entry_keys[order]
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
     ends = np.r_[starts[1:], len(order)]
     # Keys in order of first appearance, as the entries came.
     for i in np.argsort(order[starts], kind="stable"):
         idx = order[starts[i] : ends[i]]
         key = int(sorted_keys[starts[i]])
-        if keys is not None and key not in keys:
+        if wanted is not None and key not in wanted:
             continue
         lines = rows[idx].tolist()
         n = len(lines)
