@@ -184,6 +184,13 @@ class KeyModel:
     weights: dict[str, np.ndarray]
     threshold: Threshold
     train_info: dict[str, Any] = field(default_factory=dict)
+    # What training leaves for online updates (the estimator stores it; not model state):
+    # the distinct (window, next key) rows of the training part with their counts, and the
+    # encoded held-out sessions the threshold was chosen on.
+    training_rows: tuple[np.ndarray, np.ndarray] | None = field(
+        default=None, repr=False, compare=False
+    )
+    heldout: list[np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.index = {k: i + FIRST_KEY for i, k in enumerate(self.keys)}
@@ -250,6 +257,41 @@ class KeyModel:
         prob[unk] = 0.0
         rank[unk] = self.vocab_size + 1
         return Scores(offsets, target, rank, prob, inverse, windows, probs if keep_probs else None)
+
+    def grow(self, new_keys: Sequence[str], seed: int = 0) -> KeyModel:
+        """A copy with ``new_keys`` appended to the vocabulary (keys it knows are skipped).
+
+        Every old weight is kept and old key indices do not change (new keys come last):
+        the embedding gets a row per new key, drawn at the scale of the known keys' rows,
+        and the output layer a row each, with the bias of the least likely known key, so
+        that a new key starts improbable everywhere until fine-tuning teaches where it goes.
+        """
+        added = [k for k in dict.fromkeys(str(k) for k in new_keys) if k not in self.index]
+        weights = {k: v.copy() for k, v in self.weights.items()}
+        if added:
+            rng = np.random.default_rng(seed)
+            n = len(added)
+            emb = weights["embed.weight"]
+            known = emb[FIRST_KEY:] if len(emb) > FIRST_KEY else emb
+            scale = float(known.std()) or 1.0
+            weights["embed.weight"] = np.vstack(
+                [emb, rng.normal(0.0, scale, (n, emb.shape[1])).astype(emb.dtype)]
+            )
+            out_w = weights["out.weight"]
+            w_scale = float(out_w[FIRST_KEY:].std()) if len(out_w) > FIRST_KEY else 0.01
+            weights["out.weight"] = np.vstack(
+                [out_w, rng.normal(0.0, w_scale, (n, out_w.shape[1])).astype(out_w.dtype)]
+            )
+            bias = weights["out.bias"]
+            low = float(bias[FIRST_KEY:].min()) if len(bias) > FIRST_KEY else float(bias.min())
+            weights["out.bias"] = np.concatenate([bias, np.full(n, low, dtype=bias.dtype)])
+        return KeyModel(
+            self.config,
+            [*self.keys, *added],
+            weights,
+            self.threshold,
+            dict(self.train_info),
+        )
 
     def window_probs(self, window: np.ndarray) -> np.ndarray:
         """Probabilities after one window, through an LRU cache (streaming use)."""
@@ -335,8 +377,12 @@ def train_weights(
     n_outputs: int,
     config: KeyModelConfig,
     progress: Callable[[int, int, float], None] | None = None,
+    init: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Fit the key network on distinct rows weighted by their counts; NumPy weights out."""
+    """Fit the key network on distinct rows weighted by their counts; NumPy weights out.
+
+    ``init``: weights to start from (a warm start, as online updates fine-tune), of a
+    network with ``n_outputs`` outputs; otherwise PyTorch's random initialisation."""
     import torch
 
     torch.manual_seed(config.seed)
@@ -346,7 +392,7 @@ def train_weights(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train(rows, counts, n_outputs, config, progress, device)
+        return _train(rows, counts, n_outputs, config, progress, device, init)
     finally:
         torch.set_num_threads(threads)
 
@@ -358,6 +404,7 @@ def _train(
     config: KeyModelConfig,
     progress: Callable[[int, int, float], None] | None,
     device: str,
+    init: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     import torch
     from torch import nn
@@ -365,7 +412,10 @@ def _train(
     from logwarden.models.nets import KeyNet
 
     h = config.window
-    net = KeyNet(n_outputs, config.embedding, config.hidden, config.layers).to(device)
+    net = KeyNet(n_outputs, config.embedding, config.hidden, config.layers)
+    if init is not None:
+        net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in init.items()})
+    net = net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     x_all = torch.as_tensor(rows[:, :h], dtype=torch.long, device=device)
     y_all = torch.as_tensor(rows[:, h], dtype=torch.long, device=device)
@@ -449,10 +499,12 @@ def fit_key_model(
     )
     placeholder = Threshold("top_g", g=config.top_g or 1)
     model = KeyModel(config, keys, weights, placeholder, info)
+    model.training_rows = (distinct, counts)
     if config.top_g is not None:
         model.threshold = Threshold("top_g", g=config.top_g)
     else:
         held = [model.encode(sessions[i]) for i in hold_idx]
+        model.heldout = held
         model.threshold = choose_threshold(model, held, config.target_fpr)
     return model
 
