@@ -530,6 +530,31 @@ class ParamModels:
                 self.models[s.unit] = _fit_robust(s, cfg)
         return self
 
+    def fit_few(self, series: Mapping[Any, KeySeries]) -> ParamModels:
+        """Fit units from few entries (operator feedback on a handful of sessions).
+
+        A series with ``min_samples`` entries is fitted as at training. A shorter one gets
+        robust statistics made cautious: a median and MAD of five values can make a
+        scale several times too small, and every normal value past it an alarm. So the
+        scale is never below the sample standard deviation, nor, when the key already has
+        a unit (another predecessor), below that unit's scale, in that unit's units (its
+        log transform). Elapsed times of a key never seen are taken in log units, as
+        durations mostly are. Returns self.
+        """
+        cfg = self.config
+        for s in sorted(series.values(), key=lambda s: _unit_name(s.unit)):
+            if not np.any(~np.isnan(s.values)):
+                continue
+            if len(s) >= cfg.min_samples and _split(len(s), cfg.validation)[1] >= 2:
+                self.models[s.unit] = _fit_lstm(s, cfg)
+                continue
+            known = [
+                m for (k, _), m in self.models.items() if k == s.key and m.positions == s.positions
+            ]
+            like = max(known, key=lambda m: int(m.info.get("entries", 0)), default=None)
+            self.models[s.unit] = _fit_cautious(s, cfg, like)
+        return self
+
     def score(self, series: Mapping[Any, KeySeries]) -> dict[Any, ParamScores]:
         """Per series, per entry: anomalous or not, and why (see ``ParamScores``)."""
         return {name: self.score_key(s) for name, s in series.items()}
@@ -578,6 +603,37 @@ class ParamModels:
             s.key, m.kind, anomalous, dim, expected, observed, sigmas, error, m.threshold,
             s.refs, s.prev, constant,
         )  # fmt: skip
+
+    def accept(self, s: KeySeries) -> int:
+        """Make the model of ``s``'s unit take the entries it flags in ``s`` as normal
+        (operator feedback); returns how many it flagged.
+
+        A unit that guards with its training range (robust and small ones) widens the range
+        to hold them; a contextual LSTM unit raises its error threshold just above theirs.
+        Nothing else changes: the model's centre, scale and weights stay as trained.
+        """
+        m = self.models.get(s.unit)
+        if m is None:
+            return 0
+        hit = self.score_key(s).anomalous
+        n = int(hit.sum())
+        if n == 0:
+            return 0
+        if self._range_guard(m, s.values[hit]) is not None:
+            values = s.values[hit]
+            low, high = list(m.info["low"]), list(m.info["high"])
+            for j in range(values.shape[1]):
+                col = values[:, j][~np.isnan(values[:, j])]
+                if len(col):
+                    lo, hi = float(col.min()), float(col.max())
+                    low[j] = lo if low[j] is None else min(low[j], lo)
+                    high[j] = hi if high[j] is None else max(high[j], hi)
+            m.info["low"], m.info["high"] = low, high
+        still = self.score_key(s)
+        if still.anomalous.any():  # no range guard, or not enough: the threshold moves
+            m.threshold = float(np.nanmax(still.error[still.anomalous])) * (1.0 + 1e-6)
+        m.info["accepted"] = int(m.info.get("accepted", 0)) + n
+        return n
 
     def _deviation(self, dev: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
         if self.config.slower_only:
@@ -761,6 +817,43 @@ def _fit_robust(s: KeySeries, cfg: ParamModelConfig) -> _KeyModel:
     n = max(int(np.any(~np.isnan(v), axis=1).sum()), 2)
     bound = _t_quantile(cfg.tail / d, n - 1) * math.sqrt(1.0 + 1.0 / n)
     info = {"entries": len(s), "irregular": s.irregular, "constant_dims": _constant_dims(v)}
+    info.update(_ranges(s.values))
+    return _KeyModel("robust", s.positions, center, scale, bound, info, {}, log_offset)
+
+
+def _fit_cautious(s: KeySeries, cfg: ParamModelConfig, like: _KeyModel | None) -> _KeyModel:
+    """Robust statistics of a short series with a scale floor (see ParamModels.fit_few)."""
+    if like is not None:
+        log_offset = like.log_offset.copy() if like.log_offset is not None else None
+    else:
+        log_offset = _choose_log(s.values)
+        el = s.values[:, 0][~np.isnan(s.values[:, 0])]
+        pos = el[el > 0]
+        if math.isnan(log_offset[0]) and len(pos) and el.min() >= 0:
+            log_offset[0] = 0.1 * float(np.median(pos))
+    v = _apply_log(s.values, log_offset) if log_offset is not None else s.values
+    d = v.shape[1]
+    center = np.zeros(d)
+    scale = np.ones(d)
+    for j in range(d):
+        col = v[:, j][~np.isnan(v[:, j])]
+        if len(col) == 0:
+            continue
+        med = float(np.median(col))
+        sigma = max(
+            1.4826 * float(np.median(np.abs(col - med))),
+            float(col.std(ddof=1)) if len(col) > 1 else 0.0,
+            float(like.scale[j]) if like is not None else 0.0,
+        )
+        center[j], scale[j] = med, sigma if sigma > 0 else 1.0
+    n = max(int(np.any(~np.isnan(v), axis=1).sum()), 2)
+    bound = _t_quantile(cfg.tail / d, n - 1) * math.sqrt(1.0 + 1.0 / n)
+    info: dict[str, Any] = {
+        "entries": len(s),
+        "irregular": s.irregular,
+        "constant_dims": _constant_dims(v),
+        "from_feedback": True,
+    }
     info.update(_ranges(s.values))
     return _KeyModel("robust", s.positions, center, scale, bound, info, {}, log_offset)
 
