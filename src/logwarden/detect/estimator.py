@@ -11,13 +11,20 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from logwarden import __version__
-from logwarden.errors import BundleError, ConfigError, NotFittedError
+from logwarden.errors import (
+    BundleError,
+    ConfigError,
+    NotFittedError,
+    StateError,
+    UpdateRefusedError,
+)
 from logwarden.models.keys import (
     END,
     FIRST_KEY,
@@ -28,6 +35,15 @@ from logwarden.models.keys import (
     fit_key_model,
 )
 from logwarden.models.params import ParamModelConfig, ParamModels
+from logwarden.online.drift import DriftBaseline
+from logwarden.online.feedback import Feedback, Lineage
+from logwarden.online.update import (
+    Memory,
+    UpdatePolicy,
+    fine_tune,
+    recheck_threshold,
+    update_param_models,
+)
 from logwarden.persist.bundle import join_arrays, load_bundle, save_bundle, split_arrays
 from logwarden.sessions import Session
 from logwarden.workflow import Workflows, mine_workflows
@@ -321,7 +337,173 @@ class DeepLog:
                 "count": len(self.workflows_),
                 "interleaved": interleaved,
             }
+        # What online updates and drift tracking need later, kept before it is let go.
+        self.memory_: Memory | None = Memory.from_training(self.model_)
+        self.drift_baseline_ = self._baseline(
+            self.model_.heldout or self.model_.encode_many(sessions[:2000])
+        )
+        self.model_.training_rows = self.model_.heldout = None
+        self.lineage_ = Lineage.trained(_lineage_summary(self.model_.train_info))
+        self.source_: dict[str, str] | None = None
         return self
+
+    def _baseline(self, encoded: Sequence[np.ndarray]) -> DriftBaseline | None:
+        """Score distribution and flagged share of normal sessions the model did not train
+        on (the held-out ones), for drift tracking."""
+        model = self._fitted()
+        if not encoded:
+            return None
+        scores = model.score(list(encoded))
+        flags = model.threshold.flags(scores.rank, scores.prob) | (scores.target == UNK)
+        flagged = int((_first_flag(flags, scores.offsets) >= 0).sum())
+        return DriftBaseline.from_scores(self._session_scores(scores), flagged)
+
+    def partial_fit(
+        self,
+        sessions: Sequence[Sequence[str]],
+        templates: Mapping[str, str] | None = None,
+        events: Sequence[Session] | None = None,
+        *,
+        confirmed: Sequence[Sequence[str]] = (),
+        confirmed_events: Sequence[Session] | None = None,
+        feedback: Sequence[Feedback] = (),
+        policy: UpdatePolicy | None = None,
+    ) -> DeepLog:
+        """Learn from ``sessions`` an operator marked normal, without forgetting.
+
+        Keys never seen join the vocabulary (the network grows, old weights kept); the key
+        network is fine-tuned from its weights on the sessions' windows mixed with the
+        replay sample kept from training; parameter models of the keys they touch update
+        (``events``: their entries); the threshold is chosen again on the calibration
+        sessions plus these. ``confirmed`` sessions (true anomalies, with
+        ``confirmed_events``) must still be flagged afterwards: while one would not be,
+        the feedback's weight is halved and the update tried again, and in the end it is
+        refused (``UpdateRefusedError``; the estimator is left as it was). ``feedback``:
+        the operator's records, kept in the lineage. ``update_info_`` has the figures.
+        """
+        import time
+
+        started = time.perf_counter()
+        model = self._fitted()
+        memory = getattr(self, "memory_", None)
+        if memory is None:
+            raise StateError(
+                "this model keeps no replay sample for online updates (saved by an older "
+                "logwarden): train it again to update it from feedback"
+            )
+        policy = policy or UpdatePolicy(seed=self.seed)
+        sessions = [[str(k) for k in s] for s in sessions]
+        confirmed = [[str(k) for k in s] for s in confirmed]
+        _check_events(sessions, events)
+        _check_events(confirmed, confirmed_events)
+        params = getattr(self, "params_", None)
+        use_events = params is not None and events is not None
+        conf_events = confirmed_events if params is not None else None
+        conf_before = self.predict(confirmed, conf_events)
+        norm_before = self.predict(sessions, events if use_events else None)
+        new_keys = [k for k in dict.fromkeys(chain.from_iterable(sessions)) if k not in model.index]
+        grown = model.grow(new_keys, seed=policy.seed)
+        encoded = grown.encode_many(sessions)
+        mem = memory.learn(encoded, grown.config.window)
+        pinfo = None
+        if use_events:
+            assert params is not None and events is not None
+            t_params = time.perf_counter()
+            params, pinfo = update_param_models(params, events)
+            pinfo["seconds"] = round(time.perf_counter() - t_params, 3)
+        merged = {**self.templates_, **{str(k): v for k, v in (templates or {}).items()}}
+        share = policy.feedback_share
+        tries: list[dict[str, Any]] = []
+        for _ in range(policy.attempts):
+            t_tune = time.perf_counter()
+            tuned, info = fine_tune(grown, mem, share, policy) if sessions else (grown.weights, {})
+            t_tune = time.perf_counter() - t_tune
+            km = KeyModel(grown.config, grown.keys, tuned, grown.threshold, dict(model.train_info))
+            km.threshold = recheck_threshold(km, mem.calibration, mem.feedback_sessions)
+            cand = self._with(km, params, merged)
+            conf_after = cand.predict(confirmed, conf_events)
+            silenced = np.flatnonzero(conf_before & ~conf_after)
+            tries.append({"feedback_share": round(share, 4), "epochs": info.get("epochs"),
+                          "loss": info.get("loss"), "seconds": round(t_tune, 3),
+                          "silenced": len(silenced)})  # fmt: skip
+            if len(silenced) == 0:
+                break
+            share /= 2
+        else:
+            raise UpdateRefusedError(
+                self._refusal(sessions, confirmed, conf_events, silenced, feedback, policy)
+            )
+        norm_after = cand.predict(sessions, events if use_events else None)
+        before_th, after_th = model.threshold, km.threshold
+        self.update_info_ = {
+            "sessions_normal": len(sessions),
+            "sessions_confirmed": len(confirmed),
+            "new_keys": [{"key": k, "template": merged.get(k)} for k in new_keys],
+            "vocabulary": [len(model.keys), len(km.keys)],
+            "feedback_windows": int(sum(len(s) + 1 for s in sessions)),
+            "replay_rows": len(mem.replay_rows),
+            "attempts": tries,
+            "threshold": [_threshold_value(before_th), _threshold_value(after_th)],
+            "calibration_fpr": [before_th.heldout_fpr, after_th.heldout_fpr],
+            "calibration_sessions": after_th.heldout_sessions,
+            "normal_flagged": [int(norm_before.sum()), int(norm_after.sum())],
+            "confirmed_flagged": [int(conf_before.sum()), int(conf_after.sum())],
+            "params": pinfo,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        self.model_ = km
+        self.params_ = params
+        self.templates_ = merged
+        self.memory_ = mem
+        self.drift_baseline_ = self._baseline(mem.calibration) or self.drift_baseline_
+        self.lineage_ = self.lineage_.child(feedback, self.update_info_, self.source_)
+        self.source_ = None  # no longer the model that was loaded
+        return self
+
+    def _with(
+        self, model: KeyModel, params: ParamModels | None, templates: dict[str, str]
+    ) -> DeepLog:
+        """A copy of this estimator with other fitted parts (a candidate update)."""
+        other = self.clone()
+        other.model_ = model
+        other.params_ = params
+        other.templates_ = templates
+        return other
+
+    def _refusal(
+        self,
+        sessions: list[list[str]],
+        confirmed: list[list[str]],
+        conf_events: Sequence[Session] | None,
+        silenced: np.ndarray,
+        feedback: Sequence[Feedback],
+        policy: UpdatePolicy,
+    ) -> str:
+        """One line: which confirmed anomaly the update would silence, and why."""
+        conf_ids = [f.session for f in feedback if f.label == "confirmed"]
+        norm_ids = [f.session for f in feedback if f.label == "normal"]
+        i = int(silenced[0])
+        ids = (
+            conf_ids
+            if len(conf_ids) == len(confirmed)
+            else [f"#{j}" for j in range(len(confirmed))]
+        )
+        v = self.verdicts(
+            [confirmed[i]], [ids[i]], events=None if conf_events is None else [conf_events[i]]
+        )[0]
+        what = f"{v.reason} at entry {v.position}" + (f", {v.observed}" if v.observed else "")
+        names = (
+            norm_ids if len(norm_ids) == len(sessions) else [f"#{j}" for j in range(len(sessions))]
+        )
+        teach = [names[j] for j, s in enumerate(sessions) if v.observed in s][:5]
+        more = f" (and {len(silenced) - 1} more)" if len(silenced) > 1 else ""
+        return (
+            f"update refused: confirmed anomaly {ids[i]}{more} would no longer be flagged "
+            f"(it is flagged for {what}), even with the feedback's weight halved "
+            f"{policy.attempts - 1} times"
+            + (f"; sessions marked normal that show the same: {', '.join(teach)}" if teach else "")
+            + "; nothing was changed"
+        )
 
     @property
     def threshold_(self) -> Threshold:
@@ -563,6 +745,17 @@ class DeepLog:
         workflows = getattr(self, "workflows_", None)
         if workflows is not None:
             meta["workflows"] = workflows.to_state()[0]
+        memory = getattr(self, "memory_", None)
+        baseline = getattr(self, "drift_baseline_", None)
+        online: dict[str, Any] = {
+            "drift_baseline": baseline.to_dict() if baseline is not None else None
+        }
+        if memory is not None:
+            mmeta, marrays = memory.to_state()
+            online["memory"] = mmeta
+            arrays.update({f"online/{k}": v for k, v in marrays.items()})
+        meta["online"] = online
+        meta["lineage"] = getattr(self, "lineage_", Lineage.trained()).to_state()
         return meta, arrays
 
     @classmethod
@@ -591,6 +784,17 @@ class DeepLog:
             est.workflows_ = None
             if "workflows" in meta:
                 est.workflows_ = Workflows.from_state(meta["workflows"])
+            online = meta.get("online") or {}
+            online_arrays = _part(arrays, "online")
+            est.memory_ = None
+            if "memory" in online:
+                est.memory_ = Memory.from_state(online["memory"], online_arrays, est.window)
+            elif online_arrays:
+                raise ValueError("online update arrays without their description")
+            baseline = online.get("drift_baseline")
+            est.drift_baseline_ = DriftBaseline.from_dict(baseline) if baseline else None
+            est.lineage_ = Lineage.from_state(meta.get("lineage"))
+            est.source_ = None
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"bundle content is not a valid DeepLog model: {exc}") from None
         return est
@@ -604,7 +808,24 @@ class DeepLog:
     @classmethod
     def load(cls, path: str | Path) -> DeepLog:
         manifest, weights = load_bundle(path)
-        return cls.from_state(manifest, join_arrays(weights))
+        est = cls.from_state(manifest, join_arrays(weights))
+        est.source_ = bundle_source(path, manifest)
+        return est
+
+
+def bundle_source(path: str | Path, manifest: Mapping[str, Any]) -> dict[str, str]:
+    """Where a model was loaded from: the bundle's path and its manifest checksum (a
+    child version names its parent by these; rolling back is loading it)."""
+    return {"path": str(Path(path).resolve()), "manifest_sha256": str(manifest["manifest_sha256"])}
+
+
+def _threshold_value(th: Threshold) -> float | int | None:
+    return th.g if th.mode == "top_g" else th.tau
+
+
+def _lineage_summary(info: Mapping[str, Any]) -> dict[str, Any]:
+    keep = ("sessions", "train_sessions", "heldout_sessions", "epochs", "seconds")
+    return {k: info[k] for k in keep if k in info}
 
 
 _SHARED_PARAM_SETTINGS = ("confidence", "seed")  # DeepLog's own, used by both detectors

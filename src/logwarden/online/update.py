@@ -1,0 +1,313 @@
+"""Online updates from sessions an operator marked normal (DeepLog section 3.3).
+
+The building blocks ``DeepLog.partial_fit`` puts together:
+
+* :class:`Memory`, what a model keeps from training so that it can be updated later
+  without its training data: a *replay sample* of normal (window, next key) rows with
+  their counts, the *calibration* sessions its threshold was chosen on, and the feedback
+  it has learnt so far (rows and sessions). It is saved in the bundle (``online/...``).
+* :func:`fine_tune`: the key network, warm-started from its weights (with the vocabulary
+  grown for new keys, ``KeyModel.grow``), trained for a few epochs on the feedback rows
+  mixed with the replay sample, the feedback carrying ``feedback_share`` of the loss: the
+  new behaviour is learnt and the old one is not forgotten.
+* :func:`recheck_threshold`: the probability threshold chosen again, by the training rule,
+  on the calibration sessions plus the feedback (one function, so that a change of the
+  calibration rule changes it in one place).
+* :func:`update_param_models`: parameter models for the keys the feedback touches: new
+  keys and new (key, predecessor) transitions get a model of their own from the feedback
+  entries (robust statistics when few), units that flag a feedback entry take it as
+  normal (``ParamModels.accept``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+
+from logwarden.errors import ConfigError
+from logwarden.models.keys import (
+    FIRST_KEY,
+    KeyModel,
+    Threshold,
+    choose_threshold,
+    session_rows,
+    train_weights,
+)
+from logwarden.models.params import ParamModels, build_series
+from logwarden.sessions import Session
+
+__all__ = [
+    "Memory",
+    "UpdatePolicy",
+    "fine_tune",
+    "recheck_threshold",
+    "update_param_models",
+]
+
+
+@dataclass
+class UpdatePolicy:
+    """How an online update learns from feedback."""
+
+    # Share of the fine-tuning loss carried by the feedback windows (the replay sample has
+    # the rest): enough for a handful of sessions to be learnt next to tens of thousands of
+    # replayed windows, little enough that they do not crowd the old behaviour out.
+    feedback_share: float = 0.2
+    epochs: int = 30  # upper bound; fine-tuning stops once the loss settles
+    patience: int = 3
+    learning_rate: float = 0.003
+    # While an update would silence a confirmed anomaly, the feedback share is halved and
+    # the update tried again, this many times in all; then it is refused.
+    attempts: int = 3
+    replay_rows: int = 50_000  # distinct training rows kept for replay (the most frequent)
+    calibration_sessions: int = 50_000  # held-out sessions kept for threshold re-checks
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (0.0 < self.feedback_share < 1.0, "feedback_share", "must be in (0, 1)"),
+            (self.epochs >= 1, "epochs", "must be >= 1"),
+            (self.patience >= 1, "patience", "must be >= 1"),
+            (self.learning_rate > 0, "learning_rate", "must be > 0"),
+            (self.attempts >= 1, "attempts", "must be >= 1"),
+            (self.replay_rows >= 1, "replay_rows", "must be >= 1"),
+            (self.calibration_sessions >= 1, "calibration_sessions", "must be >= 1"),
+        ]
+        for ok, name, msg in checks:
+            if not ok:
+                raise ConfigError(f"{name} {msg}", field=name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> UpdatePolicy:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _empty_rows(width: int) -> np.ndarray:
+    return np.zeros((0, width), dtype=np.int32)
+
+
+def _flat(sessions: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.fromiter((len(s) for s in sessions), dtype=np.int64, count=len(sessions))
+    offsets = np.zeros(len(sessions) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = (
+        np.concatenate([np.asarray(s, dtype=np.int32) for s in sessions])
+        if sessions
+        else np.zeros(0, np.int32)
+    )
+    return flat, offsets
+
+
+def _unflat(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    if len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(flat):
+        raise ValueError("session offsets do not match the keys")
+    if np.any(np.diff(offsets) < 0):
+        raise ValueError("session offsets are not increasing")
+    return [flat[a:b].astype(np.int32) for a, b in pairwise(offsets.tolist())]
+
+
+def merge_rows(
+    a: np.ndarray, a_counts: np.ndarray, b: np.ndarray, b_counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of both sets, counts added."""
+    rows = np.vstack([a, b]).astype(np.int32)
+    counts = np.concatenate([a_counts, b_counts]).astype(np.int64)
+    if len(rows) == 0:
+        return rows, counts
+    distinct, inverse = np.unique(rows, axis=0, return_inverse=True)
+    summed = np.zeros(len(distinct), dtype=np.int64)
+    np.add.at(summed, inverse.reshape(-1), counts)
+    return distinct.astype(np.int32), summed
+
+
+def distinct_rows(encoded: Sequence[np.ndarray], window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (window, next key) rows of encoded sessions, with their counts."""
+    rows, _ = session_rows(list(encoded), window)
+    if len(rows) == 0:
+        return _empty_rows(window + 1), np.zeros(0, dtype=np.int64)
+    distinct, counts = np.unique(rows, axis=0, return_counts=True)
+    return distinct.astype(np.int32), counts.astype(np.int64)
+
+
+@dataclass
+class Memory:
+    """What a model keeps for online updates (see the module docstring)."""
+
+    replay_rows: np.ndarray  # (n, window + 1) distinct normal rows of the training part
+    replay_counts: np.ndarray  # (n,) how often each occurred
+    calibration: list[np.ndarray]  # encoded held-out sessions (threshold re-checks)
+    feedback_rows: np.ndarray  # (m, window + 1) rows of sessions marked normal so far
+    feedback_counts: np.ndarray
+    feedback_sessions: list[np.ndarray]  # those sessions, encoded
+    replay_total: int = 0  # training rows before the sample was cut (for reports)
+
+    @classmethod
+    def from_training(cls, model: KeyModel, policy: UpdatePolicy | None = None) -> Memory | None:
+        """The memory of a freshly trained key model (None when training left nothing)."""
+        policy = policy or UpdatePolicy()
+        if model.training_rows is None:
+            return None
+        rows, counts = model.training_rows
+        total = len(rows)
+        if len(rows) > policy.replay_rows:
+            # The most frequent rows: what most normal runs do, which forgetting would hurt
+            # most; rare rows move little in a few epochs of fine-tuning anyway.
+            keep = np.sort(np.argsort(-counts, kind="stable")[: policy.replay_rows])
+            rows, counts = rows[keep], counts[keep]
+        calibration = list(model.heldout or [])
+        if len(calibration) > policy.calibration_sessions:
+            rng = np.random.default_rng(policy.seed)
+            pick = np.sort(rng.choice(len(calibration), policy.calibration_sessions, False))
+            calibration = [calibration[i] for i in pick]
+        width = rows.shape[1]
+        return cls(
+            rows.astype(np.int32),
+            counts.astype(np.int64),
+            calibration,
+            _empty_rows(width),
+            np.zeros(0, dtype=np.int64),
+            [],
+            total,
+        )
+
+    def learn(self, encoded: Sequence[np.ndarray], window: int) -> Memory:
+        """A copy that also holds these feedback sessions (encoded)."""
+        rows, counts = distinct_rows(encoded, window)
+        fb_rows, fb_counts = merge_rows(self.feedback_rows, self.feedback_counts, rows, counts)
+        return replace(
+            self,
+            feedback_rows=fb_rows,
+            feedback_counts=fb_counts,
+            feedback_sessions=[*self.feedback_sessions, *encoded],
+        )
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "replay_rows": len(self.replay_rows),
+            "replay_rows_trained": self.replay_total,
+            "calibration_sessions": len(self.calibration),
+            "feedback_rows": len(self.feedback_rows),
+            "feedback_sessions": len(self.feedback_sessions),
+        }
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        cal, cal_off = _flat(self.calibration)
+        fb, fb_off = _flat(self.feedback_sessions)
+        arrays = {
+            "replay_rows": self.replay_rows,
+            "replay_counts": self.replay_counts,
+            "calibration_keys": cal,
+            "calibration_offsets": cal_off,
+            "feedback_rows": self.feedback_rows,
+            "feedback_counts": self.feedback_counts,
+            "feedback_keys": fb,
+            "feedback_offsets": fb_off,
+        }
+        return self.summary(), arrays
+
+    @classmethod
+    def from_state(
+        cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], window: int
+    ) -> Memory:
+        """ValueError/KeyError when the arrays do not form a memory of this window."""
+        rows = np.asarray(arrays["replay_rows"], dtype=np.int32)
+        counts = np.asarray(arrays["replay_counts"], dtype=np.int64)
+        fb_rows = np.asarray(arrays["feedback_rows"], dtype=np.int32)
+        fb_counts = np.asarray(arrays["feedback_counts"], dtype=np.int64)
+        for r, c in ((rows, counts), (fb_rows, fb_counts)):
+            if r.ndim != 2 or r.shape[1] != window + 1 or c.shape != (len(r),):
+                raise ValueError("replay rows do not fit the model's window")
+        return cls(
+            rows,
+            counts,
+            _unflat(arrays["calibration_keys"], arrays["calibration_offsets"]),
+            fb_rows,
+            fb_counts,
+            _unflat(arrays["feedback_keys"], arrays["feedback_offsets"]),
+            int(meta.get("replay_rows_trained", len(rows))),
+        )
+
+
+def fine_tune(
+    model: KeyModel, memory: Memory, share: float, policy: UpdatePolicy
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Weights of ``model`` (already grown for new keys) fine-tuned on the memory's
+    feedback rows, weighted to ``share`` of the loss, and its replay sample."""
+    replay_w = memory.replay_counts.astype(np.float64)
+    fb_w = memory.feedback_counts.astype(np.float64)
+    if fb_w.sum() > 0 and replay_w.sum() > 0:
+        fb_w *= share / (1.0 - share) * replay_w.sum() / fb_w.sum()
+    rows = np.vstack([memory.replay_rows, memory.feedback_rows])
+    weights = np.concatenate([replay_w, fb_w])
+    config = replace(
+        model.config,
+        epochs=policy.epochs,
+        patience=policy.patience,
+        learning_rate=policy.learning_rate,
+        seed=policy.seed,
+    )
+    return train_weights(rows, weights, len(model.keys) + FIRST_KEY, config, init=model.weights)
+
+
+def recheck_threshold(
+    model: KeyModel, calibration: Sequence[np.ndarray], feedback: Sequence[np.ndarray]
+) -> Threshold:
+    """The threshold of an updated key model, chosen by the training rule on the
+    calibration sessions plus the sessions marked normal. A fixed top-g rule stays."""
+    th = model.threshold
+    if th.mode == "top_g" or not calibration:
+        return th
+    target = th.target_fpr if th.target_fpr is not None else model.config.target_fpr
+    return choose_threshold(model, [*calibration, *feedback], target)
+
+
+def update_param_models(
+    params: ParamModels, events: Sequence[Session]
+) -> tuple[ParamModels, dict[str, Any]]:
+    """A copy of ``params`` that takes the entries of ``events`` (sessions marked normal)
+    as normal, and what changed.
+
+    * a key without a model (new) gets one from its entries: robust statistics while they
+      are fewer than ``min_samples``, made cautious for so few (``ParamModels.fit_few``);
+    * a (key, predecessor) transition that is not a unit gets one of its own when the
+      key's shared unit flags its entries (or there is none): an upgrade's new step makes
+      the step after it follow a new predecessor, whose timing the shared unit never saw;
+    * a unit that still flags an entry takes it as normal (``ParamModels.accept``).
+    """
+    meta, arrays = params.to_state()
+    new = ParamModels.from_state(meta, arrays)
+    modelled = {k for k, _ in new.models}
+    present = {e.key for s in events for e in s.events if e.key > 0}
+    fresh_keys = sorted(present - modelled)
+    fits = dict(build_series(events, by_predecessor=False, keys=fresh_keys))
+    pairs = build_series(events, new.layouts, by_predecessor=True, min_samples=1, keys=modelled)
+    for (key, prev), s in pairs.items():
+        if (key, prev) in new.models:
+            continue
+        shared = (key, None)
+        if shared in new.models:
+            routed = replace(s, prev=None)
+            if not new.score_key(routed).anomalous.any():
+                continue
+        fits[(key, prev)] = s
+    new.fit_few(fits)
+    accepted: dict[str, int] = {}
+    for unit, s in new.series(events).items():
+        n = new.accept(s)
+        if n:
+            accepted[f"{unit[0]}<-{'*' if unit[1] is None else unit[1]}"] = n
+    info = {
+        "new_keys": len(fresh_keys),
+        "new_units": len([u for u in fits if u in new.models]),
+        "accepted": accepted,
+        **new.summary(),
+    }
+    return new, info
