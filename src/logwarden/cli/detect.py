@@ -6,10 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from logwarden.cli.common import RuntimeFailure, UsageError, open_out
 from logwarden.cli.inputs import add_input_args, apply_input_args, load_detector, read_inputs
+
+if TYPE_CHECKING:
+    from logwarden.detect import Detector, Inputs, Verdict
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +28,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     sdet.add_argument(
         "--html-limit", type=int, default=100, help="anomalies with a picture in --html (100)"
+    )
+    sdet.add_argument(
+        "--drift-json", metavar="OUT", help="write the drift report (buckets, warnings) as JSON"
+    )
+    sdet.add_argument(
+        "--drift-bucket",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="time bucket of drift tracking (300)",
+    )
+    sdet.add_argument(
+        "--no-drift", action="store_true", help="no drift tracking against the training baseline"
     )
     sdet.set_defaults(func=cmd_detect)
 
@@ -71,6 +87,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if args.html:
         _write_html(args.html, verdicts, detector.model, args.html_limit)
         print(f"wrote {args.html}", file=out)
+    if not args.no_drift:
+        _drift(detector, data, verdicts, args)
     return 0
 
 
@@ -85,3 +103,31 @@ def _write_html(path: str, verdicts: list[Any], model: Any, limit: int) -> None:
         Path(path).write_text(page, encoding="utf-8")
     except OSError as exc:
         raise RuntimeFailure(f"cannot write {path}: {exc}") from None
+
+
+def _drift(
+    detector: Detector, data: Inputs, verdicts: list[Verdict], args: argparse.Namespace
+) -> None:
+    """Drift against the training baseline: warnings on stderr, the report as JSON."""
+    from logwarden.online.drift import DriftConfig, DriftTracker, track_batch
+
+    model = detector.model
+    templates = {**data.templates, **model.templates_}
+    tracker = DriftTracker(
+        model.drift_baseline_, model.keys_, templates, DriftConfig(bucket_seconds=args.drift_bucket)
+    )
+    warnings = track_batch(tracker, verdicts, data.keys, data.events)
+    if warnings:
+        print(f"logwarden: {warnings[0].describe(tracker.suggestions())}", file=sys.stderr)
+        if len(warnings) > 1:
+            print(
+                f"logwarden: drift in {len(warnings)} of {len(tracker.buckets)} time buckets",
+                file=sys.stderr,
+            )
+    if args.drift_json:
+        try:
+            with open_out(args.drift_json) as fh:
+                json.dump(tracker.report(), fh, ensure_ascii=False)
+                fh.write("\n")
+        except OSError as exc:
+            raise RuntimeFailure(f"cannot write {args.drift_json}: {exc}") from None
