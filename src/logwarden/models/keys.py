@@ -258,13 +258,17 @@ class KeyModel:
         rank[unk] = self.vocab_size + 1
         return Scores(offsets, target, rank, prob, inverse, windows, probs if keep_probs else None)
 
-    def grow(self, new_keys: Sequence[str], seed: int = 0) -> KeyModel:
+    def grow(
+        self, new_keys: Sequence[str], seed: int = 0, like: Mapping[str, str] | None = None
+    ) -> KeyModel:
         """A copy with ``new_keys`` appended to the vocabulary (keys it knows are skipped).
 
         Every old weight is kept and old key indices do not change (new keys come last):
         the embedding gets a row per new key, drawn at the scale of the known keys' rows,
         and the output layer a row each, with the bias of the least likely known key, so
         that a new key starts improbable everywhere until fine-tuning teaches where it goes.
+        ``like``: new key -> a known key it stands in for (a reworded message): the new
+        key starts as a copy of that key's embedding and output rows instead.
         """
         added = [k for k in dict.fromkeys(str(k) for k in new_keys) if k not in self.index]
         weights = {k: v.copy() for k, v in self.weights.items()}
@@ -285,6 +289,12 @@ class KeyModel:
             bias = weights["out.bias"]
             low = float(bias[FIRST_KEY:].min()) if len(bias) > FIRST_KEY else float(bias.min())
             weights["out.bias"] = np.concatenate([bias, np.full(n, low, dtype=bias.dtype)])
+            for j, key in enumerate(added):
+                twin = self.index.get((like or {}).get(key, ""))
+                if twin is not None:
+                    row = len(emb) + j
+                    for name in ("embed.weight", "out.weight", "out.bias"):
+                        weights[name][row] = weights[name][twin]
         return KeyModel(
             self.config,
             [*self.keys, *added],
@@ -397,6 +407,13 @@ def train_weights(
         torch.set_num_threads(threads)
 
 
+def batch_rows(n_rows: int, config: KeyModelConfig) -> int:
+    """Rows per training batch. Distinct windows are few (HDFS: 4.6k), so an epoch is a
+    handful of batches; about 12 steps an epoch keep the number of updates, not the data
+    size, in charge of convergence."""
+    return max(32, min(config.batch_size, -(-n_rows // 12)))
+
+
 def _train(
     rows: np.ndarray,
     counts: np.ndarray,
@@ -427,9 +444,7 @@ def _train(
     stale = 0
     epoch = 0
     loss_value = math.inf
-    # Distinct windows are few (HDFS: 4.6k), so an epoch is a handful of batches; about 12
-    # steps an epoch keep the number of updates, not the data size, in charge of convergence.
-    batch = max(32, min(config.batch_size, -(-len(rows) // 12)))
+    batch = batch_rows(len(rows), config)
     for epoch in range(1, config.epochs + 1):
         net.train()
         perm = torch.randperm(len(rows), generator=gen).to(device)
