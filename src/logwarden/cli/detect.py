@@ -118,12 +118,14 @@ def _drift(
     )
     warnings = track_batch(tracker, verdicts, data.keys, data.events)
     if warnings:
-        print(f"logwarden: {warnings[0].describe(tracker.suggestions())}", file=sys.stderr)
-        if len(warnings) > 1:
-            print(
-                f"logwarden: drift in {len(warnings)} of {len(tracker.buckets)} time buckets",
-                file=sys.stderr,
-            )
+        report = tracker.report()
+        print(f"logwarden: {warnings[0].describe(report['suggested'])}", file=sys.stderr)
+        print(
+            f"logwarden: drift in {len(warnings)} of {len(tracker.buckets)} time buckets; "
+            "templates behind it: "
+            + "; ".join(f"{t['key']} {t['template']}" for t in report["drift_templates"][:5]),
+            file=sys.stderr,
+        )
     if args.drift_json:
         try:
             with open_out(args.drift_json) as fh:

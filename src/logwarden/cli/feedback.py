@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sf.add_argument("--confirmed-file", metavar="IDS", help="file of confirmed session ids")
     sf.add_argument("--who", help="who gives the feedback (default: the login name)")
     sf.add_argument("--why", default="", help="why, recorded with every session marked")
-    sf.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs at most")
+    sf.add_argument(
+        "--steps", type=int, default=None, help="fine-tuning optimizer steps a round, at most"
+    )
     sf.add_argument(
         "--feedback-share",
         type=float,
@@ -59,8 +61,8 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     records = [Feedback(s, "normal", why=args.why, **extra) for s in dict.fromkeys(normal)]
     records += [Feedback(s, "confirmed", why=args.why, **extra) for s in dict.fromkeys(confirmed)]
     settings = {}
-    if args.epochs is not None:
-        settings["epochs"] = args.epochs
+    if args.steps is not None:
+        settings["steps"] = args.steps
     if args.feedback_share is not None:
         settings["feedback_share"] = args.feedback_share
     detector = load_detector(args.model)
@@ -96,7 +98,8 @@ def _summary(detector: object, args: argparse.Namespace) -> None:
         file=sys.stderr,
     )
     for k in new:
-        print(f"  new key {k['key']}: {k['template']}", file=sys.stderr)
+        twin = f" (rewords {k['rewords']}: starts as its copy)" if k.get("rewords") else ""
+        print(f"  new key {k['key']}: {k['template']}{twin}", file=sys.stderr)
     if info["sessions_normal"]:
         rule = (
             f"threshold {th[0]:.3g} -> {th[1]:.3g}"
@@ -109,11 +112,25 @@ def _summary(detector: object, args: argparse.Namespace) -> None:
             if fpr[1] is not None and fpr[0] is not None
             else ""
         )
+        steps = sum(r["steps"] for r in last["rounds"])
         print(
-            f"  fine-tuned {last['epochs']} epochs on {info['feedback_windows']:,} windows of "
-            f"feedback (share {last['feedback_share']:.3g}) and {info['replay_rows']:,} "
-            f"replayed rows in {last['seconds']:.1f} s; {rule}{cal}; sessions marked normal "
-            f"flagged before {info['normal_flagged'][0]}, after {info['normal_flagged'][1]}",
+            f"  fine-tuned {steps} steps ({len(last['rounds'])} round(s)) on "
+            f"{info['feedback_windows']:,} windows of feedback (share "
+            f"{last['feedback_share']:.3g}) and {info['replay_rows']:,} replayed rows in "
+            f"{last['seconds']:.1f} s; {rule}{cal}; sessions marked normal flagged before "
+            f"{info['normal_flagged'][0]}, after {info['normal_flagged'][1]}",
+            file=sys.stderr,
+        )
+    if len(info["attempts"]) > 1:
+        print(
+            f"  the feedback's weight was lowered to a share of {last['feedback_share']:.3g} so "
+            "that every confirmed anomaly stays flagged",
+            file=sys.stderr,
+        )
+    if info["normal_flagged"][1]:
+        print(
+            f"  note: {info['normal_flagged'][1]} of the sessions marked normal are still "
+            "flagged (more --steps, or more sessions like them, may help)",
             file=sys.stderr,
         )
     pinfo = info.get("params")

@@ -42,6 +42,7 @@ from logwarden.online.update import (
     UpdatePolicy,
     fine_tune,
     recheck_threshold,
+    reworded,
     update_param_models,
 )
 from logwarden.persist.bundle import join_arrays, load_bundle, save_bundle, split_arrays
@@ -402,7 +403,15 @@ class DeepLog:
         conf_before = self.predict(confirmed, conf_events)
         norm_before = self.predict(sessions, events if use_events else None)
         new_keys = [k for k in dict.fromkeys(chain.from_iterable(sessions)) if k not in model.index]
-        grown = model.grow(new_keys, seed=policy.seed)
+        merged = {**self.templates_, **{str(k): v for k, v in (templates or {}).items()}}
+        known = {k: merged[k] for k in model.keys if merged.get(k)}
+        twins = reworded(
+            {k: merged[k] for k in new_keys if merged.get(k)},
+            known,
+            sessions,
+            policy.reworded_similarity,
+        )
+        grown = model.grow(new_keys, seed=policy.seed, like=twins)
         encoded = grown.encode_many(sessions)
         mem = memory.learn(encoded, grown.config.window)
         pinfo = None
@@ -411,20 +420,16 @@ class DeepLog:
             t_params = time.perf_counter()
             params, pinfo = update_param_models(params, events)
             pinfo["seconds"] = round(time.perf_counter() - t_params, 3)
-        merged = {**self.templates_, **{str(k): v for k, v in (templates or {}).items()}}
         share = policy.feedback_share
         tries: list[dict[str, Any]] = []
         for _ in range(policy.attempts):
             t_tune = time.perf_counter()
-            tuned, info = fine_tune(grown, mem, share, policy) if sessions else (grown.weights, {})
-            t_tune = time.perf_counter() - t_tune
-            km = KeyModel(grown.config, grown.keys, tuned, grown.threshold, dict(model.train_info))
-            km.threshold = recheck_threshold(km, mem.calibration, mem.feedback_sessions)
+            km, rounds = _tune(grown, mem, share, policy) if sessions else (grown, [])
             cand = self._with(km, params, merged)
             conf_after = cand.predict(confirmed, conf_events)
             silenced = np.flatnonzero(conf_before & ~conf_after)
-            tries.append({"feedback_share": round(share, 4), "epochs": info.get("epochs"),
-                          "loss": info.get("loss"), "seconds": round(t_tune, 3),
+            tries.append({"feedback_share": round(share, 4), "rounds": rounds,
+                          "seconds": round(time.perf_counter() - t_tune, 3),
                           "silenced": len(silenced)})  # fmt: skip
             if len(silenced) == 0:
                 break
@@ -438,7 +443,9 @@ class DeepLog:
         self.update_info_ = {
             "sessions_normal": len(sessions),
             "sessions_confirmed": len(confirmed),
-            "new_keys": [{"key": k, "template": merged.get(k)} for k in new_keys],
+            "new_keys": [
+                {"key": k, "template": merged.get(k), "rewords": twins.get(k)} for k in new_keys
+            ],
             "vocabulary": [len(model.keys), len(km.keys)],
             "feedback_windows": int(sum(len(s) + 1 for s in sessions)),
             "replay_rows": len(mem.replay_rows),
@@ -811,6 +818,36 @@ class DeepLog:
         est = cls.from_state(manifest, join_arrays(weights))
         est.source_ = bundle_source(path, manifest)
         return est
+
+
+def _tune(
+    grown: KeyModel, memory: Memory, share: float, policy: UpdatePolicy
+) -> tuple[KeyModel, list[dict[str, Any]]]:
+    """The key model fine-tuned on the memory, its threshold re-checked, in rounds while a
+    session marked normal (now or before) is still flagged; the model and each round's
+    figures."""
+    weights = grown.weights
+    rounds: list[dict[str, Any]] = []
+    km = grown
+    for _ in range(policy.rounds):
+        weights, info = fine_tune(grown, memory, share, policy, init=weights)
+        km = KeyModel(grown.config, grown.keys, weights, grown.threshold, dict(grown.train_info))
+        km.threshold = recheck_threshold(km, memory.calibration)
+        still = int(_flagged(km, memory.feedback_sessions).sum())
+        rounds.append({"steps": info["steps"], "loss": round(float(info["loss"]), 5),
+                       "still_flagged": still})  # fmt: skip
+        if still == 0:
+            break
+    return km, rounds
+
+
+def _flagged(model: KeyModel, encoded: Sequence[np.ndarray]) -> np.ndarray:
+    """Which encoded sessions the key model flags."""
+    if not encoded:
+        return np.zeros(0, dtype=bool)
+    scores = model.score(list(encoded))
+    flags = model.threshold.flags(scores.rank, scores.prob) | (scores.target == UNK)
+    return _first_flag(flags, scores.offsets) >= 0
 
 
 def bundle_source(path: str | Path, manifest: Mapping[str, Any]) -> dict[str, str]:

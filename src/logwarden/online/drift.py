@@ -458,6 +458,13 @@ class DriftTracker:
                     for k, n in b.causes.most_common(3)
                 ]
                 self._warn(b, ["scores"], top, b.last_line, b.end, round(ks, 4))
+        if b.warning is not None:
+            # Every new template that recurred in a drifting bucket is behind the drift, also
+            # those that reached the bar after the warning fired (later steps of a run).
+            for key, where in b.unseen.items():
+                n = len(where)
+                if n >= cfg.min_sessions and n / max(b.sessions, n) >= cfg.min_share:
+                    self._drift_keys.setdefault(key, None)
         scores = np.asarray(b.scores) if b.scores else np.zeros(0)
         self.buckets.append(
             {

@@ -7,12 +7,13 @@ The building blocks ``DeepLog.partial_fit`` puts together:
   their counts, the *calibration* sessions its threshold was chosen on, and the feedback
   it has learnt so far (rows and sessions). It is saved in the bundle (``online/...``).
 * :func:`fine_tune`: the key network, warm-started from its weights (with the vocabulary
-  grown for new keys, ``KeyModel.grow``), trained for a few epochs on the feedback rows
+  grown for new keys, ``KeyModel.grow``), trained for a few steps on the feedback rows
   mixed with the replay sample, the feedback carrying ``feedback_share`` of the loss: the
   new behaviour is learnt and the old one is not forgotten.
 * :func:`recheck_threshold`: the probability threshold chosen again, by the training rule,
-  on the calibration sessions plus the feedback (one function, so that a change of the
-  calibration rule changes it in one place).
+  on the calibration sessions (one function, so that a change of the calibration rule
+  changes it in one place); the feedback is then checked against it: sessions marked
+  normal must pass (or fine-tuning goes on for another round), confirmed ones must not.
 * :func:`update_param_models`: parameter models for the keys the feedback touches: new
   keys and new (key, predecessor) transitions get a model of their own from the feedback
   entries (robust statistics when few), units that flag a feedback entry take it as
@@ -33,6 +34,7 @@ from logwarden.models.keys import (
     FIRST_KEY,
     KeyModel,
     Threshold,
+    batch_rows,
     choose_threshold,
     session_rows,
     train_weights,
@@ -45,6 +47,7 @@ __all__ = [
     "UpdatePolicy",
     "fine_tune",
     "recheck_threshold",
+    "reworded",
     "update_param_models",
 ]
 
@@ -57,12 +60,21 @@ class UpdatePolicy:
     # the rest): enough for a handful of sessions to be learnt next to tens of thousands of
     # replayed windows, little enough that they do not crowd the old behaviour out.
     feedback_share: float = 0.2
-    epochs: int = 30  # upper bound; fine-tuning stops once the loss settles
-    patience: int = 3
+    # Optimizer steps of one round at most (the loss settling for ``patience`` steps ends
+    # it earlier): steps, not epochs, since a handful of distinct rows makes an epoch of
+    # two steps and tens of thousands one of twelve.
+    steps: int = 120
+    patience: int = 36
+    # Rounds of fine-tuning while a session marked normal is still flagged.
+    rounds: int = 3
     learning_rate: float = 0.003
     # While an update would silence a confirmed anomaly, the feedback share is halved and
     # the update tried again, this many times in all; then it is refused.
     attempts: int = 3
+    # A new template this similar to a known one (token sequences, difflib's ratio) that
+    # the sessions marked normal no longer log is taken for its rewording: the new key
+    # starts as a copy of the old one in the network. 1.0 turns this off.
+    reworded_similarity: float = 0.8
     replay_rows: int = 50_000  # distinct training rows kept for replay (the most frequent)
     calibration_sessions: int = 50_000  # held-out sessions kept for threshold re-checks
     seed: int = 0
@@ -70,10 +82,12 @@ class UpdatePolicy:
     def __post_init__(self) -> None:
         checks = [
             (0.0 < self.feedback_share < 1.0, "feedback_share", "must be in (0, 1)"),
-            (self.epochs >= 1, "epochs", "must be >= 1"),
+            (self.steps >= 1, "steps", "must be >= 1"),
             (self.patience >= 1, "patience", "must be >= 1"),
+            (self.rounds >= 1, "rounds", "must be >= 1"),
             (self.learning_rate > 0, "learning_rate", "must be > 0"),
             (self.attempts >= 1, "attempts", "must be >= 1"),
+            (0.0 < self.reworded_similarity <= 1.0, "reworded_similarity", "must be in (0, 1]"),
             (self.replay_rows >= 1, "replay_rows", "must be >= 1"),
             (self.calibration_sessions >= 1, "calibration_sessions", "must be >= 1"),
         ]
@@ -237,36 +251,79 @@ class Memory:
 
 
 def fine_tune(
-    model: KeyModel, memory: Memory, share: float, policy: UpdatePolicy
+    model: KeyModel,
+    memory: Memory,
+    share: float,
+    policy: UpdatePolicy,
+    init: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Weights of ``model`` (already grown for new keys) fine-tuned on the memory's
-    feedback rows, weighted to ``share`` of the loss, and its replay sample."""
+    feedback rows, weighted to ``share`` of the loss, and its replay sample, for at most
+    ``policy.steps`` optimizer steps. ``init``: weights to continue from (another round)
+    instead of the model's."""
     replay_w = memory.replay_counts.astype(np.float64)
     fb_w = memory.feedback_counts.astype(np.float64)
     if fb_w.sum() > 0 and replay_w.sum() > 0:
         fb_w *= share / (1.0 - share) * replay_w.sum() / fb_w.sum()
     rows = np.vstack([memory.replay_rows, memory.feedback_rows])
     weights = np.concatenate([replay_w, fb_w])
+    per_epoch = -(-len(rows) // batch_rows(len(rows), model.config))
     config = replace(
         model.config,
-        epochs=policy.epochs,
-        patience=policy.patience,
+        epochs=max(1, -(-policy.steps // per_epoch)),
+        patience=max(1, -(-policy.patience // per_epoch)),
         learning_rate=policy.learning_rate,
         seed=policy.seed,
     )
-    return train_weights(rows, weights, len(model.keys) + FIRST_KEY, config, init=model.weights)
+    start = init if init is not None else model.weights
+    weights_out, info = train_weights(
+        rows, weights, len(model.keys) + FIRST_KEY, config, init=start
+    )
+    info["steps"] = int(info["epochs"]) * per_epoch
+    return weights_out, info
 
 
-def recheck_threshold(
-    model: KeyModel, calibration: Sequence[np.ndarray], feedback: Sequence[np.ndarray]
-) -> Threshold:
-    """The threshold of an updated key model, chosen by the training rule on the
-    calibration sessions plus the sessions marked normal. A fixed top-g rule stays."""
+def reworded(
+    new: Mapping[str, str],
+    known: Mapping[str, str],
+    sessions: Sequence[Sequence[str]],
+    similarity: float,
+) -> dict[str, str]:
+    """New key -> the known key it rewords: the most similar known template (token
+    sequences) at ``similarity`` or more, among those the ``sessions`` (marked normal)
+    never log, since an upgrade that rewords a message stops logging the old wording."""
+    from difflib import SequenceMatcher
+
+    if similarity >= 1.0:
+        return {}
+    logged = {k for s in sessions for k in s}
+    gone = {k: text.split() for k, text in known.items() if k not in logged and text}
+    out: dict[str, str] = {}
+    for key, text in new.items():
+        tokens = text.split()
+        best, score = None, similarity
+        for old, old_tokens in gone.items():
+            ratio = SequenceMatcher(None, tokens, old_tokens, autojunk=False).ratio()
+            if ratio >= score and (best is None or ratio > score):
+                best, score = old, ratio
+        if best is not None:
+            out[key] = best
+    return out
+
+
+def recheck_threshold(model: KeyModel, calibration: Sequence[np.ndarray]) -> Threshold:
+    """The threshold of an updated key model, chosen again by the training rule on the
+    calibration sessions (held out of training, so still unseen). A fixed top-g rule stays.
+
+    The sessions marked normal are not among them: they were trained on, and the rule
+    puts the threshold under the lowest scores it is given, so a feedback session the
+    fine-tuning did not learn would drag the threshold down until nothing is flagged.
+    They are checked against the threshold instead (``DeepLog.partial_fit``)."""
     th = model.threshold
     if th.mode == "top_g" or not calibration:
         return th
     target = th.target_fpr if th.target_fpr is not None else model.config.target_fpr
-    return choose_threshold(model, [*calibration, *feedback], target)
+    return choose_threshold(model, list(calibration), target)
 
 
 def update_param_models(
