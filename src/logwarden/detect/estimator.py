@@ -43,6 +43,7 @@ from logwarden.online.update import (
     fine_tune,
     recheck_threshold,
     reworded,
+    template_id,
     update_param_models,
 )
 from logwarden.persist.bundle import join_arrays, load_bundle, save_bundle, split_arrays
@@ -418,7 +419,13 @@ class DeepLog:
         if use_events:
             assert params is not None and events is not None
             t_params = time.perf_counter()
-            params, pinfo = update_param_models(params, events)
+            ids = {k: template_id(k) for k in twins} | {v: template_id(v) for v in twins.values()}
+            param_twins = {
+                ids[k]: ids[v]
+                for k, v in twins.items()
+                if ids[k] is not None and ids[v] is not None
+            }
+            params, pinfo = update_param_models(params, events, param_twins)
             pinfo["seconds"] = round(time.perf_counter() - t_params, 3)
         share = policy.feedback_share
         tries: list[dict[str, Any]] = []

@@ -387,12 +387,8 @@ def train_weights(
     n_outputs: int,
     config: KeyModelConfig,
     progress: Callable[[int, int, float], None] | None = None,
-    init: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Fit the key network on distinct rows weighted by their counts; NumPy weights out.
-
-    ``init``: weights to start from (a warm start, as online updates fine-tune), of a
-    network with ``n_outputs`` outputs; otherwise PyTorch's random initialisation."""
+    """Fit the key network on distinct rows weighted by their counts; NumPy weights out."""
     import torch
 
     torch.manual_seed(config.seed)
@@ -402,16 +398,9 @@ def train_weights(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train(rows, counts, n_outputs, config, progress, device, init)
+        return _train(rows, counts, n_outputs, config, progress, device)
     finally:
         torch.set_num_threads(threads)
-
-
-def batch_rows(n_rows: int, config: KeyModelConfig) -> int:
-    """Rows per training batch. Distinct windows are few (HDFS: 4.6k), so an epoch is a
-    handful of batches; about 12 steps an epoch keep the number of updates, not the data
-    size, in charge of convergence."""
-    return max(32, min(config.batch_size, -(-n_rows // 12)))
 
 
 def _train(
@@ -421,7 +410,6 @@ def _train(
     config: KeyModelConfig,
     progress: Callable[[int, int, float], None] | None,
     device: str,
-    init: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     import torch
     from torch import nn
@@ -429,10 +417,7 @@ def _train(
     from logwarden.models.nets import KeyNet
 
     h = config.window
-    net = KeyNet(n_outputs, config.embedding, config.hidden, config.layers)
-    if init is not None:
-        net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in init.items()})
-    net = net.to(device)
+    net = KeyNet(n_outputs, config.embedding, config.hidden, config.layers).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     x_all = torch.as_tensor(rows[:, :h], dtype=torch.long, device=device)
     y_all = torch.as_tensor(rows[:, h], dtype=torch.long, device=device)
@@ -444,7 +429,9 @@ def _train(
     stale = 0
     epoch = 0
     loss_value = math.inf
-    batch = batch_rows(len(rows), config)
+    # Distinct windows are few (HDFS: 4.6k), so an epoch is a handful of batches; about 12
+    # steps an epoch keep the number of updates, not the data size, in charge of convergence.
+    batch = max(32, min(config.batch_size, -(-len(rows) // 12)))
     for epoch in range(1, config.epochs + 1):
         net.train()
         perm = torch.randperm(len(rows), generator=gen).to(device)

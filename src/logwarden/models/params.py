@@ -64,7 +64,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import chain
 from statistics import NormalDist
 from typing import Any
@@ -603,6 +603,29 @@ class ParamModels:
             s.key, m.kind, anomalous, dim, expected, observed, sigmas, error, m.threshold,
             s.refs, s.prev, constant,
         )  # fmt: skip
+
+    def alias(self, new_key: int, old_key: int) -> int:
+        """Give ``new_key`` (a reworded message) copies of ``old_key``'s units, as a key and
+        as a predecessor, where it has none yet; returns how many were added. The values a
+        step logs do not change with its wording."""
+        added = 0
+        for (key, prev), m in list(self.models.items()):
+            unit: Unit | None = None
+            if key == old_key:
+                unit = (new_key, prev)
+            elif prev == old_key:
+                unit = (key, new_key)
+            if unit is not None and unit not in self.models:
+                self.models[unit] = replace(
+                    m,
+                    center=m.center.copy(),
+                    scale=m.scale.copy(),
+                    info={**m.info, "alias_of": _unit_name((key, prev))},
+                    weights={k: v.copy() for k, v in m.weights.items()},
+                    log_offset=None if m.log_offset is None else m.log_offset.copy(),
+                )
+                added += 1
+        return added
 
     def accept(self, s: KeySeries) -> int:
         """Make the model of ``s``'s unit take the entries it flags in ``s`` as normal

@@ -61,7 +61,7 @@ class DriftBaseline:
         if len(scores) == 0:
             return None
         q = np.quantile(scores, np.linspace(0.0, 1.0, _QUANTILES))
-        return cls(len(scores), flagged / len(scores), [round(float(v), 6) for v in q])
+        return cls(len(scores), flagged / len(scores), [float(v) for v in q])  # not rounded: ties
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
         """The baseline's share of sessions scoring at most ``x`` (to 1% resolution)."""
@@ -69,15 +69,18 @@ class DriftBaseline:
         return np.searchsorted(q, x, side="right") / len(q)
 
     def ks(self, scores: Sequence[float]) -> float:
-        """Kolmogorov-Smirnov distance of ``scores`` from the baseline distribution."""
+        """Kolmogorov-Smirnov distance of ``scores`` from the baseline distribution.
+
+        Both distributions are step functions with ties (sessions with the same keys score
+        the same), so the distance is taken between the two right-continuous CDFs at every
+        point where either steps: comparing one sample's points with the other's left
+        limits would count a tie's whole mass as distance."""
         s = np.sort(np.asarray(scores, dtype=np.float64))
-        n = len(s)
-        if n == 0:
+        if len(s) == 0:
             return 0.0
-        base = self.cdf(s)
-        above = np.arange(1, n + 1) / n - base
-        below = base - np.arange(0, n) / n
-        return float(max(above.max(), below.max(), 0.0))
+        points = np.union1d(s, np.asarray(self.score_quantiles))
+        mine = np.searchsorted(s, points, side="right") / len(s)
+        return float(np.abs(mine - self.cdf(points)).max())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

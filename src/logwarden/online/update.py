@@ -10,10 +10,11 @@ The building blocks ``DeepLog.partial_fit`` puts together:
   grown for new keys, ``KeyModel.grow``), trained for a few steps on the feedback rows
   mixed with the replay sample, the feedback carrying ``feedback_share`` of the loss: the
   new behaviour is learnt and the old one is not forgotten.
-* :func:`recheck_threshold`: the probability threshold chosen again, by the training rule,
-  on the calibration sessions (one function, so that a change of the calibration rule
-  changes it in one place); the feedback is then checked against it: sessions marked
-  normal must pass (or fine-tuning goes on for another round), confirmed ones must not.
+* :func:`recheck_threshold`: the probability threshold checked on the calibration
+  sessions: kept while it meets its target there, chosen again by the training rule when
+  not (one function, so that a change of the calibration rule changes it in one place);
+  the feedback is then checked against it: sessions marked normal must pass (or
+  fine-tuning goes on for another round), confirmed ones must not.
 * :func:`update_param_models`: parameter models for the keys the feedback touches: new
   keys and new (key, predecessor) transitions get a model of their own from the feedback
   entries (robust statistics when few), units that flag a feedback entry take it as
@@ -22,6 +23,7 @@ The building blocks ``DeepLog.partial_fit`` puts together:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from itertools import pairwise
@@ -34,10 +36,8 @@ from logwarden.models.keys import (
     FIRST_KEY,
     KeyModel,
     Threshold,
-    batch_rows,
     choose_threshold,
     session_rows,
-    train_weights,
 )
 from logwarden.models.params import ParamModels, build_series
 from logwarden.sessions import Session
@@ -48,6 +48,7 @@ __all__ = [
     "fine_tune",
     "recheck_threshold",
     "reworded",
+    "template_id",
     "update_param_models",
 ]
 
@@ -63,8 +64,9 @@ class UpdatePolicy:
     # Optimizer steps of one round at most (the loss settling for ``patience`` steps ends
     # it earlier): steps, not epochs, since a handful of distinct rows makes an epoch of
     # two steps and tens of thousands one of twelve.
-    steps: int = 120
-    patience: int = 36
+    steps: int = 60
+    patience: int = 24
+    batch_size: int = 128
     # Rounds of fine-tuning while a session marked normal is still flagged.
     rounds: int = 3
     learning_rate: float = 0.003
@@ -83,6 +85,7 @@ class UpdatePolicy:
         checks = [
             (0.0 < self.feedback_share < 1.0, "feedback_share", "must be in (0, 1)"),
             (self.steps >= 1, "steps", "must be >= 1"),
+            (self.batch_size >= 1, "batch_size", "must be >= 1"),
             (self.patience >= 1, "patience", "must be >= 1"),
             (self.rounds >= 1, "rounds", "must be >= 1"),
             (self.learning_rate > 0, "learning_rate", "must be > 0"),
@@ -258,29 +261,75 @@ def fine_tune(
     init: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Weights of ``model`` (already grown for new keys) fine-tuned on the memory's
-    feedback rows, weighted to ``share`` of the loss, and its replay sample, for at most
+    feedback rows, carrying ``share`` of the loss, and its replay sample, for at most
     ``policy.steps`` optimizer steps. ``init``: weights to continue from (another round)
-    instead of the model's."""
+    instead of the model's.
+
+    Batches are drawn in proportion to each row's weight (its count; feedback rows scaled
+    to their share), so a handful of feedback rows is seen in every batch rather than
+    weighting the loss of the rare batch that holds one. Runs on the CPU, one thread: a
+    few dozen steps of a small network, where starting a GPU would cost more than they
+    do. Adam is written out here: ``torch.optim``'s constructor imports PyTorch's compiler
+    stack (``torch._dynamo``), seconds of an update that takes a few.
+    """
+    import torch
+
+    from logwarden.models.nets import KeyNet
+
     replay_w = memory.replay_counts.astype(np.float64)
     fb_w = memory.feedback_counts.astype(np.float64)
     if fb_w.sum() > 0 and replay_w.sum() > 0:
         fb_w *= share / (1.0 - share) * replay_w.sum() / fb_w.sum()
     rows = np.vstack([memory.replay_rows, memory.feedback_rows])
     weights = np.concatenate([replay_w, fb_w])
-    per_epoch = -(-len(rows) // batch_rows(len(rows), model.config))
-    config = replace(
-        model.config,
-        epochs=max(1, -(-policy.steps // per_epoch)),
-        patience=max(1, -(-policy.patience // per_epoch)),
-        learning_rate=policy.learning_rate,
-        seed=policy.seed,
-    )
-    start = init if init is not None else model.weights
-    weights_out, info = train_weights(
-        rows, weights, len(model.keys) + FIRST_KEY, config, init=start
-    )
-    info["steps"] = int(info["epochs"]) * per_epoch
-    return weights_out, info
+    if len(rows) == 0 or weights.sum() <= 0:
+        return dict(init if init is not None else model.weights), {"steps": 0, "loss": 0.0}
+    cfg = model.config
+    h = cfg.window
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small networks: a second thread only spins (see models.keys)
+    try:
+        torch.manual_seed(policy.seed)
+        net = KeyNet(len(model.keys) + FIRST_KEY, cfg.embedding, cfg.hidden, cfg.layers)
+        start = init if init is not None else model.weights
+        net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in start.items()})
+        params = [p for p in net.parameters() if p.requires_grad]
+        moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+        x_all = torch.as_tensor(rows[:, :h], dtype=torch.long)
+        y_all = torch.as_tensor(rows[:, h], dtype=torch.long)
+        rng = np.random.default_rng(policy.seed)
+        prob = weights / weights.sum()
+        batch = min(policy.batch_size, max(32, len(rows)))
+        lr, beta1, beta2, eps = policy.learning_rate, 0.9, 0.999, 1e-8
+        best = avg = math.inf
+        stale = steps = 0
+        net.train()
+        for steps in range(1, policy.steps + 1):
+            idx = torch.as_tensor(rng.choice(len(rows), size=batch, p=prob))
+            loss = torch.nn.functional.cross_entropy(net(x_all[idx]), y_all[idx])
+            for p in params:
+                p.grad = None
+            loss.backward()
+            with torch.no_grad():
+                c1, c2 = 1.0 - beta1**steps, 1.0 - beta2**steps
+                for p, (m, v) in zip(params, moments, strict=True):
+                    if p.grad is None:
+                        continue
+                    m.mul_(beta1).add_(p.grad, alpha=1.0 - beta1)
+                    v.mul_(beta2).addcmul_(p.grad, p.grad, value=1.0 - beta2)
+                    p.addcdiv_(m, (v / c2).sqrt_().add_(eps), value=-lr / c1)
+            value = float(loss.detach())
+            avg = value if avg == math.inf else 0.9 * avg + 0.1 * value  # the loss, smoothed
+            if avg < best * 0.99:
+                best, stale = avg, 0
+            else:
+                stale += 1
+                if stale >= policy.patience:
+                    break
+        out = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in net.state_dict().items()}
+    finally:
+        torch.set_num_threads(threads)
+    return out, {"steps": steps, "loss": avg}
 
 
 def reworded(
@@ -312,26 +361,44 @@ def reworded(
 
 
 def recheck_threshold(model: KeyModel, calibration: Sequence[np.ndarray]) -> Threshold:
-    """The threshold of an updated key model, chosen again by the training rule on the
-    calibration sessions (held out of training, so still unseen). A fixed top-g rule stays.
+    """The threshold of an updated key model, checked on the calibration sessions (held
+    out of training, so still unseen): it stays while it meets its false-positive target
+    there, and is chosen again by the training rule when it no longer does. A fixed top-g
+    rule stays.
 
-    The sessions marked normal are not among them: they were trained on, and the rule
-    puts the threshold under the lowest scores it is given, so a feedback session the
-    fine-tuning did not learn would drag the threshold down until nothing is flagged.
+    Staying is what keeps an update from changing what the model flags on the old
+    behaviour (a threshold chosen afresh moves with every few steps of training). The
+    sessions marked normal are not among the calibration sessions: they were trained on,
+    and the rule puts the threshold under the lowest scores it is given, so a feedback
+    session the fine-tuning did not learn would drag it down until nothing is flagged.
     They are checked against the threshold instead (``DeepLog.partial_fit``)."""
     th = model.threshold
-    if th.mode == "top_g" or not calibration:
+    if th.mode == "top_g" or not calibration or th.tau is None:
         return th
     target = th.target_fpr if th.target_fpr is not None else model.config.target_fpr
+    scores = model.score(list(calibration))
+    lowest = np.minimum.reduceat(scores.prob, scores.offsets[:-1]).astype(np.float64)
+    n = len(lowest)
+    flagged = int((lowest < th.tau).sum())
+    if flagged <= math.floor(target * n):  # what the rule allows at its target
+        return replace(th, heldout_sessions=n, heldout_fpr=flagged / n)
     return choose_threshold(model, list(calibration), target)
 
 
+def template_id(label: str) -> int | None:
+    """The template id of a raw-input key label (``E<id>``, see ``io.ingest``), the key of
+    the parameter models; None for other labels."""
+    return int(label[1:]) if label[:1] == "E" and label[1:].isdigit() else None
+
+
 def update_param_models(
-    params: ParamModels, events: Sequence[Session]
+    params: ParamModels, events: Sequence[Session], twins: Mapping[int, int] | None = None
 ) -> tuple[ParamModels, dict[str, Any]]:
     """A copy of ``params`` that takes the entries of ``events`` (sessions marked normal)
     as normal, and what changed.
 
+    * a reworded key (``twins``: new template id -> the old one) starts with copies of the
+      old key's units (``ParamModels.alias``);
     * a key without a model (new) gets one from its entries: robust statistics while they
       are fewer than ``min_samples``, made cautious for so few (``ParamModels.fit_few``);
     * a (key, predecessor) transition that is not a unit gets one of its own when the
@@ -341,6 +408,7 @@ def update_param_models(
     """
     meta, arrays = params.to_state()
     new = ParamModels.from_state(meta, arrays)
+    aliased = sum(new.alias(k, old) for k, old in (twins or {}).items())
     modelled = {k for k, _ in new.models}
     present = {e.key for s in events for e in s.events if e.key > 0}
     fresh_keys = sorted(present - modelled)
@@ -362,6 +430,7 @@ def update_param_models(
         if n:
             accepted[f"{unit[0]}<-{'*' if unit[1] is None else unit[1]}"] = n
     info = {
+        "aliased_units": aliased,
         "new_keys": len(fresh_keys),
         "new_units": len([u for u in fits if u in new.models]),
         "accepted": accepted,
