@@ -39,9 +39,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from keys_hdfs import check, machine_info, machine_line, pin_cores
+from _harness import (
+    ChildFailed,
+    check,
+    count_lines,
+    logwarden_command,
+    machine_info,
+    machine_line,
+    pin_cores,
+    run_child,
+)
 from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX
-from parse_speed import ChildFailed, count_lines, logwarden_command, run_child
 
 TARGETS = {
     "fp_after_pct": 1.0,  # at most, on the other version-2 log

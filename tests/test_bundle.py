@@ -111,7 +111,7 @@ def test_manifest_content(model: DeepLog, saved: Path) -> None:
     # The key model's weights, and what online updates keep (replay sample, calibration).
     assert set(m["files"]) == {"keys.safetensors", "online.safetensors"}
     assert m["online"]["memory"]["calibration_sessions"] == m["threshold"]["heldout_sessions"]
-    assert m["lineage"][0]["version"] == 1 and m["lineage"][0]["kind"] == "train"
+    assert [(v["version"], v["kind"]) for v in m["lineage"]["versions"]] == [(1, "train")]
 
 
 def test_bundle_holds_only_json_and_safetensors(saved: Path) -> None:

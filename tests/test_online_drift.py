@@ -144,10 +144,10 @@ def test_track_batch_without_lines_feeds_sessions_in_order() -> None:
 
 def test_baseline_and_config_are_checked() -> None:
     assert BASE is not None
-    again = DriftBaseline.from_dict(BASE.to_dict())
+    again = DriftBaseline.from_state(*BASE.to_state())
     assert again == BASE and again.flagged_share == pytest.approx(2 / 500)
     with pytest.raises(ValueError, match="increasing"):
-        DriftBaseline.from_dict({**BASE.to_dict(), "score_quantiles": [1.0, 0.0]})
+        DriftBaseline.from_state({**BASE.to_state()[0], "score_quantiles": [1.0, 0.0]})
     assert DriftBaseline.from_scores(np.zeros(0), 0) is None
     for bad in ({"bucket_seconds": 0}, {"min_share": 2.0}, {"alpha": 0.0}, {"min_ks": 0.0}):
         with pytest.raises(ConfigError):

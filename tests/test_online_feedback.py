@@ -205,7 +205,7 @@ def test_models_history_and_rolling_back(
     moved = tmp_path / "m2"
     shutil.copytree(updated["m2"], moved)
     m = json.loads((moved / "manifest.json").read_text(encoding="utf-8"))
-    assert m["lineage"][1]["parent"]["path"] == str(world["m1"].resolve())
+    assert m["lineage"]["versions"][1]["parent"]["path"] == str(world["m1"].resolve())
     saved = tmp_path / "m1-saved"
     shutil.move(str(world["m1"]), saved)
     try:
@@ -226,7 +226,7 @@ def test_an_updated_bundle_is_verified_like_any_other(
         Detector.load(copy)
     copy2 = Path(shutil.copytree(updated["m2"], tmp_path / "m2b"))
     m = json.loads((copy2 / "manifest.json").read_text(encoding="utf-8"))
-    m["lineage"][1]["feedback"] = []  # rewriting history is an edit like any other
+    m["lineage"]["versions"][1]["feedback"] = []  # rewriting history is an edit like any other
     (copy2 / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
     code, _, err = run(["models", "history", copy2], capsys)
     assert code == 1 and "manifest was modified" in err
@@ -254,7 +254,9 @@ def test_feedback_usage_errors(
         [*base, "--out", tmp_path / "y", "--normal-file", ids, "--steps", "10"], capsys
     )
     assert code == 0, err
-    fb = json.loads((tmp_path / "y" / "manifest.json").read_text(encoding="utf-8"))["lineage"][1]
+    fb = json.loads((tmp_path / "y" / "manifest.json").read_text(encoding="utf-8"))["lineage"][
+        "versions"
+    ][1]
     assert [f["session"] for f in fb["feedback"]] == [sid]
 
 

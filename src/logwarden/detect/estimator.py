@@ -762,14 +762,14 @@ class DeepLog:
         memory = getattr(self, "memory_", None)
         baseline = getattr(self, "drift_baseline_", None)
         online: dict[str, Any] = {
-            "drift_baseline": baseline.to_dict() if baseline is not None else None
+            "drift_baseline": baseline.to_state()[0] if baseline is not None else None
         }
         if memory is not None:
             mmeta, marrays = memory.to_state()
             online["memory"] = mmeta
             arrays.update({f"online/{k}": v for k, v in marrays.items()})
         meta["online"] = online
-        meta["lineage"] = getattr(self, "lineage_", Lineage.trained()).to_state()
+        meta["lineage"] = getattr(self, "lineage_", Lineage.trained()).to_state()[0]
         return meta, arrays
 
     @classmethod
@@ -802,11 +802,13 @@ class DeepLog:
             online_arrays = _part(arrays, "online")
             est.memory_ = None
             if "memory" in online:
-                est.memory_ = Memory.from_state(online["memory"], online_arrays, est.window)
+                est.memory_ = Memory.from_state(online["memory"], online_arrays)
+                if est.memory_.window != est.window:
+                    raise ValueError("replay rows do not fit the model's window")
             elif online_arrays:
                 raise ValueError("online update arrays without their description")
             baseline = online.get("drift_baseline")
-            est.drift_baseline_ = DriftBaseline.from_dict(baseline) if baseline else None
+            est.drift_baseline_ = DriftBaseline.from_state(baseline) if baseline else None
             est.lineage_ = Lineage.from_state(meta.get("lineage"))
             est.source_ = None
         except (KeyError, TypeError, ValueError) as exc:

@@ -82,15 +82,18 @@ class DriftBaseline:
         mine = np.searchsorted(s, points, side="right") / len(s)
         return float(np.abs(mine - self.cdf(points)).max())
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return asdict(self), {}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> DriftBaseline:
-        q = [float(v) for v in d["score_quantiles"]]
+    def from_state(
+        cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None
+    ) -> DriftBaseline:
+        """ValueError/KeyError when ``meta`` is not a baseline."""
+        q = [float(v) for v in meta["score_quantiles"]]
         if len(q) < 2 or any(b < a for a, b in pairwise(q)):
             raise ValueError("baseline score quantiles must be increasing")
-        return cls(int(d["sessions"]), float(d["flagged_share"]), q)
+        return cls(int(meta["sessions"]), float(meta["flagged_share"]), q)
 
 
 @dataclass
@@ -329,7 +332,7 @@ class DriftTracker:
     def report(self) -> dict[str, Any]:
         """Everything as JSON-ready data: buckets, warnings, suggestions, the baseline."""
         return {
-            "baseline": self.baseline.to_dict() if self.baseline is not None else None,
+            "baseline": self.baseline.to_state()[0] if self.baseline is not None else None,
             "config": asdict(self.config),
             "buckets": self.buckets,
             "warnings": [w.to_dict() for w in self.warnings],

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from logwarden.errors import ConfigError, DataError
 
 __all__ = ["LABELS", "Feedback", "Lineage", "Version", "read_id_file", "utc_now"]
@@ -171,15 +173,18 @@ class Lineage:
             ]
         )
 
-    def to_state(self) -> list[dict[str, Any]]:
-        return [v.to_dict() for v in self.versions]
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"versions": [v.to_dict() for v in self.versions]}, {}
 
     @classmethod
-    def from_state(cls, state: Sequence[Mapping[str, Any]] | None) -> Lineage:
-        """The lineage a manifest holds; an old bundle without one is version 1."""
-        if not state:
+    def from_state(
+        cls, meta: Mapping[str, Any] | None, arrays: Mapping[str, np.ndarray] | None = None
+    ) -> Lineage:
+        """The lineage a manifest holds; an old bundle without one is version 1.
+        ValueError/KeyError when ``meta`` is not a lineage."""
+        if not meta or not meta.get("versions"):
             return cls.trained()
-        versions = [Version.from_dict(v) for v in state]
+        versions = [Version.from_dict(v) for v in meta["versions"]]
         if [v.version for v in versions] != list(range(1, len(versions) + 1)):
             raise ValueError("lineage versions are not 1, 2, ... in order")
         return cls(versions)

@@ -206,8 +206,13 @@ class Memory:
             feedback_sessions=[*self.feedback_sessions, *encoded],
         )
 
+    @property
+    def window(self) -> int:
+        return int(self.replay_rows.shape[1]) - 1
+
     def summary(self) -> dict[str, int]:
         return {
+            "window": self.window,
             "replay_rows": len(self.replay_rows),
             "replay_rows_trained": self.replay_total,
             "calibration_sessions": len(self.calibration),
@@ -231,10 +236,9 @@ class Memory:
         return self.summary(), arrays
 
     @classmethod
-    def from_state(
-        cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], window: int
-    ) -> Memory:
-        """ValueError/KeyError when the arrays do not form a memory of this window."""
+    def from_state(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Memory:
+        """ValueError/KeyError when the arrays do not form a memory of the meta's window."""
+        window = int(meta["window"])
         rows = np.asarray(arrays["replay_rows"], dtype=np.int32)
         counts = np.asarray(arrays["replay_counts"], dtype=np.int64)
         fb_rows = np.asarray(arrays["feedback_rows"], dtype=np.int32)
