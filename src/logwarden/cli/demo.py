@@ -227,7 +227,7 @@ def upgrade_demo(
         "The version-1 model on a version-2 log (a new VM step, a reworded message)"
     )
     tracker = DriftTracker(
-        model.drift_baseline_, model.keys_, {**data.templates, **model.templates_}
+        model.drift_baseline_, model.keys_, {**model.templates_, **data.templates}
     )
     warnings = track_batch(tracker, verdicts, data.keys, data.events)
     if not warnings:

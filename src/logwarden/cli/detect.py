@@ -112,7 +112,7 @@ def _drift(
     from logwarden.online.drift import DriftConfig, DriftTracker, track_batch
 
     model = detector.model
-    templates = {**data.templates, **model.templates_}
+    templates = {**model.templates_, **data.templates}
     tracker = DriftTracker(
         model.drift_baseline_, model.keys_, templates, DriftConfig(bucket_seconds=args.drift_bucket)
     )

@@ -190,9 +190,14 @@ class Detector:
 
     def verdicts(self, data: Inputs) -> list[Verdict]:
         """One explained verdict per session of ``data``."""
-        # Lines the model never saw still get their template text in explanations.
+        # Lines the model never saw still get their template text in explanations. Their
+        # labels (U<n>) are numbered per read, so this read's text replaces an earlier one.
+        known = set(self.model.keys_)
         for key, text in data.templates.items():
-            self.model.templates_.setdefault(key, text)
+            if key in known:
+                self.model.templates_.setdefault(key, text)
+            else:
+                self.model.templates_[key] = text
         return self.model.verdicts(data.keys, data.ids, data.lines, events=data.events)
 
     def predict(self, data: Inputs) -> np.ndarray:

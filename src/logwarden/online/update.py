@@ -366,9 +366,10 @@ def reworded(
 
 def recheck_threshold(model: KeyModel, calibration: Sequence[np.ndarray]) -> Threshold:
     """The threshold of an updated key model, checked on the calibration sessions (held
-    out of training, so still unseen): it stays while it meets its false-positive target
-    there, and is chosen again by the training rule when it no longer does. A fixed top-g
-    rule stays.
+    out of training, so still unseen): it stays while the sessions it flags there are as
+    many as its false-positive target allows (up to the chance excess a binomial count
+    has, at 95%), and is chosen again by the training rule when they are more. A fixed
+    top-g rule stays.
 
     Staying is what keeps an update from changing what the model flags on the old
     behaviour (a threshold chosen afresh moves with every few steps of training). The
@@ -384,9 +385,29 @@ def recheck_threshold(model: KeyModel, calibration: Sequence[np.ndarray]) -> Thr
     lowest = np.minimum.reduceat(scores.prob, scores.offsets[:-1]).astype(np.float64)
     n = len(lowest)
     flagged = int((lowest < th.tau).sum())
-    if flagged <= math.floor(target * n):  # what the rule allows at its target
+    if flagged <= _binomial_quantile(n, target, 0.95):
         return replace(th, heldout_sessions=n, heldout_fpr=flagged / n)
     return choose_threshold(model, list(calibration), target)
+
+
+def _binomial_quantile(n: int, p: float, q: float) -> int:
+    """The smallest k with P(X <= k) >= q for X ~ Binomial(n, p): how many of n normal
+    sessions a threshold that meets its target ``p`` may flag by chance (with 150
+    calibration sessions and a 0.5% target, 2; a count above it says the target is missed,
+    one more session does not)."""
+    if p <= 0.0:
+        return 0
+    if p >= 1.0:
+        return n
+    lp, lq = math.log(p), math.log1p(-p)
+    total = 0.0
+    for k in range(n + 1):
+        total += math.exp(
+            math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * lp + (n - k) * lq
+        )
+        if total >= q:
+            return k
+    return n
 
 
 def template_id(label: str) -> int | None:
