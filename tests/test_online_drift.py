@@ -80,6 +80,13 @@ def test_flagged_sessions_sharing_one_cause_warn() -> None:
     assert warnings[0].causes[0]["key"] == "C" and not warnings[0].causes[0]["unseen"]
 
 
+def test_runs_cut_by_the_end_of_the_input_are_not_one_cause() -> None:
+    t = tracker(bucket_seconds=10_000, min_ks=1.0)
+    cut = (list("AB"), True, "<end>")  # the input ended while they were running
+    feed(t, [(list("ABCDE"), False, None)] * 60 + [cut] * 15)
+    assert t.close() == []
+
+
 def test_a_score_shift_warns_at_the_bucket_close() -> None:
     t = tracker(bucket_seconds=10_000, cause_sessions=1000)
     rng = np.random.default_rng(0)

@@ -349,13 +349,13 @@ class DeepLog:
         self.source_: dict[str, str] | None = None
         return self
 
-    def _baseline(self, encoded: Sequence[np.ndarray]) -> DriftBaseline | None:
+    def _baseline(self, encoded: Sequence[np.ndarray], scores: Any = None) -> DriftBaseline | None:
         """Score distribution and flagged share of normal sessions the model did not train
-        on (the held-out ones), for drift tracking."""
+        on (the held-out ones), for drift tracking; ``scores``: theirs, when at hand."""
         model = self._fitted()
         if not encoded:
             return None
-        scores = model.score(list(encoded))
+        scores = scores if scores is not None else model.score(list(encoded))
         flags = model.threshold.flags(scores.rank, scores.prob) | (scores.target == UNK)
         flagged = int((_first_flag(flags, scores.offsets) >= 0).sum())
         return DriftBaseline.from_scores(self._session_scores(scores), flagged)
@@ -431,7 +431,9 @@ class DeepLog:
         tries: list[dict[str, Any]] = []
         for _ in range(policy.attempts):
             t_tune = time.perf_counter()
-            km, rounds = _tune(grown, mem, share, policy) if sessions else (grown, [])
+            km, rounds, cal_scores = (
+                _tune(grown, mem, share, policy) if sessions else (grown, [], None)
+            )
             cand = self._with(km, params, merged)
             conf_after = cand.predict(confirmed, conf_events)
             silenced = np.flatnonzero(conf_before & ~conf_after)
@@ -469,7 +471,7 @@ class DeepLog:
         self.params_ = params
         self.templates_ = merged
         self.memory_ = mem
-        self.drift_baseline_ = self._baseline(mem.calibration) or self.drift_baseline_
+        self.drift_baseline_ = self._baseline(mem.calibration, cal_scores) or self.drift_baseline_
         self.lineage_ = self.lineage_.child(feedback, self.update_info_, self.source_)
         self.source_ = None  # no longer the model that was loaded
         return self
@@ -831,23 +833,25 @@ class DeepLog:
 
 def _tune(
     grown: KeyModel, memory: Memory, share: float, policy: UpdatePolicy
-) -> tuple[KeyModel, list[dict[str, Any]]]:
+) -> tuple[KeyModel, list[dict[str, Any]], Any]:
     """The key model fine-tuned on the memory, its threshold re-checked, in rounds while a
-    session marked normal (now or before) is still flagged; the model and each round's
-    figures."""
+    session marked normal (now or before) is still flagged; the model, each round's
+    figures and its scores of the calibration sessions."""
     weights = grown.weights
     rounds: list[dict[str, Any]] = []
     km = grown
+    cal_scores = None
     for _ in range(policy.rounds):
         weights, info = fine_tune(grown, memory, share, policy, init=weights)
         km = KeyModel(grown.config, grown.keys, weights, grown.threshold, dict(grown.train_info))
-        km.threshold = recheck_threshold(km, memory.calibration)
+        cal_scores = km.score(memory.calibration) if memory.calibration else None
+        km.threshold = recheck_threshold(km, memory.calibration, cal_scores)
         still = int(_flagged(km, memory.feedback_sessions).sum())
         rounds.append({"steps": info["steps"], "loss": round(float(info["loss"]), 5),
                        "still_flagged": still})  # fmt: skip
         if still == 0:
             break
-    return km, rounds
+    return km, rounds, cal_scores
 
 
 def _flagged(model: KeyModel, encoded: Sequence[np.ndarray]) -> np.ndarray:

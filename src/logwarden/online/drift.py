@@ -12,7 +12,8 @@ normal sessions) and warns when, within one bucket,
 * **one cause**: one key is where at least ``cause_sessions`` flagged sessions (and
   ``cause_share`` of the bucket) go wrong, while the bucket's flagged share is
   significantly above the baseline's (binomial test at ``alpha``): anomalies spread over
-  many steps, a changed step concentrates them, or
+  many steps, a changed step concentrates them (an early end does not count: the end of
+  the input ends every open run early), or
 * **scores**: the bucket's session scores have moved away from the baseline's
   (Kolmogorov-Smirnov distance at least ``min_ks`` and significant at ``alpha``).
 
@@ -45,6 +46,9 @@ from logwarden.sessions import Session, SessionTable
 __all__ = ["DriftBaseline", "DriftConfig", "DriftTracker", "DriftWarning", "track_batch"]
 
 _QUANTILES = 101
+# The cause of an early end. Not one cause of drift: input that ends (a log cut or rotated)
+# ends the runs still open all at once, and they all stop early.
+EARLY_END = "<end>"
 
 
 @dataclass
@@ -397,8 +401,8 @@ class DriftTracker:
             reasons.append("new_templates")
         one = [
             self._cause(k, n, denom, k not in self.known)
-            for k, n in b.causes.most_common(5)
-            if n >= cfg.cause_sessions and n / denom >= cfg.cause_share
+            for k, n in b.causes.most_common(6)
+            if n >= cfg.cause_sessions and n / denom >= cfg.cause_share and k != EARLY_END
         ]
         if one and self._flag_excess(b):  # the cheap test first: this one sums a tail
             reasons.append("one_cause")

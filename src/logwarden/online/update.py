@@ -35,6 +35,7 @@ from logwarden.errors import ConfigError
 from logwarden.models.keys import (
     FIRST_KEY,
     KeyModel,
+    Scores,
     Threshold,
     choose_threshold,
     session_rows,
@@ -364,7 +365,9 @@ def reworded(
     return out
 
 
-def recheck_threshold(model: KeyModel, calibration: Sequence[np.ndarray]) -> Threshold:
+def recheck_threshold(
+    model: KeyModel, calibration: Sequence[np.ndarray], scores: Scores | None = None
+) -> Threshold:
     """The threshold of an updated key model, checked on the calibration sessions (held
     out of training, so still unseen): it stays while the sessions it flags there are as
     many as its false-positive target allows (up to the chance excess a binomial count
@@ -376,12 +379,13 @@ def recheck_threshold(model: KeyModel, calibration: Sequence[np.ndarray]) -> Thr
     sessions marked normal are not among the calibration sessions: they were trained on,
     and the rule puts the threshold under the lowest scores it is given, so a feedback
     session the fine-tuning did not learn would drag it down until nothing is flagged.
-    They are checked against the threshold instead (``DeepLog.partial_fit``)."""
+    They are checked against the threshold instead (``DeepLog.partial_fit``). ``scores``:
+    the model's scores of the calibration sessions, when already computed."""
     th = model.threshold
     if th.mode == "top_g" or not calibration or th.tau is None:
         return th
     target = th.target_fpr if th.target_fpr is not None else model.config.target_fpr
-    scores = model.score(list(calibration))
+    scores = scores if scores is not None else model.score(list(calibration))
     lowest = np.minimum.reduceat(scores.prob, scores.offsets[:-1]).astype(np.float64)
     n = len(lowest)
     flagged = int((lowest < th.tau).sum())
