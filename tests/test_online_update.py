@@ -235,3 +235,15 @@ def test_accept_widens_a_unit_to_take_flagged_entries_as_normal() -> None:
     assert not params.score_key(odd).anomalous.any()
     assert params.score_key(_series(3, 1, [30.0])).anomalous.all()  # far beyond: still flagged
     assert params.accept(odd) == 0
+
+
+def test_confirmations_alone_are_recorded_without_changing_the_model(
+    trained: DeepLog, tmp_path: Path
+) -> None:
+    est = copy(trained, tmp_path)
+    before = est.decision_function(NORMAL + ABNORMAL)
+    est.partial_fit([], confirmed=ABNORMAL[:2], feedback=[Feedback("c1", "confirmed")] * 1)
+    assert est.lineage_.version == 2 and est.lineage_.current.feedback[0].session == "c1"
+    assert est.keys_ == trained.keys_
+    assert np.array_equal(est.decision_function(NORMAL + ABNORMAL), before)
+    assert est.update_info_["confirmed_flagged"] == [2, 2]
