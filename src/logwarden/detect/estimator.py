@@ -835,20 +835,23 @@ def _tune(
     grown: KeyModel, memory: Memory, share: float, policy: UpdatePolicy
 ) -> tuple[KeyModel, list[dict[str, Any]], Any]:
     """The key model fine-tuned on the memory, its threshold re-checked, in rounds while a
-    session marked normal (now or before) is still flagged; the model, each round's
-    figures and its scores of the calibration sessions."""
+    session marked normal (now or before) is still flagged, each round giving the new
+    feedback rows more weight (the operator said they are normal: a window where the old
+    successor is very frequent needs more than ``share`` for a new one to pass); the
+    model, each round's figures and its scores of the calibration sessions."""
     weights = grown.weights
     rounds: list[dict[str, Any]] = []
     km = grown
     cal_scores = None
-    for _ in range(policy.rounds):
-        weights, info = fine_tune(grown, memory, share, policy, init=weights)
+    for r in range(policy.rounds):
+        round_share = 1.0 - (1.0 - share) * 0.5**r
+        weights, info = fine_tune(grown, memory, round_share, policy, init=weights)
         km = KeyModel(grown.config, grown.keys, weights, grown.threshold, dict(grown.train_info))
         cal_scores = km.score(memory.calibration) if memory.calibration else None
         km.threshold = recheck_threshold(km, memory.calibration, cal_scores)
         still = int(_flagged(km, memory.feedback_sessions).sum())
-        rounds.append({"steps": info["steps"], "loss": round(float(info["loss"]), 5),
-                       "still_flagged": still})  # fmt: skip
+        rounds.append({"share": round(round_share, 4), "steps": info["steps"],
+                       "loss": round(float(info["loss"]), 5), "still_flagged": still})  # fmt: skip
         if still == 0:
             break
     return km, rounds, cal_scores

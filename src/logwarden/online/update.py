@@ -270,8 +270,8 @@ def fine_tune(
     ``policy.steps`` optimizer steps. ``init``: weights to continue from (another round)
     instead of the model's.
 
-    Batches are drawn in proportion to each row's weight (its count; feedback rows scaled
-    to their share), so a handful of feedback rows is seen in every batch rather than
+    Batches are drawn in proportion to each row's weight (its count; the feedback rows that
+    are new scaled to their share), so a handful of feedback rows is seen in every batch rather than
     weighting the loss of the rare batch that holds one. Runs on the CPU, one thread: a
     few dozen steps of a small network, where starting a GPU would cost more than they
     do. Adam is written out here: ``torch.optim``'s constructor imports PyTorch's compiler
@@ -283,8 +283,16 @@ def fine_tune(
 
     replay_w = memory.replay_counts.astype(np.float64)
     fb_w = memory.feedback_counts.astype(np.float64)
-    if fb_w.sum() > 0 and replay_w.sum() > 0:
-        fb_w *= share / (1.0 - share) * replay_w.sum() / fb_w.sum()
+    # Feedback rows the replay sample already holds (a run's first steps, the parts an
+    # upgrade left alone) are old behaviour: they keep their plain count. Weighting them
+    # up too would shift what the model expects there (the first key of any run, say)
+    # toward the marked sessions' task, and old runs would pay for it.
+    known = {r.tobytes() for r in memory.replay_rows}
+    novel = np.fromiter(
+        (r.tobytes() not in known for r in memory.feedback_rows), dtype=bool, count=len(fb_w)
+    )
+    if fb_w[novel].sum() > 0 and replay_w.sum() > 0:
+        fb_w[novel] *= share / (1.0 - share) * replay_w.sum() / fb_w[novel].sum()
     rows = np.vstack([memory.replay_rows, memory.feedback_rows])
     weights = np.concatenate([replay_w, fb_w])
     if len(rows) == 0 or weights.sum() <= 0:
