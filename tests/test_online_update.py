@@ -247,3 +247,16 @@ def test_confirmations_alone_are_recorded_without_changing_the_model(
     assert est.keys_ == trained.keys_
     assert np.array_equal(est.decision_function(NORMAL + ABNORMAL), before)
     assert est.update_info_["confirmed_flagged"] == [2, 2]
+
+
+def test_the_teacher_is_the_same_computed_once_or_per_batch(
+    trained: DeepLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from logwarden.online import update
+
+    once = copy(trained, tmp_path).partial_fit(UPGRADED)
+    monkeypatch.setattr(update, "TEACHER_CELLS", 0)  # too big to keep: per batch
+    per_batch = copy(trained, tmp_path).partial_fit(UPGRADED)
+    a, b = once.model_.weights, per_batch.model_.weights
+    assert all(np.allclose(a[k], b[k], atol=1e-4) for k in a)
+    assert not per_batch.predict(UPGRADED).any()

@@ -201,7 +201,7 @@ def upgrade_demo(
     feedback on a few suggested sessions (the labels stand in for the operator), and the
     same log detected again with the updated model."""
     from logwarden.detect import Detector, InputSpec
-    from logwarden.online import DriftTracker, Feedback
+    from logwarden.online import DriftConfig, DriftTracker, Feedback
     from logwarden.online.drift import track_batch
 
     console.rule("[bold]an upgrade: version 2 of the system, feedback, online update")
@@ -227,7 +227,10 @@ def upgrade_demo(
         "The version-1 model on a version-2 log (a new VM step, a reworded message)"
     )
     tracker = DriftTracker(
-        model.drift_baseline_, model.keys_, {**model.templates_, **data.templates}
+        model.drift_baseline_,
+        model.keys_,
+        {**model.templates_, **data.templates},
+        DriftConfig(context=model.window),
     )
     warnings = track_batch(tracker, verdicts, data.keys, data.events)
     if not warnings:

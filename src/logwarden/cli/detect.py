@@ -113,9 +113,8 @@ def _drift(
 
     model = detector.model
     templates = {**model.templates_, **data.templates}
-    tracker = DriftTracker(
-        model.drift_baseline_, model.keys_, templates, DriftConfig(bucket_seconds=args.drift_bucket)
-    )
+    config = DriftConfig(bucket_seconds=args.drift_bucket, context=model.window)
+    tracker = DriftTracker(model.drift_baseline_, model.keys_, templates, config)
     warnings = track_batch(tracker, verdicts, data.keys, data.events)
     if warnings:
         report = tracker.report()

@@ -373,11 +373,14 @@ class DeepLog:
     ) -> DeepLog:
         """Learn from ``sessions`` an operator marked normal, without forgetting.
 
-        Keys never seen join the vocabulary (the network grows, old weights kept); the key
-        network is fine-tuned from its weights on the sessions' windows mixed with the
-        replay sample kept from training; parameter models of the keys they touch update
-        (``events``: their entries); the threshold is chosen again on the calibration
-        sessions plus these. ``confirmed`` sessions (true anomalies, with
+        Keys never seen join the vocabulary (the network grows, old weights kept; a new
+        key that rewords a known one the sessions no longer log starts as its copy); the
+        key network is fine-tuned from its weights on the sessions' windows mixed with the
+        replay sample kept from training, in rounds while one of them is still flagged;
+        parameter models of the keys they touch update (``events``: their entries); the
+        threshold is checked on the calibration sessions kept from training and chosen
+        again only when it no longer meets its target (``online.update``). ``confirmed``
+        sessions (true anomalies, with
         ``confirmed_events``) must still be flagged afterwards: while one would not be,
         the feedback's weight is halved and the update tried again, and in the end it is
         refused (``UpdateRefusedError``; the estimator is left as it was). ``feedback``:

@@ -19,8 +19,9 @@ normal sessions) and warns when, within one bucket,
 
 Each warning names the templates that caused it and suggests sessions to review: among
 the sessions where those templates occur, a few that together cover the most distinct
-contexts (predecessor, template, successor), so that marking them normal teaches the
-model the new behaviour in all its variants (``logwarden feedback``).
+contexts (predecessor and successor, and the keys within ``context`` steps before and
+after: the branches a run took around the new template), so that marking them normal
+teaches the model the new behaviour in its variants (``logwarden feedback``).
 
 The API is streaming, for the batch command and a service alike: ``update_line`` for each
 log entry as it arrives, ``update`` for each session once its verdict is known, ``close``
@@ -117,6 +118,7 @@ class DriftConfig:
     min_ks: float = 0.25  # smallest score-distribution shift that counts
     min_ks_sessions: int = 30  # sessions a bucket needs for the score test
     suggest: int = 5  # sessions suggested for review
+    context: int = 10  # keys before and after a new template that suggestions try to vary
     candidates: int = 200  # sessions remembered per template, to choose suggestions from
 
     def __post_init__(self) -> None:
@@ -130,6 +132,7 @@ class DriftConfig:
             (0.0 < self.alpha < 1.0, "alpha", "must be in (0, 1)"),
             (0.0 < self.min_ks <= 1.0, "min_ks", "must be in (0, 1]"),
             (self.suggest >= 0 and self.candidates >= 1, "suggest", "must be >= 0"),
+            (self.context >= 0, "context", "must be >= 0"),
         ]
         for ok, name, msg in checks:
             if not ok:
@@ -372,11 +375,16 @@ class DriftTracker:
     def _remember(self, session: str, keys: Sequence[str], interesting: set[str]) -> None:
         ks = list(keys)
         ctx: set[tuple[str, ...]] = set()
+        h = self.config.context
         for i, k in enumerate(ks):
             if k in interesting:
                 prev = ks[i - 1] if i > 0 else "<start>"
                 nxt = ks[i + 1] if i + 1 < len(ks) else "<end>"
                 ctx.add((prev, k, nxt))
+                # What else a model window holding it sees: the branches a run took before
+                # and after it (a config drive, a reboot), which a key model must learn too.
+                ctx.update(("<", k, other) for other in ks[max(0, i - h) : i])
+                ctx.update((">", k, other) for other in ks[i + 1 : i + 1 + h])
         for k in interesting:
             if not any(c[1] == k for c in ctx):
                 ctx.add(("?", k, "?"))

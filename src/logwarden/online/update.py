@@ -68,6 +68,9 @@ class UpdatePolicy:
     steps: int = 60
     patience: int = 24
     batch_size: int = 128
+    # Replayed rows learnt against the model's own distribution before the update (True),
+    # or against the key that came, as at training (False).
+    distill: bool = True
     # Rounds of fine-tuning while a session marked normal is still flagged.
     rounds: int = 3
     learning_rate: float = 0.003
@@ -258,6 +261,11 @@ class Memory:
         )
 
 
+# Teacher predictions kept for all replayed rows up to this many cells (rows x outputs,
+# float32: 80 MB); beyond, they are computed per batch.
+TEACHER_CELLS = 20_000_000
+
+
 def fine_tune(
     model: KeyModel,
     memory: Memory,
@@ -270,6 +278,8 @@ def fine_tune(
     ``policy.steps`` optimizer steps. ``init``: weights to continue from (another round)
     instead of the model's.
 
+    Replayed rows (and feedback rows the replay sample holds) are learnt against the
+    model's own distribution before the update, new rows against the key that came.
     Batches are drawn in proportion to each row's weight (its count; the feedback rows that
     are new scaled to their share), so a handful of feedback rows is seen in every batch rather than
     weighting the loss of the rare batch that holds one. Runs on the CPU, one thread: a
@@ -303,9 +313,32 @@ def fine_tune(
     torch.set_num_threads(1)  # small networks: a second thread only spins (see models.keys)
     try:
         torch.manual_seed(policy.seed)
-        net = KeyNet(len(model.keys) + FIRST_KEY, cfg.embedding, cfg.hidden, cfg.layers)
+        n_out = len(model.keys) + FIRST_KEY
+
+        net = KeyNet(n_out, cfg.embedding, cfg.hidden, cfg.layers)
         start = init if init is not None else model.weights
         net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in start.items()})
+        # The model before the update teaches the old behaviour: on replayed rows the
+        # target is its whole distribution of next keys, not the one key that came, so the
+        # rare successors it allowed keep their probability (distillation, "learning
+        # without forgetting"): what a probability threshold needs kept. Its predictions
+        # are computed once, for all those rows (NumPy, ``KeyModel.net``), when they fit in
+        # memory; otherwise per batch by a frozen copy of the network.
+        soft_np = np.concatenate([np.ones(len(replay_w), bool), ~novel]) & policy.distill
+        soft = torch.as_tensor(soft_np, dtype=torch.bool)
+        teacher_rows = np.full(len(rows), -1, dtype=np.int64)
+        teacher_rows[soft_np] = np.arange(int(soft_np.sum()))
+        teacher_probs: Any = None
+        frozen: Any = None
+        if int(soft_np.sum()) * n_out <= TEACHER_CELLS:
+            teacher_probs = torch.as_tensor(model.net.probabilities(rows[soft_np, :h]))
+        else:
+            frozen = KeyNet(n_out, cfg.embedding, cfg.hidden, cfg.layers)
+            frozen.load_state_dict(
+                {k: torch.as_tensor(np.asarray(v)) for k, v in model.weights.items()}
+            )
+            frozen.eval()
+        row_in_teacher = torch.as_tensor(teacher_rows)
         params = [p for p in net.parameters() if p.requires_grad]
         moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
         x_all = torch.as_tensor(rows[:, :h], dtype=torch.long)
@@ -319,7 +352,18 @@ def fine_tune(
         net.train()
         for steps in range(1, policy.steps + 1):
             idx = torch.as_tensor(rng.choice(len(rows), size=batch, p=prob))
-            loss = torch.nn.functional.cross_entropy(net(x_all[idx]), y_all[idx])
+            x = x_all[idx]
+            logp = torch.log_softmax(net(x), dim=1)
+            old = soft[idx]
+            if teacher_probs is not None:
+                target = teacher_probs[row_in_teacher[idx][old]]
+            else:
+                with torch.no_grad():
+                    target = torch.softmax(frozen(x[old]), dim=1)
+            loss = (
+                -(target * logp[old]).sum()
+                - logp[~old].gather(1, y_all[idx][~old].unsqueeze(1)).sum()
+            ) / batch
             for p in params:
                 p.grad = None
             loss.backward()
