@@ -108,12 +108,16 @@ def test_manifest_content(model: DeepLog, saved: Path) -> None:
     ]
     assert m["input"] == {"input_format": "sequences"}  # extra settings kept
     assert m["train_info"]["sessions"] == 200
-    assert set(m["files"]) == {"keys.safetensors"}
+    # The key model's weights, and what online updates keep (replay sample, calibration).
+    assert set(m["files"]) == {"keys.safetensors", "online.safetensors"}
+    assert m["online"]["memory"]["calibration_sessions"] == m["threshold"]["heldout_sessions"]
+    assert [(v["version"], v["kind"]) for v in m["lineage"]["versions"]] == [(1, "train")]
 
 
 def test_bundle_holds_only_json_and_safetensors(saved: Path) -> None:
     names = sorted(p.name for p in saved.iterdir())
-    assert names == ["keys.safetensors", "manifest.json"]  # no temporary files left
+    # No temporary files left.
+    assert names == ["keys.safetensors", "manifest.json", "online.safetensors"]
     m = read_manifest(saved)  # plain JSON
     for name, info in m["files"].items():
         data = (saved / name).read_bytes()
@@ -123,7 +127,9 @@ def test_bundle_holds_only_json_and_safetensors(saved: Path) -> None:
         (n,) = struct.unpack("<Q", data[:8])
         header = json.loads(data[8 : 8 + n])
         tensors = {k: v for k, v in header.items() if k != "__metadata__"}
-        assert tensors and all(v["dtype"] == "F32" for v in tensors.values())
+        # Weights are floats; the online part holds key indices and counts.
+        dtypes = {"F32"} if name == "keys.safetensors" else {"I32", "I64"}
+        assert tensors and all(v["dtype"] in dtypes for v in tensors.values())
         end = max(v["data_offsets"][1] for v in tensors.values())
         assert 8 + n + end == len(data)
 
@@ -143,7 +149,8 @@ def test_no_pickle_is_used(model: DeepLog, tmp_path: Path, monkeypatch: pytest.M
 
 def test_saving_over_an_existing_bundle(model: DeepLog, bundle: Path) -> None:
     model.save(bundle)
-    assert sorted(p.name for p in bundle.iterdir()) == ["keys.safetensors", "manifest.json"]
+    names = sorted(p.name for p in bundle.iterdir())
+    assert names == ["keys.safetensors", "manifest.json", "online.safetensors"]
     assert DeepLog.load(bundle).keys_ == model.keys_
 
 

@@ -140,6 +140,27 @@ def workflow_predictions(workflows: Any, t: Trained) -> Any:
     return assigned, workflows.export(t.detector.model.templates_)
 
 
+def memory_predictions(memory: Any, t: Trained) -> Any:
+    # What an update replays and checks, and what it keeps after learning a session.
+    learned = memory.learn([np.array([3, 4, 5, 3], dtype=np.int32)], memory.window)
+    return (
+        memory.summary(), [c.tolist() for c in memory.calibration],
+        learned.summary(), learned.feedback_rows.tolist(), learned.replay_counts.tolist(),
+    )  # fmt: skip
+
+
+def lineage_predictions(lineage: Any, t: Trained) -> Any:
+    from logwarden.online import Feedback
+
+    child = lineage.child([Feedback("s1", "normal", who="a", when="t")], {"new_keys": []})
+    return [(v.version, v.kind, v.parent) for v in child.versions]
+
+
+def baseline_predictions(baseline: Any, t: Trained) -> Any:
+    scores = t.detector.model.decision_function(t.test.keys)
+    return baseline.ks(scores), baseline.cdf(np.sort(scores)).tolist()
+
+
 def detector_predictions(det: Any, t: Trained) -> Any:
     # The raw log read again through the part's own format, parser and session settings.
     data = det.read([str(t.mixed)])
@@ -157,6 +178,9 @@ PARTS = [
     Part("DeepLog (keys and parameters)", lambda t: t.detector.model, estimator_predictions),
     Part("DeepLog (keys only)", lambda t: t.keys_only, keys_only_predictions),
     Part("Workflows", lambda t: t.detector.model.workflows_, workflow_predictions),
+    Part("Memory (online updates)", lambda t: t.detector.model.memory_, memory_predictions),
+    Part("Lineage", lambda t: t.detector.model.lineage_, lineage_predictions),
+    Part("DriftBaseline", lambda t: t.detector.model.drift_baseline_, baseline_predictions),
     Part("InputSpec", lambda t: t.detector.input, lambda spec, t: dataclasses.asdict(spec)),
     Part("Detector", lambda t: copy.deepcopy(t.detector), detector_predictions),
 ]

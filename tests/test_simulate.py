@@ -410,6 +410,7 @@ def test_param_anomalies_put_a_number_far_outside_its_normal_range(parsed, invar
         {"tasks": (("hdfs", 1.0), ("kafka", 1.0))},
         {"tasks": (("hdfs", 0.0),)},
         {"perf_factor": (0.5, 2.0)},
+        {"version": 3},
     ],
 )
 def test_invalid_config_is_a_clear_error(bad):
@@ -421,3 +422,33 @@ def test_single_task_and_no_noise():
     log = simulate(SimConfig(seed=1, sessions=200, tasks=(("vm", 1.0),), noise_rate=0.0))
     assert all(s for s in log.line_sessions)
     assert {task_of(t.session) for t in log.sessions} == {"vm"}
+
+
+def test_version_2_adds_a_vm_step_and_rewords_one_message():
+    v1 = simulate(SimConfig(seed=5, sessions=600))
+    assert simulate(SimConfig(seed=5, sessions=600, version=1)).lines == v1.lines
+    v2 = simulate(SimConfig(seed=5, sessions=600, version=2))
+    new = "Allocating IP information in the background."
+    old_build, new_build = "seconds to build instance.", "seconds to build the instance."
+    assert not any(new in line or new_build in line for line in v1.lines)
+    assert any(old_build in line for line in v1.lines)
+    assert not any(old_build in line for line in v2.lines)
+    by_session: dict[str, list[str]] = defaultdict(list)
+    for line, sids in zip(v2.lines, v2.line_sessions, strict=True):
+        for sid in sids:
+            by_session[sid].append(line)
+    vm = [t for t in v2.sessions if task_of(t.session) == "vm"]
+    assert len(vm) >= 50
+    for t in vm:
+        lines = by_session[t.session]
+        steps = [i for i, line in enumerate(lines) if new in line]
+        if t.label == 0:
+            # Once in every normal run, right after the claim, before the image.
+            assert len(steps) == 1
+            assert "Claim successful" in lines[steps[0] - 1]
+            assert "Creating image" in lines[steps[0] + 1]
+            assert sum(new_build in line for line in lines) == 1
+        assert not any(old_build in line for line in lines)
+    # The same anomaly kinds, still in balance.
+    kinds = Counter(t.kind for t in v2.sessions if t.label)
+    assert set(kinds) == set(ANOMALY_KINDS)

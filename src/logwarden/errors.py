@@ -10,6 +10,9 @@ Every error logwarden raises on purpose is a :class:`LogwardenError` of one of f
 - :class:`BundleError`: a model bundle is missing, foreign, of another schema or tampered;
 - :class:`StateError`: saved state other than a bundle (parser state) cannot be loaded.
 
+:class:`UpdateRefusedError` is an online update that would break what an operator
+confirmed (a confirmed anomaly no longer flagged); nothing is changed.
+
 :class:`NotFittedError` is a use of an estimator before ``fit``. The kinds also derive from
 ``ValueError`` (``RuntimeError`` for NotFittedError), so code that caught the built-in
 types keeps working.
@@ -24,6 +27,7 @@ __all__ = [
     "LogwardenError",
     "NotFittedError",
     "StateError",
+    "UpdateRefusedError",
 ]
 
 
@@ -53,3 +57,7 @@ class StateError(LogwardenError, ValueError):
 
 class NotFittedError(LogwardenError, RuntimeError):
     """An estimator used before ``fit`` (or ``load``)."""
+
+
+class UpdateRefusedError(LogwardenError):
+    """An online update refused because it would silence a confirmed anomaly."""

@@ -7,6 +7,8 @@ on the mixed one, and report precision, recall and F1 by anomaly kind and by det
 explained anomalies: an execution-path one and a performance one. The workflows mined at
 training time are shown too: one as text, all of them drawn into an SVG file, and every
 explained anomaly is diagnosed against its workflow (an HTML report beside the SVG).
+Then an upgrade: a version-2 log flagged heavily by the model, the drift warning, feedback
+on a few suggested sessions, and the same log detected again by the updated model.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from logwarden.detect import DeepLog
+from logwarden.detect import DeepLog, Verdict
 from logwarden.evaluate import Report
 from logwarden.io.ingest import read_raw_sessions
+from logwarden.parsing import TemplateMiner
 from logwarden.sessions import SessionConfig
 from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
 
@@ -150,6 +154,7 @@ def run_demo(
                 console.print(escape(v.describe()))
                 break
         _write_report(verdicts, model, console, out_dir)
+        upgrade_demo(model, train.miner, Path(tmp), sessions, seed, console)
     return 0
 
 
@@ -240,6 +245,75 @@ def serve_demo(
         return run_service(config, quiet=True, on_start=feed)
     finally:
         stop.set()
+
+
+def upgrade_demo(
+    model: DeepLog, miner: TemplateMiner, tmp: Path, sessions: int, seed: int, console: Console
+) -> None:
+    """Version 2 of the system meets the version-1 model: heavy flagging, a drift warning,
+    feedback on a few suggested sessions (the labels stand in for the operator), and the
+    same log detected again with the updated model."""
+    from logwarden.detect import Detector, InputSpec
+    from logwarden.online import DriftConfig, DriftTracker, Feedback
+    from logwarden.online.drift import track_batch
+
+    console.rule("[bold]an upgrade: version 2 of the system, feedback, online update")
+    v2 = simulate(SimConfig(seed=seed + 2, sessions=sessions, version=2))
+    v2.write(tmp / "v2.log")
+    truth = {s.session: s for s in v2.sessions}
+    det = Detector(model, InputSpec(format=SIM_FORMAT, session=SIM_SESSION_REGEX), miner)
+
+    def detect(what: str) -> tuple[Any, list[Verdict]]:
+        data = det.read([str(tmp / "v2.log")])
+        verdicts = det.verdicts(data)
+        normal = [v for v in verdicts if truth[v.session].label == 0]
+        anomalies = [v for v in verdicts if truth[v.session].label == 1]
+        fp, tp = sum(v.anomalous for v in normal), sum(v.anomalous for v in anomalies)
+        console.print(
+            f"{what}: [bold]{sum(v.anomalous for v in verdicts):,}[/] of {len(verdicts):,} "
+            f"sessions flagged: {fp:,} of {len(normal):,} normal ones ({fp / len(normal):.1%}), "
+            f"{tp} of {len(anomalies)} anomalies"
+        )
+        return data, verdicts
+
+    data, verdicts = detect(
+        "The version-1 model on a version-2 log (a new VM step, a reworded message)"
+    )
+    tracker = DriftTracker(
+        model.drift_baseline_,
+        model.keys_,
+        {**model.templates_, **data.templates},
+        DriftConfig(context=model.window),
+    )
+    warnings = track_batch(tracker, verdicts, data.keys, data.events)
+    if not warnings:
+        console.print("No drift warning.")
+        return
+    suggested = tracker.suggestions()
+    console.print(escape(warnings[0].describe(suggested)), style="yellow")
+    normal = [s for s in suggested if truth[s].label == 0]
+    confirmed = [v.session for v in verdicts if v.anomalous and truth[v.session].label][:3]
+    feedback = [Feedback(s, "normal", who="demo", why="checked after the upgrade") for s in normal]
+    feedback += [Feedback(s, "confirmed", who="demo") for s in confirmed]
+    t0 = time.perf_counter()
+    det.partial_fit(data, feedback)
+    info = model.update_info_
+    rounds = info["attempts"][-1]["rounds"]
+    console.print(
+        f"Feedback: {len(normal)} suggested sessions marked normal, {len(confirmed)} flagged "
+        f"anomalies confirmed. Update in {time.perf_counter() - t0:.1f} s: new keys "
+        + ", ".join(
+            f"{k['key']} ({escape(k['template'] or '')}"
+            + (f", rewording {k['rewords']}" if k["rewords"] else "")
+            + ")"
+            for k in info["new_keys"]
+        )
+        + f"; {sum(r['steps'] for r in rounds)} fine-tuning steps on their windows mixed with "
+        f"{info['replay_rows']:,} replayed ones; threshold {info['threshold'][0]:.2g} -> "
+        f"{info['threshold'][1]:.2g}; confirmed anomalies still flagged: "
+        f"{info['confirmed_flagged'][1]} of {len(confirmed)} (model version {model.lineage_.version})"
+    )
+    detect("The updated model on the same log")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from logwarden.cli.common import RuntimeFailure, UsageError, open_out
 from logwarden.cli.inputs import add_input_args, apply_input_args, read_inputs
@@ -16,6 +16,9 @@ from logwarden.cli.lines import (
     load_model,
     write_line_scores,
 )
+
+if TYPE_CHECKING:
+    from logwarden.detect import Detector, Inputs, Verdict
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +39,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--line-scores",
         metavar="CSV",
         help="window mode (supervised or --window): LineId,Anomalous,Score for every input line",
+    )
+    sdet.add_argument(
+        "--drift-json", metavar="OUT", help="write the drift report (buckets, warnings) as JSON"
+    )
+    sdet.add_argument(
+        "--drift-bucket",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="time bucket of drift tracking (300)",
+    )
+    sdet.add_argument(
+        "--no-drift", action="store_true", help="no drift tracking against the training baseline"
     )
     sdet.set_defaults(func=cmd_detect)
 
@@ -90,6 +106,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if args.html:
         _write_html(args.html, verdicts, detector.model, args.html_limit)
         print(f"wrote {args.html}", file=out)
+    if not args.no_drift:
+        _drift(detector, data, verdicts, args)
     return 0
 
 
@@ -104,3 +122,32 @@ def _write_html(path: str, verdicts: list[Any], model: Any, limit: int) -> None:
         Path(path).write_text(page, encoding="utf-8")
     except OSError as exc:
         raise RuntimeFailure(f"cannot write {path}: {exc}") from None
+
+
+def _drift(
+    detector: Detector, data: Inputs, verdicts: list[Verdict], args: argparse.Namespace
+) -> None:
+    """Drift against the training baseline: warnings on stderr, the report as JSON."""
+    from logwarden.online.drift import DriftConfig, DriftTracker, track_batch
+
+    model = detector.model
+    templates = {**model.templates_, **data.templates}
+    config = DriftConfig(bucket_seconds=args.drift_bucket, context=model.window)
+    tracker = DriftTracker(model.drift_baseline_, model.keys_, templates, config)
+    warnings = track_batch(tracker, verdicts, data.keys, data.events)
+    if warnings:
+        report = tracker.report()
+        print(f"logwarden: {warnings[0].describe(report['suggested'])}", file=sys.stderr)
+        print(
+            f"logwarden: drift in {len(warnings)} of {len(tracker.buckets)} time buckets; "
+            "templates behind it: "
+            + "; ".join(f"{t['key']} {t['template']}" for t in report["drift_templates"][:5]),
+            file=sys.stderr,
+        )
+    if args.drift_json:
+        try:
+            with open_out(args.drift_json) as fh:
+                json.dump(tracker.report(), fh, ensure_ascii=False)
+                fh.write("\n")
+        except OSError as exc:
+            raise RuntimeFailure(f"cannot write {args.drift_json}: {exc}") from None

@@ -13,11 +13,22 @@ import sys
 from collections.abc import Callable, Sequence
 
 from logwarden import __version__
-from logwarden.cli import demo, detect, eval, parse, serve, simulate, train, workflow
+from logwarden.cli import (
+    demo,
+    detect,
+    eval,
+    feedback,
+    models,
+    parse,
+    serve,
+    simulate,
+    train,
+    workflow,
+)
 from logwarden.cli.common import RuntimeFailure, UsageError, err
 from logwarden.errors import ConfigError, DataError, LogwardenError
 
-COMMANDS = (parse, train, detect, eval, workflow, simulate, demo, serve)
+COMMANDS = (parse, train, detect, eval, workflow, feedback, models, simulate, demo, serve)
 
 # Library parameter names -> the flags users typed (ConfigError.field).
 FLAGS = {

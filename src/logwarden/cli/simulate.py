@@ -15,6 +15,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     ss.add_argument("--sessions", type=int, default=2000)
     ss.add_argument("--anomaly-rate", type=float, default=0.05)
     ss.add_argument("--seed", type=int, default=0)
+    ss.add_argument(
+        "--version",
+        dest="sim_version",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="the simulated system's version: 2 is after an upgrade (a new step in VM runs, "
+        "one message reworded; same anomaly kinds)",
+    )
     ss.set_defaults(func=cmd_simulate)
 
 
@@ -26,7 +35,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not 0.0 <= args.anomaly_rate <= 1.0:
         raise UsageError("--anomaly-rate must be between 0 and 1")
     sim = simulate(
-        SimConfig(seed=args.seed, sessions=args.sessions, anomaly_rate=args.anomaly_rate)
+        SimConfig(
+            seed=args.seed,
+            sessions=args.sessions,
+            anomaly_rate=args.anomaly_rate,
+            version=args.sim_version,
+        )
     )
     try:
         sim.write(args.out, args.labels)
@@ -35,7 +49,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     n_anom = sum(s.label for s in sim.sessions)
     print(
         f"logwarden simulate: {len(sim.lines):,} lines, {len(sim.sessions):,} sessions "
-        f"({n_anom:,} anomalous) -> {args.out}"
+        f"({n_anom:,} anomalous, version {args.sim_version}) -> {args.out}"
         + (f", labels {args.labels}" if args.labels else ""),
         file=sys.stderr,
     )

@@ -21,12 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from logwarden.detect.estimator import DeepLog, Verdict
-from logwarden.errors import BundleError, ConfigError, NotFittedError
+from logwarden.detect.estimator import DeepLog, Verdict, bundle_source
+from logwarden.errors import BundleError, ConfigError, DataError, NotFittedError
 from logwarden.io.datasets import load_jsonl, load_labels, load_sequences
+from logwarden.online.feedback import Feedback, check_feedback
+from logwarden.online.update import UpdatePolicy
 from logwarden.parsing import TemplateMiner
 from logwarden.persist.bundle import join_arrays, load_bundle, save_bundle, split_arrays
-from logwarden.records import Stats
+from logwarden.records import Event, Stats
 from logwarden.sessions import Session
 
 __all__ = ["INPUT_FORMATS", "Detector", "InputSpec", "Inputs"]
@@ -193,14 +195,66 @@ class Detector:
 
     def verdicts(self, data: Inputs) -> list[Verdict]:
         """One explained verdict per session of ``data``."""
-        # Lines the model never saw still get their template text in explanations.
+        # Lines the model never saw still get their template text in explanations. Their
+        # labels (U<n>) are numbered per read, so this read's text replaces an earlier one.
+        known = set(self.model.keys_)
         for key, text in data.templates.items():
-            self.model.templates_.setdefault(key, text)
+            if key in known:
+                self.model.templates_.setdefault(key, text)
+            else:
+                self.model.templates_[key] = text
         return self.model.verdicts(data.keys, data.ids, data.lines, events=data.events)
 
     def predict(self, data: Inputs) -> np.ndarray:
         """True for each anomalous session of ``data``."""
         return self.model.predict(data.keys, events=data.events)
+
+    def partial_fit(
+        self,
+        data: Inputs,
+        feedback: Sequence[Feedback],
+        policy: UpdatePolicy | None = None,
+    ) -> Detector:
+        """Learn from operator ``feedback`` on sessions of ``data`` (read by this detector).
+
+        Lines of sessions marked normal that no template matches teach the parser new
+        templates (created, never merged into the ones the model knows, so old keys keep
+        their meaning); those sessions and the confirmed ones are keyed again with them, and
+        ``DeepLog.partial_fit`` learns. Refused updates (``UpdateRefusedError``) and bad
+        ids (``DataError``) leave the detector unchanged.
+        """
+        check_feedback(feedback)
+        where = {sid: i for i, sid in enumerate(data.ids)}
+        missing = [f.session for f in feedback if f.session not in where]
+        if missing:
+            raise DataError(
+                f"{len(missing)} session(s) marked in feedback are not in the input: "
+                + ", ".join(missing[:5])
+            )
+        normal = [where[f.session] for f in feedback if f.label == "normal"]
+        confirmed = [where[f.session] for f in feedback if f.label == "confirmed"]
+        miner = self.miner
+        if miner is not None and data.events is not None:
+            miner = _learn_templates(miner, [data.events[i] for i in normal])
+            n_keys, n_events, templates = _rekey(miner, [data.events[i] for i in normal])
+            c_keys, c_events, c_templates = _rekey(miner, [data.events[i] for i in confirmed])
+            templates.update(c_templates)
+        else:  # key sequences: new keys are simply keys the model has not seen
+            n_keys = [data.keys[i] for i in normal]
+            c_keys = [data.keys[i] for i in confirmed]
+            n_events = c_events = None
+            templates = {k: data.templates.get(k, k) for s in n_keys for k in s}
+        self.model.partial_fit(
+            n_keys,
+            templates,
+            n_events,
+            confirmed=c_keys,
+            confirmed_events=c_events,
+            feedback=list(feedback),
+            policy=policy,
+        )
+        self.miner = miner
+        return self
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -240,4 +294,55 @@ class Detector:
         """Load and verify a bundle; BundleError (or StateError for its parser) if it is
         not one, was modified, or is of another schema."""
         manifest, weights = load_bundle(path)
-        return cls.from_state(manifest, join_arrays(weights))
+        detector = cls.from_state(manifest, join_arrays(weights))
+        detector.model.source_ = bundle_source(path, manifest)
+        return detector
+
+
+def _learn_templates(miner: TemplateMiner, sessions: Sequence[Session]) -> TemplateMiner:
+    """A copy of ``miner`` that also knows the templates of the sessions' unmatched lines.
+
+    New templates are only created: generalising one the model knows (merging it with
+    another) would change what its key means, so the copy learns with merges off and then
+    takes the original settings back.
+    """
+    state, _ = miner.to_state()
+    config = dict(state["config"])
+    learner = TemplateMiner.from_state({**state, "config": {**config, "min_merge_values": 1 << 30}})
+    for session in sessions:
+        for event in session.events:
+            if learner.parse_record(event.record, learn=False) is None:
+                learner.parse_record(event.record, learn=True)
+    learnt, _ = learner.to_state()
+    return TemplateMiner.from_state({**learnt, "config": config})
+
+
+def _rekey(
+    miner: TemplateMiner, sessions: Sequence[Session]
+) -> tuple[list[list[str]], list[Session], dict[str, str]]:
+    """The sessions keyed again by ``miner`` (their entries' content is parsed anew): key
+    labels as raw input gives them (``E<id>``; ``U<n>`` for lines still unmatched), the
+    sessions with the new keys and parameters, and the template of each key."""
+    unknown = TemplateMiner()
+    keys: list[list[str]] = []
+    out: list[Session] = []
+    templates: dict[str, str] = {}
+    for session in sessions:
+        labels: list[str] = []
+        events: list[Event] = []
+        for old in session.events:
+            event = miner.parse_record(old.record, learn=False)
+            if event is None:
+                event = unknown.parse_record(old.record, learn=True)
+                assert event is not None
+                k = unknown.resolve(event.key)
+                label, event.key = f"U{k}", -k  # no parameter model applies
+            else:
+                event.key = miner.resolve(event.key)
+                label = f"E{event.key}"
+            templates[label] = event.template
+            labels.append(label)
+            events.append(event)
+        keys.append(labels)
+        out.append(Session(session.id, events, list(session.elapsed), session.closed_by))
+    return keys, out, templates

@@ -11,13 +11,20 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from logwarden import __version__
-from logwarden.errors import BundleError, ConfigError, NotFittedError
+from logwarden.errors import (
+    BundleError,
+    ConfigError,
+    NotFittedError,
+    StateError,
+    UpdateRefusedError,
+)
 from logwarden.models.keys import (
     END,
     FIRST_KEY,
@@ -28,6 +35,17 @@ from logwarden.models.keys import (
     fit_key_model,
 )
 from logwarden.models.params import ParamModelConfig, ParamModels
+from logwarden.online.drift import DriftBaseline
+from logwarden.online.feedback import Feedback, Lineage
+from logwarden.online.update import (
+    Memory,
+    UpdatePolicy,
+    fine_tune,
+    recheck_threshold,
+    reworded,
+    template_id,
+    update_param_models,
+)
 from logwarden.persist.bundle import join_arrays, load_bundle, save_bundle, split_arrays
 from logwarden.sessions import Session
 from logwarden.workflow import Workflows, mine_workflows
@@ -321,7 +339,190 @@ class DeepLog:
                 "count": len(self.workflows_),
                 "interleaved": interleaved,
             }
+        # What online updates and drift tracking need later, kept before it is let go.
+        self.memory_: Memory | None = Memory.from_training(self.model_)
+        self.drift_baseline_ = self._baseline(
+            self.model_.heldout or self.model_.encode_many(sessions[:2000])
+        )
+        self.model_.training_rows = self.model_.heldout = None
+        self.lineage_ = Lineage.trained(_lineage_summary(self.model_.train_info))
+        self.source_: dict[str, str] | None = None
         return self
+
+    def _baseline(self, encoded: Sequence[np.ndarray], scores: Any = None) -> DriftBaseline | None:
+        """Score distribution and flagged share of normal sessions the model did not train
+        on (the held-out ones), for drift tracking; ``scores``: theirs, when at hand."""
+        model = self._fitted()
+        if not encoded:
+            return None
+        scores = scores if scores is not None else model.score(list(encoded))
+        flags = model.threshold.flags(scores.rank, scores.prob) | (scores.target == UNK)
+        flagged = int((_first_flag(flags, scores.offsets) >= 0).sum())
+        return DriftBaseline.from_scores(self._session_scores(scores), flagged)
+
+    def partial_fit(
+        self,
+        sessions: Sequence[Sequence[str]],
+        templates: Mapping[str, str] | None = None,
+        events: Sequence[Session] | None = None,
+        *,
+        confirmed: Sequence[Sequence[str]] = (),
+        confirmed_events: Sequence[Session] | None = None,
+        feedback: Sequence[Feedback] = (),
+        policy: UpdatePolicy | None = None,
+    ) -> DeepLog:
+        """Learn from ``sessions`` an operator marked normal, without forgetting.
+
+        Keys never seen join the vocabulary (the network grows, old weights kept; a new
+        key that rewords a known one the sessions no longer log starts as its copy); the
+        key network is fine-tuned from its weights on the sessions' windows mixed with the
+        replay sample kept from training, in rounds while one of them is still flagged;
+        parameter models of the keys they touch update (``events``: their entries); the
+        threshold is checked on the calibration sessions kept from training and chosen
+        again only when it no longer meets its target (``online.update``). ``confirmed``
+        sessions (true anomalies, with
+        ``confirmed_events``) must still be flagged afterwards: while one would not be,
+        the feedback's weight is halved and the update tried again, and in the end it is
+        refused (``UpdateRefusedError``; the estimator is left as it was). ``feedback``:
+        the operator's records, kept in the lineage. ``update_info_`` has the figures.
+        """
+        import time
+
+        started = time.perf_counter()
+        model = self._fitted()
+        memory = getattr(self, "memory_", None)
+        if memory is None:
+            raise StateError(
+                "this model keeps no replay sample for online updates (saved by an older "
+                "logwarden): train it again to update it from feedback"
+            )
+        policy = policy or UpdatePolicy(seed=self.seed)
+        sessions = [[str(k) for k in s] for s in sessions]
+        confirmed = [[str(k) for k in s] for s in confirmed]
+        _check_events(sessions, events)
+        _check_events(confirmed, confirmed_events)
+        params = getattr(self, "params_", None)
+        use_events = params is not None and events is not None
+        conf_events = confirmed_events if params is not None else None
+        conf_before = self.predict(confirmed, conf_events)
+        norm_before = self.predict(sessions, events if use_events else None)
+        new_keys = [k for k in dict.fromkeys(chain.from_iterable(sessions)) if k not in model.index]
+        merged = {**self.templates_, **{str(k): v for k, v in (templates or {}).items()}}
+        known = {k: merged[k] for k in model.keys if merged.get(k)}
+        twins = reworded(
+            {k: merged[k] for k in new_keys if merged.get(k)},
+            known,
+            sessions,
+            policy.reworded_similarity,
+        )
+        grown = model.grow(new_keys, seed=policy.seed, like=twins)
+        encoded = grown.encode_many(sessions)
+        mem = memory.learn(encoded, grown.config.window)
+        pinfo = None
+        if use_events:
+            assert params is not None and events is not None
+            t_params = time.perf_counter()
+            ids = {k: template_id(k) for k in twins} | {v: template_id(v) for v in twins.values()}
+            param_twins = {
+                ids[k]: ids[v]
+                for k, v in twins.items()
+                if ids[k] is not None and ids[v] is not None
+            }
+            params, pinfo = update_param_models(params, events, param_twins)
+            pinfo["seconds"] = round(time.perf_counter() - t_params, 3)
+        share = policy.feedback_share
+        tries: list[dict[str, Any]] = []
+        for _ in range(policy.attempts):
+            t_tune = time.perf_counter()
+            km, rounds, cal_scores = (
+                _tune(grown, mem, share, policy) if sessions else (grown, [], None)
+            )
+            cand = self._with(km, params, merged)
+            conf_after = cand.predict(confirmed, conf_events)
+            silenced = np.flatnonzero(conf_before & ~conf_after)
+            tries.append({"feedback_share": round(share, 4), "rounds": rounds,
+                          "seconds": round(time.perf_counter() - t_tune, 3),
+                          "silenced": len(silenced)})  # fmt: skip
+            if len(silenced) == 0:
+                break
+            share /= 2
+        else:
+            raise UpdateRefusedError(
+                self._refusal(sessions, confirmed, conf_events, silenced, feedback, policy)
+            )
+        norm_after = cand.predict(sessions, events if use_events else None)
+        before_th, after_th = model.threshold, km.threshold
+        self.update_info_ = {
+            "sessions_normal": len(sessions),
+            "sessions_confirmed": len(confirmed),
+            "new_keys": [
+                {"key": k, "template": merged.get(k), "rewords": twins.get(k)} for k in new_keys
+            ],
+            "vocabulary": [len(model.keys), len(km.keys)],
+            "feedback_windows": int(sum(len(s) + 1 for s in sessions)),
+            "replay_rows": len(mem.replay_rows),
+            "attempts": tries,
+            "threshold": [_threshold_value(before_th), _threshold_value(after_th)],
+            "calibration_fpr": [before_th.heldout_fpr, after_th.heldout_fpr],
+            "calibration_sessions": after_th.heldout_sessions,
+            "normal_flagged": [int(norm_before.sum()), int(norm_after.sum())],
+            "confirmed_flagged": [int(conf_before.sum()), int(conf_after.sum())],
+            "params": pinfo,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        self.model_ = km
+        self.params_ = params
+        self.templates_ = merged
+        self.memory_ = mem
+        self.drift_baseline_ = self._baseline(mem.calibration, cal_scores) or self.drift_baseline_
+        self.lineage_ = self.lineage_.child(feedback, self.update_info_, self.source_)
+        self.source_ = None  # no longer the model that was loaded
+        return self
+
+    def _with(
+        self, model: KeyModel, params: ParamModels | None, templates: dict[str, str]
+    ) -> DeepLog:
+        """A copy of this estimator with other fitted parts (a candidate update)."""
+        other = self.clone()
+        other.model_ = model
+        other.params_ = params
+        other.templates_ = templates
+        return other
+
+    def _refusal(
+        self,
+        sessions: list[list[str]],
+        confirmed: list[list[str]],
+        conf_events: Sequence[Session] | None,
+        silenced: np.ndarray,
+        feedback: Sequence[Feedback],
+        policy: UpdatePolicy,
+    ) -> str:
+        """One line: which confirmed anomaly the update would silence, and why."""
+        conf_ids = [f.session for f in feedback if f.label == "confirmed"]
+        norm_ids = [f.session for f in feedback if f.label == "normal"]
+        i = int(silenced[0])
+        ids = (
+            conf_ids
+            if len(conf_ids) == len(confirmed)
+            else [f"#{j}" for j in range(len(confirmed))]
+        )
+        v = self.verdicts(
+            [confirmed[i]], [ids[i]], events=None if conf_events is None else [conf_events[i]]
+        )[0]
+        what = f"{v.reason} at entry {v.position}" + (f", {v.observed}" if v.observed else "")
+        names = (
+            norm_ids if len(norm_ids) == len(sessions) else [f"#{j}" for j in range(len(sessions))]
+        )
+        teach = [names[j] for j, s in enumerate(sessions) if v.observed in s][:5]
+        more = f" (and {len(silenced) - 1} more)" if len(silenced) > 1 else ""
+        return (
+            f"update refused: confirmed anomaly {ids[i]}{more} would no longer be flagged "
+            f"(it is flagged for {what}), even with the feedback's weight halved "
+            f"{policy.attempts - 1} times"
+            + (f"; sessions marked normal that show the same: {', '.join(teach)}" if teach else "")
+            + "; nothing was changed"
+        )
 
     @property
     def threshold_(self) -> Threshold:
@@ -592,6 +793,17 @@ class DeepLog:
         workflows = getattr(self, "workflows_", None)
         if workflows is not None:
             meta["workflows"] = workflows.to_state()[0]
+        memory = getattr(self, "memory_", None)
+        baseline = getattr(self, "drift_baseline_", None)
+        online: dict[str, Any] = {
+            "drift_baseline": baseline.to_state()[0] if baseline is not None else None
+        }
+        if memory is not None:
+            mmeta, marrays = memory.to_state()
+            online["memory"] = mmeta
+            arrays.update({f"online/{k}": v for k, v in marrays.items()})
+        meta["online"] = online
+        meta["lineage"] = getattr(self, "lineage_", Lineage.trained()).to_state()[0]
         return meta, arrays
 
     @classmethod
@@ -620,6 +832,19 @@ class DeepLog:
             est.workflows_ = None
             if "workflows" in meta:
                 est.workflows_ = Workflows.from_state(meta["workflows"])
+            online = meta.get("online") or {}
+            online_arrays = _part(arrays, "online")
+            est.memory_ = None
+            if "memory" in online:
+                est.memory_ = Memory.from_state(online["memory"], online_arrays)
+                if est.memory_.window != est.window:
+                    raise ValueError("replay rows do not fit the model's window")
+            elif online_arrays:
+                raise ValueError("online update arrays without their description")
+            baseline = online.get("drift_baseline")
+            est.drift_baseline_ = DriftBaseline.from_state(baseline) if baseline else None
+            est.lineage_ = Lineage.from_state(meta.get("lineage"))
+            est.source_ = None
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"bundle content is not a valid DeepLog model: {exc}") from None
         return est
@@ -633,7 +858,59 @@ class DeepLog:
     @classmethod
     def load(cls, path: str | Path) -> DeepLog:
         manifest, weights = load_bundle(path)
-        return cls.from_state(manifest, join_arrays(weights))
+        est = cls.from_state(manifest, join_arrays(weights))
+        est.source_ = bundle_source(path, manifest)
+        return est
+
+
+def _tune(
+    grown: KeyModel, memory: Memory, share: float, policy: UpdatePolicy
+) -> tuple[KeyModel, list[dict[str, Any]], Any]:
+    """The key model fine-tuned on the memory, its threshold re-checked, in rounds while a
+    session marked normal (now or before) is still flagged, each round giving the new
+    feedback rows more weight (the operator said they are normal: a window where the old
+    successor is very frequent needs more than ``share`` for a new one to pass); the
+    model, each round's figures and its scores of the calibration sessions."""
+    weights = grown.weights
+    rounds: list[dict[str, Any]] = []
+    km = grown
+    cal_scores = None
+    for r in range(policy.rounds):
+        round_share = 1.0 - (1.0 - share) * 0.5**r
+        weights, info = fine_tune(grown, memory, round_share, policy, init=weights)
+        km = KeyModel(grown.config, grown.keys, weights, grown.threshold, dict(grown.train_info))
+        cal_scores = km.score(memory.calibration) if memory.calibration else None
+        km.threshold = recheck_threshold(km, memory.calibration, cal_scores)
+        still = int(_flagged(km, memory.feedback_sessions).sum())
+        rounds.append({"share": round(round_share, 4), "steps": info["steps"],
+                       "loss": round(float(info["loss"]), 5), "still_flagged": still})  # fmt: skip
+        if still == 0:
+            break
+    return km, rounds, cal_scores
+
+
+def _flagged(model: KeyModel, encoded: Sequence[np.ndarray]) -> np.ndarray:
+    """Which encoded sessions the key model flags."""
+    if not encoded:
+        return np.zeros(0, dtype=bool)
+    scores = model.score(list(encoded))
+    flags = model.threshold.flags(scores.rank, scores.prob) | (scores.target == UNK)
+    return _first_flag(flags, scores.offsets) >= 0
+
+
+def bundle_source(path: str | Path, manifest: Mapping[str, Any]) -> dict[str, str]:
+    """Where a model was loaded from: the bundle's path and its manifest checksum (a
+    child version names its parent by these; rolling back is loading it)."""
+    return {"path": str(Path(path).resolve()), "manifest_sha256": str(manifest["manifest_sha256"])}
+
+
+def _threshold_value(th: Threshold) -> float | int | None:
+    return th.g if th.mode == "top_g" else th.tau
+
+
+def _lineage_summary(info: Mapping[str, Any]) -> dict[str, Any]:
+    keep = ("sessions", "train_sessions", "heldout_sessions", "epochs", "seconds")
+    return {k: info[k] for k in keep if k in info}
 
 
 _SHARED_PARAM_SETTINGS = ("confidence", "seed")  # DeepLog's own, used by both detectors

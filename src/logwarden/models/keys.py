@@ -184,6 +184,13 @@ class KeyModel:
     weights: dict[str, np.ndarray]
     threshold: Threshold
     train_info: dict[str, Any] = field(default_factory=dict)
+    # What training leaves for online updates (the estimator stores it; not model state):
+    # the distinct (window, next key) rows of the training part with their counts, and the
+    # encoded held-out sessions the threshold was chosen on.
+    training_rows: tuple[np.ndarray, np.ndarray] | None = field(
+        default=None, repr=False, compare=False
+    )
+    heldout: list[np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.index = {k: i + FIRST_KEY for i, k in enumerate(self.keys)}
@@ -250,6 +257,51 @@ class KeyModel:
         prob[unk] = 0.0
         rank[unk] = self.vocab_size + 1
         return Scores(offsets, target, rank, prob, inverse, windows, probs if keep_probs else None)
+
+    def grow(
+        self, new_keys: Sequence[str], seed: int = 0, like: Mapping[str, str] | None = None
+    ) -> KeyModel:
+        """A copy with ``new_keys`` appended to the vocabulary (keys it knows are skipped).
+
+        Every old weight is kept and old key indices do not change (new keys come last):
+        the embedding gets a row per new key, drawn at the scale of the known keys' rows,
+        and the output layer a row each, with the bias of the least likely known key, so
+        that a new key starts improbable everywhere until fine-tuning teaches where it goes.
+        ``like``: new key -> a known key it stands in for (a reworded message): the new
+        key starts as a copy of that key's embedding and output rows instead.
+        """
+        added = [k for k in dict.fromkeys(str(k) for k in new_keys) if k not in self.index]
+        weights = {k: v.copy() for k, v in self.weights.items()}
+        if added:
+            rng = np.random.default_rng(seed)
+            n = len(added)
+            emb = weights["embed.weight"]
+            known = emb[FIRST_KEY:] if len(emb) > FIRST_KEY else emb
+            scale = float(known.std()) or 1.0
+            weights["embed.weight"] = np.vstack(
+                [emb, rng.normal(0.0, scale, (n, emb.shape[1])).astype(emb.dtype)]
+            )
+            out_w = weights["out.weight"]
+            w_scale = float(out_w[FIRST_KEY:].std()) if len(out_w) > FIRST_KEY else 0.01
+            weights["out.weight"] = np.vstack(
+                [out_w, rng.normal(0.0, w_scale, (n, out_w.shape[1])).astype(out_w.dtype)]
+            )
+            bias = weights["out.bias"]
+            low = float(bias[FIRST_KEY:].min()) if len(bias) > FIRST_KEY else float(bias.min())
+            weights["out.bias"] = np.concatenate([bias, np.full(n, low, dtype=bias.dtype)])
+            for j, key in enumerate(added):
+                twin = self.index.get((like or {}).get(key, ""))
+                if twin is not None:
+                    row = len(emb) + j
+                    for name in ("embed.weight", "out.weight", "out.bias"):
+                        weights[name][row] = weights[name][twin]
+        return KeyModel(
+            self.config,
+            [*self.keys, *added],
+            weights,
+            self.threshold,
+            dict(self.train_info),
+        )
 
     def window_probs(self, window: np.ndarray) -> np.ndarray:
         """Probabilities after one window, through an LRU cache (streaming use)."""
@@ -449,10 +501,12 @@ def fit_key_model(
     )
     placeholder = Threshold("top_g", g=config.top_g or 1)
     model = KeyModel(config, keys, weights, placeholder, info)
+    model.training_rows = (distinct, counts)
     if config.top_g is not None:
         model.threshold = Threshold("top_g", g=config.top_g)
     else:
         held = [model.encode(sessions[i]) for i in hold_idx]
+        model.heldout = held
         model.threshold = choose_threshold(model, held, config.target_fpr)
     return model
 

@@ -64,7 +64,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import chain
 from statistics import NormalDist
 from typing import Any
@@ -305,20 +305,22 @@ def build_series(
     unit when ``by_predecessor``. Keys not in ``layouts`` get the most common set of numeric
     positions of their entries here; keys with no numeric parameter have elapsed time alone.
     """
-    sess, pos, keys, prevs, elapsed, rows, line_values, line_kinds = _flatten(sessions)
+    # Not named ``keys``: the entries' key column below is.
+    wanted = None if keys is None else {int(k) for k in keys}
+    sess, pos, entry_keys, prevs, elapsed, rows, line_values, line_kinds = _flatten(sessions)
     out: dict[Unit, KeySeries] = {}
-    if len(keys) == 0:
+    if len(entry_keys) == 0:
         return out
     # Entries of one key in session order, then position: a stable sort by key.
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
+    order = np.argsort(entry_keys, kind="stable")
+    sorted_keys = entry_keys[order]
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
     ends = np.r_[starts[1:], len(order)]
     # Keys in order of first appearance, as the entries came.
     for i in np.argsort(order[starts], kind="stable"):
         idx = order[starts[i] : ends[i]]
         key = int(sorted_keys[starts[i]])
-        if keys is not None and key not in keys:
+        if wanted is not None and key not in wanted:
             continue
         lines = rows[idx].tolist()
         n = len(lines)
@@ -528,6 +530,31 @@ class ParamModels:
                 self.models[s.unit] = _fit_robust(s, cfg)
         return self
 
+    def fit_few(self, series: Mapping[Any, KeySeries]) -> ParamModels:
+        """Fit units from few entries (operator feedback on a handful of sessions).
+
+        A series with ``min_samples`` entries is fitted as at training. A shorter one gets
+        robust statistics made cautious: a median and MAD of five values can make a
+        scale several times too small, and every normal value past it an alarm. So the
+        scale is never below the sample standard deviation, nor, when the key already has
+        a unit (another predecessor), below that unit's scale, in that unit's units (its
+        log transform). Elapsed times of a key never seen are taken in log units, as
+        durations mostly are. Returns self.
+        """
+        cfg = self.config
+        for s in sorted(series.values(), key=lambda s: _unit_name(s.unit)):
+            if not np.any(~np.isnan(s.values)):
+                continue
+            if len(s) >= cfg.min_samples and _split(len(s), cfg.validation)[1] >= 2:
+                self.models[s.unit] = _fit_lstm(s, cfg)
+                continue
+            known = [
+                m for (k, _), m in self.models.items() if k == s.key and m.positions == s.positions
+            ]
+            like = max(known, key=lambda m: int(m.info.get("entries", 0)), default=None)
+            self.models[s.unit] = _fit_cautious(s, cfg, like)
+        return self
+
     def score(self, series: Mapping[Any, KeySeries]) -> dict[Any, ParamScores]:
         """Per series, per entry: anomalous or not, and why (see ``ParamScores``)."""
         return {name: self.score_key(s) for name, s in series.items()}
@@ -618,6 +645,60 @@ class ParamModels:
             s.key, m.kind, anomalous, dim, expected, observed, sigmas, error, m.threshold,
             s.refs, s.prev, constant,
         )  # fmt: skip
+
+    def alias(self, new_key: int, old_key: int) -> int:
+        """Give ``new_key`` (a reworded message) copies of ``old_key``'s units, as a key and
+        as a predecessor, where it has none yet; returns how many were added. The values a
+        step logs do not change with its wording."""
+        added = 0
+        for (key, prev), m in list(self.models.items()):
+            unit: Unit | None = None
+            if key == old_key:
+                unit = (new_key, prev)
+            elif prev == old_key:
+                unit = (key, new_key)
+            if unit is not None and unit not in self.models:
+                self.models[unit] = replace(
+                    m,
+                    center=m.center.copy(),
+                    scale=m.scale.copy(),
+                    info={**m.info, "alias_of": _unit_name((key, prev))},
+                    weights={k: v.copy() for k, v in m.weights.items()},
+                    log_offset=None if m.log_offset is None else m.log_offset.copy(),
+                )
+                added += 1
+        return added
+
+    def accept(self, s: KeySeries) -> int:
+        """Make the model of ``s``'s unit take the entries it flags in ``s`` as normal
+        (operator feedback); returns how many it flagged.
+
+        A unit that guards with its training range (robust and small ones) widens the range
+        to hold them; a contextual LSTM unit raises its error threshold just above theirs.
+        Nothing else changes: the model's centre, scale and weights stay as trained.
+        """
+        m = self.models.get(s.unit)
+        if m is None:
+            return 0
+        hit = self.score_key(s).anomalous
+        n = int(hit.sum())
+        if n == 0:
+            return 0
+        if self._range_guard(m, s.values[hit]) is not None:
+            values = s.values[hit]
+            low, high = list(m.info["low"]), list(m.info["high"])
+            for j in range(values.shape[1]):
+                col = values[:, j][~np.isnan(values[:, j])]
+                if len(col):
+                    lo, hi = float(col.min()), float(col.max())
+                    low[j] = lo if low[j] is None else min(low[j], lo)
+                    high[j] = hi if high[j] is None else max(high[j], hi)
+            m.info["low"], m.info["high"] = low, high
+        still = self.score_key(s)
+        if still.anomalous.any():  # no range guard, or not enough: the threshold moves
+            m.threshold = float(np.nanmax(still.error[still.anomalous])) * (1.0 + 1e-6)
+        m.info["accepted"] = int(m.info.get("accepted", 0)) + n
+        return n
 
     def _deviation(self, dev: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
         if self.config.slower_only:
@@ -801,6 +882,43 @@ def _fit_robust(s: KeySeries, cfg: ParamModelConfig) -> _KeyModel:
     n = max(int(np.any(~np.isnan(v), axis=1).sum()), 2)
     bound = _t_quantile(cfg.tail / d, n - 1) * math.sqrt(1.0 + 1.0 / n)
     info = {"entries": len(s), "irregular": s.irregular, "constant_dims": _constant_dims(v)}
+    info.update(_ranges(s.values))
+    return _KeyModel("robust", s.positions, center, scale, bound, info, {}, log_offset)
+
+
+def _fit_cautious(s: KeySeries, cfg: ParamModelConfig, like: _KeyModel | None) -> _KeyModel:
+    """Robust statistics of a short series with a scale floor (see ParamModels.fit_few)."""
+    if like is not None:
+        log_offset = like.log_offset.copy() if like.log_offset is not None else None
+    else:
+        log_offset = _choose_log(s.values)
+        el = s.values[:, 0][~np.isnan(s.values[:, 0])]
+        pos = el[el > 0]
+        if math.isnan(log_offset[0]) and len(pos) and el.min() >= 0:
+            log_offset[0] = 0.1 * float(np.median(pos))
+    v = _apply_log(s.values, log_offset) if log_offset is not None else s.values
+    d = v.shape[1]
+    center = np.zeros(d)
+    scale = np.ones(d)
+    for j in range(d):
+        col = v[:, j][~np.isnan(v[:, j])]
+        if len(col) == 0:
+            continue
+        med = float(np.median(col))
+        sigma = max(
+            1.4826 * float(np.median(np.abs(col - med))),
+            float(col.std(ddof=1)) if len(col) > 1 else 0.0,
+            float(like.scale[j]) if like is not None else 0.0,
+        )
+        center[j], scale[j] = med, sigma if sigma > 0 else 1.0
+    n = max(int(np.any(~np.isnan(v), axis=1).sum()), 2)
+    bound = _t_quantile(cfg.tail / d, n - 1) * math.sqrt(1.0 + 1.0 / n)
+    info: dict[str, Any] = {
+        "entries": len(s),
+        "irregular": s.irregular,
+        "constant_dims": _constant_dims(v),
+        "from_feedback": True,
+    }
     info.update(_ranges(s.values))
     return _KeyModel("robust", s.positions, center, scale, bound, info, {}, log_offset)
 

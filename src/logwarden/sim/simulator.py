@@ -34,6 +34,14 @@ Anomalies (each anomalous session has exactly one, labelled with what was inject
   ... seconds``, ``time: ...``) keep their normal values, so only the elapsed time gives it
   away.
 
+``version=2`` simulates the same system after an upgrade of its compute service: every VM
+run logs a new step (``Allocating IP information in the background.``, between the claim
+and the image creation) and one message is reworded (``Took N seconds to build
+instance.`` becomes ``Took N seconds to build the instance.``). The anomaly kinds stay the
+same; the new step is never one an anomaly removes, since a run without it is what version
+1 logs. A model trained on version 1 flags every VM run of version 2: the case for online
+updates from operator feedback (``logwarden feedback``).
+
 Output is deterministic for a config: all randomness comes from one ``random.Random(seed)``
 and the merge of concurrent sessions is ordered by (millisecond timestamp, creation order).
 Timestamps are UTC.
@@ -61,6 +69,7 @@ __all__ = [
     "SIM_FORMAT",
     "SIM_SESSION_REGEX",
     "TASKS",
+    "VERSIONS",
     "SessionTruth",
     "SimConfig",
     "SimConfigError",
@@ -82,6 +91,7 @@ SIM_SESSION_REGEX = rf"(blk_-?\d+|req-{_UUID}|(?<=\[instance: ){_UUID})"
 TASKS = ("hdfs", "vm", "http")
 ANOMALY_KINDS = ("path", "param", "perf")
 PATH_KINDS = ("missing", "extra", "reorder", "error")
+VERSIONS = (1, 2)  # 2: after an upgrade (a new VM step, a reworded message)
 
 _START = 1772323200.0  # 2026-03-01T00:00:00Z
 
@@ -112,6 +122,7 @@ class SimConfig:
     perf_factor: tuple[float, float] = (15.0, 40.0)  # x the step's normal median
     param_factor: tuple[float, float] = (20.0, 50.0)  # x the parameter's normal maximum
     normal_only: bool = False  # True: no anomalies whatever anomaly_rate says (training logs)
+    version: int = 1  # 2: after an upgrade (see the module docstring)
 
     def validate(self) -> None:
         if not isinstance(self.sessions, int) or self.sessions < 1:
@@ -130,6 +141,8 @@ class SimConfig:
             raise SimConfigError(f"noise_rate must be in [0, 1) (got {self.noise_rate!r})")
         if not self.tasks or any(n not in TASKS or not w >= 0 for n, w in self.tasks):
             raise SimConfigError(f"tasks must be (name, weight >= 0) pairs, names in {TASKS}")
+        if self.version not in VERSIONS:
+            raise SimConfigError(f"version must be one of {VERSIONS} (got {self.version!r})")
         if not sum(w for _, w in self.tasks) > 0:
             raise SimConfigError("tasks: at least one weight must be positive")
         for name in ("perf_factor", "param_factor"):
@@ -390,6 +403,21 @@ V_TOOK_SPAWN = _Step(
 )
 V_TOOK_BUILD = _Step(
     "Took build", "INFO", _CM, "[instance: %s] Took %.2f seconds to build instance.", anchor=True
+)
+# Version 2 (the upgrade): a new step and the build message reworded. The new step is no
+# anchor and not required: a run without it is a version-1 run, not an anomaly.
+V2_ALLOC_IP = _Step(
+    "Allocating IP information",
+    "INFO",
+    _CM,
+    "[instance: %s] Allocating IP information in the background.",
+)
+V2_TOOK_BUILD = _Step(
+    "Took build",
+    "INFO",
+    _CM,
+    "[instance: %s] Took %.2f seconds to build the instance.",
+    anchor=True,
 )
 V_REBOOTING = _Step("Rebooting instance", "INFO", _CM, "[instance: %s] Rebooting instance")
 V_SHUTDOWN = _Step(
@@ -916,6 +944,10 @@ class _Generator:
         ):
             ev.append([t, step, args, pid, 0.0, 0])
             t += ln(0.004, 0.4)
+        upgraded = self.cfg.version >= 2
+        if upgraded:  # the network is set up in the background, first
+            t += ln(0.05, 0.3)
+            ev.append([t, V2_ALLOC_IP, (u,), pid, 0.0, 0])
         t += ln(0.25, 0.3)
         t_img = t
         ev.append([t, V_IMAGE, (u,), pid, 0.25, 0])
@@ -944,7 +976,8 @@ class _Generator:
             t += ln(0.02, 0.3)
             ev.append([t, V_RESUMED, (u,), pid, 0.0, 0])
         t += ln(0.5, 0.3)
-        ev.append([t, V_TOOK_BUILD, (u, round(t, 2)), pid, 0.5, 0])
+        took_build = V2_TOOK_BUILD if upgraded else V_TOOK_BUILD
+        ev.append([t, took_build, (u, round(t, 2)), pid, 0.5, 0])
         if rng.random() < 0.15:
             t += ln(20.0, 0.5)
             ev.append([t, V_REBOOTING, (u,), pid, 20.0, 0])

@@ -1,0 +1,143 @@
+"""``logwarden feedback``: a new model version learnt from sessions an operator marked.
+
+    logwarden feedback today.log --model m1 --normal ID --normal ID --confirmed ID --out m2
+
+The log is read as the model reads input (its format and session settings); sessions
+marked ``--normal`` (false positives) are learnt, sessions marked ``--confirmed`` (true
+positives) must stay flagged, or the update is refused and nothing is written. The new
+bundle records its version, its parent's path and checksum, the feedback and the update's
+figures (``logwarden models history``); the parent is left as it was, for rolling back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from logwarden.cli.common import RuntimeFailure, UsageError
+from logwarden.cli.inputs import add_input_args, apply_input_args, load_detector, read_inputs
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    sf = sub.add_parser(
+        "feedback", help="learn from sessions marked normal or confirmed: a new model version"
+    )
+    add_input_args(sf)
+    sf.add_argument("--model", required=True, metavar="MODEL", help="the model to update")
+    sf.add_argument("--out", required=True, metavar="MODEL2", help="bundle of the new version")
+    sf.add_argument("--normal", nargs="+", action="extend", default=[], metavar="ID",
+                    help="sessions that are normal (false positives to learn from)")  # fmt: skip
+    sf.add_argument("--normal-file", metavar="IDS", help="file of normal session ids, one a line")
+    sf.add_argument("--confirmed", nargs="+", action="extend", default=[], metavar="ID",
+                    help="true anomalies: they must still be flagged after the update")  # fmt: skip
+    sf.add_argument("--confirmed-file", metavar="IDS", help="file of confirmed session ids")
+    sf.add_argument("--who", help="who gives the feedback (default: the login name)")
+    sf.add_argument("--why", default="", help="why, recorded with every session marked")
+    sf.add_argument(
+        "--steps", type=int, default=None, help="fine-tuning optimizer steps a round, at most"
+    )
+    sf.add_argument(
+        "--feedback-share",
+        type=float,
+        default=None,
+        help="share of the fine-tuning loss the marked sessions carry (0.2)",
+    )
+    sf.set_defaults(func=cmd_feedback)
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from logwarden.online import Feedback, UpdatePolicy, read_id_file
+
+    normal = list(args.normal) + (read_id_file(args.normal_file) if args.normal_file else [])
+    confirmed = list(args.confirmed) + (
+        read_id_file(args.confirmed_file) if args.confirmed_file else []
+    )
+    if not normal and not confirmed:
+        raise UsageError("nothing to learn: give --normal/--normal-file or --confirmed")
+    if Path(args.out).resolve() == Path(args.model).resolve():
+        raise UsageError("--out must differ from --model: the parent stays, for rolling back")
+    extra = {"who": args.who} if args.who is not None else {}
+    records = [Feedback(s, "normal", why=args.why, **extra) for s in dict.fromkeys(normal)]
+    records += [Feedback(s, "confirmed", why=args.why, **extra) for s in dict.fromkeys(confirmed)]
+    settings = {}
+    if args.steps is not None:
+        settings["steps"] = args.steps
+    if args.feedback_share is not None:
+        settings["feedback_share"] = args.feedback_share
+    detector = load_detector(args.model)
+    policy = UpdatePolicy(seed=detector.model.seed, **settings)
+    apply_input_args(detector, args)
+    data = read_inputs(detector, args, learn=False)
+    detector.partial_fit(data, records, policy)
+    try:
+        detector.save(args.out)
+    except OSError as exc:
+        raise RuntimeFailure(
+            f"cannot write the model to {args.out}: {exc.strerror or exc}"
+        ) from None
+    _summary(detector, args)
+    return 0
+
+
+def _summary(detector: object, args: argparse.Namespace) -> None:
+    from logwarden.detect import Detector
+
+    assert isinstance(detector, Detector)
+    model = detector.model
+    info = model.update_info_
+    last = info["attempts"][-1]
+    new = info["new_keys"]
+    th = info["threshold"]
+    fpr = info["calibration_fpr"]
+    print(
+        f"logwarden feedback: version {model.lineage_.version} -> {args.out} (parent: "
+        f"{args.model}): {info['sessions_normal']} sessions learnt as normal, "
+        f"{info['sessions_confirmed']} confirmed anomalies still flagged "
+        f"({info['confirmed_flagged'][1]} of {info['sessions_confirmed']})",
+        file=sys.stderr,
+    )
+    for k in new:
+        twin = f" (rewords {k['rewords']}: starts as its copy)" if k.get("rewords") else ""
+        print(f"  new key {k['key']}: {k['template']}{twin}", file=sys.stderr)
+    if info["sessions_normal"]:
+        rule = (
+            f"threshold {th[0]:.3g} -> {th[1]:.3g}"
+            if isinstance(th[1], float)
+            else f"top-g {th[1]}"
+        )
+        cal = (
+            f" (calibration false positives {fpr[0]:.2%} -> {fpr[1]:.2%} of "
+            f"{info['calibration_sessions']})"
+            if fpr[1] is not None and fpr[0] is not None
+            else ""
+        )
+        steps = sum(r["steps"] for r in last["rounds"])
+        print(
+            f"  fine-tuned {steps} steps ({len(last['rounds'])} round(s)) on "
+            f"{info['feedback_windows']:,} windows of feedback (share "
+            f"{last['feedback_share']:.3g}) and {info['replay_rows']:,} replayed rows in "
+            f"{last['seconds']:.1f} s; {rule}{cal}; sessions marked normal flagged before "
+            f"{info['normal_flagged'][0]}, after {info['normal_flagged'][1]}",
+            file=sys.stderr,
+        )
+    if len(info["attempts"]) > 1:
+        print(
+            f"  the feedback's weight was lowered to a share of {last['feedback_share']:.3g} so "
+            "that every confirmed anomaly stays flagged",
+            file=sys.stderr,
+        )
+    if info["normal_flagged"][1]:
+        print(
+            f"  note: {info['normal_flagged'][1]} of the sessions marked normal are still "
+            "flagged (more --steps, or more sessions like them, may help)",
+            file=sys.stderr,
+        )
+    pinfo = info.get("params")
+    if pinfo:
+        accepted = sum(pinfo["accepted"].values())
+        print(
+            f"  parameter models: {pinfo['new_units']} new units ({pinfo['new_keys']} new keys), "
+            f"{accepted} entries accepted by existing ones",
+            file=sys.stderr,
+        )

@@ -1,0 +1,161 @@
+"""The drift tracker on hand-made streams: it warns when a new template recurs, when flagged
+sessions share one cause, when scores move; it stays quiet for dispersed anomalies and
+rare new messages; it suggests varied sessions; buckets follow time or line counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from logwarden.errors import ConfigError
+from logwarden.online import DriftBaseline, DriftConfig, DriftTracker
+from logwarden.online.drift import track_batch
+
+KNOWN = ["A", "B", "C", "D", "E"]
+BASE = DriftBaseline.from_scores(np.linspace(0.0, 1.0, 500), flagged=2)
+
+
+def tracker(**config: object) -> DriftTracker:
+    assert BASE is not None
+    return DriftTracker(BASE, KNOWN, {"N": "a new message", "M": "another"}, DriftConfig(**config))
+
+
+def feed(
+    t: DriftTracker, sessions: list[tuple[list[str], bool, str | None]], t0: float = 0.0
+) -> None:
+    """Each session's entries one second apart, the session closing at its last entry."""
+    now = t0
+    line = 0
+    rng = np.random.default_rng(len(sessions))
+    for i, (keys, flagged, cause) in enumerate(sessions):
+        for k in keys:
+            line += 1
+            now += 1.0
+            t.update_line(k, session=f"s{i}", time=now, line=line)
+        score = 40.0 if flagged else float(rng.uniform(0.0, 1.0))  # normal: the baseline's
+        t.update(f"s{i}", flagged=flagged, score=score, cause=cause, keys=keys, time=now, line=line)
+
+
+def test_a_recurring_new_template_warns_and_names_it() -> None:
+    t = tracker(bucket_seconds=10_000)
+    normal = (list("ABCDE"), False, None)
+    new = (list("ABNDE"), True, "N")
+    feed(t, [normal] * 20 + [new, normal, normal] * 6)
+    warnings = t.close()
+    assert len(warnings) == 1
+    w = warnings[0]
+    assert w.reasons == ["new_templates"]
+    assert w.causes[0]["key"] == "N" and w.causes[0]["template"] == "a new message"
+    assert w.causes[0]["sessions"] == 5 and w.causes[0]["unseen"]
+    assert w.line is not None and w.line < 5 * 38  # as soon as the fifth session shows it
+    assert "N" in w.describe() and "a new message" in w.describe()
+    report = t.report()
+    assert report["drift_templates"] == [{"key": "N", "template": "a new message"}]
+    assert report["buckets"][0]["unseen_templates"] == {"N": 6}
+
+
+def test_rare_new_messages_and_dispersed_anomalies_do_not_warn() -> None:
+    t = tracker(bucket_seconds=10_000)
+    sessions = []
+    for i in range(400):
+        if i % 20 == 0:  # 5% anomalies, each of its own kind: four new messages, causes
+            cause = KNOWN[i // 20 % 5] if i % 40 else f"U{i}"
+            keys = list("ABCDE") if i % 40 else ["A", "B", f"U{i}"]
+            sessions.append((keys, True, cause))
+        else:
+            sessions.append((list("ABCDE"), False, None))
+    feed(t, sessions)
+    assert t.close() == []
+    assert t.report()["suggested"] == []
+
+
+def test_flagged_sessions_sharing_one_cause_warn() -> None:
+    t = tracker(bucket_seconds=10_000)
+    changed = (list("ACBDE"), True, "C")  # an upgrade moved a step: no new template
+    feed(t, [(list("ABCDE"), False, None)] * 60 + [changed, (list("ABCDE"), False, None)] * 15)
+    warnings = t.close()
+    assert [w.reasons for w in warnings] == [["one_cause"]]
+    assert warnings[0].causes[0]["key"] == "C" and not warnings[0].causes[0]["unseen"]
+
+
+def test_runs_cut_by_the_end_of_the_input_are_not_one_cause() -> None:
+    t = tracker(bucket_seconds=10_000, min_ks=1.0)
+    cut = (list("AB"), True, "<end>")  # the input ended while they were running
+    feed(t, [(list("ABCDE"), False, None)] * 60 + [cut] * 15)
+    assert t.close() == []
+
+
+def test_a_score_shift_warns_at_the_bucket_close() -> None:
+    t = tracker(bucket_seconds=10_000, cause_sessions=1000)
+    rng = np.random.default_rng(0)
+    for i in range(200):  # scores moved up by half the baseline's range, nothing flagged
+        t.update(f"s{i}", flagged=False, score=float(rng.uniform(0.5, 1.5)), time=float(i))
+    warnings = t.close()
+    assert [w.reasons for w in warnings] == [["scores"]]
+    assert warnings[0].ks is not None and warnings[0].ks > 0.4
+    quiet = tracker(bucket_seconds=10_000)
+    for i in range(200):
+        quiet.update(f"s{i}", flagged=False, score=float(rng.uniform(0.0, 1.0)), time=float(i))
+    assert quiet.close() == [] and quiet.buckets[0]["ks"] < 0.15
+
+
+def test_suggestions_cover_the_new_templates_contexts() -> None:
+    t = tracker(bucket_seconds=10_000)
+    a = (list("ABNDE"), True, "N")  # N between B and D: common
+    b = (list("ACNE"), True, "N")  # N between C and E: rarer
+    c = (list("ABNDEM"), True, "N")  # and a second new template, late in the run
+    feed(t, [a] * 12 + [b] * 2 + [c] * 6)
+    t.close()
+    chosen = t.suggestions(3)
+    kinds = {tuple(k) for k, _, _ in [a, b, c]}
+    assert len(chosen) == 3
+    seqs = set()
+    for sid in chosen:
+        i = int(sid[1:])
+        seqs.add(tuple((a if i < 12 else b if i < 14 else c)[0]))
+    assert seqs == kinds  # one of each variant, not three of the common one
+    assert [d["key"] for d in t.report()["drift_templates"]] == ["N", "M"]
+
+
+def test_buckets_follow_time_or_line_counts() -> None:
+    t = tracker(bucket_seconds=10.0)
+    feed(t, [(list("ABCDE"), False, None)] * 6)  # 30 entries, one a second
+    t.close()
+    assert [b["bucket"] for b in t.buckets] == [0, 1, 2]
+    assert t.buckets[0]["entries"] == 10 and t.buckets[0]["first_line"] == 1
+    untimed = tracker(bucket_lines=7)
+    for i in range(6):
+        untimed.update(f"s{i}", flagged=False, score=0.1, entries=5)
+    untimed.close()
+    assert sum(b["sessions"] for b in untimed.buckets) == 6 and len(untimed.buckets) >= 3
+
+
+@dataclass
+class V:
+    session: str
+    anomalous: bool
+    score: float
+    observed: str | None = None
+
+
+def test_track_batch_without_lines_feeds_sessions_in_order() -> None:
+    keys = [list("ABCDE")] * 30 + [list("ABNDE")] * 6
+    verdicts = [V(f"s{i}", i >= 30, 40.0 if i >= 30 else 0.3, "N" if i >= 30 else None)
+                for i in range(36)]  # fmt: skip
+    warnings = track_batch(tracker(), verdicts, keys)
+    assert len(warnings) == 1 and warnings[0].causes[0]["key"] == "N"
+    assert warnings[0].line is None
+
+
+def test_baseline_and_config_are_checked() -> None:
+    assert BASE is not None
+    again = DriftBaseline.from_state(*BASE.to_state())
+    assert again == BASE and again.flagged_share == pytest.approx(2 / 500)
+    with pytest.raises(ValueError, match="increasing"):
+        DriftBaseline.from_state({**BASE.to_state()[0], "score_quantiles": [1.0, 0.0]})
+    assert DriftBaseline.from_scores(np.zeros(0), 0) is None
+    for bad in ({"bucket_seconds": 0}, {"min_share": 2.0}, {"alpha": 0.0}, {"min_ks": 0.0}):
+        with pytest.raises(ConfigError):
+            DriftConfig(**bad)  # type: ignore[arg-type]
