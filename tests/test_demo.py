@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from logwarden.cli.demo import run_demo
+from logwarden.cli.demo_job import run_demo
 
 
 def test_demo_trains_both_detectors_and_explains_a_slow_step(tmp_path: Path) -> None:
