@@ -87,6 +87,11 @@ class StreamConfig:
     # (beyond it the oldest closed ones go; only a session that stays open for very long
     # makes the structure grow this far).
     history_sessions: int = 4096
+    # Shapes the model's parser caches while streaming (cleared when full). The batch
+    # default (200k) is sized for one run; a service runs for months, and its working set
+    # of shapes is small (measured: the cache grew by 1.4k shapes per 100k simulated lines,
+    # most never seen again, which made memory creep towards the cap).
+    parser_cache: int = 20_000
 
     def __post_init__(self) -> None:
         if self.session_timeout is not None and not (
@@ -100,6 +105,8 @@ class StreamConfig:
             raise ConfigError("max_open must be >= 1", field="max_open")
         if self.history_sessions < 1:
             raise ConfigError("history_sessions must be >= 1", field="history_sessions")
+        if self.parser_cache < 1:
+            raise ConfigError("parser_cache must be >= 1", field="parser_cache")
 
 
 @dataclass
@@ -333,6 +340,8 @@ class StreamDetector:
         self.model = detector.model
         self.key_model = _key_model(self.model)
         self.miner: TemplateMiner = detector.miner  # type: ignore[assignment]
+        # A bound for a long run (see StreamConfig.parser_cache); results do not depend on it.
+        self.miner.config.cache_size = min(self.miner.config.cache_size, self.config.parser_cache)
         self.h = self.key_model.config.window
         self.params = getattr(self.model, "params_", None)
         self.param_window = self.params.config.window if self.params is not None else 0
