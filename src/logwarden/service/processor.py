@@ -260,8 +260,8 @@ def _loop(cfg: ProcessorConfig, store: Store, door: Doorbell | None, parent: int
 
 
 class DriftWatch:
-    """The drift tracker of ``logwarden.online`` on the stream, when this logwarden has it
-    and the model carries a training baseline; its report goes into the status."""
+    """The drift tracker of ``logwarden.online`` on the stream, when the model carries a
+    training baseline; its report goes into the status."""
 
     def __init__(self, tracker: Any) -> None:
         self.tracker = tracker
@@ -270,10 +270,8 @@ class DriftWatch:
 
     @classmethod
     def create(cls, detector: Detector) -> DriftWatch | None:
-        try:
-            from logwarden.online.drift import DriftTracker  # type: ignore[import-not-found]
-        except ImportError:
-            return None
+        from logwarden.online.drift import DriftTracker
+
         model = detector.model
         baseline = getattr(model, "drift_baseline_", None)
         try:

@@ -286,12 +286,11 @@ class Service:
 
 
 class OnlineUpdater:
-    """Feedback -> a new model version in the background, when ``Detector.partial_fit``
-    exists in this logwarden; otherwise feedback is only stored (``available`` False)."""
+    """Feedback -> a new model version in the background (``Detector.partial_fit``)."""
 
     def __init__(self, service: Service) -> None:
         self.service = service
-        self.available = callable(getattr(Detector, "partial_fit", None))
+        self.available = True  # kept in the status: clients check it
         self._pending = threading.Event()
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
@@ -357,7 +356,7 @@ def update_detector(det: Detector, sessions: dict[str, list[str]], labels: dict[
     online update of ``logwarden.online``: ``Feedback`` records name the sessions)."""
     import tempfile
 
-    from logwarden.online.feedback import Feedback  # type: ignore[import-not-found]
+    from logwarden.online.feedback import Feedback
 
     with tempfile.TemporaryDirectory(prefix="logwarden-update-") as tmp:
         path = os.path.join(tmp, "feedback.log")
@@ -367,17 +366,15 @@ def update_detector(det: Detector, sessions: dict[str, list[str]], labels: dict[
         data = det.read([path], learn=False)
         feedback = [Feedback(sid, label, who="dashboard") for sid, label in labels.items()
                     if sid in set(data.ids)]  # fmt: skip
-        det.partial_fit(data, feedback)  # type: ignore[attr-defined]
+        det.partial_fit(data, feedback)
 
 
-def workflow_renderer() -> Callable[..., str] | None:
+def workflow_renderer() -> Callable[..., str]:
     """``render(verdict dict, model path) -> SVG``: the workflow picture of an anomaly with
-    its divergence marked, when this logwarden has the workflow package; None otherwise."""
-    try:
-        from logwarden.workflow.diagnose import Diagnosis
-        from logwarden.workflow.render import diagnosis_dot, to_svg
-    except ImportError:
-        return None
+    its divergence marked."""
+    from logwarden.workflow.diagnose import Diagnosis
+    from logwarden.workflow.render import diagnosis_dot, to_svg
+
     models: dict[str, Any] = {}
 
     def render(verdict: dict[str, Any], model_path: str) -> str:
