@@ -11,9 +11,9 @@ For each seed, every step a child process, as an operator would run it:
    false positives, the line of the first drift warning, the sessions it suggests; and
    ``detect`` the version-1 test log (as many sessions, about as many lines): no warning
    expected;
-5. the operator reviews the suggested sessions (the labels stand in for the operator):
-   normal ones go to ``--normal`` (at most 5), true anomalies to ``--confirmed``, with up to
-   5 more flagged true anomalies of the log confirmed;
+5. the operator reviews the suggested sessions (``--drift-suggest 8``; the labels stand in
+   for the operator) in order: the first normal ones go to ``--normal`` (at most 5), the
+   anomalous ones to ``--confirmed``, with more flagged true anomalies of the log, up to 5;
 6. ``feedback`` writes the updated model (timed: the whole update process);
 7. ``eval`` the updated model on the other version-2 log and on the version-1 test log,
    and ``models history`` on it (the updated bundle loads and verifies like any other).
@@ -60,6 +60,7 @@ TARGETS = {
     "drift_line_pct": 5.0,  # first warning on the version-2 log, at most this % of its lines
 }
 MAX_NORMAL = 5
+REVIEWED = 8  # suggested sessions the operator looks at, marking at most MAX_NORMAL normal
 MAX_CONFIRMED = 5
 RAW = ["--input-format", "raw", "--format", SIM_FORMAT, "--session", SIM_SESSION_REGEX]
 
@@ -124,7 +125,8 @@ def one_seed(args: argparse.Namespace, seed: int, workdir: Path) -> dict[str, An
     # The version-2 feedback log through the version-1 model: alerts and drift.
     step("detect m1 v2", ["detect", str(d / "v2fb.log"), "--model", str(m1), "--show", "0",
                           "--jsonl", str(d / "v2fb_m1.jsonl"),
-                          "--drift-json", str(d / "drift_v2.json")])  # fmt: skip
+                          "--drift-json", str(d / "drift_v2.json"),
+                          "--drift-suggest", str(REVIEWED)])  # fmt: skip
     drift_v2 = json.loads((d / "drift_v2.json").read_text(encoding="utf-8"))
     v2_lines = count_lines(d / "v2fb.log")
     # The version-1 test log, as many sessions (and about as many lines): no drift expected.

@@ -51,6 +51,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="time bucket of drift tracking (300)",
     )
     sdet.add_argument(
+        "--drift-suggest",
+        type=int,
+        default=5,
+        metavar="N",
+        help="sessions a drift warning suggests for review (5)",
+    )
+    sdet.add_argument(
         "--no-drift", action="store_true", help="no drift tracking against the training baseline"
     )
     sdet.set_defaults(func=cmd_detect)
@@ -132,7 +139,11 @@ def _drift(
 
     model = detector.model
     templates = {**model.templates_, **data.templates}
-    config = DriftConfig(bucket_seconds=args.drift_bucket, context=model.window)
+    if args.drift_suggest < 0:
+        raise UsageError("--drift-suggest must not be negative")
+    config = DriftConfig(
+        bucket_seconds=args.drift_bucket, context=model.window, suggest=args.drift_suggest
+    )
     tracker = DriftTracker(model.drift_baseline_, model.keys_, templates, config)
     warnings = track_batch(tracker, verdicts, data.keys, data.events)
     if warnings:

@@ -119,6 +119,7 @@ class DriftConfig:
     min_ks_sessions: int = 30  # sessions a bucket needs for the score test
     suggest: int = 5  # sessions suggested for review
     context: int = 10  # keys before and after a new template that suggestions try to vary
+    min_support: int = 2  # sessions a context needs to count for suggestions
     candidates: int = 200  # sessions remembered per template, to choose suggestions from
 
     def __post_init__(self) -> None:
@@ -133,6 +134,7 @@ class DriftConfig:
             (0.0 < self.min_ks <= 1.0, "min_ks", "must be in (0, 1]"),
             (self.suggest >= 0 and self.candidates >= 1, "suggest", "must be >= 0"),
             (self.context >= 0, "context", "must be >= 0"),
+            (self.min_support >= 1, "min_support", "must be >= 1"),
         ]
         for ok, name, msg in checks:
             if not ok:
@@ -314,7 +316,12 @@ class DriftTracker:
 
     def suggestions(self, n: int | None = None) -> list[str]:
         """Sessions to review: where the warnings' templates occur, chosen greedily to
-        cover the most distinct contexts of those templates (then distinct key sequences)."""
+        cover the most distinct contexts of those templates (then distinct key sequences).
+
+        Only contexts seen in ``min_support`` sessions or more count: a context of one
+        session is as likely an anomaly of that run as a variant of the new behaviour,
+        and counting it would put anomalous runs, which have the most unusual contexts,
+        at the top of the list."""
         n = self.config.suggest if n is None else n
         wanted = set(self._drift_keys)
         pool: dict[str, tuple[frozenset[tuple[str, ...]], tuple[str, ...]]] = {}
@@ -322,6 +329,11 @@ class DriftTracker:
             for sid, ctx, seq in self._candidates.get(key, []):
                 mine = frozenset(c for c in ctx if c[1] in wanted)
                 pool.setdefault(sid, (mine, seq))
+        support = Counter(c for ctx, _ in pool.values() for c in ctx)
+        pool = {
+            sid: (frozenset(c for c in ctx if support[c] >= self.config.min_support), seq)
+            for sid, (ctx, seq) in pool.items()
+        }
         covered: set[tuple[str, ...]] = set()
         seqs: set[tuple[str, ...]] = set()
         chosen: list[str] = []
