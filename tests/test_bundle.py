@@ -104,13 +104,20 @@ def test_manifest_content(model: DeepLog, saved: Path) -> None:
     assert m["threshold"]["mode"] == "probability"
     assert m["threshold"]["tau"] == model.threshold_.tau
     assert [(v["key"], v["template"]) for v in m["vocabulary"]] == [
-        (k, TEMPLATES[k]) for k in "ABCDE"
+        (k, TEMPLATES[k])
+        for k in "BCADE"  # by frequency
     ]
+    # The calibration behind the threshold is kept with it: the expected false-positive
+    # rate with its interval, the tail model, the rule's context.
+    th = m["threshold"]
+    assert th["fpr_low"] <= th["expected_fpr"] <= th["fpr_high"]
+    assert th["level"] == model.threshold_.level
+    assert m["calibration"]["context"] >= 1 and m["calibration"]["tail"]["n"] == 200
     assert m["input"] == {"input_format": "sequences"}  # extra settings kept
     assert m["train_info"]["sessions"] == 200
     # The key model's weights, and what online updates keep (replay sample, calibration).
     assert set(m["files"]) == {"keys.safetensors", "online.safetensors"}
-    assert m["online"]["memory"]["calibration_sessions"] == m["threshold"]["heldout_sessions"]
+    assert m["online"]["memory"]["calibration_sessions"] == m["threshold"]["checked_sessions"]
     assert [(v["version"], v["kind"]) for v in m["lineage"]["versions"]] == [(1, "train")]
 
 
@@ -127,8 +134,9 @@ def test_bundle_holds_only_json_and_safetensors(saved: Path) -> None:
         (n,) = struct.unpack("<Q", data[:8])
         header = json.loads(data[8 : 8 + n])
         tensors = {k: v for k, v in header.items() if k != "__metadata__"}
-        # Weights are floats; the online part holds key indices and counts.
-        dtypes = {"F32"} if name == "keys.safetensors" else {"I32", "I64"}
+        # Weights are floats and the rule's known transitions key indices; the online part
+        # holds key indices and counts.
+        dtypes = {"F32", "I32"} if name == "keys.safetensors" else {"I32", "I64"}
         assert tensors and all(v["dtype"] in dtypes for v in tensors.values())
         end = max(v["data_offsets"][1] for v in tensors.values())
         assert 8 + n + end == len(data)
@@ -232,7 +240,7 @@ def test_refuses_an_edited_manifest(bundle: Path, edit: Callable[[dict[str, Any]
 def test_whitespace_only_reformatting_is_not_an_edit(bundle: Path) -> None:
     # The checksum is over the content, not the bytes: re-indenting is harmless.
     write_manifest(bundle, read_manifest(bundle))
-    assert DeepLog.load(bundle).keys_ == list("ABCDE")
+    assert DeepLog.load(bundle).keys_ == list("BCADE")
 
 
 @pytest.mark.parametrize("where", [0, 100, -1])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,8 @@ from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
 from synthetic import grammar
 
 # Small and fast: 1 layer of 16 units. Training stops once the loss settles.
-FAST = ["--hidden", "16", "--layers", "1", "--device", "cpu", "-q"]
+# Two folds: the threshold's calibration is tested in test_key_calibration.py.
+FAST = ["--hidden", "16", "--layers", "1", "--device", "cpu", "--folds", "2", "-q"]
 RAW = ["--format", SIM_FORMAT, "--session", SIM_SESSION_REGEX]
 REPORT_KEYS = {"tp", "fp", "fn", "tn", "precision", "recall", "f1", "breakdown"}
 
@@ -82,10 +84,13 @@ def seq(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_train_on_sequences(seq: dict[str, Path]) -> None:
     m = manifest(seq["model"])
-    assert [v["key"] for v in m["vocabulary"]] == list("ABCDE")
+    assert [v["key"] for v in m["vocabulary"]] == list("BCADE")  # by frequency
     assert m["params"]["window"] == 6 and m["params"]["hidden"] == 16
     assert m["params"]["layers"] == 1
     assert m["threshold"]["mode"] == "probability"
+    # The bundle keeps the expected false-positive rate with its interval.
+    th = m["threshold"]
+    assert th["fpr_low"] <= th["expected_fpr"] <= th["fpr_high"] and th["target_fpr"] == 0.005
     assert m["train_info"]["sessions"] == 300
     assert "parser" not in m  # nothing to parse in key sequences
 
@@ -96,6 +101,8 @@ def test_train_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[st
     code, out, err = run([*argv, "--top-g", "2", "--epochs", "3", *FAST], capsys)
     assert code == 0, err
     assert "40 sessions" in err and "5 keys" in err and "top-g, g = 2" in err
+    # The last line: the expected false-positive rate, with its interval.
+    assert re.search(r"expected false positives \(key model\): [\d.]+% .* 95% interval", err)
     assert out == ""
 
 

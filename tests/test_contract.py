@@ -276,7 +276,7 @@ def test_estimator_reaches_every_model_setting() -> None:
     # and each reaches its model: a value other than the default comes through
     changed = {
         "window": 7, "layers": 3, "hidden": 9, "embedding": 5, "epochs": 11, "patience": 4,
-        "batch_size": 33, "learning_rate": 0.03, "holdout": 0.2, "target_fpr": 0.02,
+        "batch_size": 33, "learning_rate": 0.03, "folds": 3, "rule_share": 0.2, "target_fpr": 0.02,
         "top_g": 4, "seed": 5, "device": "cpu", "confidence": 0.99,
         "param_window": 4, "param_hidden": 6, "param_layers": 2, "param_epochs": 3,
         "param_max_steps": 10, "param_batch_size": 17, "param_learning_rate": 0.02,

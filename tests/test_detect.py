@@ -8,6 +8,7 @@ a window of 6 the model sees enough history to know where it is in the loop.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -57,6 +58,16 @@ def topg() -> DeepLog:
     return tiny(top_g=2).fit(grammar(300, seed=1), TEMPLATES)
 
 
+def without_rule(est: DeepLog) -> DeepLog:
+    """The same model without the unseen-transition rule: the network's verdicts alone."""
+    other = copy.copy(est)
+    other.model_ = copy.copy(est.model_)
+    cal = est.model_.calibration
+    assert cal is not None
+    other.model_.calibrate_with(dataclasses.replace(cal, context=0))
+    return other
+
+
 def with_g(est: DeepLog, g: int) -> DeepLog:
     """The same network under another top-g rule (no retraining needed to test the rule)."""
     other = copy.copy(est)
@@ -88,14 +99,20 @@ def test_sessions_of_the_grammar_are_normal(name: str, request: pytest.FixtureRe
 
 
 def test_fit_learns_the_vocabulary_and_an_automatic_threshold(auto: DeepLog) -> None:
-    assert auto.keys_ == ["A", "B", "C", "D", "E"]
+    # By frequency: B and C loop (1-3 times a session), A, D and E once each (ties broken
+    # by where they sit in their sessions).
+    assert auto.keys_ == ["B", "C", "A", "D", "E"]
     th = auto.threshold_
     assert th.mode == "probability"
-    # tau = the lowest probability of a held-out session (k = floor(0.005 * 30) = 0): the
-    # least likely normal step, D after one loop (p = 0.2, as estimated from the data).
-    assert th.tau is not None and 0.1 < th.tau < 0.35
-    assert th.heldout_sessions == 30  # 10 % of 300
+    # The grammar's statistics take a handful of values: no tail to fit, so the cut sits
+    # just past the least likely normal step, D after one loop (p = 0.2 from the data).
+    assert th.tau is not None and 0.1 < th.tau < 0.25
+    assert th.calibration_sessions == 300
+    assert th.expected_fpr is not None and th.fpr_low is not None and th.fpr_high is not None
+    assert th.fpr_low <= th.expected_fpr <= th.fpr_high <= 0.02
     assert auto.train_info_["sessions"] == 300
+    # Every fold model trained as the model itself (the same early stop).
+    assert len(auto.train_info_["calibration"]["fold_epochs"]) == auto.folds
 
 
 # --- why a session is flagged -----------------------------------------------------------------
@@ -110,14 +127,21 @@ def test_unseen_key(name: str, request: pytest.FixtureRequest) -> None:
     assert v.probability == 0.0 and v.rank is None
     assert v.observed_template is None  # no template known for it
     assert v.window == ["A", "B"]
-    # Highest possible score: 40 (p = 1e-40 floor) or the rank after every key and END.
-    expected_score = 40.0 if name == "auto" else len(est.keys_) + 2
-    assert v.score == expected_score
+    if name == "auto":
+        # As rare as the rules say a normal session with an unseen key or transition is:
+        # (left-out count + 1) / (sessions + 1).
+        cal = est.model_.calibration
+        assert cal is not None and cal.rule_sessions == 0
+        assert v.score == pytest.approx(-math.log10(1 / 301))
+    else:  # the rank after every key and END
+        assert v.score == len(est.keys_) + 2
 
 
 def test_unseen_key_first_even_after_an_earlier_oddity(auto: DeepLog) -> None:
     # The first anomalous entry is reported, whatever its reason.
     (v,) = auto.verdicts([list("ACBXDE")])
+    assert (v.reason, v.position) == ("unseen_transition", 1)  # C never follows A
+    (v,) = without_rule(auto).verdicts([list("ACBXDE")])
     assert (v.reason, v.position) == ("ranked_out", 1)
     (v,) = auto.verdicts([list("XACBDE")])
     assert (v.reason, v.position, v.window) == ("unseen_key", 0, [])
@@ -147,11 +171,17 @@ def test_empty_session_ends_early_at_zero(auto: DeepLog) -> None:
     assert v.expected[0]["key"] == "A"  # every session starts with A
 
 
+@pytest.mark.parametrize("rule", [True, False])
 @pytest.mark.parametrize(("session", "position"), list(REORDERED.items()))
-def test_reordered_sessions_are_ranked_out(auto: DeepLog, session: str, position: int) -> None:
-    (v,) = auto.verdicts([list(session)])
+def test_reordered_sessions_are_caught_by_the_rule_and_by_the_network(
+    auto: DeepLog, session: str, position: int, rule: bool
+) -> None:
+    # Every reordering is a transition no normal session holds; the network alone finds
+    # it unlikely too.
+    est = auto if rule else without_rule(auto)
+    (v,) = est.verdicts([list(session)])
     assert v.anomalous
-    assert v.reason == "ranked_out"
+    assert v.reason == ("unseen_transition" if rule else "ranked_out")
     assert v.position == position
     assert v.observed == session[position]
     assert v.observed_template == TEMPLATES[session[position]]
@@ -180,7 +210,7 @@ def test_top_g_one_flags_the_less_likely_branch(topg: DeepLog) -> None:
 
 
 def test_top_g_over_the_whole_vocabulary_flags_only_unseen_keys(topg: DeepLog) -> None:
-    everything = with_g(topg, len(topg.keys_) + 1)  # the keys and END
+    everything = without_rule(with_g(topg, len(topg.keys_) + 1))  # the keys and END
     sessions = [list(s) for s in REORDERED] + [list("ABC"), [], list("ABXDE")]
     flagged = everything.predict(sessions)
     assert flagged.tolist() == [False] * (len(sessions) - 1) + [True]
@@ -189,9 +219,11 @@ def test_top_g_over_the_whole_vocabulary_flags_only_unseen_keys(topg: DeepLog) -
 def test_top_g_scores_are_worst_ranks(topg: DeepLog) -> None:
     sessions = [list(s) for s in REORDERED] + NORMAL + [list("ABC")]
     scores = topg.decision_function(sessions)
-    for s, score in zip(sessions, scores, strict=True):
+    flagged = topg.predict(sessions)
+    for s, score, f in zip(sessions, scores, flagged, strict=True):
         ranks = naive_positions(topg, s)[1]
-        assert score == max(ranks)
+        # A session the rule flags scores past g, however its keys rank.
+        assert score == (max(max(ranks), 3) if f else max(ranks))
     assert topg.threshold_.mode == "top_g" and topg.threshold_.g == 2
 
 
@@ -240,11 +272,25 @@ def naive_positions(est: DeepLog, session: list[str]) -> tuple[list[float], list
     return probs, ranks
 
 
+def naive_new_transitions(session: list[str], context: int) -> list[bool]:
+    """Per position (and END): does this key after its ``context`` keys (padded) appear in
+    no training session? The training sessions are the fixtures' own."""
+
+    def transitions(s: list[str]) -> list[tuple[str, ...]]:
+        padded = ["<pad>"] * context + list(s) + ["<end>"]
+        return [tuple(padded[t : t + context + 1]) for t in range(len(s) + 1)]
+
+    known = {t for s in grammar(300, seed=1) for t in transitions(s)}
+    return [t not in known for t in transitions(session)]
+
+
+@pytest.mark.parametrize("rule", [True, False])
 @pytest.mark.parametrize("name", ["auto", "topg"])
 def test_predict_verdicts_and_a_naive_detector_agree(
-    name: str, request: pytest.FixtureRequest
+    name: str, rule: bool, request: pytest.FixtureRequest
 ) -> None:
     est: DeepLog = request.getfixturevalue(name)
+    est = est if rule else without_rule(est)
     sessions = mutants(seed=5)
     predicted = est.predict(sessions)
     verdicts = est.verdicts(sessions)
@@ -261,7 +307,12 @@ def test_predict_verdicts_and_a_naive_detector_agree(
             bad = [r > th.g for r in ranks]
         else:
             assert th.tau is not None
-            bad = [p < th.tau for p in probs]
+            bad = [(p < th.tau and r > 1) or p == 0.0 for p, r in zip(probs, ranks, strict=True)]
+        cal = est.model_.calibration
+        assert cal is not None
+        if cal.context:
+            new = naive_new_transitions(s, cal.context)
+            bad = [b or n for b, n in zip(bad, new, strict=True)]
         first = bad.index(True) if any(bad) else None
         assert v.position == first, (s, v)
         if first is not None:
@@ -280,9 +331,9 @@ def test_decision_function_orders_anomalous_above_normal(
     flagged = est.predict(sessions)
     assert scores[flagged].min() > scores[~flagged].max()
     if name == "auto":
-        # -log10 of the lowest probability: the threshold sits between the two groups.
-        cut = -math.log10(est.threshold_.tau)  # type: ignore[arg-type]
-        assert scores[flagged].min() > cut >= scores[~flagged].max()
+        # -log10 of the tail probability: the level sits between the two groups.
+        cut = -math.log10(est.threshold_.level)  # type: ignore[arg-type]
+        assert scores[flagged].min() >= cut > scores[~flagged].max()
 
 
 def test_empty_input() -> None:
@@ -325,7 +376,11 @@ def test_explanation_fields(auto: DeepLog) -> None:
         assert v.lines == raw[max(0, p - 3) : p + 2]
     x, y, z = verdicts
     assert (x.reason, x.position, x.observed, x.observed_template) == ("unseen_key", 6, "X", None)
-    assert (y.reason, y.observed, y.observed_template) == ("ranked_out", "B", TEMPLATES["B"])
+    assert (y.reason, y.observed, y.observed_template) == (
+        "unseen_transition",
+        "B",
+        TEMPLATES["B"],
+    )
     assert (z.reason, z.position, z.observed) == ("early_end", 4, "<end>")
     assert z.expected[0]["key"] == "C"  # after A B C B comes C
     assert z.lines == raw[1:4] == ["line 2.1 B", "line 2.2 C", "line 2.3 B"]
@@ -338,7 +393,7 @@ def test_explain_top_and_text(auto: DeepLog) -> None:
     assert len(v.expected) == 2 and v.expected[0]["key"] == "B"
     text = v.describe()
     assert "ANOMALY at entry 1" in text
-    assert REASONS["ranked_out"] in text
+    assert REASONS["unseen_transition"] in text
     assert TEMPLATES["C"] in text  # the observed entry, by its template
     assert TEMPLATES["B"] in text  # what was expected instead
     (n,) = auto.verdicts([list("ABCDE")], ids=["ok"])
@@ -374,7 +429,7 @@ def test_integer_keys_are_the_same_keys_at_detection() -> None:
     # seen in training is reported as made of keys never seen.
     sessions = [[1, *([2, 3] * int(k)), 4, 5] for k in np.random.default_rng(0).integers(1, 4, 60)]
     est = tiny(top_g=6, epochs=5).fit(sessions)  # type: ignore[arg-type]
-    assert est.keys_ == ["1", "2", "3", "4", "5"]
+    assert sorted(est.keys_) == ["1", "2", "3", "4", "5"]
     (v,) = est.verdicts([[1, 2, 3, 4, 5]])  # type: ignore[list-item]
     assert v.reason != "unseen_key", v.to_dict()
     assert not est.predict([[1, 2, 3, 4, 5]]).any()  # type: ignore[list-item]
@@ -426,6 +481,28 @@ def test_params_verdicts_predict_and_bundle_agree(
     back = DeepLog.load(tmp_path / "m")
     again = back.verdicts(test.keys, test.ids, test.lines, events=test.sessions)
     assert [v.to_dict() for v in again] == [v.to_dict() for v in verdicts]
+
+
+def test_both_detectors_score_on_one_scale(timed_data: dict[str, object]) -> None:
+    # Sorting by score lists every anomaly, of either detector, before every normal
+    # session: a parameter anomaly is not hidden among normal sessions any more.
+    model = timed_data["model"]
+    test: Any = timed_data["test"]
+    assert isinstance(model, DeepLog)
+    verdicts = model.verdicts(test.keys, test.ids, events=test.sessions)
+    scores = np.array([v.score for v in verdicts])
+    flagged = np.array([v.anomalous for v in verdicts])
+    by_params = np.array([v.detector == "params" for v in verdicts])
+    assert by_params.any() and (flagged & ~by_params).any()
+    cut = -math.log10(model.threshold_.level)  # type: ignore[arg-type]
+    assert scores[flagged].min() >= cut > scores[~flagged].max()
+    # The same scores from decision_function, given the entries.
+    np.testing.assert_allclose(
+        model.decision_function(test.keys, events=test.sessions), scores, rtol=1e-12
+    )
+    # Without entries only the key model scores: parameter anomalies fall back below.
+    keys_only = model.decision_function(test.keys)
+    assert (keys_only[by_params] < cut).all()
 
 
 def test_events_must_align_with_sessions(timed_data: dict[str, object]) -> None:

@@ -24,9 +24,9 @@ from logwarden.models.keys import (
     KeyModelConfig,
     KeyNetNumpy,
     Threshold,
-    choose_threshold,
     fit_key_model,
     session_rows,
+    session_statistic,
 )
 from logwarden.models.nets import KeyNet
 from synthetic import grammar as grammar_sessions
@@ -212,7 +212,7 @@ def test_training_is_deterministic_with_a_seed() -> None:
     cfg = KeyModelConfig(window=5, top_g=2, seed=7, **TINY)
     a = fit_key_model(sessions, cfg)
     b = fit_key_model(sessions, cfg)
-    assert a.keys == b.keys == ["A", "B", "C", "D", "E"]
+    assert a.keys == b.keys == ["B", "C", "A", "D", "E"]  # by frequency
     assert a.weights.keys() == b.weights.keys()
     for name in a.weights:
         assert np.array_equal(a.weights[name], b.weights[name]), name
@@ -221,28 +221,29 @@ def test_training_is_deterministic_with_a_seed() -> None:
     assert not np.array_equal(a.weights["out.weight"], c.weights["out.weight"])
 
 
-def test_fit_counts_windows_and_holds_out_sessions() -> None:
+def test_fit_counts_windows_and_cross_fits_every_session() -> None:
     sessions = grammar_sessions(100, seed=1)
-    model = fit_key_model(sessions, KeyModelConfig(window=4, holdout=0.2, **TINY))
+    model = fit_key_model(sessions, KeyModelConfig(window=4, **TINY))
     info = model.train_info
     assert info["sessions"] == 100
-    assert info["heldout_sessions"] == 20
-    assert info["train_sessions"] == 80
-    assert model.threshold.mode == "probability"
-    assert model.threshold.heldout_sessions == 20
-    # Windows = sum of (len + 1) over the sessions trained on; the grammar has only
-    # 3 distinct sessions, so few distinct windows.
-    assert info["windows"] >= 80 * 6
+    # Windows = sum of (len + 1) over all sessions; the grammar has only 3 distinct
+    # sessions, so few distinct windows.
+    assert info["windows"] >= 100 * 6
     assert info["distinct_windows"] <= 3 * 10
     assert 1 <= info["epochs"] <= 40
+    cal = info["calibration"]
+    assert cal["folds"] == 5 and len(cal["fold_epochs"]) == 5
+    assert model.threshold.mode == "probability"
+    assert model.threshold.calibration_sessions == 100  # every session, none set aside
 
 
-# --- choose_threshold -----------------------------------------------------------------------
+# --- the session statistic --------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def fitted() -> KeyModel:
-    return fit_key_model(grammar_sessions(200, seed=2), KeyModelConfig(window=4, top_g=3, **TINY))
+    cfg = KeyModelConfig(window=4, top_g=3, folds=0, **TINY)
+    return fit_key_model(grammar_sessions(200, seed=2), cfg)
 
 
 def random_model(n_keys: int, window: int, seed: int) -> KeyModel:
@@ -277,45 +278,28 @@ def random_sessions(model: KeyModel, n: int, seed: int) -> list[np.ndarray]:
     ]
 
 
-@pytest.mark.parametrize("target", [0.001, 0.05, 0.1, 0.25, 0.5, 0.9])
-def test_choose_threshold_flags_at_most_target_share(target: float) -> None:
-    base = random_model(20, window=4, seed=1)
-    held = random_sessions(base, 60, seed=2)
-    k = math.floor(target * len(held))
-    th = choose_threshold(base, held, target)
-    assert th.mode == "probability" and th.tau is not None
-    assert th.heldout_sessions == 60
-    # Count with the detector itself, as detection would.
-    model = KeyModel(base.config, base.keys, base.weights, th)
-    scores = model.score(held)
-    flags = th.flags(scores.rank, scores.prob)
-    per_session = [flags[scores.offsets[i] : scores.offsets[i + 1]] for i in range(60)]
-    flagged = sum(bool(f.any()) for f in per_session)
-    assert flagged <= k
-    assert th.heldout_fpr == pytest.approx(flagged / 60)
-    # tau is not needlessly low: any higher tau would flag more than k sessions, so the
-    # most a threshold may flag is the number of scores below the (k+1)-th lowest one.
-    lowest = [
-        float(scores.prob[scores.offsets[i] : scores.offsets[i + 1]].min()) for i in range(60)
-    ]
-    best = sum(x < sorted(lowest)[k] for x in lowest)
-    assert flagged == best
-    assert best >= k - 2  # few ties here: the check above is not vacuous
-
-
-def test_choose_threshold_with_tied_scores_stays_under_target(fitted: KeyModel) -> None:
-    # The grammar has 3 distinct sessions: held-out scores tie in large groups, and the
-    # threshold must then flag fewer sessions, never more.
-    held = [fitted.encode(s) for s in grammar_sessions(50, seed=9)]
-    for target in (0.02, 0.1, 0.3, 0.6, 0.95):
-        th = choose_threshold(fitted, held, target)
-        scores = fitted.score(held)
-        flags = th.flags(scores.rank, scores.prob)
-        flagged = sum(
-            bool(flags[scores.offsets[i] : scores.offsets[i + 1]].any()) for i in range(50)
-        )
-        assert flagged <= math.floor(target * 50)
-        assert th.heldout_fpr == pytest.approx(flagged / 50)
+def test_session_statistic_matches_a_naive_reference() -> None:
+    # -log10 of the lowest probability over the positions a probability cut may flag: not
+    # an unseen key, not after one (UNK in the window), not the model's first choice.
+    model = random_model(12, window=3, seed=4)
+    sessions = random_sessions(model, 40, seed=5)
+    sessions[3] = np.array([FIRST_KEY, UNK, FIRST_KEY + 1, FIRST_KEY, FIRST_KEY], np.int32)
+    sessions[4] = np.zeros(0, np.int32)
+    scores = model.score(sessions)
+    got = session_statistic(scores)
+    h = model.config.window
+    for i, s in enumerate(sessions):
+        padded = [PAD] * h + s.tolist() + [END]
+        low = 1.0
+        for t in range(len(s) + 1):
+            window, target = padded[t : t + h], padded[t + h]
+            p = model.net.probabilities(np.array([window], np.int32))[0]
+            ranked = sorted((p[k] for k in range(len(p)) if k not in (PAD, UNK)), reverse=True)
+            if target == UNK or UNK in window or p[target] >= ranked[0]:
+                continue
+            low = min(low, float(p[target]))
+        assert got[i] == pytest.approx(-math.log10(max(low, 1e-45)), abs=1e-4), i
+    assert np.isfinite(got).all()  # unseen keys and empty sessions included
 
 
 def test_threshold_flags_rules() -> None:
@@ -325,6 +309,13 @@ def test_threshold_flags_rules() -> None:
     assert Threshold("probability", tau=0.2).flags(rank, prob).tolist() == [
         False,
         False,
+        True,
+        True,
+    ]
+    # The model's most likely key is never the anomaly, however unsure the model is.
+    assert Threshold("probability", tau=0.6).flags(rank, prob).tolist() == [
+        False,
+        True,
         True,
         True,
     ]
@@ -344,8 +335,10 @@ def test_threshold_flags_rules() -> None:
         ({"epochs": 0}, "epochs"),
         ({"batch_size": 0}, "batch_size"),
         ({"learning_rate": 0.0}, "learning_rate"),
-        ({"holdout": 1.0}, "holdout"),
-        ({"holdout": -0.1}, "holdout"),
+        ({"folds": 1}, "folds"),
+        ({"folds": -1}, "folds"),
+        ({"rule_share": 1.0}, "rule_share"),
+        ({"rule_share": -0.1}, "rule_share"),
         ({"target_fpr": 0.0}, "target_fpr"),
         ({"target_fpr": 1.0}, "target_fpr"),
         ({"device": "tpu"}, "device"),
@@ -356,12 +349,18 @@ def test_config_validation(kwargs: dict[str, object], message: str) -> None:
         KeyModelConfig(**kwargs)  # type: ignore[arg-type]
 
 
-def test_fit_refuses_no_sessions_and_too_few_for_holdout() -> None:
+def test_fit_refuses_no_sessions_and_too_few_to_cross_fit() -> None:
     with pytest.raises(ValueError, match="no training sessions"):
         fit_key_model([], KeyModelConfig(**TINY))
-    # 4 sessions x 10 % holdout rounds to 0 held-out sessions: no automatic threshold.
-    with pytest.raises(ValueError, match="held-out"):
+    # 4 sessions for 5 folds: no fold model for every session, no automatic threshold.
+    with pytest.raises(ValueError, match="folds"):
         fit_key_model(grammar_sessions(4, seed=0), KeyModelConfig(**TINY))
+    with pytest.raises(ValueError, match="folds"):
+        fit_key_model(grammar_sessions(40, seed=0), KeyModelConfig(folds=0, **TINY))
+    # top-g needs no threshold: without folds it trains, with no false-positive estimate.
+    model = fit_key_model(grammar_sessions(4, seed=0), KeyModelConfig(top_g=2, **TINY))
+    assert model.threshold.expected_fpr is None
+    assert model.calibration is not None and model.calibration.tail is None
 
 
 def test_deeplog_exposes_every_config_hyperparameter() -> None:

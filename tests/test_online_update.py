@@ -96,10 +96,14 @@ def test_partial_fit_learns_a_new_step_without_forgetting(trained: DeepLog, tmp_
 
 
 def test_an_update_that_silences_a_confirmed_anomaly_is_refused(tmp_path: Path) -> None:
-    # A top-g rule as wide as the grown vocabulary flags nothing but keys never seen: a
-    # confirmed anomaly flagged only for the key X is silenced by any update that learns
-    # X, whatever the weight of the feedback.
-    est = DeepLog(window=5, hidden=16, embedding=8, layers=1, epochs=40, top_g=7, device="cpu")
+    # A top-g rule as wide as the grown vocabulary, without the unseen-transition rule
+    # (rule_share 0), flags nothing but keys never seen: a confirmed anomaly flagged only
+    # for the key X is silenced by any update that learns X, whatever the weight of the
+    # feedback.
+    est = DeepLog(
+        window=5, hidden=16, embedding=8, layers=1, epochs=40, top_g=7, device="cpu",
+        rule_share=0.0, folds=0,
+    )  # fmt: skip
     est.fit(grammar(200, seed=0))
     confirmed = [list("AXBCDE")]
     assert est.predict(confirmed).all()
@@ -111,7 +115,7 @@ def test_an_update_that_silences_a_confirmed_anomaly_is_refused(tmp_path: Path) 
     assert "\n" not in msg and "refused" in msg and "c1" in msg and "n1" in msg
     assert "nothing was changed" in msg and "X" in msg
     # Nothing changed.
-    assert est.keys_ == list("ABCDE") and est.lineage_.version == 1
+    assert est.keys_ == list("BCADE") and est.lineage_.version == 1  # by frequency
     assert np.array_equal(est.decision_function(NORMAL + ABNORMAL + UPGRADED), before)
     # Confirmed anomalies that the update leaves flagged do not stop it.
     est.partial_fit([UPGRADED[0]], confirmed=[list("ABZDE")])
@@ -156,10 +160,13 @@ def test_online_arrays_are_checked(trained: DeepLog, tmp_path: Path) -> None:
         DeepLog.load(tmp_path / "bad")
 
 
-def test_memory_keeps_the_training_rows_and_held_out_sessions(trained: DeepLog) -> None:
+def test_memory_keeps_the_training_rows_and_calibration_sessions(trained: DeepLog) -> None:
     mem = trained.memory_
     assert mem is not None
-    assert len(mem.calibration) == trained.threshold_.heldout_sessions == 30
+    # Every training session, with what the model itself flags of them as the re-check's
+    # baseline.
+    assert len(mem.calibration) == trained.threshold_.checked_sessions == 300
+    assert 0 <= trained.threshold_.checked_flagged <= 300
     assert mem.replay_rows.shape[1] == trained.window + 1 and mem.replay_counts.min() >= 1
     assert trained.model_.training_rows is None  # the estimator lets training's copy go
     # The most frequent rows are kept when the sample is capped.

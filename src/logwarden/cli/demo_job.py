@@ -92,11 +92,12 @@ def run_demo(
             bar.update(task, total=model.train_info_["epochs"])
         th = model.threshold_
         console.print(
-            f"Trained on {model.train_info_['train_sessions']:,} sessions "
+            f"Trained on {model.train_info_['sessions']:,} sessions "
             f"({model.train_info_['distinct_windows']:,} distinct windows) in "
             f"{model.train_info_['seconds']:.1f} s; threshold: probability < {th.tau:.2g}, "
-            f"chosen on {th.heldout_sessions} held-out normal sessions at a "
-            f"{th.target_fpr:.1%} false-positive target"
+            f"expected false positives {th.expected_fpr:.2%} (95% interval "
+            f"{th.fpr_low:.2%} to {th.fpr_high:.2%}) at a {th.target_fpr:.1%} target, "
+            f"from sessions scored by models that did not train on them"
         )
         pinfo = model.train_info_["params"]
         console.print(

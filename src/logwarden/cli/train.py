@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 from logwarden.cli.common import RuntimeFailure, UsageError, stderr_console
 from logwarden.cli.inputs import add_input_args, apply_input_args, read_inputs
@@ -58,6 +59,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="supervised: loss weight of anomalous windows (default: chosen on validation)",
     )
+    st.add_argument(
+        "--folds",
+        type=int,
+        default=5,
+        help="cross-fitting folds for the threshold and the false-positive estimate (5; "
+        "0 with --top-g: none)",
+    )
+    st.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="processes training the calibration's fold models (0: one per usable core)",
+    )
     st.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     st.set_defaults(func=cmd_train)
 
@@ -72,6 +86,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return train_supervised(args)
     if args.line_labels or args.pos_weight is not None:
         raise UsageError("--line-labels and --pos-weight go with --supervised")
+    if args.jobs < 0:
+        raise UsageError("--jobs must be >= 0")
     model = DeepLog(
         window=args.window_size,
         top_g=args.top_g,
@@ -84,6 +100,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         param_models=not args.no_params,
         confidence=args.confidence,
         workflows=not args.no_workflows,
+        folds=args.folds,
+        n_jobs=args.jobs if args.jobs > 0 else _usable_cores(),
     )
     # Validate the hyperparameters before any work (a ConfigError names the flag, see main).
     model.key_config()
@@ -94,18 +112,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not data.keys:
         raise RuntimeFailure("no training session (jsonl input trains on label-0 sessions only)")
     n_rows = sum(len(k) + 1 for k in data.keys)
-    columns = [TextColumn("training"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
-               TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]  # fmt: skip
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[step]}"),
+               TextColumn("{task.fields[detail]}"), TimeElapsedColumn()]  # fmt: skip
     started = time.perf_counter()
     with Progress(*columns, console=stderr_console(), transient=False, disable=args.quiet) as bar:
-        task = bar.add_task("train", total=model.epochs, loss=float("nan"), rate="")
+        task = bar.add_task("training", total=model.epochs, step="", detail="")
+        folds: list[Any] = []
 
         def progress(epoch: int, total: int, loss: float) -> None:
             rate = n_rows * epoch / max(time.perf_counter() - started, 1e-9)
-            bar.update(task, completed=epoch, loss=loss, rate=f"{rate:,.0f} windows/s")
+            detail = f"loss {loss:.4f} {rate:,.0f} windows/s"
+            bar.update(task, completed=epoch, step=f"epoch {epoch}/{total}", detail=detail)
+
+        def fold_progress(k: int, total: int) -> None:
+            # The threshold's calibration: fold models trained as the model itself was.
+            if not folds:
+                done = bar.tasks[task].completed
+                bar.update(task, total=done, step=f"epoch {done:.0f}/{done:.0f}")
+                folds.append(bar.add_task("calibrating", total=total, step="", detail=""))
+            bar.update(folds[0], completed=k, step=f"fold model {min(k + 1, total)}/{total}")
 
         try:
-            detector.fit(data, progress=progress)
+            detector.fit(data, progress=progress, fold_progress=fold_progress)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         bar.update(task, total=model.train_info_["epochs"])
@@ -124,18 +152,15 @@ def _summary(args: argparse.Namespace, model: object, sessions: int) -> None:
 
     assert isinstance(model, DeepLog)
     th = model.threshold_
-    rule = (
-        f"top-g, g = {th.g}"
-        if th.mode == "top_g"
-        else (
-            f"probability < {th.tau:.3g} (held-out false positives {th.heldout_fpr:.2%} of {th.heldout_sessions})"
-        )
-    )
+    rule = f"top-g, g = {th.g}" if th.mode == "top_g" else f"probability < {th.tau:.3g}"
     info = model.train_info_
+    cal = info.get("calibration") or {}
     print(
         f"logwarden train: {sessions:,} sessions, {len(model.keys_)} keys, "
         f"{info['distinct_windows']:,} distinct windows of {info['windows']:,}, {info['epochs']} epochs "
-        f"in {info['seconds']:.1f} s on {info['device']}; threshold: {rule}; saved {args.out}",
+        f"in {info['seconds']:.1f} s on {info['device']}"
+        + (f" (calibration {cal['seconds']:.1f} s)" if "seconds" in cal else "")
+        + f"; threshold: {rule}; saved {args.out}",
         file=sys.stderr,
     )
     pinfo = info.get("params")
@@ -165,3 +190,23 @@ def _summary(args: argparse.Namespace, model: object, sessions: int) -> None:
             + f" in {winfo['seconds']:.1f} s; see logwarden workflow --model {args.out}",
             file=sys.stderr,
         )
+    print(f"  {expected_fpr_line(th)}", file=sys.stderr)
+
+
+def _usable_cores() -> int:
+    from logwarden.io.ingest import usable_cores
+
+    return usable_cores()
+
+
+def expected_fpr_line(th: Any) -> str:
+    """The key model's expected false-positive rate, for the end of ``train``."""
+    if th.expected_fpr is None:
+        return "expected false positives: not estimated (no cross-fitting: folds = 0)"
+    target = f" at a target of {th.target_fpr:.2%}" if th.target_fpr is not None else ""
+    return (
+        f"expected false positives (key model): {th.expected_fpr:.2%} of normal sessions"
+        f"{target}, 95% interval {th.fpr_low:.2%} to {th.fpr_high:.2%} "
+        f"({th.calibration_flagged:,} of {th.calibration_sessions:,} training sessions "
+        f"flagged when left out; {th.method})"
+    )

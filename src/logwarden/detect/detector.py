@@ -181,15 +181,20 @@ class Detector:
     # -- the estimator -----------------------------------------------------------------------
 
     def fit(
-        self, data: Inputs, progress: Callable[[int, int, float], None] | None = None
+        self,
+        data: Inputs,
+        progress: Callable[[int, int, float], None] | None = None,
+        fold_progress: Callable[[int, int], None] | None = None,
     ) -> Detector:
-        """Fit the models on ``data`` (normal sessions, as ``read(..., learn=True)`` gives)."""
+        """Fit the models on ``data`` (normal sessions, as ``read(..., learn=True)`` gives);
+        ``progress`` and ``fold_progress`` as for ``DeepLog.fit``."""
         self.model.fit(
             data.keys,
             data.templates,
             progress=progress,
             events=data.events,
             interleaved=self.input.window is not None,  # windows of a log without ids
+            fold_progress=fold_progress,
         )
         return self
 

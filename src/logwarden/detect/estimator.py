@@ -9,6 +9,7 @@ are the hyperparameters; fitted state ends in ``_``.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from itertools import chain
@@ -29,6 +30,7 @@ from logwarden.models.keys import (
     END,
     FIRST_KEY,
     UNK,
+    Assessment,
     KeyModel,
     KeyModelConfig,
     Threshold,
@@ -53,7 +55,8 @@ from logwarden.workflow.diagnose import Diagnosis, diagnose
 
 REASONS = {
     "unseen_key": "a log key never seen in normal runs",
-    "early_end": "the session ended where the model expected it to go on",
+    "early_end": "the session ended where normal sessions go on",
+    "unseen_transition": "a key that never followed these keys in normal runs",
     "ranked_out": "the observed key was not among the keys the model expected next",
     "performance": "a step took far longer than in normal runs",
     "parameter": "a parameter value far from what normal runs produce",
@@ -67,8 +70,11 @@ class Verdict:
     session: str
     anomalous: bool
     length: int  # number of log keys in the session
-    score: float  # higher is more anomalous (see DeepLog.decision_function)
-    # unseen_key | early_end | ranked_out (keys) | performance | parameter (params)
+    # Higher is more anomalous: -log10 of how rare such a session is among normal ones, one
+    # scale for both detectors (see DeepLog.decision_function); the worst rank with top-g.
+    score: float
+    # unseen_key | unseen_transition | early_end | ranked_out (keys) | performance |
+    # parameter (params)
     reason: str | None = None  # None when normal
     detector: str | None = None  # which model fired: "keys" or "params"
     position: int | None = None  # index of the first anomalous entry (length: the end)
@@ -114,7 +120,7 @@ class Verdict:
         obs = self.observed_template or self.observed
         if self.reason == "unseen_key":
             out.append(f"  observed: {obs} (never seen in training)")
-        elif self.reason == "ranked_out":
+        elif self.reason in ("ranked_out", "unseen_transition"):
             out.append(f"  observed: {obs} (p={self.probability:.2g}, rank {self.rank})")
         elif self.deviation is not None:
             out.append(f"  entry: {obs}")
@@ -174,9 +180,16 @@ _DETAIL_FIELDS = (
 class DeepLog:
     """DeepLog: the log-key model, then the parameter-value models.
 
-    ``top_g=None`` (the default) chooses a probability threshold automatically from a
-    held-out part (``holdout``) of the normal training sessions, at ``target_fpr``;
-    ``top_g=9`` uses the paper's top-g rule.
+    ``top_g=None`` (the default) chooses a probability threshold automatically so that
+    about ``target_fpr`` of normal sessions are flagged: every training session is scored
+    by one of ``folds`` fold models that did not train on it (cross-fitting; each trained
+    as the full model was), the tail of those scores is modelled, and the expected
+    false-positive rate is kept with an interval (``threshold_``). ``top_g=9`` uses the
+    paper's top-g rule (its false-positive rate is estimated the same way). In both modes
+    a key that never followed its preceding keys in a normal session (END included: an
+    early end) is anomalous (``rule_share``: the most of ``target_fpr`` that rule may cost,
+    see ``KeyCalibration``). ``n_jobs`` > 1 trains the fold models in that many worker
+    processes (spawned) beside the model itself.
 
     The parameter models (``param_models``, on by default) need the sessions' entries with
     their parameters and elapsed times: pass ``events`` (``Session`` objects aligned with
@@ -201,9 +214,11 @@ class DeepLog:
         epochs: int = 1000,
         batch_size: int = 512,
         learning_rate: float = 0.01,
-        patience: int = 30,
-        holdout: float = 0.1,
+        patience: int = 10,
         target_fpr: float = 0.005,
+        folds: int = 5,
+        rule_share: float = 0.5,
+        n_jobs: int = 1,
         seed: int = 0,
         device: str = "auto",
         explain_top: int = 5,
@@ -233,8 +248,10 @@ class DeepLog:
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.patience = patience
-        self.holdout = holdout
         self.target_fpr = target_fpr
+        self.folds = folds
+        self.rule_share = rule_share
+        self.n_jobs = n_jobs
         self.seed = seed
         self.device = device
         self.explain_top = explain_top
@@ -306,18 +323,22 @@ class DeepLog:
         progress: Callable[[int, int, float], None] | None = None,
         events: Sequence[Session] | None = None,
         interleaved: bool = False,
+        fold_progress: Callable[[int, int], None] | None = None,
     ) -> DeepLog:
         """Learn normal execution paths from normal sessions (sequences of key labels), and
         with ``events`` (their entries, see the class docstring) the parameter models;
         ``interleaved``: the sessions are windows of a log without identifiers (for the
-        workflows)."""
+        workflows). ``progress(epoch, epochs, loss)`` follows the key model's training,
+        ``fold_progress(done, folds)`` its calibration."""
         import time
 
         param_config = self.param_config()  # validates before any training
         _check_events(sessions, events)
         started = time.perf_counter()
         sessions = [[str(k) for k in s] for s in sessions]
-        self.model_ = fit_key_model(sessions, self.key_config(), progress)
+        self.model_ = fit_key_model(
+            sessions, self.key_config(), progress, fold_progress, n_jobs=self.n_jobs
+        )
         self.model_.train_info["seconds"] = round(time.perf_counter() - started, 3)
         self.templates_ = {str(k): v for k, v in (templates or {}).items()}
         self.params_: ParamModels | None = None
@@ -339,26 +360,28 @@ class DeepLog:
                 "count": len(self.workflows_),
                 "interleaved": interleaved,
             }
-        # What online updates and drift tracking need later, kept before it is let go.
+        # What online updates and drift tracking need later, kept before it is let go: the
+        # drift baseline is the training sessions' cross-fitted scores (sessions no model
+        # scoring them trained on), or the model's own scores without cross-fitting.
         self.memory_: Memory | None = Memory.from_training(self.model_)
-        self.drift_baseline_ = self._baseline(
-            self.model_.heldout or self.model_.encode_many(sessions[:2000])
+        cross = self.model_.cross_fitted
+        self.drift_baseline_ = (
+            DriftBaseline.from_scores(cross[0], int(cross[1].sum()))
+            if cross is not None
+            else self._baseline(self.model_.encode_many(sessions[:2000]))
         )
-        self.model_.training_rows = self.model_.heldout = None
+        self.model_.training_rows = self.model_.recheck_sessions = None
+        self.model_.cross_fitted = None
         self.lineage_ = Lineage.trained(_lineage_summary(self.model_.train_info))
         self.source_: dict[str, str] | None = None
         return self
 
-    def _baseline(self, encoded: Sequence[np.ndarray], scores: Any = None) -> DriftBaseline | None:
-        """Score distribution and flagged share of normal sessions the model did not train
-        on (the held-out ones), for drift tracking; ``scores``: theirs, when at hand."""
-        model = self._fitted()
+    def _baseline(self, encoded: Sequence[np.ndarray]) -> DriftBaseline | None:
+        """Score distribution and flagged share of normal sessions, for drift tracking."""
         if not encoded:
             return None
-        scores = scores if scores is not None else model.score(list(encoded))
-        flags = model.threshold.flags(scores.rank, scores.prob) | (scores.target == UNK)
-        flagged = int((_first_flag(flags, scores.offsets) >= 0).sum())
-        return DriftBaseline.from_scores(self._session_scores(scores), flagged)
+        a = self._fitted().assess(list(encoded))
+        return DriftBaseline.from_scores(self._key_scores(a), int((a.first >= 0).sum()))
 
     def partial_fit(
         self,
@@ -434,9 +457,7 @@ class DeepLog:
         tries: list[dict[str, Any]] = []
         for _ in range(policy.attempts):
             t_tune = time.perf_counter()
-            km, rounds, cal_scores = (
-                _tune(grown, mem, share, policy) if sessions else (grown, [], None)
-            )
+            km, rounds = _tune(grown, mem, share, policy) if sessions else (grown, [])
             cand = self._with(km, params, merged)
             conf_after = cand.predict(confirmed, conf_events)
             silenced = np.flatnonzero(conf_before & ~conf_after)
@@ -463,8 +484,11 @@ class DeepLog:
             "replay_rows": len(mem.replay_rows),
             "attempts": tries,
             "threshold": [_threshold_value(before_th), _threshold_value(after_th)],
-            "calibration_fpr": [before_th.heldout_fpr, after_th.heldout_fpr],
-            "calibration_sessions": after_th.heldout_sessions,
+            "calibration_fpr": [
+                float(_flagged(model, mem.calibration).mean()) if mem.calibration else None,
+                float(_flagged(km, mem.calibration).mean()) if mem.calibration else None,
+            ],
+            "calibration_sessions": len(mem.calibration),
             "normal_flagged": [int(norm_before.sum()), int(norm_after.sum())],
             "confirmed_flagged": [int(conf_before.sum()), int(conf_after.sum())],
             "params": pinfo,
@@ -474,7 +498,8 @@ class DeepLog:
         self.params_ = params
         self.templates_ = merged
         self.memory_ = mem
-        self.drift_baseline_ = self._baseline(mem.calibration, cal_scores) or self.drift_baseline_
+        # The drift baseline stays: the cross-fitted scores of normal sessions the update
+        # keeps normal (the threshold re-check above holds the model to them).
         self.lineage_ = self.lineage_.child(feedback, self.update_info_, self.source_)
         self.source_ = None  # no longer the model that was loaded
         return self
@@ -542,52 +567,80 @@ class DeepLog:
             raise NotFittedError("this DeepLog is not fitted yet: call fit() or load()")
         return model
 
-    def _scores(
-        self, sessions: Sequence[Sequence[str]], keep_probs: bool = False
-    ) -> tuple[Any, np.ndarray, np.ndarray]:
+    def _assess(self, sessions: Sequence[Sequence[str]], keep_probs: bool = False) -> Assessment:
         model = self._fitted()
-        encoded = model.encode_many(sessions)
-        scores = model.score(encoded, keep_probs=keep_probs)
-        flags = model.threshold.flags(scores.rank, scores.prob) | (scores.target == UNK)
-        return scores, flags, _first_flag(flags, scores.offsets)
+        return model.assess(model.encode_many(sessions), keep_probs=keep_probs)
 
-    def decision_function(self, sessions: Sequence[Sequence[str]]) -> np.ndarray:
-        """Anomaly score per session, higher is more anomalous: with the probability
-        threshold, -log10 of the lowest probability given to one of its keys (40 for a
-        key never seen); with top-g, the worst rank of one of its keys."""
-        scores, _, _ = self._scores(sessions)
-        return self._session_scores(scores)
+    def decision_function(
+        self, sessions: Sequence[Sequence[str]], events: Sequence[Session] | None = None
+    ) -> np.ndarray:
+        """Anomaly score per session on one scale for both detectors, higher is more
+        anomalous, and a session is anomalous exactly when its score reaches
+        ``-log10(threshold_.level)``.
 
-    def _session_scores(self, scores: Any) -> np.ndarray:
-        starts = scores.offsets[:-1]
-        if len(starts) == 0:
-            return np.zeros(0)
-        if self._fitted().threshold.mode == "top_g":
-            return np.maximum.reduceat(scores.rank, starts).astype(np.float64)
-        low = np.minimum.reduceat(scores.prob.astype(np.float64), starts)
-        return -np.log10(np.maximum(low, 1e-40))
+        With the probability threshold: -log10 of the session's tail probability among
+        normal sessions under the key model (cross-fitted, see ``Threshold``), and for the
+        parameter models (with ``events``) the tail probability of its most deviating entry
+        put on the same scale by its ratio to the interval's own level: a parameter entry at
+        its bound scores like a key-model session at its bound, one ten times less probable
+        scores one more. Sorting by score mixes both detectors' findings by how far past
+        their thresholds they lie. With top-g: the worst rank of one of its keys, a
+        parameter anomaly ``g + 1`` plus its decades past its bound.
+        """
+        a = self._assess(sessions)
+        _, param_log10_p = self._param_evidence(sessions, events, a)
+        return self._combined(a, param_log10_p)
+
+    def _key_scores(self, a: Assessment) -> np.ndarray:
+        th = self._fitted().threshold
+        if th.mode == "top_g":
+            assert th.g is not None
+            starts = a.scores.offsets[:-1]
+            if len(starts) == 0:
+                return np.zeros(0)
+            worst = np.maximum.reduceat(a.scores.rank, starts).astype(np.float64)
+            # A session the rule flags scores past g, however its keys rank.
+            return np.where(a.first >= 0, np.maximum(worst, th.g + 1), worst)
+        return 0.0 - np.log10(np.maximum(a.p_value, 1e-300))
+
+    def _combined(self, a: Assessment, param_log10_p: np.ndarray | None) -> np.ndarray:
+        keys = self._key_scores(a)
+        params = getattr(self, "params_", None)
+        if param_log10_p is None or params is None:
+            return keys
+        th = self._fitted().threshold
+        # Decades past the parameter interval's own per-entry level (> 0: anomalous).
+        past = math.log10(params.config.tail) - param_log10_p
+        if th.mode == "top_g":
+            assert th.g is not None
+            by_params = np.where(past > 0, th.g + 1 + past, -np.inf)
+        else:
+            assert th.level is not None
+            by_params = -math.log10(th.level) + past
+        return np.maximum(keys, by_params)
 
     def predict(
         self, sessions: Sequence[Sequence[str]], events: Sequence[Session] | None = None
     ) -> np.ndarray:
         """True for each anomalous session (by either detector when ``events`` are given)."""
-        scores, flags, first = self._scores(sessions)
-        found = first >= 0
-        if events is not None:
-            for i in self._param_anomalies(sessions, events, flags, scores.offsets):
-                found[i] = True
+        a = self._assess(sessions)
+        found = a.first >= 0
+        first_params, _ = self._param_evidence(sessions, events, a, explain=False)
+        for i in first_params:
+            found[i] = True
         return found
 
     def entry_scores(
         self, sessions: Sequence[Sequence[str]], events: Sequence[Session] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per entry of the sessions, flattened in order (session ends left out): whether a
-        detector flags it, and its key-model score (as ``decision_function``: -log10 of the
-        key's probability, 40 for an unseen key; its rank with top-g). With ``events``, an
-        entry the parameter models flag is flagged too. For per-line verdicts of logs
-        without session ids (window sessions)."""
+        detector flags it, and its key-model score (-log10 of the key's probability, 40 for
+        an unseen key; its rank with top-g). With ``events``, an entry the parameter models
+        flag is flagged too. For per-line verdicts of logs without session ids (window
+        sessions)."""
         _check_events(sessions, events)
-        scores, flags, _ = self._scores(sessions)
+        a = self._assess(sessions)
+        scores, flags = a.scores, a.flags
         if self._fitted().threshold.mode == "top_g":
             value = scores.rank.astype(np.float64)
         else:
@@ -604,36 +657,40 @@ class DeepLog:
         keep[scores.offsets[1:] - 1] = False  # each session's end row
         return flags[keep], value[keep]
 
-    def _param_anomalies(
+    def _param_evidence(
         self,
         sessions: Sequence[Sequence[str]],
         events: Sequence[Session] | None,
-        key_flags: np.ndarray,
-        offsets: np.ndarray,
-    ) -> dict[int, tuple[int, dict[str, Any]]]:
-        """Per session index: the first entry (position, deviation) that the parameter
-        models flag among entries whose key the key model found normal."""
+        a: Assessment,
+        explain: bool = True,
+    ) -> tuple[dict[int, tuple[int, dict[str, Any] | None]], np.ndarray | None]:
+        """The parameter models' findings among entries whose key the key model found
+        normal: per session index, the first flagged entry (position, and its deviation
+        when ``explain``), and per session the lowest log10 tail probability of an entry
+        (0 where no entry was checked; None without parameter models or ``events``)."""
         _check_events(sessions, events)
         params = getattr(self, "params_", None)
         if params is None or events is None:
-            return {}
+            return {}, None
+        offsets = a.scores.offsets
+        lowest = np.zeros(len(sessions))
         first: dict[int, tuple[int, Any, int]] = {}  # session -> (entry, scores, row)
         for sc in params.score(params.series(events)).values():
-            hits = np.flatnonzero(sc.anomalous)
-            if len(hits) == 0:
+            if len(sc.refs) == 0:
                 continue
-            refs = sc.refs[hits]
-            normal_key = ~key_flags[offsets[refs[:, 0]] + refs[:, 1]]
-            for j, (si, ei) in zip(
-                hits[normal_key].tolist(), refs[normal_key].tolist(), strict=True
-            ):
+            normal_key = ~a.flags[offsets[sc.refs[:, 0]] + sc.refs[:, 1]]
+            if sc.log10_p is not None:
+                np.minimum.at(lowest, sc.refs[normal_key, 0], sc.log10_p[normal_key])
+            hits = np.flatnonzero(sc.anomalous & normal_key)
+            for j, (si, ei) in zip(hits.tolist(), sc.refs[hits].tolist(), strict=True):
                 if si not in first or ei < first[si][0]:
                     first[si] = (ei, sc, j)
         # Explanations only for the entry each session reports (a Session is built for it).
-        return {
-            si: (ei, self.deviation(sc, j, sessions[si], events[si], ei))
+        found = {
+            si: (ei, self.deviation(sc, j, sessions[si], events[si], ei) if explain else None)
             for si, (ei, sc, j) in first.items()
         }
+        return found, lowest
 
     def deviation(
         self, sc: Any, j: int, keys: Sequence[str], session: Session, ei: int
@@ -680,9 +737,10 @@ class DeepLog:
         ``events``: their entries, for the parameter models. The first anomalous entry
         of a session, by either detector, is the one explained."""
         model = self._fitted()
-        scores, flags, first = self._scores(sessions, keep_probs=True)
-        by_params = self._param_anomalies(sessions, events, flags, scores.offsets)
-        session_scores = self._session_scores(scores)
+        a = self._assess(sessions, keep_probs=True)
+        scores, first = a.scores, a.first
+        by_params, param_log10_p = self._param_evidence(sessions, events, a)
+        session_scores = self._combined(a, param_log10_p)
         ids = ids if ids is not None else [str(i) for i in range(len(sessions))]
         h = model.config.window
         out: list[Verdict] = []
@@ -699,6 +757,7 @@ class DeepLog:
             param_hit = by_params.get(i)
             if param_hit is not None and (j is None or param_hit[0] < int(first[i])):
                 p, deviation = param_hit
+                assert deviation is not None
                 observed = str(sess[p])
                 v = Verdict(
                     sid, True, len(sess), score,
@@ -718,9 +777,12 @@ class DeepLog:
             flat = int(scores.offsets[i]) + p
             target = int(scores.target[flat])
             observed = "<end>" if target == END else str(sess[p])
-            reason = (
-                "unseen_key" if target == UNK else "early_end" if target == END else "ranked_out"
-            )
+            if target == UNK:
+                reason = "unseen_key"
+            elif target == END:
+                reason = "early_end"
+            else:
+                reason = "unseen_transition" if a.new_transition[flat] else "ranked_out"
             window = [str(k) for k in sess[max(0, p - h) : p]]
             expected = [
                 {"key": k, "template": templates.get(k), "probability": round(prob, 4)}
@@ -783,6 +845,7 @@ class DeepLog:
             "params": self.get_params(),
             "vocabulary": vocabulary,
             "threshold": kmeta["threshold"],
+            "calibration": kmeta["calibration"],
             "train_info": kmeta["train_info"],
         }
         arrays = {f"keys/{k}": v for k, v in karrays.items()}
@@ -816,6 +879,7 @@ class DeepLog:
                 "config": asdict(est.key_config()),
                 "keys": [str(v["key"]) for v in vocab],
                 "threshold": meta["threshold"],
+                "calibration": meta.get("calibration"),
                 "train_info": meta.get("train_info", {}),
             }
             est.model_ = KeyModel.from_state(kmeta, _part(arrays, "keys"))
@@ -865,37 +929,38 @@ class DeepLog:
 
 def _tune(
     grown: KeyModel, memory: Memory, share: float, policy: UpdatePolicy
-) -> tuple[KeyModel, list[dict[str, Any]], Any]:
+) -> tuple[KeyModel, list[dict[str, Any]]]:
     """The key model fine-tuned on the memory, its threshold re-checked, in rounds while a
     session marked normal (now or before) is still flagged, each round giving the new
     feedback rows more weight (the operator said they are normal: a window where the old
     successor is very frequent needs more than ``share`` for a new one to pass); the
-    model, each round's figures and its scores of the calibration sessions."""
+    model and each round's figures. The transitions of every session marked normal join
+    the rule's known ones (the operator says they are normal)."""
     weights = grown.weights
     rounds: list[dict[str, Any]] = []
     km = grown
-    cal_scores = None
+    known = grown.learn_transitions(memory.feedback_sessions)
     for r in range(policy.rounds):
         round_share = 1.0 - (1.0 - share) * 0.5**r
         weights, info = fine_tune(grown, memory, round_share, policy, init=weights)
-        km = KeyModel(grown.config, grown.keys, weights, grown.threshold, dict(grown.train_info))
-        cal_scores = km.score(memory.calibration) if memory.calibration else None
-        km.threshold = recheck_threshold(km, memory.calibration, cal_scores)
+        km = KeyModel(
+            grown.config, grown.keys, weights, grown.threshold, dict(grown.train_info),
+            grown.calibration, known,
+        )  # fmt: skip
+        km.threshold = recheck_threshold(km, memory.calibration)
         still = int(_flagged(km, memory.feedback_sessions).sum())
         rounds.append({"share": round(round_share, 4), "steps": info["steps"],
                        "loss": round(float(info["loss"]), 5), "still_flagged": still})  # fmt: skip
         if still == 0:
             break
-    return km, rounds, cal_scores
+    return km, rounds
 
 
 def _flagged(model: KeyModel, encoded: Sequence[np.ndarray]) -> np.ndarray:
     """Which encoded sessions the key model flags."""
     if not encoded:
         return np.zeros(0, dtype=bool)
-    scores = model.score(list(encoded))
-    flags = model.threshold.flags(scores.rank, scores.prob) | (scores.target == UNK)
-    return _first_flag(flags, scores.offsets) >= 0
+    return model.assess(list(encoded)).first >= 0
 
 
 def bundle_source(path: str | Path, manifest: Mapping[str, Any]) -> dict[str, str]:
@@ -909,7 +974,7 @@ def _threshold_value(th: Threshold) -> float | int | None:
 
 
 def _lineage_summary(info: Mapping[str, Any]) -> dict[str, Any]:
-    keep = ("sessions", "train_sessions", "heldout_sessions", "epochs", "seconds")
+    keep = ("sessions", "epochs", "seconds")
     return {k: info[k] for k in keep if k in info}
 
 
@@ -928,18 +993,3 @@ def _check_events(sessions: Sequence[Any], events: Sequence[Session] | None) -> 
             f"events has {len(events)} sessions for {len(sessions)} key sequences; "
             "they must be aligned"
         )
-
-
-def _first_flag(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Per session, the position of its first flagged entry, or -1."""
-    n = len(offsets) - 1
-    idx = np.flatnonzero(flags)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    j = np.searchsorted(idx, offsets[:-1])
-    first = np.full(n, -1, dtype=np.int64)
-    ok = j < len(idx)
-    cand = np.where(ok, idx[np.minimum(j, max(len(idx) - 1, 0))] if len(idx) else 0, 0)
-    hit = ok & (cand < offsets[1:])
-    first[hit] = cand[hit] - offsets[:-1][hit]
-    return first

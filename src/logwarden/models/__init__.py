@@ -1,19 +1,23 @@
 """DeepLog's models: the log-key LSTM, the parameter-value models, thresholds."""
 
+from logwarden.models.calibration import TailModel
 from logwarden.models.keys import (
     END,
     FIRST_KEY,
     PAD,
     RESERVED,
     UNK,
+    Assessment,
+    KeyCalibration,
     KeyModel,
     KeyModelConfig,
     KeyNetNumpy,
     Scores,
     Threshold,
-    choose_threshold,
     fit_key_model,
     session_rows,
+    session_statistic,
+    vocabulary,
 )
 from logwarden.models.params import ParamModelConfig, ParamModels, ParamScores
 from logwarden.models.supervised import SupervisedConfig, SupervisedDeepLog
@@ -24,6 +28,8 @@ __all__ = [
     "PAD",
     "RESERVED",
     "UNK",
+    "Assessment",
+    "KeyCalibration",
     "KeyModel",
     "KeyModelConfig",
     "KeyNetNumpy",
@@ -33,8 +39,10 @@ __all__ = [
     "Scores",
     "SupervisedConfig",
     "SupervisedDeepLog",
+    "TailModel",
     "Threshold",
-    "choose_threshold",
     "fit_key_model",
     "session_rows",
+    "session_statistic",
+    "vocabulary",
 ]

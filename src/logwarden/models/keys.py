@@ -23,17 +23,19 @@ cache of windows.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
 
 from logwarden.errors import ConfigError
+from logwarden.models.calibration import TailModel, binomial_interval, bootstrap_rate
 from logwarden.models.numpy_nets import KeyNetNumpy
 
+TRANSITIONS = "rule.transitions"  # the array of known transitions, beside the weights
 PAD = 0  # before the first key of a session
 END = 1  # after the last key of a session
 UNK = 2  # a key never seen in training
@@ -51,11 +53,12 @@ class KeyModelConfig:
     hidden: int = 64
     embedding: int = 32
     epochs: int = 1000  # upper bound; training stops earlier once the loss settles
-    patience: int = 30  # epochs without a 1% improvement before stopping
+    patience: int = 10  # epochs without a 1% improvement before stopping
     batch_size: int = 512  # at most; smaller when there are few distinct windows
     learning_rate: float = 0.01
-    holdout: float = 0.1  # fraction of normal training sessions kept aside for thresholds
-    target_fpr: float = 0.005  # automatic threshold: false-positive rate on the held-out part
+    target_fpr: float = 0.005  # automatic threshold: expected false-positive rate per session
+    folds: int = 5  # cross-fitting folds for the threshold and its false-positive estimate
+    rule_share: float = 0.5  # most of target_fpr the unseen-transition rule may take
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda"
 
@@ -75,7 +78,8 @@ class KeyModelConfig:
                 "epochs and batch_size must be >= 1",
             ),
             (self.learning_rate > 0, "learning_rate", "learning_rate must be > 0"),
-            (0.0 <= self.holdout < 1.0, "holdout", "holdout must be in [0, 1)"),
+            (self.folds == 0 or self.folds >= 2, "folds", "folds must be 0 or >= 2"),
+            (0.0 <= self.rule_share < 1.0, "rule_share", "rule_share must be in [0, 1)"),
             (0.0 < self.target_fpr < 1.0, "target_fpr", "target_fpr must be in (0, 1)"),
             (self.device in ("auto", "cpu", "cuda"), "device", "device must be auto, cpu or cuda"),
         ]
@@ -86,15 +90,34 @@ class KeyModelConfig:
 
 @dataclass
 class Threshold:
-    """When a position is anomalous: observed key ranked beyond ``g``, or its probability
-    below ``tau`` (exactly one of the two is set)."""
+    """When a position is anomalous, and what that costs on normal sessions.
+
+    ``top_g``: the observed key ranked beyond ``g``. ``probability``: its probability below
+    ``tau`` while it is not the model's most likely key (a key the model expects most is
+    never the anomaly). Exactly one of ``g`` and ``tau`` is set. Unseen keys and ends
+    where no normal session ended are anomalous in both modes (see ``KeyCalibration``).
+
+    ``expected_fpr`` (with its 95% interval ``fpr_low``..``fpr_high``) is the share of
+    normal sessions the whole key model flags, estimated from sessions scored by models
+    that did not train on them; ``level`` is the part left to the probability cut, so that
+    a session is anomalous exactly when its tail probability is at most ``level``.
+    """
 
     mode: str  # "top_g" | "probability"
     g: int | None = None
     tau: float | None = None
     target_fpr: float | None = None
-    heldout_sessions: int = 0
-    heldout_fpr: float | None = None  # measured on the held-out normal sessions
+    level: float | None = None
+    expected_fpr: float | None = None
+    fpr_low: float | None = None
+    fpr_high: float | None = None
+    calibration_sessions: int = 0  # cross-fitted normal sessions behind the estimate
+    calibration_flagged: int = 0  # of which flagged at this threshold
+    method: str | None = None  # how expected_fpr was estimated
+    # Online updates: the training sessions the model itself flags (in-sample, so fewer
+    # than expected_fpr says); an update that flags clearly more of them moves the cut.
+    checked_sessions: int = 0
+    checked_flagged: int = 0
 
     def __post_init__(self) -> None:
         if self.mode == "top_g":
@@ -103,6 +126,8 @@ class Threshold:
         elif self.mode == "probability":
             if not isinstance(self.tau, int | float) or not 0.0 < float(self.tau) <= 1.0:
                 raise ValueError(f"probability threshold needs 0 < tau <= 1, got {self.tau!r}")
+            if self.level is not None and not 0.0 < float(self.level) <= 1.0:
+                raise ValueError(f"probability threshold needs 0 < level <= 1, got {self.level!r}")
         else:
             raise ValueError(f"unknown threshold mode {self.mode!r}")
 
@@ -111,7 +136,49 @@ class Threshold:
             assert self.g is not None
             return rank > self.g
         assert self.tau is not None
-        return prob < self.tau
+        return (prob < self.tau) & (rank > 1)
+
+
+@dataclass
+class KeyCalibration:
+    """What normal sessions look like to the key model, from training sessions scored by
+    models that did not train on them (cross-fitting) or left out one at a time.
+
+    * ``tail``: the tail of the session statistic (``session_statistic``) over the normal
+      sessions no rule flags; a session's tail probability is ``tail.sf``.
+    * The unseen-transition rule: a key (END included) after ``context`` keys (padded)
+      that it never followed in any normal training session is anomalous whatever the
+      network says; so a session that ends where no normal session ended is an early end
+      for every seed. ``context`` is the longest whose leave-one-out cost (training
+      sessions holding a key or transition no other session holds) stays within
+      ``rule_share`` of the target; 0 means only unseen keys.
+    * ``unseen_key_sessions`` / ``rule_sessions``: training sessions that would be flagged
+      by the rules had they been left out (an unseen key; a key or transition), the rules'
+      false-positive estimate.
+    """
+
+    sessions: int
+    folds: int
+    tail: TailModel | None
+    context: int
+    unseen_key_sessions: int
+    rule_sessions: int
+
+    @property
+    def rule_p(self) -> float:
+        """Tail probability of a session the rules flag (leave-one-out count, +1)."""
+        return (self.rule_sessions + 1) / (self.sessions + 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tail"] = None if self.tail is None else self.tail.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> KeyCalibration:
+        d = dict(d)
+        tail = d.pop("tail", None)
+        return cls(tail=None if tail is None else TailModel.from_dict(tail), **d)
 
 
 @dataclass
@@ -125,6 +192,44 @@ class Scores:
     window_rows: np.ndarray  # index into ``windows`` of each position's window
     windows: np.ndarray  # distinct windows (key indices), shape (n, window)
     probs: np.ndarray | None = None  # distinct windows' probabilities, when kept
+
+
+@dataclass
+class Assessment:
+    """Sessions judged by the key model: per position, the scores, flags and unseen
+    transitions; per session, the first flagged position (-1: none), the statistic, the
+    rules that fired and the tail probability (NaN without a calibration)."""
+
+    scores: Scores
+    flags: np.ndarray
+    first: np.ndarray
+    statistic: np.ndarray
+    unseen_key: np.ndarray  # per session
+    unseen_transition: np.ndarray  # per session
+    new_transition: np.ndarray  # per position: a transition no normal session holds
+    p_value: np.ndarray
+
+
+# Fewer windows than this train their fold models in this process, whatever n_jobs says.
+PARALLEL_MIN_WINDOWS = 20_000
+# Probabilities below this are taken as it: float32 softmax outputs underflow to 0 there.
+PROB_FLOOR = 1e-45
+
+
+def session_statistic(scores: Scores) -> np.ndarray:
+    """Per session, -log10 of the lowest probability the model gave one of its keys (or its
+    end), over the positions a probability threshold can flag: not a key never seen, not
+    after one (the window holds UNK), not the model's most likely key. 0 when none is left.
+    """
+    starts = scores.offsets[:-1]
+    if len(starts) == 0:
+        return np.zeros(0)
+    keep = (scores.target != UNK) & (scores.rank > 1)
+    if len(scores.windows):
+        keep &= ~(scores.windows == UNK).any(axis=1)[scores.window_rows]
+    p = np.where(keep, scores.prob.astype(np.float64), 1.0)
+    low = np.minimum.reduceat(p, starts)
+    return -np.log10(np.maximum(low, PROB_FLOOR))
 
 
 def session_rows(sessions: Sequence[np.ndarray], window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -184,13 +289,21 @@ class KeyModel:
     weights: dict[str, np.ndarray]
     threshold: Threshold
     train_info: dict[str, Any] = field(default_factory=dict)
+    calibration: KeyCalibration | None = None
+    # The rule's known transitions: rows of ``calibration.context`` keys and the next key.
+    transitions: np.ndarray | None = None
     # What training leaves for online updates (the estimator stores it; not model state):
-    # the distinct (window, next key) rows of the training part with their counts, and the
-    # encoded held-out sessions the threshold was chosen on.
+    # the distinct (window, next key) rows of the training sessions with their counts, and
+    # the encoded training sessions an update's threshold is re-checked on (scored by the
+    # model itself, so against what it flagged of them when trained, see ``Threshold``).
     training_rows: tuple[np.ndarray, np.ndarray] | None = field(
         default=None, repr=False, compare=False
     )
-    heldout: list[np.ndarray] | None = field(default=None, repr=False, compare=False)
+    recheck_sessions: list[np.ndarray] | None = field(default=None, repr=False, compare=False)
+    # The training sessions' cross-fitted scores (detection's scale) and flags (drift).
+    cross_fitted: tuple[np.ndarray, np.ndarray] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.index = {k: i + FIRST_KEY for i, k in enumerate(self.keys)}
@@ -201,27 +314,63 @@ class KeyModel:
                 raise ValueError(f"weights {name} do not fit a vocabulary of {len(self.keys)} keys")
         self.net = KeyNetNumpy(self.weights, self.config.layers)
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self.calibrate_with(self.calibration, self.transitions)
+
+    def calibrate_with(
+        self, cal: KeyCalibration | None, transitions: np.ndarray | None = None
+    ) -> None:
+        """Use this calibration and the rule's known transitions (checked against the
+        vocabulary and the window)."""
+        outputs = len(self.keys) + FIRST_KEY
+        if transitions is not None:
+            self.transitions = np.asarray(transitions, dtype=np.int32)
+        self.calibration = cal
+        self._known = _RowSet.empty()
+        if cal is None or cal.context == 0:
+            return
+        t = self.transitions
+        if cal.context > self.config.window:
+            raise ValueError("the rule's context is longer than the model's window")
+        if t is None or t.ndim != 2 or t.shape[1] != cal.context + 1:
+            raise ValueError("the rule's transitions do not match its context")
+        if len(t) and (t.min() < 0 or t.max() >= outputs):
+            raise ValueError("the rule's transitions name keys outside the vocabulary")
+        self._known = _RowSet(t, outputs)
 
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """A JSON-ready description (config, vocabulary, threshold, training facts) and the
-        network's weights."""
+        """A JSON-ready description (config, vocabulary, threshold, calibration, training
+        facts) and the network's weights."""
         meta = {
             "config": asdict(self.config),
             "keys": list(self.keys),
             "threshold": asdict(self.threshold),
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
             "train_info": self.train_info,
         }
-        return meta, dict(self.weights)
+        arrays = dict(self.weights)
+        if self.transitions is not None:
+            arrays[TRANSITIONS] = self.transitions
+        return meta, arrays
 
     @classmethod
     def from_state(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> KeyModel:
         """The model ``to_state`` described; ConfigError/ValueError when it does not fit."""
+        cal = meta.get("calibration")
+        threshold = Threshold(**meta["threshold"])
+        if threshold.mode == "probability" and (cal is None or threshold.level is None):
+            raise ValueError(
+                "a probability threshold without its calibration (a model from an older "
+                "logwarden): train it again"
+            )
+        weights = {k: np.asarray(v) for k, v in arrays.items() if k != TRANSITIONS}
         return cls(
             KeyModelConfig(**meta["config"]),
             [str(k) for k in meta["keys"]],
-            {k: np.asarray(v) for k, v in arrays.items()},
-            Threshold(**meta["threshold"]),
+            weights,
+            threshold,
             dict(meta.get("train_info", {})),
+            None if cal is None else KeyCalibration.from_dict(cal),
+            None if TRANSITIONS not in arrays else np.asarray(arrays[TRANSITIONS]),
         )
 
     @property
@@ -295,13 +444,61 @@ class KeyModel:
                     row = len(emb) + j
                     for name in ("embed.weight", "out.weight", "out.bias"):
                         weights[name][row] = weights[name][twin]
+        # Old indices do not change: the rule's known transitions stay valid.
         return KeyModel(
             self.config,
             [*self.keys, *added],
             weights,
             self.threshold,
             dict(self.train_info),
+            self.calibration,
+            self.transitions,
         )
+
+    def assess(self, sessions: Sequence[np.ndarray], keep_probs: bool = False) -> Assessment:
+        """Score encoded sessions and judge them: flags, first anomalous position, rules,
+        the session statistic and its tail probability among normal sessions."""
+        scores = self.score(sessions, keep_probs=keep_probs)
+        flags = self.threshold.flags(scores.rank, scores.prob) | (scores.target == UNK)
+        n = len(scores.offsets) - 1
+        unseen_key = np.zeros(n, dtype=bool)
+        if n:
+            unseen_key = np.logical_or.reduceat(scores.target == UNK, scores.offsets[:-1])
+        new = np.zeros(len(scores.target), dtype=bool)
+        cal = self.calibration
+        if cal is not None and cal.context > 0 and len(new):
+            c = cal.context
+            h = self.config.window
+            rows = np.concatenate(
+                [scores.windows[scores.window_rows][:, h - c :], scores.target[:, None]], axis=1
+            )
+            new = ~self._known.contains(rows)
+            flags |= new
+        unseen_transition = np.zeros(n, dtype=bool)
+        if n:
+            unseen_transition = np.logical_or.reduceat(new, scores.offsets[:-1])
+        first = _first_flag(flags, scores.offsets)
+        statistic = session_statistic(scores)
+        p = np.full(n, np.nan)
+        if cal is not None and cal.tail is not None:
+            p = cal.tail.sf(statistic)
+            p = np.where(unseen_key | unseen_transition, np.minimum(p, cal.rule_p), p)
+            level = self.threshold.level
+            if self.threshold.mode == "probability" and level is not None:
+                # The tail probability and the verdict agree by construction: anomalous
+                # exactly at or below the level (this settles grid steps and rule rates).
+                p = np.where(first >= 0, np.minimum(p, level), np.maximum(p, _above(level)))
+        return Assessment(scores, flags, first, statistic, unseen_key, unseen_transition, new, p)
+
+    def learn_transitions(self, sessions: Sequence[np.ndarray]) -> np.ndarray | None:
+        """The rule's known transitions with those of these encoded sessions added (an
+        operator marked them normal: their transitions are normal from now on)."""
+        cal = self.calibration
+        if cal is None or cal.context == 0 or self.transitions is None or not sessions:
+            return self.transitions
+        rows, _ = session_rows(list(sessions), self.config.window)
+        new = rows[:, self.config.window - cal.context :]
+        return np.unique(np.concatenate([self.transitions, new.astype(np.int32)]), axis=0)
 
     def window_probs(self, window: np.ndarray) -> np.ndarray:
         """Probabilities after one window, through an LRU cache (streaming use)."""
@@ -328,6 +525,59 @@ class KeyModel:
             [(labels[i], float(v)) for i, v in zip(t_row, v_row, strict=True)]
             for t_row, v_row in zip(top.tolist(), vals.tolist(), strict=True)
         ]
+
+
+def _above(x: float) -> float:
+    return float(np.nextafter(x, math.inf))
+
+
+class _RowSet:
+    """A set of rows of key indices with a vectorised membership test."""
+
+    def __init__(self, rows: np.ndarray, n_symbols: int) -> None:
+        self.width = rows.shape[1] if rows.ndim == 2 else 0
+        self.n_symbols = n_symbols
+        self._packed = np.unique(_pack(rows, n_symbols)) if len(rows) else np.zeros(0, np.int64)
+        self._bytes = {r.tobytes() for r in np.ascontiguousarray(rows, dtype=np.int32)}
+
+    @classmethod
+    def empty(cls) -> _RowSet:
+        return cls(np.zeros((0, 0), dtype=np.int32), 1)
+
+    def contains(self, rows: np.ndarray) -> np.ndarray:
+        packed = _pack(rows, self.n_symbols)
+        if packed is not None:
+            return np.isin(packed, self._packed)
+        rows = np.ascontiguousarray(rows, dtype=np.int32)
+        return np.fromiter((r.tobytes() in self._bytes for r in rows), bool, len(rows))
+
+
+def _pack(rows: np.ndarray, n_symbols: int) -> np.ndarray | None:
+    """Each row as one int64 (None when the rows do not fit in 62 bits)."""
+    bits = max(1, int(n_symbols - 1).bit_length())
+    if rows.ndim != 2 or bits * rows.shape[1] > 62:
+        return None
+    packed = np.zeros(len(rows), dtype=np.int64)
+    for col in range(rows.shape[1]):
+        packed = (packed << bits) | rows[:, col].astype(np.int64)
+    return packed
+
+
+def _first_flag(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Per session, the position of its first flagged entry, or -1."""
+    n = len(offsets) - 1
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    idx = np.flatnonzero(flags)
+    first = np.full(n, -1, dtype=np.int64)
+    if len(idx) == 0:
+        return first
+    j = np.searchsorted(idx, offsets[:-1])
+    ok = j < len(idx)
+    cand = idx[np.minimum(j, len(idx) - 1)]
+    hit = ok & (cand < offsets[1:])
+    first[hit] = cand[hit] - offsets[:-1][hit]
+    return first
 
 
 def _unique_rows(rows: np.ndarray, n_symbols: int) -> tuple[np.ndarray, np.ndarray]:
@@ -462,79 +712,369 @@ def fit_key_model(
     sessions: Sequence[Sequence[str]],
     config: KeyModelConfig | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    fold_progress: Callable[[int, int], None] | None = None,
+    n_jobs: int = 1,
 ) -> KeyModel:
-    """Train the key model on normal sessions (sequences of key labels) and set its threshold."""
+    """Train the key model on normal sessions (sequences of key labels) and calibrate it.
+
+    The network trains on all sessions. Its threshold comes from scores every session got
+    from a model that did not train on it: ``folds`` fold models, each trained on the
+    other folds exactly as the full model is (``cross_fit``), give the session statistic
+    of every session; the rules' rates are counted leaving each session out
+    (``calibrate``). ``fold_progress(done, folds)`` follows the fold models. With
+    ``n_jobs`` > 1 (and training on the CPU) the fold models train in that many worker
+    processes while this one trains the full model: same models, less waiting.
+
+    Nothing depends on the order of ``sessions``: the vocabulary is ordered by frequency
+    (``vocabulary``), training runs on distinct rows, and folds are drawn over the sessions
+    in a canonical order. The same sessions in another order, or under other labels for
+    the same keys, give the same model.
+    """
     config = config or KeyModelConfig()
     if not sessions:
         raise ValueError("no training sessions")
-    rng = np.random.default_rng(config.seed)
     n = len(sessions)
-    n_hold = round(n * config.holdout) if config.top_g is None else 0
-    if config.top_g is None and n_hold < 1:
+    if config.top_g is None and (config.folds < 2 or n < config.folds):
         raise ValueError(
-            "the automatic threshold needs held-out sessions: give more sessions or set top_g (--top-g)"
+            f"the automatic threshold needs folds >= 2 and at least that many sessions "
+            f"(got {n} sessions, folds={config.folds}): give more sessions or set top_g (--top-g)"
         )
-    order = rng.permutation(n)
-    hold_idx = np.sort(order[:n_hold])
-    train_idx = np.sort(order[n_hold:])
-    train = [sessions[i] for i in train_idx]
-    # Vocabulary in order of first appearance in the training part (deterministic).
-    seen: dict[str, None] = {}
-    for s in train:
-        for k in s:
-            seen.setdefault(k, None)
-    keys = list(seen)
+    keys = vocabulary(sessions)
     index = {k: i + FIRST_KEY for i, k in enumerate(keys)}
-    encoded = [np.fromiter((index[k] for k in s), dtype=np.int32, count=len(s)) for s in train]
-    rows, _ = session_rows(encoded, config.window)
-    distinct, counts = np.unique(rows, axis=0, return_counts=True)
+    encoded = [np.fromiter((index[k] for k in s), dtype=np.int32, count=len(s)) for s in sessions]
     n_outputs = len(keys) + FIRST_KEY
-    weights, info = train_weights(distinct, counts, n_outputs, config, progress)
-    info.update(
-        {
-            "sessions": n,
-            "train_sessions": len(train),
-            "heldout_sessions": n_hold,
-            "windows": len(rows),
-            "distinct_windows": len(distinct),
-        }
+    import time
+
+    started = time.perf_counter()
+    cross_fitting = config.folds >= 2 and n >= config.folds
+    jobs = None
+    # Workers pay a start-up (a Python with PyTorch each): only worth it for real data.
+    big = sum(len(e) + 1 for e in encoded) >= PARALLEL_MIN_WINDOWS
+    if cross_fitting and n_jobs > 1 and big and _device(config.device) == "cpu":
+        # Fold models in worker processes (spawned: a fresh interpreter, nothing inherited
+        # from a caller with threads), started before the full model trains here.
+        jobs = _FoldJobs(encoded, n_outputs, config, min(n_jobs, config.folds))
+    try:
+        weights, info, n_rows, (distinct, counts) = _train_on(encoded, n_outputs, config, progress)
+        info.update({"sessions": n, "windows": n_rows, "distinct_windows": len(distinct)})
+        placeholder = Threshold("top_g", g=config.top_g or 1)
+        model = KeyModel(config, keys, weights, placeholder, info)
+        model.training_rows = (distinct.astype(np.int32), counts.astype(np.int64))
+        fold_started = time.perf_counter()
+        statistic = worst_rank = None
+        fold_info: dict[str, Any] = {"folds": 0}
+        if jobs is not None:
+            statistic, worst_rank, fold_info = jobs.results(fold_progress)
+        elif cross_fitting:
+            statistic, worst_rank, fold_info = cross_fit(encoded, n_outputs, config, fold_progress)
+    finally:
+        if jobs is not None:
+            jobs.close()
+    model.threshold, calibration, transitions, cal_info, cross_fitted = calibrate(
+        encoded, n_outputs, statistic, worst_rank, config
     )
-    placeholder = Threshold("top_g", g=config.top_g or 1)
-    model = KeyModel(config, keys, weights, placeholder, info)
-    model.training_rows = (distinct, counts)
-    if config.top_g is not None:
-        model.threshold = Threshold("top_g", g=config.top_g)
-    else:
-        held = [model.encode(sessions[i]) for i in hold_idx]
-        model.heldout = held
-        model.threshold = choose_threshold(model, held, config.target_fpr)
+    model.calibrate_with(calibration, transitions)
+    # What the model flags of its own training sessions: the baseline an online update's
+    # re-check compares with (``online.recheck_threshold``).
+    own = model.assess(encoded)
+    model.threshold = replace(
+        model.threshold, checked_sessions=n, checked_flagged=int((own.first >= 0).sum())
+    )
+    model.recheck_sessions = encoded
+    model.cross_fitted = cross_fitted
+    info["calibration"] = {
+        **cal_info,
+        **fold_info,
+        "workers": 1 if jobs is None else jobs.workers,
+        # Wall time past the full model's training (all of the fold models' when serial).
+        "seconds": round(time.perf_counter() - fold_started, 3),
+        "total_seconds": round(time.perf_counter() - started, 3),
+    }
     return model
 
 
-def choose_threshold(
-    model: KeyModel, heldout: Sequence[np.ndarray], target_fpr: float
-) -> Threshold:
-    """The probability threshold that flags at most ``target_fpr`` of held-out normal sessions.
+def vocabulary(sessions: Sequence[Sequence[str]]) -> list[str]:
+    """The keys of ``sessions`` by decreasing frequency; ties broken by the number of
+    sessions holding the key, then by where the key sits in its sessions, then the label.
 
-    Each held-out session's score is the lowest probability the model gave one of its keys
-    (or its end); ``tau`` is set just below the k-th lowest score, k = floor(target * n), so
-    that at most k sessions fall under it. Test labels are never involved.
+    Nothing here depends on session order, and only the last tie-break on the labels: the
+    same sessions under other key names (raw logs parsed again, renumbered templates)
+    give the same indices, hence the same network for the same seed.
     """
-    scores = model.score(heldout)
-    per_session = (
-        np.minimum.reduceat(scores.prob, scores.offsets[:-1]) if len(heldout) else np.zeros(0)
+    count: Counter[str] = Counter()
+    holders: Counter[str] = Counter()
+    place: Counter[str] = Counter()
+    for s in sessions:
+        count.update(s)
+        holders.update(set(s))
+        for i, k in enumerate(s):
+            place[k] += i
+    return sorted(count, key=lambda k: (-count[k], -holders[k], place[k], k))
+
+
+def _train_on(
+    encoded: Sequence[np.ndarray],
+    n_outputs: int,
+    config: KeyModelConfig,
+    progress: Callable[[int, int, float], None] | None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any], int, tuple[np.ndarray, np.ndarray]]:
+    """Train a network on the sessions' distinct rows: its weights, training facts, the
+    number of rows and the distinct rows with their counts."""
+    rows, _ = session_rows(encoded, config.window)
+    distinct, counts = np.unique(rows, axis=0, return_counts=True)
+    weights, info = train_weights(distinct, counts, n_outputs, config, progress)
+    return weights, info, len(rows), (distinct, counts)
+
+
+def assign_folds(encoded: Sequence[np.ndarray], folds: int, seed: int) -> np.ndarray:
+    """A fold per session, balanced, drawn over the sessions sorted by content: the same
+    sessions in any order get the same folds (copies of one sequence are spread out)."""
+    n = len(encoded)
+    order = sorted(range(n), key=lambda i: encoded[i].tobytes())
+    fold = np.empty(n, dtype=np.int64)
+    fold[order] = np.random.default_rng(seed).permutation(np.arange(n) % folds)
+    return fold
+
+
+def cross_fit(
+    encoded: Sequence[np.ndarray],
+    n_outputs: int,
+    config: KeyModelConfig,
+    fold_progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Per session, the session statistic and the worst rank given by a fold model trained
+    on the other folds (``config.folds`` of them, folds by ``assign_folds``, seeds
+    ``seed + 1 + k``, trained as ``config`` says, early stop included); also the fold
+    models' epochs."""
+    n = len(encoded)
+    statistic = np.zeros(n)
+    worst_rank = np.zeros(n, dtype=np.int64)
+    epochs: list[int] = []
+    for k in range(config.folds):
+        if fold_progress is not None:
+            fold_progress(k, config.folds)
+        held, stat, worst, ep = fold_job(encoded, n_outputs, config, k)
+        statistic[held], worst_rank[held] = stat, worst
+        epochs.append(ep)
+    if fold_progress is not None:
+        fold_progress(config.folds, config.folds)
+    return statistic, worst_rank, {"folds": config.folds, "fold_epochs": epochs}
+
+
+def fold_job(
+    encoded: Sequence[np.ndarray], n_outputs: int, config: KeyModelConfig, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Fold model ``k``: trained on the other folds, it scores fold ``k``'s sessions.
+    Returns their indices, statistics, worst ranks, and the model's epochs."""
+    fold = assign_folds(encoded, config.folds, config.seed)
+    held = np.flatnonzero(fold == k)
+    rest = [encoded[i] for i in np.flatnonzero(fold != k)]
+    if len(held) == 0 or not rest:
+        return held, np.zeros(len(held)), np.zeros(len(held), dtype=np.int64), 0
+    cfg = replace(config, seed=config.seed + 1 + k)
+    weights, info, _, _ = _train_on(rest, n_outputs, cfg, None)
+    fold_model = KeyModel(cfg, [""] * (n_outputs - FIRST_KEY), weights, Threshold("top_g", g=1))
+    scores = fold_model.score([encoded[i] for i in held])
+    worst = np.maximum.reduceat(scores.rank, scores.offsets[:-1])
+    return held, session_statistic(scores), worst, int(info["epochs"])
+
+
+class _FoldJobs:
+    """The fold models of ``cross_fit``, trained in a pool of spawned worker processes."""
+
+    def __init__(
+        self, encoded: Sequence[np.ndarray], n_outputs: int, config: KeyModelConfig, workers: int
+    ) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.workers = workers
+        self.folds = config.folds
+        self.n = len(encoded)
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+        )
+        data = list(encoded)
+        self._futures = [
+            self._pool.submit(fold_job, data, n_outputs, config, k) for k in range(config.folds)
+        ]
+
+    def results(
+        self, fold_progress: Callable[[int, int], None] | None
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        from concurrent.futures import as_completed
+
+        statistic = np.zeros(self.n)
+        worst_rank = np.zeros(self.n, dtype=np.int64)
+        epochs = [0] * self.folds
+        if fold_progress is not None:
+            fold_progress(0, self.folds)
+        index = {f: k for k, f in enumerate(self._futures)}
+        for done, fut in enumerate(as_completed(self._futures), start=1):
+            held, stat, worst, ep = fut.result()
+            statistic[held], worst_rank[held] = stat, worst
+            epochs[index[fut]] = ep
+            if fold_progress is not None:
+                fold_progress(done, self.folds)
+        return statistic, worst_rank, {"folds": self.folds, "fold_epochs": epochs}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def left_out_rules(
+    encoded: Sequence[np.ndarray], n_outputs: int, window: int, budget: float
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """The rules, learned leaving each session out: per session, whether it holds a key no
+    other session holds, and whether it holds a key or transition (``c`` keys, padded, then
+    the next key or END) no other session holds, for the longest ``c`` <= ``window`` whose
+    share of such sessions stays within ``budget``. Returns those two masks, ``c`` (0:
+    none) and the distinct transitions of all sessions at ``c`` (rows of c + 1 indices)."""
+    n = len(encoded)
+    uniq = [np.unique(e) for e in encoded]
+    holders = np.bincount(np.concatenate([*uniq, np.zeros(0, np.int32)]), minlength=n_outputs)
+    unseen_key = np.fromiter(((holders[u] == 1).any() for u in uniq), dtype=bool, count=n)
+    rows, offsets = session_rows(encoded, window)
+    owner = np.repeat(np.arange(n), np.diff(offsets))
+    best = (0, unseen_key.copy(), np.zeros((0, 1), dtype=np.int32))
+    if unseen_key.mean() > budget:
+        return unseen_key, best[1], 0, best[2]
+    for c in range(1, window + 1):
+        part = rows[:, window - c :]
+        distinct, which = _unique_rows(part, n_outputs)
+        # Sessions holding each transition: a transition held by one session is new to it.
+        held = np.unique(owner * len(distinct) + which)
+        holders_t = np.bincount(held % len(distinct), minlength=len(distinct))
+        alone = np.bincount(owner, weights=holders_t[which] == 1, minlength=n) > 0
+        flagged = unseen_key | alone
+        # Longer contexts only split transitions further: once over budget, all longer are.
+        if flagged.mean() > budget:
+            break
+        best = (c, flagged, distinct)
+    return unseen_key, best[1], best[0], best[2]
+
+
+def calibrate(
+    encoded: Sequence[np.ndarray],
+    n_outputs: int,
+    statistic: np.ndarray | None,
+    worst_rank: np.ndarray | None,
+    config: KeyModelConfig,
+) -> tuple[
+    Threshold, KeyCalibration, np.ndarray, dict[str, Any], tuple[np.ndarray, np.ndarray] | None
+]:
+    """The threshold, calibration and the rule's known transitions, from cross-fitted
+    statistics and worst ranks (see ``fit_key_model``; None without cross-fitting, for
+    top-g alone: the rules, and no false-positive estimate); also each session's
+    cross-fitted score on the detection scale and whether it was flagged (None without
+    cross-fitting).
+
+    The rules (unseen key, unseen transition; ``left_out_rules``) flag a share ``r`` of the
+    sessions left out. Probability mode: the probability cut gets the rest of the target,
+    ``level = (target - r) / (1 - r)`` (at least a tenth of the target), and sits where the
+    tail model of the other sessions' statistics puts that level. Without a fitted tail
+    (statistics with a handful of values) the cut sits past the largest one by the largest
+    disagreement of two fold models on one key sequence: the full model will not reproduce
+    a fold model's probabilities exactly. Top-g mode: the share flagged by the rules or a
+    rank beyond g, counted.
+    """
+    n = len(encoded)
+    budget = config.rule_share * config.target_fpr
+    # rule_share 0: unseen keys only (a context of 0 keys tells nothing new).
+    longest = config.window if config.rule_share > 0 else 0
+    unseen_key, ruled, context, transitions = left_out_rules(encoded, n_outputs, longest, budget)
+    r = float(ruled.mean())
+    rest = statistic[~ruled] if statistic is not None else np.zeros(0)
+    tail = TailModel.fit(rest) if len(rest) else None
+    info: dict[str, Any] = {
+        "unseen_key_sessions": int(unseen_key.sum()),
+        "rule_sessions": int(ruled.sum()),
+        "rule_context": context,
+    }
+    if config.top_g is not None and worst_rank is None:
+        threshold = Threshold("top_g", g=config.top_g)
+    elif config.top_g is not None:
+        k = int(((worst_rank > config.top_g) | ruled).sum())
+        low, high = binomial_interval(k, n)
+        threshold = Threshold(
+            "top_g",
+            g=config.top_g,
+            expected_fpr=k / n,
+            fpr_low=low,
+            fpr_high=high,
+            calibration_sessions=n,
+            calibration_flagged=k,
+            method=f"cross-fitted, {config.folds} folds, counted",
+        )
+    else:
+        level = 0.1 * config.target_fpr
+        if r < 1.0:
+            level = max((config.target_fpr - r) / (1.0 - r), level)
+        assert statistic is not None, "the automatic threshold needs cross-fitted statistics"
+        cut = math.inf
+        if tail is not None:
+            cut = tail.isf(level)
+            if not tail.fitted_tail:
+                fold = assign_folds(encoded, config.folds, config.seed)
+                cut += _fold_disagreement(encoded, statistic, fold)
+        tau = float(min(max(10.0 ** (-cut), PROB_FLOOR), 1.0)) if math.isfinite(cut) else PROB_FLOOR
+        cut = -math.log10(tau)
+        beyond = float(tail.sf(_above(cut))) if tail is not None else 0.0
+        expected = r + (1.0 - r) * beyond
+        k = int(ruled.sum() + (rest > cut).sum())
+        if tail is not None and tail.fitted_tail:
+            rng = np.random.default_rng(config.seed)
+            low, high = bootstrap_rate(statistic, ruled, cut, rng)
+            method = f"cross-fitted, {config.folds} folds, generalized Pareto tail"
+        else:
+            low, high = binomial_interval(k, n)
+            method = f"cross-fitted, {config.folds} folds, counted (no tail to fit)"
+        threshold = Threshold(
+            "probability",
+            tau=tau,
+            target_fpr=config.target_fpr,
+            level=level,
+            expected_fpr=expected,
+            fpr_low=min(low, expected),
+            fpr_high=max(high, expected),
+            calibration_sessions=n,
+            calibration_flagged=k,
+            method=method,
+        )
+        info["level"] = level
+    cross_fitted = None
+    if statistic is not None and worst_rank is not None:
+        if threshold.mode == "top_g":
+            assert threshold.g is not None
+            flagged = ruled | (worst_rank > threshold.g)
+            scores = np.where(ruled, np.maximum(worst_rank, threshold.g + 1), worst_rank)
+        else:
+            assert threshold.level is not None and threshold.tau is not None
+            flagged = ruled | (statistic > -math.log10(threshold.tau))
+            p = tail.sf(statistic) if tail is not None else np.ones(n)
+            p = np.where(ruled, np.minimum(p, (int(ruled.sum()) + 1) / (n + 1)), p)
+            level = threshold.level
+            p = np.where(flagged, np.minimum(p, level), np.maximum(p, _above(level)))
+            scores = 0.0 - np.log10(np.maximum(p, 1e-300))
+        cross_fitted = (scores.astype(np.float64), flagged)
+    calibration = KeyCalibration(
+        sessions=n,
+        folds=config.folds if statistic is not None else 0,
+        tail=tail,
+        context=context,
+        unseen_key_sessions=int(unseen_key.sum()),
+        rule_sessions=int(ruled.sum()),
     )
-    per_session = np.sort(per_session.astype(np.float64))
-    n = len(per_session)
-    k = math.floor(target_fpr * n)
-    # Sessions with a score strictly below tau are flagged; tau = the (k+1)-th lowest score.
-    tau = float(per_session[k]) if n else 0.0
-    tau = max(tau, 1e-12)
-    flagged = int((per_session < tau).sum())
-    return Threshold(
-        "probability",
-        tau=tau,
-        target_fpr=target_fpr,
-        heldout_sessions=n,
-        heldout_fpr=flagged / n if n else None,
-    )
+    return threshold, calibration, transitions.astype(np.int32), info, cross_fitted
+
+
+def _fold_disagreement(
+    encoded: Sequence[np.ndarray], statistic: np.ndarray, fold: np.ndarray
+) -> float:
+    """The largest spread of the statistic one key sequence got from different fold models
+    (0 when no sequence sits in two folds)."""
+    by_seq: dict[bytes, dict[int, float]] = {}
+    for e, s, f in zip(encoded, statistic.tolist(), fold.tolist(), strict=True):
+        by_seq.setdefault(e.tobytes(), {})[f] = s
+    spreads = [max(v.values()) - min(v.values()) for v in by_seq.values() if len(v) > 1]
+    return max(spreads, default=0.0)

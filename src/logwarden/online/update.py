@@ -4,17 +4,18 @@ The building blocks ``DeepLog.partial_fit`` puts together:
 
 * :class:`Memory`, what a model keeps from training so that it can be updated later
   without its training data: a *replay sample* of normal (window, next key) rows with
-  their counts, the *calibration* sessions its threshold was chosen on, and the feedback
-  it has learnt so far (rows and sessions). It is saved in the bundle (``online/...``).
+  their counts, *calibration* sessions (training sessions) its threshold is re-checked on,
+  and the feedback it has learnt so far (rows and sessions). It is saved in the bundle
+  (``online/...``).
 * :func:`fine_tune`: the key network, warm-started from its weights (with the vocabulary
   grown for new keys, ``KeyModel.grow``), trained for a few steps on the feedback rows
   mixed with the replay sample, the feedback carrying ``feedback_share`` of the loss: the
   new behaviour is learnt and the old one is not forgotten.
 * :func:`recheck_threshold`: the probability threshold checked on the calibration
-  sessions: kept while it meets its target there, chosen again by the training rule when
-  not (one function, so that a change of the calibration rule changes it in one place);
-  the feedback is then checked against it: sessions marked normal must pass (or
-  fine-tuning goes on for another round), confirmed ones must not.
+  sessions: kept while the updated model flags about as many of them as the model did
+  when trained, raised when it flags clearly more; the feedback is then checked against
+  it: sessions marked normal must pass (or fine-tuning goes on for another round),
+  confirmed ones must not.
 * :func:`update_param_models`: parameter models for the keys the feedback touches: new
   keys and new (key, predecessor) transitions get a model of their own from the feedback
   entries (robust statistics when few), units that flag a feedback entry take it as
@@ -35,9 +36,7 @@ from logwarden.errors import ConfigError
 from logwarden.models.keys import (
     FIRST_KEY,
     KeyModel,
-    Scores,
     Threshold,
-    choose_threshold,
     session_rows,
 )
 from logwarden.models.params import ParamModels, build_series
@@ -82,7 +81,7 @@ class UpdatePolicy:
     # starts as a copy of the old one in the network. 1.0 turns this off.
     reworded_similarity: float = 0.8
     replay_rows: int = 50_000  # distinct training rows kept for replay (the most frequent)
-    calibration_sessions: int = 50_000  # held-out sessions kept for threshold re-checks
+    calibration_sessions: int = 50_000  # training sessions kept for threshold re-checks
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -164,7 +163,7 @@ class Memory:
 
     replay_rows: np.ndarray  # (n, window + 1) distinct normal rows of the training part
     replay_counts: np.ndarray  # (n,) how often each occurred
-    calibration: list[np.ndarray]  # encoded held-out sessions (threshold re-checks)
+    calibration: list[np.ndarray]  # encoded training sessions (threshold re-checks)
     feedback_rows: np.ndarray  # (m, window + 1) rows of sessions marked normal so far
     feedback_counts: np.ndarray
     feedback_sessions: list[np.ndarray]  # those sessions, encoded
@@ -183,7 +182,7 @@ class Memory:
             # most; rare rows move little in a few epochs of fine-tuning anyway.
             keep = np.sort(np.argsort(-counts, kind="stable")[: policy.replay_rows])
             rows, counts = rows[keep], counts[keep]
-        calibration = list(model.heldout or [])
+        calibration = list(model.recheck_sessions or [])
         if len(calibration) > policy.calibration_sessions:
             rng = np.random.default_rng(policy.seed)
             pick = np.sort(rng.choice(len(calibration), policy.calibration_sessions, False))
@@ -417,33 +416,37 @@ def reworded(
     return out
 
 
-def recheck_threshold(
-    model: KeyModel, calibration: Sequence[np.ndarray], scores: Scores | None = None
-) -> Threshold:
-    """The threshold of an updated key model, checked on the calibration sessions (held
-    out of training, so still unseen): it stays while the sessions it flags there are as
-    many as its false-positive target allows (up to the chance excess a binomial count
-    has, at 95%), and is chosen again by the training rule when they are more. A fixed
-    top-g rule stays.
+def recheck_threshold(model: KeyModel, calibration: Sequence[np.ndarray]) -> Threshold:
+    """The threshold of an updated key model, checked on the calibration sessions.
+
+    The threshold was calibrated on fold models (``models.keys``), which an update does not
+    change; what can change is how the model scores normal sessions. The calibration
+    sessions are training sessions, scored by the model itself, so the check compares
+    with what the model flagged of them when trained (``Threshold.checked_flagged``,
+    scaled to this sample): the threshold stays while the updated model flags no more of
+    them than that count plus the chance excess a binomial count has (at 95%), and
+    otherwise its probability cut is raised so that the network alone flags no more of
+    them than before (the rules stay as they are). A fixed top-g rule stays.
 
     Staying is what keeps an update from changing what the model flags on the old
-    behaviour (a threshold chosen afresh moves with every few steps of training). The
-    sessions marked normal are not among the calibration sessions: they were trained on,
-    and the rule puts the threshold under the lowest scores it is given, so a feedback
-    session the fine-tuning did not learn would drag it down until nothing is flagged.
-    They are checked against the threshold instead (``DeepLog.partial_fit``). ``scores``:
-    the model's scores of the calibration sessions, when already computed."""
+    behaviour. The sessions marked normal are not among the calibration sessions; they
+    are checked against the threshold instead (``DeepLog.partial_fit``)."""
     th = model.threshold
-    if th.mode == "top_g" or not calibration or th.tau is None:
+    if th.mode == "top_g" or not calibration or th.tau is None or not th.checked_sessions:
         return th
-    target = th.target_fpr if th.target_fpr is not None else model.config.target_fpr
-    scores = scores if scores is not None else model.score(list(calibration))
-    lowest = np.minimum.reduceat(scores.prob, scores.offsets[:-1]).astype(np.float64)
-    n = len(lowest)
-    flagged = int((lowest < th.tau).sum())
-    if flagged <= _binomial_quantile(n, target, 0.95):
-        return replace(th, heldout_sessions=n, heldout_fpr=flagged / n)
-    return choose_threshold(model, list(calibration), target)
+    n = len(calibration)
+    base = round(th.checked_flagged * n / th.checked_sessions)
+    a = model.assess(list(calibration))
+    flagged = int((a.first >= 0).sum())
+    if flagged <= max(base, _binomial_quantile(n, max(base, 1) / n, 0.95)):
+        return th
+    ruled = a.unseen_key | a.unseen_transition
+    rest = np.sort(a.statistic[~ruled])[::-1]
+    allowed = max(base - int(ruled.sum()), 0)
+    if allowed >= len(rest):
+        return th
+    cut = float(rest[allowed])  # sessions strictly above it stay flagged: at most allowed
+    return replace(th, tau=min(float(th.tau), 10.0 ** (-cut)))
 
 
 def _binomial_quantile(n: int, p: float, q: float) -> int:
