@@ -78,6 +78,16 @@ def test_same_sessions_in_another_order_give_the_same_model(grammar_model: DeepL
     same_models(other, grammar_model)
 
 
+def test_a_modelled_tail_and_its_interval_do_not_depend_on_order() -> None:
+    sessions = markov(400, seed=3)
+    cfg = {**TINY, "epochs": 30, "seed": 1, "folds": 2}
+    a = DeepLog(**cfg).fit(sessions)
+    random.Random(2).shuffle(sessions)
+    b = DeepLog(**cfg).fit(sessions)
+    assert "generalized Pareto" in (a.threshold_.method or "")
+    same_models(a, b)
+
+
 def test_same_sessions_under_other_key_names_give_the_same_model(
     grammar_model: DeepLog,
 ) -> None:

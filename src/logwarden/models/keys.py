@@ -826,11 +826,16 @@ def _train_on(
     return weights, info, len(rows), (distinct, counts)
 
 
+def canonical_order(encoded: Sequence[np.ndarray]) -> np.ndarray:
+    """The sessions' indices sorted by content (copies of a sequence in input order)."""
+    return np.array(sorted(range(len(encoded)), key=lambda i: encoded[i].tobytes()), dtype=np.int64)
+
+
 def assign_folds(encoded: Sequence[np.ndarray], folds: int, seed: int) -> np.ndarray:
     """A fold per session, balanced, drawn over the sessions sorted by content: the same
     sessions in any order get the same folds (copies of one sequence are spread out)."""
     n = len(encoded)
-    order = sorted(range(n), key=lambda i: encoded[i].tobytes())
+    order = canonical_order(encoded)
     fold = np.empty(n, dtype=np.int64)
     fold[order] = np.random.default_rng(seed).permutation(np.arange(n) % folds)
     return fold
@@ -1023,8 +1028,11 @@ def calibrate(
         expected = r + (1.0 - r) * beyond
         k = int(ruled.sum() + (rest > cut).sum())
         if tail is not None and tail.fitted_tail:
+            # Resampled in the sessions' canonical order: the interval, too, is the same
+            # for the same sessions in any order.
+            order = canonical_order(encoded)
             rng = np.random.default_rng(config.seed)
-            low, high = bootstrap_rate(statistic, ruled, cut, rng)
+            low, high = bootstrap_rate(statistic[order], ruled[order], cut, rng)
             method = f"cross-fitted, {config.folds} folds, generalized Pareto tail"
         else:
             low, high = binomial_interval(k, n)
