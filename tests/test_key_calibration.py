@@ -166,6 +166,23 @@ def test_left_out_rules_match_a_naive_reference(seed: int) -> None:
             }
 
 
+def test_rule_with_contexts_too_wide_to_pack() -> None:
+    # 40 keys take 6 bits: 10 keys of context and the next one do not fit in 62 bits, so
+    # transitions are compared as rows; the verdicts must not change for that.
+    rng = np.random.default_rng(0)
+    patterns = [[f"k{int(x)}" for x in rng.permutation(40)[:14]] for _ in range(3)]
+    sessions = [list(patterns[i % 3]) for i in range(150)]
+    est = DeepLog(**{**TINY, "window": 10, "epochs": 20}, seed=0, folds=2).fit(sessions)
+    cal = est.model_.calibration
+    assert cal is not None and cal.context == 10
+    swapped = list(patterns[0])
+    swapped[5], swapped[6] = swapped[6], swapped[5]
+    verdicts = est.verdicts([patterns[1], swapped, patterns[2][:9]])
+    assert not verdicts[0].anomalous
+    assert (verdicts[1].reason, verdicts[1].position) == ("unseen_transition", 5)
+    assert (verdicts[2].reason, verdicts[2].position) == ("early_end", 9)
+
+
 def test_rule_share_zero_keeps_only_unseen_keys() -> None:
     est = DeepLog(**TINY, seed=0, folds=2, rule_share=0.0).fit(grammar(120, seed=1))
     assert est.model_.calibration is not None and est.model_.calibration.context == 0

@@ -217,7 +217,7 @@ class DeepLog:
         patience: int = 10,
         target_fpr: float = 0.005,
         folds: int = 5,
-        rule_share: float = 0.5,
+        rule_share: float = 0.6,
         n_jobs: int = 1,
         seed: int = 0,
         device: str = "auto",

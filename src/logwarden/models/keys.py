@@ -58,7 +58,7 @@ class KeyModelConfig:
     learning_rate: float = 0.01
     target_fpr: float = 0.005  # automatic threshold: expected false-positive rate per session
     folds: int = 5  # cross-fitting folds for the threshold and its false-positive estimate
-    rule_share: float = 0.5  # most of target_fpr the unseen-transition rule may take
+    rule_share: float = 0.6  # most of target_fpr the unseen-transition rule may take
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda"
 
@@ -467,12 +467,11 @@ class KeyModel:
         new = np.zeros(len(scores.target), dtype=bool)
         cal = self.calibration
         if cal is not None and cal.context > 0 and len(new):
-            c = cal.context
-            h = self.config.window
-            rows = np.concatenate(
-                [scores.windows[scores.window_rows][:, h - c :], scores.target[:, None]], axis=1
+            new = ~self._known.contains_next(
+                scores.windows[:, self.config.window - cal.context :],
+                scores.window_rows,
+                scores.target,
             )
-            new = ~self._known.contains(rows)
             flags |= new
         unseen_transition = np.zeros(n, dtype=bool)
         if n:
@@ -550,6 +549,15 @@ class _RowSet:
             return np.isin(packed, self._packed)
         rows = np.ascontiguousarray(rows, dtype=np.int32)
         return np.fromiter((r.tobytes() in self._bytes for r in rows), bool, len(rows))
+
+    def contains_next(self, contexts: np.ndarray, which: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        """``contains`` of the rows ``contexts[which]`` followed by ``nxt``, without
+        building them: the few distinct contexts are packed once."""
+        bits = max(1, int(self.n_symbols - 1).bit_length())
+        packed = _pack(contexts, self.n_symbols)
+        if packed is None or bits * (contexts.shape[1] + 1) > 62:
+            return self.contains(np.concatenate([contexts[which], nxt[:, None]], axis=1))
+        return np.isin((packed[which] << bits) | nxt.astype(np.int64), self._packed)
 
 
 def _pack(rows: np.ndarray, n_symbols: int) -> np.ndarray | None:
