@@ -207,6 +207,11 @@ def print_report(rep: dict[str, Any]) -> None:
     p, m, ev = rep["params"], rep["model"], rep["eval"]
     th = m["threshold"] or {}
     rule = f"g={th.get('g')}" if th.get("mode") == "top_g" else f"p<{th.get('tau', 0):.3g}"
+    if th.get("expected_fpr") is not None:
+        rule += (
+            f" (expected FPR {th['expected_fpr']:.2%}, 95% interval "
+            f"{th['fpr_low']:.2%} to {th['fpr_high']:.2%})"
+        )
     info = m["train_info"] or {}
     print(
         f"train: {p['train_sessions']:,} normal sessions (seed {p['train_seed']}), "

@@ -207,6 +207,8 @@ def train_logwarden(
         "device": info.get("device", device),
         "whole_s": run.wall_s,
         "fit_s": info.get("seconds"),
+        # Of which the threshold's calibration after the model itself (fold models).
+        "calibration_s": (info.get("calibration") or {}).get("seconds"),
         "epochs": info.get("epochs"),
         "distinct_windows": info.get("distinct_windows"),
         "peak_mb": run.peak_mb,
@@ -331,9 +333,11 @@ def print_report(rep: dict[str, Any]) -> None:
     print()
     print(f"{'training (hdfs_train)':<44}{'whole s':>9}{'fit s':>8}{'epochs':>8}{'peak MB':>9}")
     for dev, tr in rep["logwarden_train"].items():
+        cal = tr.get("calibration_s")
         print(
             f"  {'logwarden train --device ' + dev:<42}{tr['whole_s']:>9.1f}"
             f"{tr['fit_s'] or float('nan'):>8.1f}{tr['epochs'] or 0:>8}{tr['peak_mb']:>9.0f}"
+            + (f"   (calibration after the model: {cal:.1f} s)" if cal is not None else "")
         )
     for dev, d in rep["deeplog"].items():
         print(

@@ -9,7 +9,15 @@ vocabulary. Two reserved keys make every position of a session checkable:
   session that stops early is caught at its end ("early end") instead of being flagged
   blindly for being short or missed for having nothing wrong in it.
 
-A key never seen in training maps to ``UNK`` and is always anomalous.
+A key never seen in training maps to ``UNK`` and is always anomalous, and so is a key
+after ``context`` keys it never followed in a normal training session (END included: a
+session that ends where none ended), whatever the network says.
+
+The threshold comes from every training session (``fit_key_model``): fold models trained
+as the model itself, each on the other folds, score the sessions they did not see; the
+rules' costs are counted leaving one session out; a tail model of the scores
+(``calibration.TailModel``) turns a session's statistic into its tail probability among
+normal sessions, and the cut into an expected false-positive rate with an interval.
 
 Training runs in PyTorch on the *distinct* (window, next key) rows of the training
 sessions, each weighted by how often it occurs: the gradient of an epoch is the same as
@@ -94,8 +102,8 @@ class Threshold:
 
     ``top_g``: the observed key ranked beyond ``g``. ``probability``: its probability below
     ``tau`` while it is not the model's most likely key (a key the model expects most is
-    never the anomaly). Exactly one of ``g`` and ``tau`` is set. Unseen keys and ends
-    where no normal session ended are anomalous in both modes (see ``KeyCalibration``).
+    never the anomaly). Exactly one of ``g`` and ``tau`` is set. Unseen keys and unseen
+    transitions (early ends included) are anomalous in both modes (see ``KeyCalibration``).
 
     ``expected_fpr`` (with its 95% interval ``fpr_low``..``fpr_high``) is the share of
     normal sessions the whole key model flags, estimated from sessions scored by models
