@@ -11,7 +11,7 @@ Three blocks, every model with the library defaults (automatic threshold at the 
 
    * ``sequences``: the key sequences through ``DeepLog.fit`` / ``predict``;
    * ``shuffled``: the same, training sessions in another order (drawn with the seed);
-   * ``raw``: the sessions rendered as raw HDFS lines (``hdfs_raw.py``: templates.csv,
+   * ``raw``: the sessions rendered as raw HDFS lines (``_hdfs_raw.py``: templates.csv,
      random block ids, interleaved in time), then ``logwarden train`` and ``logwarden
      detect --jsonl`` as child processes, as a user would run them (``--no-params``: the
      rendered parameter values and timings are random, a parameter model of them would
@@ -55,12 +55,20 @@ from typing import Any
 
 import numpy as np
 
-from hdfs_raw import HDFS_FORMAT, key_agreement, load_templates, render_sessions
-from keys_hdfs import DEFAULT_DATA, check, machine_info, machine_line, pin_cores
+from _harness import (
+    DEFAULT_DATA,
+    ChildFailed,
+    check,
+    logwarden_command,
+    machine_info,
+    machine_line,
+    pin_cores,
+    run_child,
+)
+from _hdfs_raw import HDFS_FORMAT, key_agreement, load_templates, render_sessions
 from logwarden.detect import DeepLog
 from logwarden.io.datasets import load_jsonl, split_in_order
 from logwarden.models import KeyModelConfig
-from parse_speed import ChildFailed, logwarden_command, run_child
 
 TARGETS = {
     "raw_recall": 0.99,  # raw end to end, recall on the abnormal sessions
