@@ -104,6 +104,11 @@ def test_train_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[st
     # The last line: the expected false-positive rate, with its interval.
     assert re.search(r"expected false positives \(key model\): [\d.]+% .* 95% interval", err)
     assert out == ""
+    # Without cross-fitting (top-g only) there is no estimate, and train says so.
+    code, _, err = run([*argv, "--top-g", "2", "--epochs", "3", *FAST, "--folds", "0"], capsys)
+    assert code == 0 and "not estimated" in err
+    code, _, err = run([*argv, "--epochs", "3", *FAST, "--jobs", "-1"], capsys)
+    assert code == 2 and "--jobs" in error_line(err)
 
 
 def test_detect_sequences_writes_one_json_verdict_per_session(
