@@ -101,7 +101,12 @@ def threshold_figures(th: Any) -> dict[str, Any]:
 
 
 def model_args(args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    return {"seed": seed, "device": args.device, "n_jobs": args.jobs}
+    return {
+        "seed": seed,
+        "device": args.device,
+        "n_jobs": args.jobs,
+        "target_fpr": args.target_fpr,
+    }
 
 
 # --- the DeepLog split ------------------------------------------------------------------------
@@ -232,7 +237,7 @@ def _deeplog_raw(
             [
                 *lw, "train", str(d / "train.log"), *common, "--out", str(d / "model"),
                 "--no-params", "--seed", str(seed), "--device", args.device, "-q",
-                "--jobs", str(args.jobs),
+                "--jobs", str(args.jobs), "--target-fpr", str(args.target_fpr),
             ],
             d,
         )  # fmt: skip
@@ -593,6 +598,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS)
     p.add_argument("--sim-sessions", type=int, default=3000)
     p.add_argument(
+        "--target-fpr",
+        type=float,
+        default=KeyModelConfig().target_fpr,
+        help="the automatic threshold's target (default: the library's, 0.005)",
+    )
+    p.add_argument(
         "--no-paper",
         dest="paper",
         action="store_false",
@@ -623,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
     rep: dict[str, Any] = {
         "benchmark": "robustness",
         "machine": machine_info(),
-        "target_fpr": KeyModelConfig().target_fpr,
+        "target_fpr": args.target_fpr,
         "seeds": args.seed_list,
         "targets": TARGETS,
     }

@@ -190,6 +190,23 @@ def test_rule_share_zero_keeps_only_unseen_keys() -> None:
     assert v.reason == "unseen_key"
 
 
+def test_a_cut_among_a_handful_of_values_sits_between_them() -> None:
+    # The grammar's sessions score one of three values (one, two, three loops). At a 30%
+    # target the one-loop sessions (20%) are beyond the cut, the two-loop ones (30%) not;
+    # the cut sits half way between the two values, not on one of them, so that the full
+    # model's own probabilities do not tip a whole block of identical sessions over it.
+    est = DeepLog(**TINY, seed=0, folds=2, target_fpr=0.3, rule_share=0.0).fit(grammar(300, seed=1))
+    tail = est.model_.calibration.tail  # type: ignore[union-attr]
+    assert tail is not None and not tail.fitted_tail
+    cut = -np.log10(est.threshold_.tau)
+    below, above = max(v for v in tail.grid if v < cut), min(v for v in tail.grid if v > cut)
+    assert cut == pytest.approx((below + above) / 2)
+    fresh = grammar(2000, seed=9)
+    flagged = est.predict(fresh)
+    one_loop = np.array([len(s) == 5 for s in fresh])
+    assert flagged[one_loop].all() and not flagged[~one_loop].any()
+
+
 def test_top_g_estimates_its_false_positive_rate_by_counting() -> None:
     est = DeepLog(**TINY, seed=0, top_g=1, folds=3).fit(grammar(150, seed=1))
     th = est.threshold_

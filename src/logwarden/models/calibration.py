@@ -33,9 +33,12 @@ __all__ = [
     "fit_gpd",
 ]
 
-# Excesses needed before the generalized Pareto is trusted; with fewer (or with scores that
-# take a handful of values, as a strict grammar gives) the tail is the empirical one.
+# Excesses needed before the generalized Pareto is trusted, and distinct values among them:
+# with fewer (a strict grammar's scores take a handful of values) the tail is the
+# empirical one. Copies of one key sequence tie, so real logs have many ties: a few
+# distinct values are enough.
 MIN_EXCESSES = 20
+MIN_DISTINCT = 5
 # The tail starts at the score exceeded by this share of the sessions (at least
 # MIN_EXCESSES of them, at most MAX_EXCESSES: past that the bias of a low u dominates).
 TAIL_SHARE = 0.1
@@ -128,7 +131,7 @@ class TailModel:
         xi = sigma = None
         # Scores with a handful of distinct values (a strict grammar) have no tail to fit:
         # then the empirical survival runs to the largest score and is 0 past it.
-        if len(excess) >= MIN_EXCESSES and len(np.unique(excess)) >= MIN_EXCESSES // 2:
+        if len(excess) >= MIN_EXCESSES and len(np.unique(excess)) >= MIN_DISTINCT:
             xi, sigma = fit_gpd(excess)
             # A negative shape puts an end to the tail just past the data; beyond the data
             # an exponential tail (shape 0) is the cautious reading.

@@ -993,11 +993,9 @@ def calibrate(
     The rules (unseen key, unseen transition; ``left_out_rules``) flag a share ``r`` of the
     sessions left out. Probability mode: the probability cut gets the rest of the target,
     ``level = (target - r) / (1 - r)`` (at least a tenth of the target), and sits where the
-    tail model of the other sessions' statistics puts that level. Without a fitted tail
-    (statistics with a handful of values) the cut sits past the largest one by the largest
-    disagreement of two fold models on one key sequence: the full model will not reproduce
-    a fold model's probabilities exactly. Top-g mode: the share flagged by the rules or a
-    rank beyond g, counted.
+    tail model of the other sessions' statistics puts that level (``_empirical_cut`` when
+    they have no tail to fit). Top-g mode: the share flagged by the rules or a rank beyond
+    g, counted.
     """
     n = len(encoded)
     budget = config.rule_share * config.target_fpr
@@ -1036,8 +1034,7 @@ def calibrate(
         if tail is not None:
             cut = tail.isf(level)
             if not tail.fitted_tail:
-                fold = assign_folds(encoded, config.folds, config.seed)
-                cut += _fold_disagreement(encoded, statistic, fold)
+                cut = _empirical_cut(tail, cut, encoded, statistic, config)
         tau = float(min(max(10.0 ** (-cut), PROB_FLOOR), 1.0)) if math.isfinite(cut) else PROB_FLOOR
         cut = -math.log10(tau)
         beyond = float(tail.sf(_above(cut))) if tail is not None else 0.0
@@ -1090,6 +1087,27 @@ def calibrate(
         rule_sessions=int(ruled.sum()),
     )
     return threshold, calibration, transitions.astype(np.int32), info, cross_fitted
+
+
+def _empirical_cut(
+    tail: TailModel,
+    cut: float,
+    encoded: Sequence[np.ndarray],
+    statistic: np.ndarray,
+    config: KeyModelConfig,
+) -> float:
+    """Where the cut goes when the statistics have no tail to fit (a handful of values).
+
+    The full model will not reproduce a fold model's probabilities exactly, so a cut right
+    at a value the normal sessions took would flag some of them by chance. Below the
+    largest value the cut moves half way to the next one; at the largest it moves past it
+    by the largest disagreement of two fold models on one key sequence."""
+    values = np.asarray(tail.grid)
+    above = values[values > cut]
+    if len(above):
+        return (cut + float(above.min())) / 2.0
+    fold = assign_folds(encoded, config.folds, config.seed)
+    return cut + _fold_disagreement(encoded, statistic, fold)
 
 
 def _fold_disagreement(
