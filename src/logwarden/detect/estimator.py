@@ -381,7 +381,7 @@ class DeepLog:
         if not encoded:
             return None
         a = self._fitted().assess(list(encoded))
-        return DriftBaseline.from_scores(self._key_scores(a), int((a.first >= 0).sum()))
+        return DriftBaseline.from_scores(self._combined(a, None), int((a.first >= 0).sum()))
 
     def partial_fit(
         self,
@@ -591,26 +591,44 @@ class DeepLog:
         _, param_log10_p = self._param_evidence(sessions, events, a)
         return self._combined(a, param_log10_p)
 
-    def _key_scores(self, a: Assessment) -> np.ndarray:
+    def _combined(self, a: Assessment, param_log10_p: np.ndarray | None) -> np.ndarray:
+        starts = a.scores.offsets[:-1]
+        worst = (
+            np.maximum.reduceat(a.scores.rank, starts).astype(np.float64)
+            if len(starts)
+            else np.zeros(0)
+        )
+        ruled = a.unseen_key | a.unseen_transition
+        return self.session_scores(a.statistic, ruled, a.first >= 0, worst, param_log10_p)
+
+    def session_scores(
+        self,
+        statistic: np.ndarray,
+        ruled: np.ndarray,
+        flagged: np.ndarray,
+        worst_rank: np.ndarray,
+        param_log10_p: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The score of sessions (see ``decision_function``) from what the key model found
+        (``KeyModel.assess``: the statistic, whether a rule fired, whether it flags the
+        session, the worst rank) and the lowest log10 tail probability of an entry the
+        parameter models checked (None: no parameter models). Batch and streaming
+        detection score with this one definition."""
         th = self._fitted().threshold
+        flagged = np.asarray(flagged, dtype=bool)
         if th.mode == "top_g":
             assert th.g is not None
-            starts = a.scores.offsets[:-1]
-            if len(starts) == 0:
-                return np.zeros(0)
-            worst = np.maximum.reduceat(a.scores.rank, starts).astype(np.float64)
+            worst = np.asarray(worst_rank, dtype=np.float64)
             # A session the rule flags scores past g, however its keys rank.
-            return np.where(a.first >= 0, np.maximum(worst, th.g + 1), worst)
-        return 0.0 - np.log10(np.maximum(a.p_value, 1e-300))
-
-    def _combined(self, a: Assessment, param_log10_p: np.ndarray | None) -> np.ndarray:
-        keys = self._key_scores(a)
+            keys = np.where(flagged, np.maximum(worst, th.g + 1), worst)
+        else:
+            p = self._fitted().p_values(statistic, np.asarray(ruled, dtype=bool), flagged)
+            keys = 0.0 - np.log10(np.maximum(p, 1e-300))
         params = getattr(self, "params_", None)
         if param_log10_p is None or params is None:
             return keys
-        th = self._fitted().threshold
         # Decades past the parameter interval's own per-entry level (> 0: anomalous).
-        past = math.log10(params.config.tail) - param_log10_p
+        past = math.log10(params.config.tail) - np.asarray(param_log10_p, dtype=np.float64)
         if th.mode == "top_g":
             assert th.g is not None
             by_params = np.where(past > 0, th.g + 1 + past, -np.inf)

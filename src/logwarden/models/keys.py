@@ -486,16 +486,34 @@ class KeyModel:
             unseen_transition = np.logical_or.reduceat(new, scores.offsets[:-1])
         first = _first_flag(flags, scores.offsets)
         statistic = session_statistic(scores)
-        p = np.full(n, np.nan)
-        if cal is not None and cal.tail is not None:
-            p = cal.tail.sf(statistic)
-            p = np.where(unseen_key | unseen_transition, np.minimum(p, cal.rule_p), p)
-            level = self.threshold.level
-            if self.threshold.mode == "probability" and level is not None:
-                # The tail probability and the verdict agree by construction: anomalous
-                # exactly at or below the level (this settles grid steps and rule rates).
-                p = np.where(first >= 0, np.minimum(p, level), np.maximum(p, _above(level)))
+        p = self.p_values(statistic, unseen_key | unseen_transition, first >= 0)
         return Assessment(scores, flags, first, statistic, unseen_key, unseen_transition, new, p)
+
+    def p_values(self, statistic: np.ndarray, ruled: np.ndarray, flagged: np.ndarray) -> np.ndarray:
+        """Sessions' tail probabilities among normal sessions (NaN without a calibration):
+        from their statistic, the rules' rate for sessions a rule flags, and in probability
+        mode held to the verdict (``flagged``: at most the level, else above it), so that
+        the two agree by construction (grid steps and rule rates settled)."""
+        cal = self.calibration
+        statistic = np.asarray(statistic, dtype=np.float64)
+        if cal is None or cal.tail is None:
+            return np.full(len(statistic), np.nan)
+        p = cal.tail.sf(statistic)
+        p = np.where(ruled, np.minimum(p, cal.rule_p), p)
+        level = self.threshold.level
+        if self.threshold.mode == "probability" and level is not None:
+            p = np.where(flagged, np.minimum(p, level), np.maximum(p, _above(level)))
+        return p
+
+    def new_transitions(self, windows: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Per row: is ``targets[i]`` after ``windows[i]`` (the model's window of keys) a
+        transition no normal training session holds (the rule; all False without it)?"""
+        cal = self.calibration
+        targets = np.asarray(targets)
+        if cal is None or cal.context == 0 or len(targets) == 0:
+            return np.zeros(len(targets), dtype=bool)
+        ctx = np.asarray(windows).reshape(len(targets), -1)[:, self.config.window - cal.context :]
+        return ~self._known.contains(np.concatenate([ctx, targets[:, None]], axis=1))
 
     def learn_transitions(self, sessions: Sequence[np.ndarray]) -> np.ndarray | None:
         """The rule's known transitions with those of these encoded sessions added (an

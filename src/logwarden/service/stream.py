@@ -59,7 +59,7 @@ from logwarden.detect import Detector, Verdict
 from logwarden.errors import ConfigError, StateError
 from logwarden.io.formats import LogFormat, get_format
 from logwarden.io.ingest import session_config
-from logwarden.models import END, PAD, UNK
+from logwarden.models import END, PAD, PROB_FLOOR, UNK
 from logwarden.models.params import START, numeric_value
 from logwarden.parsing import CREATED, TemplateMiner
 from logwarden.records import Event, Line, Param, Record, Stats
@@ -164,8 +164,8 @@ class _Open:
     """A session being built."""
 
     __slots__ = (
-        "active", "closed_by", "entries", "first_seq", "idx", "low_prob", "order",
-        "reported", "sid", "top_rank",
+        "active", "closed_by", "entries", "first_seq", "idx", "key_flagged", "low_prob",
+        "order", "param_lp", "reported", "ruled", "sid", "top_rank",
     )  # fmt: skip
 
     def __init__(self, sid: str, order: int, first_seq: int) -> None:
@@ -176,8 +176,15 @@ class _Open:
         self.idx: list[int] = []  # key model indices of the entries
         self.active: float | None = None  # log clock at its last entry
         self.reported: Verdict | None = None  # the verdict emitted at its anomalous entry
-        self.low_prob = math.inf  # lowest probability given to one of its keys so far
-        self.top_rank = 0  # highest rank so far (top-g thresholds)
+        # What the session's score needs (``DeepLog.session_scores``), so far: the lowest
+        # probability of a key a probability cut may flag (``models.session_statistic``),
+        # the highest rank (top-g), whether a rule fired, whether the key model flagged it,
+        # and the lowest log10 tail probability of an entry the parameter models checked.
+        self.low_prob = math.inf
+        self.top_rank = 0
+        self.ruled = False
+        self.key_flagged = False
+        self.param_lp = 0.0
         self.closed_by = "end"
 
     @property
@@ -275,6 +282,8 @@ class _Check:
     rank: int = 0
     flag: bool = False
     param_row: tuple[Any, int] | None = None  # (ParamScores, row) when a parameter model fired
+    param_lp: float = 0.0  # the entry's log10 tail probability under its parameter model
+    new: bool = False  # a transition no normal training session holds (the rule)
 
 
 @dataclass(slots=True)
@@ -285,6 +294,7 @@ class _Close:
     prob: float = 0.0
     rank: int = 0
     flag: bool = False
+    new: bool = False
 
 
 class StreamDetector:
@@ -639,9 +649,12 @@ class StreamDetector:
         prob = np.array([it.prob for it in items], dtype=np.float32)
         rank = np.array([it.rank for it in items], dtype=np.int64)
         flags = km.threshold.flags(rank, prob)
-        for it, f in zip(items, flags.tolist(), strict=True):
-            target = END if isinstance(it, _Close) else it.target
-            it.flag = bool(f) or target == UNK
+        targets = np.array([END if isinstance(it, _Close) else it.target for it in items])
+        windows = np.array([it.window for it in items], dtype=np.int32).reshape(len(items), -1)
+        new = km.new_transitions(windows, targets)
+        for it, f, t, nw in zip(items, flags.tolist(), targets.tolist(), new.tolist(), strict=True):
+            it.new = bool(nw)
+            it.flag = bool(f) or t == UNK or it.new
 
     def _window_probs(self, window: tuple[int, ...]) -> np.ndarray:
         got = self._probs.get(window)
@@ -678,6 +691,9 @@ class StreamDetector:
             else:
                 hist = np.zeros((len(group), 0, d))
             sc = params.score_with_history(unit, values, hist, net)
+            if sc.log10_p is not None:
+                for c, lp in zip(group, sc.log10_p.tolist(), strict=True):
+                    c.param_lp = lp
             for j in np.flatnonzero(sc.anomalous).tolist():
                 group[j].param_row = (sc, j)
 
@@ -691,10 +707,16 @@ class StreamDetector:
         top_g = self.key_model.threshold.mode == "top_g"
         for it in timeline:
             s = it.session
-            if it.prob < s.low_prob:
+            target = END if isinstance(it, _Close) else it.target
+            # The positions the session statistic takes (models.keys.session_statistic).
+            if target != UNK and UNK not in it.window and it.rank > 1 and it.prob < s.low_prob:
                 s.low_prob = it.prob
             if it.rank > s.top_rank:
                 s.top_rank = it.rank
+            s.ruled = s.ruled or target == UNK or it.new
+            s.key_flagged = s.key_flagged or it.flag
+            if isinstance(it, _Check) and not it.flag and it.unit is not None:
+                s.param_lp = min(s.param_lp, it.param_lp)
             if isinstance(it, _Check):
                 if s.reported is not None or not (it.flag or it.param_row is not None):
                     continue
@@ -743,10 +765,16 @@ class StreamDetector:
         )
 
     def _score(self, s: _Open, top_g: bool) -> float:
-        if top_g:
-            return float(s.top_rank)
+        """The session's score so far, as batch detection scores it."""
         low = s.low_prob if math.isfinite(s.low_prob) else 1.0
-        return float(-np.log10(max(float(np.float32(low)), 1e-40)))
+        statistic = -math.log10(max(float(np.float32(low)), PROB_FLOOR))
+        plp = None if self.params is None else np.array([s.param_lp])
+        return float(
+            self.model.session_scores(
+                np.array([statistic]), np.array([s.ruled]), np.array([s.key_flagged]),
+                np.array([float(s.top_rank)]), plp,
+            )[0]
+        )  # fmt: skip
 
     def _expected(self, window: tuple[int, ...]) -> list[dict[str, Any]]:
         probs = self._window_probs(window)
@@ -761,7 +789,7 @@ class StreamDetector:
         p = c.pos
         labels = s.labels()
         observed = labels[p]
-        reason = "unseen_key" if c.target == UNK else "ranked_out"
+        reason = "unseen_key" if c.target == UNK else "unseen_transition" if c.new else "ranked_out"
         return Verdict(
             s.sid, True, p + 1, 0.0, reason, "keys", p, observed,
             self.model.templates_.get(observed), round(c.prob, 6),
@@ -842,6 +870,9 @@ class StreamDetector:
                     "reported": None if s.reported is None else _verdict_state(s.reported),
                     "low_prob": None if not math.isfinite(s.low_prob) else s.low_prob,
                     "top_rank": s.top_rank,
+                    "ruled": s.ruled,
+                    "key_flagged": s.key_flagged,
+                    "param_lp": s.param_lp,
                     "entries": [e.to_list() for e in s.entries],
                 }
                 for s in self._open.values()  # in activity order
@@ -885,6 +916,9 @@ class StreamDetector:
                 s.reported = None if o["reported"] is None else _verdict_from(o["reported"])
                 s.low_prob = math.inf if o["low_prob"] is None else float(o["low_prob"])
                 s.top_rank = int(o["top_rank"])
+                s.ruled = bool(o.get("ruled", False))
+                s.key_flagged = bool(o.get("key_flagged", s.reported is not None))
+                s.param_lp = float(o.get("param_lp", 0.0))
                 self._open[s.sid] = s
             for item in state["history"]:
                 unit, h = _history_from(item)
