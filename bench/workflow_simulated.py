@@ -11,11 +11,18 @@
    ``simulate.CONCURRENT_STEPS``; its loops (cycles once the concurrent groups' inner
    edges are set aside) against the same definition applied to the truth graph.
 2. **The same without identifiers**: the log is cut into windows of ``--window`` lines
-   (``--window`` in ``train``), the miner gets only the windows and the timestamps.
+   (``--window`` in ``train``), the miner gets only the windows, the entries' timestamps
+   and parameters (it learns which parameter values identify an execution: ``linking``).
+   For information, the same log mined from keys and timestamps alone
+   (``link_identifiers=False``, co-occurrence statistics only: a log whose messages name
+   no object), which has no target.
 3. **Diagnosis.** DeepLog (key model) is trained on the normal log and run on a mixed log
    (``--test-sessions``, seed ``--test-seed``); every verdict on an injected path anomaly
    must carry a diagnosis whose observed step is not among the expected ones, and every
-   early end must name the missing steps.
+   early end must name the missing steps. Early ends are exercised by ``--truncated``
+   normal sessions of the mixed log cut short (at a random entry, seed ``--test-seed``):
+   every early-end verdict on them must name missing steps, and for information the
+   share whose first named step is the step that was cut is printed.
 4. **Cost**: ``logwarden train`` on ``--speed-lines`` simulated lines (child process): the
    mining seconds the model records against the rest of the training.
 5. **HDFS**: the workflows of ``hdfs-deeplog/hdfs_train``, printed with ``templates.csv``.
@@ -34,6 +41,7 @@ import argparse
 import csv
 import itertools
 import json
+import random
 import sys
 import tempfile
 import time
@@ -64,14 +72,14 @@ from logwarden.sim import (
     simulate,
     task_paths,
 )
-from logwarden.workflow import END, START, Workflows, mine_workflows
+from logwarden.workflow import END, START, WorkflowConfig, Workflows, mine_workflows
 from logwarden.workflow.model import find_loops
 
 TARGET_IDS = 0.95
 TARGET_WINDOWS = 0.85
 TARGET_COST = 0.20
 _PARAMS = ("train_sessions", "train_seed", "truth_sessions", "truth_seed", "test_sessions",
-           "test_seed", "window", "speed_lines")  # fmt: skip
+           "test_seed", "truncated", "window", "speed_lines")  # fmt: skip
 
 
 def truth_graphs(sessions: int, seed: int) -> dict[str, Counter[tuple[str, str]]]:
@@ -157,7 +165,22 @@ def diagnosis_check(args: argparse.Namespace, train: Any, workdir: Path) -> dict
     path = [v for v in verdicts if v.anomalous and kind.get(v.session) == "path"]
     ok = [v for v in path if v.diagnosis and v.diagnosis.observed not in
           {e["key"] for e in v.diagnosis.expected} and v.diagnosis.diverged]  # fmt: skip
-    ends = [v for v in verdicts if v.anomalous and v.reason == "early_end"]
+    # Early ends: normal sessions cut short at a random entry (never before the first).
+    rng = random.Random(args.test_seed)
+    normal = [i for i, sid in enumerate(test.ids) if kind.get(sid) == "normal"]
+    picked = sorted(rng.sample(normal, min(args.truncated, len(normal))))
+    cut_at = [rng.randrange(1, len(test.keys[i])) for i in picked]
+    cut_keys = [list(test.keys[i][:c]) for i, c in zip(picked, cut_at, strict=True)]
+    cut_ids = [f"{test.ids[i]}#cut{c}" for i, c in zip(picked, cut_at, strict=True)]
+    cut_lines = [list(test.lines[i][:c]) for i, c in zip(picked, cut_at, strict=True)]
+    first_cut = {
+        sid: str(test.keys[i][c]) for sid, i, c in zip(cut_ids, picked, cut_at, strict=True)
+    }
+    cut_verdicts = model.verdicts(cut_keys, cut_ids, cut_lines)
+    cut_ends = [v for v in cut_verdicts if v.anomalous and v.reason == "early_end"]
+    cut_named = [v for v in cut_ends if v.diagnosis and v.diagnosis.missing]
+    cut_first = [v for v in cut_named if str(v.diagnosis.missing[0]["key"]) == first_cut[v.session]]
+    ends = [v for v in verdicts if v.anomalous and v.reason == "early_end"] + cut_ends
     named = [v for v in ends if v.diagnosis and v.diagnosis.missing]
     bad = [
         {"session": v.session, "reason": v.reason, "diagnosis": v.diagnosis.to_dict()}
@@ -171,6 +194,20 @@ def diagnosis_check(args: argparse.Namespace, train: Any, workdir: Path) -> dict
         "early_ends": len(ends),
         "early_ends_named": len(named),
         "early_ends_of_normal": sum(1 for v in ends if kind.get(v.session) == "normal"),
+        "truncated": len(cut_keys),
+        "truncated_flagged": sum(1 for v in cut_verdicts if v.anomalous),
+        "truncated_early_ends": len(cut_ends),
+        "truncated_named": len(cut_named),
+        "truncated_first_missing_is_cut": len(cut_first),
+        "examples_early_end": [
+            {
+                "session": v.session,
+                "missing": [m["key"] for m in v.diagnosis.missing],
+                "cut": first_cut[v.session],
+            }
+            for v in cut_named[:3]
+            if v.diagnosis and v.diagnosis.missing
+        ],
         "examples_not_diverged": bad,
     }
 
@@ -234,6 +271,12 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     started = time.perf_counter()
     by_window = mine_workflows(windows.keys, events=windows.sessions, interleaved=True)
     win_s = time.perf_counter() - started
+    started = time.perf_counter()
+    by_stats = mine_workflows(
+        windows.keys, events=windows.sessions, interleaved=True,
+        config=WorkflowConfig(link_identifiers=False),
+    )  # fmt: skip
+    stats_s = time.perf_counter() - started
     rep: dict[str, Any] = {
         "benchmark": "workflow_simulated",
         "machine": machine_info(),
@@ -246,6 +289,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "truth_seed",
                 "test_sessions",
                 "test_seed",
+                "truncated",
                 "window",
                 "speed_lines",
             )
@@ -256,6 +300,11 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "seconds": win_s,
             "workflows": len(by_window),
             "tasks": compare(by_window, names, truth),
+        },
+        "windows_statistical": {
+            "seconds": stats_s,
+            "workflows": len(by_stats),
+            "tasks": compare(by_stats, names, truth),
         },
         "diagnosis": diagnosis_check(args, train, workdir),
         "hdfs": hdfs(args.data),
@@ -271,7 +320,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             min(t["precision"], t["recall"]) >= TARGET_WINDOWS for t in t_win.values()
         ),
         "path_diagnosed": d["path_diagnosed_outside_expected"] == d["path_flagged"],
-        "early_ends_named": d["early_ends_named"] == d["early_ends"],
+        # Vacuous when nothing ended early: the cut sessions must give early ends.
+        "early_ends_named": d["early_ends_named"] == d["early_ends"]
+        and d["truncated_early_ends"] > 0,
     }
     if "speed" in rep:
         passes["cost"] = rep["speed"]["share_of_rest"] <= TARGET_COST
@@ -290,6 +341,7 @@ def print_report(rep: dict[str, Any]) -> None:
     for mode, label in (
         ("ids", "with identifiers"),
         ("windows", f"windows of {p['window']} lines"),
+        ("windows_statistical", f"windows of {p['window']} lines, keys and times only (no target)"),
     ):
         r = rep[mode]
         print(f"\n{label}: {r['workflows']} workflows mined in {r['seconds']:.2f} s")
@@ -312,6 +364,11 @@ def print_report(rep: dict[str, Any]) -> None:
         f"{d['path_diagnosed_outside_expected']} with the observed step outside the expected; "
         f"{d['early_ends']} early ends ({d['early_ends_of_normal']} on normal sessions), "
         f"{d['early_ends_named']} naming missing steps"
+    )
+    print(
+        f"early ends: {d['truncated']} normal sessions cut short, {d['truncated_flagged']} flagged, "
+        f"{d['truncated_early_ends']} as early ends, {d['truncated_named']} naming missing steps "
+        f"({d['truncated_first_missing_is_cut']} with the cut step first)"
     )
     if "speed" in rep:
         s = rep["speed"]
@@ -344,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--truth-seed", type=int, default=99)
     p.add_argument("--test-sessions", type=int, default=3000)
     p.add_argument("--test-seed", type=int, default=12)
+    p.add_argument("--truncated", type=int, default=300, help="normal test sessions cut short")
     p.add_argument("--window", type=int, default=100, help="lines per window (no ids)")
     p.add_argument("--speed-lines", type=int, default=1_000_000, help="0: skip the cost run")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)

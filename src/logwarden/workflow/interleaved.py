@@ -66,7 +66,7 @@ def mine_interleaved(
     keys: list[str] = [str(k) for w in windows for k in w]
     if not keys:
         return Workflows([], {}, True, config)
-    t = _timeline(windows, times, len(keys))
+    t = timeline(windows, times, len(keys))
     vocab = sorted(set(keys))
     code = {k: i for i, k in enumerate(vocab)}
     stream = np.fromiter((code[k] for k in keys), dtype=np.int64, count=len(keys))
@@ -126,10 +126,11 @@ def mine_interleaved(
     return Workflows(workflows, share, True, config)
 
 
-def _timeline(
+def timeline(
     windows: Sequence[Sequence[str]], times: Sequence[Sequence[float | None]] | None, n: int
 ) -> np.ndarray:
-    """Entry times: timestamps when (nearly) all have one, else positions."""
+    """Entry times of ``n`` entries in windows: their timestamps when (nearly) all have
+    one (a missing one takes the one before), else their positions."""
     if times is not None:
         flat = [x for w in times for x in w]
         known = [x for x in flat if x is not None]

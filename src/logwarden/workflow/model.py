@@ -62,6 +62,10 @@ class WorkflowConfig:
     candidates: int = 64
     # Interleaved logs: an edge needs this estimated share of its source's transitions.
     min_edge_share: float = 0.002
+    # Interleaved logs: recover executions from the identifier values their entries share
+    # (which parameters are identifiers is learned; see ``linking``). False: key
+    # co-occurrence statistics only.
+    link_identifiers: bool = True
 
     def validate(self) -> None:
         if not 0.5 <= self.cooccurrence < 1.0:
@@ -83,6 +87,11 @@ class WorkflowConfig:
             raise ConfigError(
                 f"structure_share must be in [0, 1) (got {self.structure_share!r})",
                 field="structure_share",
+            )
+        if not isinstance(self.link_identifiers, bool):
+            raise ConfigError(
+                f"link_identifiers must be true or false (got {self.link_identifiers!r})",
+                field="link_identifiers",
             )
         if not 0.0 <= self.min_edge_share < 1.0:
             raise ConfigError(
