@@ -10,12 +10,18 @@ punctuation, so that ``[req-1 user project]`` has three tokens):
   of each other (one execution's lifetime); it is **spread** when it recurs over a longer
   time (a host, a user, a constant, a status code: values shared by many executions);
 * a slot holds an **identifier** when most of its entries carry a local value
-  (``_LINK_SHARE``) and almost none a spread one (``_SPREAD_SHARE``): an identifier comes
-  back within one execution and never again; a host or a small number comes back for
-  ever, and a fresh random value (a size, a duration) does not come back at all.
+  (``_LINK_SHARE``) and few a spread one (``_SPREAD_SHARE``): an identifier comes back
+  within one execution and never again; a host or a small number comes back for ever, a
+  fresh random value (a size, a duration) does not come back at all, and a value from a
+  pool that is reused (a worker, a wrapping counter) comes back later often enough that
+  two executions close in time may share it: such a slot is no identifier. A few spread
+  values are tolerated (an execution that outlived the horizon: its entries stay
+  unlinked, the rest of the slot still links).
 
-Entries that share a local value of an identifier slot belong to one execution (a
-union-find over entries), whatever key or parameter position the value is in. Keys most of
+Entries that share a value of an identifier slot belong to one execution (a union-find
+over entries), whatever key or parameter position the value is in, as long as each comes
+within ``horizon`` of the one before (a value back after a longer pause is another
+execution). Keys most of
 whose entries join an execution of two entries or more are **linked**; their executions are
 mined as sessions (``mine_sessions``). Entries of the other keys (background lines, tasks
 whose messages name nothing) are left to the statistical miner (``mine_interleaved``).
@@ -41,8 +47,8 @@ from logwarden.workflow.model import Workflow, WorkflowConfig, Workflows
 
 # A slot is an identifier when at least this share of its entries carry a local value...
 _LINK_SHARE = 0.5
-# ...and at most this share of its recurring values are spread over a longer time.
-_SPREAD_SHARE = 0.02
+# ...and at most this share of its entries carry a value spread over a longer time.
+_SPREAD_SHARE = 0.2
 # The log must span this many horizons before locality means anything.
 _MIN_SPANS = 4.0
 # A key is linked when at least this share of its entries join executions.
@@ -119,17 +125,18 @@ def link_executions(
     total = np.bincount(slot, minlength=S).astype(np.float64)
     n_local = np.bincount(slot, weights=local[value].astype(np.float64), minlength=S)
     n_spread = np.bincount(slot, weights=spread[value].astype(np.float64), minlength=S)
-    is_id = (n_local >= _LINK_SHARE * total) & (
-        n_spread <= _SPREAD_SHARE * np.maximum(n_local + n_spread, 1.0)
-    )
+    is_id = (n_local >= _LINK_SHARE * total) & (n_spread <= _SPREAD_SHARE * total)
     slots = [s for s, i in slot_id.items() if is_id[i]]
 
-    # Entries sharing a local value of an identifier slot: one execution.
-    use = is_id[slot] & local[value]
+    # Entries sharing a value of an identifier slot, each within ``horizon`` of the one
+    # before: one execution. A value that comes back after a longer pause starts another
+    # (and an execution that lived longer than the horizon, with pauses shorter than it,
+    # stays whole: whether a slot is an identifier was settled above).
+    use = is_id[slot] & (count[value] >= 2)
     parent = np.arange(n)
     order = np.lexsort((entry[use], value[use]))
     v_used, e_used = value[use][order], entry[use][order]
-    same = np.flatnonzero(v_used[1:] == v_used[:-1])
+    same = np.flatnonzero((v_used[1:] == v_used[:-1]) & (t[e_used[1:]] - t[e_used[:-1]] <= horizon))
     for a, b in zip(e_used[same].tolist(), e_used[same + 1].tolist(), strict=True):
         ra, rb = _find(parent, a), _find(parent, b)
         if ra != rb:
