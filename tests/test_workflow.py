@@ -179,6 +179,27 @@ def test_diagnosis_of_an_early_end_names_the_missing_steps(mined: Workflows) -> 
     assert not d.diverged and d.missing == []
 
 
+def test_a_step_missing_among_concurrent_ones_is_diagnosed_at_the_end() -> None:
+    """Two workers each log ``work`` then ``done``, interleaved in any order: without one
+    ``done`` every entry still follows an edge and no prefix breaks a rule, but the
+    execution owes that ``done`` at its end."""
+    rng = random.Random(1)
+    sessions = []
+    for _ in range(300):
+        order = rng.choice([["w", "w", "d", "d"], ["w", "d", "w", "d"]])
+        sessions.append(["c_open", *[f"c_{'work' if k == 'w' else 'done'}" for k in order],
+                         "c_close"])  # fmt: skip
+    wfs = mine_sessions(sessions)
+    keys = ["c_open", "c_work", "c_work", "c_done", "c_close"]
+    d = diagnose(wfs, keys, 3, "ranked_out")
+    assert (d.observed, d.position, d.state, d.diverged) == (END, 5, "c_close", True)
+    assert [m["key"] for m in d.missing or []] == ["c_done"]
+    assert "c_done x1" in (d.why or "") and END not in {e["key"] for e in d.expected}
+    # The whole execution fits: nothing diverged, the flagged entry is described.
+    d = diagnose(wfs, [*keys[:3], "c_done", "c_done", "c_close"], 3, "ranked_out")
+    assert (d.observed, d.position, d.diverged) == ("c_done", 3, False)
+
+
 def test_diagnosis_of_a_parameter_anomaly_names_the_step(mined: Workflows) -> None:
     keys = ["a_login", "a_check2", "a_check1", "a_show", "a_done"]
     d = diagnose(mined, keys, 3, "performance", {"a_show": "show <*>"})

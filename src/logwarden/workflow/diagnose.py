@@ -9,8 +9,10 @@ state (the last step that fitted, or ``<start>``), the steps allowed next with t
 probabilities, and what was observed instead.
 
 * key-model anomalies (``unseen_key``, ``ranked_out``): the first divergence of the
-  session; when the workflow allows every entry (the key model judged from a longer
-  context), the state and allowed steps at the flagged entry, with ``diverged`` False.
+  session; when the workflow allows every entry but not the end (a step missing among
+  concurrent ones breaks only a counting rule), that end, with the steps still owed;
+  when it allows the whole session (the key model judged from a longer context), the
+  state and allowed steps at the flagged entry, with ``diverged`` False.
 * ``early_end``: the state at the end, and the steps still missing to reach an allowed end
   (the most likely completion that satisfies the counting rules).
 * parameter and performance anomalies: the workflow step the entry is, and its state.
@@ -214,11 +216,13 @@ def _diagnose_session(
             diverged=observed not in {b for b, _ in allowed},
             step={"key": observed},
         )  # fmt: skip
-    if reason == "early_end" or position >= len(keys):
-        allowed = wf.allowed(state, counts)
-        can_end = END in {b for b, _ in allowed}
+    final = wf.allowed(state, counts)
+    ends = END in {b for b, _ in final}
+    if reason == "early_end" or position >= len(keys) or (first is None and not ends):
+        # An early end; or every entry fits but the execution as a whole does not: it ends
+        # owing steps (a step missing among concurrent ones shows only in the counts).
         rest: list[str] = []
-        if not can_end:
+        if not ends:
             found = wf.completion(state, counts)
             if found is None:  # no allowed end within the search: what the counts owe
                 found = (
@@ -227,8 +231,8 @@ def _diagnose_session(
                 )
             rest = found
         return Diagnosis(
-            wf.name, state, END, len(keys), _expected(allowed), diverged=not can_end,
-            why=None if can_end else _why_not_end(wf, counts),
+            wf.name, state, END, len(keys), _expected(final), diverged=not ends,
+            why=None if ends else _why_not_end(wf, counts),
             missing=[{"key": k} for k in rest],
         )  # fmt: skip
     if first is not None:
