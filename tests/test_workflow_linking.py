@@ -6,13 +6,16 @@ does the work as before."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from logwarden.errors import ConfigError
+from logwarden.io.ingest import read_raw_sessions
 from logwarden.records import Event, Line, Param, Record
-from logwarden.sessions import Session
+from logwarden.sessions import Session, SessionConfig
+from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
 from logwarden.workflow import (
     END,
     START,
@@ -230,3 +233,24 @@ def test_training_windows_overlapping_or_not_mine_the_same() -> None:
 def test_link_identifiers_must_be_a_switch() -> None:
     with pytest.raises(ConfigError, match="link_identifiers"):
         WorkflowConfig(link_identifiers="yes").validate()  # type: ignore[arg-type]
+
+
+def test_simulated_log_through_windows_gives_the_workflows_of_its_ids(tmp_path: Path) -> None:
+    """The built-in simulator's normal log read without its session pattern (windows of
+    50 lines) gives the same workflows as with it: same steps, edges and counts,
+    concurrency and loops (its block ids, request ids and instance uuids are learned as
+    identifiers; nothing names them)."""
+    log = tmp_path / "normal.log"
+    simulate(SimConfig(seed=4, sessions=900, normal_only=True)).write(log)
+    ids = read_raw_sessions([str(log)], SIM_FORMAT, SessionConfig(id_pattern=SIM_SESSION_REGEX))
+    win = read_raw_sessions(
+        [str(log)], SIM_FORMAT, SessionConfig(window_size=50), miner=ids.miner, learn=False
+    )
+    by_ids = mine_workflows(ids.keys)
+    by_windows = mine_workflows(win.keys, events=win.sessions, interleaved=True)
+    assert len(by_ids) == 3
+    for w in by_ids:
+        same = [x for x in by_windows if set(x.keys) == set(w.keys)]
+        assert len(same) == 1
+        x = same[0]
+        assert x.edges == w.edges and x.concurrent == w.concurrent and x.loops == w.loops
