@@ -1,4 +1,6 @@
-"""Mining workflows from logs without identifiers (windows of interleaved executions).
+"""Mining workflows from logs without identifiers (windows of interleaved executions)
+from keys and times alone: for the entries that no identifier value links into
+executions (``linking``), or for every entry when ``link_identifiers`` is off.
 
 Without identifiers the entries of concurrent executions are interleaved, so neither the
 sessions nor their directly-follows pairs are observed. Following the DeepLog paper, the
