@@ -31,8 +31,8 @@
 
 Targets: edge precision and recall >= 0.95 per task with identifiers, >= 0.85 through
 windows; concurrency and loops as the truth; every path anomaly diagnosed with its
-observed step outside the expected ones; every early end naming missing steps (or a complete execution); mining
-<= 20% of the rest of ``train``.
+observed step outside the expected ones; every early end naming missing steps (or a
+complete execution); mining <= 20% of the rest of ``train``.
 
     python bench/workflow_simulated.py [--train-sessions 20000] [--speed-lines 1000000] [--json]
 """
