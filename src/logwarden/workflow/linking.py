@@ -15,16 +15,15 @@ punctuation, so that ``[req-1 user project]`` has three tokens):
   fresh random value (a size, a duration) does not come back at all, and a value from a
   pool that is reused (a worker, a wrapping counter) comes back later often enough that
   two executions close in time may share it: such a slot is no identifier. A few spread
-  values are tolerated (an execution that outlived the horizon: its entries stay
-  unlinked, the rest of the slot still links).
+  values are tolerated (executions that lived longer than the horizon).
 
 Entries that share a value of an identifier slot belong to one execution (a union-find
 over entries), whatever key or parameter position the value is in, as long as each comes
-within ``horizon`` of the one before (a value back after a longer pause is another
-execution). Keys most of
-whose entries join an execution of two entries or more are **linked**; their executions are
-mined as sessions (``mine_sessions``). Entries of the other keys (background lines, tasks
-whose messages name nothing) are left to the statistical miner (``mine_interleaved``).
+within ``horizon`` of the one before: a long execution stays whole, a value back after a
+longer pause starts another. Keys most of whose entries join an execution of two entries
+or more are **linked**; their executions are mined as sessions (``mine_sessions``).
+Entries of the other keys (background lines, tasks whose messages name nothing) are left
+to the statistical miner (``mine_interleaved``).
 
 The test of locality needs a log several horizons long (``_MIN_SPANS``): in a shorter one
 a host seen twice looks like an identifier, so no slot is taken there.
