@@ -179,6 +179,20 @@ def test_diagnosis_of_an_early_end_names_the_missing_steps(mined: Workflows) -> 
     assert not d.diverged and d.missing == []
 
 
+def test_repeated_early_ends_get_the_same_completion(mined: Workflows) -> None:
+    """Completions are remembered (thousands of early ends share a few prefixes): the same
+    answer every time, and a caller changing the list it got changes nothing."""
+    keys = ["b_begin", "b_item", "ledger", "b_item"]
+    first = diagnose(mined, keys, len(keys), "early_end")
+    wf = next(w for w in mined.workflows if "b_commit" in w.keys)
+    path = wf.completion("b_item", Counter(keys))
+    assert path and path[-1] == "b_commit"
+    path.append("x")
+    assert wf.completion("b_item", Counter(keys)) == path[:-1]
+    again = diagnose(mined, keys, len(keys), "early_end")
+    assert again.missing == first.missing
+
+
 def test_a_step_missing_among_concurrent_ones_is_diagnosed_at_the_end() -> None:
     """Two workers each log ``work`` then ``done``, interleaved in any order: without one
     ``done`` every entry still follows an edge and no prefix breaks a rule, but the

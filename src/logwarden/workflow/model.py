@@ -100,6 +100,10 @@ class WorkflowConfig:
             )
 
 
+# How many completions a workflow remembers (bounded: a service runs for ever).
+_COMPLETIONS_KEPT = 4096
+
+
 @dataclass
 class Workflow:
     """One task type's automaton (see the module docstring)."""
@@ -135,6 +139,9 @@ class Workflow:
             if balanced:
                 self._balanced.append((a, b))
         self._keyset = set(self.keys)
+        # Completions found so far: early ends repeat (a few distinct prefixes among
+        # thousands of sessions), and a search that finds no end spends its whole budget.
+        self._completions: dict[tuple[Any, ...], list[str] | None] = {}
 
     # -- reading the automaton ------------------------------------------------------------
 
@@ -203,9 +210,22 @@ class Workflow:
         """The most likely steps that take an execution from ``state`` with ``counts`` to
         an allowed end (a best-first search over the automaton and its counting rules),
         or None when no end is reachable within the search budget."""
+        start_counts = tuple(sorted((k, v) for k, v in counts.items() if v))
+        memo = (state, start_counts, max_expansions)
+        if memo in self._completions:
+            found = self._completions[memo]
+            return None if found is None else list(found)
+        if len(self._completions) >= _COMPLETIONS_KEPT:
+            self._completions.clear()
+        found = self._search(state, start_counts, max_expansions)
+        self._completions[memo] = found
+        return None if found is None else list(found)
+
+    def _search(
+        self, state: str, start_counts: tuple[tuple[str, int], ...], max_expansions: int
+    ) -> list[str] | None:
         import heapq
 
-        start_counts = tuple(sorted((k, v) for k, v in counts.items() if v))
         heap: list[tuple[float, int, str, tuple[tuple[str, int], ...], tuple[str, ...]]] = [
             (0.0, 0, state, start_counts, ())
         ]
