@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from logwarden.cli.common import RuntimeFailure, UsageError, open_out
+from logwarden.cli.engine import add_engine_args, check_engine_args, read_on_ray
 from logwarden.cli.inputs import add_input_args, apply_input_args, read_inputs
 from logwarden.cli.lines import (
     check_window_mode,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction) -> None:
     sdet = sub.add_parser("detect", help="verdicts with explanations for each session")
     add_input_args(sdet)
+    add_engine_args(sdet)
     sdet.add_argument("--model", required=True, metavar="MODEL")
     sdet.add_argument("--jsonl", metavar="OUT", help="write one JSON verdict per session")
     sdet.add_argument("--show", type=int, default=3, help="explained anomalies to print (3)")
@@ -68,16 +70,25 @@ def cmd_detect(args: argparse.Namespace) -> int:
         raise UsageError("--html-limit must not be negative")
     from logwarden.detect.lines import SupervisedDetector, window_line_verdicts
 
+    on_ray = check_engine_args(args)
     detector = load_model(args.model)
     if isinstance(detector, SupervisedDetector):
+        if on_ray:
+            raise UsageError("--engine ray scores sessions by id, not lines or windows")
         return detect_supervised(args, detector)
     apply_input_args(detector, args)
     if args.line_scores:
         check_window_mode(detector)
-    data = read_inputs(detector, args, learn=False)
-    if args.line_scores:
-        write_line_scores(args.line_scores, window_line_verdicts(detector.model, data))
-    verdicts = detector.verdicts(data)
+    positions = None
+    if on_ray:
+        if args.line_scores:
+            raise UsageError("--line-scores reads windows here, not on Ray (--engine local)")
+        data, verdicts, positions = read_on_ray(detector, args).unpack()
+    else:
+        data = read_inputs(detector, args, learn=False)
+        if args.line_scores:
+            write_line_scores(args.line_scores, window_line_verdicts(detector.model, data))
+        verdicts = detector.verdicts(data)
     if args.jsonl:
         try:
             with open_out(args.jsonl) as fh:
@@ -114,7 +125,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         _write_html(args.html, verdicts, detector.model, args.html_limit)
         print(f"wrote {args.html}", file=out)
     if not args.no_drift:
-        _drift(detector, data, verdicts, args)
+        _drift(detector, data, verdicts, args, positions)
     return 0
 
 
@@ -132,7 +143,11 @@ def _write_html(path: str, verdicts: list[Any], model: Any, limit: int) -> None:
 
 
 def _drift(
-    detector: Detector, data: Inputs, verdicts: list[Verdict], args: argparse.Namespace
+    detector: Detector,
+    data: Inputs,
+    verdicts: list[Verdict],
+    args: argparse.Namespace,
+    positions: Any = None,  # --engine ray: the entries' lines and times (data.events is None)
 ) -> None:
     """Drift against the training baseline: warnings on stderr, the report as JSON."""
     from logwarden.online.drift import DriftConfig, DriftTracker, track_batch
@@ -145,7 +160,7 @@ def _drift(
         bucket_seconds=args.drift_bucket, context=model.window, suggest=args.drift_suggest
     )
     tracker = DriftTracker(model.drift_baseline_, model.keys_, templates, config)
-    warnings = track_batch(tracker, verdicts, data.keys, data.events)
+    warnings = track_batch(tracker, verdicts, data.keys, data.events, positions=positions)
     if warnings:
         report = tracker.report()
         print(f"logwarden: {warnings[0].describe(report['suggested'])}", file=sys.stderr)

@@ -36,7 +36,7 @@ from logwarden.models.keys import (
     Threshold,
     fit_key_model,
 )
-from logwarden.models.params import ParamModelConfig, ParamModels
+from logwarden.models.params import ParamModelConfig, ParamModels, ParamScores
 from logwarden.online.drift import DriftBaseline
 from logwarden.online.feedback import Feedback, Lineage
 from logwarden.online.update import (
@@ -681,19 +681,23 @@ class DeepLog:
         events: Sequence[Session] | None,
         a: Assessment,
         explain: bool = True,
+        scored: Mapping[Any, ParamScores] | None = None,
     ) -> tuple[dict[int, tuple[int, dict[str, Any] | None]], np.ndarray | None]:
         """The parameter models' findings among entries whose key the key model found
         normal: per session index, the first flagged entry (position, and its deviation
         when ``explain``), and per session the lowest log10 tail probability of an entry
-        (0 where no entry was checked; None without parameter models or ``events``)."""
+        (0 where no entry was checked; None without parameter models or ``events``).
+        ``scored``: the units' scores when already computed (see ``verdicts``)."""
         _check_events(sessions, events)
         params = getattr(self, "params_", None)
         if params is None or events is None:
             return {}, None
+        if scored is None:
+            scored = params.score(params.series(events))
         offsets = a.scores.offsets
         lowest = np.zeros(len(sessions))
         first: dict[int, tuple[int, Any, int]] = {}  # session -> (entry, scores, row)
-        for sc in params.score(params.series(events)).values():
+        for sc in scored.values():
             if len(sc.refs) == 0:
                 continue
             normal_key = ~a.flags[offsets[sc.refs[:, 0]] + sc.refs[:, 1]]
@@ -750,14 +754,22 @@ class DeepLog:
         ids: Sequence[str] | None = None,
         lines: Sequence[Sequence[str]] | None = None,
         events: Sequence[Session] | None = None,
+        param_scores: Mapping[Any, ParamScores] | None = None,
     ) -> list[Verdict]:
         """One explained verdict per session. ``lines``: the raw lines of each session;
         ``events``: their entries, for the parameter models. The first anomalous entry
-        of a session, by either detector, is the one explained."""
+        of a session, by either detector, is the one explained.
+
+        ``param_scores``: the parameter models' scores of these sessions' entries, per
+        unit, when computed elsewhere (``ParamModels.score`` of each unit's whole series,
+        entries referred to by this batch's session indices); by default they are scored
+        here from ``events``. A unit's series runs across sessions, so a process that holds
+        only some of the sessions gets them from where each whole series was scored
+        (``logwarden.engine.ray``)."""
         model = self._fitted()
         a = self._assess(sessions, keep_probs=True)
         scores, first = a.scores, a.first
-        by_params, param_log10_p = self._param_evidence(sessions, events, a)
+        by_params, param_log10_p = self._param_evidence(sessions, events, a, scored=param_scores)
         session_scores = self._combined(a, param_log10_p)
         ids = ids if ids is not None else [str(i) for i in range(len(sessions))]
         h = model.config.window

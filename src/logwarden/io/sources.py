@@ -33,6 +33,7 @@ from typing import Any, BinaryIO, Protocol
 from logwarden.records import BAD_UTF8, NUL_BYTES, TRUNCATED, Line, Stats
 
 __all__ = [
+    "FileRange",
     "FollowConfig",
     "Follower",
     "LineReader",
@@ -83,6 +84,41 @@ class FollowConfig(SourceConfig):
             raise ValueError(f"idle_timeout must be >= 0, got {self.idle_timeout}")
         if self.max_lines is not None and self.max_lines < 0:
             raise ValueError(f"max_lines must be >= 0, got {self.max_lines}")
+
+
+@dataclass(frozen=True)
+class FileRange:
+    """Bytes ``[start, stop)`` of a plain (uncompressed) file, ``start`` at a line start
+    and ``stop`` after a newline or at the end (``None``: to the end): the share of a file
+    one worker reads when inputs are split (``logwarden.engine``). A ``LineReader`` reads
+    it as a file of its own, except that ``files_read`` counts only the range at 0 (once
+    per file) and no gzip magic is looked for past the start. Line offsets count from the
+    file's start; line numbers from the range's."""
+
+    path: str
+    start: int = 0
+    stop: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.start < 0 or (self.stop is not None and self.stop < self.start):
+            raise ValueError(f"bad byte range [{self.start}, {self.stop}) of {self.path}")
+
+
+class _Limited:
+    """A binary stream cut off after ``left`` bytes."""
+
+    def __init__(self, stream: BinaryIO, left: int | None) -> None:
+        self.stream = stream
+        self.left = left
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self.left is None:
+            return self.stream.read(size)
+        if size < 0 or size > self.left:
+            size = self.left
+        data = self.stream.read(size) if size else b""
+        self.left -= len(data)
+        return data
 
 
 class _SourceError(Exception):
@@ -312,8 +348,9 @@ def _gunzip(chunks: Iterable[bytes], out_bytes: int) -> Iterator[bytes]:
         raise _SourceError("corrupt_gzip", f"corrupt gzip data: {exc}") from None
 
 
-def _chunks(stream: _Readable, size: int) -> Iterator[bytes]:
-    """The decoded byte chunks of a stream: gunzipped when it starts with the gzip magic."""
+def _chunks(stream: _Readable, size: int, gzip: bool = True) -> Iterator[bytes]:
+    """The decoded byte chunks of a stream: gunzipped when it starts with the gzip magic
+    (and ``gzip``)."""
     # read1 returns what is available (pipes, stdin) instead of waiting for a full chunk.
     read = getattr(stream, "read1", None) or stream.read
     first = read(size)
@@ -323,7 +360,7 @@ def _chunks(stream: _Readable, size: int) -> Iterator[bytes]:
             break
         first += more
     rest: Iterator[bytes] = iter(lambda: read(size), b"")
-    if first[:2] == _GZIP_MAGIC:
+    if gzip and first[:2] == _GZIP_MAGIC:
         # Detected by content, not by name: ".gz" files that are not gzip and gzip files
         # without the extension are both read right. (1f 8b cannot start UTF-8 text.)
         yield from _gunzip(chain((first,), rest), size)
@@ -346,13 +383,15 @@ class LineReader:
 
     def __init__(
         self,
-        inputs: Sequence[str | os.PathLike[str]],
+        inputs: Sequence[str | os.PathLike[str] | FileRange],
         config: SourceConfig | None = None,
         stats: Stats | None = None,
     ) -> None:
         if isinstance(inputs, str):
             raise TypeError("inputs must be a sequence of paths, not a single string")
-        self.inputs = [os.fspath(name) for name in inputs]
+        self.inputs: list[str | FileRange] = [
+            name if isinstance(name, FileRange) else os.fspath(name) for name in inputs
+        ]
         self.config = config if config is not None else SourceConfig()
         self.stats = stats if stats is not None else Stats()
         self.errors: list[tuple[str, str]] = []
@@ -369,7 +408,9 @@ class LineReader:
 
     def _batches(self, texts_only: bool) -> Iterator[list[Any]]:
         for name in self.inputs:
-            if name == "-":
+            if isinstance(name, FileRange):
+                yield from self._read_range(name, texts_only)
+            elif name == "-":
                 yield from self._read_stdin(texts_only)
             else:
                 for path in self._expand(name):
@@ -398,6 +439,20 @@ class LineReader:
         with stream:
             yield from self._read_stream(path, stream, texts_only)
 
+    def _read_range(self, part: FileRange, texts_only: bool) -> Iterator[list[Any]]:
+        try:
+            stream = open(part.path, "rb", buffering=0)  # noqa: SIM115 - closed below
+            if part.start:
+                stream.seek(part.start)
+        except OSError as exc:
+            self._error("unreadable_file", part.path, exc.strerror or str(exc))
+            return
+        left = None if part.stop is None else part.stop - part.start
+        with stream:
+            yield from self._read_stream(
+                part.path, _Limited(stream, left), texts_only, offset=part.start
+            )
+
     def _read_stdin(self, texts_only: bool) -> Iterator[list[Any]]:
         # Looked up at read time (not import time) so that a replaced sys.stdin is used.
         stdin = sys.stdin
@@ -408,16 +463,23 @@ class LineReader:
         yield from self._read_stream(STDIN_NAME, stream, texts_only)
 
     def _read_stream(
-        self, source: str, stream: _Readable | BinaryIO, texts_only: bool
+        self,
+        source: str,
+        stream: _Readable | BinaryIO,
+        texts_only: bool,
+        offset: int = 0,
     ) -> Iterator[list[Any]]:
-        self.files_read += 1
-        self.stats.add("files_read")
-        split = _Splitter(source, self.config.max_line_bytes, self.stats)
+        # A file split in ranges is one file read (counted by its range at 0), and only
+        # its start may hold the gzip magic.
+        if offset == 0:
+            self.files_read += 1
+            self.stats.add("files_read")
+        split = _Splitter(source, self.config.max_line_bytes, self.stats, offset=offset)
         split.texts_only = texts_only
         total = 0
         failure: tuple[str, str] | None = None
         try:
-            for chunk in _chunks(stream, self.config.chunk_bytes):
+            for chunk in _chunks(stream, self.config.chunk_bytes, gzip=offset == 0):
                 if not isinstance(chunk, bytes):
                     raise _SourceError("unreadable_file", "input is not a binary stream")
                 total += len(chunk)
@@ -434,7 +496,7 @@ class LineReader:
             yield last
         if failure is not None:
             self._error(failure[0], source, failure[1])
-        elif total == 0:
+        elif total == 0 and offset == 0:
             self.stats.add("empty_file")
 
 

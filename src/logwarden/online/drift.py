@@ -528,12 +528,16 @@ def track_batch(
     verdicts: Sequence[Any],
     keys: Sequence[Sequence[str]],
     events: Sequence[Session] | None = None,
+    *,
+    positions: Sequence[tuple[Sequence[int], Sequence[float | None]]] | None = None,
 ) -> list[DriftWarning]:
     """Run ``tracker`` over a batch of verdicts as a stream would have seen them.
 
     With ``events`` (raw input: line numbers and timestamps), entries of new templates
     are fed at their line and each session at its last line, in line order; without them,
-    sessions in order. Returns the warnings (the tracker is closed).
+    sessions in order. ``positions`` instead of ``events``: per session, its entries' line
+    numbers and timestamps (what an engine that keeps the entries elsewhere gives back).
+    Returns the warnings (the tracker is closed).
     """
     known = tracker.known
     # (line, order, kind, session index, entry index): kind 0 = a new template's entry,
@@ -542,14 +546,17 @@ def track_batch(
     times: dict[tuple[int, int], float | None] = {}
     table = events if isinstance(events, SessionTable) else None
     for i, sess_keys in enumerate(keys):
-        if events is None or not sess_keys:
+        if (events is None and positions is None) or not sess_keys:
             feed.append((i, 0, 1, i, len(sess_keys) - 1))
             continue
-        if table is not None:
+        if positions is not None:
+            lines, stamps = positions[i]
+        elif table is not None:
             rows = table.members[i]
             lines = [r + 1 for r in rows]
             stamps = [table.timestamps[r] for r in rows]
         else:
+            assert events is not None
             evs = events[i].events
             lines = [e.record.line.lineno for e in evs]
             stamps = [e.record.timestamp for e in evs]
@@ -561,7 +568,7 @@ def track_batch(
         feed.append((lines[last], 1, 1, i, last))
         times[(i, last)] = stamps[last]
     feed.sort()
-    ordered = events is not None
+    ordered = events is not None or positions is not None
     for line, _, kind, i, j in feed:
         v = verdicts[i]
         when = times.get((i, j))

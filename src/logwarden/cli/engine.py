@@ -1,0 +1,55 @@
+"""``--engine ray [--address ADDR]`` of ``detect`` and ``eval``: the stages on a Ray cluster."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from logwarden.cli.common import RuntimeFailure, UsageError, report_stats
+
+if TYPE_CHECKING:
+    from logwarden.detect.detector import Detector
+    from logwarden.engine.ray import RayResult
+
+
+def add_engine_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="where raw logs are parsed and scored: this machine's processes (local, the "
+        "default) or a Ray cluster (ray; pip install 'logwarden[ray]'): the same verdicts",
+    )
+    sp.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="with --engine ray: the cluster's head (host:port, ray://host:port or auto); "
+        "default: a Ray started on this machine for the command",
+    )
+
+
+def check_engine_args(args: argparse.Namespace) -> bool:
+    """True for ``--engine ray``; ``--address`` without it is a usage error."""
+    engine = getattr(args, "engine", "local")
+    if getattr(args, "address", None) and engine != "ray":
+        raise UsageError("--address goes with --engine ray")
+    return engine == "ray"
+
+
+def read_on_ray(
+    detector: Detector, args: argparse.Namespace, labels: str | None = None
+) -> RayResult:
+    """Sessions and verdicts of INPUT files from a Ray cluster, reported as ``read_inputs``
+    reports a local read."""
+    from logwarden.engine.ray import RayConfig, read_and_score
+
+    result = read_and_score(detector, args.inputs, RayConfig(address=args.address), labels=labels)
+    data = result.inputs
+    report_stats("read", data.stats, data.entries, len(data.ids))
+    for path, message in data.errors:
+        print(f"logwarden: {path}: {message}", file=sys.stderr)
+    if not data.ids:
+        why = "; ".join(f"{p}: {m}" for p, m in data.errors) or "check --format and --session"
+        raise RuntimeFailure(f"no session could be formed from the input ({why})")
+    return result

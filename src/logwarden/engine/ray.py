@@ -1,0 +1,761 @@
+"""``detect``/``eval`` on a Ray cluster: raw logs with session ids, the same verdicts as one
+process gives.
+
+The stages, and where they run:
+
+1. **Plan** (driver): inputs are split by file and by byte range, each range starting at a
+   line start (gzip files, files under ``range_bytes`` and files that cannot be opened
+   stay whole: the task that reads one reports what the single-process reader would).
+2. **Scan** (one task per range): the range is read by ``io.ingest.read_raw_sessions``,
+   the single process's own column path, with the bundle's parser matching only. Its
+   sessions are cut into one part per owner by a stable hash of the session id (CRC-32;
+   Python's ``hash`` of a str differs between processes).
+3. **Unknown lines** (driver): lines that no template matches get keys ``U<id>`` from a
+   miner that learns as it goes, so a key depends on every such line before it. The
+   driver replays their messages in input order through one miner, as the single
+   process does, and gives each owner the keys, values and kinds of its unknown lines.
+4. **Score** (one task per owner): the parts of its sessions are joined in input order
+   (the ranges' order) into the session table one process would build, line numbers
+   counted across inputs from the ranges' line counts, and scored by the model.
+5. **Gather** (driver): verdicts and keys in the order of each session's first line, the
+   single process's order, with counts and errors summed over the ranges.
+
+Files are opened by the workers: on a cluster of several machines every input path must
+be readable at the same path on every node (a shared file system), and logwarden must be
+installed there (the workers import it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import math
+import os
+import socket
+import zlib
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields, replace
+from itertools import pairwise
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from logwarden.errors import ConfigError, DataError, LogwardenError, NotFittedError
+from logwarden.io.sources import FileRange
+from logwarden.records import Stats
+
+if TYPE_CHECKING:
+    from logwarden.detect.detector import Detector, Inputs
+    from logwarden.detect.estimator import Verdict
+    from logwarden.models.params import ParamScores
+    from logwarden.sessions import SessionConfig
+
+__all__ = [
+    "RayConfig",
+    "RayResult",
+    "SessionOwner",
+    "connect",
+    "owner_of",
+    "plan_ranges",
+    "read_and_score",
+    "scan_range",
+    "unit_owner",
+]
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass
+class RayConfig:
+    """Where and how the stages run on Ray."""
+
+    # A running cluster ("host:port" of its head, "ray://host:port", or "auto"); None:
+    # start a Ray on this machine for the call, listening on loopback only.
+    address: str | None = None
+    num_cpus: int | None = None  # CPUs of a Ray started here (None: the usable cores)
+    object_store_bytes: int | None = None  # its object store (None: Ray's default)
+    range_bytes: int = 64 << 20  # files larger than this are split in ranges this large
+    partitions: int | None = None  # session owners (None: the cluster's CPUs)
+    max_line_bytes: int = 65536  # as ``read_raw_sessions``
+
+    def __post_init__(self) -> None:
+        if self.range_bytes < 1:
+            raise ConfigError("range_bytes must be >= 1", field="range_bytes")
+        if self.partitions is not None and self.partitions < 1:
+            raise ConfigError("partitions must be >= 1", field="partitions")
+        if self.num_cpus is not None and self.num_cpus < 1:
+            raise ConfigError("num_cpus must be >= 1", field="num_cpus")
+
+
+@dataclass
+class RayResult:
+    """What the cluster gives back: the sessions without their lines and entries (those
+    stay on the workers), their verdicts, and where each session's entries are."""
+
+    inputs: Inputs  # ids, keys, labels, templates, stats, errors, entries
+    verdicts: list[Verdict]
+    # per session: its entries' line numbers (from 1, across inputs) and timestamps
+    positions: Sequence[tuple[list[int], list[float | None]]] = field(default_factory=list)
+
+    def unpack(
+        self,
+    ) -> tuple[Inputs, list[Verdict], Sequence[tuple[list[int], list[float | None]]]]:
+        return self.inputs, self.verdicts, self.positions
+
+
+def owner_of(session_id: str, partitions: int) -> int:
+    """The partition that owns a session: the same in every process and on every node."""
+    return zlib.crc32(session_id.encode("utf-8", "surrogatepass")) % partitions
+
+
+# --- connecting --------------------------------------------------------------------------------
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            "the Ray engine needs Ray: pip install 'logwarden[ray]'", field="engine"
+        ) from None
+    return ray
+
+
+def _check_reachable(address: str) -> None:
+    """A quick TCP check of ``host:port``: an unreachable head fails in seconds with a
+    clear message rather than after Ray's own retries."""
+    where = address.removeprefix("ray://")
+    host, sep, port = where.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(
+            f"a Ray address is host:port, ray://host:port or auto, got {address!r}",
+            field="address",
+        )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}", field="address"
+        ) from None
+
+
+def connect(config: RayConfig) -> bool:
+    """Connect to Ray as ``config`` says, unless this process already is (a given address
+    is checked either way); True when this call started or joined it (the caller then
+    shuts it down)."""
+    ray = _import_ray()
+    if config.address and config.address != "auto":
+        _check_reachable(config.address)
+    if ray.is_initialized():
+        return False
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+    try:
+        if config.address:
+            ray.init(address=config.address, **quiet)
+        else:
+            ray.init(
+                num_cpus=config.num_cpus or _usable_cores(),
+                object_store_memory=config.object_store_bytes,
+                _node_ip_address="127.0.0.1",  # a local Ray listens on loopback only
+                **quiet,
+            )
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        where = config.address or "this machine"
+        raise ConfigError(
+            f"cannot start or join Ray at {where}: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+            field="address",
+        ) from None
+    return True
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+# --- planning ----------------------------------------------------------------------------------
+
+
+def plan_ranges(inputs: Sequence[str], range_bytes: int, workers: int = 1) -> list[str | FileRange]:
+    """The inputs as the units scan tasks read, in input order: files larger than a range
+    as ranges that start at line starts, other files whole. A range is ``range_bytes`` at
+    most, and smaller when that gives each of ``workers`` a share (1 MiB at least).
+    Globs are expanded as ``LineReader`` does; a pattern that matches nothing and a file
+    that cannot be opened are kept as given, for the reading task to report."""
+    if any(name == "-" for name in inputs):
+        raise ConfigError("the Ray engine reads files, not standard input", field="engine")
+    paths: list[str] = []
+    for name in inputs:
+        if not frozenset("*?[").isdisjoint(name) and not os.path.lexists(name):
+            paths.extend(sorted(glob.glob(name, recursive=True)) or [name])
+        else:
+            paths.append(name)
+    total = 0
+    for path in paths:
+        with contextlib.suppress(OSError):
+            total += os.path.getsize(path)
+    share = max(1 << 20, -(-total // max(1, workers)))
+    size = min(range_bytes, share)
+    return [part for path in paths for part in _file_ranges(path, size)]
+
+
+def _file_ranges(path: str, range_bytes: int) -> list[str | FileRange]:
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size <= range_bytes or fh.read(2) == _GZIP_MAGIC:
+                return [path]
+            cuts = [0]
+            at = range_bytes
+            while at < size:
+                cut = _next_line_start(fh, at)
+                if cut >= size:
+                    break
+                cuts.append(cut)
+                at = max(cut, at) + range_bytes
+    except OSError:
+        return [path]  # not a readable file: reported by the task that reads it
+    bounds = [*cuts, None]
+    return [FileRange(path, a, b) for a, b in pairwise(bounds)]  # type: ignore[arg-type]
+
+
+def _next_line_start(fh: Any, at: int) -> int:
+    """The offset just after the first newline at or after ``at - 1``: the start of the
+    first line that begins at ``at`` or later."""
+    fh.seek(at - 1)
+    pos = at - 1
+    while True:
+        piece = fh.read(1 << 16)
+        if not piece:
+            return pos
+        nl = piece.find(b"\n")
+        if nl >= 0:
+            return pos + nl + 1
+        pos += len(piece)
+
+
+# --- the scan task -----------------------------------------------------------------------------
+
+
+def _nan_none(values: Sequence[float | None]) -> np.ndarray:
+    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _none_nan(values: np.ndarray) -> list[float | None]:
+    return [None if v != v else v for v in values.tolist()]  # v != v: NaN
+
+
+def scan_range(
+    item: str | FileRange,
+    fmt_spec: str,
+    config: SessionConfig,
+    parser_state: dict[str, Any],
+    partitions: int,
+    max_line_bytes: int,
+) -> list[Any]:
+    """One range read and cut into ``partitions`` parts: ``[meta, part_0, part_1, ...]``.
+
+    ``meta``: line and entry counts, stats, errors, the messages of unknown lines in
+    order and which of them each part holds, the template ids its sessions use. A part:
+    its sessions (ids, entry counts) and their entries' columns, unknown lines' keys as
+    ``-(1 + their index among the range's unknown lines)``.
+    """
+    from logwarden.io.ingest import read_raw_sessions
+    from logwarden.parsing import TemplateMiner
+    from logwarden.sessions import SessionTable
+
+    miner = TemplateMiner.from_state(parser_state)
+    raw = read_raw_sessions(
+        [item],  # type: ignore[list-item]
+        fmt_spec,
+        config,
+        miner=miner,
+        learn=False,
+        max_line_bytes=max_line_bytes,
+    )
+    table = raw.sessions
+    if not isinstance(table, SessionTable):
+        raise ConfigError(
+            "the Ray engine reads id sessions on the column path (no idle timeout, no user masks)",
+            field="engine",
+        )
+    texts = table.texts
+    keys = np.asarray(table.line_keys, dtype=np.int64)
+    unknown_rows = np.flatnonzero(keys < 0)
+    keys[unknown_rows] = -1 - np.arange(len(unknown_rows))
+    unknown = [table.content_of(texts[r]) for r in unknown_rows.tolist()]
+    stamps = _nan_none(table.timestamps)
+    clock = _nan_none(table.clock)
+    # Kinds are shared tuples (one per template shape): sent once, referred to by index.
+    kind_list: list[tuple[str, ...]] = []
+    seen: dict[int, int] = {}
+    kind_ids = np.empty(len(texts), dtype=np.int32)
+    for r, k in enumerate(table.kinds):
+        j = seen.get(id(k))
+        if j is None:
+            j = seen[id(k)] = len(kind_list)
+            kind_list.append(tuple(k))
+        kind_ids[r] = j
+    values = table.values
+    flat: list[str] = getattr(values, "flat", None) or []
+    starts = np.asarray(getattr(values, "start", [0] * (len(texts) + 1)), dtype=np.int64)
+
+    by_part: list[list[int]] = [[] for _ in range(partitions)]
+    for i, sid in enumerate(table.ids):
+        by_part[owner_of(sid, partitions)].append(i)
+    parts: list[dict[str, Any]] = []
+    unknown_parts: list[list[int]] = []
+    used: set[int] = set()
+    for sessions in by_part:
+        members = [table.members[i] for i in sessions]
+        rows = np.fromiter((r for m in members for r in m), dtype=np.int64)
+        pk = keys[rows]
+        used.update(int(k) for k in np.unique(pk[pk >= 0]))
+        unknown_parts.append(sorted(int(-1 - k) for k in np.unique(pk[pk < 0])))
+        part_flat: list[str] = []
+        for a, b in zip(starts[rows].tolist(), starts[rows + 1].tolist(), strict=True):
+            if b > a:
+                part_flat.extend(flat[a:b])
+        parts.append(
+            {
+                "ids": [table.ids[i] for i in sessions],
+                "sizes": np.array([len(m) for m in members], dtype=np.int64),
+                "rows": rows,
+                "texts": [texts[r] for r in rows.tolist()],
+                "keys": pk,
+                "stamps": stamps[rows],
+                "clock": clock[rows],
+                "counts": starts[rows + 1] - starts[rows],
+                "values": part_flat,
+                "kinds": kind_ids[rows],
+                "kind_list": kind_list,
+            }
+        )
+    meta = {
+        "lines": len(texts),
+        "entries": raw.events,
+        "stats": dict(raw.stats.counts),
+        "errors": list(raw.errors),
+        "unknown": unknown,
+        "unknown_parts": unknown_parts,
+        "used": sorted(used),
+    }
+    return [meta, *parts]
+
+
+# --- the owner task ----------------------------------------------------------------------------
+
+
+def _content_reader(fmt_spec: str) -> Any:
+    """A line's message as the format gives it (the whole line when it does not match),
+    as the column path gives it."""
+    from logwarden.io.formats import get_format
+
+    fmt = get_format(fmt_spec)
+    match = fmt.regex.fullmatch  # type: ignore[attr-defined]
+    has_content = "Content" in fmt.regex.groupindex  # type: ignore[attr-defined]
+
+    def content_of(text: str) -> str:
+        m = match(text.strip())
+        if m is None:
+            return text
+        return (m.group("Content") or "") if has_content else ""
+
+    return content_of
+
+
+def unit_owner(unit: tuple[int, int | None], partitions: int) -> int:
+    """The partition that scores a parameter-model unit's whole series."""
+    return zlib.crc32(f"{unit[0]},{unit[1]}".encode()) % partitions
+
+
+def _take(scores: ParamScores, mask: np.ndarray) -> ParamScores:
+    """The rows of ``scores`` where ``mask`` is true (every per-entry array cut alike)."""
+    n = len(scores.refs)
+    cut = {
+        f.name: v[mask]
+        for f in fields(scores)
+        if isinstance(v := getattr(scores, f.name), np.ndarray) and v.shape[:1] == (n,)
+    }
+    return replace(scores, **cut)
+
+
+class SessionOwner:
+    """One partition of the sessions, on a Ray worker (an actor), in three steps:
+
+    ``load``: the parts of its sessions from every range, joined in input order into a
+    session table, and their parameter-model series cut by unit owner; ``score_units``:
+    the whole series of the units it owns (pieces from every owner, put in the single
+    process's order: sessions by first line, then entry) scored and cut back by session
+    owner; ``verdicts``: its sessions scored by the key model, with the units' scores.
+    A unit's series runs across sessions (each entry's history is the entries before it),
+    hence the second shuffle.
+    """
+
+    def __init__(self, model_state: tuple[dict[str, Any], dict[str, np.ndarray]], fmt_spec: str):
+        from logwarden.detect.detector import Detector
+
+        self.model = Detector.from_state(*model_state).model
+        self.fmt_spec = fmt_spec
+        self.partitions = 1
+
+    def load(
+        self,
+        templates: dict[str, str],
+        offsets: list[int],
+        unknown: list[dict[int, tuple[int, list[str], tuple[str, ...]]]],
+        partitions: int,
+        *parts: dict[str, Any],
+    ) -> Any:
+        """``offsets``: lines before each range; ``unknown``: per range, its unknown lines'
+        keys (negative), values and kinds by their index among the range's unknown lines.
+        Returns one piece of series per unit owner."""
+        from logwarden.sessions import FlatValues, SessionTable
+
+        self.partitions = partitions
+        index: dict[str, int] = {}
+        ids: list[str] = []
+        members: list[list[int]] = []
+        first: list[int] = []
+        texts: list[str] = []
+        line_keys: list[int] = []
+        stamps: list[np.ndarray] = []
+        clock: list[np.ndarray] = []
+        flat: list[str] = []
+        counts: list[np.ndarray] = []
+        kinds: list[tuple[str, ...]] = []
+        lines: list[np.ndarray] = []
+        override: dict[int, list[str]] = {}
+        for c, part in enumerate(parts):
+            base = len(texts)
+            texts.extend(part["texts"])
+            kl = part["kind_list"]
+            kinds.extend(kl[k] for k in part["kinds"].tolist())
+            pk = part["keys"].tolist()
+            for j in np.flatnonzero(part["keys"] < 0).tolist():
+                key, vals, kind = unknown[c][-1 - pk[j]]
+                pk[j] = key
+                override[base + j] = vals
+                kinds[base + j] = kind
+            line_keys.extend(pk)
+            stamps.append(part["stamps"])
+            clock.append(part["clock"])
+            flat.extend(part["values"])
+            counts.append(part["counts"])
+            rows = part["rows"]
+            lines.append(rows + (offsets[c] + 1))
+            at = base
+            for sid, size in zip(part["ids"], part["sizes"].tolist(), strict=True):
+                i = index.get(sid)
+                if i is None:
+                    index[sid] = len(ids)
+                    ids.append(sid)
+                    members.append(list(range(at, at + size)))
+                    first.append(offsets[c] + int(rows[at - base]))
+                else:
+                    members[i].extend(range(at, at + size))
+                at += size
+
+        def cat(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
+            return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
+
+        all_stamps = cat(stamps, np.float64)
+        starts = np.concatenate([[0], np.cumsum(cat(counts, np.int64))]).astype(np.int64)
+        by_key: dict[int, str] = {}
+        label_of: dict[int, str] = {}
+        for label, text in templates.items():
+            k = int(label[1:]) if label[0] == "E" else -int(label[1:])
+            by_key[k] = text
+            label_of[k] = label
+        self.table = SessionTable(
+            ids, members, texts, _content_reader(self.fmt_spec), line_keys,
+            _none_nan(all_stamps), FlatValues(flat, starts, override), kinds, by_key,
+            _none_nan(cat(clock, np.float64)),
+        )  # fmt: skip
+        self.templates = templates
+        self.keys = [[label_of[line_keys[r]] for r in rows] for rows in members]
+        self.first = np.array(first, dtype=np.int64)
+        order = np.fromiter((r for m in members for r in m), dtype=np.int64)
+        self.sizes = np.array([len(m) for m in members], dtype=np.int64)
+        self.lines = cat(lines, np.int64)[order]
+        self.stamps = all_stamps[order]
+
+        pieces: list[dict[Any, Any]] = [{} for _ in range(partitions)]
+        params = getattr(self.model, "params_", None)
+        if params is not None:
+            for unit, series in params.series(self.table).items():
+                pieces[unit_owner(unit, partitions)][unit] = (
+                    series,
+                    self.first[series.refs[:, 0]] if len(series) else np.zeros(0, np.int64),
+                )
+        return pieces if partitions > 1 else pieces[0]
+
+    def score_units(self, *pieces: dict[Any, Any]) -> Any:
+        """The units this owner scores, each over its whole series; one dict of
+        ``ParamScores`` per session owner, entries referred to by its session indices."""
+        from logwarden.models.params import KeySeries
+
+        out: list[dict[Any, ParamScores]] = [{} for _ in pieces]
+        params = getattr(self.model, "params_", None)
+        units = sorted({u for piece in pieces for u in piece}, key=lambda u: (u[0], u[1] or -1))
+        for unit in units:
+            have = [(p, piece[unit]) for p, piece in enumerate(pieces) if unit in piece]
+            s0 = have[0][1][0]
+            firsts = np.concatenate([f for _, (_, f) in have])
+            refs = np.concatenate([s.refs for _, (s, _) in have])
+            owner = np.concatenate([np.full(len(s), p, dtype=np.int64) for p, (s, _) in have])
+            order = np.lexsort((refs[:, 1], firsts))  # sessions by first line, then entry
+            series = KeySeries(
+                s0.key,
+                s0.positions,
+                np.concatenate([s.values for _, (s, _) in have])[order],
+                refs[order],
+                sum(s.irregular for _, (s, _) in have),
+                s0.prev,
+            )
+            assert params is not None
+            scored = params.score_key(series)
+            by = owner[order]
+            for p, _ in have:
+                out[p][unit] = _take(scored, by == p)
+        return out if len(out) > 1 else out[0]
+
+    def verdicts(self, *scored: dict[Any, ParamScores]) -> dict[str, Any]:
+        """Its sessions' verdicts, keys, first lines and entry positions."""
+        model = self.model
+        # What ``Detector.verdicts`` does with a read's templates.
+        known = set(model.keys_)
+        for key, text in self.templates.items():
+            if key in known:
+                model.templates_.setdefault(key, text)
+            else:
+                model.templates_[key] = text
+        table = self.table
+        param_scores = {u: sc for piece in scored for u, sc in piece.items()}
+        verdicts = model.verdicts(
+            self.keys,
+            table.ids,
+            [[table.texts[r] for r in rows] for rows in table.members],
+            events=table,
+            param_scores=param_scores if getattr(model, "params_", None) is not None else None,
+        )
+        return {
+            "first": self.first,
+            "keys": self.keys,
+            "verdicts": verdicts,
+            "sizes": self.sizes,
+            "lines": self.lines,
+            "stamps": self.stamps,
+        }
+
+
+# --- the driver --------------------------------------------------------------------------------
+
+
+class _Positions(Sequence[tuple[list[int], list[float | None]]]):
+    """Per session, its entries' line numbers and timestamps, from flat arrays."""
+
+    def __init__(self, sizes: np.ndarray, lines: np.ndarray, stamps: np.ndarray) -> None:
+        self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.lines = lines
+        self.stamps = stamps
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def __getitem__(self, i: int) -> tuple[list[int], list[float | None]]:  # type: ignore[override]
+        a, b = int(self.starts[i]), int(self.starts[i + 1])
+        return self.lines[a:b].tolist(), _none_nan(self.stamps[a:b])
+
+    def __iter__(self) -> Iterator[tuple[list[int], list[float | None]]]:
+        for i in range(len(self)):
+            yield self[i]
+
+
+def _check(detector: Detector) -> tuple[str, SessionConfig]:
+    from logwarden.io.formats import LogFormat, get_format
+    from logwarden.io.ingest import session_config
+
+    spec = detector.input
+    if spec.input_format != "raw":
+        raise ConfigError(
+            "the Ray engine reads raw logs (sequence and jsonl files are read here)",
+            field="engine",
+        )
+    if spec.window is not None or not spec.session:
+        raise ConfigError(
+            "the Ray engine needs sessions by id (--session), not windows", field="engine"
+        )
+    if not spec.format:
+        raise ConfigError("raw input needs a log format", field="format")
+    if detector.miner is None:
+        raise NotFittedError("this detector has no parser state: train it first")
+    if type(get_format(spec.format)) is not LogFormat:
+        raise ConfigError("the Ray engine reads loghub-style log formats", field="engine")
+    if detector.miner.config.masks:
+        raise ConfigError(
+            "the Ray engine reads with the built-in masks only (this parser has user masks)",
+            field="engine",
+        )
+    return spec.format, session_config(spec.session, None, in_line=spec.session_in_line)
+
+
+def _get(ray: Any, refs: Any) -> Any:
+    """``ray.get``, with a task's own error (a LogwardenError, an OSError) raised as it is."""
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, LogwardenError | OSError):
+            raise cause from None
+        raise
+
+
+def read_and_score(
+    detector: Detector,
+    paths: Sequence[str],
+    config: RayConfig | None = None,
+    *,
+    labels: str | Path | None = None,
+) -> RayResult:
+    """Read ``paths`` (raw logs with session ids) and score them on Ray: the same sessions,
+    keys, verdicts and counts as ``detector.verdicts(detector.read(paths))``.
+
+    Connects as ``connect`` does (and shuts down a Ray it started). ``labels``: a label
+    CSV, as ``Detector.read`` takes it. Raises ConfigError for settings the engine does not
+    cover (windows, non-raw input, stdin) and when Ray is missing or unreachable.
+    """
+    from logwarden.detect.detector import Inputs
+    from logwarden.io.datasets import load_labels
+    from logwarden.parsing import TemplateMiner
+
+    config = config or RayConfig()
+    fmt_spec, session = _check(detector)
+    if not paths:
+        raise DataError("no input files")
+    if any(name == "-" for name in paths):
+        raise ConfigError("the Ray engine reads files, not standard input", field="engine")
+    miner = detector.miner
+    assert miner is not None
+    started = connect(config)
+    ray = _import_ray()
+    try:
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        partitions = config.partitions or cpus
+        items = plan_ranges(paths, config.range_bytes, cpus)
+        scan = ray.remote(num_cpus=1)(scan_range).options(
+            num_returns=1 + partitions, scheduling_strategy="SPREAD"
+        )
+        parser_ref = ray.put(miner.to_state()[0])
+        scans = [
+            scan.remote(item, fmt_spec, session, parser_ref, partitions, config.max_line_bytes)
+            for item in items
+        ]
+        metas = _get(ray, [refs[0] for refs in scans])
+
+        # Unknown lines: one miner over their messages in input order, as one process.
+        unknown = TemplateMiner()
+        found: list[list[tuple[int, list[str], tuple[str, ...]]]] = []
+        for meta in metas:
+            out = []
+            for content in meta["unknown"]:
+                key, vals, slots, _ = unknown.parse_slots(content, True)
+                out.append((key, vals, tuple(s.kind for s in slots)))
+            found.append(out)
+        resolved = [[(-unknown.resolve(k), v, kd) for k, v, kd in out] for out in found]
+        used_e = sorted({k for meta in metas for k in meta["used"]})
+        used_u = sorted(
+            {
+                -resolved[c][o][0]
+                for c, meta in enumerate(metas)
+                for p in meta["unknown_parts"]
+                for o in p
+            }
+        )
+        templates = {f"E{k}": miner.templates_[k].text for k in used_e}
+        templates.update({f"U{k}": unknown.templates_[k].text for k in used_u})
+        offsets = np.concatenate([[0], np.cumsum([m["lines"] for m in metas])]).tolist()[:-1]
+
+        model_ref = ray.put(detector.to_state())
+        spread = {"scheduling_strategy": "SPREAD"}
+        owners = [
+            ray.remote(SessionOwner).options(**spread).remote(model_ref, fmt_spec)
+            for _ in range(partitions)
+        ]
+        pieces = []
+        for p, owner in enumerate(owners):
+            mine = [
+                {o: resolved[c][o] for o in meta["unknown_parts"][p]}
+                for c, meta in enumerate(metas)
+            ]
+            got = owner.load.options(num_returns=partitions).remote(
+                templates, offsets, mine, partitions, *[refs[1 + p] for refs in scans]
+            )
+            pieces.append(got if partitions > 1 else [got])
+        scored = []
+        for q, owner in enumerate(owners):
+            got = owner.score_units.options(num_returns=partitions).remote(
+                *[pieces[p][q] for p in range(partitions)]
+            )
+            scored.append(got if partitions > 1 else [got])
+        finals = [
+            owner.verdicts.remote(*[scored[q][p] for q in range(partitions)])
+            for p, owner in enumerate(owners)
+        ]
+        results = _get(ray, finals)
+        for owner in owners:
+            ray.kill(owner)
+    finally:
+        if started:
+            ray.shutdown()
+
+    first = np.concatenate([r["first"] for r in results])
+    order = np.argsort(first, kind="stable").tolist()
+    keys_all = [k for r in results for k in r["keys"]]
+    verdicts_all = [v for r in results for v in r["verdicts"]]
+    sizes = np.concatenate([r["sizes"] for r in results])
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    line_nos = np.concatenate([r["lines"] for r in results])
+    stamps = np.concatenate([r["stamps"] for r in results])
+    # The entries of the sessions in their new order: each session's run moved as a block.
+    moved = sizes[order]
+    before = np.concatenate([[0], np.cumsum(moved)[:-1]]).astype(np.int64)
+    take = np.arange(int(starts[-1]), dtype=np.int64) + np.repeat(
+        starts[:-1][order] - before, moved
+    )
+    keys = [keys_all[i] for i in order]
+    verdicts = [verdicts_all[i] for i in order]
+    ids = [v.session for v in verdicts]
+    stats = Stats()
+    errors: list[tuple[str, str]] = []
+    for meta in metas:
+        stats.merge(Stats(Counter(meta["stats"])))
+        errors.extend(tuple(e) for e in meta["errors"])
+    found_labels: list[int | None] = [None] * len(ids)
+    if labels is not None:
+        by_id = load_labels(labels)
+        found_labels = [by_id.get(sid) for sid in ids]
+    # What ``Detector.verdicts`` does with the read's templates, so that this detector
+    # explains as the owners did (the HTML report, drift).
+    known = set(detector.model.keys_)
+    for key, text in templates.items():
+        if key in known:
+            detector.model.templates_.setdefault(key, text)
+        else:
+            detector.model.templates_[key] = text
+    inputs = Inputs(
+        ids,
+        keys,
+        found_labels,
+        templates,
+        stats=stats,
+        errors=errors,
+        entries=sum(m["entries"] for m in metas),
+        lines_read=stats["lines_read"],
+    )
+    return RayResult(inputs, verdicts, _Positions(sizes[order], line_nos[take], stamps[take]))

@@ -1,0 +1,200 @@
+"""``--engine ray``: the stages on a Ray cluster give what one process gives.
+
+One Ray for the module: a two-node cluster on loopback (``ray.cluster_utils.Cluster``, one
+CPU each, small object stores, no dashboard), so every comparison here also runs across
+nodes. Inputs are simulated logs of a later version than the model's (lines no template
+matches, keyed ``U<n>`` on the fly), cut in two files so that sessions span files, with
+invalid UTF-8, a truncated last line, an empty file, a gzip file and a missing one; the
+engine splits them in small byte ranges and more owners than nodes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import sys
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from logwarden.cli import main
+from logwarden.detect import DeepLog
+from logwarden.detect.detector import Detector, InputSpec
+from logwarden.engine.ray import RayConfig, connect, plan_ranges, read_and_score
+from logwarden.errors import ConfigError
+from logwarden.io.sources import FileRange, LineReader
+from logwarden.records import Stats
+from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    d = tmp_path_factory.mktemp("ray_logs")
+    simulate(SimConfig(seed=1, sessions=400, normal_only=True)).write(d / "train.log")
+    det = Detector(
+        DeepLog(
+            window=5, top_g=4, layers=1, hidden=16, embedding=8, epochs=15, seed=0,
+            device="cpu", param_epochs=4, param_max_steps=20,
+        ),
+        InputSpec(format=SIM_FORMAT, session=SIM_SESSION_REGEX),
+    )  # fmt: skip
+    det.fit(det.read([str(d / "train.log")], learn=True))
+    det.save(d / "model")
+    # Version 2: a new step and a reworded message, which the parser has never seen.
+    sim = simulate(SimConfig(seed=2, sessions=300, anomaly_rate=0.25, version=2))
+    lines = sim.lines
+    half = len(lines) // 2
+    (d / "a.log").write_text("\n".join(lines[:half]) + "\n", encoding="utf-8")
+    rest = "\n".join(lines[half:]).encode()
+    # Invalid UTF-8 inside a line, and a last line cut in the middle (no newline).
+    at = rest.index(b"\n", len(rest) // 3) + 30
+    rest = rest[:at] + b"\xff\xfe" + rest[at:]
+    (d / "b.log").write_bytes(rest[: len(rest) - 40])
+    (d / "empty.log").write_bytes(b"")
+    more = simulate(SimConfig(seed=3, sessions=40, anomaly_rate=0.2))
+    with gzip.open(d / "c.log.gz", "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(more.lines) + "\n")
+    labels = d / "labels.csv"
+    labels.write_text(
+        "session,label\n"
+        + "".join(f"{s.session},{s.label}\n" for s in sim.sessions + more.sessions),
+        encoding="utf-8",
+    )
+    inputs = [d / "a.log", d / "empty.log", d / "b.log", d / "c.log.gz", d / "missing.log"]
+    return {"dir": d, "inputs": [str(p) for p in inputs], "labels": str(labels)}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    # Joining by a loopback address, Ray on Linux swaps in the machine's own address, where
+    # a loopback-only cluster does not listen; with multi-node "off" (as on macOS) it keeps
+    # loopback. Ray reads this when imported, so it is set first.
+    env = pytest.MonkeyPatch()
+    env.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'logwarden[ray]')")
+    import ray
+    from ray.cluster_utils import Cluster
+
+    local = {"node_ip_address": "127.0.0.1", "num_cpus": 1, "object_store_memory": 80 << 20}
+    c = Cluster(initialize_head=True, head_node_args={**local, "include_dashboard": False})
+    c.add_node(**local)
+    ray.init(
+        address=c.address, _node_ip_address="127.0.0.1", log_to_driver=False, logging_level="ERROR"
+    )
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+        env.undo()
+
+
+def positions_of(data: Any) -> list[tuple[list[int], list[float | None]]]:
+    table = data.events
+    return [([r + 1 for r in rows], [table.timestamps[r] for r in rows]) for rows in table.members]
+
+
+def test_ranges_start_at_lines_and_cover_each_file(logs: dict[str, Any]) -> None:
+    items = plan_ranges(logs["inputs"], 4096)
+    a = logs["inputs"][0]
+    parts = [i for i in items if isinstance(i, FileRange) and i.path == a]
+    assert len(parts) > 5
+    data = Path(a).read_bytes()
+    assert parts[0].start == 0 and parts[-1].stop is None
+    for x, y in pairwise(parts):
+        assert x.stop == y.start and data[y.start - 1 : y.start] == b"\n"
+    # Gzip, empty and missing files stay whole, in input order.
+    assert [i for i in items if isinstance(i, str)] == logs["inputs"][1:2] + logs["inputs"][3:]
+    # Read range by range, the lines and counts are the whole file's.
+    whole, split = Stats(), Stats()
+    b = plan_ranges([logs["inputs"][2]], 4096)
+    assert len(b) > 5
+    assert list(LineReader([logs["inputs"][2]], stats=whole).text_batches()) != []
+    texts = [t for batch in LineReader(b, stats=split).text_batches() for t in batch]
+    assert texts == [t for batch in LineReader([logs["inputs"][2]]).text_batches() for t in batch]
+    assert split.counts == whole.counts
+    assert whole["invalid_utf8"] == 1 and whole["files_read"] == 1
+
+
+def test_same_sessions_keys_and_verdicts_as_one_process(logs: dict[str, Any], cluster: Any) -> None:
+    import ray
+
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    model = logs["dir"] / "model"
+    det = Detector.load(model)
+    data = det.read(logs["inputs"])
+    expected = det.verdicts(data)
+    ray_det = Detector.load(model)
+    got = read_and_score(ray_det, logs["inputs"], RayConfig(range_bytes=4096, partitions=3))
+    out = got.inputs
+    assert out.ids == data.ids
+    assert out.keys == data.keys
+    assert out.templates == data.templates
+    assert out.stats.counts == data.stats.counts
+    assert out.errors == data.errors and out.errors  # the missing file
+    assert out.entries == data.entries
+    assert [v.to_dict() for v in got.verdicts] == [v.to_dict() for v in expected]
+    assert [(v.score, v.lines) for v in got.verdicts] == [(v.score, v.lines) for v in expected]
+    assert list(got.positions) == positions_of(data)
+    assert ray_det.model.templates_ == det.model.templates_
+    # The comparison is not vacuous: unknown lines, every detector, bad input counted.
+    assert any(k.startswith("U") for s in data.keys for k in s)
+    reasons = {v.reason for v in expected if v.anomalous}
+    assert {"performance", "parameter"} & reasons and reasons - {"performance", "parameter"}
+    assert data.stats["invalid_utf8"] == 1 and data.stats["empty_file"] == 1
+
+
+def test_cli_detect_and_eval_on_ray_print_and_write_the_same(
+    logs: dict[str, Any], cluster: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = logs["dir"]
+    common = [*logs["inputs"], "--model", str(d / "model")]
+    outputs = []
+    for extra, tag in (([], "local"), (["--engine", "ray", "--address", cluster.address], "ray")):
+        args = ["--jsonl", str(d / f"{tag}.jsonl"), "--drift-json", str(d / f"{tag}.json")]
+        assert main(["detect", *common, *args, *extra]) == 0
+        detect_out = capsys.readouterr()
+        assert main(["eval", *common, "--labels", logs["labels"], "--json", *extra]) == 0
+        eval_out = capsys.readouterr().out
+        outputs.append(
+            (
+                detect_out.out,
+                detect_out.err,
+                (d / f"{tag}.jsonl").read_text(),
+                (d / f"{tag}.json").read_text(),
+                json.loads(eval_out),
+            )
+        )
+    assert outputs[0] == outputs[1]
+    assert "anomalous" in outputs[0][0] and outputs[0][4]["recall"] > 0
+
+
+def test_clear_errors(logs: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    det = Detector.load(logs["dir"] / "model")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConfigError, match="cannot reach the Ray cluster"):
+        connect(RayConfig(address=f"127.0.0.1:{port}"))
+    with pytest.raises(ConfigError, match="host:port"):
+        connect(RayConfig(address="nowhere"))
+    with pytest.raises(ConfigError, match="standard input"):
+        read_and_score(det, ["-"])
+    windows = Detector.load(logs["dir"] / "model")
+    windows.input = windows.input.override(window=10)
+    with pytest.raises(ConfigError, match="not windows"):
+        read_and_score(windows, logs["inputs"])
+    common = [logs["inputs"][0], "--model", str(logs["dir"] / "model")]
+    assert main(["detect", *common, "--address", "127.0.0.1:1"]) == 2
+    assert "--engine ray" in capsys.readouterr().err
+    assert main(["detect", *common, "--engine", "ray", "--address", f"127.0.0.1:{port}"]) == 2
+    assert "cannot reach the Ray cluster" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(ConfigError, match=r"pip install 'logwarden\[ray\]'"):
+        read_and_score(det, logs["inputs"])
+    assert main(["detect", *common, "--engine", "ray"]) == 2
+    assert "logwarden[ray]" in capsys.readouterr().err
