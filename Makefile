@@ -49,6 +49,7 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/params_simulated.py
 	$(BIN)/python bench/params_openstack.py
 	$(BIN)/python bench/params_speed.py
+	$(BIN)/python bench/ray_scale.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache bench/out

@@ -606,7 +606,8 @@ def _check(detector: Detector) -> tuple[str, SessionConfig]:
 
 
 def _get(ray: Any, refs: Any) -> Any:
-    """``ray.get``, with a task's own error (a LogwardenError, an OSError) raised as it is."""
+    """``ray.get``, with a task's own error (a LogwardenError, an OSError) raised as it is,
+    and the cluster's failures as a LogwardenError with one line."""
     try:
         return ray.get(refs)
     except ray.exceptions.RayTaskError as exc:
@@ -614,6 +615,9 @@ def _get(ray: Any, refs: Any) -> Any:
         if isinstance(cause, LogwardenError | OSError):
             raise cause from None
         raise
+    except ray.exceptions.RayError as exc:  # a worker or node lost, an object evicted
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LogwardenError(f"the Ray cluster failed: {first}") from exc
 
 
 def read_and_score(
