@@ -12,8 +12,10 @@ full-scale log of issue 15 has (all 16,838 in 11,220,799 lines). Then, each as a
   (``ray start --head --block`` on loopback), the cost once a cluster is up.
 
 For each: wall seconds, CPU seconds of the whole process tree (the Ray processes are the
-command's descendants; sampled every 0.1 s, so a process shorter than that is missed),
-peak RSS of the command and of its tree (sampled, shared memory counted in each process),
+command's descendants, or the running head's, counted from the command's start; sampled
+every 0.1 s, so a process shorter than that is missed), peak RSS of the command and of the
+tree (sampled, shared memory counted in each process; the running head's idle processes
+included),
 and whether its verdicts (the JSONL) are byte-identical to ``local``'s. The load average
 before and after is printed: the machine may be shared. Target (issue 15): Ray on one
 machine within 1.5x of the all-cores run's wall time.
@@ -24,6 +26,7 @@ machine within 1.5x of the all-cores run's wall time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -34,13 +37,15 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from _harness import DEFAULT_DATA, check, logwarden_command, machine_info, machine_line
 from _hdfs_raw import HDFS_FORMAT, load_templates, render_sessions
 
 # Ray on Linux swaps a loopback address for the machine's own when joining; with its
-# multi-node switch off (as on macOS) it keeps loopback, where the head listens.
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# multi-node switch off (as on macOS) it keeps loopback, where the head listens. No token
+# authentication: the head is reachable from this machine only.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
 FULL_SCALE_LINES = 11_220_799  # issue 15's full-scale log
 
 
@@ -53,32 +58,47 @@ class Measured:
     stderr: str
 
 
-def run_tree(cmd: list[str], env: dict[str, str] | None = None) -> Measured:
-    """Run ``cmd`` to completion, sampling its process tree (psutil, a Ray dependency)."""
+def run_tree(
+    cmd: list[str], env: dict[str, str] | None = None, also: int | None = None
+) -> Measured:
+    """Run ``cmd`` to completion, sampling its process tree (psutil, a Ray dependency) and
+    the tree of process ``also`` (a running Ray head: its workers do the command's work),
+    whose CPU counts from the command's start."""
     import psutil
 
+    def tree(pid: int) -> list[Any]:
+        try:
+            p = psutil.Process(pid)
+            return [p, *p.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def cpu_of(p: Any) -> float:
+        t = p.cpu_times()
+        return float(t.user + t.system)
+
+    before: dict[int, float] = {}
+    for p in tree(also) if also is not None else []:
+        with contextlib.suppress(psutil.Error):
+            before[p.pid] = cpu_of(p)
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, **(env or {})}
         )
-        root = psutil.Process(proc.pid)
         cpu: dict[int, float] = {}
         tree_peak = own_peak = 0
         while proc.poll() is None:
-            try:
-                procs = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                break
+            procs = tree(proc.pid) + (tree(also) if also is not None else [])
             total = 0
             for p in procs:
                 try:
                     with p.oneshot():
-                        t = p.cpu_times()
+                        used = cpu_of(p) - before.get(p.pid, 0.0)
                         rss = p.memory_info().rss
                 except psutil.Error:
                     continue
-                cpu[p.pid] = max(cpu.get(p.pid, 0.0), t.user + t.system)
+                cpu[p.pid] = max(cpu.get(p.pid, 0.0), used)
                 total += rss
                 if p.pid == proc.pid:
                     own_peak = max(own_peak, rss)
@@ -234,7 +254,8 @@ def main() -> int:
                             continue
                         extra = [*extra[:-1], address]
                     out = work / f"{name.replace(', ', '_')}.jsonl"
-                    runs[name].append(run_tree([*base, *extra, "--jsonl", str(out)], env))
+                    also = head.pid if head is not None and name == "ray, running" else None
+                    runs[name].append(run_tree([*base, *extra, "--jsonl", str(out)], env, also))
                     same[name] = out.read_bytes() == (work / "local.jsonl").read_bytes()
         finally:
             if head is not None:

@@ -157,6 +157,7 @@ def connect(config: RayConfig) -> bool:
             ray.init(address=config.address, **quiet)
         else:
             ray.init(
+                address="local",  # a new Ray, even when one was started here by `ray start`
                 num_cpus=config.num_cpus or _usable_cores(),
                 object_store_memory=config.object_store_bytes,
                 _node_ip_address="127.0.0.1",  # a local Ray listens on loopback only
