@@ -18,10 +18,11 @@ templates match the original keys).
 from __future__ import annotations
 
 import csv
+import heapq
 import random
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 # Per template: the kind of value in each <*> slot (see _value), in order.
@@ -220,3 +221,49 @@ def key_agreement(original: Sequence[Sequence[str]], parsed: Sequence[Sequence[s
         "split": {k: sorted(v) for k, v in by_orig.items() if len(v) > 1},
         "merged": {k: sorted(v) for k, v in by_parsed.items() if len(v) > 1},
     }
+
+
+def render_stream(
+    sessions: Iterable[tuple[str, Sequence[str]]],
+    templates: dict[str, str],
+    seed: int,
+    rate: float,
+) -> Iterator[str]:
+    """Raw HDFS lines of ``(block id, keys)`` sessions in time order, in bounded memory.
+
+    ``render_sessions`` builds and sorts every line at once; this renders a log of any size
+    with only the sessions in progress in memory: session ``i`` starts at a Poisson arrival
+    of ``rate`` sessions per second (the order of ``sessions``), its steps spaced as there,
+    and a heap merges the sessions in progress by the time of their next line.
+    """
+    rng = random.Random(seed)
+    heap: list[tuple[float, int, int, str, Sequence[str], _Values]] = []
+    t_next = 0.0
+    seq = 0
+    it = iter(sessions)
+    pending = next(it, None)
+    while pending is not None or heap:
+        # Start every session that begins before the next line of one in progress.
+        while pending is not None and (not heap or t_next <= heap[0][0]):
+            block, keys = pending
+            if keys:
+                heapq.heappush(heap, (t_next, seq, 0, block, keys, _Values(rng, block)))
+                seq += 1
+            t_next += rng.expovariate(rate)
+            pending = next(it, None)
+        t, _, j, block, keys, values = heapq.heappop(heap)
+        event_id = f"E{keys[j]}"
+        yield _header(t, event_id, rng) + render_line(templates[event_id], event_id, values)
+        if j + 1 < len(keys):
+            gap = rng.expovariate(0.5) if j % 3 == 2 else rng.expovariate(20.0)
+            heapq.heappush(heap, (t + gap, seq, j + 1, block, keys, values))
+            seq += 1
+
+
+def block_id(rng: random.Random, used: set[str]) -> str:
+    """A fresh random HDFS block id (not in ``used``, which it joins)."""
+    while True:
+        block = f"blk_{'-' if rng.random() < 0.5 else ''}{rng.randrange(1, 2**63)}"
+        if block not in used:
+            used.add(block)
+            return block

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from logwarden.cli.common import RuntimeFailure, UsageError, open_out
 from logwarden.cli.engine import add_engine_args, check_engine_args, read_on_ray
-from logwarden.cli.inputs import add_input_args, apply_input_args, read_inputs
+from logwarden.cli.inputs import (
+    add_input_args,
+    apply_input_args,
+    read_inputs,
+    report_stream,
+    stream_inputs,
+)
 from logwarden.cli.lines import (
     check_window_mode,
     detect_supervised,
@@ -20,6 +29,8 @@ from logwarden.cli.lines import (
 
 if TYPE_CHECKING:
     from logwarden.detect import Detector, Inputs, Verdict
+    from logwarden.detect.detector import VerdictStream
+    from logwarden.online.drift import DriftTracker
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,6 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_detect(args: argparse.Namespace) -> int:
     if args.html_limit < 0:
         raise UsageError("--html-limit must not be negative")
+    if args.drift_suggest < 0:
+        raise UsageError("--drift-suggest must not be negative")
     from logwarden.detect.lines import SupervisedDetector, window_line_verdicts
 
     on_ray = check_engine_args(args)
@@ -78,40 +91,66 @@ def cmd_detect(args: argparse.Namespace) -> int:
         return detect_supervised(args, detector)
     apply_input_args(detector, args)
     if args.line_scores:
+        # Per-line verdicts of window sessions: the whole input at once.
         check_window_mode(detector)
-    positions = None
     if on_ray:
         if args.line_scores:
             raise UsageError("--line-scores reads windows here, not on Ray (--engine local)")
         data, verdicts, positions = read_on_ray(detector, args).unpack()
-    else:
+        return _summarise(args, detector, [(data, verdicts)], None, positions)
+    if args.line_scores:
         data = read_inputs(detector, args, learn=False)
-        if args.line_scores:
-            write_line_scores(args.line_scores, window_line_verdicts(detector.model, data))
-        verdicts = detector.verdicts(data)
-    if args.jsonl:
-        try:
-            with open_out(args.jsonl) as fh:
-                # One encoder for all rows: json.dumps with options builds one per call.
-                encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
-                dumps = json.dumps
+        write_line_scores(args.line_scores, window_line_verdicts(detector.model, data))
+        return _summarise(args, detector, [(data, detector.verdicts(data))], None)
+    stream = stream_inputs(detector, args)
+    enabled = gc.isenabled()
+    gc.disable()  # millions of short-lived small objects, none in a cycle (see read_inputs)
+    try:
+        return _summarise(args, detector, stream, stream)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _summarise(
+    args: argparse.Namespace,
+    detector: Detector,
+    chunks: Iterable[tuple[Inputs, list[Verdict]]],
+    stream: VerdictStream | None,
+    positions: Any = None,  # --engine ray: the entries' lines and times (no data.events)
+) -> int:
+    """Write each chunk's verdicts as they come (--jsonl), feed drift tracking, keep what
+    the summary, --show and --html need (the anomalies), and report at the end."""
+    out = sys.stderr if args.jsonl == "-" else sys.stdout
+    tracker = None if args.no_drift else _drift_tracker(detector, args)
+    total = 0
+    reasons: dict[str, int] = {}
+    anomalies: list[Verdict] = []
+    keep_all = bool(args.html)  # the HTML report lists every anomaly
+    try:
+        with contextlib.ExitStack() as stack:
+            fh = stack.enter_context(open_out(args.jsonl)) if args.jsonl else None
+            for data, verdicts in chunks:
+                total += len(verdicts)
                 for v in verdicts:
                     if v.anomalous:
-                        fh.write(encode(v.to_dict()))
-                    else:  # the common case, written without building a dict
-                        fh.write(
-                            f'{{"session": {dumps(v.session)}, "anomalous": false, "length": {v.length}, "score": {v.score:.4g}}}'
-                        )
-                    fh.write("\n")
-        except OSError as exc:
-            raise RuntimeFailure(f"cannot write {args.jsonl}: {exc}") from None
-    anomalies = [v for v in verdicts if v.anomalous]
-    reasons: dict[str, int] = {}
-    for v in anomalies:
-        reasons[v.reason] = reasons.get(v.reason, 0) + 1
-    out = sys.stderr if args.jsonl == "-" else sys.stdout
+                        reasons[v.reason or ""] = reasons.get(v.reason or "", 0) + 1
+                        if keep_all or len(anomalies) < args.show:
+                            anomalies.append(v)
+                if fh is not None:
+                    write_jsonl(fh, verdicts)
+                if tracker is not None:
+                    from logwarden.online.drift import feed_batch
+
+                    tracker.templates.update(data.templates)
+                    feed_batch(tracker, verdicts, data.keys, data.events, positions=positions)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write {args.jsonl}: {exc}") from None
+    if stream is not None:
+        report_stream(stream)
+    flagged = sum(reasons.values())
     print(
-        f"{len(verdicts):,} sessions, {len(anomalies):,} anomalous"
+        f"{total:,} sessions, {flagged:,} anomalous"
         + (
             " (" + ", ".join(f"{k} {n:,}" for k, n in sorted(reasons.items())) + ")"
             if reasons
@@ -122,19 +161,39 @@ def cmd_detect(args: argparse.Namespace) -> int:
     for v in anomalies[: args.show]:
         print(v.describe(), file=out)
     if args.html:
-        _write_html(args.html, verdicts, detector.model, args.html_limit)
+        _write_html(args.html, anomalies, detector.model, args.html_limit, total)
         print(f"wrote {args.html}", file=out)
-    if not args.no_drift:
-        _drift(detector, data, verdicts, args, positions)
+    if tracker is not None:
+        _drift_report(tracker, args)
     return 0
 
 
-def _write_html(path: str, verdicts: list[Any], model: Any, limit: int) -> None:
+def write_jsonl(fh: TextIO, verdicts: list[Verdict]) -> None:
+    """One JSON line per verdict (``detect --jsonl``, ``eval --jsonl``)."""
+    # One encoder for all rows: json.dumps with options builds one per call.
+    encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+    dumps = json.dumps
+    for v in verdicts:
+        if v.anomalous:
+            fh.write(encode(v.to_dict()))
+        else:  # the common case, written without building a dict
+            fh.write(
+                f'{{"session": {dumps(v.session)}, "anomalous": false, "length": {v.length}, "score": {v.score:.4g}}}'
+            )
+        fh.write("\n")
+
+
+def _write_html(path: str, anomalies: list[Any], model: Any, limit: int, sessions: int) -> None:
     from logwarden.detect import REASONS
     from logwarden.workflow.render import html_report
 
     page = html_report(
-        verdicts, getattr(model, "workflows_", None), model.templates_, REASONS, limit
+        anomalies,
+        getattr(model, "workflows_", None),
+        model.templates_,
+        REASONS,
+        limit,
+        sessions=sessions,
     )
     try:
         Path(path).write_text(page, encoding="utf-8")
@@ -142,25 +201,20 @@ def _write_html(path: str, verdicts: list[Any], model: Any, limit: int) -> None:
         raise RuntimeFailure(f"cannot write {path}: {exc}") from None
 
 
-def _drift(
-    detector: Detector,
-    data: Inputs,
-    verdicts: list[Verdict],
-    args: argparse.Namespace,
-    positions: Any = None,  # --engine ray: the entries' lines and times (data.events is None)
-) -> None:
-    """Drift against the training baseline: warnings on stderr, the report as JSON."""
-    from logwarden.online.drift import DriftConfig, DriftTracker, track_batch
+def _drift_tracker(detector: Detector, args: argparse.Namespace) -> DriftTracker:
+    """Drift tracking against the training baseline, fed chunk by chunk."""
+    from logwarden.online.drift import DriftConfig, DriftTracker
 
     model = detector.model
-    templates = {**model.templates_, **data.templates}
-    if args.drift_suggest < 0:
-        raise UsageError("--drift-suggest must not be negative")
     config = DriftConfig(
         bucket_seconds=args.drift_bucket, context=model.window, suggest=args.drift_suggest
     )
-    tracker = DriftTracker(model.drift_baseline_, model.keys_, templates, config)
-    warnings = track_batch(tracker, verdicts, data.keys, data.events, positions=positions)
+    return DriftTracker(model.drift_baseline_, model.keys_, dict(model.templates_), config)
+
+
+def _drift_report(tracker: DriftTracker, args: argparse.Namespace) -> None:
+    """Drift warnings on stderr, the report as JSON."""
+    warnings = tracker.close()
     if warnings:
         report = tracker.report()
         print(f"logwarden: {warnings[0].describe(report['suggested'])}", file=sys.stderr)

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from logwarden.cli.common import UsageError
+from logwarden.cli.common import RuntimeFailure, UsageError, open_out
+from logwarden.cli.detect import write_jsonl
 from logwarden.cli.engine import add_engine_args, check_engine_args, read_on_ray
-from logwarden.cli.inputs import add_input_args, apply_input_args, read_inputs
+from logwarden.cli.inputs import add_input_args, apply_input_args, report_stream, stream_inputs
 from logwarden.cli.lines import add_line_label_args, eval_lines, load_model
+
+if TYPE_CHECKING:
+    from logwarden.detect import Detector, Inputs, Verdict
+    from logwarden.detect.detector import VerdictStream
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--labels", metavar="CSV", help="labels for raw input (BlockId,Label or session,label)"
     )
     add_line_label_args(se)
+    se.add_argument(
+        "--jsonl",
+        metavar="OUT",
+        help="also write each session's verdict as one JSON line, as they come (without the "
+        "workflow diagnosis of detect --jsonl)",
+    )
     se.add_argument("--json", action="store_true", help="print one JSON object")
     se.set_defaults(func=cmd_eval)
 
@@ -37,7 +53,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from logwarden.detect.detector import Inputs
     from logwarden.detect.lines import SupervisedDetector
-    from logwarden.evaluate import Report
     from logwarden.io.datasets import load_sequences
 
     on_ray = check_engine_args(args)
@@ -45,8 +60,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.line_labels or isinstance(detector, SupervisedDetector):
         if on_ray:
             raise UsageError("--engine ray scores sessions by id, not lines or windows")
+        if args.jsonl:
+            raise UsageError("--jsonl gives session verdicts: not with --line-labels")
         return eval_lines(args, detector)
-    verdicts = None
     if args.normal or args.abnormal:
         if args.inputs:
             raise UsageError("give --normal/--abnormal or INPUT files, not both")
@@ -57,21 +73,72 @@ def cmd_eval(args: argparse.Namespace) -> int:
         data = Inputs(
             [s.id for s in sessions], [s.keys for s in sessions], [s.label for s in sessions]
         )
-    else:
-        if not args.inputs:
-            raise UsageError(
-                "eval needs --normal/--abnormal files, labelled jsonl, or raw logs with --labels"
-            )
-        apply_input_args(detector, args)
-        if on_ray:
-            data, verdicts, _ = read_on_ray(detector, args, labels=args.labels).unpack()
-        else:
-            data = read_inputs(detector, args, learn=False, labels=args.labels)
-    if all(label is None for label in data.labels):
+        return _report(args, detector, [(data, detector.verdicts(data, diagnose=False))])
+    if not args.inputs:
+        raise UsageError(
+            "eval needs --normal/--abnormal files, labelled jsonl, or raw logs with --labels"
+        )
+    apply_input_args(detector, args)
+    if on_ray:
+        data, verdicts, _ = read_on_ray(detector, args, labels=args.labels).unpack()
+        return _report(args, detector, [(data, verdicts)])
+    if detector.input.input_format == "raw" and not args.labels:
         raise UsageError("no labels: use --normal/--abnormal, jsonl with labels, or --labels CSV")
-    if verdicts is None:
-        verdicts = detector.verdicts(data)
-    report = Report.from_verdicts(verdicts, data.labels, detector.model.window, keys=data.keys)
+    stream = stream_inputs(detector, args, labels=args.labels, diagnose=False)
+    enabled = gc.isenabled()
+    gc.disable()  # millions of short-lived small objects, none in a cycle (see read_inputs)
+    try:
+        return _report(args, detector, stream, stream)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What the report needs of a verdict (``evaluate.VerdictLike``), kept per session."""
+
+    session: str
+    anomalous: bool
+    reason: str | None
+    length: int
+    detector: str | None
+
+
+def _report(
+    args: argparse.Namespace,
+    detector: Detector,
+    chunks: Iterable[tuple[Inputs, list[Verdict]]],
+    stream: VerdictStream | None = None,
+) -> int:
+    """Count verdicts against labels as chunks come. Kept per session: its outcome, label
+    and key sequence (one tuple per distinct sequence, shared), not its lines."""
+    from logwarden.evaluate import Report
+
+    outcomes: list[_Outcome] = []
+    labels: list[int | None] = []
+    keys: list[tuple[str, ...]] = []
+    distinct: dict[tuple[str, ...], tuple[str, ...]] = {}
+    try:
+        with contextlib.ExitStack() as stack:
+            fh = stack.enter_context(open_out(args.jsonl)) if args.jsonl else None
+            for data, verdicts in chunks:
+                for v, label, seq in zip(verdicts, data.labels, data.keys, strict=True):
+                    outcomes.append(
+                        _Outcome(v.session, v.anomalous, v.reason, v.length, v.detector)
+                    )
+                    labels.append(label)
+                    t = tuple(seq)
+                    keys.append(distinct.setdefault(t, t))
+                if fh is not None:
+                    write_jsonl(fh, verdicts)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write {args.jsonl}: {exc}") from None
+    if stream is not None:
+        report_stream(stream)
+    if all(label is None for label in labels):
+        raise UsageError("no labels: use --normal/--abnormal, jsonl with labels, or --labels CSV")
+    report = Report.from_verdicts(outcomes, labels, detector.model.window, keys=keys)
     if args.json:
         print(json.dumps(report.as_dict()))
     else:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
+import math
 import sys
 from typing import TYPE_CHECKING
 
 from logwarden.cli.common import RuntimeFailure, UsageError, report_stats
 
 if TYPE_CHECKING:
-    from logwarden.detect.detector import Detector, Inputs
+    from logwarden.detect.detector import Detector, Inputs, VerdictStream
 
 
 def add_input_args(sp: argparse.ArgumentParser, *, nargs: str = "+") -> None:
@@ -35,6 +37,22 @@ def add_input_args(sp: argparse.ArgumentParser, *, nargs: str = "+") -> None:
     sp.add_argument(
         "--window", type=int, metavar="N", help="sessions of N lines for logs without ids"
     )
+    sp.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="processes that parse lines and score sessions (0, the default: one per usable "
+        "core for inputs of 32 MB or more; 1: everything in this process)",
+    )
+    sp.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="raw id sessions: a session is complete after this much log time without a line "
+        "(default: what train learnt from the training sessions' gaps; 0: at the end of input)",
+    )
 
 
 def apply_input_args(detector: Detector, args: argparse.Namespace) -> None:
@@ -50,16 +68,33 @@ def apply_input_args(detector: Detector, args: argparse.Namespace) -> None:
     )
     if detector.input.input_format == "raw" and not detector.input.format:
         raise UsageError("raw input needs --format FMT")
+    if args.workers < 0:
+        raise UsageError("--workers must be >= 0")
+    timeout = args.idle_timeout
+    if timeout is not None:
+        if not (timeout >= 0 and math.isfinite(timeout)):
+            raise UsageError("--idle-timeout must be a number of seconds >= 0")
+        detector.input = dataclasses.replace(detector.input, idle_timeout=timeout or None)
+
+
+def workers_for(args: argparse.Namespace, *, learn: bool, raw: bool = True) -> int:
+    """Worker processes for the command: ``--workers`` (1: none), or by default one per
+    usable core when the inputs are large enough and this process may fork."""
+    from logwarden.io.ingest import default_workers
+
+    if not raw or args.workers == 1:
+        return 0
+    if args.workers > 1:
+        return args.workers
+    return default_workers(args.inputs, learn)
 
 
 def read_inputs(
     detector: Detector, args: argparse.Namespace, *, learn: bool, labels: str | None = None
 ) -> Inputs:
     """Read INPUT files as the detector says, reporting what was read and skipped."""
-    from logwarden.io.ingest import default_workers
-
     spec = detector.input
-    workers = default_workers(args.inputs, learn) if spec.input_format == "raw" else 0
+    workers = workers_for(args, learn=learn, raw=spec.input_format == "raw")
     # Millions of small objects, none in a reference cycle: the cyclic collector would
     # rescan them over and over while reading (40% of the time), and again later. The
     # sessions live until the command ends; main unfreezes when it returns.
@@ -91,3 +126,29 @@ def load_detector(path: str) -> Detector:
     from logwarden.detect.detector import Detector
 
     return Detector.load(path)
+
+
+def stream_inputs(
+    detector: Detector,
+    args: argparse.Namespace,
+    *,
+    labels: str | None = None,
+    diagnose: bool = True,
+) -> VerdictStream:
+    """Verdicts of INPUT files as they come (``Detector.stream``): memory for the open
+    sessions, not the whole input. Report what was read with ``report_stream`` after it."""
+    spec = detector.input
+    workers = workers_for(args, learn=False, raw=spec.input_format == "raw")
+    return detector.stream(args.inputs, labels=labels, workers=workers, diagnose=diagnose)
+
+
+def report_stream(stream: VerdictStream) -> None:
+    """What ``read_inputs`` reports, once a stream is done."""
+    if stream.detector.input.input_format != "raw":
+        return
+    report_stats("read", stream.stats, stream.entries, stream.sessions)
+    for path, message in stream.errors:
+        print(f"logwarden: {path}: {message}", file=sys.stderr)
+    if not stream.sessions:
+        why = "; ".join(f"{p}: {m}" for p, m in stream.errors) or "check --format and --session"
+        raise RuntimeFailure(f"no session could be formed from the input ({why})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from typing import Any
@@ -80,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from logwarden.detect import DeepLog
-    from logwarden.detect.detector import Detector
+    from logwarden.detect.detector import Detector, idle_timeout_from
 
     if args.supervised:
         return train_supervised(args)
@@ -101,7 +102,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         confidence=args.confidence,
         workflows=not args.no_workflows,
         folds=args.folds,
-        n_jobs=args.jobs if args.jobs > 0 else _usable_cores(),
+        # --workers 1: one process for everything, the fold models too.
+        n_jobs=args.jobs if args.jobs > 0 else (1 if args.workers == 1 else _usable_cores()),
     )
     # Validate the hyperparameters before any work (a ConfigError names the flag, see main).
     model.key_config()
@@ -111,6 +113,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = read_inputs(detector, args, learn=True)
     if not data.keys:
         raise RuntimeFailure("no training session (jsonl input trains on label-0 sessions only)")
+    spec = detector.input
+    if (
+        args.idle_timeout is None
+        and spec.input_format == "raw"
+        and spec.window is None
+        and data.events is not None
+    ):
+        # When detection may call a session complete: learnt from the training sessions'
+        # own gaps, kept with the model (detect/eval --idle-timeout overrides it).
+        detector.input = dataclasses.replace(spec, idle_timeout=idle_timeout_from(data.events))
     n_rows = sum(len(k) + 1 for k in data.keys)
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[step]}"),
                TextColumn("{task.fields[detail]}"), TimeElapsedColumn()]  # fmt: skip
@@ -144,6 +156,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"cannot write the model to {args.out}: {exc.strerror or exc}"
         ) from None
     _summary(args, model, len(data.keys))
+    timeout = detector.input.idle_timeout
+    if detector.input.input_format == "raw" and detector.input.window is None:
+        print(
+            "  sessions complete after "
+            + (
+                f"{timeout:g} s of log time without a line (detect, eval: --idle-timeout)"
+                if timeout is not None
+                else "the end of input only (no timed gaps to learn an idle timeout from)"
+            ),
+            file=sys.stderr,
+        )
     return 0
 
 

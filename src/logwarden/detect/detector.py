@@ -14,7 +14,8 @@ bundle that reads raw logs exactly as the CLI's does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,9 @@ from logwarden.online.update import UpdatePolicy
 from logwarden.parsing import TemplateMiner
 from logwarden.persist.bundle import join_arrays, load_bundle, save_bundle, split_arrays
 from logwarden.records import Event, Stats
-from logwarden.sessions import Session
+from logwarden.sessions import Session, SessionTable
 
-__all__ = ["INPUT_FORMATS", "Detector", "InputSpec", "Inputs"]
+__all__ = ["INPUT_FORMATS", "Detector", "InputSpec", "Inputs", "VerdictStream", "idle_timeout_from"]
 
 INPUT_FORMATS = ("raw", "sequences", "jsonl")
 
@@ -45,6 +46,10 @@ class InputSpec:
     session: str | None = None  # raw: session id regex or preset name
     window: int | None = None  # raw: sessions of N lines (logs without ids)
     session_in_line: bool = False  # raw: search the id in the whole line, header included
+    # raw id sessions: seconds of log time after which an idle session is complete when
+    # detecting on a stream (``Detector.stream``); None: complete at the end of input.
+    # ``train`` learns it from the training sessions' gaps (``idle_timeout_from``).
+    idle_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.input_format not in INPUT_FORMATS:
@@ -54,6 +59,13 @@ class InputSpec:
             )
         if self.session is not None and self.window is not None:
             raise ConfigError("give session or window, not both", field="window")
+        if self.idle_timeout is not None and not (
+            isinstance(self.idle_timeout, int | float) and 0 < self.idle_timeout < math.inf
+        ):
+            raise ConfigError(
+                f"idle_timeout must be a positive number of seconds, got {self.idle_timeout!r}",
+                field="idle_timeout",
+            )
 
     def override(self, **changes: Any) -> InputSpec:
         """A copy with the given settings replaced; ``None`` values keep the current ones.
@@ -198,17 +210,40 @@ class Detector:
         )
         return self
 
-    def verdicts(self, data: Inputs) -> list[Verdict]:
-        """One explained verdict per session of ``data``."""
+    def verdicts(self, data: Inputs, *, diagnose: bool = True) -> list[Verdict]:
+        """One explained verdict per session of ``data``; ``diagnose``: with the workflow
+        diagnosis of each anomaly (a search per anomaly: ``eval``'s counts do without)."""
+        self._learn_texts(data.templates)
+        return self.model.verdicts(
+            data.keys, data.ids, data.lines, events=data.events, diagnose=diagnose
+        )
+
+    def _learn_texts(self, templates: Mapping[str, str]) -> None:
         # Lines the model never saw still get their template text in explanations. Their
         # labels (U<n>) are numbered per read, so this read's text replaces an earlier one.
         known = set(self.model.keys_)
-        for key, text in data.templates.items():
+        for key, text in templates.items():
             if key in known:
                 self.model.templates_.setdefault(key, text)
             else:
                 self.model.templates_[key] = text
-        return self.model.verdicts(data.keys, data.ids, data.lines, events=data.events)
+
+    def stream(
+        self,
+        paths: Sequence[str],
+        *,
+        labels: str | Path | None = None,
+        workers: int = 0,
+        diagnose: bool = True,
+        chunk_sessions: int = 8192,
+    ) -> VerdictStream:
+        """Verdicts of raw logs in bounded memory: each session is scored once complete
+        (``InputSpec.idle_timeout`` past its last line in log time, or the end of input; see
+        ``io.ingest.SessionStream``), a chunk of completed sessions at a time, and freed.
+        Iterating gives ``(chunk, verdicts)`` pairs in order of completion; ``workers`` > 0
+        scans lines and scores chunks in that many forked processes (the same verdicts).
+        Other input forms (sequences, jsonl) are read whole and given as one chunk."""
+        return VerdictStream(self, paths, labels, workers, diagnose, chunk_sessions)
 
     def predict(self, data: Inputs) -> np.ndarray:
         """True for each anomalous session of ``data``."""
@@ -302,6 +337,136 @@ class Detector:
         detector = cls.from_state(manifest, join_arrays(weights))
         detector.model.source_ = bundle_source(path, manifest)
         return detector
+
+
+class VerdictStream:
+    """``Detector.stream``'s iteration: ``(Inputs, verdicts)`` per chunk of completed
+    sessions. After it: ``stats``, ``errors``, ``entries`` (log entries read), ``sessions``,
+    ``templates`` (every key's text) and ``max_open`` (most sessions open at once)."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        paths: Sequence[str],
+        labels: str | Path | None,
+        workers: int,
+        diagnose: bool,
+        chunk_sessions: int,
+    ) -> None:
+        self.detector = detector
+        self.paths = list(paths)
+        self.labels = labels
+        self.workers = workers
+        self.diagnose = diagnose
+        self.chunk_sessions = chunk_sessions
+        self.stats = Stats()
+        self.errors: list[tuple[str, str]] = []
+        self.entries = 0
+        self.sessions = 0
+        self.templates: dict[str, str] = {}
+        self.max_open = 0
+
+    def score(self, task: tuple[Inputs, Mapping[Any, np.ndarray] | None]) -> list[Verdict]:
+        """One chunk's verdicts, with the parameter series' history before it (the task a
+        worker runs)."""
+        data, history = task
+        det = self.detector
+        det._learn_texts(data.templates)
+        return det.model.verdicts(
+            data.keys, data.ids, data.lines, events=data.events, diagnose=self.diagnose,
+            param_history=history,
+        )  # fmt: skip
+
+    def __iter__(self) -> Iterator[tuple[Inputs, list[Verdict]]]:
+        det = self.detector
+        spec = det.input
+        if spec.input_format != "raw":
+            data = det.read(self.paths, labels=self.labels)
+            self.sessions, self.templates = len(data.ids), dict(data.templates)
+            yield data, self.detector.verdicts(data, diagnose=self.diagnose)
+            return
+        from collections import deque
+
+        from logwarden.io.ingest import SessionStream, WorkerPool, session_config
+
+        if not spec.format:
+            raise ConfigError("raw input needs a log format", field="format")
+        if det.miner is None:
+            raise NotFittedError("this detector has no parser state: read with learn=True")
+        config = session_config(
+            spec.session, spec.window, in_line=spec.session_in_line, idle_timeout=spec.idle_timeout
+        )
+        by_id = load_labels(self.labels) if self.labels is not None else None
+        stats = Stats()
+        with WorkerPool(self.workers, {"score": self.score}, stats) as pool:
+            stream = SessionStream(
+                self.paths, spec.format, config, det.miner, pool=pool,
+                chunk_sessions=self.chunk_sessions, stats=stats,
+            )  # fmt: skip
+            inflight: deque[tuple[Any, Any]] = deque()
+            params = getattr(det.model, "params_", None)
+            history: dict[Any, np.ndarray] | None = None
+            for raw in stream:
+                found = (
+                    [by_id.get(sid) for sid in raw.ids]
+                    if by_id is not None
+                    else [None] * len(raw.ids)
+                )
+                data = Inputs(
+                    raw.ids, raw.keys, found, raw.templates, raw.lines, raw.sessions,
+                    entries=raw.events,
+                    line_ids=raw.line_ids if spec.window is not None else None,
+                )  # fmt: skip
+                # Explanations here (describe, HTML) need the texts of unseen keys too.
+                det._learn_texts(raw.templates)
+                task = (data, history)
+                if params is not None and data.events is not None:
+                    # The series of the parameter models run on from chunk to chunk.
+                    history = params.tails(params.series(data.events), history)
+                inflight.append((task, pool.submit("score", task)))
+                while inflight and (len(inflight) > 2 * pool.workers or inflight[0][1] is None):
+                    done, fut = inflight.popleft()
+                    yield done[0], pool.result("score", done, fut)
+                self._settle(stream)
+            while inflight:
+                done, fut = inflight.popleft()
+                yield done[0], pool.result("score", done, fut)
+            self._settle(stream)
+
+    def _settle(self, stream: Any) -> None:
+        self.stats, self.errors, self.entries = stream.stats, stream.errors, stream.events
+        self.sessions, self.templates, self.max_open = (
+            stream.sessions, stream.templates, stream.max_open,
+        )  # fmt: skip
+
+
+def idle_timeout_from(sessions: Sequence[Session], factor: float = 10.0) -> float | None:
+    """The idle timeout ``train`` keeps with the model: ``factor`` times the longest gap in
+    log time between two consecutive entries of one training session (at least one
+    second: timestamps often have whole seconds). None when no session has two timed
+    entries (the detector then completes sessions at the end of input only).
+
+    Generous on purpose: an open session costs little memory, while a stall longer than
+    the timeout (a performance anomaly) splits a session in two, which are then judged
+    apart (counted as ``reopened_session``)."""
+    longest: float | None = None
+    if isinstance(sessions, SessionTable):  # the gaps from its columns, no Session built
+        clock = sessions.clock
+        for rows in sessions.members:
+            prev = None
+            for r in rows:
+                t = clock[r]
+                if t is not None and prev is not None and (longest is None or t - prev > longest):
+                    longest = t - prev
+                prev = t
+    else:
+        for session in sessions:
+            for gap in session.elapsed[1:]:
+                if gap is not None and (longest is None or gap > longest):
+                    longest = gap
+    if longest is None:
+        return None
+    return max(1.0, factor * longest)
 
 
 def _learn_templates(miner: TemplateMiner, sessions: Sequence[Session]) -> TemplateMiner:

@@ -682,18 +682,20 @@ class DeepLog:
         a: Assessment,
         explain: bool = True,
         scored: Mapping[Any, ParamScores] | None = None,
+        history: Mapping[Any, np.ndarray] | None = None,
     ) -> tuple[dict[int, tuple[int, dict[str, Any] | None]], np.ndarray | None]:
         """The parameter models' findings among entries whose key the key model found
         normal: per session index, the first flagged entry (position, and its deviation
         when ``explain``), and per session the lowest log10 tail probability of an entry
         (0 where no entry was checked; None without parameter models or ``events``).
-        ``scored``: the units' scores when already computed (see ``verdicts``)."""
+        ``scored``: the units' scores when already computed (see ``verdicts``);
+        ``history``: otherwise, the series' history before these sessions."""
         _check_events(sessions, events)
         params = getattr(self, "params_", None)
         if params is None or events is None:
             return {}, None
         if scored is None:
-            scored = params.score(params.series(events))
+            scored = params.score(params.series(events), history)
         offsets = a.scores.offsets
         lowest = np.zeros(len(sessions))
         first: dict[int, tuple[int, Any, int]] = {}  # session -> (entry, scores, row)
@@ -755,21 +757,28 @@ class DeepLog:
         lines: Sequence[Sequence[str]] | None = None,
         events: Sequence[Session] | None = None,
         param_scores: Mapping[Any, ParamScores] | None = None,
+        diagnose: bool = True,
+        param_history: Mapping[Any, np.ndarray] | None = None,
     ) -> list[Verdict]:
         """One explained verdict per session. ``lines``: the raw lines of each session;
         ``events``: their entries, for the parameter models. The first anomalous entry
-        of a session, by either detector, is the one explained.
+        of a session, by either detector, is the one explained; ``diagnose``: with its
+        workflow diagnosis (a search per anomaly, which counting verdicts does not need).
 
         ``param_scores``: the parameter models' scores of these sessions' entries, per
         unit, when computed elsewhere (``ParamModels.score`` of each unit's whole series,
         entries referred to by this batch's session indices); by default they are scored
         here from ``events``. A unit's series runs across sessions, so a process that holds
         only some of the sessions gets them from where each whole series was scored
-        (``logwarden.engine.ray``)."""
+        (``logwarden.engine.ray``). ``param_history``: the series' history before these
+        sessions (see ``ParamModels.tails``), when a log is scored a batch of sessions at a
+        time in order."""
         model = self._fitted()
         a = self._assess(sessions, keep_probs=True)
         scores, first = a.scores, a.first
-        by_params, param_log10_p = self._param_evidence(sessions, events, a, scored=param_scores)
+        by_params, param_log10_p = self._param_evidence(
+            sessions, events, a, scored=param_scores, history=param_history
+        )
         session_scores = self._combined(a, param_log10_p)
         ids = ids if ids is not None else [str(i) for i in range(len(sessions))]
         h = model.config.window
@@ -797,7 +806,8 @@ class DeepLog:
                 )  # fmt: skip
                 if lines is not None:
                     v.lines = list(lines[i][max(0, p - 3) : p + 2])
-                v.diagnosis = self._diagnose(sess, p, v.reason, lines, i)
+                if diagnose:
+                    v.diagnosis = self._diagnose(sess, p, v.reason, lines, i)
                 out.append(v)
                 continue
             if j is None:
@@ -836,7 +846,8 @@ class DeepLog:
             if lines is not None:
                 raw = lines[i]
                 v.lines = list(raw[max(0, p - 3) : p + 2])
-            v.diagnosis = self._diagnose(sess, p, reason, lines, i)
+            if diagnose:
+                v.diagnosis = self._diagnose(sess, p, reason, lines, i)
             out.append(v)
         return out
 

@@ -16,9 +16,14 @@ counted across all inputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import heapq
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import accumulate, chain
+from typing import Any
 
 from logwarden.errors import ConfigError
 from logwarden.io.formats import LogFormat, get_format
@@ -56,10 +61,15 @@ class RawSessions:
 
 
 def session_config(
-    session: str | None, window: int | None, *, in_line: bool = False
+    session: str | None,
+    window: int | None,
+    *,
+    in_line: bool = False,
+    idle_timeout: float | None = None,
 ) -> SessionConfig:
     """``--session REGEX|PRESET`` or ``--window N`` as a SessionConfig; ``in_line``: the
-    regex searches the whole raw line, header included."""
+    regex searches the whole raw line, header included; ``idle_timeout``: id sessions
+    complete after that many seconds of log time without a line (windows ignore it)."""
     if window is not None:
         if in_line:
             raise ConfigError(
@@ -72,7 +82,11 @@ def session_config(
             "session (an id regex or preset name) or a window of N lines is needed for raw input",
             field="session",
         )
-    return SessionConfig(id_pattern=SESSION_PRESETS.get(session, session), search_raw_line=in_line)
+    return SessionConfig(
+        id_pattern=SESSION_PRESETS.get(session, session),
+        search_raw_line=in_line,
+        idle_timeout=idle_timeout,
+    )
 
 
 def read_raw_sessions(
@@ -165,18 +179,23 @@ def _starts(counts: list[list[int]]) -> Sequence[int]:
     return out
 
 
-def _content_reader(fmt: LogFormat) -> Callable[[str], str]:
-    """A line's message as the format gives it (the whole line when it does not match)."""
-    match = fmt.regex.fullmatch
-    has_content = "Content" in fmt.regex.groupindex
+class ContentReader:
+    """A line's message as the format gives it (the whole line when it does not match).
+    A class, not a closure: a ``SessionTable`` holding one goes to worker processes."""
 
-    def content_of(text: str) -> str:
-        m = match(text.strip())
+    def __init__(self, fmt: LogFormat) -> None:
+        self.regex = fmt.regex
+        self.has_content = "Content" in fmt.regex.groupindex
+
+    def __call__(self, text: str) -> str:
+        m = self.regex.fullmatch(text.strip())
         if m is None:
             return text
-        return (m.group("Content") or "") if has_content else ""
+        return (m.group("Content") or "") if self.has_content else ""
 
-    return content_of
+
+def _content_reader(fmt: LogFormat) -> Callable[[str], str]:
+    return ContentReader(fmt)
 
 
 def _fast_path_applies(fmt: object, config: SessionConfig, miner: TemplateMiner) -> bool:
@@ -390,7 +409,7 @@ def _scan_in_workers(
     (killed for memory, say), the batches it had are scanned here and the rest too."""
     import multiprocessing
     from collections import deque
-    from concurrent.futures import Future, ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = multiprocessing.get_context("fork")
@@ -536,3 +555,535 @@ def _read_fast(
         errors=list(reader.errors),
         sessions=table,
     )
+
+
+# --- worker processes shared by the stages --------------------------------------------------
+
+# The tasks of a worker process, set by the pool's initializer (inherited through fork).
+_WORKER_TASKS: Mapping[str, Callable[[Any], Any]] = {}
+
+
+def _init_tasks(tasks: Mapping[str, Callable[[Any], Any]]) -> None:
+    global _WORKER_TASKS
+    _WORKER_TASKS = tasks
+
+
+def _run_task(name: str, arg: Any) -> Any:
+    return _WORKER_TASKS[name](arg)
+
+
+class WorkerPool:
+    """Forked worker processes that run named tasks: the scanner's batches and, for the
+    detectors, the scoring of completed sessions. The tasks (and the parser and models they
+    hold) are inherited through fork, never sent; only their arguments and results travel.
+
+    ``submit`` returns a future, or None once a worker has died (killed for memory, say):
+    the caller then runs the task itself with ``run_here`` (counted as ``worker_died``).
+    With ``workers`` 0 no process is started and every task runs here.
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        tasks: Mapping[str, Callable[[Any], Any]],
+        stats: Stats | None = None,
+    ) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.tasks = dict(tasks)
+        self.stats = stats if stats is not None else Stats()  # counts worker_died
+        self.workers = workers if workers > 0 and _fork_available() else 0
+        self._executor: ProcessPoolExecutor | None = None
+        if self.workers:
+            self._executor = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_init_tasks,
+                initargs=(self.tasks,),
+            )
+
+    def add(self, name: str, task: Callable[[Any], Any]) -> None:
+        """Register a task before the first ``submit`` (workers start on first use and
+        inherit the tasks registered by then)."""
+        self.tasks[name] = task
+
+    def submit(self, name: str, arg: Any) -> Future[Any] | None:
+        from concurrent.futures.process import BrokenProcessPool
+
+        if self._executor is None:
+            return None
+        try:
+            return self._executor.submit(_run_task, name, arg)
+        except BrokenProcessPool:
+            self._died()
+            return None
+
+    def run_here(self, name: str, arg: Any) -> Any:
+        return self.tasks[name](arg)
+
+    def result(self, name: str, arg: Any, future: Future[Any] | None) -> Any:
+        """The task's result: the future's, or computed here if it has none or its worker
+        died (then no further task goes to workers)."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        if future is not None and self._executor is not None:
+            try:
+                return future.result()
+            except BrokenProcessPool:
+                self._died()
+        return self.run_here(name, arg)
+
+    def _died(self) -> None:
+        self.stats.add("worker_died")
+        self.close()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- streaming: sessions scored as soon as they are complete ---------------------------------
+
+
+def streaming_applies(fmt_spec: str, config: SessionConfig, miner: TemplateMiner) -> bool:
+    """Whether ``SessionStream`` completes sessions while reading (id sessions of a loghub
+    format, no user masks, no ``max_open``); otherwise it reads the whole input first."""
+    import dataclasses
+
+    fmt = get_format(fmt_spec)
+    return _fast_path_applies(fmt, dataclasses.replace(config, idle_timeout=None), miner)
+
+
+class SessionStream:
+    """Raw logs to completed sessions, a chunk at a time, in bounded memory.
+
+    A session is complete when the input ends, or when the log clock (the largest valid
+    timestamp read so far) passes its last activity by more than ``config.idle_timeout``
+    seconds: exactly ``Sessionizer``'s rule, whatever the batch boundaries or the number
+    of workers. A line of a session closed that way starts a new session with the same id
+    (no line is lost); it counts as ``reopened_session`` when it comes within 10 timeouts
+    of log time after the close (ids are remembered that long, not forever). Chunks of ``chunk_sessions``
+    sessions (the last one fewer) come in order of first appearance, the order of
+    ``read_raw_sessions`` and of ``group`` (the parameter models' series follow it): a
+    completed session waits for those that started before it. When more than
+    ``max_waiting`` wait (one session open for very long), the waiting ones go ahead and
+    the long one comes when it completes (counted as ``late_session``).
+
+    Memory: the lines of open and waiting sessions, the batches in flight and one chunk;
+    the lines of sessions given out are dropped once ``compact_rows`` lines are held. The miner only matches (detection); keys ``U<n>`` of
+    lines no template matches come from a separate miner as in ``read_raw_sessions`` (their
+    labels are fixed when a session's chunk is made). Configurations without the column
+    path (window sessions, masks, ``max_open``, other formats) read the whole input and
+    give it as one chunk. ``stats``, ``errors``, ``events`` and ``templates`` are complete
+    once the iteration ends.
+
+        stream = SessionStream(paths, fmt, config, miner, pool=pool)
+        for chunk in stream:   # RawSessions with a SessionTable
+            ...
+    """
+
+    def __init__(
+        self,
+        inputs: Sequence[str],
+        fmt_spec: str,
+        config: SessionConfig,
+        miner: TemplateMiner,
+        *,
+        pool: WorkerPool | None = None,
+        chunk_sessions: int = 8192,
+        max_line_bytes: int = 65536,
+        compact_rows: int = 1 << 18,
+        max_waiting: int = 1 << 16,
+        stats: Stats | None = None,
+    ) -> None:
+        config.validate()
+        self.compact_rows = max(1, compact_rows)
+        self.max_waiting = max(1, max_waiting)
+        self.inputs = list(inputs)
+        self.fmt_spec = fmt_spec
+        self.fmt = get_format(fmt_spec)
+        self.config = config
+        self.miner = miner
+        self.pool = pool
+        self.chunk_sessions = max(1, chunk_sessions)
+        self.max_line_bytes = max_line_bytes
+        self.stats = stats if stats is not None else Stats()
+        self.errors: list[tuple[str, str]] = []
+        self.events = 0  # log entries read (empty lines excluded)
+        self.sessions = 0
+        self.templates: dict[str, str] = {}  # every key given so far -> template text
+        self.max_open = 0  # most sessions open at once
+        if pool is not None and streaming_applies(fmt_spec, config, miner):
+            pool.add("scan", _Scan(self.fmt, config, miner, False))
+
+    def __iter__(self) -> Iterator[RawSessions]:
+        if not streaming_applies(self.fmt_spec, self.config, self.miner):
+            raw = read_raw_sessions(
+                self.inputs, self.fmt_spec, self.config, self.miner, learn=False,
+                max_line_bytes=self.max_line_bytes,
+            )  # fmt: skip
+            self.stats, self.errors, self.events = raw.stats, list(raw.errors), raw.events
+            self.sessions = len(raw.ids)
+            self.templates.update(raw.templates)
+            if raw.ids:
+                yield raw
+            return
+        yield from _Streamer(self).run()
+
+
+class _Streamer:
+    """The state of one ``SessionStream`` iteration (see there)."""
+
+    REMEMBER = 10  # idle timeouts for which a closed session's id is remembered
+
+    def __init__(self, stream: SessionStream) -> None:
+        self.s = stream
+        self.scan = _Scan(stream.fmt, stream.config, stream.miner, False)
+        self.unknown = TemplateMiner()
+        self.content_of = ContentReader(stream.fmt)
+        self.timeout = stream.config.idle_timeout
+        # Columns of the lines kept (rows), as in _read_fast; rows of completed sessions
+        # are dropped by _compact.
+        self.texts: list[str] = []
+        self.keys: list[int] = []
+        self.stamps: list[float | None] = []
+        self.valid: list[float | None] = []
+        self.values: list[str] = []
+        self.vstart: list[int] = [0]  # row r's values: values[vstart[r]:vstart[r + 1]]
+        self.override: dict[int, list[str]] = {}
+        self.kinds: list[tuple[str, ...]] = []
+        self.numbers: list[int] = []  # row -> line number (kept lines counted from 1)
+        # Open sessions by last activity (the least active first): id -> [rows, order,
+        # activity]; activity is the log clock at the session's last line (NaN before the
+        # first timestamp, which then counts as the first clock, as in Sessionizer).
+        self.open: OrderedDict[str, list[Any]] = OrderedDict()
+        # Completed sessions wait in ``finished`` until every session that started before
+        # them is complete too; then they are ``ready``, in order of first appearance (the
+        # order of ``read_raw_sessions``, which the parameter models' series follow).
+        self.finished: list[tuple[int, str, list[int]]] = []  # a heap: order, id, rows
+        self.ready: list[tuple[str, list[int], int]] = []  # id, rows, order
+        # A session's order is the line number of its first line (Sessionizer's order).
+        self.open_orders: list[int] = []  # a heap of the open sessions' orders
+        self.closed_orders: set[int] = set()  # in open_orders but complete (lazy removal)
+        self.released = 0  # the largest order made ready
+        self.late = 0  # sessions made ready after later ones (the wait was too long)
+        self.clock = math.nan
+        self.first_clock = math.nan
+        self.counts = dict.fromkeys(
+            ("unmatched_format", "empty_line", "no_session_id", "bad_timestamp"), 0
+        )
+        self.reopened = 0
+        # Ids of sessions closed for idleness (and the log clock then), for REMEMBER
+        # timeouts: a line of one of them counts as a reopened session.
+        self.closed_at: OrderedDict[str, float] = OrderedDict()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def batches(self, reader: LineReader) -> Iterator[tuple[list[str], _Batch]]:
+        """Scanned batches in input order (in the pool's workers when it has any)."""
+        from collections import deque
+
+        pool = self.s.pool
+        if pool is None or pool.workers == 0:
+            for batch in reader.text_batches():
+                yield batch, self.scan(batch)
+            return
+        inflight: deque[tuple[list[str], Any]] = deque()
+        for batch in reader.text_batches():
+            inflight.append((batch, pool.submit("scan", batch)))
+            if len(inflight) >= 3 * pool.workers:
+                b, fut = inflight.popleft()
+                yield b, pool.result("scan", b, fut)
+        while inflight:
+            b, fut = inflight.popleft()
+            yield b, pool.result("scan", b, fut)
+
+    def run(self) -> Iterator[RawSessions]:
+        s = self.s
+        reader = LineReader(s.inputs, SourceConfig(max_line_bytes=s.max_line_bytes), s.stats)
+        for batch, res in self.batches(reader):
+            self.merge(batch, res)
+            self._release()
+            s.max_open = max(s.max_open, len(self.open))
+            while len(self.ready) >= s.chunk_sessions:
+                yield self.chunk(s.chunk_sessions)
+            if len(self.texts) >= s.compact_rows:
+                self._compact()
+        # End of input: what is still open completes, in order of first appearance.
+        rest = sorted(self.open.items(), key=lambda kv: kv[1][1])
+        self.open.clear()
+        for sid, st in rest:
+            self._finish(sid, st[0], st[1])
+        self._release()
+        while self.ready:
+            yield self.chunk(s.chunk_sessions)
+        for reason, n in self.counts.items():
+            if n:
+                s.stats.add(reason, n)
+        if self.reopened:
+            s.stats.add("reopened_session", self.reopened)
+        if self.late:
+            s.stats.add("late_session", self.late)
+        s.errors = list(reader.errors)
+
+    def merge(self, batch: list[str], res: _Batch) -> None:
+        counts = self.counts
+        if res.empty_at:
+            counts["empty_line"] += len(res.empty_at)
+            gone = set(res.empty_at)
+            batch = [t for i, t in enumerate(batch) if i not in gone]
+        counts["unmatched_format"] += res.unmatched
+        counts["bad_timestamp"] += res.bad_format_ts + res.bad_ts
+        counts["no_session_id"] += res.no_id
+        base = len(self.texts)
+        self.texts.extend(batch)
+        self.numbers.extend(range(self.s.events + 1, self.s.events + 1 + len(batch)))
+        self.s.events += len(batch)
+        for j, content in res.unknown.items():
+            key, vals, slots, _ = self.unknown.parse_slots(content, True)
+            res.keys[j] = -key  # type: ignore[operator]
+            self.override[base + j] = vals
+            res.kinds[j] = tuple(sl.kind for sl in slots)
+        self.keys.extend(res.keys)  # type: ignore[arg-type]
+        self.stamps.extend(res.stamps)
+        self.valid.extend(res.valid)
+        self.values.extend(res.values)
+        starts = accumulate(res.counts, initial=self.vstart[-1])
+        next(starts)  # the initial value, already there
+        self.vstart.extend(starts)
+        self.kinds.extend(res.kinds)
+        timeout = self.timeout
+        if timeout is None:
+            self._group(res.groups, base)
+            return
+        # The log clock after each line of the batch (NaN before the first timestamp).
+        clock = self.clock
+        clocks: list[float] = []
+        for t in res.valid:
+            if t is not None and not t <= clock:  # also when the clock is NaN
+                clock = t
+                if math.isnan(self.first_clock):
+                    self.first_clock = t
+            clocks.append(clock)
+        self._group(res.groups, base, clocks, timeout)
+        self.clock = clock
+        # Sessions idle for longer than the timeout at the batch's end complete.
+        if not math.isnan(clock):
+            limit = clock - timeout
+            first = self.first_clock
+            opened = self.open
+            while opened:
+                sid, st = next(iter(opened.items()))
+                active = st[2] if not math.isnan(st[2]) else first
+                if active >= limit:
+                    break
+                opened.popitem(last=False)
+                self._finish(sid, st[0], st[1])
+                self.closed_at[sid] = clock
+                self.closed_at.move_to_end(sid)
+            # Ids closed for idleness are remembered for a while, to count comebacks.
+            horizon = clock - self.REMEMBER * timeout
+            closed_at = self.closed_at
+            while closed_at and next(iter(closed_at.values())) < horizon:
+                closed_at.popitem(last=False)
+
+    def _group(
+        self,
+        groups: dict[str, list[int]],
+        base: int,
+        clocks: list[float] | None = None,
+        timeout: float = 0.0,
+    ) -> None:
+        opened = self.open
+        if clocks is None:  # no idle timeout: sessions only complete at the end
+            for sid, rows in groups.items():
+                st = opened.get(sid)
+                at = [base + r for r in rows] if base else rows
+                if st is None:
+                    opened[sid] = [at, self._opened(at[0]), math.nan]
+                else:
+                    st[0].extend(at)
+            return
+        first = self.first_clock
+        touched: list[tuple[int, str]] = []
+        for sid, rows in groups.items():
+            st = opened.get(sid)
+            end = clocks[rows[-1]]
+            low = clocks[rows[0]]  # a new session: its own first line
+            if st is not None:
+                low = st[2] if not math.isnan(st[2]) else first
+            if end - timeout <= low:  # no line of this group comes after an idle gap
+                at = [base + r for r in rows]
+                if st is None:
+                    st = opened[sid] = [at, self._opened(at[0], sid), end]
+                else:
+                    st[0].extend(at)
+                    st[2] = end
+            else:
+                # Sessionizer closes a session at the clock advance that leaves it idle
+                # past the timeout: a later line of its id starts a new session.
+                for r in rows:
+                    c = clocks[r]
+                    if st is not None and not math.isnan(c):
+                        active = st[2] if not math.isnan(st[2]) else first
+                        if c - timeout > active:
+                            del opened[sid]
+                            self._finish(sid, st[0], st[1])
+                            self.reopened += 1
+                            st = None
+                    if st is None:
+                        st = opened[sid] = [[base + r], self._opened(base + r, sid), c]
+                    else:
+                        st[0].append(base + r)
+                        st[2] = c
+            touched.append((rows[-1], sid))
+        # Keep the open sessions ordered by last activity, the idlest first.
+        touched.sort()
+        for _, sid in touched:
+            opened.move_to_end(sid)
+
+    def _opened(self, row: int, sid: str | None = None) -> int:
+        if sid is not None and self.closed_at.pop(sid, None) is not None:
+            self.reopened += 1  # closed for idleness, and back
+        order = self.numbers[row]
+        heapq.heappush(self.open_orders, order)
+        return order
+
+    def _finish(self, sid: str, rows: list[int], order: int) -> None:
+        self.closed_orders.add(order)
+        if order < self.released:  # later sessions went ahead of it (see max_waiting)
+            self.ready.append((sid, rows, order))
+            self.late += 1
+            return
+        heapq.heappush(self.finished, (order, sid, rows))
+
+    def _release(self) -> None:
+        """Make ready the completed sessions that no open one started before (after each
+        batch: the sessions a batch opens are all known by then)."""
+        heap, closed = self.open_orders, self.closed_orders
+        while heap and heap[0] in closed:
+            closed.discard(heapq.heappop(heap))
+        low = heap[0] if heap else math.inf
+        finished = self.finished
+        if len(finished) > self.s.max_waiting:
+            # A session open for very long holds back every later one: let them go
+            # ahead (counted as late_session) rather than keep them all in memory.
+            low = math.inf
+        while finished and finished[0][0] < low:
+            order, sid, rows = heapq.heappop(finished)
+            self.ready.append((sid, rows, order))
+            self.released = order
+
+    def chunk(self, n: int) -> RawSessions:
+        """The first ``n`` completed sessions as a ``RawSessions`` over a table of their own
+        lines (line numbers count every kept line read, as in ``read_raw_sessions``)."""
+        s = self.s
+        done, self.ready = self.ready[:n], self.ready[n:]
+        texts, keys, stamps, valid, values, kinds = [], [], [], [], [], []
+        starts = [0]
+        override: dict[int, list[str]] = {}
+        line_ids: list[int] = []
+        members: list[list[int]] = []
+        src_texts, src_keys, src_stamps, src_valid = self.texts, self.keys, self.stamps, self.valid
+        numbers = self.numbers
+        src_values, vstart, src_kinds, src_override = (
+            self.values, self.vstart, self.kinds, self.override,
+        )  # fmt: skip
+        miner, unknown = s.miner, self.unknown
+        resolved: dict[int, int] = {}
+        labels: dict[int, str] = {}
+        texts_by_key: dict[int, str] = {}
+        for _, rows, _ in done:
+            begin = len(texts)
+            members.append(list(range(begin, begin + len(rows))))
+            texts.extend([src_texts[r] for r in rows])
+            keys.extend([src_keys[r] for r in rows])
+            stamps.extend([src_stamps[r] for r in rows])
+            valid.extend([src_valid[r] for r in rows])
+            kinds.extend([src_kinds[r] for r in rows])
+            line_ids.extend([numbers[r] for r in rows])
+            for j, r in enumerate(rows, begin):
+                got = src_override.get(r)
+                if got is not None:
+                    override[j] = got
+                    starts.append(starts[-1])
+                else:
+                    values.extend(src_values[vstart[r] : vstart[r + 1]])
+                    starts.append(len(values))
+        for k in set(keys):
+            if k < 0:
+                r = -unknown.resolve(-k)
+                labels[r] = f"U{-r}"
+                texts_by_key[r] = unknown.templates_[-r].text
+            else:
+                r = miner.resolve(k)
+                labels[r] = f"E{r}"
+                texts_by_key[r] = miner.templates_[r].text
+            resolved[k] = r
+        line_keys = [resolved[k] for k in keys]
+        ids = [sid for sid, _, _ in done]
+        table = SessionTable(
+            ids, members, texts, self.content_of, line_keys, stamps,
+            FlatValues(values, starts, override), kinds, texts_by_key, valid,
+            line_numbers=line_ids,
+        )  # fmt: skip
+        templates = {
+            labels[r]: texts_by_key[r]
+            for r in sorted(set(line_keys), key=lambda r: (r < 0, abs(r)))
+        }
+        s.templates.update(templates)
+        s.sessions += len(ids)
+        return RawSessions(
+            ids=ids,
+            keys=[[labels[line_keys[r]] for r in rows] for rows in members],
+            lines=[texts[m[0] : m[-1] + 1] if m else [] for m in members],
+            templates=templates,
+            miner=miner,
+            stats=s.stats,
+            events=len(texts),
+            sessions=table,
+            line_ids=line_ids,
+        )
+
+    def _compact(self) -> None:
+        """Drop the rows of completed sessions and of lines without a session: keep the
+        open sessions' rows (and those of completed sessions not yet in a chunk)."""
+        keep = sorted(chain.from_iterable(
+            chain(
+                (st[0] for st in self.open.values()),
+                (rows for _, _, rows in self.finished),
+                (rows for _, rows, _ in self.ready),
+            )
+        ))  # fmt: skip
+        new_of = {r: i for i, r in enumerate(keep)}
+        self.texts = [self.texts[r] for r in keep]
+        self.keys = [self.keys[r] for r in keep]
+        self.stamps = [self.stamps[r] for r in keep]
+        self.valid = [self.valid[r] for r in keep]
+        self.kinds = [self.kinds[r] for r in keep]
+        values: list[str] = []
+        vstart = [0]
+        override: dict[int, list[str]] = {}
+        for i, r in enumerate(keep):
+            got = self.override.get(r)
+            if got is not None:
+                override[i] = got
+            else:
+                values.extend(self.values[self.vstart[r] : self.vstart[r + 1]])
+            vstart.append(len(values))
+        self.values, self.vstart, self.override = values, vstart, override
+        # Rows renumbered: their line numbers stay those of the input.
+        self.numbers = [self.numbers[r] for r in keep]
+        for st in self.open.values():
+            st[0] = [new_of[r] for r in st[0]]
+        self.finished = [(o, sid, [new_of[r] for r in rows]) for o, sid, rows in self.finished]
+        heapq.heapify(self.finished)  # the same order; heapify keeps it a heap
+        self.ready = [(sid, [new_of[r] for r in rows], o) for sid, rows, o in self.ready]

@@ -322,6 +322,7 @@ class KeyModel:
                 raise ValueError(f"weights {name} do not fit a vocabulary of {len(self.keys)} keys")
         self.net = KeyNetNumpy(self.weights, self.config.layers)
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._batch_cache: dict[bytes, np.ndarray] = {}  # window -> probabilities (score)
         self.calibrate_with(self.calibration, self.transitions)
 
     def calibrate_with(
@@ -407,7 +408,7 @@ class KeyModel:
         h = self.config.window
         rows, offsets = session_rows(sessions, h)
         windows, inverse = _unique_rows(rows[:, :h], len(self.keys) + FIRST_KEY)
-        probs = self.net.probabilities(windows) if len(windows) else np.zeros((0, self.net.outputs))
+        probs = self._probabilities(windows)
         target = rows[:, h]
         prob, rank = _rank_of(probs, inverse, target)
         unk = target == UNK
@@ -524,6 +525,25 @@ class KeyModel:
         rows, _ = session_rows(list(sessions), self.config.window)
         new = rows[:, self.config.window - cal.context :]
         return np.unique(np.concatenate([self.transitions, new.astype(np.int32)]), axis=0)
+
+    def _probabilities(self, windows: np.ndarray) -> np.ndarray:
+        """The network's probabilities after each distinct window, computed once per
+        window over this model's life: a log scored a batch of sessions at a time meets the
+        same few thousand windows in every batch. A window's probabilities do not depend on
+        the other windows computed with it (tests/test_streaming.py checks it)."""
+        if len(windows) == 0:
+            return np.zeros((0, self.net.outputs), dtype=np.float32)
+        cache = self._batch_cache
+        keys = [w.tobytes() for w in windows]
+        got = [cache.get(k) for k in keys]
+        missing = [i for i, g in enumerate(got) if g is None]
+        if missing:
+            if len(cache) + len(missing) > 1 << 18:
+                cache.clear()  # bounded; rows already fetched stay valid
+            fresh = self.net.probabilities(windows[missing])
+            for j, i in enumerate(missing):
+                got[i] = cache[keys[i]] = fresh[j]
+        return np.stack(got)  # type: ignore[arg-type]
 
     def window_probs(self, window: np.ndarray) -> np.ndarray:
         """Probabilities after one window, through an LRU cache (streaming use)."""

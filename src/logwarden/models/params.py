@@ -560,11 +560,35 @@ class ParamModels:
             self.models[s.unit] = _fit_cautious(s, cfg, like)
         return self
 
-    def score(self, series: Mapping[Any, KeySeries]) -> dict[Any, ParamScores]:
-        """Per series, per entry: anomalous or not, and why (see ``ParamScores``)."""
-        return {name: self.score_key(s) for name, s in series.items()}
+    def score(
+        self,
+        series: Mapping[Any, KeySeries],
+        history: Mapping[Unit, np.ndarray] | None = None,
+    ) -> dict[Any, ParamScores]:
+        """Per series, per entry: anomalous or not, and why (see ``ParamScores``).
+        ``history``: per unit, the value vectors that came before the series (the end of
+        an earlier batch's series, as ``tails`` keeps it), so that a log scored a batch at a
+        time gets the scores of one series."""
+        if history is None:
+            return {name: self.score_key(s) for name, s in series.items()}
+        return {name: self.score_key(s, history.get(s.unit)) for name, s in series.items()}
 
-    def score_key(self, s: KeySeries) -> ParamScores:
+    def tails(
+        self,
+        series: Mapping[Any, KeySeries],
+        history: Mapping[Unit, np.ndarray] | None = None,
+    ) -> dict[Unit, np.ndarray]:
+        """The ``history`` of the next batch: per unit, the last ``window`` value vectors
+        of ``history`` followed by this batch's series."""
+        w = self.config.window
+        out = dict(history or {})
+        for s in series.values():
+            before = out.get(s.unit)
+            values = s.values if before is None else np.concatenate([before, s.values])
+            out[s.unit] = values[-w:].copy()
+        return out
+
+    def score_key(self, s: KeySeries, history: np.ndarray | None = None) -> ParamScores:
         m = self.models.get(s.unit)
         n = len(s)
         if m is None:
@@ -580,7 +604,13 @@ class ParamModels:
                 f"{m.positions}; build it with ParamModels.series or the model's layouts"
             )
         z = (m.transform(s.values) - m.center) / m.scale
-        windows = _windows(z, self.config.window) if m.kind == "lstm" else None
+        windows = None
+        if m.kind == "lstm":
+            if history is not None and len(history):
+                before = (m.transform(history) - m.center) / m.scale
+                windows = _windows(np.concatenate([before, z]), self.config.window)[len(before) :]
+            else:
+                windows = _windows(z, self.config.window)
         return self._score(m, s, z, windows)
 
     def score_with_history(

@@ -539,6 +539,20 @@ def track_batch(
     numbers and timestamps (what an engine that keeps the entries elsewhere gives back).
     Returns the warnings (the tracker is closed).
     """
+    feed_batch(tracker, verdicts, keys, events, positions=positions)
+    return tracker.close()
+
+
+def feed_batch(
+    tracker: DriftTracker,
+    verdicts: Sequence[Any],
+    keys: Sequence[Sequence[str]],
+    events: Sequence[Session] | None = None,
+    *,
+    positions: Sequence[tuple[Sequence[int], Sequence[float | None]]] | None = None,
+) -> None:
+    """``track_batch`` without closing the tracker: for batches of sessions completed one
+    after another (``detect`` on a large log feeds each chunk of completed sessions)."""
     known = tracker.known
     # (line, order, kind, session index, entry index): kind 0 = a new template's entry,
     # 1 = the session's end; the end comes after its own last entry.
@@ -553,7 +567,7 @@ def track_batch(
             lines, stamps = positions[i]
         elif table is not None:
             rows = table.members[i]
-            lines = [r + 1 for r in rows]
+            lines = [table.line_number(r) for r in rows]
             stamps = [table.timestamps[r] for r in rows]
         else:
             assert events is not None
@@ -587,7 +601,6 @@ def track_batch(
             time=when,
             line=at,
         )
-    return tracker.close()
 
 
 def _binomial_tail(k: int, n: int, p: float) -> float:

@@ -606,6 +606,7 @@ class SessionTable(Sequence[Session]):
         kinds: list[Sequence[str]],
         templates: Mapping[int, str],
         clock: list[float | None] | None = None,
+        line_numbers: Sequence[int] | None = None,
     ) -> None:
         self.ids = ids
         self.members = members
@@ -618,6 +619,8 @@ class SessionTable(Sequence[Session]):
         self.templates = templates
         # Timestamps that elapsed times use: None where missing or out of range.
         self.clock = clock if clock is not None else timestamps
+        # Each row's line number; None: row + 1 (a table of every line read).
+        self.line_numbers = line_numbers
 
     def __len__(self) -> int:
         return len(self.members)
@@ -638,10 +641,14 @@ class SessionTable(Sequence[Session]):
             elapsed.append(None if ta is None or tb is None else tb - ta)
         return Session(self.ids[i], events, elapsed, _order=i if i >= 0 else len(self) + i)
 
+    def line_number(self, row: int) -> int:
+        """The input line number of a row (kept lines counted from 1, across files)."""
+        return row + 1 if self.line_numbers is None else self.line_numbers[row]
+
     def event(self, row: int) -> Event:
         """The ``Event`` of one line, built on demand."""
         key = self.line_keys[row]
-        line = Line(self.texts[row], "", -1, row + 1)
+        line = Line(self.texts[row], "", -1, self.line_number(row))
         record = Record(line, self.content_of(self.texts[row]), {}, self.timestamps[row], True)
         params = [Param(v, k) for v, k in zip(self.values[row], self.kinds[row], strict=False)]
         return Event(record, key, self.templates.get(key, ""), params)

@@ -99,10 +99,11 @@ def _add_workflow(
             a.update(style="dashed", color=red, penwidth="2")
         return a
 
-    graph.node(node[START], START, shape="circle", style="filled", fillcolor="#dddddd",
-               fontsize="9", width="0.5", fixedsize="true", **attrs(START))  # fmt: skip
-    graph.node(node[END], END, shape="doublecircle", style="filled", fillcolor="#dddddd",
-               fontsize="9", width="0.5", fixedsize="true", **attrs(END))  # fmt: skip
+    # The marks override the grey fill (an early end that diverges is filled red).
+    plain = {"style": "filled", "fillcolor": "#dddddd", "fontsize": "9", "width": "0.5",
+             "fixedsize": "true"}  # fmt: skip
+    graph.node(node[START], START, shape="circle", **{**plain, **attrs(START)})
+    graph.node(node[END], END, shape="doublecircle", **{**plain, **attrs(END)})
     group_of = {k: i for i, g in enumerate(wf.concurrent) for k in g}
     for i, g in enumerate(wf.concurrent):
         with graph.subgraph(name=f"cluster_{prefix}c{i}") as sub:
@@ -218,10 +219,14 @@ def html_report(
     reasons: Mapping[str, str],
     limit: int = 100,
     title: str = "logwarden: anomalies and their workflows",
+    *,
+    sessions: int | None = None,
 ) -> str:
     """A self-contained HTML page (inline CSS and SVG, nothing fetched): a summary of the
     anomalous verdicts, then for each of the first ``limit`` its workflow picture with the
-    divergence in red, the expected and observed steps and the raw lines."""
+    divergence in red, the expected and observed steps and the raw lines. ``sessions``:
+    how many sessions were scored, when ``verdicts`` holds only the anomalous ones (a
+    streaming caller keeps no more); default ``len(verdicts)``."""
     esc = html.escape
     anomalies = [v for v in verdicts if v.anomalous]
     by_reason: dict[str, int] = {}
@@ -232,7 +237,7 @@ def html_report(
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
-        f'<p id="summary">{len(verdicts):,} sessions, <b>{len(anomalies):,} anomalous</b>'
+        f'<p id="summary">{len(verdicts) if sessions is None else sessions:,} sessions, <b>{len(anomalies):,} anomalous</b>'
         + (
             " (" + ", ".join(f"{esc(k)}: {n:,}" for k, n in sorted(by_reason.items())) + ")"
             if by_reason

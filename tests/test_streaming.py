@@ -1,0 +1,301 @@
+"""Bounded-memory detection: sessions scored as soon as they are complete.
+
+``io.ingest.SessionStream`` completes id sessions while reading (idle past the timeout in
+log time, or the end of input) with exactly ``Sessionizer``'s rule; ``Detector.stream``
+scores them a chunk at a time, in worker processes or not, and gives the verdicts of the
+whole-input run (``Detector.read`` + ``verdicts``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from logwarden.cli import main
+from logwarden.detect import DeepLog, Detector
+from logwarden.detect.detector import InputSpec, idle_timeout_from
+from logwarden.errors import ConfigError
+from logwarden.io.ingest import SessionStream, WorkerPool, read_raw_sessions, session_config
+from logwarden.parsing import TemplateMiner
+from logwarden.sessions import SessionConfig, SessionTable
+from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
+
+FMT = "<Date> <Time> <Level> <Content>"
+FAST = ["--hidden", "16", "--layers", "1", "--device", "cpu", "--folds", "2", "-q"]
+RAW = ["--format", SIM_FORMAT, "--session", SIM_SESSION_REGEX]
+
+
+def sessions_of(chunks: Any) -> list[tuple[str, list[str], list[str]]]:
+    return [
+        (sid, keys, lines)
+        for c in chunks
+        for sid, keys, lines in zip(c.ids, c.keys, c.lines, strict=True)
+    ]
+
+
+@pytest.fixture(scope="module")
+def sim_logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    d = tmp_path_factory.mktemp("streaming")
+    simulate(SimConfig(seed=71, sessions=600, normal_only=True)).write(d / "n.log")
+    simulate(SimConfig(seed=72, sessions=500, anomaly_rate=0.2)).write(d / "m.log")
+    cfg = SessionConfig(id_pattern=SIM_SESSION_REGEX)
+    train = read_raw_sessions([str(d / "n.log")], SIM_FORMAT, cfg)
+    return {"dir": d, "state": train.miner.to_state(), "train": train}
+
+
+def miner_of(sim_logs: dict[str, Any]) -> TemplateMiner:
+    return TemplateMiner.from_state(*sim_logs["state"])
+
+
+def test_without_timeout_the_stream_gives_read_raw_sessions(sim_logs: dict[str, Any]) -> None:
+    """In order, keys, lines and tables, whatever the chunk size and however often the
+    held lines are compacted."""
+    log = str(sim_logs["dir"] / "m.log")
+    cfg = SessionConfig(id_pattern=SIM_SESSION_REGEX)
+    whole = read_raw_sessions([log], SIM_FORMAT, cfg, miner=miner_of(sim_logs), learn=False)
+    stream = SessionStream(
+        [log], SIM_FORMAT, cfg, miner_of(sim_logs), chunk_sessions=37, compact_rows=500
+    )
+    chunks = list(stream)
+    assert len(chunks) > 5
+    assert sessions_of(chunks) == list(zip(whole.ids, whole.keys, whole.lines, strict=True))
+    assert stream.stats.counts == whole.stats.counts
+    assert stream.events == whole.events and stream.sessions == len(whole.ids)
+    streamed = [s for c in chunks for s in c.sessions]
+    for a, b in zip(streamed, whole.sessions, strict=True):
+        assert (a.id, a.elapsed, a.keys) == (b.id, b.elapsed, b.keys)
+        for e, f in zip(a.events, b.events, strict=True):
+            assert (e.record.line.lineno, e.params, e.template) == (
+                f.record.line.lineno,
+                f.params,
+                f.template,
+            )
+
+
+def write_gappy_log(path: Path) -> None:
+    """Sessions a..e with gaps; ``a`` idles 50 s and comes back (a second session a),
+    ``c`` has lines without a timestamp, some lines have no id."""
+    rows = [
+        ("2024-01-01 10:00:00", "start job a"),
+        ("2024-01-01 10:00:01", "start job b"),
+        ("bad-date x", "step job c"),
+        ("2024-01-01 10:00:02", "step job a"),
+        ("2024-01-01 10:00:05", "no id here"),
+        ("2024-01-01 10:00:09", "step job b"),
+        ("2024-01-01 10:00:20", "start job d"),
+        ("2024-01-01 10:00:30", "step job d"),
+        ("2024-01-01 10:00:52", "step job a"),
+        ("2024-01-01 10:00:53", "stop job a"),
+        ("2024-01-01 10:00:53", "step job c"),
+        ("2024-01-01 10:00:40", "late job b"),
+        ("2024-01-01 10:01:30", "start job e"),
+        ("2024-01-01 10:01:31", "stop job d"),
+    ]
+    path.write_text("".join(f"{t} INFO {m}\n" for t, m in rows), encoding="utf-8")
+
+
+@pytest.mark.parametrize("timeout", [5.0, 15.0, 30.0, 1000.0])
+def test_idle_timeout_completes_sessions_as_the_sessionizer_does(
+    tmp_path: Path, timeout: float
+) -> None:
+    log = tmp_path / "g.log"
+    write_gappy_log(log)
+    cfg = SessionConfig(id_pattern=r"job (\w)", idle_timeout=timeout)
+    miner = TemplateMiner()
+    read_raw_sessions([str(log)], FMT, SessionConfig(id_pattern=r"job (\w)"), miner=miner)
+    # The object path: every line through Sessionizer (group), idle closes included.
+    expected = read_raw_sessions([str(log)], FMT, cfg, miner=miner, learn=False)
+    assert not isinstance(expected.sessions, SessionTable)
+    want = list(zip(expected.ids, expected.lines, strict=True))
+    for chunk_sessions in (1, 2, 100):
+        stream = SessionStream([str(log)], FMT, cfg, miner, chunk_sessions=chunk_sessions)
+        got = sessions_of(stream)
+        assert [(sid, lines) for sid, _, lines in got] == want
+        assert [keys for _, keys, _ in got] == expected.keys
+        reopened = len(want) - len({sid for sid, _ in want})
+        assert stream.stats["reopened_session"] == reopened
+    # a comes back after 50 s, b after 31 s, d after 61 s: all within 1000 s.
+    assert (reopened == 0) == (timeout == 1000.0)
+
+
+def test_a_timeout_on_the_simulator_loses_no_line(sim_logs: dict[str, Any]) -> None:
+    log = str(sim_logs["dir"] / "m.log")
+    whole = read_raw_sessions(
+        [log], SIM_FORMAT, SessionConfig(id_pattern=SIM_SESSION_REGEX),
+        miner=miner_of(sim_logs), learn=False,
+    )  # fmt: skip
+    cfg = SessionConfig(id_pattern=SIM_SESSION_REGEX, idle_timeout=2.0)  # too short: splits
+    stream = SessionStream([log], SIM_FORMAT, cfg, miner_of(sim_logs), chunk_sessions=50)
+    got = sessions_of(stream)
+    assert stream.stats["reopened_session"] > 0
+    assert stream.max_open < len(whole.ids) / 3
+    assert sorted(line for _, _, lines in got for line in lines) == sorted(
+        line for lines in whole.lines for line in lines
+    )
+    # Every comeback within 10 timeouts is counted (later ones are new sessions).
+    assert len(whole.ids) < len(got) <= len(whole.ids) + stream.stats["reopened_session"] + 50
+    long = SessionStream(
+        [log], SIM_FORMAT, SessionConfig(id_pattern=SIM_SESSION_REGEX, idle_timeout=1e5),
+        miner_of(sim_logs),
+    )  # fmt: skip
+    assert len(sessions_of(long)) == len(whole.ids) and long.stats["reopened_session"] == 0
+
+
+def test_key_probabilities_do_not_depend_on_the_batch() -> None:
+    """What the key model's window cache relies on (models/keys.py)."""
+    sessions = [list("ABCDE"), list("ABCCDE"), list("ABDCE"), list("ACBDE")] * 10
+    model = DeepLog(
+        window=3, hidden=16, embedding=8, layers=1, epochs=30, device="cpu", folds=0, top_g=2
+    )
+    model.fit(sessions)  # type: ignore[arg-type]
+    net = model.model_.net
+    rng = np.random.default_rng(0)
+    windows = rng.integers(0, net.outputs, size=(300, 3)).astype(np.int32)
+    windows = np.unique(windows, axis=0)
+    whole = net.probabilities(windows)
+    part = rng.permutation(len(windows))[: len(windows) // 3]
+    part.sort()
+    assert np.array_equal(whole[part], net.probabilities(windows[part]))
+
+
+@pytest.fixture(scope="module")
+def bundle(sim_logs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bundle") / "model"
+    args = ["train", sim_logs["dir"] / "n.log", *RAW, "--out", out, *FAST, "--epochs", "30"]
+    assert main([str(a) for a in args]) == 0
+    return out
+
+
+def same_verdicts(a: list[Any], b: list[Any]) -> None:
+    assert [v.session for v in a] == [v.session for v in b]
+    for x, y in zip(a, b, strict=True):
+        dx, dy = x.to_dict(), y.to_dict()
+        sx, sy = dx.pop("score"), dy.pop("score")
+        # The parameter networks' float32 sums depend a little on how rows are batched.
+        assert sx == pytest.approx(sy, rel=1e-6, abs=1e-9)
+        if "deviation" in dx:
+            for k in ("error", "expected", "sigmas"):
+                assert dx["deviation"].pop(k) == pytest.approx(dy["deviation"].pop(k), rel=1e-4)
+        assert dx == dy
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_stream_verdicts_equal_the_whole_input_run(
+    sim_logs: dict[str, Any], bundle: Path, workers: int
+) -> None:
+    if workers and not hasattr(os, "fork"):
+        pytest.skip("worker processes need fork")
+    log = str(sim_logs["dir"] / "m.log")
+    det = Detector.load(bundle)
+    assert det.input.idle_timeout is not None  # learnt by train
+    det.input = det.input.override(idle_timeout=1e6)  # nothing splits: the whole-input run
+    whole = Detector.load(bundle)
+    data = whole.read([log])
+    expected = whole.verdicts(data)
+    assert any(v.anomalous and v.detector == "params" for v in expected)
+    stream = det.stream([log], workers=workers, chunk_sessions=40)
+    got = [v for _, vs in stream for v in vs]
+    same_verdicts(got, expected)
+    assert stream.sessions == len(expected) and stream.entries == data.entries
+    assert stream.stats.counts == data.stats.counts
+
+
+def test_a_dying_worker_costs_time_not_verdicts(
+    sim_logs: dict[str, Any], bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = str(sim_logs["dir"] / "m.log")
+    det = Detector.load(bundle)
+    serial = [v.to_dict() for _, vs in det.stream([log], chunk_sessions=60) for v in vs]
+    parent = os.getpid()
+    original = DeepLog.verdicts
+
+    def dying_model(self: DeepLog, *a: Any, **kw: Any) -> Any:
+        if os.getpid() != parent:
+            os._exit(1)
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(DeepLog, "verdicts", dying_model)
+    stream = Detector.load(bundle).stream([log], workers=2, chunk_sessions=60)
+    broken = [v.to_dict() for _, vs in stream for v in vs]
+    assert stream.stats["worker_died"] >= 1
+    assert broken == serial
+
+
+def test_worker_pool_runs_tasks_here_without_workers() -> None:
+    with WorkerPool(0, {"double": lambda x: 2 * x}) as pool:
+        assert pool.workers == 0 and pool.submit("double", 2) is None
+        assert pool.run_here("double", 21) == 42
+
+
+def test_idle_timeout_is_learnt_from_training_gaps(sim_logs: dict[str, Any]) -> None:
+    train = sim_logs["train"]
+    timeout = idle_timeout_from(train.sessions)
+    gaps = [g for s in train.sessions for g in s.elapsed[1:] if g is not None]
+    assert timeout == max(1.0, 10 * max(gaps))
+    assert idle_timeout_from(list(train.sessions)[:50]) <= timeout  # Session objects too
+    assert idle_timeout_from([]) is None
+    with pytest.raises(ConfigError):
+        InputSpec(format=FMT, session="x", idle_timeout=0)
+    assert session_config("x", None, idle_timeout=3.0).idle_timeout == 3.0
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_cli_detect_and_eval_stream_the_same_verdicts(
+    sim_logs: dict[str, Any], bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = sim_logs["dir"]
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["input"]["idle_timeout"] > 0
+    labels = tmp_path / "labels.csv"
+    sim = simulate(SimConfig(seed=72, sessions=500, anomaly_rate=0.2))
+    labels.write_text(
+        "BlockId,Label\n" + "".join(f"{s.session},{s.label}\n" for s in sim.sessions),
+        encoding="utf-8",
+    )
+    runs = {}
+    for name, extra in {"one": ["--workers", "1"], "two": ["--workers", "2"]}.items():
+        out = tmp_path / f"{name}.jsonl"
+        args = ["detect", d / "m.log", "--model", bundle, "--jsonl", out, "--no-drift", *extra]
+        assert main([str(a) for a in args]) == 0
+        runs[name] = out.read_bytes()
+    assert runs["one"] == runs["two"]
+    detected = read_rows(tmp_path / "one.jsonl")
+    capsys.readouterr()
+    out = tmp_path / "eval.jsonl"
+    args = ["eval", d / "m.log", "--model", bundle, "--labels", labels, "--json", "--jsonl", out]
+    assert main([str(a) for a in args]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    evaluated = read_rows(out)
+    assert [r["session"] for r in evaluated] == [r["session"] for r in detected]
+    assert [r["anomalous"] for r in evaluated] == [r["anomalous"] for r in detected]
+    assert all("diagnosis" not in r for r in evaluated)
+    assert report["tp"] + report["fp"] == sum(r["anomalous"] for r in detected)
+    # --idle-timeout 0: sessions complete at the end of input only (the same here).
+    args = ["detect", d / "m.log", "--model", bundle, "--jsonl", tmp_path / "end.jsonl",
+            "--no-drift", "--idle-timeout", "0"]  # fmt: skip
+    assert main([str(a) for a in args]) == 0
+    assert main(["detect", str(d / "m.log"), "--model", str(bundle), "--idle-timeout", "-1"]) == 2
+    assert main(["detect", str(d / "m.log"), "--model", str(bundle), "--workers", "-1"]) == 2
+
+
+def test_detect_html_and_drift_from_the_stream(
+    sim_logs: dict[str, Any], bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = sim_logs["dir"]
+    html, drift = tmp_path / "r.html", tmp_path / "drift.json"
+    args = ["detect", d / "m.log", "--model", bundle, "--html", html, "--drift-json", drift]
+    assert main([str(a) for a in args]) == 0
+    out = capsys.readouterr().out
+    total = int(out.split(" sessions,")[0].replace(",", ""))
+    page = html.read_text(encoding="utf-8")
+    assert f"{total:,} sessions" in page
+    report = json.loads(drift.read_text(encoding="utf-8"))
+    assert report["buckets"] and sum(b["sessions"] for b in report["buckets"]) == total
