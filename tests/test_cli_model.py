@@ -299,6 +299,8 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_train_on_raw_logs_keeps_what_detection_needs(raw: dict[str, Any]) -> None:
     m = manifest(raw["model"])
+    # When detection calls a session complete: learnt from the training sessions' gaps.
+    assert m["input"].pop("idle_timeout") > 0
     assert m["input"] == {
         "input_format": "raw",
         "format": SIM_FORMAT,

@@ -781,6 +781,7 @@ class _Streamer:
             ("unmatched_format", "empty_line", "no_session_id", "bad_timestamp"), 0
         )
         self.reopened = 0
+        self.compact_at = stream.compact_rows
         # Ids of sessions closed for idleness (and the log clock then), for REMEMBER
         # timeouts: a line of one of them counts as a reopened session.
         self.closed_at: OrderedDict[str, float] = OrderedDict()
@@ -815,8 +816,10 @@ class _Streamer:
             s.max_open = max(s.max_open, len(self.open))
             while len(self.ready) >= s.chunk_sessions:
                 yield self.chunk(s.chunk_sessions)
-            if len(self.texts) >= s.compact_rows:
+            if len(self.texts) >= self.compact_at:
                 self._compact()
+                # Amortised: the next compaction waits until as many rows came again.
+                self.compact_at = max(s.compact_rows, 2 * len(self.texts))
         # End of input: what is still open completes, in order of first appearance.
         rest = sorted(self.open.items(), key=lambda kv: kv[1][1])
         self.open.clear()
