@@ -295,13 +295,16 @@ def run_all(args: argparse.Namespace, cache: Path, info: dict[str, Any]) -> dict
                 print(f"ray: skipped: {why}", file=sys.stderr, flush=True)
                 continue
             model = d / f"model_{name}"
-            print(f"{name}: train ...", file=sys.stderr, flush=True)
-            trained = run_measured(
-                [*lw, "train", str(cache / "train.log"), *common, "--out", str(model),
-                 "--seed", str(args.seed), "--device", "cpu", "-q",
-                 *flags[name]],
-                d,
-            )  # fmt: skip
+            trained = None
+            if args.model is not None:  # a bundle trained before: eval only
+                model = args.model
+            else:
+                print(f"{name}: train ...", file=sys.stderr, flush=True)
+                trained = run_measured(
+                    [*lw, "train", str(cache / "train.log"), *common, "--out", str(model),
+                     "--seed", str(args.seed), "--device", "cpu", "-q", *flags[name]],
+                    d,
+                )  # fmt: skip
             verdicts = d / f"verdicts_{name}.jsonl"
             print(f"{name}: eval ...", file=sys.stderr, flush=True)
             evaluated = run_measured(
@@ -312,9 +315,9 @@ def run_all(args: argparse.Namespace, cache: Path, info: dict[str, Any]) -> dict
             )  # fmt: skip
             report = json.loads(evaluated.stdout.strip().splitlines()[-1])
             results["runs"][name] = {
-                "train": {
-                    k: v for k, v in asdict(trained).items() if k not in ("stdout", "stderr")
-                },
+                "train": None
+                if trained is None
+                else {k: v for k, v in asdict(trained).items() if k not in ("stdout", "stderr")},
                 "eval": {
                     k: v for k, v in asdict(evaluated).items() if k not in ("stdout", "stderr")
                 },
@@ -323,18 +326,20 @@ def run_all(args: argparse.Namespace, cache: Path, info: dict[str, Any]) -> dict
                 "verdicts_sha256": _digest(verdicts),
                 "model_sha256": _model_digest(model),
             }
-            r = results["runs"][name]
             print(
-                f"{name}: train {trained.wall_s:.1f} s, eval {evaluated.wall_s:.1f} s "
-                f"({evaluated.cpu_s:.1f} s CPU, peak {evaluated.peak_mb:.0f} MB)",
+                f"{name}: "
+                + (f"train {trained.wall_s:.1f} s, " if trained is not None else "")
+                + f"eval {evaluated.wall_s:.1f} s ({evaluated.cpu_s:.1f} s CPU, peak "
+                f"{evaluated.peak_mb:.0f} MB, tree {evaluated.tree_peak_mb:.0f} MB)",
                 file=sys.stderr,
                 flush=True,
             )
-            del r
     runs = results["runs"]
     results["skipped"] = skipped
     results["same_verdicts"] = len({r["verdicts_sha256"] for r in runs.values()}) <= 1
-    results["same_model"] = len({r["model_sha256"] for r in runs.values()}) <= 1
+    results["same_model"] = (
+        None if args.model is not None else len({r["model_sha256"] for r in runs.values()}) <= 1
+    )
     return results
 
 
@@ -363,6 +368,8 @@ def print_table(info: dict[str, Any], results: dict[str, Any], machine: str) -> 
     for name, r in results["runs"].items():
         for step in ("train", "eval"):
             m = r[step]
+            if m is None:
+                continue
             n = info["train_lines"] if step == "train" else info["lines"]
             print(
                 f"{name:<10} {step:<6} {m['wall_s']:>8.1f} {m['cpu_s']:>8.1f} "
@@ -386,8 +393,10 @@ def print_table(info: dict[str, Any], results: dict[str, Any], machine: str) -> 
         print(f"eval, all cores, peak memory (tree): {m['tree_peak_mb']:,.0f} MB (target <= {TARGETS['eval_peak_mb']:,.0f} MB) {check(m_ok)}")  # fmt: skip
     if len(results["runs"]) > 1:
         print(f"verdicts identical across runs: {check(results['same_verdicts'])}")
-        print(f"trained models identical across runs: {check(results['same_model'])}")
-        ok = ok and results["same_verdicts"] and results["same_model"]
+        ok = ok and results["same_verdicts"]
+        if results["same_model"] is not None:
+            print(f"trained models identical across runs: {check(results['same_model'])}")
+            ok = ok and results["same_model"]
     for name, r in results["runs"].items():
         acc = _accuracy(r["report"])
         reasons = ", ".join(
@@ -414,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lines", type=int, default=None, help="a smaller log of about N lines")
     p.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--model", type=Path, default=None, help="a bundle trained before: skip train, eval only"
+    )
     p.add_argument("--render-only", action="store_true", help="render (or find) the logs, stop")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")

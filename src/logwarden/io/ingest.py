@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import accumulate, chain
+from operator import itemgetter
 from typing import Any
 
 from logwarden.errors import ConfigError
@@ -990,37 +991,33 @@ class _Streamer:
         lines (line numbers count every kept line read, as in ``read_raw_sessions``)."""
         s = self.s
         done, self.ready = self.ready[:n], self.ready[n:]
-        texts, keys, stamps, valid, values, kinds = [], [], [], [], [], []
+        # Every column gathered in one C-level pass (itemgetter) over the chunk's rows.
+        flat = list(chain.from_iterable(rows for _, rows, _ in done))
+        texts, keys, stamps, valid, kinds, line_ids = (
+            _gather(col, flat)
+            for col in (self.texts, self.keys, self.stamps, self.valid, self.kinds, self.numbers)
+        )
+        members: list[list[int]] = []
+        begin = 0
+        for _, rows, _ in done:
+            members.append(list(range(begin, begin + len(rows))))
+            begin += len(rows)
+        values: list[str] = []
         starts = [0]
         override: dict[int, list[str]] = {}
-        line_ids: list[int] = []
-        members: list[list[int]] = []
-        src_texts, src_keys, src_stamps, src_valid = self.texts, self.keys, self.stamps, self.valid
-        numbers = self.numbers
-        src_values, vstart, src_kinds, src_override = (
-            self.values, self.vstart, self.kinds, self.override,
-        )  # fmt: skip
+        src_values, vstart, src_override = self.values, self.vstart, self.override
+        for j, r in enumerate(flat):
+            got = src_override.get(r) if src_override else None
+            if got is not None:
+                override[j] = got
+                starts.append(starts[-1])
+            else:
+                values.extend(src_values[vstart[r] : vstart[r + 1]])
+                starts.append(len(values))
         miner, unknown = s.miner, self.unknown
         resolved: dict[int, int] = {}
         labels: dict[int, str] = {}
         texts_by_key: dict[int, str] = {}
-        for _, rows, _ in done:
-            begin = len(texts)
-            members.append(list(range(begin, begin + len(rows))))
-            texts.extend([src_texts[r] for r in rows])
-            keys.extend([src_keys[r] for r in rows])
-            stamps.extend([src_stamps[r] for r in rows])
-            valid.extend([src_valid[r] for r in rows])
-            kinds.extend([src_kinds[r] for r in rows])
-            line_ids.extend([numbers[r] for r in rows])
-            for j, r in enumerate(rows, begin):
-                got = src_override.get(r)
-                if got is not None:
-                    override[j] = got
-                    starts.append(starts[-1])
-                else:
-                    values.extend(src_values[vstart[r] : vstart[r + 1]])
-                    starts.append(len(values))
         for k in set(keys):
             if k < 0:
                 r = -unknown.resolve(-k)
@@ -1067,11 +1064,11 @@ class _Streamer:
             )
         ))  # fmt: skip
         new_of = {r: i for i, r in enumerate(keep)}
-        self.texts = [self.texts[r] for r in keep]
-        self.keys = [self.keys[r] for r in keep]
-        self.stamps = [self.stamps[r] for r in keep]
-        self.valid = [self.valid[r] for r in keep]
-        self.kinds = [self.kinds[r] for r in keep]
+        self.texts = _gather(self.texts, keep)
+        self.keys = _gather(self.keys, keep)
+        self.stamps = _gather(self.stamps, keep)
+        self.valid = _gather(self.valid, keep)
+        self.kinds = _gather(self.kinds, keep)
         values: list[str] = []
         vstart = [0]
         override: dict[int, list[str]] = {}
@@ -1084,9 +1081,16 @@ class _Streamer:
             vstart.append(len(values))
         self.values, self.vstart, self.override = values, vstart, override
         # Rows renumbered: their line numbers stay those of the input.
-        self.numbers = [self.numbers[r] for r in keep]
+        self.numbers = _gather(self.numbers, keep)
         for st in self.open.values():
             st[0] = [new_of[r] for r in st[0]]
         self.finished = [(o, sid, [new_of[r] for r in rows]) for o, sid, rows in self.finished]
         heapq.heapify(self.finished)  # the same order; heapify keeps it a heap
         self.ready = [(sid, [new_of[r] for r in rows], o) for sid, rows, o in self.ready]
+
+
+def _gather(column: list[Any], rows: list[int]) -> list[Any]:
+    """``[column[r] for r in rows]``, in C."""
+    if len(rows) > 1:
+        return list(itemgetter(*rows)(column))
+    return [column[r] for r in rows]
