@@ -16,6 +16,7 @@ from logwarden.cli.engine import add_engine_args, check_engine_args, read_on_ray
 from logwarden.cli.inputs import (
     add_input_args,
     apply_input_args,
+    one_blas_thread,
     read_inputs,
     report_stream,
     stream_inputs,
@@ -106,7 +107,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     enabled = gc.isenabled()
     gc.disable()  # millions of short-lived small objects, none in a cycle (see read_inputs)
     try:
-        return _summarise(args, detector, stream, stream)
+        with one_blas_thread():
+            return _summarise(args, detector, stream, stream)
     finally:
         if enabled:
             gc.enable()

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING
 from logwarden.cli.common import RuntimeFailure, UsageError, open_out
 from logwarden.cli.detect import write_jsonl
 from logwarden.cli.engine import add_engine_args, check_engine_args, read_on_ray
-from logwarden.cli.inputs import add_input_args, apply_input_args, report_stream, stream_inputs
+from logwarden.cli.inputs import (
+    add_input_args,
+    apply_input_args,
+    one_blas_thread,
+    report_stream,
+    stream_inputs,
+)
 from logwarden.cli.lines import add_line_label_args, eval_lines, load_model
 
 if TYPE_CHECKING:
@@ -88,7 +94,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     enabled = gc.isenabled()
     gc.disable()  # millions of short-lived small objects, none in a cycle (see read_inputs)
     try:
-        return _report(args, detector, stream, stream)
+        with one_blas_thread():
+            return _report(args, detector, stream, stream)
     finally:
         if enabled:
             gc.enable()

@@ -7,7 +7,7 @@ import dataclasses
 import gc
 import math
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from logwarden.cli.common import RuntimeFailure, UsageError, report_stats
 
@@ -152,3 +152,12 @@ def report_stream(stream: VerdictStream) -> None:
     if not stream.sessions:
         why = "; ".join(f"{p}: {m}" for p, m in stream.errors) or "check --format and --session"
         raise RuntimeFailure(f"no session could be formed from the input ({why})")
+
+
+def one_blas_thread() -> Any:
+    """A context with one BLAS thread in this process while sessions are scored: the
+    networks' matrix products are small, and OpenBLAS threads fighting over the cores with
+    the worker processes (or anything else) made them 3x slower (measured on 2 cores)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1)

@@ -240,9 +240,12 @@ class Detector:
         """Verdicts of raw logs in bounded memory: each session is scored once complete
         (``InputSpec.idle_timeout`` past its last line in log time, or the end of input; see
         ``io.ingest.SessionStream``), a chunk of completed sessions at a time, and freed.
-        Iterating gives ``(chunk, verdicts)`` pairs in order of completion; ``workers`` > 0
-        scans lines and scores chunks in that many forked processes (the same verdicts).
-        Other input forms (sequences, jsonl) are read whole and given as one chunk."""
+        Iterating gives ``(chunk, verdicts)`` pairs, sessions in order of first line (as
+        ``read`` gives them; without an idle split, these are ``verdicts(read(...))``, scores
+        equal to float32 precision); ``workers`` > 0 scans lines and scores chunks in that
+        many forked processes (the same verdicts, bit for bit). ``diagnose``: as for
+        ``verdicts``. Other input forms (sequences, jsonl) and session configurations
+        without the column path are read whole and given as one chunk."""
         return VerdictStream(self, paths, labels, workers, diagnose, chunk_sessions)
 
     def predict(self, data: Inputs) -> np.ndarray:
