@@ -18,8 +18,8 @@ configuration in turn:
 
 Per run: wall time (launch to exit), CPU time (user + system of the command and every
 process it waited for), peak memory as the largest single process (``ru_maxrss``) and as
-the largest sum over the command's process tree (``/proc`` polled every 0.1 s; forked
-workers share pages, so the sum over-counts), and the machine's load average before and
+the largest sum over the command's process tree (proportional set size, ``/proc`` polled
+every 0.1 s: pages the forked workers share are split between them, not counted twice), and the machine's load average before and
 after (the machine may be shared). The verdict files of all runs must be identical, and
 the trained bundles too (weights and parser). Accuracy: recall, false positives and the
 detections by reason, from ``eval``'s report.
@@ -89,7 +89,7 @@ class Measured:
     wall_s: float
     cpu_s: float
     peak_mb: float  # the largest single process
-    tree_peak_mb: float  # the largest sum over the process tree (shared pages counted twice)
+    tree_peak_mb: float  # the largest sum over the process tree (PSS: shared pages split)
     load_before: float
     load_after: float
     stdout: str
@@ -111,17 +111,18 @@ def _children() -> dict[int, list[int]]:
     return out
 
 
-def _tree_rss_kib(root: int) -> int:
+def _tree_pss_kib(root: int) -> int:
     kids = _children()
     total = 0
     todo = [root]
     while todo:
         pid = todo.pop()
         todo.extend(kids.get(pid, []))
+        # PSS: pages shared by forked workers are split between them, not counted twice.
         try:
-            with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+            with open(f"/proc/{pid}/smaps_rollup", encoding="ascii", errors="replace") as fh:
                 for line in fh:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith("Pss:"):
                         total += int(line.split()[1])
                         break
         except OSError:
@@ -146,7 +147,7 @@ def run_measured(cmd: list[str], workdir: Path) -> Measured:
         def poll() -> None:
             nonlocal peak
             while not stop.wait(0.1):
-                peak = max(peak, _tree_rss_kib(proc.pid))
+                peak = max(peak, _tree_pss_kib(proc.pid))
 
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()

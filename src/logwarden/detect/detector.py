@@ -427,7 +427,7 @@ class VerdictStream:
                     # The series of the parameter models run on from chunk to chunk.
                     history = params.tails(params.series(data.events), history)
                 inflight.append((task, pool.submit("score", task)))
-                while inflight and (len(inflight) > 2 * pool.workers or inflight[0][1] is None):
+                while inflight and (len(inflight) > pool.workers or inflight[0][1] is None):
                     done, fut = inflight.popleft()
                     yield done[0], pool.result("score", done, fut)
                 self._settle(stream)
