@@ -52,12 +52,22 @@ def miner_of(sim_logs: dict[str, Any]) -> TemplateMiner:
     return TemplateMiner.from_state(*sim_logs["state"])
 
 
-def test_without_timeout_the_stream_gives_read_raw_sessions(sim_logs: dict[str, Any]) -> None:
-    """In order, keys, lines and tables, whatever the chunk size and however often the
-    held lines are compacted."""
+@pytest.mark.parametrize("batch_bytes", [None, 4096])
+def test_without_timeout_the_stream_gives_read_raw_sessions(
+    sim_logs: dict[str, Any], monkeypatch: pytest.MonkeyPatch, batch_bytes: int | None
+) -> None:
+    """In order, keys, lines and tables, whatever the chunk size, the batches read and
+    however often the held lines are compacted."""
     log = str(sim_logs["dir"] / "m.log")
     cfg = SessionConfig(id_pattern=SIM_SESSION_REGEX)
     whole = read_raw_sessions([log], SIM_FORMAT, cfg, miner=miner_of(sim_logs), learn=False)
+    if batch_bytes is not None:
+        from logwarden.io import ingest
+        from logwarden.io.sources import SourceConfig
+
+        monkeypatch.setattr(
+            ingest, "SourceConfig", lambda **kw: SourceConfig(chunk_bytes=batch_bytes, **kw)
+        )
     stream = SessionStream(
         [log], SIM_FORMAT, cfg, miner_of(sim_logs), chunk_sessions=37, compact_rows=500
     )
@@ -99,10 +109,18 @@ def write_gappy_log(path: Path) -> None:
     path.write_text("".join(f"{t} INFO {m}\n" for t, m in rows), encoding="utf-8")
 
 
+@pytest.mark.parametrize("batch_bytes", [None, 100])
 @pytest.mark.parametrize("timeout", [5.0, 15.0, 30.0, 1000.0])
 def test_idle_timeout_completes_sessions_as_the_sessionizer_does(
-    tmp_path: Path, timeout: float
+    tmp_path: Path, timeout: float, batch_bytes: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if batch_bytes is not None:  # a line or two per batch
+        from logwarden.io import ingest
+        from logwarden.io.sources import SourceConfig
+
+        monkeypatch.setattr(
+            ingest, "SourceConfig", lambda **kw: SourceConfig(chunk_bytes=batch_bytes, **kw)
+        )
     log = tmp_path / "g.log"
     write_gappy_log(log)
     cfg = SessionConfig(id_pattern=r"job (\w)", idle_timeout=timeout)
@@ -299,3 +317,23 @@ def test_detect_html_and_drift_from_the_stream(
     assert f"{total:,} sessions" in page
     report = json.loads(drift.read_text(encoding="utf-8"))
     assert report["buckets"] and sum(b["sessions"] for b in report["buckets"]) == total
+
+
+def test_sessions_waiting_too_long_go_ahead_unchanged(
+    sim_logs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """max_waiting bounds the completed sessions held for an earlier, still open one:
+    beyond it they go ahead (late_session), the sessions themselves unchanged."""
+    from logwarden.io import ingest
+    from logwarden.io.sources import SourceConfig
+
+    # Small batches: sessions complete batch after batch while earlier ones are open.
+    monkeypatch.setattr(ingest, "SourceConfig", lambda **kw: SourceConfig(chunk_bytes=4096, **kw))
+    log = str(sim_logs["dir"] / "m.log")
+    cfg = SessionConfig(id_pattern=SIM_SESSION_REGEX, idle_timeout=20.0)
+    ordered = sessions_of(SessionStream([log], SIM_FORMAT, cfg, miner_of(sim_logs)))
+    stream = SessionStream([log], SIM_FORMAT, cfg, miner_of(sim_logs), max_waiting=2)
+    hurried = sessions_of(stream)
+    assert stream.stats["late_session"] > 0
+    assert hurried != ordered
+    assert sorted(hurried) == sorted(ordered)
