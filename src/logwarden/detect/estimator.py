@@ -629,12 +629,14 @@ class DeepLog:
             return keys
         # Decades past the parameter interval's own per-entry level (> 0: anomalous).
         past = math.log10(params.config.tail) - np.asarray(param_log10_p, dtype=np.float64)
+        # Within its interval (past <= 0) a parameter check adds nothing: a normal session
+        # scores as the key model scores it, the scale of the drift baseline.
         if th.mode == "top_g":
             assert th.g is not None
             by_params = np.where(past > 0, th.g + 1 + past, -np.inf)
         else:
             assert th.level is not None
-            by_params = -math.log10(th.level) + past
+            by_params = np.where(past > 0, -math.log10(th.level) + past, -np.inf)
         return np.maximum(keys, by_params)
 
     def predict(
