@@ -123,6 +123,24 @@ def test_an_end_no_normal_session_had_is_an_early_end_whatever_the_seed(seed: in
     assert not lenient.predict(grammar(50, seed=5)).any()
 
 
+def test_keys_an_update_adds_are_left_to_the_network_not_the_rule() -> None:
+    """The rule was learned without the keys an update adds: a new key in a context the
+    few marked sessions did not show is no unseen transition (the fine-tuned network
+    judges it), while the rule still holds for the keys it was learned over."""
+    est = DeepLog(**TINY, seed=0, folds=2).fit(grammar(200, seed=1))
+    g = grammar(3, seed=9)
+    marked = [[*g[0][:2], "X", *g[0][2:]]]
+    est.partial_fit(marked)
+    assert "X" in est.keys_
+    elsewhere = [*g[1][:3], "X", *g[1][3:]]
+    (v,) = est.verdicts([elsewhere])
+    assert v.reason != "unseen_transition", v.describe()
+    for p, v in zip(
+        [list("ABCB"), list("A")], est.verdicts([list("ABCB"), list("A")]), strict=True
+    ):
+        assert (v.anomalous, v.reason) == (True, "early_end"), p
+
+
 def naive_rules(sessions: list[list[int]], window: int, budget: float) -> tuple[int, list[bool]]:
     """Reference: the longest context whose left-out rule hits (a key or a transition held
     by no other session) stay within budget, by brute force."""

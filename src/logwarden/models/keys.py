@@ -163,6 +163,10 @@ class KeyCalibration:
     * ``unseen_key_sessions`` / ``rule_sessions``: training sessions that would be flagged
       by the rules had they been left out (an unseen key; a key or transition), the rules'
       false-positive estimate.
+    * ``rule_keys``: the vocabulary size the rule was learned over (0: all). Keys an online
+      update adds later come with a few sessions, which hold a few of the contexts their
+      transitions take: the rule, calibrated without them, leaves transitions that involve
+      them to the fine-tuned network.
     """
 
     sessions: int
@@ -171,6 +175,7 @@ class KeyCalibration:
     context: int
     unseen_key_sessions: int
     rule_sessions: int
+    rule_keys: int = 0
 
     @property
     def rule_p(self) -> float:
@@ -476,11 +481,11 @@ class KeyModel:
         new = np.zeros(len(scores.target), dtype=bool)
         cal = self.calibration
         if cal is not None and cal.context > 0 and len(new):
-            new = ~self._known.contains_next(
-                scores.windows[:, self.config.window - cal.context :],
-                scores.window_rows,
-                scores.target,
-            )
+            contexts = scores.windows[:, self.config.window - cal.context :]
+            new = ~self._known.contains_next(contexts, scores.window_rows, scores.target)
+            if cal.rule_keys:
+                later = (contexts >= cal.rule_keys).any(axis=1)[scores.window_rows]
+                new &= ~(later | (scores.target >= cal.rule_keys))
             flags |= new
         unseen_transition = np.zeros(n, dtype=bool)
         if n:
@@ -514,7 +519,10 @@ class KeyModel:
         if cal is None or cal.context == 0 or len(targets) == 0:
             return np.zeros(len(targets), dtype=bool)
         ctx = np.asarray(windows).reshape(len(targets), -1)[:, self.config.window - cal.context :]
-        return ~self._known.contains(np.concatenate([ctx, targets[:, None]], axis=1))
+        new = ~self._known.contains(np.concatenate([ctx, targets[:, None]], axis=1))
+        if cal.rule_keys:
+            new &= ~((ctx >= cal.rule_keys).any(axis=1) | (targets >= cal.rule_keys))
+        return new
 
     def learn_transitions(self, sessions: Sequence[np.ndarray]) -> np.ndarray | None:
         """The rule's known transitions with those of these encoded sessions added (an
@@ -1123,6 +1131,7 @@ def calibrate(
         context=context,
         unseen_key_sessions=int(unseen_key.sum()),
         rule_sessions=int(ruled.sum()),
+        rule_keys=n_outputs,
     )
     return threshold, calibration, transitions.astype(np.int32), info, cross_fitted
 
