@@ -8,6 +8,7 @@ are the hyperparameters; fitted state ends in ``_``.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -785,6 +786,7 @@ class DeepLog:
         ids = ids if ids is not None else [str(i) for i in range(len(sessions))]
         h = model.config.window
         out: list[Verdict] = []
+        diagnosed: dict[tuple[Any, ...], Diagnosis | None] = {}
         anomalous = np.flatnonzero(first >= 0)
         # The expected keys at each anomaly, from the probabilities the scoring computed.
         pos = scores.offsets[anomalous] + first[anomalous]
@@ -849,7 +851,16 @@ class DeepLog:
                 raw = lines[i]
                 v.lines = list(raw[max(0, p - 3) : p + 2])
             if diagnose:
-                v.diagnosis = self._diagnose(sess, p, reason, lines, i)
+                if lines is None:
+                    # Without raw lines a diagnosis depends on the keys alone, and anomalous
+                    # sessions repeat (the DeepLog split: 4,123 distinct of 16,838).
+                    memo = (tuple(sess), p, reason)
+                    if memo not in diagnosed:
+                        diagnosed[memo] = self._diagnose(sess, p, reason, None, i)
+                    found = diagnosed[memo]
+                    v.diagnosis = None if found is None else copy.deepcopy(found)
+                else:
+                    v.diagnosis = self._diagnose(sess, p, reason, lines, i)
             out.append(v)
         return out
 
