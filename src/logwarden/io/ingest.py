@@ -522,22 +522,7 @@ def _read_fast(
         if n:
             stats.add(reason, n)
 
-    # Ids handed out before a template merge point to the survivor; unknown lines keep a
-    # negative id, which no model knows.
-    resolved: dict[int, int] = {}
-    texts_by_key: dict[int, str] = {}
-    labels: dict[int, str] = {}
-    for k in set(keys):
-        if k < 0:
-            r = -unknown.resolve(-k)
-            labels[r] = f"U{-r}"
-            texts_by_key[r] = unknown.templates_[-r].text
-        else:
-            r = miner.resolve(k)
-            labels[r] = f"E{r}"
-            texts_by_key[r] = miner.templates_[r].text
-        resolved[k] = r
-    line_keys = [resolved[k] for k in keys]
+    line_keys, labels, texts_by_key = _resolve_keys(keys, miner, unknown)
     session_keys = [[labels[line_keys[r]] for r in rows] for rows in members]
     used = {line_keys[r] for rows in members for r in rows}  # keys of lines in sessions
     table = SessionTable(
@@ -562,6 +547,28 @@ def _read_fast(
 
 # The tasks of a worker process, set by the pool's initializer (inherited through fork).
 _WORKER_TASKS: Mapping[str, Callable[[Any], Any]] = {}
+
+
+def _resolve_keys(
+    keys: Sequence[int], miner: TemplateMiner, unknown: TemplateMiner
+) -> tuple[list[int], dict[int, str], dict[int, str]]:
+    """Per line, its key resolved (ids handed out before a template merge point to the
+    survivor; unknown lines keep a negative id, which no model knows), and per resolved
+    key its label (``E<id>``, ``U<id>``) and template text."""
+    resolved: dict[int, int] = {}
+    labels: dict[int, str] = {}
+    texts_by_key: dict[int, str] = {}
+    for k in set(keys):
+        if k < 0:
+            r = -unknown.resolve(-k)
+            labels[r] = f"U{-r}"
+            texts_by_key[r] = unknown.templates_[-r].text
+        else:
+            r = miner.resolve(k)
+            labels[r] = f"E{r}"
+            texts_by_key[r] = miner.templates_[r].text
+        resolved[k] = r
+    return [resolved[k] for k in keys], labels, texts_by_key
 
 
 def _init_tasks(tasks: Mapping[str, Callable[[Any], Any]]) -> None:
@@ -1021,20 +1028,7 @@ class _Streamer:
                 values.extend(src_values[vstart[r] : vstart[r + 1]])
                 starts.append(len(values))
         miner, unknown = s.miner, self.unknown
-        resolved: dict[int, int] = {}
-        labels: dict[int, str] = {}
-        texts_by_key: dict[int, str] = {}
-        for k in set(keys):
-            if k < 0:
-                r = -unknown.resolve(-k)
-                labels[r] = f"U{-r}"
-                texts_by_key[r] = unknown.templates_[-r].text
-            else:
-                r = miner.resolve(k)
-                labels[r] = f"E{r}"
-                texts_by_key[r] = miner.templates_[r].text
-            resolved[k] = r
-        line_keys = [resolved[k] for k in keys]
+        line_keys, labels, texts_by_key = _resolve_keys(keys, miner, unknown)
         ids = [sid for sid, _, _ in done]
         table = SessionTable(
             ids, members, texts, self.content_of, line_keys, stamps,
