@@ -317,6 +317,8 @@ class KeyModel:
     cross_fitted: tuple[np.ndarray, np.ndarray] | None = field(
         default=None, repr=False, compare=False
     )
+    # The model's own assessment of its training sessions (drift baseline, with the above).
+    own_assessment: Assessment | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.index = {k: i + FIRST_KEY for i, k in enumerate(self.keys)}
@@ -844,6 +846,7 @@ def fit_key_model(
     )
     model.recheck_sessions = encoded
     model.cross_fitted = cross_fitted
+    model.own_assessment = own
     info["calibration"] = {
         **cal_info,
         **fold_info,
