@@ -68,7 +68,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     detector = load_detector(args.model)
     policy = UpdatePolicy(seed=detector.model.seed, **settings)
     apply_input_args(detector, args)
-    data = read_inputs(detector, args, learn=False)
+    data = read_inputs(detector, args, learn=False, only=[r.session for r in records])
     detector.partial_fit(data, records, policy)
     try:
         detector.save(args.out)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from logwarden.cli.common import RuntimeFailure, UsageError, report_stats
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from logwarden.detect.detector import Detector, Inputs, VerdictStream
 
 
@@ -90,9 +92,15 @@ def workers_for(args: argparse.Namespace, *, learn: bool, raw: bool = True) -> i
 
 
 def read_inputs(
-    detector: Detector, args: argparse.Namespace, *, learn: bool, labels: str | None = None
+    detector: Detector,
+    args: argparse.Namespace,
+    *,
+    learn: bool,
+    labels: str | None = None,
+    only: Collection[str] | None = None,
 ) -> Inputs:
-    """Read INPUT files as the detector says, reporting what was read and skipped."""
+    """Read INPUT files as the detector says, reporting what was read and skipped;
+    ``only``: the sessions wanted (see ``Detector.read``)."""
     spec = detector.input
     workers = workers_for(args, learn=learn, raw=spec.input_format == "raw")
     # Millions of small objects, none in a reference cycle: the cyclic collector would
@@ -107,6 +115,7 @@ def read_inputs(
             labels=labels,
             include_anomalous=getattr(args, "include_anomalous", False),
             workers=workers,
+            only=only,
         )
     finally:
         gc.freeze()
@@ -116,6 +125,14 @@ def read_inputs(
         report_stats("read", data.stats, data.entries, len(data.ids))
         for path, message in data.errors:
             print(f"logwarden: {path}: {message}", file=sys.stderr)
+        if not data.ids and only:
+            ids = list(only)
+            raise UsageError(
+                f"none of the {len(ids)} session(s) asked for is in the input ("
+                + ", ".join(ids[:5])
+                + ("" if len(ids) <= 5 else ", ...")
+                + "); check the ids, --format and --session"
+            )
         if not data.ids:
             why = "; ".join(f"{p}: {m}" for p, m in data.errors) or "check --format and --session"
             raise RuntimeFailure(f"no session could be formed from the input ({why})")

@@ -15,7 +15,7 @@ bundle that reads raw logs exactly as the CLI's does.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -137,12 +137,15 @@ class Detector:
         labels: str | Path | None = None,
         include_anomalous: bool = False,
         workers: int = 0,
+        only: Collection[str] | None = None,
     ) -> Inputs:
         """Sessions of ``paths`` in this detector's input form.
 
         ``learn``: raw input grows the parser (training); otherwise the parser only matches,
         so keys keep the meaning the model learnt. ``labels``: a label CSV for raw input.
         Labelled JSONL keeps only normal sessions when ``learn`` unless ``include_anomalous``.
+        ``only``: the session ids wanted (others may be left out unread where sessions
+        are grouped by an id pattern; an online update reads only what it learns).
         Raises DataError / ConfigError for bad input or settings, OSError for I/O.
         """
         spec = self.input
@@ -169,7 +172,7 @@ class Detector:
                 raise NotFittedError("this detector has no parser state: read with learn=True")
             self.miner = TemplateMiner()
         raw = read_raw_sessions(
-            paths, spec.format, config, miner=self.miner, learn=learn, workers=workers
+            paths, spec.format, config, miner=self.miner, learn=learn, workers=workers, only=only
         )
         self.miner = raw.miner
         found: list[int | None] = [None] * len(raw.ids)

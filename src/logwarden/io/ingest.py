@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import accumulate, chain
@@ -28,7 +28,7 @@ from typing import Any
 
 from logwarden.errors import ConfigError
 from logwarden.io.formats import LogFormat, get_format
-from logwarden.io.sources import LineReader, SourceConfig
+from logwarden.io.sources import LineReader, SelectedLineReader, SourceConfig
 from logwarden.parsing import TemplateMiner
 from logwarden.records import Event, Stats
 from logwarden.sessions.grouping import (
@@ -98,6 +98,7 @@ def read_raw_sessions(
     learn: bool = True,
     max_line_bytes: int = 65536,
     workers: int = 0,
+    only: Collection[str] | None = None,
 ) -> RawSessions:
     """Parse raw logs into keyed sessions.
 
@@ -106,7 +107,9 @@ def read_raw_sessions(
     template get keys ``U<id>`` from a separate miner, which the model has never seen.
     ``workers``: processes that scan lines in parallel when the miner only matches (0, the
     default: none). Forking is the caller's decision: ``default_workers`` gives the CLI's
-    choice, and a process with threads (a web server) should keep 0.
+    choice, and a process with threads (a web server) should keep 0. ``only``: these
+    session ids are all that is wanted (sessions grouped by an id pattern): lines naming
+    none of them are not parsed (``SelectedLineReader``).
 
     For speed on large inputs, callers may turn the cyclic garbage collector off around
     this call (the CLI does): millions of small lists and strings, none in a reference
@@ -117,7 +120,12 @@ def read_raw_sessions(
     stats = Stats()
     miner = miner or TemplateMiner()
     unknown = TemplateMiner()
-    reader = LineReader(list(inputs), SourceConfig(max_line_bytes=max_line_bytes), stats)
+    source = SourceConfig(max_line_bytes=max_line_bytes)
+    reader = (
+        SelectedLineReader(list(inputs), only, source, stats)
+        if only and config.id_pattern is not None
+        else LineReader(list(inputs), source, stats)
+    )
     if _fast_path_applies(fmt, config, miner):
         n = workers if workers > 0 and not learn and _fork_available() else 0
         return _read_fast(reader, fmt, config, miner, unknown, learn, stats, n)
