@@ -704,7 +704,10 @@ class StreamDetector:
         checks = [it for it in timeline if isinstance(it, _Check)]
         self._param_scores([c for c in checks if c.unit is not None])
         out: list[Emitted] = []
-        top_g = self.key_model.threshold.mode == "top_g"
+        # Verdict scores are computed together after the loop (one vectorised call, not one
+        # per verdict), from what each session held when its verdict was made.
+        scored: list[tuple[Verdict, float, bool, bool, float, float]] = []
+        closed: list[tuple[Verdict, list[str]]] = []
         for it in timeline:
             s = it.session
             target = END if isinstance(it, _Close) else it.target
@@ -721,7 +724,7 @@ class StreamDetector:
                 if s.reported is not None or not (it.flag or it.param_row is not None):
                     continue
                 v = self._key_verdict(it) if it.flag else self._param_verdict(it)
-                v.score = self._score(s, top_g)
+                scored.append(self._score_state(v, s))
                 self._diagnose(v, s)
                 s.reported = v
                 self.anomalies += 1
@@ -741,13 +744,17 @@ class StreamDetector:
                     v.lines = [e.text for e in s.entries[max(0, p - 3) : p + 2]]
             else:
                 v = Verdict(s.sid, False, length, 0.0)
-            v.score = self._score(s, top_g)
+            scored.append(self._score_state(v, s))
             if v.anomalous:  # against the whole session now, as batch detect diagnoses it
                 self._diagnose(v, s)
             raw = [e.text for e in s.entries] if v.anomalous else None
             out.append(Emitted(s.key, v, True, it.seq, s.closed_by, raw))
+            if self.observers:
+                closed.append((v, s.labels()))
+        self._set_scores(scored)
+        for v, labels in closed:
             for obs in self.observers:
-                obs.closed(v, s.labels())
+                obs.closed(v, labels)
         self._prune()
         return out
 
@@ -764,17 +771,24 @@ class StreamDetector:
             workflows, s.labels(), v.position, v.reason or "", self.model.templates_, lines
         )
 
-    def _score(self, s: _Open, top_g: bool) -> float:
-        """The session's score so far, as batch detection scores it."""
+    @staticmethod
+    def _score_state(v: Verdict, s: _Open) -> tuple[Verdict, float, bool, bool, float, float]:
+        """What the session's score so far depends on, for ``_set_scores``."""
         low = s.low_prob if math.isfinite(s.low_prob) else 1.0
         statistic = -math.log10(max(float(np.float32(low)), PROB_FLOOR))
-        plp = None if self.params is None else np.array([s.param_lp])
-        return float(
-            self.model.session_scores(
-                np.array([statistic]), np.array([s.ruled]), np.array([s.key_flagged]),
-                np.array([float(s.top_rank)]), plp,
-            )[0]
+        return v, statistic, s.ruled, s.key_flagged, float(s.top_rank), s.param_lp
+
+    def _set_scores(self, scored: list[tuple[Verdict, float, bool, bool, float, float]]) -> None:
+        """Each verdict's score, as batch detection scores its session (one call)."""
+        if not scored:
+            return
+        _, stat, ruled, flagged, rank, plp = zip(*scored, strict=True)
+        scores = self.model.session_scores(
+            np.array(stat), np.array(ruled), np.array(flagged), np.array(rank),
+            None if self.params is None else np.array(plp),
         )  # fmt: skip
+        for (v, *_), score in zip(scored, scores.tolist(), strict=True):
+            v.score = float(score)
 
     def _expected(self, window: tuple[int, ...]) -> list[dict[str, Any]]:
         probs = self._window_probs(window)
