@@ -74,21 +74,25 @@ class Server:
         httpx.get(self.url + "/healthz", timeout=30)
 
     def rss_mb(self) -> float:
-        pids = [self.proc.pid]
-        try:
-            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-            pids += [int(p) for p in children.split()]
-        except OSError:
-            pass
-        total = 0
-        for pid in pids:
+        return sum(self.rss_parts())
+
+    def rss_parts(self) -> tuple[float, float]:
+        """Resident memory (MB) of the web server and of its detector process(es)."""
+
+        def rss(pid: int) -> float:
             try:
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
+                        return int(line.split()[1]) / 1024
             except OSError:
                 pass
-        return total / 1024
+            return 0.0
+
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        except OSError:
+            children = ""
+        return rss(self.proc.pid), sum(rss(int(p)) for p in children.split())
 
     def cpu_seconds(self) -> tuple[float, float]:
         """CPU seconds (user + system) used so far by the web server and by its detector
@@ -245,12 +249,19 @@ def latency(model: Path, tmp: Path, rate: float, seconds: float, batch: int) -> 
 def soak(model: Path, tmp: Path, rate: float, minutes: float, batch: int) -> dict[str, Any]:
     srv = Server(model, tmp / "soak.db", ["--session-timeout", "600"])
     samples: list[tuple[float, float]] = []
+    parts: list[tuple[float, float, float]] = []  # (seconds, server MB, detector MB)
     t0 = time.perf_counter()
+
+    def sample() -> None:
+        web, det = srv.rss_parts()
+        now = time.perf_counter() - t0
+        samples.append((now, web + det))
+        parts.append((now, web, det))
+
     try:
         gen = iter_lines(SimConfig(seed=303, sessions=100_000_000, anomaly_rate=0.05))
-        sent, _ = paced(srv, gen, rate, minutes * 60, batch,
-                        on_sample=lambda: samples.append((time.perf_counter() - t0, srv.rss_mb())))  # fmt: skip
-        samples.append((time.perf_counter() - t0, srv.rss_mb()))
+        sent, _ = paced(srv, gen, rate, minutes * 60, batch, on_sample=sample)
+        sample()
         warm = [m for t, m in samples if t >= min(60.0, minutes * 60 / 3)]
         first, last = (warm[0], warm[-1]) if warm else (samples[0][1], samples[-1][1])
         return {"minutes": minutes, "rate": rate, "lines": sent,
@@ -258,6 +269,9 @@ def soak(model: Path, tmp: Path, rate: float, minutes: float, batch: int) -> dic
                 "rss_mb_first": round(first, 1),
                 "rss_mb_last": round(last, 1), "rss_mb_max": round(max(m for _, m in samples), 1),
                 "growth": round(last / first - 1, 3), "samples": len(samples),
+                # Which process grows, about every tenth of the run: (s, server, detector).
+                "series": [(round(t), round(w, 1), round(d, 1))
+                           for t, w, d in parts[:: max(1, len(parts) // 10)] + parts[-1:]],
                 "lag_at_end": srv.status().get("lag_lines")}  # fmt: skip
     finally:
         srv.stop()
