@@ -132,7 +132,8 @@ class ChildFailed(RuntimeError):
 # Peak RSS must come from a tiny parent: on Linux a child's ru_maxrss starts at the RSS of
 # the process image it was forked from, so forking from a bench script (numpy loaded, maybe
 # a log just built) would inflate small children. This wrapper runs under `python -S`, forks
-# and execs the command, and writes "wall_s maxrss_kib exit_code" to the file in argv[1].
+# and execs the command, and writes "wall_s maxrss_kib exit_code cpu_s" to the file in argv[1]
+# (CPU: the child's and its reaped children's; on a shared machine wall time counts others').
 WRAPPER = """
 import os, sys, time
 t0 = time.perf_counter()
@@ -145,7 +146,8 @@ if pid == 0:
 _, status, usage = os.wait4(pid, 0)
 wall = time.perf_counter() - t0
 with open(sys.argv[1], "w") as fh:
-    fh.write(f"{wall!r} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+    fh.write(f"{wall!r} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)} "
+             f"{usage.ru_utime + usage.ru_stime!r}")
 """
 
 
@@ -166,7 +168,7 @@ def run_child(cmd: list[str], workdir: Path) -> Run:
     stdout = out_path.read_text(encoding="utf-8", errors="replace")
     stderr = err_path.read_text(encoding="utf-8", errors="replace")
     try:
-        wall, maxrss, code = measured.read_text().split()
+        wall, maxrss, code, _ = measured.read_text().split()
     except (OSError, ValueError):
         raise ChildFailed(f"could not measure {' '.join(cmd)}:\n{stderr.strip()}") from None
     if int(code) != 0:

@@ -49,6 +49,7 @@ from typing import Any
 from _harness import (
     BENCH_DIR,
     DEFAULT_DATA,
+    WRAPPER,
     ChildFailed,
     check,
     logwarden_command,
@@ -63,25 +64,6 @@ FULL_LINES = 11_220_799  # lines of the full-size log (issue 15)
 SPAN_S = 38.7 * 3600  # the real HDFS_v1 log's span
 TARGETS = {"eval_s": 60.0, "eval_peak_mb": 2048.0}
 RUNS = ("single", "all", "ray")
-
-# A tiny parent that forks and execs the command and writes its wall time, peak RSS
-# (KiB), exit code and CPU seconds (its own and its reaped children's): a parent without
-# the bench's memory, so that ru_maxrss is the command's (see _harness.run_child).
-WRAPPER = """
-import os, sys, time
-t0 = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execv(sys.argv[2], sys.argv[2:])
-    finally:
-        os._exit(127)
-_, status, usage = os.wait4(pid, 0)
-wall = time.perf_counter() - t0
-with open(sys.argv[1], "w") as fh:
-    fh.write(f"{wall!r} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)} "
-             f"{usage.ru_utime + usage.ru_stime!r}")
-"""
 
 
 @dataclass

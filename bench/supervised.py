@@ -61,6 +61,7 @@ import numpy as np
 
 from _harness import (
     DEFAULT_DATA,
+    WRAPPER,
     ChildFailed,
     check,
     logwarden_command,
@@ -432,23 +433,6 @@ def run_set(log: LabelledLog, seeds: Sequence[int], workdir: Path, verbose: bool
 
 # --- speed ----------------------------------------------------------------------------------
 
-# As parse_speed's wrapper (a tiny parent under `python -S` forks and execs the command),
-# plus the child's CPU time: on a shared machine the wall time also counts the others.
-_TIMER = """
-import os, sys, time
-t0 = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execv(sys.argv[2], sys.argv[2:])
-    finally:
-        os._exit(127)
-_, status, usage = os.wait4(pid, 0)
-wall = time.perf_counter() - t0
-with open(sys.argv[1], "w") as fh:
-    fh.write(f"{wall!r} {usage.ru_utime + usage.ru_stime!r} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
-"""
-
 
 @dataclass
 class Timed:
@@ -468,14 +452,14 @@ def run_timed(cmd: list[str], workdir: Path) -> Timed:
     load = os.getloadavg()[0]
     with err_path.open("wb") as err:
         subprocess.run(
-            [sys.executable, "-S", "-c", _TIMER, str(measured), *cmd],
+            [sys.executable, "-S", "-c", WRAPPER, str(measured), *cmd],
             stdout=subprocess.DEVNULL,
             stderr=err,
             stdin=subprocess.DEVNULL,
             check=False,
         )
     try:
-        wall, cpu, maxrss, code = measured.read_text().split()
+        wall, maxrss, code, cpu = measured.read_text().split()
     except (OSError, ValueError):
         raise ChildFailed(f"could not measure {' '.join(cmd)}") from None
     if int(code) != 0:
