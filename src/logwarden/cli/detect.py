@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 import sys
 from collections.abc import Iterable
@@ -16,9 +15,9 @@ from logwarden.cli.engine import add_engine_args, check_engine_args, read_on_ray
 from logwarden.cli.inputs import (
     add_input_args,
     apply_input_args,
-    one_blas_thread,
     read_inputs,
     report_stream,
+    scoring_scope,
     stream_inputs,
 )
 from logwarden.cli.lines import (
@@ -104,14 +103,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
         write_line_scores(args.line_scores, window_line_verdicts(detector.model, data))
         return _summarise(args, detector, [(data, detector.verdicts(data))], None)
     stream = stream_inputs(detector, args)
-    enabled = gc.isenabled()
-    gc.disable()  # millions of short-lived small objects, none in a cycle (see read_inputs)
-    try:
-        with one_blas_thread():
-            return _summarise(args, detector, stream, stream)
-    finally:
-        if enabled:
-            gc.enable()
+    with scoring_scope():
+        return _summarise(args, detector, stream, stream)
 
 
 def _summarise(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,8 +15,8 @@ from logwarden.cli.engine import add_engine_args, check_engine_args, read_on_ray
 from logwarden.cli.inputs import (
     add_input_args,
     apply_input_args,
-    one_blas_thread,
     report_stream,
+    scoring_scope,
     stream_inputs,
 )
 from logwarden.cli.lines import add_line_label_args, eval_lines, load_model
@@ -91,14 +90,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if detector.input.input_format == "raw" and not args.labels:
         raise UsageError("no labels: use --normal/--abnormal, jsonl with labels, or --labels CSV")
     stream = stream_inputs(detector, args, labels=args.labels, diagnose=False)
-    enabled = gc.isenabled()
-    gc.disable()  # millions of short-lived small objects, none in a cycle (see read_inputs)
-    try:
-        with one_blas_thread():
-            return _report(args, detector, stream, stream)
-    finally:
-        if enabled:
-            gc.enable()
+    with scoring_scope():
+        return _report(args, detector, stream, stream)
 
 
 @dataclass(slots=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import math
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from logwarden.cli.common import RuntimeFailure, UsageError, report_stats
@@ -178,3 +180,17 @@ def one_blas_thread() -> Any:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(1)
+
+
+@contextlib.contextmanager
+def scoring_scope() -> Iterator[None]:
+    """Around a streamed ``detect``/``eval``: the cyclic collector off (millions of
+    short-lived small objects, none in a cycle; see ``read_inputs``) and one BLAS thread."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with one_blas_thread():
+            yield
+    finally:
+        if enabled:
+            gc.enable()
