@@ -3,6 +3,7 @@ loops, state round trip, and the diagnosis of anomalous sessions against them.""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import random
@@ -114,6 +115,20 @@ def test_counting_rules(mined: Workflows) -> None:
     assert b.deficits({"b_begin": 1, "b_item": 2, "ledger": 1}) == {"ledger": 1, "b_commit": 1}
 
 
+def test_allows_answers_as_allowed_does(mined: Workflows) -> None:
+    """The replay asks ``allows`` at each entry; it must agree with the listed steps for
+    every state, step and count, the end and a step outside the workflow included."""
+    rng = random.Random(3)
+    for wf in mined.workflows:
+        states = [START, *wf.keys]
+        for _ in range(300):
+            counts = {k: rng.randint(0, 3) for k in wf.keys if rng.random() < 0.6}
+            state = rng.choice(states)
+            listed = {k for k, _ in wf.allowed(state, counts)}
+            for key in [*wf.keys, END, "not_a_step"]:
+                assert wf.allows(state, key, counts) == (key in listed), (wf.name, state, key)
+
+
 def test_state_round_trip_is_json_and_checked(mined: Workflows) -> None:
     state = json.loads(json.dumps(mined.to_state()[0]))
     again = Workflows.from_state(state)
@@ -177,6 +192,23 @@ def test_diagnosis_of_an_early_end_names_the_missing_steps(mined: Workflows) -> 
     keys = ["b_begin", "b_item", "ledger", "b_commit"]
     d = diagnose(mined, keys, len(keys), "early_end")
     assert not d.diverged and d.missing == []
+
+
+def test_a_diagnosis_copy_is_equal_and_shares_nothing_mutable(mined: Workflows) -> None:
+    """Copies of a session share one diagnosis search; each verdict gets a copy that
+    equals it field by field and whose lists and dicts are its own."""
+    keys = ["b_begin", "b_item", "ledger", "b_item"]
+    d = diagnose(mined, keys, len(keys), "early_end", lines=["l0", "l1", "l2", "l3"])
+    d.step, d.lines = {"key": "b_item"}, ["x"]
+    c = d.copy()
+    assert c == d and c.to_dict() == d.to_dict()
+    for f in dataclasses.fields(d):
+        value = getattr(d, f.name)
+        if isinstance(value, list | dict):
+            assert getattr(c, f.name) is not value, f.name
+    assert c.missing and d.missing and c.missing[0] is not d.missing[0]
+    c.expected.append({"key": "x"})
+    assert {"key": "x"} not in d.expected
 
 
 def test_repeated_early_ends_get_the_same_completion(mined: Workflows) -> None:

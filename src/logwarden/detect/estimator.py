@@ -8,7 +8,6 @@ are the hyperparameters; fitted state ends in ``_``.
 
 from __future__ import annotations
 
-import copy
 import inspect
 import math
 from collections import Counter
@@ -875,7 +874,7 @@ class DeepLog:
                     if memo not in diagnosed:
                         diagnosed[memo] = self._diagnose(sess, p, reason, None, i)
                     found = diagnosed[memo]
-                    v.diagnosis = None if found is None else copy.deepcopy(found)
+                    v.diagnosis = None if found is None else found.copy()
                 else:
                     v.diagnosis = self._diagnose(sess, p, reason, lines, i)
             out.append(v)

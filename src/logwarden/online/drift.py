@@ -385,6 +385,9 @@ class DriftTracker:
         return b
 
     def _remember(self, session: str, keys: Sequence[str], interesting: set[str]) -> None:
+        room = self.config.candidates
+        if all(len(self._candidates.get(k, ())) >= room for k in interesting):
+            return  # every list it could join is full: nothing to keep
         ks = list(keys)
         ctx: set[tuple[str, ...]] = set()
         h = self.config.context

@@ -50,6 +50,24 @@ class Diagnosis:
     observed_template: str | None = None
     lines: list[str] | None = None  # raw lines around ``position`` when it is not the verdict's
 
+    def copy(self) -> Diagnosis:
+        """A copy whose lists and step dicts are its own (one diagnosis serves the copies of
+        a session; each verdict gets its own)."""
+        return Diagnosis(
+            self.workflow,
+            self.state,
+            self.observed,
+            self.position,
+            [dict(e) for e in self.expected],
+            self.diverged,
+            self.why,
+            None if self.missing is None else [dict(m) for m in self.missing],
+            None if self.step is None else dict(self.step),
+            self.state_template,
+            self.observed_template,
+            None if self.lines is None else list(self.lines),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "workflow": self.workflow,
@@ -200,7 +218,7 @@ def _diagnose_session(
     for t, k in enumerate(keys):
         if t == position:
             snapshot = (state, dict(counts))
-        if first is None and k not in {b for b, _ in wf.allowed(state, counts)}:
+        if first is None and not wf.allows(state, k, counts):
             first = (t, state, dict(counts))
         # Replay on: later steps are judged from where the session really is.
         counts[k] = counts.get(k, 0) + 1

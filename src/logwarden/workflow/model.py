@@ -132,6 +132,8 @@ class Workflow:
             succ.sort(key=lambda t: (-t[1], t[0]))
         self._out = out
         self._totals = totals
+        # Successors with their probabilities, most likely first: asked at every entry.
+        self._succ = {a: [(b, n / totals[a]) for b, n in lst] for a, lst in out.items()}
         self._needs: dict[str, list[str]] = {}
         self._balanced: list[tuple[str, str]] = []
         for a, b, balanced in self.precedes:
@@ -154,8 +156,7 @@ class Workflow:
 
     def successors(self, state: str) -> list[tuple[str, float]]:
         """The steps seen right after ``state`` (END included), most likely first."""
-        total = self._totals.get(state, 0)
-        return [(b, n / total) for b, n in self._out.get(state, [])] if total else []
+        return list(self._succ.get(state, ()))
 
     @property
     def start_keys(self) -> list[str]:
@@ -166,15 +167,23 @@ class Workflow:
         ``counts`` of each step: a successor edge, not beyond the step's most occurrences,
         and no step outnumbering one it needs; END when the counts are complete."""
         out = []
-        for b, p in self.successors(state):
+        counted = self.counted
+        for b, p in self._succ.get(state, ()):
             if b == END:
                 if self.can_end(counts):
                     out.append((b, p))
-                continue
-            if self.counted and not self._count_ok(b, counts):
-                continue
-            out.append((b, p))
+            elif not counted or self._count_ok(b, counts):
+                out.append((b, p))
         return out
+
+    def allows(self, state: str, key: str, counts: Mapping[str, int]) -> bool:
+        """Whether ``key`` is among ``allowed(state, counts)``, without listing them (the
+        replay of a session asks this at every entry)."""
+        if (state, key) not in self.edges:
+            return False
+        if key == END:
+            return self.can_end(counts)
+        return not self.counted or self._count_ok(key, counts)
 
     def _count_ok(self, b: str, counts: Mapping[str, int]) -> bool:
         n = counts.get(b, 0) + 1
