@@ -59,12 +59,13 @@ def topg() -> DeepLog:
 
 
 def without_rule(est: DeepLog) -> DeepLog:
-    """The same model without the unseen-transition rule: the network's verdicts alone."""
+    """The same model without the unseen-transition and count rules: the network's
+    verdicts alone."""
     other = copy.copy(est)
     other.model_ = copy.copy(est.model_)
     cal = est.model_.calibration
     assert cal is not None
-    other.model_.calibrate_with(dataclasses.replace(cal, context=0))
+    other.model_.calibrate_with(dataclasses.replace(cal, context=0, max_counts=None))
     return other
 
 
@@ -85,6 +86,9 @@ REORDERED = {  # session -> position of the first out-of-order key
     "ABCDDE": 4,
     "ABCDEA": 5,
 }
+# Of those, the ones whose first odd key is one repeat too many: no normal session holds
+# B more than 3 times, D or A more than once (the count rule names them first).
+REPEATED = {"ABCBCBCBCDE", "ABCDDE", "ABCDEA"}
 
 
 # --- what is normal -------------------------------------------------------------------------
@@ -181,12 +185,39 @@ def test_reordered_sessions_are_caught_by_the_rule_and_by_the_network(
     est = auto if rule else without_rule(auto)
     (v,) = est.verdicts([list(session)])
     assert v.anomalous
-    assert v.reason == ("unseen_transition" if rule else "ranked_out")
+    ruled = "count_exceeded" if session in REPEATED else "unseen_transition"
+    assert v.reason == (ruled if rule else "ranked_out")
     assert v.position == position
     assert v.observed == session[position]
     assert v.observed_template == TEMPLATES[session[position]]
     assert v.probability is not None and v.probability < auto.threshold_.tau  # type: ignore[operator]
     assert v.rank is not None and v.rank >= 2
+
+
+def test_the_count_rule_learns_each_keys_most_repeats_and_flags_one_more(auto: DeepLog) -> None:
+    """B and C loop 1-3 times in training, A, D and E occur once: a session going one
+    past that is flagged at the entry that goes past, as count_exceeded, even where every
+    transition is a normal one; up to the most, nothing is flagged by the rule."""
+    km = auto.model_
+    cal = km.calibration
+    assert cal is not None and cal.max_counts is not None
+    most = {k: cal.max_counts[km.index[k]] for k in "ABCDE"}
+    assert most == {"A": 1, "B": 3, "C": 3, "D": 1, "E": 1}
+    # A loop of 4 B C, without the transition rule: the count rule alone names it.
+    short = copy.copy(auto)
+    short.model_ = copy.copy(km)
+    short.model_.calibrate_with(dataclasses.replace(cal, context=0))
+    session = list("ABCBCBCBCDE")
+    (v,) = short.verdicts([session])
+    assert (v.anomalous, v.reason, v.position, v.observed) == (True, "count_exceeded", 7, "B")
+    assert "repeated more times" in v.describe()
+    a = short.model_.assess([km.encode(session)])
+    assert a.over_count is not None and a.count_exceeded is not None
+    assert np.flatnonzero(a.over_count).tolist() == [7, 8]  # the 4th B and the 4th C
+    assert a.count_exceeded.tolist() == [True] and a.ruled.tolist() == [True]
+    (ok,) = short.verdicts([list("ABCBCBCDE")])
+    assert not ok.anomalous
+    assert not short.model_.assess([km.encode(list("ABCBCBCDE"))]).ruled.any()
 
 
 # --- top-g and automatic modes ----------------------------------------------------------------
@@ -377,7 +408,7 @@ def test_explanation_fields(auto: DeepLog) -> None:
     x, y, z = verdicts
     assert (x.reason, x.position, x.observed, x.observed_template) == ("unseen_key", 6, "X", None)
     assert (y.reason, y.observed, y.observed_template) == (
-        "unseen_transition",
+        "count_exceeded",  # a 4th loop: one B more than any normal session holds
         "B",
         TEMPLATES["B"],
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import random
 
 import numpy as np
@@ -141,25 +142,44 @@ def test_keys_an_update_adds_are_left_to_the_network_not_the_rule() -> None:
         assert (v.anomalous, v.reason) == (True, "early_end"), p
 
 
-def naive_rules(sessions: list[list[int]], window: int, budget: float) -> tuple[int, list[bool]]:
-    """Reference: the longest context whose left-out rule hits (a key or a transition held
-    by no other session) stay within budget, by brute force."""
+def naive_rules(
+    sessions: list[list[int]], window: int, budget: float, counts: bool = True
+) -> tuple[int, list[bool], dict[int, int] | None]:
+    """Reference, by brute force: each session left out in turn, whether its key, a count
+    of a key (the count rule, kept when within budget) or a transition (the longest context
+    within budget) is beyond every other session; also the count rule's largest counts."""
 
     def holdings(s: list[int], c: int) -> set[tuple[int, ...]]:
         padded = [PAD] * c + s + [1]  # 1 = END
         keys = {(-1, k) for k in s}  # a key alone, tagged apart from transitions
         return keys | {tuple(padded[t : t + c + 1]) for t in range(len(s) + 1)}
 
-    best_c, best = 0, [any(sum(k in t for t in sessions) == 1 for k in s) for s in sessions]
+    base = [any(sum(k in t for t in sessions) == 1 for k in s) for s in sessions]
+    most = None
+    over = [
+        any(
+            s.count(k) > max((t.count(k) for j, t in enumerate(sessions) if j != i), default=0)
+            for k in s
+        )
+        for i, s in enumerate(sessions)
+    ]
+    with_counts = [a or b for a, b in zip(base, over, strict=True)]
+    if counts and np.mean(with_counts) <= budget:
+        base = with_counts
+        most = {k: max(t.count(k) for t in sessions) for s in sessions for k in s}
+    best_c, best = 0, base
     if np.mean(best) > budget:
-        return 0, best
+        return 0, best, most
     for c in range(1, window + 1):
         held = [holdings(s, c) for s in sessions]
-        flags = [any(sum(x in h for h in held) == 1 for x in mine) for mine in held]
+        flags = [
+            b or any(sum(x in h for h in held) == 1 for x in mine)
+            for b, mine in zip(base, held, strict=True)
+        ]
         if np.mean(flags) > budget:
             break
         best_c, best = c, flags
-    return best_c, best
+    return best_c, best, most
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -171,12 +191,22 @@ def test_left_out_rules_match_a_naive_reference(seed: int) -> None:
     sessions = [pool[int(rng.integers(0, 6))] for _ in range(40)]
     sessions += [list(rng.integers(FIRST_KEY, FIRST_KEY + 5, size=3)) for _ in range(2)]
     encoded = [np.array(s, dtype=np.int32) for s in sessions]
-    for budget in (0.0, 0.03, 0.06, 0.5):
-        unseen_key, ruled, c, transitions = left_out_rules(encoded, FIRST_KEY + 5, 4, budget)
-        want_c, want = naive_rules([list(map(int, s)) for s in sessions], 4, budget)
+    for budget, counts in itertools.product((0.0, 0.03, 0.06, 0.1, 0.5), (True, False)):
+        unseen_key, ruled, c, transitions, most = left_out_rules(
+            encoded, FIRST_KEY + 5, 4, budget, counts=counts
+        )
+        want_c, want, want_most = naive_rules(
+            [list(map(int, s)) for s in sessions], 4, budget, counts
+        )
         assert c == want_c, budget
         assert ruled.tolist() == want
         assert not (unseen_key & ~ruled).any()  # an unseen key is always a rule hit
+        if want_most is None:
+            assert most is None
+        else:
+            assert most is not None
+            assert {k: int(most[k]) for k in want_most} == want_most
+            assert not most[np.setdiff1d(np.arange(len(most)), list(want_most))].any()
         if c:
             rows, _ = session_rows(encoded, 4)
             assert {tuple(r) for r in transitions.tolist()} == {

@@ -1,7 +1,7 @@
 """Detection: the DeepLog estimator, its explained verdicts, and the deployable Detector."""
 
 from logwarden.detect.detector import Detector, Inputs, InputSpec
-from logwarden.detect.estimator import REASONS, DeepLog, Verdict
+from logwarden.detect.estimator import REASONS, DeepLog, Verdict, key_reason
 from logwarden.detect.lines import LineVerdicts, SupervisedDetector, window_line_verdicts
 
 __all__ = [
@@ -13,5 +13,6 @@ __all__ = [
     "LineVerdicts",
     "SupervisedDetector",
     "Verdict",
+    "key_reason",
     "window_line_verdicts",
 ]

@@ -59,9 +59,18 @@ REASONS = {
     "early_end": "the session ended where normal sessions go on",
     "unseen_transition": "a key that never followed these keys in normal runs",
     "ranked_out": "the observed key was not among the keys the model expected next",
+    "count_exceeded": "a key repeated more times than in any normal run",
     "performance": "a step took far longer than in normal runs",
     "parameter": "a parameter value far from what normal runs produce",
 }
+
+
+def key_reason(new_transition: bool, over_count: bool) -> str:
+    """The reason of a key-model flag at a known key: the count rule first (the most
+    specific: one repeat too many), then the transition rule, else the network's rank."""
+    if over_count:
+        return "count_exceeded"
+    return "unseen_transition" if new_transition else "ranked_out"
 
 
 @dataclass
@@ -74,8 +83,8 @@ class Verdict:
     # Higher is more anomalous: -log10 of how rare such a session is among normal ones, one
     # scale for both detectors (see DeepLog.decision_function); the worst rank with top-g.
     score: float
-    # unseen_key | unseen_transition | early_end | ranked_out (keys) | performance |
-    # parameter (params)
+    # unseen_key | unseen_transition | count_exceeded | early_end | ranked_out (keys) |
+    # performance | parameter (params)
     reason: str | None = None  # None when normal
     detector: str | None = None  # which model fired: "keys" or "params"
     position: int | None = None  # index of the first anomalous entry (length: the end)
@@ -121,7 +130,7 @@ class Verdict:
         obs = self.observed_template or self.observed
         if self.reason == "unseen_key":
             out.append(f"  observed: {obs} (never seen in training)")
-        elif self.reason in ("ranked_out", "unseen_transition"):
+        elif self.reason in ("ranked_out", "unseen_transition", "count_exceeded"):
             out.append(f"  observed: {obs} (p={self.probability:.2g}, rank {self.rank})")
         elif self.deviation is not None:
             out.append(f"  entry: {obs}")
@@ -615,7 +624,7 @@ class DeepLog:
             if len(starts)
             else np.zeros(0)
         )
-        ruled = a.unseen_key | a.unseen_transition
+        ruled = a.ruled
         return self.session_scores(a.statistic, ruled, a.first >= 0, worst, param_log10_p)
 
     def session_scores(
@@ -842,7 +851,10 @@ class DeepLog:
             elif target == END:
                 reason = "early_end"
             else:
-                reason = "unseen_transition" if a.new_transition[flat] else "ranked_out"
+                reason = key_reason(
+                    bool(a.new_transition[flat]),
+                    a.over_count is not None and bool(a.over_count[flat]),
+                )
             window = [str(k) for k in sess[max(0, p - h) : p]]
             expected = [
                 {"key": k, "template": templates.get(k), "probability": round(prob, 4)}
@@ -1005,17 +1017,19 @@ def _tune(
     feedback rows more weight (the operator said they are normal: a window where the old
     successor is very frequent needs more than ``share`` for a new one to pass); the
     model and each round's figures. The transitions of every session marked normal join
-    the rule's known ones (the operator says they are normal)."""
+    the rule's known ones, and their key counts raise the count rule's (the operator says
+    they are normal)."""
     weights = grown.weights
     rounds: list[dict[str, Any]] = []
     km = grown
     known = grown.learn_transitions(memory.feedback_sessions)
+    calibration = grown.learn_counts(memory.feedback_sessions)
     for r in range(policy.rounds):
         round_share = 1.0 - (1.0 - share) * 0.5**r
         weights, info = fine_tune(grown, memory, round_share, policy, init=weights)
         km = KeyModel(
             grown.config, grown.keys, weights, grown.threshold, dict(grown.train_info),
-            grown.calibration, known,
+            calibration, known,
         )  # fmt: skip
         km.threshold = recheck_threshold(km, memory.calibration)
         still = int(_flagged(km, memory.feedback_sessions).sum())

@@ -167,6 +167,12 @@ class KeyCalibration:
       update adds later come with a few sessions, which hold a few of the contexts their
       transitions take: the rule, calibrated without them, leaves transitions that involve
       them to the fine-tuned network.
+    * ``max_counts``: the count rule (DeepLog's workflow counting, used to detect): per key
+      index, the most times one normal training session holds that key; a session holding
+      it more often is anomalous at the entry that goes past it (a repeated step, a retry
+      too many). Its leave-one-out cost (a session holding the only largest count of a
+      key) is among ``rule_sessions``; None when that cost alone is over the rules'
+      budget, or for a model from before the rule.
     """
 
     sessions: int
@@ -176,6 +182,7 @@ class KeyCalibration:
     unseen_key_sessions: int
     rule_sessions: int
     rule_keys: int = 0
+    max_counts: list[int] | None = None
 
     @property
     def rule_p(self) -> float:
@@ -221,6 +228,14 @@ class Assessment:
     unseen_transition: np.ndarray  # per session
     new_transition: np.ndarray  # per position: a transition no normal session holds
     p_value: np.ndarray
+    over_count: np.ndarray | None = None  # per position: past the key's normal count
+    count_exceeded: np.ndarray | None = None  # per session
+
+    @property
+    def ruled(self) -> np.ndarray:
+        """Per session: a rule fired (unseen key, unseen transition, count exceeded)."""
+        out = self.unseen_key | self.unseen_transition
+        return out if self.count_exceeded is None else out | self.count_exceeded
 
 
 # Fewer windows than this train their fold models in this process, whatever n_jobs says.
@@ -342,6 +357,12 @@ class KeyModel:
             self.transitions = np.asarray(transitions, dtype=np.int32)
         self.calibration = cal
         self._known = _RowSet.empty()
+        self._count_limit: np.ndarray | None = None
+        if cal is not None and cal.max_counts is not None:
+            limit = np.asarray(cal.max_counts, dtype=np.int64)
+            if limit.ndim != 1 or len(limit) > outputs or (limit < 0).any():
+                raise ValueError("the count rule does not fit the vocabulary")
+            self._count_limit = limit
         if cal is None or cal.context == 0:
             return
         t = self.transitions
@@ -489,13 +510,67 @@ class KeyModel:
                 later = (contexts >= cal.rule_keys).any(axis=1)[scores.window_rows]
                 new &= ~(later | (scores.target >= cal.rule_keys))
             flags |= new
+        over = self.over_count(scores.target, scores.offsets)
+        flags |= over
         unseen_transition = np.zeros(n, dtype=bool)
+        count_exceeded = np.zeros(n, dtype=bool)
         if n:
             unseen_transition = np.logical_or.reduceat(new, scores.offsets[:-1])
+            count_exceeded = np.logical_or.reduceat(over, scores.offsets[:-1])
         first = _first_flag(flags, scores.offsets)
         statistic = session_statistic(scores)
-        p = self.p_values(statistic, unseen_key | unseen_transition, first >= 0)
-        return Assessment(scores, flags, first, statistic, unseen_key, unseen_transition, new, p)
+        ruled = unseen_key | unseen_transition | count_exceeded
+        p = self.p_values(statistic, ruled, first >= 0)
+        return Assessment(
+            scores, flags, first, statistic, unseen_key, unseen_transition, new, p,
+            over, count_exceeded,
+        )  # fmt: skip
+
+    def over_count(self, target: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Per position (sessions flattened, ``offsets`` as in ``Scores``): is this the
+        occurrence of its key that goes past the most any normal training session held
+        (the count rule; all False without it)? Only the first such occurrence of a key
+        counts; END, unknown keys and keys added after the rule are not counted."""
+        limit = self._count_limit
+        out = np.zeros(len(target), dtype=bool)
+        if limit is None or len(target) == 0:
+            return out
+        target = np.asarray(target, dtype=np.int64)
+        counted = (target >= FIRST_KEY) & (target < len(limit))
+        if not counted.any():
+            return out
+        owner = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+        pos = np.flatnonzero(counted)
+        # Occurrence number of each counted key within its session: sort by (session, key),
+        # stable, so that occurrences stay in position order.
+        order = np.lexsort((pos, target[pos], owner[pos]))
+        sp = pos[order]
+        group = owner[sp] * len(limit) + target[sp]
+        start = np.r_[True, group[1:] != group[:-1]]
+        run_start = np.flatnonzero(start)
+        nth = np.arange(len(sp)) - np.repeat(run_start, np.diff(np.r_[run_start, len(sp)])) + 1
+        out[sp[nth == limit[target[sp]] + 1]] = True
+        return out
+
+    def count_over(self, key: int, nth: int) -> bool:
+        """Streaming form of ``over_count``: is the ``nth`` occurrence of ``key`` in a
+        session the one past its normal count?"""
+        limit = self._count_limit
+        return limit is not None and FIRST_KEY <= key < len(limit) and nth == int(limit[key]) + 1
+
+    def learn_counts(self, sessions: Sequence[np.ndarray]) -> KeyCalibration | None:
+        """The calibration with the count rule raised to these encoded sessions' counts
+        (an operator marked them normal)."""
+        cal = self.calibration
+        if cal is None or cal.max_counts is None or not sessions:
+            return cal
+        limit = np.array(cal.max_counts, dtype=np.int64)
+        for e in sessions:
+            e = np.asarray(e, dtype=np.int64)
+            e = e[(e >= FIRST_KEY) & (e < len(limit))]
+            if len(e):
+                np.maximum(limit, np.bincount(e, minlength=len(limit)), out=limit)
+        return replace(cal, max_counts=limit.tolist())
 
     def p_values(self, statistic: np.ndarray, ruled: np.ndarray, flagged: np.ndarray) -> np.ndarray:
         """Sessions' tail probabilities among normal sessions (NaN without a calibration):
@@ -993,22 +1068,39 @@ class _FoldJobs:
 
 
 def left_out_rules(
-    encoded: Sequence[np.ndarray], n_outputs: int, window: int, budget: float
-) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
-    """The rules, learned leaving each session out: per session, whether it holds a key no
-    other session holds, and whether it holds a key or transition (``c`` keys, padded, then
-    the next key or END) no other session holds, for the longest ``c`` <= ``window`` whose
-    share of such sessions stays within ``budget``. Returns those two masks, ``c`` (0:
-    none) and the distinct transitions of all sessions at ``c`` (rows of c + 1 indices)."""
+    encoded: Sequence[np.ndarray],
+    n_outputs: int,
+    window: int,
+    budget: float,
+    counts: bool = True,
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray | None]:
+    """The rules, learned leaving each session out, per session:
+
+    * an unseen key: it holds a key no other session holds (always a rule);
+    * the count rule (with ``counts``): it holds a key more times than any other session
+      does; kept when the sessions flagged so far stay within ``budget``;
+    * an unseen transition: it holds a transition (``c`` keys, padded, then the next key or
+      END) no other session holds, for the longest ``c`` <= ``window`` whose sessions,
+      with those of the rules before, stay within ``budget``.
+
+    Returns the unseen-key mask, the mask of all the rules, ``c`` (0: none), the distinct
+    transitions of all sessions at ``c`` (rows of c + 1 indices), and the count rule's
+    largest count per key index (None when it is not kept)."""
     n = len(encoded)
     uniq = [np.unique(e) for e in encoded]
     holders = np.bincount(np.concatenate([*uniq, np.zeros(0, np.int32)]), minlength=n_outputs)
     unseen_key = np.fromiter(((holders[u] == 1).any() for u in uniq), dtype=bool, count=n)
+    base = unseen_key.copy()
+    max_counts = None
+    over, most = _left_out_counts(encoded, n_outputs)
+    if counts and (base | over).mean() <= budget:
+        base |= over
+        max_counts = most
     rows, offsets = session_rows(encoded, window)
     owner = np.repeat(np.arange(n), np.diff(offsets))
-    best = (0, unseen_key.copy(), np.zeros((0, 1), dtype=np.int32))
-    if unseen_key.mean() > budget:
-        return unseen_key, best[1], 0, best[2]
+    best = (0, base, np.zeros((0, 1), dtype=np.int32))
+    if base.mean() > budget:
+        return unseen_key, best[1], 0, best[2], max_counts
     for c in range(1, window + 1):
         part = rows[:, window - c :]
         distinct, which = _unique_rows(part, n_outputs)
@@ -1016,12 +1108,41 @@ def left_out_rules(
         held = np.unique(owner * len(distinct) + which)
         holders_t = np.bincount(held % len(distinct), minlength=len(distinct))
         alone = np.bincount(owner, weights=holders_t[which] == 1, minlength=n) > 0
-        flagged = unseen_key | alone
+        flagged = base | alone
         # Longer contexts only split transitions further: once over budget, all longer are.
         if flagged.mean() > budget:
             break
         best = (c, flagged, distinct)
-    return unseen_key, best[1], best[0], best[2]
+    return unseen_key, best[1], best[0], best[2], max_counts
+
+
+def _left_out_counts(
+    encoded: Sequence[np.ndarray], n_outputs: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per session, whether it holds some key more times than every other session (the
+    count rule, left out), and per key index the largest count in one session."""
+    n = len(encoded)
+    lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=n)
+    most = np.zeros(n_outputs, dtype=np.int64)
+    over = np.zeros(n, dtype=bool)
+    if n == 0 or lengths.sum() == 0:
+        return over, most
+    keys = np.concatenate([np.asarray(e, dtype=np.int64) for e in encoded])
+    owner = np.repeat(np.arange(n), lengths)
+    pair, count = np.unique(owner * n_outputs + keys, return_counts=True)
+    who, key = pair // n_outputs, pair % n_outputs
+    np.maximum.at(most, key, count)
+    # The second largest count of each key: the largest once one holder of the largest
+    # is set aside (ties at the top give the largest again).
+    top = count == most[key]
+    holders_top = np.bincount(key[top], minlength=n_outputs)
+    second = np.zeros(n_outputs, dtype=np.int64)
+    np.maximum.at(second, key[~top], count[~top])
+    second = np.where(holders_top > 1, most, second)
+    alone = top & (holders_top[key] == 1) & (count > second[key])
+    over[who[alone]] = True
+    most[:FIRST_KEY] = 0
+    return over, most
 
 
 def calibrate(
@@ -1048,9 +1169,11 @@ def calibrate(
     """
     n = len(encoded)
     budget = config.rule_share * config.target_fpr
-    # rule_share 0: unseen keys only (a context of 0 keys tells nothing new).
+    # rule_share 0: unseen keys only (no count rule; a context of 0 keys tells nothing new).
     longest = config.window if config.rule_share > 0 else 0
-    unseen_key, ruled, context, transitions = left_out_rules(encoded, n_outputs, longest, budget)
+    unseen_key, ruled, context, transitions, max_counts = left_out_rules(
+        encoded, n_outputs, longest, budget, counts=config.rule_share > 0
+    )
     r = float(ruled.mean())
     rest = statistic[~ruled] if statistic is not None else np.zeros(0)
     tail = TailModel.fit(rest) if len(rest) else None
@@ -1058,6 +1181,7 @@ def calibrate(
         "unseen_key_sessions": int(unseen_key.sum()),
         "rule_sessions": int(ruled.sum()),
         "rule_context": context,
+        "count_rule": max_counts is not None,
     }
     if config.top_g is not None and worst_rank is None:
         threshold = Threshold("top_g", g=config.top_g)
@@ -1135,6 +1259,7 @@ def calibrate(
         unseen_key_sessions=int(unseen_key.sum()),
         rule_sessions=int(ruled.sum()),
         rule_keys=n_outputs,
+        max_counts=None if max_counts is None else max_counts.tolist(),
     )
     return threshold, calibration, transitions.astype(np.int32), info, cross_fitted
 

@@ -440,7 +440,7 @@ def recheck_threshold(model: KeyModel, calibration: Sequence[np.ndarray]) -> Thr
     flagged = int((a.first >= 0).sum())
     if flagged <= max(base, _binomial_quantile(n, max(base, 1) / n, 0.95)):
         return th
-    ruled = a.unseen_key | a.unseen_transition
+    ruled = a.ruled
     rest = np.sort(a.statistic[~ruled])[::-1]
     allowed = max(base - int(ruled.sum()), 0)
     if allowed >= len(rest):

@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from logwarden.detect import Detector, Verdict
+from logwarden.detect import Detector, Verdict, key_reason
 from logwarden.errors import ConfigError, StateError
 from logwarden.io.formats import LogFormat, get_format
 from logwarden.io.ingest import session_config
@@ -164,8 +164,8 @@ class _Open:
     """A session being built."""
 
     __slots__ = (
-        "active", "closed_by", "entries", "first_seq", "idx", "key_flagged", "low_prob",
-        "order", "param_lp", "reported", "ruled", "sid", "top_rank",
+        "active", "closed_by", "counts", "entries", "first_seq", "idx", "key_flagged",
+        "low_prob", "order", "param_lp", "reported", "ruled", "sid", "top_rank",
     )  # fmt: skip
 
     def __init__(self, sid: str, order: int, first_seq: int) -> None:
@@ -174,6 +174,7 @@ class _Open:
         self.first_seq = first_seq
         self.entries: list[_Entry] = []
         self.idx: list[int] = []  # key model indices of the entries
+        self.counts: dict[int, int] = {}  # occurrences of each index so far (count rule)
         self.active: float | None = None  # log clock at its last entry
         self.reported: Verdict | None = None  # the verdict emitted at its anomalous entry
         # What the session's score needs (``DeepLog.session_scores``), so far: the lowest
@@ -190,6 +191,13 @@ class _Open:
     @property
     def key(self) -> str:
         return f"{self.sid}@{self.first_seq}"
+
+    def reindex(self, index: dict[str, int]) -> None:
+        """Key indices and their counts under a model's vocabulary (restore, switch)."""
+        self.idx = [index.get(e.label, UNK) for e in self.entries]
+        self.counts = {}
+        for t in self.idx:
+            self.counts[t] = self.counts.get(t, 0) + 1
 
     def labels(self) -> list[str]:
         return [e.label for e in self.entries]
@@ -284,6 +292,7 @@ class _Check:
     param_row: tuple[Any, int] | None = None  # (ParamScores, row) when a parameter model fired
     param_lp: float = 0.0  # the entry's log10 tail probability under its parameter model
     new: bool = False  # a transition no normal training session holds (the rule)
+    over: bool = False  # the occurrence of its key past the most a normal session held
 
 
 @dataclass(slots=True)
@@ -364,7 +373,7 @@ class StreamDetector:
         self._next_prune = 0
         index = self.key_model.index
         for s in self._open.values():
-            s.idx = [index.get(e.label, UNK) for e in s.entries]
+            s.reindex(index)
         for key, text in self.unknown_templates().items():
             self.model.templates_.setdefault(key, text)
 
@@ -586,7 +595,9 @@ class StreamDetector:
         idx = s.idx
         window = idx[-h:] if pos >= h else [PAD] * (h - pos) + idx
         idx.append(target)
+        nth = s.counts[target] = s.counts.get(target, 0) + 1
         check = _Check(s, pos, tuple(window), target)
+        check.over = self.key_model.count_over(target, nth)
         units = self._units
         if units and tkey in self._layouts:
             unit: tuple[int, int | None] = (tkey, prev)
@@ -654,7 +665,7 @@ class StreamDetector:
         new = km.new_transitions(windows, targets)
         for it, f, t, nw in zip(items, flags.tolist(), targets.tolist(), new.tolist(), strict=True):
             it.new = bool(nw)
-            it.flag = bool(f) or t == UNK or it.new
+            it.flag = bool(f) or t == UNK or it.new or (isinstance(it, _Check) and it.over)
 
     def _window_probs(self, window: tuple[int, ...]) -> np.ndarray:
         got = self._probs.get(window)
@@ -716,7 +727,7 @@ class StreamDetector:
                 s.low_prob = it.prob
             if it.rank > s.top_rank:
                 s.top_rank = it.rank
-            s.ruled = s.ruled or target == UNK or it.new
+            s.ruled = s.ruled or target == UNK or it.new or (isinstance(it, _Check) and it.over)
             s.key_flagged = s.key_flagged or it.flag
             if isinstance(it, _Check) and not it.flag and it.unit is not None:
                 s.param_lp = min(s.param_lp, it.param_lp)
@@ -803,7 +814,7 @@ class StreamDetector:
         p = c.pos
         labels = s.labels()
         observed = labels[p]
-        reason = "unseen_key" if c.target == UNK else "unseen_transition" if c.new else "ranked_out"
+        reason = "unseen_key" if c.target == UNK else key_reason(c.new, c.over)
         return Verdict(
             s.sid, True, p + 1, 0.0, reason, "keys", p, observed,
             self.model.templates_.get(observed), round(c.prob, 6),
@@ -926,7 +937,7 @@ class StreamDetector:
                 s = _Open(str(o["sid"]), int(o["order"]), int(o["first_seq"]))
                 s.active = o["active"]
                 s.entries = [_Entry.from_list(e) for e in o["entries"]]
-                s.idx = [index.get(e.label, UNK) for e in s.entries]
+                s.reindex(index)
                 s.reported = None if o["reported"] is None else _verdict_from(o["reported"])
                 s.low_prob = math.inf if o["low_prob"] is None else float(o["low_prob"])
                 s.top_rank = int(o["top_rank"])

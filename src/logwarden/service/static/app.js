@@ -6,6 +6,8 @@ const REASONS = {
   unseen_key: "a log key never seen in normal runs",
   early_end: "the session ended where the model expected it to go on",
   ranked_out: "the observed key was not among the keys the model expected next",
+  unseen_transition: "a key that never followed these keys in normal runs",
+  count_exceeded: "a key repeated more times than in any normal run",
   performance: "a step took far longer than in normal runs",
   parameter: "a parameter value far from what normal runs produce",
 };
@@ -31,7 +33,7 @@ function describe(v) {
   const out = [`${v.session}: ANOMALY ${where} (${v.length} keys): ${REASONS[v.reason] || v.reason}`];
   const obs = v.observed_template || v.observed;
   if (v.reason === "unseen_key") out.push(`  observed: ${obs} (never seen in training)`);
-  else if (v.reason === "ranked_out") out.push(`  observed: ${obs} (p=${Number(v.probability).toPrecision(2)}, rank ${v.rank})`);
+  else if (["ranked_out", "unseen_transition", "count_exceeded"].includes(v.reason)) out.push(`  observed: ${obs} (p=${Number(v.probability).toPrecision(2)}, rank ${v.rank})`);
   else if (v.deviation) {
     const d = v.deviation;
     out.push(`  entry: ${obs}`);
