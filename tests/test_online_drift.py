@@ -159,3 +159,24 @@ def test_baseline_and_config_are_checked() -> None:
     for bad in ({"bucket_seconds": 0}, {"min_share": 2.0}, {"alpha": 0.0}, {"min_ks": 0.0}):
         with pytest.raises(ConfigError):
             DriftConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_a_long_stream_keeps_the_latest_buckets_and_warnings_and_counts_all() -> None:
+    """A service's tracker runs for ever: it keeps ``history`` buckets and warnings for its
+    report (the latest ones) and counts every one of them."""
+    t = tracker(bucket_seconds=1000, history=5)
+    changed = (list("ACBDE"), True, "C")
+    # 40 buckets (a burst of sessions every 10,000 s), every other one a one-cause drift.
+    for b in range(40):
+        sessions = [(list("ABCDE"), False, None)] * 2
+        if b % 2:
+            sessions += [changed] * 12
+        feed(t, sessions, t0=b * 10_000.0)
+    warnings = t.close()
+    assert t.buckets_closed == 40 and t.warnings_total == 20
+    assert len(t.buckets) < 10 and len(warnings) < 10  # trimmed as they come
+    report = t.report()
+    assert (report["buckets_closed"], report["warnings_total"]) == (40, 20)
+    assert [b["bucket"] for b in report["buckets"]] == [10 * b for b in range(35, 40)]
+    assert len(report["warnings"]) == 5
+    assert report["warnings"][-1]["bucket"] == report["buckets"][-1]["bucket"]

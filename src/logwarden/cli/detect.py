@@ -214,7 +214,7 @@ def _drift_report(tracker: DriftTracker, args: argparse.Namespace) -> None:
         report = tracker.report()
         print(f"logwarden: {warnings[0].describe(report['suggested'])}", file=sys.stderr)
         print(
-            f"logwarden: drift in {len(warnings)} of {len(tracker.buckets)} time buckets; "
+            f"logwarden: drift in {tracker.warnings_total} of {tracker.buckets_closed} time buckets; "
             "templates behind it: "
             + "; ".join(f"{t['key']} {t['template']}" for t in report["drift_templates"][:5]),
             file=sys.stderr,

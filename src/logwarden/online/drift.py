@@ -121,6 +121,9 @@ class DriftConfig:
     context: int = 10  # keys before and after a new template that suggestions try to vary
     min_support: int = 2  # sessions a context needs to count for suggestions
     candidates: int = 200  # sessions remembered per template, to choose suggestions from
+    # Closed buckets and warnings kept for the report, the latest ones (a service runs for
+    # ever: 30 minutes of a busy stream close thousands of buckets); counts cover all.
+    history: int = 1000
 
     def __post_init__(self) -> None:
         checks = [
@@ -135,6 +138,7 @@ class DriftConfig:
             (self.suggest >= 0 and self.candidates >= 1, "suggest", "must be >= 0"),
             (self.context >= 0, "context", "must be >= 0"),
             (self.min_support >= 1, "min_support", "must be >= 1"),
+            (self.history >= 1, "history", "must be >= 1"),
         ]
         for ok, name, msg in checks:
             if not ok:
@@ -234,8 +238,10 @@ class DriftTracker:
         self.known = frozenset(known)
         self.templates = dict(templates or {})
         self.config = config or DriftConfig()
-        self.buckets: list[dict[str, Any]] = []  # summaries of closed buckets
-        self.warnings: list[DriftWarning] = []
+        self.buckets: list[dict[str, Any]] = []  # summaries of the latest closed buckets
+        self.warnings: list[DriftWarning] = []  # the latest warnings
+        self.buckets_closed = 0  # all of them
+        self.warnings_total = 0
         self._t0: float | None = None
         self._bucket = _Bucket(0, None)
         # Suggestion candidates: template -> [(session, contexts, key sequence)].
@@ -349,12 +355,16 @@ class DriftTracker:
         return chosen
 
     def report(self) -> dict[str, Any]:
-        """Everything as JSON-ready data: buckets, warnings, suggestions, the baseline."""
+        """Everything as JSON-ready data: the latest buckets and warnings (``history`` of
+        each) with the counts of all, suggestions, the baseline."""
+        keep = self.config.history
         return {
             "baseline": self.baseline.to_state()[0] if self.baseline is not None else None,
             "config": asdict(self.config),
-            "buckets": self.buckets,
-            "warnings": [w.to_dict() for w in self.warnings],
+            "buckets_closed": self.buckets_closed,
+            "warnings_total": self.warnings_total,
+            "buckets": self.buckets[-keep:],
+            "warnings": [w.to_dict() for w in self.warnings[-keep:]],
             "drift_templates": [
                 {"key": k, "template": self.templates.get(k)} for k in self._drift_keys
             ],
@@ -474,7 +484,8 @@ class DriftTracker:
         )
         w.suggested = self.suggestions()
         b.warning = w
-        self.warnings.append(w)
+        self.warnings_total += 1
+        _keep_latest(self.warnings, w, self.config.history)
         return w
 
     def _close(self, b: _Bucket) -> None:
@@ -499,7 +510,9 @@ class DriftTracker:
                 if n >= cfg.min_sessions and n / max(b.sessions, n) >= cfg.min_share:
                     self._drift_keys.setdefault(key, None)
         scores = np.asarray(b.scores) if b.scores else np.zeros(0)
-        self.buckets.append(
+        self.buckets_closed += 1
+        _keep_latest(
+            self.buckets,
             {
                 "bucket": b.index,
                 "start": b.start,
@@ -515,7 +528,8 @@ class DriftTracker:
                 "score_p90": round(float(np.quantile(scores, 0.9)), 4) if len(scores) else None,
                 "ks": None if ks is None else round(ks, 4),
                 "drift": b.warning is not None,
-            }
+            },
+            self.config.history,
         )
 
 
@@ -619,3 +633,10 @@ def _binomial_tail(k: int, n: int, p: float) -> float:
     ]
     top = max(terms)
     return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+
+
+def _keep_latest(items: list[Any], item: Any, keep: int) -> None:
+    """Append ``item`` and keep the latest ``keep`` (trimmed in steps: amortised O(1))."""
+    items.append(item)
+    if len(items) >= 2 * keep:
+        del items[:-keep]

@@ -259,6 +259,10 @@ def _loop(cfg: ProcessorConfig, store: Store, door: Doorbell | None, parent: int
             full_gc = time.monotonic()
 
 
+# Drift warnings carried in the status (the dashboard shows the latest few).
+_DRIFT_SHOWN = 20
+
+
 class DriftWatch:
     """The drift tracker of ``logwarden.online`` on the stream, when the model carries a
     training baseline; its report goes into the status."""
@@ -290,8 +294,9 @@ class DriftWatch:
         """The tracker's report (warnings counted), recomputed at most every 2 seconds."""
         if time.monotonic() - self._at >= 2.0:
             r = self.tracker.report()
-            self._report = {**r, "warnings": r.get("warnings", []),
-                            "n_warnings": len(r.get("warnings", [])),
+            # The status is written at every step: the latest warnings and buckets only.
+            self._report = {**r, "warnings": r.get("warnings", [])[-_DRIFT_SHOWN:],
+                            "n_warnings": self.tracker.warnings_total,
                             "buckets": r.get("buckets", [])[-50:]}  # fmt: skip
             self._at = time.monotonic()
         return self._report

@@ -105,7 +105,8 @@ async function pollModels() {
 function driftSummary(d) {
   const out = [];
   const warnings = d.warnings || [];
-  out.push(`${warnings.length} drift warning${warnings.length === 1 ? "" : "s"}`);
+  const total = d.n_warnings ?? warnings.length;
+  out.push(`${total} drift warning${total === 1 ? "" : "s"}`);
   for (const w of warnings.slice(-5)) {
     const causes = (w.causes || []).map((c) => c.template || c.key).slice(0, 3).join("; ");
     out.push(`  bucket ${w.bucket}: ${w.reasons.join(", ")}; flagged ${(100 * w.flagged_share).toFixed(1)}%` + (causes ? ` (${causes})` : ""));
