@@ -20,7 +20,7 @@ import pytest
 from logwarden.detect import DeepLog
 from logwarden.errors import BundleError
 from logwarden.models import FIRST_KEY, PAD, fit_key_model, vocabulary
-from logwarden.models.keys import KeyModelConfig, left_out_rules, session_rows
+from logwarden.models.keys import KeyModelConfig, left_out_ends, left_out_rules, session_rows
 from synthetic import grammar
 
 TINY = {
@@ -122,6 +122,49 @@ def test_an_end_no_normal_session_had_is_an_early_end_whatever_the_seed(seed: in
         for p, v in zip(prefixes, model.verdicts(prefixes), strict=True):
             assert (v.anomalous, v.reason, v.position) == (True, "early_end", len(p)), p
     assert not lenient.predict(grammar(50, seed=5)).any()
+
+
+def test_with_no_transition_context_the_ends_alone_are_still_a_rule() -> None:
+    """A budget too small for any transition (context 0) may still afford the early-end
+    rule alone: ending after a key no normal session ends with is an early end whatever
+    the network says, in batch, in a stream's terms (``new_transitions``) and after an
+    update that marks such a session normal."""
+    est = DeepLog(**TINY, seed=0, folds=2).fit(grammar(200, seed=1))
+    km = est.model_
+    cal = km.calibration
+    assert cal is not None and cal.end_keys is None  # it has a context: ends are in it
+    only_ends = copy.copy(est)
+    only_ends.model_ = copy.copy(km)
+    only_ends.model_.calibrate_with(
+        dataclasses.replace(cal, context=0, end_keys=[km.index["E"]], max_counts=None)
+    )
+    only_ends.model_.threshold = dataclasses.replace(est.threshold_, tau=1e-30)  # lenient
+    prefixes = [list("ABCB"), list("A"), list("ABCBCBCD")]
+    for p, v in zip(prefixes, only_ends.verdicts(prefixes), strict=True):
+        assert (v.anomalous, v.reason, v.position) == (True, "early_end", len(p)), p
+    assert not only_ends.predict(grammar(50, seed=5)).any()
+    m = only_ends.model_
+    windows = np.array([[PAD, PAD, m.index["A"], m.index["B"]], [PAD] * 3 + [m.index["E"]]])
+    assert m.new_transitions(windows, np.array([1, 1])).tolist() == [True, False]  # END = 1
+    assert m.new_transitions(windows, np.array([m.index["C"]] * 2)).tolist() == [False, False]
+    learned = m.learn_rules([m.encode(list("ABCB"))])
+    assert learned is not None and learned.end_keys == sorted([m.index["E"], m.index["B"]])
+
+
+def test_left_out_ends_match_a_naive_reference() -> None:
+    rng = np.random.default_rng(3)
+    sessions = [list(rng.integers(FIRST_KEY, FIRST_KEY + 6, size=int(rng.integers(0, 4))))
+                for _ in range(60)]  # fmt: skip
+    encoded = [np.array(x, dtype=np.int32) for x in sessions]
+    ruled = rng.random(60) < 0.05
+    last = [int(x[-1]) if x else PAD for x in sessions]
+    want = [r or last.count(k) == 1 for r, k in zip(ruled, last, strict=True)]
+    for budget in (0.0, float(np.mean(want)), 1.0):
+        flagged, ends = left_out_ends(encoded, ruled, budget)
+        if np.mean(want) <= budget:
+            assert flagged.tolist() == want and ends == sorted(set(last))
+        else:
+            assert flagged.tolist() == ruled.tolist() and ends is None
 
 
 def test_keys_an_update_adds_are_left_to_the_network_not_the_rule() -> None:

@@ -1017,13 +1017,13 @@ def _tune(
     feedback rows more weight (the operator said they are normal: a window where the old
     successor is very frequent needs more than ``share`` for a new one to pass); the
     model and each round's figures. The transitions of every session marked normal join
-    the rule's known ones, and their key counts raise the count rule's (the operator says
-    they are normal)."""
+    the rule's known ones, their key counts raise the count rule's and their ends join the
+    early-end rule's (the operator says they are normal)."""
     weights = grown.weights
     rounds: list[dict[str, Any]] = []
     km = grown
     known = grown.learn_transitions(memory.feedback_sessions)
-    calibration = grown.learn_counts(memory.feedback_sessions)
+    calibration = grown.learn_rules(memory.feedback_sessions)
     for r in range(policy.rounds):
         round_share = 1.0 - (1.0 - share) * 0.5**r
         weights, info = fine_tune(grown, memory, round_share, policy, init=weights)

@@ -173,6 +173,11 @@ class KeyCalibration:
       too many). Its leave-one-out cost (a session holding the only largest count of a
       key) is among ``rule_sessions``; None when that cost alone is over the rules'
       budget, or for a model from before the rule.
+    * ``end_keys``: when ``context`` is 0 (the budget affords no transitions), the early-end
+      rule alone: the keys after which some normal training session ended (PAD: an empty
+      one); a session ending after another key is an early end whatever the network says.
+      Calibrated the same way (a session whose last key no other session ends with); None
+      when ``context`` is 1 or more (its transitions hold the ends) or over the budget.
     """
 
     sessions: int
@@ -183,6 +188,7 @@ class KeyCalibration:
     rule_sessions: int
     rule_keys: int = 0
     max_counts: list[int] | None = None
+    end_keys: list[int] | None = None
 
     @property
     def rule_p(self) -> float:
@@ -363,6 +369,14 @@ class KeyModel:
             if limit.ndim != 1 or len(limit) > outputs or (limit < 0).any():
                 raise ValueError("the count rule does not fit the vocabulary")
             self._count_limit = limit
+        self._end_keys: np.ndarray | None = None
+        if cal is not None and cal.end_keys is not None:
+            ends = np.zeros(outputs, dtype=bool)
+            got = np.asarray(cal.end_keys, dtype=np.int64)
+            if len(got) and (got.min() < 0 or got.max() >= outputs):
+                raise ValueError("the early-end rule names keys outside the vocabulary")
+            ends[got] = True
+            self._end_keys = ends
         if cal is None or cal.context == 0:
             return
         t = self.transitions
@@ -509,7 +523,9 @@ class KeyModel:
             if cal.rule_keys:
                 later = (contexts >= cal.rule_keys).any(axis=1)[scores.window_rows]
                 new &= ~(later | (scores.target >= cal.rule_keys))
-            flags |= new
+        if self._end_keys is not None and len(new):
+            new |= self._unseen_end(scores.windows[scores.window_rows, -1], scores.target)
+        flags |= new
         over = self.over_count(scores.target, scores.offsets)
         flags |= over
         unseen_transition = np.zeros(n, dtype=bool)
@@ -558,19 +574,25 @@ class KeyModel:
         limit = self._count_limit
         return limit is not None and FIRST_KEY <= key < len(limit) and nth == int(limit[key]) + 1
 
-    def learn_counts(self, sessions: Sequence[np.ndarray]) -> KeyCalibration | None:
+    def learn_rules(self, sessions: Sequence[np.ndarray]) -> KeyCalibration | None:
         """The calibration with the count rule raised to these encoded sessions' counts
-        (an operator marked them normal)."""
+        and their last keys among the early-end rule's (an operator marked them normal).
+        Their transitions: ``learn_transitions``."""
         cal = self.calibration
-        if cal is None or cal.max_counts is None or not sessions:
+        if cal is None or not sessions:
             return cal
-        limit = np.array(cal.max_counts, dtype=np.int64)
-        for e in sessions:
-            e = np.asarray(e, dtype=np.int64)
-            e = e[(e >= FIRST_KEY) & (e < len(limit))]
-            if len(e):
-                np.maximum(limit, np.bincount(e, minlength=len(limit)), out=limit)
-        return replace(cal, max_counts=limit.tolist())
+        if cal.max_counts is not None:
+            limit = np.array(cal.max_counts, dtype=np.int64)
+            for e in sessions:
+                e = np.asarray(e, dtype=np.int64)
+                e = e[(e >= FIRST_KEY) & (e < len(limit))]
+                if len(e):
+                    np.maximum(limit, np.bincount(e, minlength=len(limit)), out=limit)
+            cal = replace(cal, max_counts=limit.tolist())
+        if cal.end_keys is not None:
+            last = {int(e[-1]) if len(e) else PAD for e in sessions}
+            cal = replace(cal, end_keys=sorted(set(cal.end_keys) | last))
+        return cal
 
     def p_values(self, statistic: np.ndarray, ruled: np.ndarray, flagged: np.ndarray) -> np.ndarray:
         """Sessions' tail probabilities among normal sessions (NaN without a calibration):
@@ -593,6 +615,9 @@ class KeyModel:
         transition no normal training session holds (the rule; all False without it)?"""
         cal = self.calibration
         targets = np.asarray(targets)
+        if cal is not None and self._end_keys is not None and len(targets):
+            last = np.asarray(windows).reshape(len(targets), -1)[:, -1]
+            return self._unseen_end(last, targets)
         if cal is None or cal.context == 0 or len(targets) == 0:
             return np.zeros(len(targets), dtype=bool)
         ctx = np.asarray(windows).reshape(len(targets), -1)[:, self.config.window - cal.context :]
@@ -600,6 +625,18 @@ class KeyModel:
         if cal.rule_keys:
             new &= ~((ctx >= cal.rule_keys).any(axis=1) | (targets >= cal.rule_keys))
         return new
+
+    def _unseen_end(self, last: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """The early-end rule: an END after a key no normal session ended with (not after
+        a key an online update added: the rule was calibrated without it)."""
+        ends = self._end_keys
+        assert ends is not None and self.calibration is not None
+        last = np.asarray(last, dtype=np.int64)
+        known = (last >= 0) & (last < len(ends))
+        odd = (np.asarray(targets) == END) & known & ~ends[np.where(known, last, 0)]
+        if self.calibration.rule_keys:
+            odd &= last < self.calibration.rule_keys
+        return odd
 
     def learn_transitions(self, sessions: Sequence[np.ndarray]) -> np.ndarray | None:
         """The rule's known transitions with those of these encoded sessions added (an
@@ -1116,6 +1153,21 @@ def left_out_rules(
     return unseen_key, best[1], best[0], best[2], max_counts
 
 
+def left_out_ends(
+    encoded: Sequence[np.ndarray], ruled: np.ndarray, budget: float
+) -> tuple[np.ndarray, list[int] | None]:
+    """The early-end rule alone (for a calibration whose transition context is 0): per
+    session, ``ruled`` or its last key (PAD: empty) is one no other session ends with;
+    with the keys some session ends with, or None when that is over ``budget``."""
+    last = np.fromiter((int(e[-1]) if len(e) else PAD for e in encoded), np.int64, len(encoded))
+    ends, holders = np.unique(last, return_counts=True)
+    alone = holders[np.searchsorted(ends, last)] == 1
+    flagged = ruled | alone
+    if len(encoded) == 0 or flagged.mean() > budget:
+        return ruled, None
+    return flagged, ends.tolist()
+
+
 def _left_out_counts(
     encoded: Sequence[np.ndarray], n_outputs: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -1174,6 +1226,11 @@ def calibrate(
     unseen_key, ruled, context, transitions, max_counts = left_out_rules(
         encoded, n_outputs, longest, budget, counts=config.rule_share > 0
     )
+    end_keys = None
+    if context == 0 and config.rule_share > 0:
+        # No transitions fit the budget: the ends alone still may (a session ending where
+        # no normal session ended is an early end whatever the network says).
+        ruled, end_keys = left_out_ends(encoded, ruled, budget)
     r = float(ruled.mean())
     rest = statistic[~ruled] if statistic is not None else np.zeros(0)
     tail = TailModel.fit(rest) if len(rest) else None
@@ -1182,6 +1239,7 @@ def calibrate(
         "rule_sessions": int(ruled.sum()),
         "rule_context": context,
         "count_rule": max_counts is not None,
+        "end_rule": end_keys is not None,
     }
     if config.top_g is not None and worst_rank is None:
         threshold = Threshold("top_g", g=config.top_g)
@@ -1260,6 +1318,7 @@ def calibrate(
         rule_sessions=int(ruled.sum()),
         rule_keys=n_outputs,
         max_counts=None if max_counts is None else max_counts.tolist(),
+        end_keys=end_keys,
     )
     return threshold, calibration, transitions.astype(np.int32), info, cross_fitted
 
