@@ -50,6 +50,7 @@ from _harness import (
 from logwarden.detect import DeepLog
 from logwarden.evaluate import Report
 from logwarden.io.datasets import load_sequences
+from logwarden.models import KeyModelConfig
 
 TARGET_RECALL = 0.99
 TARGET_TRAIN_S = 60.0
@@ -306,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--top-g", type=int, default=9, help="g of the fixed-g comparison model")
-    p.add_argument("--target-fpr", type=float, default=0.005)
+    p.add_argument("--target-fpr", type=float, default=KeyModelConfig().target_fpr)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     p.add_argument("--cores", type=int, default=2, help="pin to this many cores (0: all)")

@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         "--target-fpr",
         type=float,
         default=KeyModelConfig().target_fpr,
-        help="the automatic threshold's target (default: the library's, 0.005)",
+        help="the automatic threshold's target (default: the library's)",
     )
     p.add_argument("--jobs", type=int, default=2, help="processes for the fold models")
     p.add_argument("--seed", type=int, default=0)

@@ -382,6 +382,10 @@ def sim_block(args: argparse.Namespace) -> dict[str, Any]:
         flagged = np.array([v.anomalous for v in verdicts])
         scores = np.array([v.score for v in verdicts])
         detector = np.array([v.detector or "" for v in verdicts])
+        # The key model's own flags (whichever detector a verdict names first): the target
+        # is its calibration's; the parameter models answer to their own confidence.
+        km = est.model_
+        by_keys = km.assess(km.encode_many(test.keys)).first >= 0
         distinct = np.array([tuple(k) not in known for k in test.keys])
         normal = kinds == "normal"
         anomalous = np.isin(kinds, ["path", "param", "perf"])
@@ -400,6 +404,7 @@ def sim_block(args: argparse.Namespace) -> dict[str, Any]:
                 "normal": int(normal.sum()),
                 "fpr": float(flagged[normal].mean()),
                 "fp_keys": int((flagged & normal & (detector == "keys")).sum()),
+                "fpr_keys": float(by_keys[normal].mean()),
                 "fp_params": int((flagged & normal & (detector == "params")).sum()),
                 "recall_path": rate(kinds == "path"),
                 "recall_path_distinct": rate((kinds == "path") & distinct),
@@ -414,7 +419,8 @@ def sim_block(args: argparse.Namespace) -> dict[str, Any]:
         )
         r = runs[-1]
         print(
-            f"  FP {r['fp']}/{r['normal']} ({r['fpr']:.2%}), path {r['recall_path']:.3f}, "
+            f"  FP {r['fp']}/{r['normal']} ({r['fpr']:.2%}; key model {r['fpr_keys']:.2%}), "
+            f"path {r['recall_path']:.3f}, "
             f"param {r['recall_param']}, perf {r['recall_perf']}",
             file=sys.stderr,
             flush=True,
@@ -483,18 +489,20 @@ def summarize(rep: dict[str, Any], target: float) -> dict[str, Any]:
         s["sim"] = {
             k: spread([r[k] for r in runs if r[k] is not None])
             for k in (
-                "fpr", "recall_path", "recall_path_distinct", "recall_param", "recall_perf",
+                "fpr", "fpr_keys", "recall_path", "recall_path_distinct", "recall_param",
+                "recall_perf",
                 "expected_fpr", "train_s",
             )
         }  # fmt: skip
         passes["sim: anomalies of both detectors rank above normal sessions"] = all(
             r["scores_rank_anomalies_first"] for r in runs
         )
-    every = [
-        r["fpr"] for b in ("deeplog", "hdfs100k", "sim") for r in rep.get(b, {}).get("runs", [])
-    ]
+    # The target is the key model's: in the simulator its own flags count (both detectors
+    # together are in the sim spread above).
+    every = [r["fpr"] for b in ("deeplog", "hdfs100k") for r in rep.get(b, {}).get("runs", [])]
+    every += [r["fpr_keys"] for r in rep.get("sim", {}).get("runs", [])]
     if every:
-        passes["every run's FPR <= 1.5 x target (all blocks)"] = (
+        passes["every run's key-model FPR <= 1.5 x target (all blocks)"] = (
             max(every) <= TARGETS["fpr_over_target"] * target
         )
     return {"spreads": s, "passes": passes}
@@ -578,7 +586,8 @@ def print_report(rep: dict[str, Any]) -> None:
         for r in sm["runs"]:
             print(
                 f"  seed {r['seed']}: FP {r['fp']}/{r['normal']} ({r['fpr']:.2%}; keys "
-                f"{r['fp_keys']}, params {r['fp_params']}), recall path {r['recall_path']:.3f} "
+                f"{r['fp_keys']}, params {r['fp_params']}; key model alone "
+                f"{r['fpr_keys']:.2%}), recall path {r['recall_path']:.3f} "
                 f"(unlike training {r['recall_path_distinct']}), param {r['recall_param']}, "
                 f"perf {r['recall_perf']}; anomalies ranked first: "
                 f"{r['scores_rank_anomalies_first']}; expected {r['expected_fpr']:.2%}, "
@@ -615,7 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--target-fpr",
         type=float,
         default=KeyModelConfig().target_fpr,
-        help="the automatic threshold's target (default: the library's, 0.005)",
+        help="the automatic threshold's target (default: the library's)",
     )
     p.add_argument(
         "--no-paper",

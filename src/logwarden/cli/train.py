@@ -11,6 +11,7 @@ from typing import Any
 from logwarden.cli.common import RuntimeFailure, UsageError, stderr_console
 from logwarden.cli.inputs import add_input_args, apply_input_args, read_inputs
 from logwarden.cli.lines import add_line_label_args, train_supervised
+from logwarden.models import KeyModelConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--top-g", type=int, default=None, help="fixed top-g rule (default: automatic threshold)"
     )
     st.add_argument(
-        "--target-fpr", type=float, default=0.005, help="automatic threshold's false-positive rate"
+        "--target-fpr",
+        type=float,
+        default=KeyModelConfig().target_fpr,
+        help="automatic threshold's false-positive rate",
     )
     st.add_argument("--layers", type=int, default=None, help="LSTM layers (2; supervised: 1)")
     st.add_argument("--hidden", type=int, default=None, help="LSTM units (64; supervised: 32)")
