@@ -225,7 +225,7 @@ class DeepLog:
         batch_size: int = 512,
         learning_rate: float = 0.01,
         patience: int = 10,
-        target_fpr: float = 0.002,
+        target_fpr: float = 0.005,
         folds: int = 5,
         rule_share: float = 0.6,
         n_jobs: int = 1,
