@@ -249,6 +249,7 @@ class DriftTracker:
             str, list[tuple[str, frozenset[tuple[str, ...]], tuple[str, ...]]]
         ] = {}
         self._drift_keys: dict[str, None] = {}  # templates named by warnings, in order
+        self._shared: dict[Any, Any] = {}  # one copy of each context and key sequence kept
 
     # -- the streaming API -------------------------------------------------------------------
 
@@ -413,7 +414,12 @@ class DriftTracker:
         for k in interesting:
             if not any(c[1] == k for c in ctx):
                 ctx.add(("?", k, "?"))
-        entry = (session, frozenset(ctx), tuple(ks))
+        # Runs repeat: equal contexts and key sequences are stored once (a long stream
+        # fills every template's list: 200 entries of a few kilobytes each otherwise).
+        shared = self._shared
+        contexts = frozenset(shared.setdefault(c, c) for c in ctx)
+        seq = tuple(ks)
+        entry = (session, shared.setdefault(contexts, contexts), shared.setdefault(seq, seq))
         for k in interesting:
             lst = self._candidates.setdefault(k, [])
             if len(lst) < self.config.candidates:
