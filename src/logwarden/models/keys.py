@@ -615,15 +615,18 @@ class KeyModel:
         transition no normal training session holds (the rule; all False without it)?"""
         cal = self.calibration
         targets = np.asarray(targets)
-        if cal is not None and self._end_keys is not None and len(targets):
-            last = np.asarray(windows).reshape(len(targets), -1)[:, -1]
-            return self._unseen_end(last, targets)
-        if cal is None or cal.context == 0 or len(targets) == 0:
-            return np.zeros(len(targets), dtype=bool)
-        ctx = np.asarray(windows).reshape(len(targets), -1)[:, self.config.window - cal.context :]
-        new = ~self._known.contains(np.concatenate([ctx, targets[:, None]], axis=1))
-        if cal.rule_keys:
-            new &= ~((ctx >= cal.rule_keys).any(axis=1) | (targets >= cal.rule_keys))
+        new = np.zeros(len(targets), dtype=bool)
+        if cal is None or len(targets) == 0:
+            return new
+        windows = np.asarray(windows).reshape(len(targets), -1)
+        # The same rules as ``assess``: transitions at the context, then the ends alone.
+        if cal.context > 0:
+            ctx = windows[:, self.config.window - cal.context :]
+            new = ~self._known.contains(np.concatenate([ctx, targets[:, None]], axis=1))
+            if cal.rule_keys:
+                new &= ~((ctx >= cal.rule_keys).any(axis=1) | (targets >= cal.rule_keys))
+        if self._end_keys is not None:
+            new |= self._unseen_end(windows[:, -1], targets)
         return new
 
     def _unseen_end(self, last: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -1129,10 +1132,11 @@ def left_out_rules(
     unseen_key = np.fromiter(((holders[u] == 1).any() for u in uniq), dtype=bool, count=n)
     base = unseen_key.copy()
     max_counts = None
-    over, most = _left_out_counts(encoded, n_outputs)
-    if counts and (base | over).mean() <= budget:
-        base |= over
-        max_counts = most
+    if counts:
+        over, most = _left_out_counts(encoded, n_outputs)
+        if (base | over).mean() <= budget:
+            base |= over
+            max_counts = most
     rows, offsets = session_rows(encoded, window)
     owner = np.repeat(np.arange(n), np.diff(offsets))
     best = (0, base, np.zeros((0, 1), dtype=np.int32))
