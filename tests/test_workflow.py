@@ -129,6 +129,66 @@ def test_allows_answers_as_allowed_does(mined: Workflows) -> None:
                 assert wf.allows(state, key, counts) == (key in listed), (wf.name, state, key)
 
 
+def _cheapest_completion(wf, state: str, counts: dict[str, int]) -> float | None:
+    """Reference: a plain uniform-cost search over (step, counts), no heuristic, no pruning:
+    the cost (-log probability) of the most likely way to an allowed end."""
+    import heapq
+    import math
+
+    heap = [(0.0, 0, state, tuple(sorted(counts.items())))]
+    seen = set()
+    tie = 0
+    while heap:
+        cost, _, s, cnt = heapq.heappop(heap)
+        if s == END:
+            return cost
+        if (s, cnt) in seen or len(seen) > 50_000:
+            continue
+        seen.add((s, cnt))
+        for b, p in wf.allowed(s, dict(cnt)):
+            nxt = dict(cnt)
+            if b != END:
+                nxt[b] = nxt.get(b, 0) + 1
+            tie += 1
+            heapq.heappush(heap, (cost - math.log(p), tie, b, tuple(sorted(nxt.items()))))
+    return None
+
+
+def test_completion_is_the_most_likely_allowed_way_to_the_end(mined: Workflows) -> None:
+    """The completion search (A*, its bound the cheapest way to END over the edges alone)
+    finds a path the counting rules allow, as likely as the best one a plain search finds,
+    and finds none exactly when there is none."""
+    import math
+
+    rng = random.Random(5)
+    checked = 0
+    cases = []
+    for keys in _sessions(200, seed=7):  # prefixes of real runs, and random states
+        cut = rng.randint(0, len(keys) - 1)
+        cases.append((keys[cut - 1] if cut else START, dict(Counter(keys[:cut])), keys))
+    for wf in mined.workflows:
+        for _ in range(100):
+            counts = {k: rng.randint(0, 2) for k in wf.keys if rng.random() < 0.5}
+            cases.append((rng.choice([START, *wf.keys]), counts, wf.keys))
+    for state, counts, keys in cases:
+        wf = mined[mined.assign(keys)]
+        best = _cheapest_completion(wf, state, counts)
+        path = wf.completion(state, counts)
+        if best is None:
+            assert path is None, (wf.name, state, counts)
+            continue
+        assert path is not None, (wf.name, state, counts)
+        cost, s, cnt = 0.0, state, dict(counts)
+        for k in [*path, END]:
+            assert wf.allows(s, k, cnt), (wf.name, state, counts, path)
+            cost -= math.log(wf.probability(s, k))
+            cnt[k] = cnt.get(k, 0) + 1
+            s = k
+        assert cost == pytest.approx(best, rel=1e-9, abs=1e-12)
+        checked += 1
+    assert checked > 100
+
+
 def test_state_round_trip_is_json_and_checked(mined: Workflows) -> None:
     state = json.loads(json.dumps(mined.to_state()[0]))
     again = Workflows.from_state(state)

@@ -141,6 +141,7 @@ class Workflow:
             if balanced:
                 self._balanced.append((a, b))
         self._keyset = set(self.keys)
+        self._to_end: dict[str, float] | None = None  # see _end_costs
         # Completions found so far: early ends repeat (a few distinct prefixes among
         # thousands of sessions), and a search that finds no end spends its whole budget.
         self._completions: dict[tuple[Any, ...], list[str] | None] = {}
@@ -189,7 +190,12 @@ class Workflow:
         n = counts.get(b, 0) + 1
         if n > self.max_count.get(b, n):
             return False
-        return all(n <= counts.get(a, 0) for a in self._needs.get(b, ()))
+        needs = self._needs.get(b)
+        if needs:  # a plain loop: asked for every successor at every entry of a replay
+            for a in needs:
+                if n > counts.get(a, 0):
+                    return False
+        return True
 
     def can_end(self, counts: Mapping[str, int]) -> bool:
         if not self.counted:
@@ -230,39 +236,69 @@ class Workflow:
         self._completions[memo] = found
         return None if found is None else list(found)
 
+    def _end_costs(self) -> dict[str, float]:
+        """Per step, the cost (-log probability) of the cheapest way to END over the edges
+        alone, counting rules ignored (Dijkstra backwards from END); steps that cannot
+        reach END are absent. A lower bound of every completion's cost: the search's
+        heuristic."""
+        if self._to_end is None:
+            import heapq
+
+            into: dict[str, list[tuple[str, float]]] = {}
+            for a, succ in self._succ.items():
+                for b, p in succ:
+                    into.setdefault(b, []).append((a, -math.log(p)))
+            best: dict[str, float] = {END: 0.0}
+            heap = [(0.0, END)]
+            while heap:
+                d, b = heapq.heappop(heap)
+                if d > best.get(b, math.inf):
+                    continue
+                for a, c in into.get(b, ()):
+                    if d + c < best.get(a, math.inf):
+                        best[a] = d + c
+                        heapq.heappush(heap, (d + c, a))
+            self._to_end = best
+        return self._to_end
+
     def _search(
         self, state: str, start_counts: tuple[tuple[str, int], ...], max_expansions: int
     ) -> list[str] | None:
         import heapq
 
-        heap: list[tuple[float, int, str, tuple[tuple[str, int], ...], tuple[str, ...]]] = [
-            (0.0, 0, state, start_counts, ())
-        ]
+        # A*: ordered by cost so far plus the cheapest way to END ignoring the counts, a
+        # lower bound that never overestimates, so the first END reached is still the most
+        # likely completion; and steps with no way to END at all are never queued.
+        to_end = self._end_costs()
+        if state not in to_end:
+            return None
+        Item = tuple[float, int, float, str, tuple[tuple[str, int], ...], tuple[str, ...]]
+        heap: list[Item] = [(to_end[state], 0, 0.0, state, start_counts, ())]
         seen: set[tuple[str, tuple[tuple[str, int], ...]]] = set()
         tie = 0
         expansions = 0
         while heap and expansions < max_expansions:
-            cost, _, s, cnt, path = heapq.heappop(heap)
+            _, _, cost, s, cnt, path = heapq.heappop(heap)
+            if s == END:
+                return list(path)
             if (s, cnt) in seen:
                 continue
             seen.add((s, cnt))
             expansions += 1
             current = dict(cnt)
             for b, p in self.allowed(s, current):
+                rest = to_end.get(b)
+                if rest is None:
+                    continue
+                c = cost - math.log(p)
+                tie += 1
                 if b == END:
                     # Ending is a step too: the cheapest complete path wins.
-                    tie += 1
-                    heapq.heappush(heap, (cost - math.log(p), tie, END, cnt, path))
+                    heapq.heappush(heap, (c, tie, c, END, cnt, path))
                     continue
                 nxt = dict(current)
                 nxt[b] = nxt.get(b, 0) + 1
-                tie += 1
-                heapq.heappush(
-                    heap,
-                    (cost - math.log(p), tie, b, tuple(sorted(nxt.items())), (*path, b)),
-                )
-            if s == END:
-                return list(path)
+                heapq.heappush(heap, (c + rest, tie, c, b, tuple(sorted(nxt.items())), (*path, b)))
         return None
 
     # -- state ----------------------------------------------------------------------------
