@@ -31,6 +31,7 @@ cache of windows.
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -1076,8 +1077,14 @@ class _FoldJobs:
         self.workers = workers
         self.folds = config.folds
         self.n = len(encoded)
+        from logwarden.children import die_with_parent
+
         self._pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            # A killed train must not leave fold models training on (and then idle).
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
         )
         data = list(encoded)
         self._futures = [

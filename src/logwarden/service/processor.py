@@ -21,7 +21,6 @@ import gc
 import json
 import math
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from logwarden.children import die_with_parent
 from logwarden.detect import Detector
 from logwarden.service.store import FLUSH, LINE, MODEL, Store
 from logwarden.service.stream import Emitted, StreamConfig, StreamDetector
@@ -66,16 +66,6 @@ def store_lock(store: str) -> Iterator[None]:
         yield
     finally:
         fh.close()
-
-
-def _die_with_parent() -> None:
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class _Latency:
@@ -138,7 +128,7 @@ def ring(fd: int) -> None:
 def run_processor(cfg: ProcessorConfig, bell: Any = None) -> None:
     """The processor's main loop (the target of the detector process); ``bell``: the read
     end of the server's pipe (see ``Doorbell``)."""
-    _die_with_parent()
+    die_with_parent()
     parent = os.getppid()
     door = Doorbell(bell) if bell is not None else None
     with contextlib.suppress(ImportError):
