@@ -362,3 +362,91 @@ def test_fold_models_in_worker_processes_give_the_same_model() -> None:
     assert serial.calibration == parallel.calibration
     fold_epochs = serial.train_info["calibration"]["fold_epochs"]
     assert fold_epochs == parallel.train_info["calibration"]["fold_epochs"]
+
+
+@pytest.fixture(scope="module")
+def markov_model() -> DeepLog:
+    # A target of 5%: the probability cut flags enough normal sessions for the fold check
+    # to have work on both sides (cleared and confirmed).
+    return DeepLog(**TINY, seed=0, target_fpr=0.05).fit(markov(1500, seed=1))
+
+
+def _reference_first(km, e: np.ndarray, ruled_first: int) -> tuple[int, bool]:
+    """Where the key model flags one encoded session, by the fold check's definition,
+    position by position (no batching, no segment tricks): the first rule flag, or the
+    first position where the cut has flagged this or an earlier position and the fold
+    models' averaged p-value of the session so far is at most the level. Also whether the
+    fold check decided it (the cut flagged it before any rule did)."""
+    from logwarden.models.keys import KeyModel, Threshold
+
+    rows, _ = session_rows([e], km.config.window)
+    windows, targets = rows[:, :-1], rows[:, -1]
+    probs = km.net.probabilities(windows)
+    cut_first = -1
+    for t in range(len(targets)):
+        p = probs[t, targets[t]]
+        masked = probs[t].copy()
+        masked[[PAD, 2]] = -1.0
+        if targets[t] != 2 and p < km.threshold.tau and int((masked > p).sum()) + 1 > 1:
+            cut_first = t
+            break
+    if cut_first < 0 or (0 <= ruled_first < cut_first):
+        return ruled_first, False
+    stats = []
+    for w in km.fold_weights:
+        fm = KeyModel(km.config, km.keys, w, Threshold("top_g", g=1))
+        sc = fm.score([e])
+        keep = (sc.target != 2) & (sc.rank > 1) & ~(sc.windows == 2).any(axis=1)[sc.window_rows]
+        stats.append(np.where(keep, -np.log10(np.maximum(sc.prob.astype(float), 1e-45)), 0.0))
+    tails = km.calibration.fold_tails
+    for t in range(cut_first, len(targets)):
+        if 0 <= ruled_first <= t:
+            return ruled_first, True
+        p = np.mean([tails[k].sf(max(stats[k][: t + 1])) for k in range(len(tails))])
+        if p <= km.threshold.level:
+            return t, True
+    return ruled_first, True
+
+
+def test_the_fold_check_matches_a_position_by_position_reference(markov_model: DeepLog) -> None:
+    km = markov_model.model_
+    assert km.fold_check and len(km.fold_weights) == km.config.folds
+    sessions = markov(400, seed=7)
+    rng = random.Random(3)
+    for s in sessions[:40]:  # some anomalous: a run of one key, or keys swapped
+        if rng.random() < 0.5:
+            s[rng.randrange(len(s)) :] = [s[0]] * 6
+        elif len(s) > 2:
+            i = rng.randrange(len(s) - 1)
+            s[i], s[i + 1] = s[i + 1], s[i]
+    enc = km.encode_many(sessions)
+    got = km.assess(enc)
+    rules = (got.scores.target == 2) | got.new_transition | got.over_count
+    cleared = confirmed = 0
+    for i, e in enumerate(enc):
+        lo, hi = got.scores.offsets[i], got.scores.offsets[i + 1]
+        hit = np.flatnonzero(rules[lo:hi])
+        ruled_first = int(hit[0]) if len(hit) else -1
+        first, decided = _reference_first(km, e, ruled_first)
+        assert int(got.first[i]) == first, (i, sessions[i])
+        if decided and first < 0:
+            cleared += 1  # the cut flagged it, the folds did not agree
+        elif decided and first != ruled_first:
+            confirmed += 1
+    assert cleared and confirmed, (cleared, confirmed)
+    # Without the check the cut alone decides: never fewer flags.
+    plain = dataclasses.replace(km, config=dataclasses.replace(km.config, fold_check=False))
+    assert not plain.fold_check
+    alone = plain.assess(enc).first >= 0
+    assert (alone | ~(got.first >= 0)).all() and alone.sum() > (got.first >= 0).sum()
+
+
+def test_fold_models_travel_in_the_bundle(markov_model: DeepLog, tmp_path) -> None:
+    markov_model.save(tmp_path / "m")
+    back = DeepLog.load(tmp_path / "m")
+    km = back.model_
+    assert km.fold_check and len(km.fold_weights) == markov_model.model_.config.folds
+    for a, b in zip(km.fold_weights, markov_model.model_.fold_weights, strict=True):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    probes = markov(300, seed=9)
+    assert back.predict(probes).tolist() == markov_model.predict(probes).tolist()

@@ -198,8 +198,10 @@ class DeepLog:
     paper's top-g rule (its false-positive rate is estimated the same way). In both modes
     a key that never followed its preceding keys in a normal session (END included: an
     early end) is anomalous (``rule_share``: the most of ``target_fpr`` that rule may cost,
-    see ``KeyCalibration``). ``n_jobs`` > 1 trains the fold models in that many worker
-    processes (spawned) beside the model itself.
+    see ``KeyCalibration``). ``fold_check`` (probability mode): the fold models are kept,
+    and a session the probability cut flags is flagged only when their averaged p-value
+    agrees (see ``KeyModel.fold_statistics``). ``n_jobs`` > 1 trains the fold models in
+    that many worker processes (spawned) beside the model itself.
 
     The parameter models (``param_models``, on by default) need the sessions' entries with
     their parameters and elapsed times: pass ``events`` (``Session`` objects aligned with
@@ -228,6 +230,7 @@ class DeepLog:
         target_fpr: float = 0.005,
         folds: int = 5,
         rule_share: float = 0.6,
+        fold_check: bool = True,
         n_jobs: int = 1,
         seed: int = 0,
         device: str = "auto",
@@ -261,6 +264,7 @@ class DeepLog:
         self.target_fpr = target_fpr
         self.folds = folds
         self.rule_share = rule_share
+        self.fold_check = fold_check
         self.n_jobs = n_jobs
         self.seed = seed
         self.device = device
@@ -1029,7 +1033,7 @@ def _tune(
         weights, info = fine_tune(grown, memory, round_share, policy, init=weights)
         km = KeyModel(
             grown.config, grown.keys, weights, grown.threshold, dict(grown.train_info),
-            calibration, known,
+            calibration, known, fold_weights=grown.fold_weights,
         )  # fmt: skip
         km.threshold = recheck_threshold(km, memory.calibration)
         still = int(_flagged(km, memory.feedback_sessions).sum())

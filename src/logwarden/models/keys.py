@@ -45,6 +45,7 @@ from logwarden.models.calibration import TailModel, binomial_interval, bootstrap
 from logwarden.models.numpy_nets import KeyNetNumpy
 
 TRANSITIONS = "rule.transitions"  # the array of known transitions, beside the weights
+FOLD_PREFIX = "fold"  # the fold models' weights: fold<k>/<weight name>
 PAD = 0  # before the first key of a session
 END = 1  # after the last key of a session
 UNK = 2  # a key never seen in training
@@ -68,6 +69,9 @@ class KeyModelConfig:
     target_fpr: float = 0.005  # automatic threshold: expected false-positive rate per session
     folds: int = 5  # cross-fitting folds for the threshold and its false-positive estimate
     rule_share: float = 0.6  # most of target_fpr the unseen-transition rule may take
+    # The probability cut's flags confirmed by the fold models (kept in the bundle): see
+    # ``KeyModel.fold_statistics``. False: the full model's cut alone.
+    fold_check: bool = True
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda"
 
@@ -190,6 +194,7 @@ class KeyCalibration:
     rule_keys: int = 0
     max_counts: list[int] | None = None
     end_keys: list[int] | None = None
+    fold_tails: list[TailModel] | None = None
 
     @property
     def rule_p(self) -> float:
@@ -199,13 +204,21 @@ class KeyCalibration:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["tail"] = None if self.tail is None else self.tail.to_dict()
+        d["fold_tails"] = (
+            None if self.fold_tails is None else [t.to_dict() for t in self.fold_tails]
+        )
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> KeyCalibration:
         d = dict(d)
         tail = d.pop("tail", None)
-        return cls(tail=None if tail is None else TailModel.from_dict(tail), **d)
+        folds = d.pop("fold_tails", None)
+        return cls(
+            tail=None if tail is None else TailModel.from_dict(tail),
+            fold_tails=None if folds is None else [TailModel.from_dict(t) for t in folds],
+            **d,
+        )
 
 
 @dataclass
@@ -341,6 +354,11 @@ class KeyModel:
     )
     # The model's own assessment of its training sessions (drift baseline, with the above).
     own_assessment: Assessment | None = field(default=None, repr=False, compare=False)
+    # The fold models' weights (cross-fitting's, fold k trained without fold k): with the
+    # calibration's ``fold_tails`` they confirm the probability cut (``fold_statistics``).
+    fold_weights: list[dict[str, np.ndarray]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.index = {k: i + FIRST_KEY for i, k in enumerate(self.keys)}
@@ -350,6 +368,7 @@ class KeyModel:
             if w is None or w.ndim != 2 or w.shape[0] != outputs:
                 raise ValueError(f"weights {name} do not fit a vocabulary of {len(self.keys)} keys")
         self.net = KeyNetNumpy(self.weights, self.config.layers)
+        self._fold_nets = [KeyNetNumpy(w, self.config.layers) for w in self.fold_weights or []]
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._batch_cache: dict[bytes, np.ndarray] = {}  # window -> probabilities (score)
         self.calibrate_with(self.calibration, self.transitions)
@@ -402,6 +421,8 @@ class KeyModel:
         arrays = dict(self.weights)
         if self.transitions is not None:
             arrays[TRANSITIONS] = self.transitions
+        for k, w in enumerate(self.fold_weights or []):
+            arrays.update({f"{FOLD_PREFIX}{k}/{name}": v for name, v in w.items()})
         return meta, arrays
 
     @classmethod
@@ -414,8 +435,21 @@ class KeyModel:
                 "a probability threshold without its calibration (a model from an older "
                 "logwarden): train it again"
             )
-        weights = {k: np.asarray(v) for k, v in arrays.items() if k != TRANSITIONS}
-        return cls(
+        weights = {
+            k: np.asarray(v)
+            for k, v in arrays.items()
+            if k != TRANSITIONS and not k.startswith(FOLD_PREFIX)
+        }
+        folds: dict[int, dict[str, np.ndarray]] = {}
+        for name, v in arrays.items():
+            if name.startswith(FOLD_PREFIX):
+                k, _, part = name[len(FOLD_PREFIX) :].partition("/")
+                if not k.isdigit() or not part:
+                    raise ValueError(f"unknown array {name!r}")
+                folds.setdefault(int(k), {})[part] = np.asarray(v)
+        if folds and sorted(folds) != list(range(len(folds))):
+            raise ValueError("the fold models are not numbered 0..k-1")
+        model = cls(
             KeyModelConfig(**meta["config"]),
             [str(k) for k in meta["keys"]],
             weights,
@@ -423,7 +457,9 @@ class KeyModel:
             dict(meta.get("train_info", {})),
             None if cal is None else KeyCalibration.from_dict(cal),
             None if TRANSITIONS not in arrays else np.asarray(arrays[TRANSITIONS]),
+            fold_weights=[folds[k] for k in range(len(folds))] or None,
         )
+        return model
 
     @property
     def vocab_size(self) -> int:
@@ -505,13 +541,114 @@ class KeyModel:
             dict(self.train_info),
             self.calibration,
             self.transitions,
+            fold_weights=self.fold_weights,  # they judge what they know (fold_statistics)
         )
+
+    # -- the fold check ---------------------------------------------------------------------
+
+    @property
+    def fold_check(self) -> bool:
+        """Whether the probability cut's flags need the fold models' confirmation: a
+        probability threshold, its level, the fold models and their tails, and the
+        config's ``fold_check``."""
+        cal = self.calibration
+        return bool(
+            self.config.fold_check
+            and self._fold_nets
+            and cal is not None
+            and cal.fold_tails is not None
+            and len(cal.fold_tails) == len(self._fold_nets)
+            and self.threshold.mode == "probability"
+            and self.threshold.level is not None
+        )
+
+    def fold_statistics(
+        self, windows: np.ndarray, targets: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per fold model and position (``windows`` (n, window) of key indices before each
+        ``targets`` key), what the position adds to the session statistic under that fold
+        model: -log10 of the target's probability where ``session_statistic`` counts the
+        position (a known target, no unknown key in the window, not the fold model's most
+        likely key), else 0; shape (folds, n). Also per position whether the folds can
+        judge it at all: keys an online update added after them (indices past their
+        vocabulary) are unknown to them, and there the full model's cut decides alone.
+
+        Why (issue 9): the cut is calibrated on sessions each scored by a fold model that
+        did not train on it, then applied to the full model, which trained on all of them.
+        On later data a rare but normal ordering (HDFS: concurrent datanodes' messages)
+        gets a low probability from the full model as often as the target says. The fold
+        models disagree about such orderings (those that trained on the sessions holding
+        them give them moderate probabilities) and agree about anomalies. So a session
+        flagged by the cut is flagged only when the fold models' p-values, averaged
+        (cross-conformal, "CV+": fold k's p-value from the tail of the statistics fold k's
+        model gave the sessions it did not train on), are at most the cut's level too. Both
+        conditions are calibrated to that level; together they flag no more than either.
+        """
+        n = len(targets)
+        folds = len(self._fold_nets)
+        out = np.zeros((folds, n))
+        if n == 0 or folds == 0:
+            return out, np.ones(n, dtype=bool)
+        known = self._fold_nets[0].outputs
+        windows = np.asarray(windows, dtype=np.int32).reshape(n, -1)
+        targets = np.asarray(targets, dtype=np.int64)
+        judged = (targets < known) & (windows < known).all(axis=1)
+        w = np.where(windows < known, windows, UNK)
+        t = np.where(targets < known, targets, UNK)
+        distinct, inverse = _unique_rows(w, known)
+        counted = (t != UNK) & ~(w == UNK).any(axis=1)
+        for k, net in enumerate(self._fold_nets):
+            prob, rank = _rank_of(net.probabilities(distinct), inverse, t)
+            keep = counted & (rank > 1)
+            p = np.maximum(prob.astype(np.float64), PROB_FLOOR)
+            out[k] = np.where(keep, -np.log10(p), 0.0)
+        return out, judged
+
+    def fold_p(self, statistics: np.ndarray) -> np.ndarray:
+        """The cross-conformal p-value of sessions (or prefixes) whose statistic under each
+        fold model is ``statistics`` (folds, n): the mean over the folds of each fold's
+        tail probability."""
+        cal = self.calibration
+        assert cal is not None and cal.fold_tails is not None
+        stats = np.asarray(statistics, dtype=np.float64)
+        return np.mean([t.sf(stats[k]) for k, t in enumerate(cal.fold_tails)], axis=0)
+
+    def _confirmed(self, scores: Scores, cut: np.ndarray, rules: np.ndarray) -> np.ndarray:
+        """The probability cut's flags ``cut`` (per position) after the fold check: a
+        position is flagged when the cut flagged it or an earlier position of its session,
+        and the fold models' p-value of the session so far is at most the level (or the
+        cut flagged it and the folds cannot judge it). Only sessions whose first cut flag
+        comes before any rule's need the fold models."""
+        offsets = scores.offsets
+        n = len(offsets) - 1
+        first_cut = _first_flag(cut, offsets)
+        first_rule = _first_flag(rules, offsets)
+        need = (first_cut >= 0) & ((first_rule < 0) | (first_cut < first_rule))
+        if not need.any():
+            return cut
+        owner = np.repeat(np.arange(n), np.diff(offsets))
+        at = need[owner]
+        stats, judged = self.fold_statistics(
+            scores.windows[scores.window_rows[at]], scores.target[at]
+        )
+        # Running maxima within each session: sessions are contiguous, so lifting each by
+        # a multiple of a bound on the values (statistics <= -log10(PROB_FLOOR) < 100) keeps
+        # the cumulative maximum from crossing sessions.
+        lift = np.repeat(np.arange(int(need.sum())), np.diff(offsets)[need]) * 100.0
+        running = np.maximum.accumulate(stats + lift, axis=1) - lift
+        so_far = np.maximum.accumulate(cut[at] + lift) - lift > 0
+        assert self.threshold.level is not None
+        ok = self.fold_p(running) <= self.threshold.level
+        out = cut.copy()
+        out[at] = (so_far & ok) | (cut[at] & ~judged)
+        return out
 
     def assess(self, sessions: Sequence[np.ndarray], keep_probs: bool = False) -> Assessment:
         """Score encoded sessions and judge them: flags, first anomalous position, rules,
         the session statistic and its tail probability among normal sessions."""
         scores = self.score(sessions, keep_probs=keep_probs)
-        flags = self.threshold.flags(scores.rank, scores.prob) | (scores.target == UNK)
+        cut = self.threshold.flags(scores.rank, scores.prob)
+        flags = scores.target == UNK
         n = len(scores.offsets) - 1
         unseen_key = np.zeros(n, dtype=bool)
         if n:
@@ -529,6 +666,9 @@ class KeyModel:
         flags |= new
         over = self.over_count(scores.target, scores.offsets)
         flags |= over
+        if self.fold_check and cut.any():
+            cut = self._confirmed(scores, cut, flags)
+        flags |= cut
         unseen_transition = np.zeros(n, dtype=bool)
         count_exceeded = np.zeros(n, dtype=bool)
         if n:
@@ -608,7 +748,7 @@ class KeyModel:
         p = np.where(ruled, np.minimum(p, cal.rule_p), p)
         level = self.threshold.level
         if self.threshold.mode == "probability" and level is not None:
-            p = np.where(flagged, np.minimum(p, level), np.maximum(p, _above(level)))
+            p = np.where(flagged, np.minimum(p, level), np.maximum(p, _above_level(level)))
         return p
 
     def new_transitions(self, windows: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -700,6 +840,13 @@ class KeyModel:
 
 def _above(x: float) -> float:
     return float(np.nextafter(x, math.inf))
+
+
+def _above_level(level: float) -> float:
+    """A tail probability just above ``level`` whose -log10 is still below the level's
+    (the next float up can round to the same score): a session the fold check cleared
+    sits right there, and ranks below every flagged one."""
+    return level * (1.0 + 1e-9)
 
 
 class _RowSet:
@@ -943,16 +1090,21 @@ def fit_key_model(
         fold_started = time.perf_counter()
         statistic = worst_rank = None
         fold_info: dict[str, Any] = {"folds": 0}
+        fold_weights: list[dict[str, np.ndarray]] | None = None
         if jobs is not None:
-            statistic, worst_rank, fold_info = jobs.results(fold_progress)
+            statistic, worst_rank, fold_info, fold_weights = jobs.results(fold_progress)
         elif cross_fitting:
-            statistic, worst_rank, fold_info = cross_fit(encoded, n_outputs, config, fold_progress)
+            statistic, worst_rank, fold_info, fold_weights = cross_fit(
+                encoded, n_outputs, config, fold_progress
+            )
     finally:
         if jobs is not None:
             jobs.close()
     model.threshold, calibration, transitions, cal_info, cross_fitted = calibrate(
         encoded, n_outputs, statistic, worst_rank, config
     )
+    if calibration.fold_tails is not None and fold_weights is not None:
+        model = replace(model, fold_weights=fold_weights)
     model.calibrate_with(calibration, transitions)
     # What the model flags of its own training sessions: the baseline an online update's
     # re-check compares with (``online.recheck_threshold``).
@@ -1036,33 +1188,35 @@ def cross_fit(
     statistic = np.zeros(n)
     worst_rank = np.zeros(n, dtype=np.int64)
     epochs: list[int] = []
+    weights: list[dict[str, np.ndarray]] = []
     for k in range(config.folds):
         if fold_progress is not None:
             fold_progress(k, config.folds)
-        held, stat, worst, ep = fold_job(encoded, n_outputs, config, k)
+        held, stat, worst, ep, w = fold_job(encoded, n_outputs, config, k)
         statistic[held], worst_rank[held] = stat, worst
         epochs.append(ep)
+        weights.append(w)
     if fold_progress is not None:
         fold_progress(config.folds, config.folds)
-    return statistic, worst_rank, {"folds": config.folds, "fold_epochs": epochs}
+    return statistic, worst_rank, {"folds": config.folds, "fold_epochs": epochs}, weights
 
 
 def fold_job(
     encoded: Sequence[np.ndarray], n_outputs: int, config: KeyModelConfig, k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, dict[str, np.ndarray]]:
     """Fold model ``k``: trained on the other folds, it scores fold ``k``'s sessions.
-    Returns their indices, statistics, worst ranks, and the model's epochs."""
+    Returns their indices, statistics, worst ranks, the model's epochs and its weights."""
     fold = assign_folds(encoded, config.folds, config.seed)
     held = np.flatnonzero(fold == k)
     rest = [encoded[i] for i in np.flatnonzero(fold != k)]
     if len(held) == 0 or not rest:
-        return held, np.zeros(len(held)), np.zeros(len(held), dtype=np.int64), 0
+        return held, np.zeros(len(held)), np.zeros(len(held), dtype=np.int64), 0, {}
     cfg = replace(config, seed=config.seed + 1 + k)
     weights, info, _, _ = _train_on(rest, n_outputs, cfg, None)
     fold_model = KeyModel(cfg, [""] * (n_outputs - FIRST_KEY), weights, Threshold("top_g", g=1))
     scores = fold_model.score([encoded[i] for i in held])
     worst = np.maximum.reduceat(scores.rank, scores.offsets[:-1])
-    return held, session_statistic(scores), worst, int(info["epochs"])
+    return held, session_statistic(scores), worst, int(info["epochs"]), weights
 
 
 class _FoldJobs:
@@ -1093,22 +1247,24 @@ class _FoldJobs:
 
     def results(
         self, fold_progress: Callable[[int, int], None] | None
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list[dict[str, np.ndarray]]]:
         from concurrent.futures import as_completed
 
         statistic = np.zeros(self.n)
         worst_rank = np.zeros(self.n, dtype=np.int64)
         epochs = [0] * self.folds
+        weights: list[dict[str, np.ndarray]] = [{} for _ in range(self.folds)]
         if fold_progress is not None:
             fold_progress(0, self.folds)
         index = {f: k for k, f in enumerate(self._futures)}
         for done, fut in enumerate(as_completed(self._futures), start=1):
-            held, stat, worst, ep = fut.result()
+            held, stat, worst, ep, w = fut.result()
             statistic[held], worst_rank[held] = stat, worst
             epochs[index[fut]] = ep
+            weights[index[fut]] = w
             if fold_progress is not None:
                 fold_progress(done, self.folds)
-        return statistic, worst_rank, {"folds": self.folds, "fold_epochs": epochs}
+        return statistic, worst_rank, {"folds": self.folds, "fold_epochs": epochs}, weights
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -1317,9 +1473,17 @@ def calibrate(
             p = tail.sf(statistic) if tail is not None else np.ones(n)
             p = np.where(ruled, np.minimum(p, (int(ruled.sum()) + 1) / (n + 1)), p)
             level = threshold.level
-            p = np.where(flagged, np.minimum(p, level), np.maximum(p, _above(level)))
+            p = np.where(flagged, np.minimum(p, level), np.maximum(p, _above_level(level)))
             scores = 0.0 - np.log10(np.maximum(p, 1e-300))
         cross_fitted = (scores.astype(np.float64), flagged)
+    fold_tails = None
+    if threshold.mode == "probability" and statistic is not None and config.fold_check:
+        # Each fold model's own tail: the statistics it gave the sessions it did not train
+        # on, the rules' sessions left out as above (see KeyModel.fold_statistics).
+        fold = assign_folds(encoded, config.folds, config.seed)
+        parts = [statistic[(fold == k) & ~ruled] for k in range(config.folds)]
+        if all(len(part) for part in parts):
+            fold_tails = [TailModel.fit(part) for part in parts]
     calibration = KeyCalibration(
         sessions=n,
         folds=config.folds if statistic is not None else 0,
@@ -1330,6 +1494,7 @@ def calibrate(
         rule_keys=n_outputs,
         max_counts=None if max_counts is None else max_counts.tolist(),
         end_keys=end_keys,
+        fold_tails=fold_tails,
     )
     return threshold, calibration, transitions.astype(np.int32), info, cross_fitted
 

@@ -164,8 +164,8 @@ class _Open:
     """A session being built."""
 
     __slots__ = (
-        "active", "closed_by", "counts", "entries", "first_seq", "idx", "key_flagged",
-        "low_prob", "order", "param_lp", "reported", "ruled", "sid", "top_rank",
+        "active", "closed_by", "counts", "cut_run", "entries", "first_seq", "fold_max", "idx",
+        "key_flagged", "low_prob", "order", "param_lp", "reported", "ruled", "sid", "top_rank",
     )  # fmt: skip
 
     def __init__(self, sid: str, order: int, first_seq: int) -> None:
@@ -187,6 +187,11 @@ class _Open:
         self.key_flagged = False
         self.param_lp = 0.0
         self.closed_by = "end"
+        # The fold check (``KeyModel.fold_statistics``): whether the probability cut flagged
+        # an entry so far, and from then on each fold model's statistic of the session so
+        # far (None: not computed yet; rebuilt from ``idx`` when needed).
+        self.cut_run = False
+        self.fold_max: np.ndarray | None = None
 
     @property
     def key(self) -> str:
@@ -195,6 +200,7 @@ class _Open:
     def reindex(self, index: dict[str, int]) -> None:
         """Key indices and their counts under a model's vocabulary (restore, switch)."""
         self.idx = [index.get(e.label, UNK) for e in self.entries]
+        self.fold_max = None
         self.counts = {}
         for t in self.idx:
             self.counts[t] = self.counts.get(t, 0) + 1
@@ -289,6 +295,7 @@ class _Check:
     prob: float = 0.0
     rank: int = 0
     flag: bool = False
+    cut: bool = False  # the probability cut flagged it (before the fold check)
     param_row: tuple[Any, int] | None = None  # (ParamScores, row) when a parameter model fired
     param_lp: float = 0.0  # the entry's log10 tail probability under its parameter model
     new: bool = False  # a transition no normal training session holds (the rule)
@@ -304,6 +311,7 @@ class _Close:
     rank: int = 0
     flag: bool = False
     new: bool = False
+    cut: bool = False
 
 
 class StreamDetector:
@@ -665,7 +673,9 @@ class StreamDetector:
         new = km.new_transitions(windows, targets)
         for it, f, t, nw in zip(items, flags.tolist(), targets.tolist(), new.tolist(), strict=True):
             it.new = bool(nw)
-            it.flag = bool(f) or t == UNK or it.new or (isinstance(it, _Check) and it.over)
+            it.cut = bool(f)
+            # The rules; the cut joins in _decide, through the fold check when the model has it.
+            it.flag = t == UNK or it.new or (isinstance(it, _Check) and it.over)
 
     def _window_probs(self, window: tuple[int, ...]) -> np.ndarray:
         got = self._probs.get(window)
@@ -728,6 +738,8 @@ class StreamDetector:
             if it.rank > s.top_rank:
                 s.top_rank = it.rank
             s.ruled = s.ruled or target == UNK or it.new or (isinstance(it, _Check) and it.over)
+            if it.cut or s.cut_run:  # (a rule-flagged entry still counts in the folds' maxima)
+                it.flag = self._cut_flags(s, it, target) or it.flag
             s.key_flagged = s.key_flagged or it.flag
             if isinstance(it, _Check) and not it.flag and it.unit is not None:
                 s.param_lp = min(s.param_lp, it.param_lp)
@@ -768,6 +780,28 @@ class StreamDetector:
                 obs.closed(v, labels)
         self._prune()
         return out
+
+    def _cut_flags(self, s: _Open, it: _Check | _Close, target: int) -> bool:
+        """Whether the probability cut flags this entry (or end): as ``KeyModel.assess``
+        decides it, the cut having flagged this or an earlier entry, then, when the model
+        has the fold check, the fold models' p-value of the session so far at most the
+        level (or the folds cannot judge this entry)."""
+        km = self.key_model
+        if not km.fold_check or (s.ruled and not s.cut_run):
+            # No check; or a rule flagged the session first (this entry included): as in
+            # batch, the cut alone.
+            return it.cut
+        s.cut_run = True
+        pos = it.pos if isinstance(it, _Check) else len(s.idx)
+        if s.fold_max is None:  # the entries before this one, once
+            before, targets = _prefix_rows(s.idx[:pos], self.h)
+            stats, _ = km.fold_statistics(before, targets)
+            s.fold_max = stats.max(axis=1) if len(targets) else np.zeros(len(stats))
+        stats, judged = km.fold_statistics(np.array([it.window]), np.array([target]))
+        s.fold_max = np.maximum(s.fold_max, stats[:, 0])
+        assert km.threshold.level is not None
+        ok = float(km.fold_p(s.fold_max[:, None])[0]) <= km.threshold.level
+        return ok or (it.cut and not bool(judged[0]))
 
     def _diagnose(self, v: Verdict, s: _Open) -> None:
         """The workflow diagnosis of an anomalous verdict, when the model has workflows
@@ -897,6 +931,7 @@ class StreamDetector:
                     "top_rank": s.top_rank,
                     "ruled": s.ruled,
                     "key_flagged": s.key_flagged,
+                    "cut_run": s.cut_run,
                     "param_lp": s.param_lp,
                     "entries": [e.to_list() for e in s.entries],
                 }
@@ -943,6 +978,7 @@ class StreamDetector:
                 s.top_rank = int(o["top_rank"])
                 s.ruled = bool(o.get("ruled", False))
                 s.key_flagged = bool(o.get("key_flagged", s.reported is not None))
+                s.cut_run = bool(o.get("cut_run", False))
                 s.param_lp = float(o.get("param_lp", 0.0))
                 self._open[s.sid] = s
             for item in state["history"]:
@@ -953,6 +989,13 @@ class StreamDetector:
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise StateError(f"corrupt stream state: {exc}") from None
         return self
+
+
+def _prefix_rows(idx: Sequence[int], h: int) -> tuple[np.ndarray, np.ndarray]:
+    """The windows (PAD in front) and keys of a session's first ``len(idx)`` entries."""
+    padded = [PAD] * h + list(idx)
+    windows = np.array([padded[j : j + h] for j in range(len(idx))], dtype=np.int32)
+    return windows.reshape(len(idx), h), np.array(idx, dtype=np.int64)
 
 
 def _number(values: list[str], kinds: tuple[str, ...], p: int) -> float:
