@@ -113,7 +113,9 @@ class Threshold:
     ``expected_fpr`` (with its 95% interval ``fpr_low``..``fpr_high``) is the share of
     normal sessions the whole key model flags, estimated from sessions scored by models
     that did not train on them; ``level`` is the part left to the probability cut, so that
-    a session is anomalous exactly when its tail probability is at most ``level``.
+    a session is anomalous exactly when its tail probability is at most ``level``. With the
+    fold check (``KeyModel.fold_check``) the cut's flags also need the fold models' p-value
+    at most ``level``: the estimate is then an upper bound.
     """
 
     mode: str  # "top_g" | "probability"
@@ -183,6 +185,10 @@ class KeyCalibration:
       one); a session ending after another key is an early end whatever the network says.
       Calibrated the same way (a session whose last key no other session ends with); None
       when ``context`` is 1 or more (its transitions hold the ends) or over the budget.
+    * ``fold_tails``: per fold model, the tail of the statistics it gave the sessions it did
+      not train on (the rules' sessions left out, as for ``tail``): the fold check's
+      p-values (``KeyModel.fold_statistics``). None in top-g mode, without cross-fitting,
+      with ``fold_check`` off, or for a model from before the check.
     """
 
     sessions: int
