@@ -620,11 +620,13 @@ class KeyModel:
         return np.mean([t.sf(stats[k]) for k, t in enumerate(cal.fold_tails)], axis=0)
 
     def _confirmed(self, scores: Scores, cut: np.ndarray, rules: np.ndarray) -> np.ndarray:
-        """The probability cut's flags ``cut`` (per position) after the fold check: a
-        position is flagged when the cut flagged it or an earlier position of its session,
-        and the fold models' p-value of the session so far is at most the level (or the
-        cut flagged it and the folds cannot judge it). Only sessions whose first cut flag
-        comes before any rule's need the fold models."""
+        """The probability cut's flags ``cut`` (per position) after the fold check: before a
+        session's first rule flag, a position is flagged when the cut flagged it or an
+        earlier position of the session, and the fold models' p-value of the session so far
+        is at most the level (or the cut flagged it and the folds cannot judge it). From a
+        rule flag on (the session is anomalous there whatever follows) the cut alone. Only
+        the positions before the first rule flag of sessions the cut flags there go through
+        the fold models."""
         offsets = scores.offsets
         n = len(offsets) - 1
         first_cut = _first_flag(cut, offsets)
@@ -632,15 +634,18 @@ class KeyModel:
         need = (first_cut >= 0) & ((first_rule < 0) | (first_cut < first_rule))
         if not need.any():
             return cut
-        owner = np.repeat(np.arange(n), np.diff(offsets))
-        at = need[owner]
+        lengths = np.diff(offsets)
+        span = np.where(first_rule >= 0, first_rule, lengths)  # positions before the rule
+        owner = np.repeat(np.arange(n), lengths)
+        local = np.arange(len(cut)) - offsets[:-1][owner]
+        at = need[owner] & (local < span[owner])
         stats, judged = self.fold_statistics(
             scores.windows[scores.window_rows[at]], scores.target[at]
         )
         # Running maxima within each session: sessions are contiguous, so lifting each by
         # a multiple of a bound on the values (statistics <= -log10(PROB_FLOOR) < 100) keeps
         # the cumulative maximum from crossing sessions.
-        lift = np.repeat(np.arange(int(need.sum())), np.diff(offsets)[need]) * 100.0
+        lift = np.repeat(np.arange(int(need.sum())), span[need]) * 100.0
         running = np.maximum.accumulate(stats + lift, axis=1) - lift
         so_far = np.maximum.accumulate(cut[at] + lift) - lift > 0
         assert self.threshold.level is not None

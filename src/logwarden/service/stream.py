@@ -738,8 +738,8 @@ class StreamDetector:
             if it.rank > s.top_rank:
                 s.top_rank = it.rank
             s.ruled = s.ruled or target == UNK or it.new or (isinstance(it, _Check) and it.over)
-            if it.cut or s.cut_run:  # (a rule-flagged entry still counts in the folds' maxima)
-                it.flag = self._cut_flags(s, it, target) or it.flag
+            if not it.flag and (it.cut or s.cut_run):
+                it.flag = self._cut_flags(s, it, target)
             s.key_flagged = s.key_flagged or it.flag
             if isinstance(it, _Check) and not it.flag and it.unit is not None:
                 s.param_lp = min(s.param_lp, it.param_lp)
@@ -787,9 +787,9 @@ class StreamDetector:
         has the fold check, the fold models' p-value of the session so far at most the
         level (or the folds cannot judge this entry)."""
         km = self.key_model
-        if not km.fold_check or (s.ruled and not s.cut_run):
-            # No check; or a rule flagged the session first (this entry included): as in
-            # batch, the cut alone.
+        if not km.fold_check or s.ruled:
+            # No check; or a rule flagged the session (this entry included): from there on,
+            # as in batch, the cut alone.
             return it.cut
         s.cut_run = True
         pos = it.pos if isinstance(it, _Check) else len(s.idx)
