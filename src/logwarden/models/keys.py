@@ -620,13 +620,13 @@ class KeyModel:
         return np.mean([t.sf(stats[k]) for k, t in enumerate(cal.fold_tails)], axis=0)
 
     def _confirmed(self, scores: Scores, cut: np.ndarray, rules: np.ndarray) -> np.ndarray:
-        """The probability cut's flags ``cut`` (per position) after the fold check: before a
-        session's first rule flag, a position is flagged when the cut flagged it or an
-        earlier position of the session, and the fold models' p-value of the session so far
-        is at most the level (or the cut flagged it and the folds cannot judge it). From a
-        rule flag on (the session is anomalous there whatever follows) the cut alone. Only
-        the positions before the first rule flag of sessions the cut flags there go through
-        the fold models."""
+        """The probability cut's flags ``cut`` (per position) after the fold check: until a
+        session's first flag, a position is flagged when the cut flagged it or an earlier
+        position of the session, and the fold models' p-value of the session so far is at
+        most the level (or the cut flagged it and the folds cannot judge it). From the
+        session's first flag on (a rule's or the check's: the session is anomalous there
+        whatever follows) the cut alone. Only the positions before the first rule flag of
+        sessions the cut flags there go through the fold models."""
         offsets = scores.offsets
         n = len(offsets) - 1
         first_cut = _first_flag(cut, offsets)
@@ -650,8 +650,14 @@ class KeyModel:
         so_far = np.maximum.accumulate(cut[at] + lift) - lift > 0
         assert self.threshold.level is not None
         ok = self.fold_p(running) <= self.threshold.level
+        confirmed = (so_far & ok) | (cut[at] & ~judged)
+        # Past a session's first flag it is anomalous whatever follows: the cut alone there,
+        # as before a rule (the stream stops asking the folds once it has reported).
+        flagged = np.maximum.accumulate(confirmed + lift) - lift > 0
+        earlier = np.concatenate([[False], flagged[:-1]])
+        earlier[local[at] == 0] = False
         out = cut.copy()
-        out[at] = (so_far & ok) | (cut[at] & ~judged)
+        out[at] = np.where(earlier, cut[at], confirmed)
         return out
 
     def assess(self, sessions: Sequence[np.ndarray], keep_probs: bool = False) -> Assessment:

@@ -787,9 +787,9 @@ class StreamDetector:
         has the fold check, the fold models' p-value of the session so far at most the
         level (or the folds cannot judge this entry)."""
         km = self.key_model
-        if not km.fold_check or s.ruled:
-            # No check; or a rule flagged the session (this entry included): from there on,
-            # as in batch, the cut alone.
+        if not km.fold_check or s.ruled or s.key_flagged:
+            # No check; or the key model flagged the session already (a rule, this entry
+            # included, or the check): from there on, as in batch, the cut alone.
             return it.cut
         s.cut_run = True
         pos = it.pos if isinstance(it, _Check) else len(s.idx)
