@@ -642,11 +642,15 @@ class KeyModel:
         stats, judged = self.fold_statistics(
             scores.windows[scores.window_rows[at]], scores.target[at]
         )
-        # Running maxima within each session: sessions are contiguous, so lifting each by
-        # a multiple of a bound on the values (statistics <= -log10(PROB_FLOOR) < 100) keeps
-        # the cumulative maximum from crossing sessions.
-        lift = np.repeat(np.arange(int(need.sum())), span[need]) * 100.0
-        running = np.maximum.accumulate(stats + lift, axis=1) - lift
+        # Running maxima within each session, exact: a statistic equal to a training
+        # session's sits on a step of the tail model, where a rounding error would move it.
+        ends = np.cumsum(span[need])
+        running = np.empty_like(stats)
+        for a, b in zip((ends - span[need]).tolist(), ends.tolist(), strict=True):
+            np.maximum.accumulate(stats[:, a:b], axis=1, out=running[:, a:b])
+        # Running ORs: sessions are contiguous, so lifting each by its index keeps the
+        # cumulative maximum of 0/1 values from crossing sessions (integers: exact).
+        lift = np.repeat(np.arange(int(need.sum())), span[need]) * 2
         so_far = np.maximum.accumulate(cut[at] + lift) - lift > 0
         assert self.threshold.level is not None
         ok = self.fold_p(running) <= self.threshold.level
