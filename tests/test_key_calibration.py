@@ -450,3 +450,14 @@ def test_fold_models_travel_in_the_bundle(markov_model: DeepLog, tmp_path) -> No
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     probes = markov(300, seed=9)
     assert back.predict(probes).tolist() == markov_model.predict(probes).tolist()
+    # Fold weights that do not fit the model are refused, not half used.
+    meta, arrays = markov_model.to_state()
+    for name, bad in (
+        ("keys/fold0/lstm.weight_hh_l0", np.zeros((3, 3), np.float32)),
+        ("keys/fold9/out.bias", np.zeros(4, np.float32)),
+    ):
+        with pytest.raises(BundleError):
+            DeepLog.from_state(meta, {**arrays, name: bad})
+    missing = {k: v for k, v in arrays.items() if k != "keys/fold1/out.bias"}
+    with pytest.raises(BundleError):
+        DeepLog.from_state(meta, missing)

@@ -374,10 +374,25 @@ class KeyModel:
             if w is None or w.ndim != 2 or w.shape[0] != outputs:
                 raise ValueError(f"weights {name} do not fit a vocabulary of {len(self.keys)} keys")
         self.net = KeyNetNumpy(self.weights, self.config.layers)
-        self._fold_nets = [KeyNetNumpy(w, self.config.layers) for w in self.fold_weights or []]
+        self._fold_nets = [self._fold_net(w) for w in self.fold_weights or []]
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._batch_cache: dict[bytes, np.ndarray] = {}  # window -> probabilities (score)
         self.calibrate_with(self.calibration, self.transitions)
+
+    def _fold_net(self, weights: Mapping[str, np.ndarray]) -> KeyNetNumpy:
+        """A fold model's network, checked against this model (same shapes but the
+        vocabulary, which may be shorter: keys an online update added later)."""
+        outputs = len(self.keys) + FIRST_KEY
+        if set(weights) != set(self.weights):
+            raise ValueError("a fold model's weights do not match the model's")
+        for name, w in weights.items():
+            own = self.weights[name]
+            rows_differ = name in ("embed.weight", "out.weight", "out.bias")
+            if w.ndim != own.ndim or (rows_differ and not 0 < w.shape[0] <= outputs):
+                raise ValueError(f"a fold model's {name} does not fit the model")
+            if w.shape[rows_differ:] != own.shape[rows_differ:]:
+                raise ValueError(f"a fold model's {name} does not fit the model")
+        return KeyNetNumpy(dict(weights), self.config.layers)
 
     def calibrate_with(
         self, cal: KeyCalibration | None, transitions: np.ndarray | None = None
@@ -1124,7 +1139,7 @@ def fit_key_model(
     model.threshold, calibration, transitions, cal_info, cross_fitted = calibrate(
         encoded, n_outputs, statistic, worst_rank, config
     )
-    if calibration.fold_tails is not None and fold_weights is not None:
+    if calibration.fold_tails is not None and fold_weights is not None and all(fold_weights):
         model = replace(model, fold_weights=fold_weights)
     model.calibrate_with(calibration, transitions)
     # What the model flags of its own training sessions: the baseline an online update's
