@@ -648,3 +648,26 @@ def test_session_in_line_finds_ids_in_header_fields(
     argv = ["train", log, "--format", "openstack", "--window", "5", "--session-in-line"]
     code, _, err = run([*argv, "--out", tmp_path / "c", *FAST], capsys)
     assert code == 2 and "--session-in-line" in error_line(err)
+
+
+def test_repeated_sessions_are_written_as_the_library_gives_them(
+    seq: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--jsonl`` encodes an anomalous verdict once per key sequence (repeats share it):
+    every line is still the verdict's own JSON, its session id included."""
+    sessions = (ABNORMAL * 4) + grammar(10, seed=5) + ABNORMAL[::-1]
+    data = write_sequences(tmp_path / "rep.txt", sessions)
+    out_path = tmp_path / "v.jsonl"
+    argv = ["detect", data, "--input-format", "sequences", "--model", seq["model"]]
+    code, _, err = run([*argv, "--jsonl", out_path], capsys)
+    assert code == 0, err
+    est = DeepLog.load(seq["model"])
+    ids = [f"rep:{i}" for i in range(1, len(sessions) + 1)]
+    want = est.verdicts(sessions, ids=ids)
+    rows = out_path.read_text(encoding="utf-8").splitlines()
+    assert sum(v.anomalous for v in want) >= 4 * len(ABNORMAL)
+    for line, v in zip(rows, want, strict=True):
+        if v.anomalous:
+            assert json.loads(line) == json.loads(json.dumps(v.to_dict()))
+        else:
+            assert json.loads(line)["session"] == v.session

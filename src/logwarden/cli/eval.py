@@ -7,7 +7,7 @@ import contextlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from logwarden.cli.common import RuntimeFailure, UsageError, open_out
 from logwarden.cli.detect import write_jsonl
@@ -119,6 +119,7 @@ def _report(
     labels: list[int | None] = []
     keys: list[tuple[str, ...]] = []
     distinct: dict[tuple[str, ...], tuple[str, ...]] = {}
+    bodies: dict[tuple[Any, ...], str] = {}  # write_jsonl's, across chunks
     try:
         with contextlib.ExitStack() as stack:
             fh = stack.enter_context(open_out(args.jsonl)) if args.jsonl else None
@@ -131,7 +132,7 @@ def _report(
                     t = tuple(seq)
                     keys.append(distinct.setdefault(t, t))
                 if fh is not None:
-                    write_jsonl(fh, verdicts)
+                    write_jsonl(fh, verdicts, data.keys, bodies)
     except OSError as exc:
         raise RuntimeFailure(f"cannot write {args.jsonl}: {exc}") from None
     if stream is not None:
