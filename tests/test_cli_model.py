@@ -671,3 +671,24 @@ def test_repeated_sessions_are_written_as_the_library_gives_them(
             assert json.loads(line) == json.loads(json.dumps(v.to_dict()))
         else:
             assert json.loads(line)["session"] == v.session
+
+
+def test_train_keeps_the_fold_models_unless_told_not_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_sequences(tmp_path / "t.txt", grammar(200, seed=3))
+    argv = ["train", data, "--input-format", "sequences", "--epochs", "30", *FAST]
+    code, _, err = run([*argv, "--out", tmp_path / "m"], capsys)
+    assert code == 0, err
+    assert "fold check: a session the probability cut flags" in err
+    est = DeepLog.load(tmp_path / "m")
+    assert est.fold_check and est.model_.fold_check and len(est.model_.fold_weights) == 2
+    code, _, err = run([*argv, "--out", tmp_path / "n", "--no-fold-check"], capsys)
+    assert code == 0, err
+    assert "fold check" not in err
+    plain = DeepLog.load(tmp_path / "n")
+    assert not plain.fold_check and not plain.model_.fold_check
+    assert plain.model_.fold_weights is None and plain.model_.calibration.fold_tails is None
+    # Smaller: no fold models in the bundle.
+    size = lambda m: sum(f.stat().st_size for f in m.iterdir())  # noqa: E731
+    assert size(tmp_path / "n") < size(tmp_path / "m")
