@@ -3,6 +3,7 @@ leaves no fold model training on (and then waiting for ever)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -78,7 +79,7 @@ def test_a_killed_train_leaves_no_fold_workers(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
         for p in _children(proc.pid):
-            with __import__("contextlib").suppress(OSError):
+            with contextlib.suppress(OSError):
                 os.kill(p, signal.SIGKILL)
 
 

@@ -375,6 +375,9 @@ class KeyModel:
                 raise ValueError(f"weights {name} do not fit a vocabulary of {len(self.keys)} keys")
         self.net = KeyNetNumpy(self.weights, self.config.layers)
         self._fold_nets = [self._fold_net(w) for w in self.fold_weights or []]
+        if len({net.outputs for net in self._fold_nets}) > 1:
+            # fold_statistics reads every fold's probabilities over one vocabulary
+            raise ValueError("the fold models do not share one vocabulary")
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._batch_cache: dict[bytes, np.ndarray] = {}  # window -> probabilities (score)
         self.calibrate_with(self.calibration, self.transitions)
@@ -392,6 +395,12 @@ class KeyModel:
                 raise ValueError(f"a fold model's {name} does not fit the model")
             if w.shape[rows_differ:] != own.shape[rows_differ:]:
                 raise ValueError(f"a fold model's {name} does not fit the model")
+        if (
+            not weights["embed.weight"].shape[0]
+            == weights["out.weight"].shape[0]
+            == len(weights["out.bias"])
+        ):
+            raise ValueError("a fold model's input and output vocabularies differ")
         return KeyNetNumpy(dict(weights), self.config.layers)
 
     def calibrate_with(
@@ -470,7 +479,7 @@ class KeyModel:
                 folds.setdefault(int(k), {})[part] = np.asarray(v)
         if folds and sorted(folds) != list(range(len(folds))):
             raise ValueError("the fold models are not numbered 0..k-1")
-        model = cls(
+        return cls(
             KeyModelConfig(**meta["config"]),
             [str(k) for k in meta["keys"]],
             weights,
@@ -480,7 +489,6 @@ class KeyModel:
             None if TRANSITIONS not in arrays else np.asarray(arrays[TRANSITIONS]),
             fold_weights=[folds[k] for k in range(len(folds))] or None,
         )
-        return model
 
     @property
     def vocab_size(self) -> int:
