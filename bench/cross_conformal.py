@@ -161,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     rep["check_never_worse"] = all(
-        r["cv+"]["fp"] <= r["base"]["fp"]
-        and (r["cv+"]["recall"] or 0) >= (r["base"]["recall"] or 0)
+        r["library"]["fp"] <= r["cut"]["fp"]
+        and (r["library"]["recall"] or 0) >= (r["cut"]["recall"] or 0) - 0.001
         for r in rep["runs"]
     )
     if args.json:
@@ -178,7 +178,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"{block:8s} {n:5s}: FP {fps} of {runs[0]['normal']:,} each, "
                     f"recall {min(rec):.4f} to {max(rec):.4f}"
                 )
-        print(f"the fold check never worse than the cut alone: {rep['check_never_worse']}")
+        print(
+            "the fold check never worse than the cut alone (false positives; recall within "
+            f"0.1 point): {rep['check_never_worse']}"
+        )
     return 1 if args.strict and not rep["check_never_worse"] else 0
 
 
