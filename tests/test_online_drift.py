@@ -87,6 +87,21 @@ def test_runs_cut_by_the_end_of_the_input_are_not_one_cause() -> None:
     assert t.close() == []
 
 
+def test_runs_cut_by_the_end_of_the_input_are_no_template_behind_a_score_shift() -> None:
+    # Their scores do move the bucket's (a log slice: every run still open ends early), but
+    # the warning neither calls the end a new template nor lists it as one behind the drift;
+    # it counts the early ends and says what they may mean.
+    t = tracker(bucket_seconds=10_000)
+    cut = (list("AB"), True, "<end>")
+    feed(t, [(list("ABCDE"), False, None)] * 60 + [cut] * 15)
+    warnings = t.close()
+    assert [w.reasons for w in warnings] == [["scores"]]
+    w = warnings[0]
+    assert w.causes == [] and w.early_ends == 15
+    assert "new template" not in w.describe() and "15 of them end early" in w.describe()
+    assert t.report()["drift_templates"] == []
+
+
 def test_a_score_shift_warns_at_the_bucket_close() -> None:
     t = tracker(bucket_seconds=10_000, cause_sessions=1000)
     rng = np.random.default_rng(0)

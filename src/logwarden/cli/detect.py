@@ -247,7 +247,12 @@ def _drift_report(tracker: DriftTracker, args: argparse.Namespace) -> None:
         print(
             f"logwarden: drift in {tracker.warnings_total} of {tracker.buckets_closed} time buckets; "
             "templates behind it: "
-            + "; ".join(f"{t['key']} {t['template']}" for t in report["drift_templates"][:5]),
+            + (
+                "; ".join(
+                    f"{t['key']} {t['template'] or '?'}" for t in report["drift_templates"][:5]
+                )
+                or "none named"
+            ),
             file=sys.stderr,
         )
     if args.drift_json:

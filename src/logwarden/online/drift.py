@@ -159,6 +159,8 @@ class DriftWarning:
     ks: float | None
     causes: list[dict[str, Any]]  # key, template, unseen, sessions, share
     suggested: list[str] = field(default_factory=list)
+    # Flagged sessions of the bucket that end early (never a cause: see EARLY_END).
+    early_ends: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -182,6 +184,12 @@ class DriftWarning:
             f"  flagged so far in its bucket: {self.flagged_share:.0%} of {self.sessions:,} "
             f"sessions{base}" + (f"; score shift {self.ks:.2f}" if self.ks is not None else "")
         )
+        flagged = round(self.flagged_share * self.sessions)
+        if self.early_ends and 2 * self.early_ends >= flagged:
+            out.append(
+                f"  {self.early_ends:,} of them end early: if the input was cut (a slice, a "
+                "rotated log), the runs still open at its end stopped there"
+            )
         review = list(self.suggested if suggested is None else suggested)
         if review:
             out.append("  sessions to review: " + " ".join(review))
@@ -487,6 +495,7 @@ class DriftTracker:
             self.baseline.flagged_share if self.baseline is not None else None,
             ks,
             causes,
+            early_ends=b.causes[EARLY_END],
         )
         w.suggested = self.suggestions()
         b.warning = w
@@ -505,8 +514,9 @@ class DriftTracker:
             if b.warning is None and ks >= max(cfg.min_ks, critical):
                 top = [
                     self._cause(k, n, b.sessions, k not in self.known)
-                    for k, n in b.causes.most_common(3)
-                ]
+                    for k, n in b.causes.most_common(4)
+                    if k != EARLY_END  # not a template (counted in the warning instead)
+                ][:3]
                 self._warn(b, ["scores"], top, b.last_line, b.end, round(ks, 4))
         if b.warning is not None:
             # Every new template that recurred in a drifting bucket is behind the drift, also
