@@ -120,6 +120,16 @@ def test_ranges_start_at_lines_and_cover_each_file(logs: dict[str, Any]) -> None
     assert whole["invalid_utf8"] == 1 and whole["files_read"] == 1
 
 
+def test_a_utf16_file_is_never_split(tmp_path: Path) -> None:
+    # Its newlines are two bytes and only its start has the byte order mark.
+    path = tmp_path / "win.log"
+    path.write_bytes("".join(f"line {i} \u00e9\r\n" for i in range(2000)).encode("utf-16"))
+    assert plan_ranges([str(path)], 4096) == [str(path)]
+    plain = tmp_path / "plain.log"
+    plain.write_bytes("".join(f"line {i} \u00e9\r\n" for i in range(2000)).encode())
+    assert len(plan_ranges([str(plain)], 4096)) > 1
+
+
 def test_same_sessions_keys_and_verdicts_as_one_process(logs: dict[str, Any], cluster: Any) -> None:
     import ray
 

@@ -289,6 +289,42 @@ def test_gzip_trailing_garbage_is_counted(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- inputs
 
 
+# --------------------------------------------------------------------------- UTF-16
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64, 65536])
+def test_utf16_with_a_byte_order_mark_reads_as_its_text(tmp_path: Path, chunk: int) -> None:
+    # Windows tools write UTF-16 (PowerShell's ">", exported event logs): detected by the
+    # byte order mark, in either byte order, plain or gzipped, the chunks cut anywhere
+    # (inside a character, a surrogate pair or the mark itself).
+    text = "first \u00e9\r\nsecond \U0001f600 \u20ac\nthird"
+    want = ["first \u00e9", "second \U0001f600 \u20ac", "third"]
+    for i, data in enumerate(
+        [text.encode("utf-16"), "\ufeff".encode("utf-16-be") + text.encode("utf-16-be")]
+    ):
+        for j, raw in enumerate([data, gzip.compress(data)]):
+            stats = Stats()
+            lines, reader = read_all(
+                [write(tmp_path / f"w{i}{j}.log", raw)], stats, chunk_bytes=chunk
+            )
+            assert [ln.text for ln in lines] == want and reader.errors == []
+            assert all(ln.flags == 0 for ln in lines) and stats["invalid_utf8"] == 0
+            # Offsets count in the UTF-8 form, as in a decompressed stream.
+            first, second = (
+                len(t.encode()) for t in ("first \u00e9\r\n", "second \U0001f600 \u20ac\n")
+            )
+            assert [ln.offset for ln in lines] == [0, first, first + second]
+
+
+def test_invalid_utf16_is_flagged_and_counted_not_dropped(tmp_path: Path) -> None:
+    lone = "\ufeffok\n".encode("utf-16-le") + b"\x00\xd8" + "x\nfine\n".encode("utf-16-le")
+    stats = Stats()
+    lines, _ = read_all([write(tmp_path / "a.log", lone + b"z")], stats)  # odd last byte
+    assert [ln.text for ln in lines][:3] == ["ok", "\ufffd\ufffd\ufffdx", "fine"]
+    assert [ln.flags for ln in lines] == [0, BAD_UTF8, 0, BAD_UTF8]
+    assert stats["invalid_utf8"] == 2
+
+
 def test_missing_file_and_directory_are_counted_and_others_read(tmp_path: Path) -> None:
     first = write(tmp_path / "1.log", b"one\n")
     last = write(tmp_path / "2.log", b"two\n")

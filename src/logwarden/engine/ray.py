@@ -209,7 +209,8 @@ def _file_ranges(path: str, range_bytes: int) -> list[str | FileRange]:
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            if size <= range_bytes or fh.read(2) == _GZIP_MAGIC:
+            # Gzip and UTF-16 (a byte order mark) are read from their start only.
+            if size <= range_bytes or fh.read(2) in (_GZIP_MAGIC, b"\xff\xfe", b"\xfe\xff"):
                 return [path]
             cuts = [0]
             at = range_bytes

@@ -1,7 +1,9 @@
 """Reading raw lines with their position: files, globs, gzip, stdin, and ``tail -F``-like follow.
 
 Every line becomes a :class:`~logwarden.records.Line` carrying the byte offset of its
-first byte in the (decompressed) stream and its 1-based line number. Nothing is dropped
+first byte in the (decompressed) stream and its 1-based line number. A file (or gzip
+member stream) that starts with a UTF-16 byte order mark is read as UTF-16: offsets then
+count in its UTF-8 form. Nothing is dropped
 silently: lines that had to be altered are flagged and counted, inputs that could not
 be read are counted and listed with the reason.
 
@@ -46,6 +48,7 @@ __all__ = [
 
 STDIN_NAME = "<stdin>"
 _GZIP_MAGIC = b"\x1f\x8b"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # little and big endian
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib: expect a gzip header and trailer (CRC checked)
 _GLOB_CHARS = frozenset("*?[")
 # After a fast-path failure, a chunk is retried in newline-aligned pieces of about this
@@ -365,10 +368,43 @@ def _chunks(stream: _Readable, size: int, gzip: bool = True) -> Iterator[bytes]:
     if gzip and first[:2] == _GZIP_MAGIC:
         # Detected by content, not by name: ".gz" files that are not gzip and gzip files
         # without the extension are both read right. (1f 8b cannot start UTF-8 text.)
-        yield from _gunzip(chain((first,), rest), size)
+        yield from _from_utf16(_gunzip(chain((first,), rest), size))
+    elif gzip and first[:2] in _UTF16_BOMS:
+        yield from _from_utf16(chain((first,), rest))
     elif first:
         yield first
         yield from rest
+
+
+def _from_utf16(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The chunks as they are, or re-encoded as UTF-8 when they start with a UTF-16 byte
+    order mark (Windows tools write UTF-16: PowerShell's ``>``, exported event logs). Text
+    that is not valid UTF-16 (a lone surrogate, an odd last byte) becomes bytes that are
+    not valid UTF-8, so its line is flagged and counted like any other invalid line."""
+    it = iter(chunks)
+    first = b""
+    for data in it:
+        first += data
+        if len(first) >= 2:
+            break
+    if first[:2] not in _UTF16_BOMS:
+        if first:
+            yield first
+        yield from it
+        return
+    import codecs
+
+    decode = codecs.getincrementaldecoder("utf-16")(errors="surrogatepass").decode
+    for data in chain((first,), it):
+        text = decode(data)
+        if text:
+            yield text.encode("utf-8", errors="surrogatepass")
+    try:
+        tail = decode(b"", final=True)
+    except UnicodeDecodeError:
+        tail = "\udcff"  # an odd byte at the end: flagged as invalid, not dropped
+    if tail:
+        yield tail.encode("utf-8", errors="surrogatepass")
 
 
 def _has_glob(name: str) -> bool:
