@@ -125,6 +125,16 @@ def test_state_is_saved_and_match_only_uses_it(tmp_path: Path, capsys) -> None:
     assert counts(err)["no_template"] == 1
 
 
+def test_an_unknown_flag_is_reported_with_its_commands_usage(capsys) -> None:
+    # Not the top-level usage, which lists no flag of the command the user meant.
+    code, err = run(["workflow", "--model", "m", "--format", "json"], capsys)
+    assert code == 2
+    assert "usage: logwarden workflow" in err and "--json OUT" in err
+    assert "logwarden workflow: error: unrecognized arguments: --format json" in err
+    code, err = run(["--bogus"], capsys)
+    assert code == 2 and "logwarden: error: unrecognized arguments: --bogus" in err
+
+
 def test_usage_errors_exit_2(tmp_path: Path, capsys) -> None:
     log = tmp_path / "a.log"
     log.write_text("x\n")

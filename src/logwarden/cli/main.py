@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)
+    for sp in sub.choices.values():
+        # Unknown flags are then reported with the command's own usage, not the top one's.
+        sp.set_defaults(command_parser=sp)
     return p
 
 
@@ -91,7 +94,10 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            where = getattr(args, "command_parser", None) or parser
+            where.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse already printed its one-line usage error
         return int(exc.code or 0) if exc.code in (0, None) else 2
     if not getattr(args, "func", None):
