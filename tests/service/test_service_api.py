@@ -106,6 +106,16 @@ def test_limits_and_bad_input(sim_model: Any, serve: Any, tmp_path: Path) -> Non
                headers={"Content-Type": "text/plain"})  # fmt: skip
     assert r.status_code == 413 and "line 2" in r.json()["detail"]
     assert c.post("/api/v1/logs", json={"a": 1}).status_code == 415
+    # Another charset, named: decoded (the line stored as its text); unknown: 415; a body
+    # not in the charset it names: 400. Nothing stored in either case.
+    r = c.post("/api/v1/logs", content="caf\u00e9 \u20ac\n".encode("utf-16"),
+               headers={"Content-Type": "text/plain; charset=utf-16"})  # fmt: skip
+    assert r.status_code == 202 and r.json()["accepted"] == 1  # no NUL bytes counted below
+    r = c.post("/api/v1/logs", content=b"x\n", headers={"Content-Type": "text/plain; charset=nope"})
+    assert r.status_code == 415 and "charset" in r.json()["detail"]
+    r = c.post("/api/v1/logs", content=b"\xff\xfe\x00\xd8x\x00",
+               headers={"Content-Type": "text/plain; charset=utf-16"})  # fmt: skip
+    assert r.status_code == 400 and "nothing stored" in r.json()["detail"]
     junk = b"\xff\xfe bad utf8\n\x00\x01\x02 binary\nnot a log line\n\n" + bytes(range(256))
     r = c.post("/api/v1/logs", content=junk, headers={"Content-Type": "text/plain"})
     assert r.status_code == 202 and r.json()["accepted"] == 6  # bytes(range(256)) holds a newline

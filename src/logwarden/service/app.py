@@ -1,7 +1,7 @@
 """The HTTP API and dashboard of the service (FastAPI).
 
-Endpoints (``/api/v1``): ``POST logs`` (text/plain lines; 202 ``{"accepted": n}`` once
-they are committed to the store), ``GET anomalies`` (``since``, ``limit``), ``GET
+Endpoints (``/api/v1``): ``POST logs`` (text/plain lines, UTF-8 or the ``charset`` the
+Content-Type names; 202 ``{"accepted": n}`` once they are committed to the store), ``GET anomalies`` (``since``, ``limit``), ``GET
 anomalies/{id}`` (one verdict with its session's lines and feedback), ``POST flush``,
 ``POST feedback`` (``{"session": ID, "label": "normal" | "confirmed"}``), ``GET models``,
 ``GET status``, ``GET templates``; ``GET /metrics`` (Prometheus), ``GET /healthz``, and
@@ -29,7 +29,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from logwarden.service.server import Service, decode_lines
+from logwarden.service.server import Service, decode_lines, to_utf8
 
 __all__ = ["create_app"]
 
@@ -144,6 +144,14 @@ def create_app(service: Service) -> FastAPI:
         if ctype not in ("text/plain", "application/octet-stream", ""):
             raise HTTPException(415, "send log lines as text/plain, one per line")
         body = await body_of(request)
+        try:
+            body = to_utf8(body, request.headers.get("content-type", ""))
+        except LookupError:
+            raise HTTPException(415, "unknown charset in Content-Type") from None
+        except UnicodeDecodeError as exc:
+            raise HTTPException(
+                400, f"the body is not valid {exc.encoding} (byte {exc.start:,}); nothing stored"
+            ) from None
         try:
             lines = decode_lines(body, cfg.max_line_bytes, service.counts)
         except ValueError as exc:

@@ -89,6 +89,25 @@ class IngestCounts:
             return dict(self.counts)
 
 
+def to_utf8(body: bytes, content_type: str) -> bytes:
+    """The body in UTF-8: as it is when the ``charset`` of ``content_type`` is UTF-8 or
+    absent (bad bytes are then counted line by line), decoded from any other charset
+    Python knows. No sniffing: a body of junk may start like a byte order mark, and a
+    client that sends UTF-16 says so. LookupError: an unknown charset;
+    UnicodeDecodeError: the body is not in it (the caller answers 415 and 400: nothing
+    is stored)."""
+    import codecs
+
+    charset = None
+    for part in content_type.split(";")[1:]:
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"') or None
+    if charset is None or codecs.lookup(charset).name in ("utf-8", "ascii"):
+        return body
+    return body.decode(charset).encode("utf-8")
+
+
 def decode_lines(body: bytes, max_line: int, counts: IngestCounts) -> list[str]:
     """Raw bytes -> lines: split at ``\\n`` (a ``\\r`` before it dropped), invalid UTF-8
     replaced with U+FFFD and counted, NUL bytes (binary data) likewise; a line longer than
