@@ -355,6 +355,27 @@ def test_detect_raw_logs(raw: dict[str, Any], capsys: pytest.CaptureFixture[str]
     assert out.startswith(f"200 sessions, {len(anomalous)} anomalous")
 
 
+def test_detect_says_which_early_ends_the_end_of_input_cut(
+    raw: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A log cut in the middle (a slice, a rotation): the runs still active at its end are
+    # judged as ended there, and the summary says how many early ends that may explain.
+    d: Path = raw["dir"]
+    lines = (d / "test.log").read_text(encoding="utf-8").splitlines(keepends=True)
+    part = d / "first_half.log"
+    part.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")
+    out_path = d / "half.jsonl"
+    code, out, err = run(["detect", part, "--model", raw["model"], "--jsonl", out_path], capsys)
+    assert code == 0, err
+    early = sum(1 for r in read_jsonl(out_path) if r.get("reason") == "early_end")
+    m = re.search(r"(\d+) of the (\d+) early ends were still active when the input ended", out)
+    assert m is not None, out
+    assert int(m.group(2)) == early and 0 < int(m.group(1)) <= early
+    # Without an idle timeout every session completes at the end of input: nothing to say.
+    code, out, _ = run(["detect", part, "--model", raw["model"], "--idle-timeout", "0"], capsys)
+    assert code == 0 and "were still active" not in out
+
+
 def _stamp(line: str) -> float:
     from datetime import datetime
 

@@ -121,6 +121,7 @@ def _summarise(
     total = 0
     reasons: dict[str, int] = {}
     anomalies: list[Verdict] = []
+    early: list[str] = []  # sessions flagged as early ends
     bodies: dict[tuple[Any, ...], str] = {}  # write_jsonl's, across chunks
     keep_all = bool(args.html)  # the HTML report lists every anomaly
     try:
@@ -131,6 +132,8 @@ def _summarise(
                 for v in verdicts:
                     if v.anomalous:
                         reasons[v.reason or ""] = reasons.get(v.reason or "", 0) + 1
+                        if v.reason == "early_end":
+                            early.append(v.session)
                         if keep_all or len(anomalies) < args.show:
                             anomalies.append(v)
                 if fh is not None:
@@ -154,6 +157,15 @@ def _summarise(
         ),
         file=out,
     )
+    cut = sum(1 for sid in early if sid in stream.open_at_end) if stream is not None else 0
+    if cut:
+        timeout = detector.input.idle_timeout or 0.0  # set: open_at_end needs one
+        print(
+            f"  {cut:,} of the {len(early):,} early ends were still active when the input "
+            f"ended (a line within the idle timeout, {timeout:,.0f} s of log time, of its last): "
+            "if the log was cut there (a slice, a rotation), those runs may have gone on",
+            file=out,
+        )
     for v in anomalies[: args.show]:
         print(v.describe(), file=out)
     if args.html:

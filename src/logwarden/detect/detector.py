@@ -348,7 +348,9 @@ class Detector:
 class VerdictStream:
     """``Detector.stream``'s iteration: ``(Inputs, verdicts)`` per chunk of completed
     sessions. After it: ``stats``, ``errors``, ``entries`` (log entries read), ``sessions``,
-    ``templates`` (every key's text) and ``max_open`` (most sessions open at once)."""
+    ``templates`` (every key's text), ``max_open`` (most sessions open at once) and
+    ``open_at_end`` (with an idle timeout, the ids of the sessions still active when the
+    input ended)."""
 
     def __init__(
         self,
@@ -371,6 +373,7 @@ class VerdictStream:
         self.sessions = 0
         self.templates: dict[str, str] = {}
         self.max_open = 0
+        self.open_at_end: set[str] = set()
 
     def score(self, task: tuple[Inputs, Mapping[Any, np.ndarray] | None]) -> list[Verdict]:
         """One chunk's verdicts, with the parameter series' history before it (the task a
@@ -444,6 +447,7 @@ class VerdictStream:
         self.sessions, self.templates, self.max_open = (
             stream.sessions, stream.templates, stream.max_open,
         )  # fmt: skip
+        self.open_at_end = stream.open_at_end
 
 
 def idle_timeout_from(sessions: Sequence[Session], factor: float = 100.0) -> float | None:

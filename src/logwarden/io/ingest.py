@@ -743,6 +743,9 @@ class SessionStream:
         self.sessions = 0
         self.templates: dict[str, str] = {}  # every key given so far -> template text
         self.max_open = 0  # most sessions open at once
+        # With an idle timeout: the ids of the sessions the end of input completed (still
+        # active then: a log cut there may have cut them short).
+        self.open_at_end: set[str] = set()
         if pool is not None and streaming_applies(fmt_spec, config, miner):
             pool.add("scan", _Scan(self.fmt, config, miner, False))
 
@@ -845,6 +848,8 @@ class _Streamer:
         # End of input: what is still open completes, in order of first appearance.
         rest = sorted(self.open.items(), key=lambda kv: kv[1][1])
         self.open.clear()
+        if self.timeout is not None:
+            s.open_at_end = {sid for sid, _ in rest}
         for sid, st in rest:
             self._finish(sid, st[0], st[1])
         self._release()
