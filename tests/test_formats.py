@@ -651,6 +651,8 @@ def test_bad_timestamp_does_not_stop_later_lines() -> None:
         ("<Date> (<Level> <Content>", "(<Level>"),  # unbalanced group
         (r"<Date> [<Level> <Content>", "[<Level>"),  # unterminated character set
         ("no_such_format", "no_such_format"),  # unknown preset
+        ("<Da-te> <Content>", "'<Da-te>' is not a field name"),  # a typo: no line would match
+        ("<Date > <Content>", "'<Date >' is not a field name"),
         ("", "empty"),
         ("   ", "empty"),
     ],

@@ -76,6 +76,7 @@ _REGEX_PRESETS = {
 }
 
 _FIELD = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>")
+_NEAR_FIELD = re.compile(r"<[A-Za-z_][^<>]*>")  # left after _FIELD: not a valid name
 # A literal that opens with a group whose first character is fixed: "(\[" -> "[".
 _GROUP_START = re.compile(r"\((?:\?:)?\\?([^\\()|?*+{}.^$])")
 # The leading part of a literal that matches a fixed text (escapes, plain characters, \s+).
@@ -340,6 +341,14 @@ def compile_format(spec: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
     """Compile a loghub format string into a linear-time regex and its header field names."""
     parts = _FIELD.split(spec)
     literals, names = parts[0::2], parts[1::2]
+    for lit in literals:
+        # A typo in a field name leaves it literal text, and then no line matches.
+        odd = _NEAR_FIELD.search(lit)
+        if odd:
+            raise FormatError(
+                f"format field {odd.group()!r} is not a field name (letters, digits and _, "
+                f"starting with a letter or _): {spec!r}"
+            )
     if "Content" not in names:
         raise FormatError(f"format has no <Content> field: {spec!r}")
     if len(set(names)) != len(names):
