@@ -135,6 +135,18 @@ def test_an_unknown_flag_is_reported_with_its_commands_usage(capsys) -> None:
     assert code == 2 and "logwarden: error: unrecognized arguments: --bogus" in err
 
 
+def test_session_errors_name_the_flags(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("x\n")
+    out = str(tmp_path / "m")
+    code, err = run(["train", str(log), "--format", "hdfs", "--window", "0", "--out", out], capsys)
+    assert code == 2 and "--window must be a positive integer" in err
+    code, err = run(
+        ["train", str(log), "--format", "hdfs", "--session", "(x", "--out", out], capsys
+    )
+    assert code == 2 and "--session '(x' does not compile" in err
+
+
 def test_usage_errors_exit_2(tmp_path: Path, capsys) -> None:
     log = tmp_path / "a.log"
     log.write_text("x\n")

@@ -158,17 +158,21 @@ class SessionConfig:
 
 def _compile(pattern: object) -> re.Pattern[str]:
     if not isinstance(pattern, str) or not pattern:
-        raise SessionConfigError("id_pattern must be a non-empty regular expression")
+        raise SessionConfigError(
+            "id_pattern must be a non-empty regular expression", field="id_pattern"
+        )
     try:
         return re.compile(pattern)
     except re.error as exc:
-        raise SessionConfigError(f"id_pattern {pattern!r} does not compile: {exc}") from None
+        raise SessionConfigError(
+            f"id_pattern {pattern!r} does not compile: {exc}", field="id_pattern"
+        ) from None
 
 
 def _positive_int(name: str, value: object) -> int:
     # bool is an int subclass; True as a window size is a mistake, not 1.
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SessionConfigError(f"{name} must be a positive integer (got {value!r})")
+        raise SessionConfigError(f"{name} must be a positive integer (got {value!r})", field=name)
     return value
 
 
