@@ -2,10 +2,9 @@
 
 Every line becomes a :class:`~logwarden.records.Line` carrying the byte offset of its
 first byte in the (decompressed) stream and its 1-based line number. A file (or gzip
-member stream) that starts with a UTF-16 byte order mark is read as UTF-16: offsets then
-count in its UTF-8 form. Nothing is dropped
-silently: lines that had to be altered are flagged and counted, inputs that could not
-be read are counted and listed with the reason.
+stream) that starts with a UTF-16 byte order mark is read as UTF-16: offsets then count
+in its UTF-8 form. Nothing is dropped silently: lines that had to be altered are flagged
+and counted, inputs that could not be read are counted and listed with the reason.
 
 Speed: input is read in large binary chunks, split with ``bytes`` methods and decoded
 a whole chunk at a time; per-line Python work is avoided on the common path (valid

@@ -1,8 +1,9 @@
 """The HTTP API and dashboard of the service (FastAPI).
 
 Endpoints (``/api/v1``): ``POST logs`` (text/plain lines, UTF-8 or the ``charset`` the
-Content-Type names; 202 ``{"accepted": n}`` once they are committed to the store), ``GET anomalies`` (``since``, ``limit``), ``GET
-anomalies/{id}`` (one verdict with its session's lines and feedback), ``POST flush``,
+Content-Type names; 202 ``{"accepted": n}`` once they are committed to the store), ``GET
+anomalies`` (``since``, ``limit``), ``GET anomalies/{id}`` (one verdict with its session's
+lines and feedback), ``POST flush``,
 ``POST feedback`` (``{"session": ID, "label": "normal" | "confirmed"}``), ``GET models``,
 ``GET status``, ``GET templates``; ``GET /metrics`` (Prometheus), ``GET /healthz``, and
 ``GET /`` (the dashboard). Mutating endpoints need ``Authorization: Bearer <token>`` when
