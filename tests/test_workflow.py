@@ -229,6 +229,21 @@ def test_diagnosis_of_a_wrong_step(mined: Workflows) -> None:
     assert "left the workflow at entry 3" in text and "allows next" in text
 
 
+def test_a_description_names_the_likeliest_next_steps_and_counts_the_rest() -> None:
+    # A hub with eight successors, one common and seven rare: the diagnosis keeps all of
+    # them, the text names the five likeliest (most likely first) and counts the others.
+    rng = random.Random(3)
+    rare = [f"r{i}" for i in range(7)]
+    sessions = [["hub", "common", "end"] for _ in range(300)]
+    sessions += [["hub", rng.choice(rare), "end"] for _ in range(70)]
+    wfs = mine_sessions(sessions)
+    d = diagnose(wfs, ["hub", "odd", "end"], 1, "unseen_key")
+    assert len(d.expected) == 8 and d.expected[0]["key"] == "common"
+    line = next(t for t in d.describe() if "allows next" in t)
+    assert line.count("(0.") == 5 and line.endswith("; and 3 rarer")
+    assert line.index("common (0.81)") < line.index("r3 (0.03)")
+
+
 def test_diagnosis_of_a_count_violation_and_an_unseen_key(mined: Workflows) -> None:
     # Three retries: every edge exists, the count rule does not allow the third.
     keys = ["a_login", "a_check1", "a_check2", "a_retry", "a_retry", "a_retry", "a_list", "a_done"]

@@ -147,12 +147,15 @@ class Diagnosis:
                     f"workflow allows {obs}; the key model judged it from a longer context"
                 )
         if self.expected:
+            # The likeliest few: a busy state allows a dozen steps, most of them rarely.
+            shown = self.expected[:_SHOWN_NEXT]
+            rest = len(self.expected) - len(shown)
             out.append(
                 "  the workflow allows next: "
                 + "; ".join(
-                    f"{_named(e['key'], e.get('template'))} ({e['probability']:.2f})"
-                    for e in self.expected
+                    f"{_named(e['key'], e.get('template'))} ({e['probability']:.2f})" for e in shown
                 )
+                + (f"; and {rest} rarer" if rest else "")
             )
         elif self.observed != END or self.diverged:
             out.append("  the workflow allows nothing after this state")
@@ -196,6 +199,10 @@ def diagnose(
     if lines is not None and d.position != position and d.observed != END:
         d.lines = list(lines[max(0, d.position - 3) : d.position + 2])
     return d
+
+
+# Allowed next steps a description names (the diagnosis keeps them all).
+_SHOWN_NEXT = 5
 
 
 def _expected(allowed: list[tuple[str, float]]) -> list[dict[str, Any]]:
