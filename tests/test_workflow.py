@@ -263,6 +263,14 @@ def test_diagnosis_of_an_early_end_names_the_missing_steps(mined: Workflows) -> 
     assert d.observed == END and d.diverged
     assert [m["key"] for m in d.missing or []] == ["ledger", "b_commit"]
     assert "still missing" in "\n".join(d.describe())
+    # A step owed several times is named with its template once.
+    owed = Diagnosis(
+        "W1", "b_item", END, 4,
+        missing=[{"key": "ledger", "template": "write <*>"}] * 2 + [{"key": "b_commit"}],
+    )  # fmt: skip
+    assert "  still missing to reach its end: ledger 'write <*>' -> ledger -> b_commit" in (
+        owed.describe()
+    )
     # A complete session that the key model found too short: the workflow may end there.
     keys = ["b_begin", "b_item", "ledger", "b_commit"]
     d = diagnose(mined, keys, len(keys), "early_end")

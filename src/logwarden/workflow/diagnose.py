@@ -130,10 +130,13 @@ class Diagnosis:
             else:
                 out.append(head + ", where the workflow may end")
             if self.missing:
-                out.append(
-                    "  still missing to reach its end: "
-                    + " -> ".join(_named(m["key"], m.get("template")) for m in self.missing)
-                )
+                named: set[str] = set()  # each step's template once: HDFS owes E5 three times
+                steps = []
+                for m in self.missing:
+                    first = m["key"] not in named
+                    named.add(m["key"])
+                    steps.append(_named(m["key"], m.get("template")) if first else m["key"])
+                out.append("  still missing to reach its end: " + " -> ".join(steps))
         else:
             obs = _named(self.observed, self.observed_template)
             if self.diverged:
