@@ -430,6 +430,14 @@ def test_explain_top_and_text(auto: DeepLog) -> None:
     assert TEMPLATES["B"] in text  # what was expected instead
     (n,) = auto.verdicts([list("ABCDE")], ids=["ok"])
     assert n.describe() == "ok: normal (5 keys)"
+    # The text leaves out what the model gave no chance (the verdict keeps it).
+    odd = copy.copy(v)
+    odd.expected = [
+        {"key": "B", "template": "b", "probability": 0.9},
+        {"key": "C", "template": "c", "probability": 0.004},
+        {"key": "D", "template": "d", "probability": 0.08},
+    ]
+    assert "  expected: b (0.90); d (0.08)" in odd.describe().splitlines()
 
 
 def test_to_dict_is_json_and_minimal_for_normal_sessions(auto: DeepLog) -> None:

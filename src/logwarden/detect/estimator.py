@@ -138,11 +138,11 @@ class Verdict:
         if self.window:
             out.append(f"  after: {' '.join(self.window)}")
         if self.expected:
+            # Those the model gave a chance (the first always): "(0.00)" tells nothing.
+            likely = self.expected[:1] + [e for e in self.expected[1:] if e["probability"] >= 0.005]
             out.append(
                 "  expected: "
-                + "; ".join(
-                    f"{e['template'] or e['key']} ({e['probability']:.2f})" for e in self.expected
-                )
+                + "; ".join(f"{e['template'] or e['key']} ({e['probability']:.2f})" for e in likely)
             )
         if self.lines:
             out += [f"  | {line}" for line in self.lines]
