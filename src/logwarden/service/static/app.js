@@ -41,7 +41,9 @@ function describe(v) {
     out.push(`  ${what}: ${d.text || d.observed}; expected about ${Number(d.expected).toPrecision(3)}, ${d.sigmas > 0 ? "+" : ""}${d.sigmas} sigma (${d.model} model of ${d.unit})`);
   }
   if (v.window && v.window.length) out.push(`  after: ${v.window.join(" ")}`);
-  if (v.expected && v.expected.length) out.push("  expected: " + v.expected.map((e) => `${e.template || e.key} (${e.probability.toFixed(2)})`).join("; "));
+  // As the CLI's text: what the model gave no chance (shown as 0.00) is left out, the first kept.
+  const likely = (v.expected || []).filter((e, i) => i === 0 || e.probability >= 0.005);
+  if (likely.length) out.push("  expected: " + likely.map((e) => `${e.template || e.key} (${e.probability.toFixed(2)})`).join("; "));
   return out.join("\n");
 }
 
@@ -50,7 +52,9 @@ function diagnosisText(d) {
   const name = (k, t) => (t ? `${k} (${t})` : k);
   const out = [`workflow ${d.workflow}: after ${name(d.state, d.state_template)}`];
   out.push(`  observed: ${name(d.observed, d.observed_template)}${d.diverged ? "  <- not allowed here" : "  (allowed)"}`);
-  if (d.expected_steps && d.expected_steps.length) out.push("  allowed next: " + d.expected_steps.map((e) => `${name(e.key, e.template)} ${(e.probability ?? 0).toFixed(2)}`).join("; "));
+  const steps = d.expected_steps || [];
+  const rarer = steps.length > 5 ? `; and ${steps.length - 5} rarer` : "";
+  if (steps.length) out.push("  allowed next: " + steps.slice(0, 5).map((e) => `${name(e.key, e.template)} ${(e.probability ?? 0).toFixed(2)}`).join("; ") + rarer);
   if (d.why) out.push("  why: " + d.why);
   if (d.missing && d.missing.length) out.push("  still missing: " + d.missing.map((m) => name(m.key, m.template)).join("; "));
   if (d.step) out.push("  workflow step: " + name(d.step.key, d.step.template));
