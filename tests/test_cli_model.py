@@ -364,13 +364,20 @@ def test_detect_says_which_early_ends_the_end_of_input_cut(
     lines = (d / "test.log").read_text(encoding="utf-8").splitlines(keepends=True)
     part = d / "first_half.log"
     part.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")
-    out_path = d / "half.jsonl"
-    code, out, err = run(["detect", part, "--model", raw["model"], "--jsonl", out_path], capsys)
+    out_path, page = d / "half.jsonl", d / "half.html"
+    argv = ["detect", part, "--model", raw["model"], "--jsonl", out_path, "--html", page]
+    code, out, err = run([*argv, "--show", "1000"], capsys)
     assert code == 0, err
     early = sum(1 for r in read_jsonl(out_path) if r.get("reason") == "early_end")
     m = re.search(r"(\d+) of the (\d+) early ends were still active when the input ended", out)
     assert m is not None, out
-    assert int(m.group(2)) == early and 0 < int(m.group(1)) <= early
+    cut = int(m.group(1))
+    assert int(m.group(2)) == early and 0 < cut <= early
+    # Each such verdict says so, in the text and in the HTML report.
+    assert out.count("Still active when the input ended") == cut
+    html = page.read_text(encoding="utf-8")
+    assert f"{cut} of the {early} early ends" in html
+    assert html.count("Still active when the input ended") == cut
     # Without an idle timeout every session completes at the end of input: nothing to say.
     code, out, _ = run(["detect", part, "--model", raw["model"], "--idle-timeout", "0"], capsys)
     assert code == 0 and "were still active" not in out

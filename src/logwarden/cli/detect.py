@@ -157,19 +157,27 @@ def _summarise(
         ),
         file=out,
     )
-    cut = sum(1 for sid in early if sid in stream.open_at_end) if stream is not None else 0
+    from logwarden.workflow.render import CUT_NOTE
+
+    open_at_end = stream.open_at_end if stream is not None else set()
+    cut = sum(1 for sid in early if sid in open_at_end)
+    notes = []
     if cut:
         timeout = detector.input.idle_timeout or 0.0  # set: open_at_end needs one
-        print(
-            f"  {cut:,} of the {len(early):,} early ends were still active when the input "
+        notes.append(
+            f"{cut:,} of the {len(early):,} early ends were still active when the input "
             f"ended (a line within the idle timeout, {timeout:,.0f} s of log time, of its last): "
-            "if the log was cut there (a slice, a rotation), those runs may have gone on",
-            file=out,
+            "if the log was cut there (a slice, a rotation), those runs may have gone on"
         )
+        print(f"  {notes[-1]}", file=out)
     for v in anomalies[: args.show]:
         print(v.describe(), file=out)
+        if v.reason == "early_end" and v.session in open_at_end:
+            print(f"  ({CUT_NOTE})", file=out)
     if args.html:
-        _write_html(args.html, anomalies, detector.model, args.html_limit, total)
+        _write_html(
+            args.html, anomalies, detector.model, args.html_limit, total, notes, open_at_end
+        )
         print(f"wrote {args.html}", file=out)
     if tracker is not None:
         _drift_report(tracker, args)
@@ -221,7 +229,15 @@ def write_jsonl(
         fh.write("\n")
 
 
-def _write_html(path: str, anomalies: list[Any], model: Any, limit: int, sessions: int) -> None:
+def _write_html(
+    path: str,
+    anomalies: list[Any],
+    model: Any,
+    limit: int,
+    sessions: int,
+    notes: list[str],
+    open_at_end: set[str],
+) -> None:
     from logwarden.detect import REASONS
     from logwarden.workflow.render import html_report
 
@@ -232,6 +248,8 @@ def _write_html(path: str, anomalies: list[Any], model: Any, limit: int, session
         REASONS,
         limit,
         sessions=sessions,
+        notes=notes,
+        open_at_end=open_at_end,
     )
     try:
         Path(path).write_text(page, encoding="utf-8")

@@ -14,11 +14,18 @@ from __future__ import annotations
 import html
 import math
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from logwarden.workflow.diagnose import Diagnosis
 from logwarden.workflow.model import END, START, Workflow, Workflows
+
+# Beside an early end of a session the end of input completed (``html_report``, and
+# ``detect``'s text): the detector judged the run over there.
+CUT_NOTE = (
+    "Still active when the input ended: if the log was cut there (a slice, a rotation), "
+    "this run may have gone on."
+)
 
 
 class RenderError(RuntimeError):
@@ -221,12 +228,16 @@ def html_report(
     title: str = "logwarden: anomalies and their workflows",
     *,
     sessions: int | None = None,
+    notes: Sequence[str] = (),
+    open_at_end: Collection[str] = (),
 ) -> str:
     """A self-contained HTML page (inline CSS and SVG, nothing fetched): a summary of the
     anomalous verdicts, then for each of the first ``limit`` its workflow picture with the
     divergence in red, the expected and observed steps and the raw lines. ``sessions``:
     how many sessions were scored, when ``verdicts`` holds only the anomalous ones (a
-    streaming caller keeps no more); default ``len(verdicts)``."""
+    streaming caller keeps no more); default ``len(verdicts)``. ``notes``: lines under
+    the summary; ``open_at_end``: sessions still active when the input ended (their early
+    ends say so)."""
     esc = html.escape
     anomalies = [v for v in verdicts if v.anomalous]
     by_reason: dict[str, int] = {}
@@ -245,6 +256,7 @@ def html_report(
         )
         + "</p>",
     ]
+    parts += [f'<p class="note">{esc(note)}</p>' for note in notes]
     if workflows is None:
         parts.append('<p class="note">The model has no workflows (trained without them).</p>')
     if anomalies:
@@ -262,8 +274,13 @@ def html_report(
         parts.append("</table>")
         if len(anomalies) > limit:
             parts.append(f'<p class="note">Pictures for the first {limit:,} anomalies.</p>')
+    cut = set(open_at_end)
     for n, v in enumerate(anomalies[:limit], start=1):
-        parts.append(_anomaly_section(n, v, workflows, templates, reasons))
+        parts.append(
+            _anomaly_section(
+                n, v, workflows, templates, reasons, v.reason == "early_end" and v.session in cut
+            )
+        )
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -274,6 +291,7 @@ def _anomaly_section(
     workflows: Workflows | None,
     templates: Mapping[str, str],
     reasons: Mapping[str, str],
+    cut: bool = False,
 ) -> str:
     esc = html.escape
     d: Diagnosis | None = v.diagnosis
@@ -285,6 +303,8 @@ def _anomaly_section(
     out.append(
         f"<p>Flagged by the {esc(v.detector or '')} model {where} of {v.length} entries.</p>"
     )
+    if cut:
+        out.append(f'<p class="note">{esc(CUT_NOTE)}</p>')
     if d is not None:
         out.append("<p>" + "<br>".join(esc(line.strip()) for line in d.describe()) + "</p>")
         rows = [
