@@ -244,6 +244,15 @@ def test_a_description_names_the_likeliest_next_steps_and_counts_the_rest() -> N
     assert line.index("common (0.81)") < line.index("r3 (0.03)")
 
 
+def test_a_rare_edge_is_labelled_rare_not_zero() -> None:
+    from logwarden.workflow.render import workflows_dot
+
+    wfs = mine_sessions([["a", "b", "c"]] * 400 + [["a", "c"]])
+    dot = workflows_dot(wfs, {})
+    assert 'label="<0.01"' in dot and "label=0.00" not in dot
+    assert "label=1.00" in dot  # b -> c, always
+
+
 def test_diagnosis_of_a_count_violation_and_an_unseen_key(mined: Workflows) -> None:
     # Three retries: every edge exists, the count rule does not allow the third.
     keys = ["a_login", "a_check1", "a_check2", "a_retry", "a_retry", "a_retry", "a_list", "a_done"]

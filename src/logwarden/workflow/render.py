@@ -131,9 +131,10 @@ def _add_workflow(
         if a in group_of and group_of.get(b) == group_of[a] and a != b:
             continue  # every order inside a concurrent group is normal: no tangle
         width = 0.6 + 4.0 * math.log1p(n) / math.log1p(biggest)
+        p = wf.probability(a, b)
         e: dict[str, str] = {
             "penwidth": f"{width:.2f}",
-            "label": f"{wf.probability(a, b):.2f}",
+            "label": f"{p:.2f}" if p >= 0.005 else "<0.01",  # a rare edge, not an impossible one
             "fontsize": "9",
         }
         back = (a, b) in loop_edges and (a == b or order.get(b, 0) <= order.get(a, 0))
