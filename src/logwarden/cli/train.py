@@ -219,7 +219,7 @@ def _summary(args: argparse.Namespace, model: object, sessions: int) -> None:
     elif "workflows" in info:
         winfo = info["workflows"]
         print(
-            f"  workflows: {winfo['count']} task types"
+            f"  workflows: {winfo['count']} task type{'' if winfo['count'] == 1 else 's'}"
             + (" (interleaved log: estimated)" if winfo["interleaved"] else "")
             + f" in {winfo['seconds']:.1f} s; see logwarden workflow --model {args.out}",
             file=sys.stderr,
