@@ -383,6 +383,23 @@ def test_detect_says_which_early_ends_the_end_of_input_cut(
     assert code == 0 and "were still active" not in out
 
 
+def test_a_reader_that_stops_early_gets_no_error(raw: dict[str, Any]) -> None:
+    # logwarden detect ... --jsonl - | head -1: the pipe closes while verdicts are written.
+    import subprocess
+    import sys
+
+    d: Path = raw["dir"]
+    cmd = [sys.executable, "-m", "logwarden", "detect", str(d / "test.log"), "--model",
+           str(raw["model"]), "--jsonl", "-", "--no-drift"]  # fmt: skip
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    assert p.stdout.readline().startswith(b"{")
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 1
+    assert "Broken pipe" not in err and "Traceback" not in err and "Exception" not in err, err
+
+
 def _stamp(line: str) -> float:
     from datetime import datetime
 

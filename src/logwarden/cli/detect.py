@@ -143,6 +143,8 @@ def _summarise(
 
                     tracker.templates.update(data.templates)
                     feed_batch(tracker, verdicts, data.keys, data.events, positions=positions)
+    except BrokenPipeError:
+        raise  # the reader stopped (| head): see run_command
     except OSError as exc:
         raise RuntimeFailure(f"cannot write {args.jsonl}: {exc}") from None
     if stream is not None:

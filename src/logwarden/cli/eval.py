@@ -133,6 +133,8 @@ def _report(
                     keys.append(distinct.setdefault(t, t))
                 if fh is not None:
                     write_jsonl(fh, verdicts, data.keys, bodies)
+    except BrokenPipeError:
+        raise  # the reader stopped (| head): see run_command
     except OSError as exc:
         raise RuntimeFailure(f"cannot write {args.jsonl}: {exc}") from None
     if stream is not None:

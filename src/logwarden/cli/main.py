@@ -8,7 +8,9 @@ traceback. Each command lives in its own module with a ``register(subparsers)``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -80,6 +82,11 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         err(str(exc))
         return 1
     except BrokenPipeError:
+        # The reader stopped early (| head): nothing more to say, and nothing left to flush
+        # at exit (Python would print a second error for the lost output).
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
         return 1
     except OSError as exc:
         err(str(exc))
