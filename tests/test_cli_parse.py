@@ -135,6 +135,22 @@ def test_an_unknown_flag_is_reported_with_its_commands_usage(capsys) -> None:
     assert code == 2 and "logwarden: error: unrecognized arguments: --bogus" in err
 
 
+def test_standard_output_as_out(tmp_path: Path, capsys, monkeypatch) -> None:
+    # simulate writes its log there (the labels still to their file), the same lines as a
+    # file gets; parse cannot (it rewrites earlier rows) and says so, creating no file "-".
+    log, labels = tmp_path / "sim.log", tmp_path / "labels.csv"
+    assert main(["simulate", "--sessions", "40", "--out", str(log), "--seed", "3"]) == 0
+    capsys.readouterr()
+    assert main(["simulate", "--sessions", "40", "--out", "-", "--labels", str(labels),
+                 "--seed", "3"]) == 0  # fmt: skip
+    assert capsys.readouterr().out == log.read_text(encoding="utf-8")
+    assert len(read_csv(labels)) == 40
+    monkeypatch.chdir(tmp_path)  # where a file named "-" would land
+    code, err = run(["parse", str(log), "--format", "hdfs", "--out", "-"], capsys)
+    assert code == 2 and "--out needs a file" in err
+    assert not Path("-").exists()
+
+
 def test_session_errors_name_the_flags(tmp_path: Path, capsys) -> None:
     log = tmp_path / "a.log"
     log.write_text("x\n")

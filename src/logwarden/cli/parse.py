@@ -74,6 +74,10 @@ def cmd_parse(args: argparse.Namespace) -> int:
         miner = TemplateMiner(MinerConfig(max_templates=args.max_templates, masks=masks))
     learn = not args.match_only
 
+    if args.out == "-":
+        # The CSV is written to a file and renamed into place: rows written before a
+        # template changed are rewritten at the end, which a pipe cannot take back.
+        raise UsageError("--out needs a file: parse rewrites earlier rows when templates change")
     out = Path(args.out)
     templates_out = Path(args.templates) if args.templates else _default_templates_path(out)
     stats = Stats()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from logwarden.cli.common import RuntimeFailure, UsageError
+from logwarden.cli.common import RuntimeFailure, UsageError, open_out
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     ss = sub.add_parser("simulate", help="write a simulated multi-task log with labels")
-    ss.add_argument("--out", required=True, metavar="LOG")
+    ss.add_argument(
+        "--out", required=True, metavar="LOG", help="the log file (- for standard output)"
+    )
     ss.add_argument("--labels", metavar="CSV", help="per-session ground truth")
     ss.add_argument("--sessions", type=int, default=2000)
     ss.add_argument("--anomaly-rate", type=float, default=0.05)
@@ -43,7 +46,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         )
     )
     try:
-        sim.write(args.out, args.labels)
+        if args.out == "-":
+            with open_out("-") as fh:
+                sim.write_lines(fh)
+            if args.labels:
+                sim.write(os.devnull, args.labels)
+        else:
+            sim.write(args.out, args.labels)
+    except BrokenPipeError:
+        raise  # the reader stopped (| head): see run_command
     except OSError as exc:
         raise RuntimeFailure(f"cannot write {args.out}: {exc}") from None
     n_anom = sum(s.label for s in sim.sessions)

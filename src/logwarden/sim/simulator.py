@@ -59,6 +59,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from math import exp
+from typing import TextIO
 
 from logwarden.errors import ConfigError
 
@@ -175,15 +176,19 @@ class SimulatedLog:
     ) -> None:
         """Write the log (one line each, ``\\n``) and optionally the per-session labels CSV."""
         with open(log_path, "w", encoding="utf-8", newline="\n") as f:
-            for chunk in range(0, len(self.lines), 65536):
-                f.write("\n".join(self.lines[chunk : chunk + 65536]))
-                f.write("\n")
+            self.write_lines(f)
         if labels_path is not None:
             with open(labels_path, "w", encoding="utf-8", newline="") as f:
                 w = csv.writer(f, lineterminator="\n")
                 w.writerow(("session", "label", "kind", "detail"))
                 for s in self.sessions:
                     w.writerow((s.session, s.label, s.kind, s.detail))
+
+    def write_lines(self, out: TextIO) -> None:
+        """The log's lines to a text stream (a file, standard output), each ending ``\\n``."""
+        for chunk in range(0, len(self.lines), 65536):
+            out.write("\n".join(self.lines[chunk : chunk + 65536]))
+            out.write("\n")
 
 
 def simulate(config: SimConfig | None = None) -> SimulatedLog:
