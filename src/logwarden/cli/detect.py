@@ -292,5 +292,7 @@ def _drift_report(tracker: DriftTracker, args: argparse.Namespace) -> None:
             with open_out(args.drift_json) as fh:
                 json.dump(tracker.report(), fh, ensure_ascii=False)
                 fh.write("\n")
+        except BrokenPipeError:
+            raise  # the reader stopped (| head): see run_command
         except OSError as exc:
             raise RuntimeFailure(f"cannot write {args.drift_json}: {exc}") from None

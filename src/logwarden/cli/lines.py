@@ -135,6 +135,8 @@ def write_line_scores(path: str, verdicts: LineVerdicts) -> None:
     try:
         with open_out(path) as fh:
             verdicts.write_csv(fh)
+    except BrokenPipeError:
+        raise  # the reader stopped (| head): see run_command
     except OSError as exc:
         raise RuntimeFailure(f"cannot write {path}: {exc}") from None
 

@@ -43,6 +43,8 @@ def cmd_workflow(args: argparse.Namespace) -> int:
             Path(args.dot).write_text(workflows_dot(workflows, templates), encoding="utf-8")
     except RenderError as exc:
         raise RuntimeFailure(str(exc)) from None
+    except BrokenPipeError:
+        raise  # the reader stopped (| head): see run_command
     except OSError as exc:
         raise RuntimeFailure(f"cannot write output: {exc}") from None
     if not args.quiet and args.json != "-":
