@@ -176,7 +176,7 @@ def _summary(
     rate = n_lines / elapsed if elapsed > 0 else 0.0
     lines = [
         f"logwarden parse: {n_lines:,} lines read in {elapsed:.2f} s ({rate:,.0f} lines/s)",
-        f"  parsed {n_written:,} lines into {n_templates:,} templates",
+        f"  parsed {n_written:,} lines into {n_templates:,} template{'' if n_templates == 1 else 's'}",
     ]
     counts = stats.problems()
     if counts:
