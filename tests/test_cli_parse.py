@@ -390,7 +390,7 @@ def test_summary_ends_with_shattering_warnings(tmp_path: Path, capsys) -> None:
         ["parse", str(log), "--format", fmt, "--out", str(out), "--mask", mask.group(1)], capsys
     )
     assert code == 0, err
-    assert "into 1 template" in err and "warning" not in err
+    assert "into 1 template\n" in err and "warning" not in err
     assert {r["EventTemplate"] for r in read_csv(out)} == {"<*> - <*> close, <*> bytes sent"}
     # --quiet: no summary, no warnings.
     code, err = run(
