@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 import re
 import subprocess
@@ -133,6 +134,31 @@ def test_an_unknown_flag_is_reported_with_its_commands_usage(capsys) -> None:
     assert "logwarden workflow: error: unrecognized arguments: --format json" in err
     code, err = run(["--bogus"], capsys)
     assert code == 2 and "logwarden: error: unrecognized arguments: --bogus" in err
+
+
+def test_format_auto_picks_the_preset_that_fits(tmp_path: Path, capsys, monkeypatch) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(
+        "".join(
+            f"081109 2036{i % 60:02d} 148 INFO dfs.DataNode$PacketResponder: "
+            f"Received block blk_{i} of size {i * 7}\n"
+            for i in range(300)
+        )
+    )
+    code, err = run(
+        ["parse", str(log), "--format", "auto", "--out", str(tmp_path / "o.csv")], capsys
+    )
+    assert code == 0 and "--format auto: hdfs (100% of the first 300 lines)" in err
+    assert read_csv(tmp_path / "o.csv")[0]["Component"] == "dfs.DataNode$PacketResponder"
+    junk = tmp_path / "junk.log"
+    junk.write_text("no header here\nnor here\n")
+    code, err = run(
+        ["parse", str(junk), "--format", "auto", "--out", str(tmp_path / "j.csv")], capsys
+    )
+    assert code == 2 and "no preset fits the first 2 lines" in err
+    monkeypatch.setattr("sys.stdin", io.StringIO("x\n"))
+    code, err = run(["parse", "-", "--format", "auto", "--out", str(tmp_path / "s.csv")], capsys)
+    assert code == 2 and "give --format for stdin" in err
 
 
 def test_standard_output_as_out(tmp_path: Path, capsys, monkeypatch) -> None:

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logwarden.io.formats import PRESETS, FormatError, LogFormat, get_format
+from logwarden.io.formats import PRESETS, FormatError, LogFormat, get_format, guess_format
 from logwarden.records import Line, Record, Stats
 
 # The loghub-2k header formats, as written in the data folder's README.
@@ -911,3 +911,36 @@ def test_random_json_objects_never_break_parse(obj: dict[str, object]) -> None:
             assert rec.content == value
     elif key is not None:
         assert not isinstance(obj[key], str)  # a text message always makes a record
+
+
+# --- 5. --format auto ------------------------------------------------------------------------
+
+# Lines written here in each preset's shape (no shared data: the test runs anywhere).
+_SHAPES = {
+    "hdfs": "081109 2036{i:02d} 1{i}8 INFO dfs.DataNode$PacketResponder: Received block blk_{i}",
+    "spark": "17/06/09 20:10:{i:02d} INFO executor.Backend: Registered handler {i}",
+    "hadoop": "2015-10-18 18:01:{i:02d},978 INFO [main] org.apache.App: Created app {i}",
+    "zookeeper": "2015-07-29 17:41:{i:02d},747 - INFO  [Peer[myid=1]:Election@774] - Timeout {i}",
+    "bgl": "- 111783857{i} 2005.06.03 R02-M1-N0 2005-06-03-15.42.{i:02d}.675872 R02-M1-N0 RAS "
+    "KERNEL INFO cache parity error {i} corrected",
+    "linux": "Jun 14 15:16:{i:02d} combo sshd(pam_unix)[199{i}]: authentication failure {i}",
+    "apache": "[Sun Dec 04 04:47:{i:02d} 2005] [notice] workerEnv.init() ok {i}",
+    "openstack": "nova-api.log.1 2017-05-16 00:00:{i:02d}.008 25746 INFO nova.api [req-{i} x] "
+    "GET /v2 {i}",
+    "json": '{{"time": "2026-01-01T00:00:{i:02d}Z", "message": "request {i} done"}}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SHAPES))
+def test_guess_format_finds_each_preset(name: str) -> None:
+    lines = [_SHAPES[name].format(i=i) for i in range(40)] + [""]  # blank lines do not count
+    ranked = guess_format(lines)
+    # A Linux syslog line is an RFC 3164 line too: either preset reads it whole.
+    fits = {"linux", "syslog"} if name == "linux" else {name}
+    assert ranked[0][0] in fits and ranked[0][1] == 1.0, ranked[:3]
+
+
+def test_guess_format_ranks_a_foreign_log_low() -> None:
+    ranked = guess_format([f"just some text {i}" for i in range(20)])
+    assert ranked[0][1] < 0.5
+    assert guess_format([]) == []

@@ -8,7 +8,7 @@ import dataclasses
 import gc
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from logwarden.cli.common import RuntimeFailure, UsageError, report_stats
@@ -26,7 +26,10 @@ def add_input_args(sp: argparse.ArgumentParser, *, nargs: str = "+") -> None:
     sp.add_argument("--input-format", choices=["raw", "sequences", "jsonl"], default=None,
                     help="raw log lines (default), DeepLog key sequences, or labelled jsonl sessions")  # fmt: skip
     sp.add_argument(
-        "--format", metavar="FMT", help="log format for raw input (preset or format string)"
+        "--format",
+        metavar="FMT",
+        help="log format for raw input (preset, format string, or auto: the preset that fits "
+        "the first lines)",
     )
     sp.add_argument(
         "--session", metavar="REGEX", help="session id regex (or preset: hdfs, openstack, ...)"
@@ -59,13 +62,46 @@ def add_input_args(sp: argparse.ArgumentParser, *, nargs: str = "+") -> None:
     )
 
 
+#: Lines ``--format auto`` reads from the start of the inputs.
+AUTO_SAMPLE = 1000
+
+
+def resolve_format(spec: str | None, inputs: Sequence[str]) -> str | None:
+    """``--format auto``: the preset that fits the inputs' first lines best (said on
+    stderr), or a usage error naming the closest ones; any other value as it is."""
+    from itertools import islice
+
+    from logwarden.io.formats import AUTO, guess_format
+    from logwarden.io.sources import LineReader
+
+    if spec is None or spec.strip().lower() != AUTO:
+        return spec
+    if "-" in inputs:
+        raise UsageError("--format auto reads the start of a file: give --format for stdin")
+    reader = LineReader(inputs)
+    sample = list(islice((t for batch in reader.text_batches() for t in batch), AUTO_SAMPLE))
+    ranked = guess_format(sample)
+    if not ranked or ranked[0][1] < 0.5:
+        close = ", ".join(f"{name} {share:.0%}" for name, share in ranked[:3]) or "no lines"
+        raise UsageError(
+            f"--format auto: no preset fits the first {len(sample):,} lines ({close}); give "
+            "a format string such as '<Date> <Time> <Level> <Content>'"
+        )
+    name, share = ranked[0]
+    print(
+        f"logwarden: --format auto: {name} ({share:.0%} of the first {len(sample):,} lines)",
+        file=sys.stderr,
+    )
+    return name
+
+
 def apply_input_args(detector: Detector, args: argparse.Namespace) -> None:
     """The command line's input settings over the detector's own (saved ones for a model)."""
     if args.session is not None and args.window is not None:
         raise UsageError("give --session or --window, not both")
     detector.input = detector.input.override(
         input_format=args.input_format,
-        format=args.format,
+        format=resolve_format(args.format, args.inputs),
         session=args.session,
         window=args.window,
         session_in_line=args.session_in_line,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from logwarden.cli.common import RuntimeFailure, UsageError
+from logwarden.cli.inputs import resolve_format
 from logwarden.records import Stats
 
 if TYPE_CHECKING:
@@ -28,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         required=True,
         metavar="FMT",
         help="preset (hdfs, bgl, openstack, spark, zookeeper, hadoop, linux, apache, syslog, "
-        "syslog5424, json[:FIELD]) or a loghub format string like '<Date> <Time> <Content>'",
+        "syslog5424, json[:FIELD]), a loghub format string like '<Date> <Time> <Content>', "
+        "or auto (the preset that fits the first lines)",
     )
     sp.add_argument("--out", required=True, metavar="CSV", help="structured CSV to write")
     sp.add_argument("--templates", metavar="CSV", help="templates CSV (default OUT.templates.csv)")
@@ -59,7 +61,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
     from logwarden.parsing import MinerConfig, TemplateMiner
     from logwarden.parsing.structured import StructuredCsv
 
-    fmt = get_format(args.format)  # a ConfigError is a usage error (main)
+    fmt = get_format(resolve_format(args.format, args.logs) or "")  # ConfigError: usage (main)
     if args.max_line_bytes < 1:
         raise UsageError("--max-line-bytes must be positive")
     state_path = Path(args.state) if args.state else None

@@ -28,7 +28,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -380,6 +380,36 @@ def compile_format(spec: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
     except re.error as exc:
         raise FormatError(f"format is not a valid pattern ({exc}): {spec!r}") from None
     return regex, tuple(n for n in names if n != "Content")
+
+
+#: ``--format auto``: the preset that fits an input's first lines best (``guess_format``).
+AUTO = "auto"
+_LEVELS = frozenset(
+    "TRACE DEBUG INFO NOTICE WARN WARNING ERROR ERR FATAL SEVERE CRITICAL CRIT ALERT EMERG".split()
+)
+
+
+def guess_format(texts: Sequence[str]) -> list[tuple[str, float]]:
+    """How well each preset fits ``texts`` (an input's first lines), best first: the share
+    of the non-empty lines it matches with a readable timestamp (when it has time fields).
+    Ties (a line of one format often matches a looser one too) go to the preset whose
+    ``Level`` field holds level words more often, then to the one with more fields."""
+    sample = [t for t in texts if t.strip()]
+    if not sample:
+        return []
+    scored = []
+    for name in PRESETS:
+        fmt = get_format(name)
+        fit = levels = 0
+        for i, text in enumerate(sample):
+            rec = fmt.parse(Line(text, "", 0, i + 1))
+            if rec.matched and (rec.timestamp is not None or not fmt.time_fields):
+                fit += 1
+                levels += rec.fields.get("Level", "").upper() in _LEVELS
+        n = len(sample)
+        scored.append((fit / n, levels / n, len(fmt.header_fields), name))
+    scored.sort(reverse=True)
+    return [(name, share) for share, _, _, name in scored]
 
 
 def get_format(spec: str, *, default_year: int | None = None) -> LogFormat:
