@@ -132,6 +132,8 @@ def test_an_unknown_flag_is_reported_with_its_commands_usage(capsys) -> None:
     assert code == 2
     assert "usage: logwarden workflow" in err and "--json OUT" in err
     assert "logwarden workflow: error: unrecognized arguments: --format json" in err
+    code, err = run(["models", "history", "m", "--bogus"], capsys)  # a nested command
+    assert code == 2 and "logwarden models history: error: unrecognized arguments" in err
     code, err = run(["--bogus"], capsys)
     assert code == 2 and "logwarden: error: unrecognized arguments: --bogus" in err
 

@@ -50,10 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)
-    for sp in sub.choices.values():
-        # Unknown flags are then reported with the command's own usage, not the top one's.
-        sp.set_defaults(command_parser=sp)
+    _own_usage(sub)
     return p
+
+
+def _own_usage(sub: argparse._SubParsersAction) -> None:
+    """Each (sub)command's parser in its namespace: unknown flags are then reported with the
+    command's own usage, not the top one's (the deepest command's, for nested ones)."""
+    for sp in sub.choices.values():
+        sp.set_defaults(command_parser=sp)
+        for action in sp._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _own_usage(action)
 
 
 def config_message(exc: ConfigError) -> str:
