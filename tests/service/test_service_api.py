@@ -147,6 +147,24 @@ def test_token_and_binding(sim_model: Any, serve: Any, tmp_path: Path) -> None:
                  str(tmp_path / "w.db"), "--host", "0.0.0.0"]) == 2  # fmt: skip
 
 
+def test_a_port_out_of_range_or_taken_is_one_line(
+    tmp_path: Path, sim_model: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    base = ["serve", "--model", str(sim_model.path), "--store", str(tmp_path / "p.db")]
+    assert main([*base, "--port", "99999"]) == 2
+    assert "--port must be 0 to 65535 (got 99999)" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert main([*base, "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+    assert not (tmp_path / "p.db").exists()  # refused before the store was made
+
+
 def test_store_is_checked(tmp_path: Path, sim_model: Any) -> None:
     bad = tmp_path / "not.db"
     bad.write_bytes(b"this is not sqlite" * 100)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+from logwarden.errors import LogwardenError
 from logwarden.service.server import Service, ServiceConfig
 
 __all__ = ["SourceOptions", "run_service"]
@@ -48,7 +49,14 @@ def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = exc.strerror or str(exc)
+        raise LogwardenError(
+            f"cannot listen on {host}:{port}: {why} (choose another --port)"
+        ) from None
     sock.listen(512)
     sock.set_inheritable(True)
     return sock

@@ -71,6 +71,8 @@ class ServiceConfig:
             )
         if self.max_body_bytes < 1 or self.max_line_bytes < 1:
             raise ConfigError("body and line limits must be positive", field="max_body_bytes")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0 to 65535 (got {self.port})", field="port")
 
 
 @dataclass
