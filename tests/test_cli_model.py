@@ -557,6 +557,23 @@ def test_raw_input_usage_errors(
     assert not (tmp_path / "m").exists()
 
 
+def test_an_out_that_cannot_be_a_model_is_refused_before_training(
+    raw: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = tmp_path / "a_file"
+    taken.write_text("x")
+    for out, words in ((taken, "is a file, not a model directory"),
+                       (taken / "m", "is not a writable directory")):  # fmt: skip
+        argv = ["train", raw["dir"] / "train.log", *RAW, "--out", out, *FAST]
+        code, _, err = run(argv, capsys)
+        assert code == 2 and words in error_line(err), err
+        assert "read" not in err  # nothing was read, nothing trained
+        argv = ["feedback", raw["dir"] / "test.log", "--model", raw["model"], "--normal", "x",
+                "--out", out]  # fmt: skip
+        code, _, err = run(argv, capsys)
+        assert code == 2 and words in error_line(err), err
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "words"),
     [

@@ -37,6 +37,23 @@ def open_out(path: str) -> Iterator[TextIO]:
             yield fh
 
 
+def check_out_dir(path: str) -> None:
+    """Before any work: ``--out`` can become a model directory (it is one, or its nearest
+    existing parent is a writable directory). Training for minutes and then failing to
+    save would lose all of it."""
+    import os
+    from pathlib import Path
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {path} is a file, not a model directory")
+    at = out if out.exists() else out.parent
+    while not at.exists() and at != at.parent:
+        at = at.parent
+    if not at.is_dir() or not os.access(at, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {path}: cannot write there ({at} is not a writable directory)")
+
+
 def stderr_console() -> Any:
     from rich.console import Console
 

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from logwarden.cli.common import RuntimeFailure, UsageError
+from logwarden.cli.common import RuntimeFailure, UsageError, check_out_dir
 from logwarden.cli.inputs import add_input_args, apply_input_args, load_detector, read_inputs
 
 
@@ -57,6 +57,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         raise UsageError("nothing to learn: give --normal/--normal-file or --confirmed")
     if Path(args.out).resolve() == Path(args.model).resolve():
         raise UsageError("--out must differ from --model: the parent stays, for rolling back")
+    check_out_dir(args.out)
     extra = {"who": args.who} if args.who is not None else {}
     records = [Feedback(s, "normal", why=args.why, **extra) for s in dict.fromkeys(normal)]
     records += [Feedback(s, "confirmed", why=args.why, **extra) for s in dict.fromkeys(confirmed)]

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from logwarden.cli.common import RuntimeFailure, UsageError, stderr_console
+from logwarden.cli.common import RuntimeFailure, UsageError, check_out_dir, stderr_console
 from logwarden.cli.inputs import add_input_args, apply_input_args, read_inputs
 from logwarden.cli.lines import add_line_label_args, train_supervised
 from logwarden.models import KeyModelConfig
@@ -93,6 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from logwarden.detect import DeepLog
     from logwarden.detect.detector import Detector, idle_timeout_from
 
+    check_out_dir(args.out)
     if args.supervised:
         return train_supervised(args)
     if args.line_labels or args.pos_weight is not None:
