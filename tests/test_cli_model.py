@@ -574,6 +574,21 @@ def test_an_out_that_cannot_be_a_model_is_refused_before_training(
         assert code == 2 and words in error_line(err), err
 
 
+def test_report_paths_are_checked_before_detection(
+    raw: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Written once every session is scored: a path that cannot take them fails first.
+    nowhere = tmp_path / "missing_dir"
+    for flag in ("--html", "--drift-json", "--jsonl"):
+        argv = ["detect", raw["dir"] / "test.log", "--model", raw["model"], flag, nowhere / "x"]
+        code, out, err = run(argv, capsys)
+        assert code == 2 and f"{flag} {nowhere / 'x'}: cannot write there" in err, err
+        assert "sessions" not in out and "read" not in err  # nothing was scored
+    argv = ["detect", raw["dir"] / "test.log", "--model", raw["model"], "--html", tmp_path]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "is a directory, not a file" in err
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "words"),
     [

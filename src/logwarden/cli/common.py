@@ -54,6 +54,23 @@ def check_out_dir(path: str) -> None:
         raise UsageError(f"--out {path}: cannot write there ({at} is not a writable directory)")
 
 
+def check_out_file(path: str | None, flag: str) -> None:
+    """Before any work: an output file written at the end (a report) can be written."""
+    import os
+    from pathlib import Path
+
+    if path is None or path == "-":
+        return
+    out = Path(path)
+    parent = out.parent
+    if out.is_dir():
+        raise UsageError(f"{flag} {path} is a directory, not a file")
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{flag} {path}: cannot write there ({parent} is not a writable directory)"
+        )
+
+
 def stderr_console() -> Any:
     from rich.console import Console
 

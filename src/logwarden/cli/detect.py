@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from logwarden.cli.common import RuntimeFailure, UsageError, open_out
+from logwarden.cli.common import RuntimeFailure, UsageError, check_out_file, open_out
 from logwarden.cli.engine import add_engine_args, check_engine_args, read_on_ray
 from logwarden.cli.inputs import (
     add_input_args,
@@ -81,6 +81,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
         raise UsageError("--html-limit must not be negative")
     if args.drift_suggest < 0:
         raise UsageError("--drift-suggest must not be negative")
+    # Written once every session is scored: a path that cannot take them fails now.
+    for path, flag in ((args.html, "--html"), (args.drift_json, "--drift-json"),
+                       (args.jsonl, "--jsonl"), (args.line_scores, "--line-scores")):  # fmt: skip
+        check_out_file(path, flag)
     from logwarden.detect.lines import SupervisedDetector, window_line_verdicts
 
     on_ray = check_engine_args(args)
