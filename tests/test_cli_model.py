@@ -701,7 +701,7 @@ def test_train_output_that_cannot_be_written(
     taken.write_text("not a directory")
     argv = ["train", seq["normal"], "--input-format", "sequences", "--out", taken]
     code, _, err = run([*argv, "--top-g", "2", "--epochs", "2", *FAST], capsys)
-    assert code == 1
+    assert code == 2  # a usage error, found before training
     assert "a-file" in error_line(err)
     assert taken.read_text() == "not a directory"
 
