@@ -574,6 +574,16 @@ def test_an_out_that_cannot_be_a_model_is_refused_before_training(
         assert code == 2 and words in error_line(err), err
 
 
+def test_a_session_regex_with_two_groups_is_pointed_out(
+    raw: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["detect", raw["dir"] / "test.log", "--model", raw["model"], "--no-drift"]
+    code, _, err = run([*argv, "--session", r"(req)-([0-9a-f-]+)"], capsys)
+    assert code == 0 and "--session has 2 groups: the id is what group 1 matches" in err
+    code, _, err = run([*argv, "--session", r"req-([0-9a-f-]+)"], capsys)
+    assert code == 0 and "groups" not in err
+
+
 def test_report_paths_are_checked_before_detection(
     raw: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

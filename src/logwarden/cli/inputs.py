@@ -115,6 +115,28 @@ def apply_input_args(detector: Detector, args: argparse.Namespace) -> None:
         if not (timeout >= 0 and math.isfinite(timeout)):
             raise UsageError("--idle-timeout must be a number of seconds >= 0")
         detector.input = dataclasses.replace(detector.input, idle_timeout=timeout or None)
+    _note_groups(args.session)
+
+
+def _note_groups(session: str | None) -> None:
+    """A --session regex with several groups takes group 1 as the id: say so (a pattern
+    like ``(blk)_(\\d+)`` would otherwise put every line in session "blk", silently)."""
+    import re
+
+    from logwarden.sessions import SESSION_PRESETS
+
+    if session is None or session in SESSION_PRESETS:
+        return
+    try:
+        groups = re.compile(session).groups
+    except re.error:
+        return  # reported where the sessions are configured
+    if groups > 1:
+        print(
+            f"logwarden: --session has {groups} groups: the id is what group 1 matches "
+            "(make the others non-capturing: (?:...))",
+            file=sys.stderr,
+        )
 
 
 def workers_for(args: argparse.Namespace, *, learn: bool, raw: bool = True) -> int:
