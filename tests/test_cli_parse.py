@@ -158,6 +158,9 @@ def test_format_auto_picks_the_preset_that_fits(tmp_path: Path, capsys, monkeypa
         ["parse", str(junk), "--format", "auto", "--out", str(tmp_path / "j.csv")], capsys
     )
     assert code == 2 and "no preset fits the first 2 lines" in err
+    code, err = run(["parse", str(tmp_path / "gone.log"), "--format", "auto", "--out",
+                     str(tmp_path / "g.csv")], capsys)  # fmt: skip
+    assert code == 2 and "nothing to read (" in err and "gone.log" in err
     monkeypatch.setattr("sys.stdin", io.StringIO("x\n"))
     code, err = run(["parse", "-", "--format", "auto", "--out", str(tmp_path / "s.csv")], capsys)
     assert code == 2 and "give --format for stdin" in err

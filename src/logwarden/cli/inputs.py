@@ -80,6 +80,9 @@ def resolve_format(spec: str | None, inputs: Sequence[str]) -> str | None:
         raise UsageError("--format auto reads the start of a file: give --format for stdin")
     reader = LineReader(inputs)
     sample = list(islice((t for batch in reader.text_batches() for t in batch), AUTO_SAMPLE))
+    if not sample and reader.errors:
+        why = "; ".join(f"{path}: {message}" for path, message in reader.errors)
+        raise UsageError(f"--format auto: nothing to read ({why})")
     ranked = guess_format(sample)
     if not ranked or ranked[0][1] < 0.5:
         close = ", ".join(f"{name} {share:.0%}" for name, share in ranked[:3]) or "no lines"
