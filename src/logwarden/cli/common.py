@@ -7,8 +7,10 @@ raise :class:`UsageError` and :class:`RuntimeFailure` only for what is theirs to
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
 from logwarden.records import Stats
@@ -41,34 +43,28 @@ def check_out_dir(path: str) -> None:
     """Before any work: ``--out`` can become a model directory (it is one, or its nearest
     existing parent is a writable directory). Training for minutes and then failing to
     save would lose all of it."""
-    import os
-    from pathlib import Path
-
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {path} is a file, not a model directory")
     at = out if out.exists() else out.parent
     while not at.exists() and at != at.parent:
         at = at.parent
-    if not at.is_dir() or not os.access(at, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {path}: cannot write there ({at} is not a writable directory)")
+    _writable_dir(at, "--out", path)
 
 
 def check_out_file(path: str | None, flag: str) -> None:
     """Before any work: an output file written at the end (a report) can be written."""
-    import os
-    from pathlib import Path
-
     if path is None or path == "-":
         return
     out = Path(path)
-    parent = out.parent
     if out.is_dir():
         raise UsageError(f"{flag} {path} is a directory, not a file")
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(
-            f"{flag} {path}: cannot write there ({parent} is not a writable directory)"
-        )
+    _writable_dir(out.parent, flag, path)
+
+
+def _writable_dir(at: Path, flag: str, path: str) -> None:
+    if not at.is_dir() or not os.access(at, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: cannot write there ({at} is not a writable directory)")
 
 
 def stderr_console() -> Any:

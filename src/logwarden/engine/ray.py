@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from logwarden.errors import ConfigError, DataError, LogwardenError, NotFittedError
-from logwarden.io.sources import FileRange
+from logwarden.io.sources import FileRange, whole_only
 from logwarden.records import Stats
 
 if TYPE_CHECKING:
@@ -63,8 +63,6 @@ __all__ = [
     "scan_range",
     "unit_owner",
 ]
-
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass
@@ -209,8 +207,7 @@ def _file_ranges(path: str, range_bytes: int) -> list[str | FileRange]:
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            # Gzip and UTF-16 (a byte order mark) are read from their start only.
-            if size <= range_bytes or fh.read(2) in (_GZIP_MAGIC, b"\xff\xfe", b"\xfe\xff"):
+            if size <= range_bytes or whole_only(fh.read(2)):
                 return [path]
             cuts = [0]
             at = range_bytes

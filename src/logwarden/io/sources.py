@@ -43,6 +43,7 @@ __all__ = [
     "SourceConfig",
     "follow",
     "read_lines",
+    "whole_only",
 ]
 
 STDIN_NAME = "<stdin>"
@@ -373,6 +374,12 @@ def _chunks(stream: _Readable, size: int, gzip: bool = True) -> Iterator[bytes]:
     elif first:
         yield first
         yield from rest
+
+
+def whole_only(head: bytes) -> bool:
+    """Whether a file starting with ``head`` (its first 2 bytes or more) is read from its
+    start only: gzip, or UTF-16 after a byte order mark. Byte ranges cannot split it."""
+    return head[:2] == _GZIP_MAGIC or head[:2] in _UTF16_BOMS
 
 
 def _from_utf16(chunks: Iterable[bytes]) -> Iterator[bytes]:
