@@ -626,6 +626,28 @@ def test_follow_survives_rename_rotation_without_loss_or_duplicates(
     assert c.stats["file_rotated"] == 1
 
 
+def test_follow_reads_the_renamed_file_until_the_new_one_appears(
+    tmp_path: Path, collectors: list[Collector]
+) -> None:
+    """logrotate without ``create``: the file is renamed, the application goes on writing
+    to it for a while, and only then reopens the path. Those lines are read."""
+    path = tmp_path / "app.log"
+    rotated = tmp_path / "app.log.1"
+    path.write_bytes(b"")
+    c = Collector(path)
+    collectors.append(c)
+    append(path, b"old 1\n")
+    c.wait_lines(1)
+    os.rename(path, rotated)
+    time.sleep(0.2)  # many polls with the path missing
+    append(rotated, b"old 2 (late)\n")
+    c.wait_lines(2)
+    path.write_bytes(b"new 1\n")
+    c.wait_lines(3)
+    assert c.finish() and c.texts() == ["old 1", "old 2 (late)", "new 1"]
+    assert c.stats["file_rotated"] == 1
+
+
 def test_follow_repeated_rotation_loses_nothing(
     tmp_path: Path, collectors: list[Collector]
 ) -> None:

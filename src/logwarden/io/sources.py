@@ -653,9 +653,18 @@ class Follower:
                 if got:
                     last_data = time.monotonic()
                 st = _stat(self.path)
-                if st is None or (st.st_dev, st.st_ino) != ident:
-                    # Rotated or removed: what was written to the old file before the
-                    # switch is read first, so nothing is lost at the seam.
+                if st is None:
+                    # Renamed away (or removed), no new file yet: the old one stays open, as
+                    # the application writing it still may (until it reopens by name).
+                    if got:
+                        continue
+                    if self._idle(last_data):
+                        break
+                    stop.wait(cfg.poll_interval)
+                    continue
+                if (st.st_dev, st.st_ino) != ident:
+                    # Rotated: what was written to the old file before the new one appeared
+                    # is read first, so nothing is lost at the seam.
                     yield from self._drain(stream, split)
                     yield from split.finish()
                     stream.close()
