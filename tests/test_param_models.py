@@ -376,3 +376,67 @@ def test_small_units_flag_only_values_outside_their_training_range() -> None:
         assert sc.anomalous.mean() < 0.01, n
         test[::50, 1] = full * 20
         assert models.score({1: _series(test)})[1].anomalous[::50].all(), n
+
+
+def test_entry_scorer_gives_score_with_history_values_across_units() -> None:
+    """The stream's one-pass scorer: every entry of a mix of units (contextual and small
+    LSTMs, robust units, logged dimensions, 1 to 3 dimensions), in any order, with
+    histories of any length and missing values, gets the flag and tail probability
+    ``score_with_history`` gives it unit by unit."""
+    rng = np.random.default_rng(5)
+
+    def sample(n: int, d: int) -> np.ndarray:
+        cols = [rng.lognormal(math.log(0.2), 0.3, n)]  # elapsed: skewed, logged
+        cols += [rng.normal(100.0 * (j + 1), 10.0, n) for j in range(d - 1)]
+        return np.stack(cols, axis=1)
+
+    sizes = {1: (400, 2), 2: (150, 2), 3: (40, 2), 4: (300, 3), 5: (50, 1)}
+    series = {
+        k: _series(sample(n, d), key=k, positions=tuple(range(d - 1)))
+        for k, (n, d) in sizes.items()
+    }
+    # Units of 300 entries and more are contextual; fewer than 100: robust.
+    models = ParamModels(ParamModelConfig(**TINY, min_contextual=300)).fit(series)
+    kinds = [models.models[(k, None)].kind for k in sizes]
+    assert kinds == ["lstm", "lstm", "robust", "lstm", "robust"]
+    w = models.config.window
+    scorer = models.entry_scorer()
+    units, values, histories = [], [], []
+    for unit in models.models:
+        d = sizes[unit[0]][1]
+        test = sample(60, d)
+        test[::7] *= 30  # out of range: flagged
+        test[3, 0] = math.nan
+        for i in range(len(test)):
+            hist = sample(int(rng.integers(0, w + 1)), d)
+            if len(hist):
+                hist[0, -1] = math.nan
+            units.append(scorer.index[unit])
+            values.append(test[i].tolist())
+            histories.append(hist.tolist())
+    order = rng.permutation(len(units))
+    units = [units[i] for i in order]
+    values = [values[i] for i in order]
+    histories = [histories[i] for i in order]
+    anomalous, log10_p = scorer.score(units, values, histories)
+    assert anomalous.sum() >= 5 * len(models.models)  # the out-of-range rows
+    for k, unit in enumerate(scorer.units):
+        rows = [i for i, u in enumerate(units) if u == k]
+        d = scorer.dim[k]
+        hist = np.full((len(rows), w, d), np.nan)
+        for j, i in enumerate(rows):
+            if histories[i]:
+                hist[j, w - len(histories[i]) :] = histories[i]
+        if models.models[unit].kind != "lstm":
+            hist = np.zeros((len(rows), 0, d))
+        sc = models.score_with_history(unit, np.array([values[i] for i in rows]), hist)
+        np.testing.assert_array_equal(anomalous[rows], sc.anomalous, err_msg=str(unit))
+        # The stacked LSTM's float32 sums may differ in the last bit from one network's.
+        np.testing.assert_allclose(log10_p[rows], sc.log10_p, rtol=1e-5, err_msg=str(unit))
+        # explain: the same flags and probabilities as score, exactly, and the verdict's
+        # fields as score_with_history gives them.
+        ex = scorer.explain(k, [values[i] for i in rows], [histories[i] for i in rows])
+        np.testing.assert_array_equal(ex.anomalous, anomalous[rows], err_msg=str(unit))
+        np.testing.assert_array_equal(ex.log10_p, log10_p[rows], err_msg=str(unit))
+        np.testing.assert_array_equal(ex.dim, sc.dim, err_msg=str(unit))
+        np.testing.assert_allclose(ex.expected, sc.expected, rtol=1e-5, err_msg=str(unit))

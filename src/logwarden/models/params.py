@@ -72,7 +72,7 @@ from typing import Any
 import numpy as np
 
 from logwarden.errors import ConfigError
-from logwarden.models.numpy_nets import ParamNetNumpy
+from logwarden.models.numpy_nets import ParamNetNumpy, ParamNetStack
 from logwarden.records import Param
 from logwarden.sessions import FlatValues, Session, SessionTable
 
@@ -647,6 +647,10 @@ class ParamModels:
             )
         return self._score(m, s, z, windows, net)
 
+    def entry_scorer(self) -> EntryScorer:
+        """A scorer of single entries across units (see ``EntryScorer``)."""
+        return EntryScorer(self)
+
     def network(self, unit: Unit) -> ParamNetNumpy:
         """The NumPy network of an LSTM unit (built from its weights)."""
         return ParamNetNumpy(self.models[unit].weights, self.config.layers)
@@ -658,13 +662,17 @@ class ParamModels:
         z: np.ndarray,
         windows: np.ndarray | None,
         net: ParamNetNumpy | None = None,
+        pred: np.ndarray | None = None,
     ) -> ParamScores:
+        """The scores of ``s`` (``z``: its normalised values); an LSTM unit's predictions
+        come from ``pred`` when given (``EntryScorer``), else from ``windows``."""
         n = len(s)
         guard = self._range_guard(m, s.values)
         if m.kind == "lstm":
-            assert windows is not None
-            net = net if net is not None else ParamNetNumpy(m.weights, self.config.layers)
-            pred = net.predict(windows)
+            if pred is None:
+                assert windows is not None
+                net = net if net is not None else ParamNetNumpy(m.weights, self.config.layers)
+                pred = net.predict(windows)
             dev = self._deviation(z - pred, guard)
             sq = dev * dev
             count = (~np.isnan(sq)).sum(axis=1)
@@ -848,6 +856,250 @@ class ParamModels:
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"malformed parameter model state: {e!r}") from e
         return self
+
+
+class EntryScorer:
+    """Entries of many units scored in one vectorised pass: per entry, whether its unit's
+    model flags it and its log10 tail probability, the values ``score_with_history`` gives
+    unit by unit. A stream checks a few dozen units per step with a handful of entries
+    each, where the per-unit calls cost more than the arithmetic: here the units of each
+    dimension count share one set of array operations (no padding, so every row's
+    arithmetic is its unit's own) and their LSTMs run as one ``ParamNetStack`` (the float32
+    sums of its matrix products may differ from one network's in the last bit).
+    ``explain`` gives a unit's entries as ``ParamScores`` from the same predictions.
+
+    Built from the models as they are: a caller that changes them (``accept``, ``alias``,
+    ``fit``) builds a new one."""
+
+    def __init__(self, models: ParamModels) -> None:
+        self._models = models
+        cfg = models.config
+        self.units = list(models.models)
+        self.index = {u: i for i, u in enumerate(self.units)}
+        self.window = cfg.window
+        self._slower_only = cfg.slower_only
+        self._top = math.log10(cfg.tail)
+        # Per unit: its dimension count, its row in that count's table.
+        self.dim = [1 + len(models.models[u].positions) for u in self.units]
+        self._row: list[int] = []
+        groups: dict[int, list[Unit]] = {}
+        for u, d in zip(self.units, self.dim, strict=True):
+            self._row.append(len(groups.setdefault(d, [])))
+            groups[d].append(u)
+        self._tables = {d: _UnitTable(models, us, d) for d, us in groups.items()}
+
+    def score(
+        self,
+        units: Sequence[int],
+        values: Sequence[Sequence[float]],
+        histories: Sequence[Sequence[Sequence[float]]],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``units[i]``: entry i's unit (an index into ``self.units``), ``values[i]`` its
+        feature vector, ``histories[i]`` the vectors before it in the unit's series (at most
+        ``window``, oldest first; ignored for a robust unit). Returns (anomalous, log10 tail
+        probability) per entry."""
+        n = len(units)
+        anomalous = np.zeros(n, dtype=bool)
+        log10_p = np.zeros(n)
+        by_dim: dict[int, list[int]] = {}
+        for i, u in enumerate(units):
+            by_dim.setdefault(self.dim[u], []).append(i)
+        for d, rows in by_dim.items():
+            tab = self._tables[d]
+            r = np.array([self._row[units[i]] for i in rows], dtype=np.int64)
+            v = np.array([values[i] for i in rows], dtype=np.float64).reshape(len(rows), d)
+            z = (tab.transform(v, r) - tab.center[r]) / tab.scale[r]
+            dev = self._deviations(tab, r, v, z, [histories[i] for i in rows])
+            a, lp = self._judge(tab, r, v, dev)
+            anomalous[rows] = a
+            log10_p[rows] = lp
+        return anomalous, log10_p
+
+    def explain(
+        self,
+        unit: int,
+        values: Sequence[Sequence[float]],
+        histories: Sequence[Sequence[Sequence[float]]],
+    ) -> ParamScores:
+        """Entries of one unit (as ``score`` takes them) as ``ParamScores``, flags and tail
+        probabilities equal to ``score``'s: what a verdict's explanation reads."""
+        u = self.units[unit]
+        d = self.dim[unit]
+        tab = self._tables[d]
+        m = self._models.models[u]
+        n = len(values)
+        r = np.full(n, self._row[unit], dtype=np.int64)
+        v = np.array(values, dtype=np.float64).reshape(n, d)
+        z = (tab.transform(v, r) - tab.center[r]) / tab.scale[r]
+        pred = None
+        if m.kind == "lstm":
+            pred = tab.stack_predict(self._windows(tab, r, histories, d), r)
+        s = KeySeries(u[0], m.positions, v, np.zeros((n, 2), np.int64), 0, u[1])
+        return self._models._score(m, s, z, None, pred=pred)
+
+    def _windows(
+        self,
+        tab: _UnitTable,
+        r: np.ndarray,
+        histories: Sequence[Sequence[Sequence[float]]],
+        d: int,
+    ) -> np.ndarray:
+        """The LSTM's inputs: each history normalised, NaN rows in front where it is shorter
+        than the window, NaN as 0 and clipped (as ``score_with_history`` makes them)."""
+        w = self.window
+        pad = [math.nan] * d
+        hist = np.array(
+            [[pad] * (w - len(h)) + list(h) for h in histories], dtype=np.float64
+        ).reshape(len(histories), w, d)
+        rr = np.repeat(r, w)
+        flat = hist.reshape(-1, d)
+        hz = ((tab.transform(flat, rr) - tab.center[rr]) / tab.scale[rr]).reshape(hist.shape)
+        return np.clip(np.where(np.isnan(hz), 0.0, hz), -_INPUT_CLIP, _INPUT_CLIP).astype(
+            np.float32
+        )
+
+    def _deviations(
+        self,
+        tab: _UnitTable,
+        r: np.ndarray,
+        v: np.ndarray,
+        z: np.ndarray,
+        histories: Sequence[Sequence[Sequence[float]]],
+    ) -> np.ndarray:
+        """Per entry: z minus the LSTM's prediction (LSTM units) or z itself (robust), one
+        sided on elapsed time, 0 inside a guarded unit's range (``ParamModels._score``)."""
+        dev = z.copy()
+        lstm = np.flatnonzero(tab.lstm[r])
+        if len(lstm):
+            at = lstm.tolist()
+            windows = self._windows(tab, r[lstm], [histories[i] for i in at], v.shape[1])
+            dev[lstm] = z[lstm] - tab.stack_predict(windows, r[lstm])
+        if self._slower_only:
+            dev = _one_sided(dev)
+        return np.where(tab.inside(v, r), 0.0, dev)
+
+    def _judge(
+        self, tab: _UnitTable, r: np.ndarray, v: np.ndarray, dev: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # lstm: the mean squared deviation over observed dimensions; robust: the largest.
+        sq = dev * dev
+        count = (~np.isnan(sq)).sum(axis=1)
+        mse = np.where(count > 0, np.nansum(sq, axis=1) / np.maximum(count, 1), np.nan)
+        absdev = np.abs(dev)
+        worst = np.where(np.any(~np.isnan(absdev), axis=1), _nanmax_rows(absdev), np.nan)
+        error = np.where(tab.lstm[r], mse, worst)
+        anomalous = np.where(np.isnan(error), False, error > tab.threshold[r])
+        lp = tab.log10_tail(error, r)
+        top = self._top
+        lp = np.where(anomalous, np.minimum(lp, np.nextafter(top, -math.inf)), np.maximum(lp, top))
+        return anomalous, lp
+
+
+class _UnitTable:
+    """The units of one dimension count, as arrays (one row per unit) for ``EntryScorer``;
+    each row holds the same numbers the unit's own scoring uses."""
+
+    def __init__(self, models: ParamModels, units: list[Unit], d: int) -> None:
+        ms = [models.models[u] for u in units]
+        self.units = units
+        k = len(ms)
+        self.lstm = np.array([m.kind == "lstm" for m in ms], dtype=bool)
+        self.center = np.array([m.center for m in ms], dtype=np.float64).reshape(k, d)
+        self.scale = np.array([m.scale for m in ms], dtype=np.float64).reshape(k, d)
+        self.offset = np.array(
+            [np.full(d, np.nan) if m.log_offset is None else m.log_offset for m in ms],
+            dtype=np.float64,
+        ).reshape(k, d)
+        self.threshold = np.array([m.threshold for m in ms], dtype=np.float64)
+        # The range guard's bounds in model units (NaN bounds: a unit without the guard).
+        lo = np.full((k, d), np.nan)
+        hi = np.full((k, d), np.nan)
+        self.guarded = np.zeros(k, dtype=bool)
+        for i, m in enumerate(ms):
+            if models._range_guard(m, np.zeros((1, d))) is not None:
+                assert m.guard_bounds is not None
+                lo[i], hi[i] = m.guard_bounds[1], m.guard_bounds[2]
+                self.guarded[i] = True
+        self.lo, self.hi = lo, hi
+        # The tail: per unit the constants ``_log10_tail`` computes, as it computes them.
+        nu = np.ones(k)
+        norm = np.ones(k)
+        mu = np.zeros(k)
+        fit = np.zeros(k, dtype=bool)
+        fit_u = np.zeros(k)
+        fit_share = np.zeros(k)
+        fit_denom = np.ones(k)
+        offset_lp = np.zeros(k)
+        for i, m in enumerate(ms):
+            info = m.info
+            if m.kind == "lstm":
+                n = max(int(info.get("error_cbrt_n", info.get("validation_entries", 2))), 2)
+                mu[i] = float(info.get("error_cbrt_mean", 1.0))
+                sd = float(info.get("error_cbrt_std", 1.0))
+                norm[i] = sd * math.sqrt(1.0 + 1.0 / n)
+                got = info.get("tail_fit")
+                if got:
+                    u, beta, share = (float(x) for x in got)
+                    fit[i] = True
+                    fit_u[i], fit_share[i] = u, math.log10(share)
+                    fit_denom[i] = beta * math.log(10.0)
+            else:
+                n = max(int(info.get("entries", 2)), 2)
+                norm[i] = math.sqrt(1.0 + 1.0 / n)
+                offset_lp[i] = math.log10(d)
+            nu[i] = float(max(n - 1, 1))
+        self.nu, self.norm, self.mu = nu, norm, mu
+        self.fit, self.fit_u, self.fit_share, self.fit_denom = fit, fit_u, fit_share, fit_denom
+        self.offset_lp = offset_lp
+        self.coef = (8 * nu + 1) / (8 * nu + 3)
+        # The LSTM units' networks, stacked: row i of the table is network net_of[i].
+        lstm_units = [u for u, m in zip(units, ms, strict=True) if m.kind == "lstm"]
+        self.net_of = np.cumsum(self.lstm) - 1
+        self.stack = ParamNetStack([models.network(u) for u in lstm_units]) if lstm_units else None
+
+    def stack_predict(self, windows: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """The predictions of LSTM rows ``r`` (table rows) for their windows."""
+        assert self.stack is not None
+        return self.stack.predict(windows, self.net_of[r])
+
+    def transform(self, v: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """``_KeyModel.transform`` of each row with its unit's log offsets."""
+        off = self.offset[r]
+        logged = ~np.isnan(off)
+        if not logged.any():
+            return v
+        with np.errstate(invalid="ignore"):
+            return np.where(logged, np.log(np.maximum(v, 0.0) + off), v)
+
+    def inside(self, v: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """Where a guarded unit's values lie within its widened training range."""
+        t = self.transform(v, r)
+        with np.errstate(invalid="ignore"):
+            within = (t >= self.lo[r]) & (t <= self.hi[r])
+        return within & self.guarded[r][:, None]
+
+    def log10_tail(self, error: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """``_log10_tail`` per row with its unit's constants."""
+        out = np.zeros(len(error))
+        ok = ~np.isnan(error)
+        if not ok.any():
+            return out
+        e = error[ok]
+        rk = r[ok]
+        lstm = self.lstm[rk]
+        root = np.cbrt(e)
+        t = np.where(lstm, (root - self.mu[rk]) / self.norm[rk], e / self.norm[rk])
+        nu = self.nu[rk]
+        zz = self.coef[rk] * np.sqrt(nu * np.log1p(t * t / nu))
+        lp = log10_normal_sf(np.where(t < 0, -zz, zz))
+        fit = self.fit[rk]
+        if fit.any():
+            tail = self.fit_share[rk] - np.maximum(root - self.fit_u[rk], 0.0) / self.fit_denom[rk]
+            lp = np.where(fit, np.maximum(lp, np.minimum(tail, 0.0)), lp)
+        lp = np.where(lstm & (root <= _MIN_ROOT_ERROR), 0.0, lp)
+        lp = np.where(lstm, lp, self.offset_lp[rk] + lp)
+        out[ok] = np.minimum(lp, 0.0)
+        return out
 
 
 def _unit_name(unit: Unit) -> str:

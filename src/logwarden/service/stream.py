@@ -60,7 +60,7 @@ from logwarden.errors import ConfigError, StateError
 from logwarden.io.formats import LogFormat, get_format
 from logwarden.io.ingest import session_config
 from logwarden.models import END, PAD, PROB_FLOOR, UNK
-from logwarden.models.params import START, numeric_value
+from logwarden.models.params import START, EntryScorer, numeric_value
 from logwarden.parsing import CREATED, TemplateMiner
 from logwarden.records import Event, Line, Param, Record, Stats
 from logwarden.sessions import Session
@@ -220,18 +220,29 @@ class _History:
         self.orders: list[int] = []  # sorted
 
     def before(self, order: int, window: int) -> list[list[float]]:
-        own = self.by_order.get(order)
-        if own is not None and len(own) >= window:
-            return own[-window:]
-        out = list(own) if own else []
-        need = window - len(out)
-        i = bisect_left(self.orders, order) - 1
+        by_order = self.by_order
+        own = by_order.get(order)
+        need = window
+        if own is not None:
+            if len(own) >= window:
+                return own[-window:]
+            need -= len(own)
+        orders = self.orders
+        i = bisect_left(orders, order) - 1
+        parts: list[list[list[float]]] = []
         while need > 0 and i >= 0:
-            got = self.by_order[self.orders[i]]
-            take = got[-need:]
-            out[:0] = take
-            need -= len(take)
+            got = by_order[orders[i]]
+            if len(got) >= need:
+                parts.append(got[-need:])
+                break
+            parts.append(got)
+            need -= len(got)
             i -= 1
+        out: list[list[float]] = []
+        for part in reversed(parts):
+            out += part
+        if own:
+            out += own
         return out
 
     def add(self, order: int, vec: list[float]) -> None:
@@ -374,10 +385,18 @@ class StreamDetector:
         self.param_window = self.params.config.window if self.params is not None else 0
         self._layouts = self.params.layouts if self.params is not None else {}
         self._units = set(self.params.models) if self.params is not None else set()
+        self._contextual = {
+            u for u, m in (self.params.models.items() if self.params is not None else ())
+            if m.kind == "lstm"
+        }  # fmt: skip
+        self._index = self.key_model.index
         self._history = {}
         self._pair_cache = {}
         self._probs = {}
-        self._nets: dict[tuple[int, int | None], Any] = {}  # built parameter networks
+        # The fold models' statistics of (window, key) pairs: the fold check asks them for
+        # every entry of a session once the cut has flagged it, and windows repeat.
+        self._fold_cache: dict[tuple[tuple[int, ...], int], tuple[np.ndarray, bool]] = {}
+        self._scorer: EntryScorer | None = None  # built at the first entry to score
         self._next_prune = 0
         index = self.key_model.index
         for s in self._open.values():
@@ -598,14 +617,13 @@ class StreamDetector:
             elapsed = None if ts is None or last.ts is None else ts - last.ts
             prev = last.tkey
         entries.append(_Entry(seq, text, label, tkey, ts, elapsed, values, kinds))
-        target = self.key_model.index.get(label, UNK)
+        target = self._index.get(label, UNK)
         h = self.h
         idx = s.idx
         window = idx[-h:] if pos >= h else [PAD] * (h - pos) + idx
         idx.append(target)
         nth = s.counts[target] = s.counts.get(target, 0) + 1
-        check = _Check(s, pos, tuple(window), target)
-        check.over = self.key_model.count_over(target, nth)
+        check = _Check(s, pos, tuple(window), target, over=self.key_model.count_over(target, nth))
         units = self._units
         if units and tkey in self._layouts:
             unit: tuple[int, int | None] = (tkey, prev)
@@ -615,13 +633,14 @@ class StreamDetector:
                 vec = [math.nan if elapsed is None else float(elapsed)]
                 for p in self._layouts[tkey]:
                     vec.append(_number(values, kinds, p))
-                hist = self._history.get(unit)
-                if hist is None:
-                    hist = self._history[unit] = _History()
                 check.unit = unit
                 check.vec = vec
-                check.history = hist.before(s.order, self.param_window)
-                hist.add(s.order, vec)
+                if unit in self._contextual:  # only an LSTM unit reads its history
+                    hist = self._history.get(unit)
+                    if hist is None:
+                        hist = self._history[unit] = _History()
+                    check.history = hist.before(s.order, self.param_window)
+                    hist.add(s.order, vec)
         timeline.append(check)
         for obs in self.observers:
             obs.entry(label, s.sid, ts, seq)
@@ -648,6 +667,7 @@ class StreamDetector:
             if len(probs_cache) + len(missing) > _PROBS_CACHE:
                 probs_cache.clear()
                 cache.clear()
+                self._fold_cache.clear()
             order = sorted(missing)
             probs = km.net.probabilities(np.array(order, dtype=np.int32).reshape(len(order), -1))
             for w, row in zip(order, probs, strict=True):
@@ -684,37 +704,33 @@ class StreamDetector:
         return got
 
     def _param_scores(self, checks: Sequence[_Check]) -> None:
-        """Score the entries that have a parameter model, one call per unit."""
-        params = self.params
-        if params is None:
+        """Score the entries that have a parameter model, all in one pass; where some entry
+        of a unit is flagged, that unit's entries as ``ParamScores`` (what the verdict's
+        explanation reads)."""
+        if self.params is None or not checks:
             return
-        w = self.param_window
-        by_unit: dict[tuple[int, int | None], list[_Check]] = {}
-        for c in checks:
-            if c.unit is not None:
-                by_unit.setdefault(c.unit, []).append(c)
-        nets = self._nets
-        for unit, group in by_unit.items():
-            m = params.models[unit]
-            d = 1 + len(m.positions)
-            values = np.array([c.vec for c in group], dtype=np.float64).reshape(len(group), d)
-            net = None
-            if m.kind == "lstm":
-                # Each entry's history, NaN rows in front where the series is shorter.
-                hist = np.full((len(group), w, d), np.nan)
-                for i, c in enumerate(group):
-                    h = c.history or []
-                    if h:
-                        hist[i, w - len(h) :] = h
-                net = nets.get(unit)
-                if net is None:
-                    net = nets[unit] = params.network(unit)
-            else:
-                hist = np.zeros((len(group), 0, d))
-            sc = params.score_with_history(unit, values, hist, net)
-            if sc.log10_p is not None:
-                for c, lp in zip(group, sc.log10_p.tolist(), strict=True):
-                    c.param_lp = lp
+        if self._scorer is None:
+            self._scorer = self.params.entry_scorer()
+        scorer = self._scorer
+        index = scorer.index
+        units = [index[c.unit] for c in checks]  # type: ignore[index]
+        anomalous, log10_p = scorer.score(
+            units,
+            [c.vec for c in checks],  # type: ignore[misc]
+            [c.history or [] for c in checks],
+        )
+        for c, lp in zip(checks, log10_p.tolist(), strict=True):
+            c.param_lp = lp
+        if not anomalous.any():
+            return
+        by_unit: dict[int, list[_Check]] = {
+            units[j]: [] for j in np.flatnonzero(anomalous).tolist()
+        }
+        for c, u in zip(checks, units, strict=True):
+            if u in by_unit:
+                by_unit[u].append(c)
+        for u, group in by_unit.items():
+            sc = scorer.explain(u, [c.vec for c in group], [c.history or [] for c in group])  # type: ignore[misc]
             for j in np.flatnonzero(sc.anomalous).tolist():
                 group[j].param_row = (sc, j)
 
@@ -722,6 +738,7 @@ class StreamDetector:
         if not timeline:
             return []
         self._key_scores(timeline)
+        self._fold_ahead(timeline)
         checks = [it for it in timeline if isinstance(it, _Check)]
         self._param_scores([c for c in checks if c.unit is not None])
         out: list[Emitted] = []
@@ -793,15 +810,50 @@ class StreamDetector:
             return it.cut
         s.cut_run = True
         pos = it.pos if isinstance(it, _Check) else len(s.idx)
+        cache = self._fold_cache
         if s.fold_max is None:  # the entries before this one, once
-            before, targets = _prefix_rows(s.idx[:pos], self.h)
-            stats, _ = km.fold_statistics(before, targets)
-            s.fold_max = stats.max(axis=1) if len(targets) else np.zeros(len(stats))
-        stats, judged = km.fold_statistics(np.array([it.window]), np.array([target]))
-        s.fold_max = np.maximum(s.fold_max, stats[:, 0])
+            before = _prefix_pairs(s.idx[:pos], self.h)
+            self._fold_stats([p for p in set(before) if p not in cache])
+            assert km.calibration is not None and km.calibration.fold_tails is not None
+            s.fold_max = np.zeros(len(km.calibration.fold_tails))  # statistics are >= 0
+            for p in before:
+                s.fold_max = np.maximum(s.fold_max, cache[p][0])
+        got = cache.get((it.window, target))
+        if got is None:
+            self._fold_stats([(it.window, target)])
+            got = cache[(it.window, target)]
+        stats, judged = got
+        s.fold_max = np.maximum(s.fold_max, stats)
         assert km.threshold.level is not None
         ok = float(km.fold_p(s.fold_max[:, None])[0]) <= km.threshold.level
-        return ok or (it.cut and not bool(judged[0]))
+        return ok or (it.cut and not judged)
+
+    def _fold_ahead(self, timeline: Sequence[_Check | _Close]) -> None:
+        """The fold statistics the fold check may ask of this step, in one call per fold
+        model: every entry of a session the cut has flagged, in this step or before (a
+        superset: ``_cut_flags`` decides in order which it asks)."""
+        if not self.key_model.fold_check:
+            return
+        cut = {id(it.session): it.session for it in timeline if it.cut and not it.flag}
+        pairs = {
+            (it.window, END if isinstance(it, _Close) else it.target)
+            for it in timeline
+            if not it.flag and (it.session.cut_run or id(it.session) in cut)
+        }
+        for s in cut.values():
+            if s.fold_max is None:  # its entries so far, for the prefix
+                pairs.update(_prefix_pairs(s.idx, self.h))
+        self._fold_stats([p for p in pairs if p not in self._fold_cache])
+
+    def _fold_stats(self, pairs: Sequence[tuple[tuple[int, ...], int]]) -> None:
+        if not pairs:
+            return
+        windows = np.array([w for w, _ in pairs], dtype=np.int32).reshape(len(pairs), -1)
+        targets = np.array([t for _, t in pairs], dtype=np.int64)
+        stats, judged = self.key_model.fold_statistics(windows, targets)
+        cache = self._fold_cache
+        for j, (pair, ok) in enumerate(zip(pairs, judged.tolist(), strict=True)):
+            cache[pair] = (stats[:, j].copy(), bool(ok))
 
     def _diagnose(self, v: Verdict, s: _Open) -> None:
         """The workflow diagnosis of an anomalous verdict, when the model has workflows
@@ -991,11 +1043,10 @@ class StreamDetector:
         return self
 
 
-def _prefix_rows(idx: Sequence[int], h: int) -> tuple[np.ndarray, np.ndarray]:
-    """The windows (PAD in front) and keys of a session's first ``len(idx)`` entries."""
+def _prefix_pairs(idx: Sequence[int], h: int) -> list[tuple[tuple[int, ...], int]]:
+    """The (window, key) pairs of a session's first ``len(idx)`` entries (PAD in front)."""
     padded = [PAD] * h + list(idx)
-    windows = np.array([padded[j : j + h] for j in range(len(idx))], dtype=np.int32)
-    return windows.reshape(len(idx), h), np.array(idx, dtype=np.int64)
+    return [(tuple(padded[j : j + h]), k) for j, k in enumerate(idx)]
 
 
 def _number(values: list[str], kinds: tuple[str, ...], p: int) -> float:
