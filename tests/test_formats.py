@@ -511,6 +511,11 @@ def test_json_unusable_lines_are_kept_unmatched(spec: str, text: str) -> None:
             {"message": "m", "timestamp": "2003-10-11 22:14:15,5 +0100"},
             _utc(2003, 10, 11, 21, 14, 15, frac=0.5),
         ),
+        # ISO 8601's basic form, and an access log's date with a space before the time.
+        ({"message": "m", "time": "20031011T221415Z"}, _utc(2003, 10, 11, 22, 14, 15)),
+        ({"message": "m", "time": "20031011 221415.25"}, _utc(2003, 10, 11, 22, 14, 15, frac=0.25)),
+        ({"message": "m", "time": "11/Oct/2003 22:14:15"}, _utc(2003, 10, 11, 22, 14, 15)),
+        ({"message": "m", "time": "11/Oct/2003:22:14:15 +0200"}, _utc(2003, 10, 11, 20, 14, 15)),
     ],
 )
 def test_json_time_fields(obj: dict[str, object], epoch: float) -> None:
