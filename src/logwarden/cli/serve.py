@@ -38,9 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--no-fsync", action="store_true",
                     help="commit without waiting for the disk (survives a crash of the "
                     "process, perhaps not of the machine)")  # fmt: skip
-    sp.add_argument("--checkpoint-seconds", type=float, default=5.0, metavar="S",
+    sp.add_argument("--checkpoint-seconds", type=float, default=30.0, metavar="S",
                     help="save the detector's state when it is idle, at most every S "
-                    "seconds (5; under constant load every 4*S); a restart replays the "
+                    "seconds (30; under constant load every 2*S); a restart replays the "
                     "journal after it")  # fmt: skip
     sp.add_argument(
         "--follow", metavar="FILE", help="also read lines appended to FILE (across rotation)"

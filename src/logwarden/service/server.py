@@ -60,7 +60,7 @@ class ServiceConfig:
     max_body_bytes: int = 32 << 20
     max_line_bytes: int = 64 << 10
     durable: bool = True
-    checkpoint_seconds: float = 5.0
+    checkpoint_seconds: float = 30.0  # see ProcessorConfig
     max_open: int | None = 200_000
 
     def __post_init__(self) -> None:
@@ -200,7 +200,6 @@ class Service:
             StreamConfig(
                 session_timeout=self.config.session_timeout, max_open=self.config.max_open
             ),
-            durable=self.config.durable,
             checkpoint_seconds=self.config.checkpoint_seconds,
         )
         reader, writer = self._ctx.Pipe(duplex=False)
