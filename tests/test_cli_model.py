@@ -383,6 +383,61 @@ def test_detect_says_which_early_ends_the_end_of_input_cut(
     assert code == 0 and "were still active" not in out
 
 
+def test_the_end_of_input_note_goes_to_the_instance_still_active(
+    raw: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An early end closed for idleness whose id comes back at the end of a cut log: only the
+    # second instance was still active when the input ended.
+    d: Path = raw["dir"]
+    lines = (d / "test.log").read_text(encoding="utf-8").splitlines(keepends=True)
+    half = lines[: len(lines) // 2]
+    part = d / "half_for_reopen.log"
+    part.write_text("".join(half), encoding="utf-8")
+    rows_path = d / "half_for_reopen.jsonl"
+    timeout = 60.0  # shorter than the learnt one (hours): sessions close for idleness
+    flags = ["--model", raw["model"], "--idle-timeout", str(timeout)]
+    code, out, err = run(["detect", part, *flags, "--jsonl", rows_path], capsys)
+    assert code == 0, err
+    m = re.search(r"(\d+) of the (\d+) early ends were still active", out)
+    assert m is not None, out
+    cut_before, early_before = int(m.group(1)), int(m.group(2))
+    end = _log_time(half[-1])
+    # An early end whose last line is older than the timeout at the end: closed for
+    # idleness, not still active.
+    idle = [
+        r["session"]
+        for r in read_jsonl(rows_path)
+        if r.get("reason") == "early_end"
+        and end - max(_log_time(x) for x in half if r["session"] in x) > timeout
+    ]
+    assert idle, "the cut log has early ends that closed for idleness"
+    sid = idle[0]
+    first = next(x for x in half if sid in x)
+    again = half[-1][:23] + first[23:]  # the id's first line again, at the end's time
+    reopened = d / "reopened.log"
+    reopened.write_text("".join([*half, again]), encoding="utf-8")
+    out_path = d / "reopened.jsonl"
+    argv = ["detect", reopened, *flags, "--jsonl", out_path, "--show", "1000"]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    before = [r for r in read_jsonl(rows_path) if r["session"] == sid]
+    rows = [r for r in read_jsonl(out_path) if r["session"] == sid]
+    # The id's instances as before (a 60 s timeout may have split it already), then a new one.
+    assert rows[:-1] == before and rows[-1]["reason"] == "early_end"
+    m = re.search(r"(\d+) of the (\d+) early ends were still active", out)
+    assert m is not None, out
+    # One more early end, and one more still active: the new instance, not the old one.
+    assert (int(m.group(1)), int(m.group(2))) == (cut_before + 1, early_before + 1)
+    assert out.count("Still active when the input ended") == cut_before + 1
+
+
+def _log_time(line: str) -> float:
+    from datetime import UTC, datetime
+
+    stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f")
+    return stamp.replace(tzinfo=UTC).timestamp()
+
+
 def test_a_reader_that_stops_early_gets_no_error(raw: dict[str, Any]) -> None:
     # logwarden detect ... --jsonl - | head -1: the pipe closes while verdicts are written.
     import subprocess

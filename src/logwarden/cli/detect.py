@@ -125,7 +125,10 @@ def _summarise(
     total = 0
     reasons: dict[str, int] = {}
     anomalies: list[Verdict] = []
-    early: list[str] = []  # sessions flagged as early ends
+    early = 0  # sessions flagged as early ends
+    # Per session id, its latest verdict if that is an early end: the instance still active
+    # when the input ended is the last of its id (an id closed for idleness can come back).
+    last_early: dict[str, Verdict | None] = {}
     bodies: dict[tuple[Any, ...], str] = {}  # write_jsonl's, across chunks
     keep_all = bool(args.html)  # the HTML report lists every anomaly
     try:
@@ -134,10 +137,13 @@ def _summarise(
             for data, verdicts in chunks:
                 total += len(verdicts)
                 for v in verdicts:
+                    if v.session in last_early:
+                        last_early[v.session] = None  # a later instance of the id
                     if v.anomalous:
                         reasons[v.reason or ""] = reasons.get(v.reason or "", 0) + 1
                         if v.reason == "early_end":
-                            early.append(v.session)
+                            early += 1
+                            last_early[v.session] = v
                         if keep_all or len(anomalies) < args.show:
                             anomalies.append(v)
                 if fh is not None:
@@ -166,24 +172,24 @@ def _summarise(
     from logwarden.workflow.render import CUT_NOTE
 
     open_at_end = stream.open_at_end if stream is not None else set()
-    cut = sum(1 for sid in early if sid in open_at_end)
+    cut_at_end = [v for sid, v in last_early.items() if v is not None and sid in open_at_end]
+    cut = len(cut_at_end)
     notes = []
     if cut:
         timeout = detector.input.idle_timeout or 0.0  # set: open_at_end needs one
         notes.append(
-            f"{cut:,} of the {len(early):,} early ends were still active when the input "
+            f"{cut:,} of the {early:,} early ends were still active when the input "
             f"ended (a line within the idle timeout, {timeout:,.0f} s of log time, of its last): "
             "if the log was cut there (a slice, a rotation), those runs may have gone on"
         )
         print(f"  {notes[-1]}", file=out)
+    cut_ids = {id(v) for v in cut_at_end}
     for v in anomalies[: args.show]:
         print(v.describe(), file=out)
-        if v.reason == "early_end" and v.session in open_at_end:
+        if id(v) in cut_ids:
             print(f"  ({CUT_NOTE})", file=out)
     if args.html:
-        _write_html(
-            args.html, anomalies, detector.model, args.html_limit, total, notes, open_at_end
-        )
+        _write_html(args.html, anomalies, detector.model, args.html_limit, total, notes, cut_at_end)
         print(f"wrote {args.html}", file=out)
     if tracker is not None:
         _drift_report(tracker, args)
@@ -242,7 +248,7 @@ def _write_html(
     limit: int,
     sessions: int,
     notes: list[str],
-    open_at_end: set[str],
+    cut_at_end: list[Verdict],
 ) -> None:
     from logwarden.detect import REASONS
     from logwarden.workflow.render import html_report
@@ -255,7 +261,7 @@ def _write_html(
         limit,
         sessions=sessions,
         notes=notes,
-        open_at_end=open_at_end,
+        cut_at_end=cut_at_end,
     )
     try:
         Path(path).write_text(page, encoding="utf-8")

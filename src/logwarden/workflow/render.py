@@ -230,15 +230,15 @@ def html_report(
     *,
     sessions: int | None = None,
     notes: Sequence[str] = (),
-    open_at_end: Collection[str] = (),
+    cut_at_end: Collection[Any] = (),
 ) -> str:
     """A self-contained HTML page (inline CSS and SVG, nothing fetched): a summary of the
     anomalous verdicts, then for each of the first ``limit`` its workflow picture with the
     divergence in red, the expected and observed steps and the raw lines. ``sessions``:
     how many sessions were scored, when ``verdicts`` holds only the anomalous ones (a
     streaming caller keeps no more); default ``len(verdicts)``. ``notes``: lines under
-    the summary; ``open_at_end``: sessions still active when the input ended (their early
-    ends say so)."""
+    the summary; ``cut_at_end``: the early-end verdicts of sessions still active when the
+    input ended (they say so; the very verdicts, since a session id can come back)."""
     esc = html.escape
     anomalies = [v for v in verdicts if v.anomalous]
     by_reason: dict[str, int] = {}
@@ -275,13 +275,9 @@ def html_report(
         parts.append("</table>")
         if len(anomalies) > limit:
             parts.append(f'<p class="note">Pictures for the first {limit:,} anomalies.</p>')
-    cut = set(open_at_end)
+    cut = {id(v) for v in cut_at_end}
     for n, v in enumerate(anomalies[:limit], start=1):
-        parts.append(
-            _anomaly_section(
-                n, v, workflows, templates, reasons, v.reason == "early_end" and v.session in cut
-            )
-        )
+        parts.append(_anomaly_section(n, v, workflows, templates, reasons, id(v) in cut))
     parts.append("</body></html>")
     return "\n".join(parts)
 
