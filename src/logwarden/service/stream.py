@@ -810,19 +810,12 @@ class StreamDetector:
             return it.cut
         s.cut_run = True
         pos = it.pos if isinstance(it, _Check) else len(s.idx)
-        cache = self._fold_cache
         if s.fold_max is None:  # the entries before this one, once
-            before = _prefix_pairs(s.idx[:pos], self.h)
-            self._fold_stats([p for p in set(before) if p not in cache])
             assert km.calibration is not None and km.calibration.fold_tails is not None
             s.fold_max = np.zeros(len(km.calibration.fold_tails))  # statistics are >= 0
-            for p in before:
-                s.fold_max = np.maximum(s.fold_max, cache[p][0])
-        got = cache.get((it.window, target))
-        if got is None:
-            self._fold_stats([(it.window, target)])
-            got = cache[(it.window, target)]
-        stats, judged = got
+            for stats, _ in self._fold_stats(_prefix_pairs(s.idx[:pos], self.h)):
+                s.fold_max = np.maximum(s.fold_max, stats)
+        ((stats, judged),) = self._fold_stats([(it.window, target)])
         s.fold_max = np.maximum(s.fold_max, stats)
         assert km.threshold.level is not None
         ok = float(km.fold_p(s.fold_max[:, None])[0]) <= km.threshold.level
@@ -843,17 +836,25 @@ class StreamDetector:
         for s in cut.values():
             if s.fold_max is None:  # its entries so far, for the prefix
                 pairs.update(_prefix_pairs(s.idx, self.h))
-        self._fold_stats([p for p in pairs if p not in self._fold_cache])
+        self._fold_stats(list(pairs))
 
-    def _fold_stats(self, pairs: Sequence[tuple[tuple[int, ...], int]]) -> None:
-        if not pairs:
-            return
-        windows = np.array([w for w, _ in pairs], dtype=np.int32).reshape(len(pairs), -1)
-        targets = np.array([t for _, t in pairs], dtype=np.int64)
-        stats, judged = self.key_model.fold_statistics(windows, targets)
+    def _fold_stats(
+        self, pairs: Sequence[tuple[tuple[int, ...], int]]
+    ) -> list[tuple[np.ndarray, bool]]:
+        """The fold models' statistics of (window, key) pairs and whether the folds judge
+        them, from the cache; the missing ones computed in one call per fold model."""
         cache = self._fold_cache
-        for j, (pair, ok) in enumerate(zip(pairs, judged.tolist(), strict=True)):
-            cache[pair] = (stats[:, j].copy(), bool(ok))
+        missing = [p for p in dict.fromkeys(pairs) if p not in cache]
+        if len(cache) + len(missing) > _PROBS_CACHE:  # bounded, as the windows' cache is
+            cache.clear()
+            missing = list(dict.fromkeys(pairs))
+        if missing:
+            windows = np.array([w for w, _ in missing], dtype=np.int32).reshape(len(missing), -1)
+            targets = np.array([t for _, t in missing], dtype=np.int64)
+            stats, judged = self.key_model.fold_statistics(windows, targets)
+            for j, (pair, ok) in enumerate(zip(missing, judged.tolist(), strict=True)):
+                cache[pair] = (stats[:, j].copy(), bool(ok))
+        return [cache[p] for p in pairs]
 
     def _diagnose(self, v: Verdict, s: _Open) -> None:
         """The workflow diagnosis of an anomalous verdict, when the model has workflows
