@@ -186,34 +186,83 @@ def throughput(
         srv.stop()
 
 
-def paced(srv: Server, gen: Any, rate: float, seconds: float, batch: int,
-          on_sample: Any = None) -> tuple[int, dict[int, tuple[int, int, float]]]:  # fmt: skip
-    """Send ``rate`` lines/s for ``seconds``; returns lines sent and per-request
-    (first seq, last seq, ack time)."""
-    sent = 0
-    acks: dict[int, tuple[int, int, float]] = {}
-    t0 = time.perf_counter()
+def paced(
+    srv: Server,
+    gen: Any,
+    rate: float,
+    seconds: float,
+    batch: int,
+    senders: int = 2,
+    on_sample: Any = None,
+) -> int:
+    """Send ``rate`` lines/s of ``gen`` for ``seconds``: a thread renders the request bodies
+    ahead (the simulator's lines cost CPU), ``senders`` threads post them, request i due at
+    i * batch / rate (one waiting for its 202 does not hold the others back), and
+    ``on_sample`` is called about every 10 s. Returns the lines sent."""
+    import contextlib
+    import itertools
+    import queue
+
     step = batch / rate
+    t0 = time.perf_counter()
+    bodies: queue.Queue[bytes] = queue.Queue(maxsize=32)
+    stop = threading.Event()
+    due = itertools.count()
+    lock = threading.Lock()
+    sent = [0] * senders
+    failed: list[BaseException] = []
+
+    def render() -> None:
+        while not stop.is_set():
+            body = "\n".join(next(gen) for _ in range(batch)).encode()
+            while not stop.is_set():
+                try:
+                    bodies.put(body, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+
+    def send(k: int) -> None:
+        try:
+            with httpx.Client(base_url=srv.url, timeout=120) as c:
+                while not stop.is_set():
+                    with lock:
+                        at = t0 + next(due) * step
+                    if at - t0 >= seconds:
+                        return
+                    body = b""
+                    while not body and not stop.is_set():
+                        with contextlib.suppress(queue.Empty):
+                            body = bodies.get(timeout=0.5)
+                    if not body:
+                        return
+                    wait = at - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
+                    r = c.post("/api/v1/logs", content=body,
+                               headers={"Content-Type": "text/plain"})  # fmt: skip
+                    r.raise_for_status()
+                    sent[k] += batch
+        except BaseException as exc:  # reported by the caller's thread
+            failed.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=render, daemon=True)]
+    threads += [threading.Thread(target=send, args=(k,)) for k in range(senders)]
+    for t in threads:
+        t.start()
     next_sample = t0
-    with httpx.Client(base_url=srv.url, timeout=120) as c:
-        i = 0
-        while time.perf_counter() - t0 < seconds:
-            due = t0 + i * step
-            wait = due - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            body = [next(gen) for _ in range(batch)]
-            r = c.post("/api/v1/logs", content="\n".join(body).encode(),
-                       headers={"Content-Type": "text/plain"})  # fmt: skip
-            r.raise_for_status()
-            j = r.json()
-            acks[i] = (j["first_seq"], j["last_seq"], time.time())
-            sent += batch
-            i += 1
+    try:
+        while any(t.is_alive() for t in threads[1:]):
             if on_sample is not None and time.perf_counter() >= next_sample:
                 on_sample()
                 next_sample = time.perf_counter() + 10
-    return sent, acks
+            time.sleep(0.2)
+    finally:
+        stop.set()
+    if failed:
+        raise failed[0]
+    return sum(sent)
 
 
 def paced_bodies(srv: Server, bodies: list[bytes], rate: float, batch: int, senders: int) -> int:
@@ -291,7 +340,7 @@ def soak(model: Path, tmp: Path, rate: float, minutes: float, batch: int) -> dic
 
     try:
         gen = iter_lines(SimConfig(seed=303, sessions=100_000_000, anomaly_rate=0.05))
-        sent, _ = paced(srv, gen, rate, minutes * 60, batch, on_sample=sample)
+        sent = paced(srv, gen, rate, minutes * 60, batch, on_sample=sample)
         sample()
         warm = [m for t, m in samples if t >= min(60.0, minutes * 60 / 3)]
         first, last = (warm[0], warm[-1]) if warm else (samples[0][1], samples[-1][1])
