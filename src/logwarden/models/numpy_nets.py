@@ -88,6 +88,23 @@ class KeyNetNumpy:
         return logits[node]
 
 
+def _cell(g: np.ndarray, c: np.ndarray, hsz: int) -> np.ndarray:
+    """One LSTM step from its gate pre-activations ``g`` (columns i, f, o, g; overwritten):
+    updates the cell state ``c`` in place and returns the hidden state."""
+    sig = g[:, : 3 * hsz]  # sigmoid(v) = (tanh(v / 2) + 1) / 2, in place
+    sig *= 0.5
+    np.tanh(sig, out=sig)
+    sig += 1.0
+    sig *= 0.5
+    cand = np.tanh(g[:, 3 * hsz :])
+    c *= g[:, hsz : 2 * hsz]
+    cand *= g[:, :hsz]
+    c += cand
+    h = np.tanh(c)
+    h *= g[:, 2 * hsz : 3 * hsz]
+    return h
+
+
 class ParamNetNumpy:
     """Forward pass of ``ParamNet`` from its weights (PyTorch gate order i, f, g, o)."""
 
@@ -132,17 +149,7 @@ class ParamNetNumpy:
             for t in range(steps):
                 g = h @ whh
                 g += proj[:, t]
-                sig = g[:, : 3 * hsz]  # sigmoid(v) = (tanh(v / 2) + 1) / 2, in place
-                sig *= 0.5
-                np.tanh(sig, out=sig)
-                sig += 1.0
-                sig *= 0.5
-                cand = np.tanh(g[:, 3 * hsz :])
-                c *= g[:, hsz : 2 * hsz]
-                cand *= g[:, :hsz]
-                c += cand
-                h = np.tanh(c)
-                h *= g[:, 2 * hsz : 3 * hsz]
+                h = _cell(g, c, hsz)
                 outs[:, t] = h
             seq = outs
         return seq[:, -1] @ self.wout + self.bout
@@ -183,17 +190,7 @@ class ParamNetStack:
             for t in range(steps):
                 g = np.matmul(h[:, None, :], whh)[:, 0]
                 g += proj[:, t]
-                sig = g[:, : 3 * hsz]  # sigmoid(v) = (tanh(v / 2) + 1) / 2, in place
-                sig *= 0.5
-                np.tanh(sig, out=sig)
-                sig += 1.0
-                sig *= 0.5
-                cand = np.tanh(g[:, 3 * hsz :])
-                c *= g[:, hsz : 2 * hsz]
-                cand *= g[:, :hsz]
-                c += cand
-                h = np.tanh(c)
-                h *= g[:, 2 * hsz : 3 * hsz]
+                h = _cell(g, c, hsz)
                 outs[:, t] = h
             seq = outs
         last = np.matmul(seq[:, -1][:, None, :], self.wout[which])[:, 0] + self.bout[which]
