@@ -39,6 +39,19 @@ def open_out(path: str) -> Iterator[TextIO]:
             yield fh
 
 
+@contextlib.contextmanager
+def writing(what: str) -> Iterator[None]:
+    """An output error in the block as a RuntimeFailure naming ``what``. A reader that
+    stopped early (``| head``) is not one: BrokenPipeError goes on to ``run_command``,
+    which ends the command quietly."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write {what}: {exc}") from None
+
+
 def check_out_dir(path: str) -> None:
     """Before any work: ``--out`` can become a model directory (it is one, or its nearest
     existing parent is a writable directory). Training for minutes and then failing to

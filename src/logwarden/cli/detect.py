@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from logwarden.cli.common import RuntimeFailure, UsageError, check_out_file, open_out
+from logwarden.cli.common import RuntimeFailure, UsageError, check_out_file, open_out, writing
 from logwarden.cli.engine import add_engine_args, check_engine_args, read_on_ray
 from logwarden.cli.inputs import (
     add_input_args,
@@ -131,32 +131,27 @@ def _summarise(
     last_early: dict[str, Verdict | None] = {}
     bodies: dict[tuple[Any, ...], str] = {}  # write_jsonl's, across chunks
     keep_all = bool(args.html)  # the HTML report lists every anomaly
-    try:
-        with contextlib.ExitStack() as stack:
-            fh = stack.enter_context(open_out(args.jsonl)) if args.jsonl else None
-            for data, verdicts in chunks:
-                total += len(verdicts)
-                for v in verdicts:
-                    if v.session in last_early:
-                        last_early[v.session] = None  # a later instance of the id
-                    if v.anomalous:
-                        reasons[v.reason or ""] = reasons.get(v.reason or "", 0) + 1
-                        if v.reason == "early_end":
-                            early += 1
-                            last_early[v.session] = v
-                        if keep_all or len(anomalies) < args.show:
-                            anomalies.append(v)
-                if fh is not None:
-                    write_jsonl(fh, verdicts, data.keys, bodies)
-                if tracker is not None:
-                    from logwarden.online.drift import feed_batch
+    with writing(args.jsonl), contextlib.ExitStack() as stack:
+        fh = stack.enter_context(open_out(args.jsonl)) if args.jsonl else None
+        for data, verdicts in chunks:
+            total += len(verdicts)
+            for v in verdicts:
+                if v.session in last_early:
+                    last_early[v.session] = None  # a later instance of the id
+                if v.anomalous:
+                    reasons[v.reason or ""] = reasons.get(v.reason or "", 0) + 1
+                    if v.reason == "early_end":
+                        early += 1
+                        last_early[v.session] = v
+                    if keep_all or len(anomalies) < args.show:
+                        anomalies.append(v)
+            if fh is not None:
+                write_jsonl(fh, verdicts, data.keys, bodies)
+            if tracker is not None:
+                from logwarden.online.drift import feed_batch
 
-                    tracker.templates.update(data.templates)
-                    feed_batch(tracker, verdicts, data.keys, data.events, positions=positions)
-    except BrokenPipeError:
-        raise  # the reader stopped (| head): see run_command
-    except OSError as exc:
-        raise RuntimeFailure(f"cannot write {args.jsonl}: {exc}") from None
+                tracker.templates.update(data.templates)
+                feed_batch(tracker, verdicts, data.keys, data.events, positions=positions)
     if stream is not None:
         report_stream(stream)
     flagged = sum(reasons.values())
@@ -298,11 +293,6 @@ def _drift_report(tracker: DriftTracker, args: argparse.Namespace) -> None:
             file=sys.stderr,
         )
     if args.drift_json:
-        try:
-            with open_out(args.drift_json) as fh:
-                json.dump(tracker.report(), fh, ensure_ascii=False)
-                fh.write("\n")
-        except BrokenPipeError:
-            raise  # the reader stopped (| head): see run_command
-        except OSError as exc:
-            raise RuntimeFailure(f"cannot write {args.drift_json}: {exc}") from None
+        with writing(args.drift_json), open_out(args.drift_json) as fh:
+            json.dump(tracker.report(), fh, ensure_ascii=False)
+            fh.write("\n")

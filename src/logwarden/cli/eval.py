@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from logwarden.cli.common import RuntimeFailure, UsageError, open_out
+from logwarden.cli.common import UsageError, open_out, writing
 from logwarden.cli.detect import write_jsonl
 from logwarden.cli.engine import add_engine_args, check_engine_args, read_on_ray
 from logwarden.cli.inputs import (
@@ -120,23 +120,16 @@ def _report(
     keys: list[tuple[str, ...]] = []
     distinct: dict[tuple[str, ...], tuple[str, ...]] = {}
     bodies: dict[tuple[Any, ...], str] = {}  # write_jsonl's, across chunks
-    try:
-        with contextlib.ExitStack() as stack:
-            fh = stack.enter_context(open_out(args.jsonl)) if args.jsonl else None
-            for data, verdicts in chunks:
-                for v, label, seq in zip(verdicts, data.labels, data.keys, strict=True):
-                    outcomes.append(
-                        _Outcome(v.session, v.anomalous, v.reason, v.length, v.detector)
-                    )
-                    labels.append(label)
-                    t = tuple(seq)
-                    keys.append(distinct.setdefault(t, t))
-                if fh is not None:
-                    write_jsonl(fh, verdicts, data.keys, bodies)
-    except BrokenPipeError:
-        raise  # the reader stopped (| head): see run_command
-    except OSError as exc:
-        raise RuntimeFailure(f"cannot write {args.jsonl}: {exc}") from None
+    with writing(args.jsonl), contextlib.ExitStack() as stack:
+        fh = stack.enter_context(open_out(args.jsonl)) if args.jsonl else None
+        for data, verdicts in chunks:
+            for v, label, seq in zip(verdicts, data.labels, data.keys, strict=True):
+                outcomes.append(_Outcome(v.session, v.anomalous, v.reason, v.length, v.detector))
+                labels.append(label)
+                t = tuple(seq)
+                keys.append(distinct.setdefault(t, t))
+            if fh is not None:
+                write_jsonl(fh, verdicts, data.keys, bodies)
     if stream is not None:
         report_stream(stream)
     if all(label is None for label in labels):

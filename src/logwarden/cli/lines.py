@@ -9,7 +9,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from logwarden.cli.common import RuntimeFailure, UsageError, open_out
+from logwarden.cli.common import RuntimeFailure, UsageError, open_out, writing
 
 if TYPE_CHECKING:
     from logwarden.detect.detector import Detector
@@ -132,13 +132,8 @@ def train_supervised(args: argparse.Namespace) -> int:
 
 
 def write_line_scores(path: str, verdicts: LineVerdicts) -> None:
-    try:
-        with open_out(path) as fh:
-            verdicts.write_csv(fh)
-    except BrokenPipeError:
-        raise  # the reader stopped (| head): see run_command
-    except OSError as exc:
-        raise RuntimeFailure(f"cannot write {path}: {exc}") from None
+    with writing(path), open_out(path) as fh:
+        verdicts.write_csv(fh)
 
 
 def detect_supervised(args: argparse.Namespace, detector: SupervisedDetector) -> int:

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from logwarden.cli.common import RuntimeFailure, UsageError, open_out
+from logwarden.cli.common import UsageError, open_out, writing
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +45,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             version=args.sim_version,
         )
     )
-    try:
+    with writing(args.out):
         if args.out == "-":
             with open_out("-") as fh:
                 sim.write_lines(fh)
@@ -53,10 +53,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 sim.write(os.devnull, args.labels)
         else:
             sim.write(args.out, args.labels)
-    except BrokenPipeError:
-        raise  # the reader stopped (| head): see run_command
-    except OSError as exc:
-        raise RuntimeFailure(f"cannot write {args.out}: {exc}") from None
     n_anom = sum(s.label for s in sim.sessions)
     print(
         f"logwarden simulate: {len(sim.lines):,} lines, {len(sim.sessions):,} sessions "

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from logwarden.cli.common import RuntimeFailure, open_out
+from logwarden.cli.common import RuntimeFailure, open_out, writing
 from logwarden.cli.inputs import load_detector
 
 
@@ -32,21 +32,18 @@ def cmd_workflow(args: argparse.Namespace) -> int:
         )
     templates = model.templates_
     try:
-        if args.json:
-            with open_out(args.json) as fh:
-                json.dump(workflows.export(templates), fh, indent=1, ensure_ascii=False)
-                fh.write("\n")
-        if args.svg:
-            svg = to_svg(workflows_dot(workflows, templates))
-            Path(args.svg).write_text(svg, encoding="utf-8")
-        if args.dot:
-            Path(args.dot).write_text(workflows_dot(workflows, templates), encoding="utf-8")
+        with writing("output"):
+            if args.json:
+                with open_out(args.json) as fh:
+                    json.dump(workflows.export(templates), fh, indent=1, ensure_ascii=False)
+                    fh.write("\n")
+            if args.svg:
+                svg = to_svg(workflows_dot(workflows, templates))
+                Path(args.svg).write_text(svg, encoding="utf-8")
+            if args.dot:
+                Path(args.dot).write_text(workflows_dot(workflows, templates), encoding="utf-8")
     except RenderError as exc:
         raise RuntimeFailure(str(exc)) from None
-    except BrokenPipeError:
-        raise  # the reader stopped (| head): see run_command
-    except OSError as exc:
-        raise RuntimeFailure(f"cannot write output: {exc}") from None
     if not args.quiet and args.json != "-":
         print(workflows_text(workflows, templates))
     for what, path in (("SVG", args.svg), ("JSON", args.json), ("DOT", args.dot)):
