@@ -195,3 +195,26 @@ def test_a_long_stream_keeps_the_latest_buckets_and_warnings_and_counts_all() ->
     assert [b["bucket"] for b in report["buckets"]] == [10 * b for b in range(35, 40)]
     assert len(report["warnings"]) == 5
     assert report["warnings"][-1]["bucket"] == report["buckets"][-1]["bucket"]
+
+
+def test_lines_in_batches_give_what_lines_one_by_one_give() -> None:
+    rng = np.random.default_rng(3)
+    rows: list[tuple[str, str | None, float | None, int | None]] = []
+    now = 0.0
+    for line in range(1, 4001):
+        now += float(rng.exponential(2.0))
+        # mostly in order, some late, some without a time, new templates now and then
+        t: float | None = now - float(rng.uniform(0, 50)) if rng.random() < 0.3 else now
+        if rng.random() < 0.03:
+            t = None
+        elif rng.random() < 0.002:
+            t = float("nan")
+        key = "N" if rng.random() < 0.05 else "ABCDE"[int(rng.integers(5))]
+        rows.append((key, f"s{line // 7}", t, line))
+    one, many = tracker(bucket_seconds=600), tracker(bucket_seconds=600)
+    for key, session, t, line in rows:
+        one.update_line(key, session=session, time=t, line=line)
+    for i in range(0, len(rows), 333):
+        many.update_lines(rows[i : i + 333])
+    assert one.report() == many.report()
+    assert one.buckets_closed > 5 and one.warnings_total > 0

@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logwarden.detect import Detector
 from logwarden.errors import ConfigError, StateError
@@ -63,6 +65,56 @@ def test_stream_flags_the_sessions_batch_detect_flags(sim_model: Any, batch: int
             assert e.verdict.length == e.verdict.position + 1  # entries so far
     reasons = {v["reason"] for v in expected.values() if v["anomalous"]}
     assert {"performance", "parameter"} & reasons and {"unseen_key", "ranked_out"} & reasons
+
+
+def test_small_caches_forget_without_changing_a_verdict(
+    sim_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logwarden.service.stream as stream_module
+
+    det = Detector.load(sim_model.path)
+    sd, whole = stream(det, sim_model.mixed_lines, 200)
+    whole += sd.flush()
+    assert len(sd._probs) > 64  # the default caches keep every window of this log
+    monkeypatch.setattr(stream_module, "_PROBS_CACHE", 16)
+    monkeypatch.setattr(stream_module, "_PAIR_CACHE", 32)
+    small, out = stream(Detector.load(sim_model.path), sim_model.mixed_lines, 200)
+    out += small.flush()
+    # Bounded: two generations at most; and the windows forgotten were asked again.
+    assert len(small._probs) <= 32 and len(small._pair_cache) <= 64
+    assert [(e.key, e.final, e.verdict.to_dict()) for e in out] == [
+        (e.key, e.final, e.verdict.to_dict()) for e in whole
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 12), st.booleans(), st.booleans()), max_size=80),
+    st.integers(1, 6),
+)
+def test_parameter_history_is_the_vectors_before_in_batch_order(
+    steps: list[tuple[int, bool, bool]], window: int
+) -> None:
+    from logwarden.service.stream import _History
+
+    h = _History()
+    added: list[tuple[int, int, list[float]]] = []  # (order, arrival, vector)
+    top = -1
+    for k, (pick, new, prune) in enumerate(steps):
+        # an entry of a new session (above all) or of an earlier one, as a stream has them
+        order = top + 1 if new or top < 0 else pick % (top + 1)
+        top = max(top, order)
+        got = h.before(order, window)
+        # batch order: sessions by order, each one's entries as they came
+        want = [v for o, _, v in sorted(added) if o < order][-window:] + [
+            v for o, _, v in sorted(added) if o == order
+        ]
+        assert got == want[-window:], (k, order)
+        vec = [float(k)]
+        h.add(order, vec)
+        added.append((order, k, vec))
+        if prune:  # every session open: nothing may be forgotten that a later entry reads
+            h.prune(sorted({o for o, _, _ in added}, reverse=True), window, 10**6)
 
 
 def test_state_round_trip_gives_the_same_verdicts(sim_model: Any) -> None:
@@ -159,11 +211,11 @@ def test_window_sessions_and_bad_settings(sim_model: Any) -> None:
 def test_observers_see_every_entry_and_every_closed_session(sim_model: Any) -> None:
     class Watch:
         def __init__(self) -> None:
-            self.entries: list[tuple[str, str, int]] = []
+            self.seen: list[tuple[str, str, int]] = []
             self.sessions: list[tuple[str, int]] = []
 
-        def entry(self, key: str, session: str, ts: float | None, seq: int) -> None:
-            self.entries.append((key, session, seq))
+        def entries(self, batch: list[tuple[str, str, float | None, int]]) -> None:
+            self.seen += [(key, session, seq) for key, session, _, seq in batch]
 
         def closed(self, verdict: Any, keys: list[str]) -> None:
             self.sessions.append((verdict.session, len(keys)))
@@ -176,8 +228,8 @@ def test_observers_see_every_entry_and_every_closed_session(sim_model: Any) -> N
     sd.process((i + 1, t) for i, t in enumerate(lines))
     out = sd.flush()
     assert len(watch.sessions) == len(out) == sd.sessions_closed
-    assert sum(n for _, n in watch.sessions) == len(watch.entries)
-    assert [seq for _, _, seq in watch.entries] == sorted(seq for _, _, seq in watch.entries)
+    assert sum(n for _, n in watch.sessions) == len(watch.seen)
+    assert [seq for _, _, seq in watch.seen] == sorted(seq for _, _, seq in watch.seen)
 
 
 def test_stream_and_batch_agree_where_the_fold_check_decides(

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -277,6 +277,40 @@ class DriftTracker:
         b.unseen_entries += 1
         b.unseen.setdefault(key, set()).add(session if session is not None else ("line", line))
         return self._check(b, line, time)
+
+    def update_lines(
+        self, entries: Iterable[tuple[str, str | None, float | None, int | None]]
+    ) -> list[DriftWarning]:
+        """``update_line`` for many entries, each (key, session, time, line), in order;
+        the warnings they raised. A stream calls it once per batch of lines."""
+        warnings: list[DriftWarning] = []
+        known = self.known
+        width = self.config.bucket_seconds
+        b = self._bucket
+        # Within the current bucket of log time (the common case) an entry only counts.
+        limit = -math.inf if self._t0 is None else self._t0 + (b.index + 1) * width
+        for key, session, time, line in entries:
+            # NaN compares false: the slow path.
+            if time is not None and b.start is not None and b.start <= time < limit:
+                if b.end is None or time > b.end:
+                    b.end = time
+                if line is not None:
+                    if b.first_line is None:
+                        b.first_line = line
+                    b.last_line = line
+            else:
+                b = self._advance(time, line)
+                if self._t0 is not None:
+                    limit = self._t0 + (b.index + 1) * width
+            b.entries += 1
+            if key in known:
+                continue
+            b.unseen_entries += 1
+            b.unseen.setdefault(key, set()).add(session if session is not None else ("line", line))
+            w = self._check(b, line, time)
+            if w is not None:
+                warnings.append(w)
+        return warnings
 
     def update(
         self,

@@ -50,9 +50,9 @@ class _Metrics:
         c = CounterMetricFamily("logwarden_lines", "Log lines processed by the detector")
         c.add_metric([], stats.get("lines", 0))
         yield c
-        last = svc.read(lambda s: s.last_seq())
+        last, done = svc.read(lambda s: (s.last_seq(), s.processed_seq()))
         g = GaugeMetricFamily("logwarden_lag_lines", "Accepted lines not processed yet")
-        g.add_metric([], max(0, last - int(status.get("processed_seq", 0))))
+        g.add_metric([], max(0, last - done))
         yield g
         g = GaugeMetricFamily("logwarden_sessions_open", "Sessions open in the detector")
         g.add_metric([], status.get("open_sessions", 0))

@@ -41,6 +41,12 @@ _NEW_TEMPLATES_SHOWN = 200
 # Under constant load a checkpoint is taken after this many checkpoint intervals anyway.
 _BUSY_CHECKPOINT = 2
 
+# Under load: the status at most this often (seconds); the collector's young generation
+# and the whole heap (see run_processor).
+_STATUS_SECONDS = 0.5
+_YOUNG_GC_SECONDS = 1.0
+_FULL_GC_SECONDS = 600.0
+
 #: Upper bounds (seconds) of the ack -> verdict latency histogram.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -148,7 +154,7 @@ def run_processor(cfg: ProcessorConfig, bell: Any = None) -> None:
         store = Store(cfg.store, durable=False)
         # The open sessions are millions of small objects in no reference cycle: the
         # automatic collector would rescan them over and over (measured: a quarter of the
-        # time). The loop collects the young generation after each step instead.
+        # time). The loop collects on a clock instead.
         gc.disable()
         try:
             _loop(cfg, store, door, parent)
@@ -171,8 +177,8 @@ def _loop(cfg: ProcessorConfig, store: Store, door: Doorbell | None, parent: int
         sd.observers.append(drift)
     gc.freeze()  # the model and its caches: never collectable, never scanned again
     replay_until = store.processed_seq()  # rows up to here were processed before a restart
-    steps = 0
-    full_gc = time.monotonic()
+    young = 0
+    full_gc = young_gc = last_status = time.monotonic()
     latency = _Latency()
     last_ck = time.monotonic()
     ck_pos = pos
@@ -242,17 +248,27 @@ def _loop(cfg: ProcessorConfig, store: Store, door: Doorbell | None, parent: int
                 }
             )
         checkpoint = None
-        if time.monotonic() - last_ck >= _BUSY_CHECKPOINT * cfg.checkpoint_seconds:
+        now = time.monotonic()
+        if now - last_ck >= _BUSY_CHECKPOINT * cfg.checkpoint_seconds:
             # Never idle: checkpoint anyway, less often (a replay stays short).
             checkpoint = (pos, version, json.dumps(sd.to_state(), ensure_ascii=False))
             last_ck, ck_pos = time.monotonic(), pos
-        store.save_results(
-            pos, records, _status(sd, version, latency, pos, started, drift), checkpoint
-        )
-        dirty = False
-        steps += 1
-        gc.collect(0 if steps % 50 else 1)
-        if time.monotonic() - full_gc > 600:
+        # The status (counters for /metrics) at most every _STATUS_SECONDS under load:
+        # encoding it cost as much as a 100-line step. The position goes every step.
+        status = None
+        if checkpoint is not None or now - last_status >= _STATUS_SECONDS:
+            status = _status(sd, version, latency, pos, started, drift)
+            last_status = now
+        store.save_results(pos, records, status, checkpoint)
+        dirty = status is None
+        # The young objects about once a second (not after every step: most of them die
+        # young, and a collection scans those still alive), the middle generation every
+        # half minute, everything every ten minutes.
+        if now - young_gc >= _YOUNG_GC_SECONDS:
+            young_gc = now
+            young += 1
+            gc.collect(0 if young % 30 else 1)
+        if now - full_gc > _FULL_GC_SECONDS:
             gc.collect()
             full_gc = time.monotonic()
 
@@ -282,8 +298,8 @@ class DriftWatch:
             return None
         return cls(DriftTracker(baseline, keys, dict(model.templates_)))
 
-    def entry(self, key: str, session: str, ts: float | None, seq: int) -> None:
-        self.tracker.update_line(key, session=session, time=ts, line=seq)
+    def entries(self, batch: list[tuple[str, str, float | None, int]]) -> None:
+        self.tracker.update_lines(batch)
 
     def closed(self, verdict: Any, keys: list[str]) -> None:
         self.tracker.learn_one(verdict, keys)

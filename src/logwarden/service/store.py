@@ -231,12 +231,13 @@ class Store:
         self,
         processed: int,
         verdicts: Iterable[dict[str, Any]],
-        status: dict[str, Any],
+        status: dict[str, Any] | None,
         checkpoint: tuple[int, int | None, str] | None = None,
     ) -> list[int]:
         """One transaction: the verdicts (inserted, or updated when final; never twice),
-        the processed position and status, and perhaps a checkpoint (after which the
-        journal rows up to it are deleted). Returns the ids of newly inserted verdicts."""
+        the processed position, the status (None: leave it), and perhaps a checkpoint
+        (after which the journal rows up to it are deleted). Returns the ids of newly
+        inserted verdicts."""
         new_ids: list[int] = []
         now = time.time()
         with self.transaction() as db:
@@ -269,7 +270,8 @@ class Store:
                         (row[0], json.dumps(v["lines"], ensure_ascii=False)),
                     )
             self.set_meta("processed_seq", str(processed))
-            self.set_meta("status", json.dumps(status))
+            if status is not None:
+                self.set_meta("status", json.dumps(status))
             if checkpoint is not None:
                 seq, version, state = checkpoint
                 db.execute(

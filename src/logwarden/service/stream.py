@@ -73,8 +73,49 @@ STATE_SCHEMA = "logwarden.stream/1"
 # Lines between two prunings of the parameter histories.
 _PRUNE_LINES = 20_000
 
-# Distinct windows whose probabilities are kept (HDFS: 5k; about 1 kB each at 100 keys).
-_PROBS_CACHE = 100_000
+# The caches of what the networks said, in entries per generation (see _Recent): windows'
+# probabilities (about 1 kB each at 100 keys), fold statistics, and (window, key) pairs.
+_PROBS_CACHE = 4096
+_PAIR_CACHE = 16_384
+
+
+class _Recent:
+    """A cache that keeps what was used lately, in bounded memory: two generations of at
+    most ``size`` entries each; when the young one is full it becomes the old one (the old
+    one is dropped), and a hit in the old one moves the entry back to the young one.
+
+    A stream meets new windows as long as it runs (anomalous sessions make them), so a
+    cache that only grows, or is cleared when full, held memory that grew for hours; this
+    one fills in minutes and stays."""
+
+    __slots__ = ("old", "size", "young")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.young: dict[Any, Any] = {}
+        self.old: dict[Any, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.young) + len(self.old)
+
+    def get(self, key: Any) -> Any:
+        got = self.young.get(key)
+        if got is None:
+            got = self.old.get(key)
+            if got is not None:
+                self.put(key, got)
+        return got
+
+    def put(self, key: Any, value: Any) -> None:
+        young = self.young
+        if len(young) >= self.size:
+            self.old = young
+            young = self.young = {}
+        young[key] = value
+
+    def clear(self) -> None:
+        self.young = {}
+        self.old = {}
 
 
 @dataclass(frozen=True)
@@ -213,22 +254,38 @@ class _History:
     """The vectors of one parameter unit, per session, in batch order (see the module
     docstring): the history of an entry is the ``window`` vectors before it."""
 
-    __slots__ = ("by_order", "orders")
+    __slots__ = ("by_order", "orders", "tail", "tail_orders", "tail_window")
 
     def __init__(self) -> None:
         self.by_order: dict[int, list[list[float]]] = {}
         self.orders: list[int] = []  # sorted
+        # The last ``tail_window`` vectors of all, oldest first, and their sessions' orders
+        # (None: to be rebuilt): the history of a session newer than every one holding this
+        # unit, the common case (a session meets most units once). Replaced, never changed
+        # in place: a caller may hold it.
+        self.tail: list[list[float]] | None = None
+        self.tail_orders: list[int] = []
+        self.tail_window = 0
 
     def before(self, order: int, window: int) -> list[list[float]]:
         by_order = self.by_order
+        orders = self.orders
+        if not orders or order > orders[-1]:
+            if self.tail is None or self.tail_window != window:
+                self._rebuild_tail(window)
+            return self.tail  # type: ignore[return-value]
         own = by_order.get(order)
         need = window
         if own is not None:
             if len(own) >= window:
                 return own[-window:]
             need -= len(own)
+        return self._walk(bisect_left(orders, order) - 1, need, own or [])
+
+    def _walk(self, i: int, need: int, own: list[list[float]]) -> list[list[float]]:
+        """The last ``need`` vectors of the sessions at ``orders[: i + 1]``, then ``own``."""
+        by_order = self.by_order
         orders = self.orders
-        i = bisect_left(orders, order) - 1
         parts: list[list[list[float]]] = []
         while need > 0 and i >= 0:
             got = by_order[orders[i]]
@@ -241,20 +298,47 @@ class _History:
         out: list[list[float]] = []
         for part in reversed(parts):
             out += part
-        if own:
-            out += own
-        return out
+        return out + own if own else out
+
+    def _rebuild_tail(self, window: int) -> None:
+        tail: list[list[float]] = []
+        tail_orders: list[int] = []
+        by_order = self.by_order
+        for o in reversed(self.orders):
+            if len(tail) >= window:
+                break
+            got = by_order[o][-(window - len(tail)) :]
+            tail[:0] = got
+            tail_orders[:0] = [o] * len(got)
+        self.tail, self.tail_orders, self.tail_window = tail, tail_orders, window
 
     def add(self, order: int, vec: list[float]) -> None:
         got = self.by_order.get(order)
+        orders = self.orders
+        last = not orders or order >= orders[-1]  # the vector goes at the end of all
         if got is None:
             self.by_order[order] = [vec]
-            if not self.orders or order > self.orders[-1]:
-                self.orders.append(order)
+            if last:
+                orders.append(order)
             else:
-                insort(self.orders, order)
+                insort(orders, order)
         else:
             got.append(vec)
+        tail = self.tail
+        if tail is None:
+            return
+        w = self.tail_window
+        if not last:
+            # Below the tail's oldest session, when the tail is full, it comes before every
+            # vector of the tail (an open session older than the latest few): no change.
+            if w and (len(tail) < w or order >= self.tail_orders[0]):
+                self.tail = None
+        elif len(tail) < w:
+            self.tail = [*tail, vec]
+            self.tail_orders = [*self.tail_orders, order]
+        elif w:
+            self.tail = [*tail[1:], vec]
+            self.tail_orders = [*self.tail_orders[1:], order]
 
     def prune(self, open_orders: list[int], window: int, cap: int) -> int:
         """Forget the sessions no later entry can reach: an entry of an open session (or of
@@ -288,6 +372,7 @@ class _History:
                     del by_order[o]
             keep.reverse()
             self.orders = keep
+            self.tail = None
         return forced
 
 
@@ -358,12 +443,15 @@ class StreamDetector:
         self._order = 0
         self._k_window = 0  # index of the next count window
         self._history: dict[tuple[int, int | None], _History] = {}
-        self._pair_cache: dict[tuple[tuple[int, ...], int], tuple[float, int]] = {}
-        self._probs: dict[tuple[int, ...], np.ndarray] = {}  # window -> probabilities
+        # (window, key) -> (probability, rank); window -> probabilities
+        self._pair_cache = _Recent(_PAIR_CACHE)
+        self._probs = _Recent(_PROBS_CACHE)
+        self._seen: list[tuple[str, str, float | None, int]] | None = None  # for observers
         self.sessions_closed = 0
         self.anomalies = 0
-        # Watchers of the stream (a drift tracker): ``entry(key, session, timestamp, seq)``
-        # for each entry as it arrives, ``closed(verdict, keys)`` for each closed session.
+        # Watchers of the stream (a drift tracker): ``entries(batch)`` with the entries of
+        # each ``process`` call as (key, session, timestamp, seq), in arrival order, before
+        # ``closed(verdict, keys)`` for each session that call closed.
         self.observers: list[Any] = []
         self.use(detector)
 
@@ -391,11 +479,11 @@ class StreamDetector:
         }  # fmt: skip
         self._index = self.key_model.index
         self._history = {}
-        self._pair_cache = {}
-        self._probs = {}
+        self._pair_cache = _Recent(_PAIR_CACHE)
+        self._probs = _Recent(_PROBS_CACHE)
         # The fold models' statistics of (window, key) pairs: the fold check asks them for
         # every entry of a session once the cut has flagged it, and windows repeat.
-        self._fold_cache: dict[tuple[tuple[int, ...], int], tuple[np.ndarray, bool]] = {}
+        self._fold_cache = _Recent(_PROBS_CACHE)
         self._scorer: EntryScorer | None = None  # built at the first entry to score
         self._next_prune = 0
         index = self.key_model.index
@@ -413,6 +501,7 @@ class StreamDetector:
     def process(self, lines: Iterable[tuple[int, str]]) -> list[Emitted]:
         """Take lines ``(sequence number, text)`` in order; return what they produced."""
         timeline: list[_Check | _Close] = []
+        self._seen = seen = [] if self.observers else None
         fmt = self.format
         read = self._read
         match = self.miner.parse_slots
@@ -452,6 +541,10 @@ class StreamDetector:
         if fmt.bad_timestamps != bad_before:
             stats.add("bad_timestamp", fmt.bad_timestamps - bad_before)
         stats.add("lines", n)
+        if seen:
+            for obs in self.observers:
+                obs.entries(seen)
+        self._seen = None
         return self._decide(timeline)
 
     def flush(self, seq: int = -1) -> list[Emitted]:
@@ -642,8 +735,8 @@ class StreamDetector:
                     check.history = hist.before(s.order, self.param_window)
                     hist.add(s.order, vec)
         timeline.append(check)
-        for obs in self.observers:
-            obs.entry(label, s.sid, ts, seq)
+        if self._seen is not None:
+            self._seen.append((label, s.sid, ts, seq))
 
     def _closing(self, s: _Open, seq: int) -> _Close:
         h = self.h
@@ -660,18 +753,7 @@ class StreamDetector:
         km = self.key_model
         cache = self._pair_cache
         vocab = km.vocab_size
-        # The windows not seen yet, through the network in one call (as batch detect does).
-        probs_cache = self._probs
-        missing = {it.window for it in items if it.window not in probs_cache}
-        if missing:
-            if len(probs_cache) + len(missing) > _PROBS_CACHE:
-                probs_cache.clear()
-                cache.clear()
-                self._fold_cache.clear()
-            order = sorted(missing)
-            probs = km.net.probabilities(np.array(order, dtype=np.int32).reshape(len(order), -1))
-            for w, row in zip(order, probs, strict=True):
-                probs_cache[w] = row
+        need: list[tuple[_Check | _Close, int]] = []
         for it in items:
             target = END if isinstance(it, _Close) else it.target
             if target == UNK:
@@ -679,12 +761,19 @@ class StreamDetector:
                 continue
             got = cache.get((it.window, target))
             if got is None:
-                row = probs_cache[it.window]
+                need.append((it, target))
+            else:
+                it.prob, it.rank = got
+        if need:
+            rows = self._rows([it.window for it, _ in need])
+            for it, target in need:
+                row = rows[it.window]
                 p = row[target]
                 masked = row.copy()
                 masked[[PAD, UNK]] = -1.0
-                got = cache[(it.window, target)] = (float(p), int((masked > p).sum()) + 1)
-            it.prob, it.rank = got
+                got = (float(p), int((masked > p).sum()) + 1)
+                cache.put((it.window, target), got)
+                it.prob, it.rank = got
         prob = np.array([it.prob for it in items], dtype=np.float32)
         rank = np.array([it.rank for it in items], dtype=np.int64)
         flags = km.threshold.flags(rank, prob)
@@ -697,11 +786,28 @@ class StreamDetector:
             # The rules; the cut joins in _decide, through the fold check when the model has it.
             it.flag = t == UNK or it.new or (isinstance(it, _Check) and it.over)
 
+    def _rows(self, windows: Sequence[tuple[int, ...]]) -> dict[tuple[int, ...], np.ndarray]:
+        """The key model's probabilities after each window: from the cache, the others
+        through the network in one call (as batch detect does)."""
+        rows: dict[tuple[int, ...], np.ndarray] = {}
+        missing: list[tuple[int, ...]] = []
+        for w in dict.fromkeys(windows):
+            got = self._probs.get(w)
+            if got is None:
+                missing.append(w)
+            else:
+                rows[w] = got
+        if missing:
+            missing.sort()
+            net = self.key_model.net
+            probs = net.probabilities(np.array(missing, dtype=np.int32).reshape(len(missing), -1))
+            for w, row in zip(missing, probs, strict=True):
+                rows[w] = row
+                self._probs.put(w, row)
+        return rows
+
     def _window_probs(self, window: tuple[int, ...]) -> np.ndarray:
-        got = self._probs.get(window)
-        if got is None:
-            got = self.key_model.net.probabilities(np.array([window], dtype=np.int32))[0]
-        return got
+        return self._rows([window])[window]
 
     def _param_scores(self, checks: Sequence[_Check]) -> None:
         """Score the entries that have a parameter model, all in one pass; where some entry
@@ -844,17 +950,22 @@ class StreamDetector:
         """The fold models' statistics of (window, key) pairs and whether the folds judge
         them, from the cache; the missing ones computed in one call per fold model."""
         cache = self._fold_cache
-        missing = [p for p in dict.fromkeys(pairs) if p not in cache]
-        if len(cache) + len(missing) > _PROBS_CACHE:  # bounded, as the windows' cache is
-            cache.clear()
-            missing = list(dict.fromkeys(pairs))
+        got: dict[tuple[tuple[int, ...], int], tuple[np.ndarray, bool]] = {}
+        missing = []
+        for p in dict.fromkeys(pairs):
+            hit = cache.get(p)
+            if hit is None:
+                missing.append(p)
+            else:
+                got[p] = hit
         if missing:
             windows = np.array([w for w, _ in missing], dtype=np.int32).reshape(len(missing), -1)
             targets = np.array([t for _, t in missing], dtype=np.int64)
             stats, judged = self.key_model.fold_statistics(windows, targets)
             for j, (pair, ok) in enumerate(zip(missing, judged.tolist(), strict=True)):
-                cache[pair] = (stats[:, j].copy(), bool(ok))
-        return [cache[p] for p in pairs]
+                got[pair] = (stats[:, j].copy(), bool(ok))
+                cache.put(pair, got[pair])
+        return [got[p] for p in pairs]
 
     def _diagnose(self, v: Verdict, s: _Open) -> None:
         """The workflow diagnosis of an anomalous verdict, when the model has workflows
