@@ -57,6 +57,21 @@ def train_model(out: Path, sessions: int) -> Path:
     return out / "model"
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children, their children, ...), on Linux."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = [int(k) for k in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except (OSError, ValueError):
+            kids = []
+        out += kids
+        todo += kids
+    return out
+
+
 class Server:
     def __init__(self, model: Path, store: Path, extra: list[str] | None = None) -> None:
         self.port_file = store.with_suffix(f".port{time.monotonic_ns()}")
@@ -77,7 +92,8 @@ class Server:
         return sum(self.rss_parts())
 
     def rss_parts(self) -> tuple[float, float]:
-        """Resident memory (MB) of the web server and of its detector process(es)."""
+        """Resident memory (MB) of the web server and of its detector process(es) (with
+        the detector's parse worker)."""
 
         def rss(pid: int) -> float:
             try:
@@ -88,15 +104,11 @@ class Server:
                 pass
             return 0.0
 
-        try:
-            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-        except OSError:
-            children = ""
-        return rss(self.proc.pid), sum(rss(int(p)) for p in children.split())
+        return rss(self.proc.pid), sum(rss(p) for p in descendants(self.proc.pid))
 
     def cpu_seconds(self) -> tuple[float, float]:
         """CPU seconds (user + system) used so far by the web server and by its detector
-        process (its child)."""
+        process (its child, with the detector's parse worker)."""
         tick = os.sysconf("SC_CLK_TCK")
 
         def cpu(pid: int) -> float:
@@ -106,11 +118,7 @@ class Server:
                 return 0.0
             return (int(fields[11]) + int(fields[12])) / tick
 
-        try:
-            kids = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-        except OSError:
-            kids = ""
-        return cpu(self.proc.pid), sum(cpu(int(p)) for p in kids.split())
+        return cpu(self.proc.pid), sum(cpu(p) for p in descendants(self.proc.pid))
 
     def status(self) -> dict[str, Any]:
         return httpx.get(self.url + "/api/v1/status", timeout=30).json()  # type: ignore[no-any-return]

@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="save the detector's state when it is idle, at most every S "
                     "seconds (30; under constant load every 2*S); a restart replays the "
                     "journal after it")  # fmt: skip
+    sp.add_argument("--no-parse-worker", action="store_true",
+                    help="parse lines in the detector process itself (by default a second "
+                    "process parses them, where the system can fork)")  # fmt: skip
     sp.add_argument(
         "--follow", metavar="FILE", help="also read lines appended to FILE (across rotation)"
     )
@@ -93,6 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_line_bytes=args.max_line,
         durable=not args.no_fsync,
         checkpoint_seconds=args.checkpoint_seconds,
+        parse_worker=not args.no_parse_worker,
     )
     sources = SourceOptions(
         follow=args.follow,

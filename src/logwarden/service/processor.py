@@ -30,6 +30,7 @@ from typing import Any
 
 from logwarden.children import die_with_parent
 from logwarden.detect import Detector
+from logwarden.service.parse_worker import ParseWorker, fork_available
 from logwarden.service.store import FLUSH, LINE, MODEL, Store
 from logwarden.service.stream import Emitted, StreamConfig, StreamDetector
 
@@ -61,6 +62,8 @@ class ProcessorConfig:
     # was the p99 of ack -> verdict at 10,000 lines/s. A restart replays what came after.
     checkpoint_seconds: float = 30.0
     poll_seconds: float = 0.02  # idle wait for new rows (woken early when told)
+    # Parse lines in a second process (service.parse_worker) where fork is available.
+    parse_worker: bool = True
 
 
 @contextlib.contextmanager
@@ -176,6 +179,47 @@ def _loop(cfg: ProcessorConfig, store: Store, door: Doorbell | None, parent: int
     if drift is not None:
         sd.observers.append(drift)
     gc.freeze()  # the model and its caches: never collectable, never scanned again
+    worker = ParseWorker(sd.parser) if cfg.parse_worker and fork_available() else None
+    try:
+        _steps(cfg, store, door, parent, sd, pos, version, drift, worker)
+    finally:
+        if worker is not None:
+            worker.stop()
+
+
+def _steps(
+    cfg: ProcessorConfig,
+    store: Store,
+    door: Doorbell | None,
+    parent: int,
+    sd: StreamDetector,
+    pos: int,
+    version: int,
+    drift: DriftWatch | None,
+    worker: ParseWorker | None,
+) -> None:
+    ahead: list[tuple[int, int, str, float]] = []  # the next rows, read early
+
+    def run(lines: list[tuple[int, str]], last: bool = False) -> list[Emitted]:
+        if worker is None:
+            return sd.process(lines)
+        # The last lines of a batch: while the models check them, the worker parses the
+        # first lines of the next batch (they are read now, and wait for this step).
+        after = lines[-1][0]
+        return sd.process_parsed(
+            worker.chunks(sd.parser, lines), (lambda: prefetch(after)) if last else None
+        )
+
+    def prefetch(after: int) -> None:
+        assert worker is not None
+        ahead[:] = store.read_journal(after, cfg.batch_lines)
+        first: list[tuple[int, str]] = []
+        for seq, kind, text, _ in ahead:
+            if kind != LINE:
+                break
+            first.append((seq, text))
+        worker.submit(first)
+
     replay_until = store.processed_seq()  # rows up to here were processed before a restart
     young = 0
     full_gc = young_gc = last_status = time.monotonic()
@@ -187,7 +231,8 @@ def _loop(cfg: ProcessorConfig, store: Store, door: Doorbell | None, parent: int
     while door is None or not door.closed:
         if door is not None and os.getppid() != parent:
             return  # the server is gone
-        rows = store.read_journal(pos, cfg.batch_lines)
+        rows = ahead[:] if ahead else store.read_journal(pos, cfg.batch_lines)
+        ahead.clear()
         if not rows:
             checkpoint = None
             if pos > ck_pos and time.monotonic() - last_ck >= cfg.checkpoint_seconds:
@@ -212,20 +257,22 @@ def _loop(cfg: ProcessorConfig, store: Store, door: Doorbell | None, parent: int
                 acked[seq] = at
                 continue
             if chunk:
-                emitted += sd.process(chunk)
+                emitted += run(chunk)
                 chunk = []
             if kind == FLUSH:
                 emitted += sd.flush(seq)
             elif kind == MODEL:
                 version = int(text)
                 sd.use(_load(store, version))
+                if worker is not None:  # the lines after this row: the new model's parser
+                    worker.start(sd.parser)
                 if drift is not None:
                     sd.observers.remove(drift)
                     drift = DriftWatch.create(sd.detector)
                     if drift is not None:
                         sd.observers.append(drift)
         if chunk:
-            emitted += sd.process(chunk)
+            emitted += run(chunk, last=True)
         pos = rows[-1][0]
         now_wall = time.time()
         records = []

@@ -61,6 +61,7 @@ class ServiceConfig:
     max_line_bytes: int = 64 << 10
     durable: bool = True
     checkpoint_seconds: float = 30.0  # see ProcessorConfig
+    parse_worker: bool = True  # see ProcessorConfig
     max_open: int | None = 200_000
 
     def __post_init__(self) -> None:
@@ -201,6 +202,7 @@ class Service:
                 session_timeout=self.config.session_timeout, max_open=self.config.max_open
             ),
             checkpoint_seconds=self.config.checkpoint_seconds,
+            parse_worker=self.config.parse_worker,
         )
         reader, writer = self._ctx.Pipe(duplex=False)
         self._proc = self._ctx.Process(

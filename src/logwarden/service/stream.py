@@ -49,7 +49,7 @@ import math
 import re
 from bisect import bisect_left, insort
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -66,7 +66,7 @@ from logwarden.records import Event, Line, Param, Record, Stats
 from logwarden.sessions import Session
 from logwarden.sessions.grouping import TIMESTAMP_LIMIT
 
-__all__ = ["STATE_SCHEMA", "Emitted", "StreamConfig", "StreamDetector"]
+__all__ = ["STATE_SCHEMA", "Emitted", "LineParser", "ParsedLine", "StreamConfig", "StreamDetector"]
 
 STATE_SCHEMA = "logwarden.stream/1"
 
@@ -410,162 +410,56 @@ class _Close:
     cut: bool = False
 
 
-class StreamDetector:
-    """The streaming form of ``detect`` for a raw-log Detector (see the module docstring)."""
+# A line as ``LineParser.parse`` gives it: whether the format matched, the timestamp, the
+# template key of the model's parser (None: no template matched), the parameter values and
+# their kinds, the session ids (None when sessions are windows), and the message when no
+# template matched (the stream's own miner learns it then; else None).
+ParsedLine = tuple[
+    bool, float | None, Any, list[str], tuple[str, ...], list[str] | None, str | None
+]
 
-    def __init__(self, detector: Detector, config: StreamConfig | None = None) -> None:
-        self.config = config if config is not None else StreamConfig()
+
+class LineParser:
+    """What a stream does to each line that needs no session state: the format (message
+    and timestamp), the model's parser in match-only mode, the session ids. Apart from
+    ``StreamDetector`` so that another process can run it (``service.parse_worker``); its
+    results depend on the model and the line only."""
+
+    def __init__(self, detector: Detector, fmt: LogFormat | None = None) -> None:
         spec = detector.input
-        if spec.input_format != "raw":
-            raise ConfigError(
-                f"streaming needs a model trained on raw logs (this one reads {spec.input_format})",
-                field="input_format",
-            )
-        if not spec.format:
-            raise ConfigError("the model has no log format", field="format")
-        if detector.miner is None:
+        if detector.miner is None or not spec.format:
             raise ConfigError("the model has no parser state", field="format")
-        self.format: LogFormat = get_format(spec.format)
+        self.miner: TemplateMiner = detector.miner
+        self.format: LogFormat = fmt if fmt is not None else get_format(spec.format)
         self._content_group = self.format.regex.groupindex.get("Content")
         self._time_names: tuple[str, ...] = ()
         self._time_groups: tuple[int, ...] = ()
         sc = session_config(spec.session, spec.window, in_line=spec.session_in_line)
-        sc.validate()
-        self._window_size = sc.window_size
         self._pattern = re.compile(sc.id_pattern) if sc.id_pattern else None
+        self._with_ids = sc.window_size is None and self._pattern is not None
         self._findall = self._pattern is not None and self._pattern.groups <= 1
         self._raw_line = sc.search_raw_line
-        self.unknown = TemplateMiner()  # templates of lines the model's parser does not know
-        self.stats = Stats()
-        self._open: OrderedDict[str, _Open] = OrderedDict()  # by last activity
-        self._clock: float | None = None  # largest valid timestamp seen (log time)
-        self._first_clock: float | None = None
-        self._order = 0
-        self._k_window = 0  # index of the next count window
-        self._history: dict[tuple[int, int | None], _History] = {}
-        # (window, key) -> (probability, rank); window -> probabilities
-        self._pair_cache = _Recent(_PAIR_CACHE)
-        self._probs = _Recent(_PROBS_CACHE)
-        self._seen: list[tuple[str, str, float | None, int]] | None = None  # for observers
-        self.sessions_closed = 0
-        self.anomalies = 0
-        # Watchers of the stream (a drift tracker): ``entries(batch)`` with the entries of
-        # each ``process`` call as (key, session, timestamp, seq), in arrival order, before
-        # ``closed(verdict, keys)`` for each session that call closed.
-        self.observers: list[Any] = []
-        self.use(detector)
 
-    # -- the model -----------------------------------------------------------------------------
-
-    def use(self, detector: Detector) -> None:
-        """Switch to another (e.g. updated) detector from the next line on. Open sessions
-        keep their entries; the parameter histories start again (their units may differ)."""
-        if self.__dict__.get("detector") is not None and detector.input != self.detector.input:
-            raise ConfigError("a new model must read input as the old one", field="input")
-        self.detector = detector
-        self.model = detector.model
-        self.key_model = _key_model(self.model)
-        self.miner: TemplateMiner = detector.miner  # type: ignore[assignment]
-        # A bound for a long run (see StreamConfig.parser_cache); results do not depend on it.
-        self.miner.config.cache_size = min(self.miner.config.cache_size, self.config.parser_cache)
-        self.h = self.key_model.config.window
-        self.params = getattr(self.model, "params_", None)
-        self.param_window = self.params.config.window if self.params is not None else 0
-        self._layouts = self.params.layouts if self.params is not None else {}
-        self._units = set(self.params.models) if self.params is not None else set()
-        self._contextual = {
-            u for u, m in (self.params.models.items() if self.params is not None else ())
-            if m.kind == "lstm"
-        }  # fmt: skip
-        self._index = self.key_model.index
-        self._history = {}
-        self._pair_cache = _Recent(_PAIR_CACHE)
-        self._probs = _Recent(_PROBS_CACHE)
-        # The fold models' statistics of (window, key) pairs: the fold check asks them for
-        # every entry of a session once the cut has flagged it, and windows repeat.
-        self._fold_cache = _Recent(_PROBS_CACHE)
-        self._scorer: EntryScorer | None = None  # built at the first entry to score
-        self._next_prune = 0
-        index = self.key_model.index
-        for s in self._open.values():
-            s.reindex(index)
-        for key, text in self.unknown_templates().items():
-            self.model.templates_.setdefault(key, text)
-
-    # -- input ---------------------------------------------------------------------------------
-
-    @property
-    def open_count(self) -> int:
-        return len(self._open)
-
-    def process(self, lines: Iterable[tuple[int, str]]) -> list[Emitted]:
-        """Take lines ``(sequence number, text)`` in order; return what they produced."""
-        timeline: list[_Check | _Close] = []
-        self._seen = seen = [] if self.observers else None
+    def parse(self, texts: Iterable[str]) -> tuple[list[ParsedLine], int]:
+        """Each line's ``ParsedLine``; and how many timestamps the format could not read."""
         fmt = self.format
+        bad = fmt.bad_timestamps
         read = self._read
         match = self.miner.parse_slots
-        stats = self.stats
-        bad_before = fmt.bad_timestamps
-        n = 0
-        for seq, text in lines:
-            n += 1
+        ids_of = self._ids if self._with_ids else None
+        out: list[ParsedLine] = []
+        for text in texts:
             content, ts, matched = read(text)
-            if not matched:
-                stats.add("unmatched_format")
             if not text:
-                stats.add("empty_line")
+                out.append((matched, None, None, [], (), None, None))
                 continue
             key, values, slots, _ = match(content, False)
+            ids = ids_of(text, content) if ids_of is not None else None
             if key is None:
-                ukey, values, slots, change = self.unknown.parse_slots(content, True)
-                assert ukey is not None
-                r = self.unknown.resolve(ukey)
-                label = f"U{r}"
-                tkey = -r
-                if change == CREATED:
-                    stats.add("new_template")
-                    self.model.templates_.setdefault(label, self.unknown.templates_[r].text)
+                out.append((matched, ts, None, [], (), ids, content))
             else:
-                r = self.miner.resolve(key)
-                label = f"E{r}"
-                tkey = r
-            kinds = tuple(s.kind for s in slots)
-            if ts is not None and not -TIMESTAMP_LIMIT < ts < TIMESTAMP_LIMIT:
-                stats.add("bad_timestamp")
-                ts = None
-            if self._window_size is not None:
-                self._push_window(seq, text, label, tkey, ts, values, kinds, timeline)
-            else:
-                self._push_id(seq, text, content, label, tkey, ts, values, kinds, timeline)
-        if fmt.bad_timestamps != bad_before:
-            stats.add("bad_timestamp", fmt.bad_timestamps - bad_before)
-        stats.add("lines", n)
-        if seen:
-            for obs in self.observers:
-                obs.entries(seen)
-        self._seen = None
-        return self._decide(timeline)
-
-    def flush(self, seq: int = -1) -> list[Emitted]:
-        """Close every open session now (end of input, or a flush request)."""
-        timeline: list[_Check | _Close] = []
-        for s in sorted(self._open.values(), key=lambda s: s.order):
-            s.closed_by = "end"
-            timeline.append(self._closing(s, seq))
-        self._open.clear()
-        self._clock = self._first_clock = None
-        return self._decide(timeline)
-
-    def new_templates(self) -> dict[str, str]:
-        """Templates of lines that matched none of the model's (key -> template text)."""
-        return self.unknown_templates()
-
-    def unknown_templates(self) -> dict[str, str]:
-        u = self.unknown
-        return {f"U{k}": t.text for k, t in sorted(u.templates_.items())}
-
-    # -- grouping ------------------------------------------------------------------------------
+                out.append((matched, ts, key, values, tuple(sl.kind for sl in slots), ids, None))
+        return out, fmt.bad_timestamps - bad
 
     def _read(self, text: str) -> tuple[str, float | None, bool]:
         """A line's message and timestamp, as the format's ``parse`` gives them, without
@@ -611,11 +505,182 @@ class StreamDetector:
             return [i for i in dict.fromkeys(ids) if i]
         return ids
 
+
+class StreamDetector:
+    """The streaming form of ``detect`` for a raw-log Detector (see the module docstring)."""
+
+    def __init__(self, detector: Detector, config: StreamConfig | None = None) -> None:
+        self.config = config if config is not None else StreamConfig()
+        spec = detector.input
+        if spec.input_format != "raw":
+            raise ConfigError(
+                f"streaming needs a model trained on raw logs (this one reads {spec.input_format})",
+                field="input_format",
+            )
+        if not spec.format:
+            raise ConfigError("the model has no log format", field="format")
+        if detector.miner is None:
+            raise ConfigError("the model has no parser state", field="format")
+        self.format: LogFormat = get_format(spec.format)
+        sc = session_config(spec.session, spec.window, in_line=spec.session_in_line)
+        sc.validate()
+        self._window_size = sc.window_size
+        self.unknown = TemplateMiner()  # templates of lines the model's parser does not know
+        self.stats = Stats()
+        self._open: OrderedDict[str, _Open] = OrderedDict()  # by last activity
+        self._clock: float | None = None  # largest valid timestamp seen (log time)
+        self._first_clock: float | None = None
+        self._order = 0
+        self._k_window = 0  # index of the next count window
+        self._history: dict[tuple[int, int | None], _History] = {}
+        # (window, key) -> (probability, rank); window -> probabilities
+        self._pair_cache = _Recent(_PAIR_CACHE)
+        self._probs = _Recent(_PROBS_CACHE)
+        self._seen: list[tuple[str, str, float | None, int]] | None = None  # for observers
+        self.sessions_closed = 0
+        self.anomalies = 0
+        # Watchers of the stream (a drift tracker): ``entries(batch)`` with the entries of
+        # each ``process`` call as (key, session, timestamp, seq), in arrival order, before
+        # ``closed(verdict, keys)`` for each session that call closed.
+        self.observers: list[Any] = []
+        self.use(detector)
+
+    # -- the model -----------------------------------------------------------------------------
+
+    def use(self, detector: Detector) -> None:
+        """Switch to another (e.g. updated) detector from the next line on. Open sessions
+        keep their entries; the parameter histories start again (their units may differ)."""
+        if self.__dict__.get("detector") is not None and detector.input != self.detector.input:
+            raise ConfigError("a new model must read input as the old one", field="input")
+        self.detector = detector
+        self.model = detector.model
+        self.key_model = _key_model(self.model)
+        self.miner: TemplateMiner = detector.miner  # type: ignore[assignment]
+        # A bound for a long run (see StreamConfig.parser_cache); results do not depend on it.
+        self.miner.config.cache_size = min(self.miner.config.cache_size, self.config.parser_cache)
+        self.parser = LineParser(detector, self.format)
+        self.h = self.key_model.config.window
+        self.params = getattr(self.model, "params_", None)
+        self.param_window = self.params.config.window if self.params is not None else 0
+        self._layouts = self.params.layouts if self.params is not None else {}
+        self._units = set(self.params.models) if self.params is not None else set()
+        self._contextual = {
+            u for u, m in (self.params.models.items() if self.params is not None else ())
+            if m.kind == "lstm"
+        }  # fmt: skip
+        self._index = self.key_model.index
+        self._history = {}
+        self._pair_cache = _Recent(_PAIR_CACHE)
+        self._probs = _Recent(_PROBS_CACHE)
+        # The fold models' statistics of (window, key) pairs: the fold check asks them for
+        # every entry of a session once the cut has flagged it, and windows repeat.
+        self._fold_cache = _Recent(_PROBS_CACHE)
+        self._scorer: EntryScorer | None = None  # built at the first entry to score
+        self._next_prune = 0
+        index = self.key_model.index
+        for s in self._open.values():
+            s.reindex(index)
+        for key, text in self.unknown_templates().items():
+            self.model.templates_.setdefault(key, text)
+
+    # -- input ---------------------------------------------------------------------------------
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def process(self, lines: Iterable[tuple[int, str]]) -> list[Emitted]:
+        """Take lines ``(sequence number, text)`` in order; return what they produced."""
+        lines = lines if isinstance(lines, list) else list(lines)
+        parsed, bad = self.parser.parse([text for _, text in lines])
+        return self.process_parsed([(lines, parsed, bad)])
+
+    def process_parsed(
+        self,
+        chunks: Iterable[tuple[Sequence[tuple[int, str]], Sequence[ParsedLine], int]],
+        before_checks: Callable[[], None] | None = None,
+    ) -> list[Emitted]:
+        """``process`` for lines that a ``LineParser`` of the same model parsed, perhaps in
+        another process (``service.parse_worker``): chunks of (lines, what ``parse`` gave
+        for them, its count of unreadable timestamps), in order, checked together as one
+        call of ``process`` checks its lines. ``before_checks``: called once every line is
+        in its session, before the models check them (the detector process hands the next
+        lines to its parser then)."""
+        timeline: list[_Check | _Close] = []
+        self._seen = seen = [] if self.observers else None
+        stats = self.stats
+        window = self._window_size is not None
+        n = 0
+        for lines, parsed, bad in chunks:
+            if len(lines) != len(parsed):
+                raise ValueError("a parse for every line")
+            n += len(lines)
+            for (seq, text), (matched, ts, key, values, kinds, ids, content) in zip(
+                lines, parsed, strict=True
+            ):
+                if not matched:
+                    stats.add("unmatched_format")
+                if not text:
+                    stats.add("empty_line")
+                    continue
+                if key is None:
+                    assert content is not None
+                    ukey, values, slots, change = self.unknown.parse_slots(content, True)
+                    assert ukey is not None
+                    r = self.unknown.resolve(ukey)
+                    label = f"U{r}"
+                    tkey = -r
+                    kinds = tuple(sl.kind for sl in slots)
+                    if change == CREATED:
+                        stats.add("new_template")
+                        self.model.templates_.setdefault(label, self.unknown.templates_[r].text)
+                else:
+                    r = self.miner.resolve(key)
+                    label = f"E{r}"
+                    tkey = r
+                if ts is not None and not -TIMESTAMP_LIMIT < ts < TIMESTAMP_LIMIT:
+                    stats.add("bad_timestamp")
+                    ts = None
+                if window:
+                    self._push_window(seq, text, label, tkey, ts, values, kinds, timeline)
+                else:
+                    self._push_id(seq, text, ids or [], label, tkey, ts, values, kinds, timeline)
+            if bad:
+                stats.add("bad_timestamp", bad)
+        stats.add("lines", n)
+        if seen:
+            for obs in self.observers:
+                obs.entries(seen)
+        self._seen = None
+        if before_checks is not None:
+            before_checks()
+        return self._decide(timeline)
+
+    def flush(self, seq: int = -1) -> list[Emitted]:
+        """Close every open session now (end of input, or a flush request)."""
+        timeline: list[_Check | _Close] = []
+        for s in sorted(self._open.values(), key=lambda s: s.order):
+            s.closed_by = "end"
+            timeline.append(self._closing(s, seq))
+        self._open.clear()
+        self._clock = self._first_clock = None
+        return self._decide(timeline)
+
+    def new_templates(self) -> dict[str, str]:
+        """Templates of lines that matched none of the model's (key -> template text)."""
+        return self.unknown_templates()
+
+    def unknown_templates(self) -> dict[str, str]:
+        u = self.unknown
+        return {f"U{k}": t.text for k, t in sorted(u.templates_.items())}
+
+    # -- grouping ------------------------------------------------------------------------------
+
     def _push_id(
         self,
         seq: int,
         text: str,
-        content: str,
+        ids: list[str],
         label: str,
         tkey: int,
         ts: float | None,
@@ -629,7 +694,6 @@ class StreamDetector:
             self._clock = ts
             if self.config.session_timeout is not None:
                 self._expire(seq, timeline)
-        ids = self._ids(text, content)
         if not ids:
             self.stats.add("no_session_id")
             return

@@ -1,0 +1,185 @@
+"""A second process for the detector process's per-line parsing.
+
+About half of the detector's time per line goes to work that needs no session state: the
+log format (message, timestamp), the model's parser in match-only mode and the session ids
+(``stream.LineParser``). The web server leaves most of the second core idle (at 20,000
+lines/s: server 0.14 of a core, detector 0.99). So the detector process forks this worker
+once it has its model: it sends each batch of lines, and takes the parses back in chunks
+while the worker goes on with the rest, so the two overlap within a batch (no batch waits
+for another, and no line waits longer than it did).
+
+The worker holds a copy of the model as the fork found it; after a model switch the
+detector starts a new one. Its parses are exactly those of the detector's own parser (the
+same code on the same model); the format's choice of time fields, which a line may change,
+comes back with every chunk. Should the worker die or answer nonsense, the lines not parsed
+yet are parsed in the detector process, and the worker is started again later: it costs
+time, never a line. Messages are ``marshal`` data (tuples, strings, numbers) between two
+processes of one program, never written anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import multiprocessing
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from logwarden.children import die_with_parent
+from logwarden.service.stream import LineParser, ParsedLine
+
+__all__ = ["ParseWorker", "fork_available"]
+
+# Lines per chunk sent back: the detector waits for the first chunk of a batch only.
+CHUNK_LINES = 100
+
+# After a failure, the detector parses by itself for this long before a new worker.
+_RETRY_SECONDS = 30.0
+
+
+def fork_available() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def _alive(pid: int) -> bool:
+    """Whether our child ``pid`` still runs (reaped here once it has exited)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == 0
+
+
+def _serve(parser: LineParser, conn: Any, chunk: int) -> None:
+    die_with_parent()
+    try:
+        while True:
+            try:
+                texts = marshal.loads(conn.recv_bytes())
+            except EOFError:
+                return
+            for i in range(0, len(texts), chunk):
+                parsed, bad = parser.parse(texts[i : i + chunk])
+                conn.send_bytes(marshal.dumps((parsed, bad, parser.format.time_fields)))
+    except (OSError, KeyboardInterrupt):
+        return
+    finally:
+        with contextlib.suppress(OSError):
+            conn.close()
+
+
+class ParseWorker:
+    """The detector's end: ``chunks(parser, lines)`` parses lines in the worker (or here,
+    after a failure), yielding what ``StreamDetector.process_parsed`` takes."""
+
+    def __init__(self, parser: LineParser, chunk: int = CHUNK_LINES) -> None:
+        self.chunk = chunk
+        self.failures = 0
+        self._retry_at = 0.0
+        self._conn: Any = None
+        self._pid: int | None = None
+        # What was sent and not taken back yet: (first sequence number, lines), in order.
+        self._sent: deque[tuple[int, int]] = deque()
+        self.start(parser)
+
+    @property
+    def running(self) -> bool:
+        return self._pid is not None
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    def start(self, parser: LineParser) -> None:
+        """A worker for this parser's model (the old one, if any, stops). A plain fork:
+        the detector process is a daemonic process, which multiprocessing lets have none."""
+        self.stop()
+        mine, theirs = multiprocessing.Pipe(duplex=True)
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 0
+            try:
+                mine.close()
+                _serve(parser, theirs, self.chunk)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)  # no atexit handlers, no buffers of the parent's flushed
+        theirs.close()
+        self._conn, self._pid = mine, pid
+
+    def stop(self) -> None:
+        conn, pid = self._conn, self._pid
+        self._conn = self._pid = None
+        self._sent.clear()
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.close()  # the worker sees the end of its input and exits
+        if pid is not None:
+            deadline = time.monotonic() + 1.0
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            if _alive(pid):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+
+    def submit(self, lines: Sequence[tuple[int, str]]) -> None:
+        """Start parsing ``lines`` now; ``chunks`` takes them later (in the order sent)."""
+        if self._pid is None or not lines:
+            return
+        try:
+            self._conn.send_bytes(marshal.dumps([text for _, text in lines]))
+        except (OSError, ValueError):
+            self._failed()
+            return
+        self._sent.append((lines[0][0], len(lines)))
+
+    def _failed(self) -> None:
+        self.failures += 1
+        self._retry_at = time.monotonic() + _RETRY_SECONDS
+        self.stop()
+
+    def chunks(
+        self, parser: LineParser, lines: Sequence[tuple[int, str]]
+    ) -> Iterator[tuple[Sequence[tuple[int, str]], list[ParsedLine], int]]:
+        """``lines`` parsed, in order, in chunks (sent now unless ``submit`` sent them
+        first). ``parser``: the detector's own, for the lines the worker could not parse
+        (and whose format follows the worker's)."""
+        if not lines:
+            return
+        if self._pid is None and time.monotonic() >= self._retry_at:
+            self.start(parser)
+        if self._pid is not None and not self._sent:
+            self.submit(lines)
+        done = 0
+        if self._pid is not None:
+            complete = False
+            try:
+                if self._sent.popleft() != (lines[0][0], len(lines)):
+                    raise ValueError("lines taken back in another order than sent")
+                while done < len(lines):
+                    parsed, bad, fields = marshal.loads(self._conn.recv_bytes())
+                    n = len(parsed)
+                    if not 0 < n <= len(lines) - done:
+                        raise ValueError(f"the parse worker sent {n} parses")
+                    if parser.format.time_fields != tuple(fields):
+                        parser.format.time_fields = tuple(fields)
+                    yield lines[done : done + n], parsed, bad
+                    done += n
+                complete = True
+                return
+            except (EOFError, OSError, ValueError, TypeError, IndexError):
+                pass  # parsed here below
+            finally:
+                if not complete:  # failed, or the caller stopped early: out of step
+                    self._failed()
+        rest = lines[done:]
+        if rest:
+            parsed, bad = parser.parse([text for _, text in rest])
+            yield rest, parsed, bad
