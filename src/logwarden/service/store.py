@@ -218,6 +218,11 @@ class Store:
             return int(row[0])
         return int(self.get_meta("last_seq") or 0)
 
+    def first_seq(self) -> int | None:
+        """The lowest sequence number still in the journal (None: it is empty)."""
+        row = self.db.execute("SELECT MIN(seq) FROM journal").fetchone()
+        return None if row[0] is None else int(row[0])
+
     def processed_seq(self) -> int:
         return int(self.get_meta("processed_seq") or 0)
 
@@ -233,10 +238,13 @@ class Store:
         verdicts: Iterable[dict[str, Any]],
         status: dict[str, Any] | None,
         checkpoint: tuple[int, int | None, str] | None = None,
+        trim: tuple[int, int] | None = None,
     ) -> list[int]:
         """One transaction: the verdicts (inserted, or updated when final; never twice),
-        the processed position, the status (None: leave it), and perhaps a checkpoint
-        (after which the journal rows up to it are deleted). Returns the ids of newly
+        the processed position, the status (None: leave it), perhaps a checkpoint, and
+        perhaps the deletion of the journal rows with ``trim[0] < seq <= trim[1]`` (rows
+        that a checkpoint made needless: a caller deletes them a few thousand at a time,
+        not all at once in the checkpoint's transaction). Returns the ids of newly
         inserted verdicts."""
         new_ids: list[int] = []
         now = time.time()
@@ -279,7 +287,8 @@ class Store:
                     "VALUES (1, ?, ?, ?)",
                     (seq, version, state),
                 )
-                db.execute("DELETE FROM journal WHERE seq <= ?", (seq,))
+            if trim is not None:
+                db.execute("DELETE FROM journal WHERE seq > ? AND seq <= ?", trim)
         return new_ids
 
     def checkpoint(self) -> tuple[int, int | None, dict[str, Any]] | None:
