@@ -291,6 +291,20 @@ class Store:
                 db.execute("DELETE FROM journal WHERE seq > ? AND seq <= ?", trim)
         return new_ids
 
+    def save_checkpoint(self, seq: int, version: int | None, state: str) -> bool:
+        """A checkpoint alone (a forked copy of the detector process writes it), unless
+        the store has one at ``seq`` or later already. Returns whether it was written."""
+        with self.transaction() as db:
+            row = db.execute("SELECT seq FROM checkpoint").fetchone()
+            if row is not None and int(row[0]) >= seq:
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO checkpoint (id, seq, model_version, state) "
+                "VALUES (1, ?, ?, ?)",
+                (seq, version, state),
+            )
+        return True
+
     def checkpoint(self) -> tuple[int, int | None, dict[str, Any]] | None:
         row = self.db.execute("SELECT seq, model_version, state FROM checkpoint").fetchone()
         if row is None:

@@ -1,0 +1,29 @@
+"""The store's journal trimming and checkpoints, as the detector process uses them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from logwarden.service.store import Store
+
+
+def test_journal_rows_go_in_ranges_and_checkpoints_never_go_back(tmp_path: Path) -> None:
+    st = Store(tmp_path / "s.db", durable=False)
+    try:
+        st.append([f"line {i}" for i in range(1, 101)])
+        assert st.first_seq() == 1
+        st.save_results(40, [], {"ok": 1}, (40, 1, json.dumps({"at": 40})), (0, 25))
+        assert st.first_seq() == 26  # only the range asked, not all up to the checkpoint
+        assert [r[0] for r in st.read_journal(25, 3)] == [26, 27, 28]
+        st.save_results(40, [], None, None, (25, 40))
+        assert st.first_seq() == 41 and st.status() == {"ok": 1}  # status kept
+        assert st.processed_seq() == 40
+        # a forked copy's checkpoint: written once newer, never over a newer one
+        assert st.save_checkpoint(60, 1, json.dumps({"at": 60}))
+        assert not st.save_checkpoint(50, 1, json.dumps({"at": 50}))
+        ck = st.checkpoint()
+        assert ck is not None and ck[0] == 60 and ck[2] == {"at": 60}
+        assert st.last_seq() == 100
+    finally:
+        st.close()
