@@ -39,6 +39,7 @@ from typing import Any
 from _harness import DEFAULT_DATA, machine_info, machine_line
 from logwarden.detect import DeepLog, Detector, InputSpec
 from logwarden.service import StreamConfig, StreamDetector
+from logwarden.service.parse_worker import ParseWorker
 from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
 
 _EPOCH = 1772323200.0  # 2026-03-01T00:00:00Z
@@ -106,7 +107,9 @@ def read_keys(path: Path) -> list[list[str]]:
         return [line.split() for line in fh if line.strip()]
 
 
-def compare(det_path: Path, log: Path, batch: int, label: str) -> dict[str, Any]:
+def compare(
+    det_path: Path, log: Path, batch: int, label: str, worker: bool = False
+) -> dict[str, Any]:
     det = Detector.load(det_path)
     t0 = time.perf_counter()
     batch_v = {v.session: v for v in det.verdicts(det.read([str(log)]))}
@@ -114,16 +117,30 @@ def compare(det_path: Path, log: Path, batch: int, label: str) -> dict[str, Any]
     lines = log.read_text(encoding="utf-8").splitlines()
     sd = StreamDetector(Detector.load(det_path), StreamConfig())
     final: dict[str, Any] = {}
+    steps = [
+        [(i + j + 1, t) for j, t in enumerate(lines[i : i + batch])]
+        for i in range(0, len(lines), batch)
+    ]
+    # --parse-worker: as the service's detector process runs, a forked worker parsing
+    # (the next step's lines while this step's are checked); CPU seconds of this process.
+    pw = ParseWorker(sd.parser) if worker else None
     t0 = time.perf_counter()
     c0 = time.process_time()
-    for i in range(0, len(lines), batch):
-        for e in sd.process((i + j + 1, t) for j, t in enumerate(lines[i : i + batch])):
+    for k, step in enumerate(steps):
+        if pw is None:
+            got = sd.process(step)
+        else:
+            nxt = steps[k + 1] if k + 1 < len(steps) else []
+            got = sd.process_parsed(pw.chunks(sd.parser, step), lambda n=nxt: pw.submit(n))
+        for e in got:
             if e.final:
                 final[e.verdict.session] = e.verdict
     for e in sd.flush():
         final[e.verdict.session] = e.verdict
     stream_s = time.perf_counter() - t0
     cpu = time.process_time() - c0
+    if pw is not None:
+        pw.stop()
     fb = {s for s, v in batch_v.items() if v.anomalous}
     fs = {s for s, v in final.items() if v.anomalous}
     differ = [
@@ -146,6 +163,8 @@ def compare(det_path: Path, log: Path, batch: int, label: str) -> dict[str, Any]
         "batch_seconds": round(batch_s, 2),
         "stream_lines_per_s": round(len(lines) / stream_s),
         "stream_lines_per_cpu_s": round(len(lines) / cpu),
+        "parse_worker": worker,
+        "parse_worker_failures": pw.failures if pw is not None else None,
     }
 
 
@@ -167,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sim-sessions", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-hdfs", action="store_true")
+    p.add_argument("--parse-worker", action="store_true",
+                   help="stream as the service does: parsing in a forked worker")  # fmt: skip
     p.add_argument("--json", action="store_true")
     p.add_argument("--strict", action="store_true", help="exit 1 when the flagged sets differ")
     args = p.parse_args(argv)
@@ -197,7 +218,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"HDFS: rendered {len(train_keys)} training sessions, {len(held)} normal and "
                   f"{len(abnormal)} abnormal test sessions; training...", file=sys.stderr)  # fmt: skip
             model = train(tmp / "train.log", "hdfs", "hdfs", tmp / "hdfs-model", args.seed)
-            rows.append(compare(model, tmp / "test.log", args.batch, "hdfs-deeplog (rendered)"))
+            rows.append(
+                compare(
+                    model, tmp / "test.log", args.batch, "hdfs-deeplog (rendered)",
+                    args.parse_worker,
+                )
+            )  # fmt: skip
             print(rows[-1], file=sys.stderr)
         elif not args.skip_hdfs:
             print(f"HDFS: {split} not found, skipped", file=sys.stderr)
@@ -207,7 +233,11 @@ def main(argv: list[str] | None = None) -> int:
             ).write(tmp / "n.log")
             simulate(SimConfig(seed=200 + seed, sessions=args.sim_sessions)).write(tmp / "m.log")
             model = train(tmp / "n.log", SIM_FORMAT, SIM_SESSION_REGEX, tmp / f"sim{seed}", seed)
-            rows.append(compare(model, tmp / "m.log", args.batch, f"simulator seed {seed}"))
+            rows.append(
+                compare(
+                    model, tmp / "m.log", args.batch, f"simulator seed {seed}", args.parse_worker
+                )
+            )
             print(rows[-1], file=sys.stderr)
     machine = machine_info()
     if args.json:

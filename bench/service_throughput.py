@@ -92,16 +92,21 @@ class Server:
         return sum(self.rss_parts())
 
     def rss_parts(self) -> tuple[float, float]:
-        """Resident memory (MB) of the web server and of its detector process(es) (with
-        the detector's parse worker)."""
+        """Memory (MB, proportional set size where the system gives it, else resident)
+        of the web server and of its detector process(es) (with the processes the
+        detector forks: its parse worker, a checkpoint being written)."""
 
         def rss(pid: int) -> float:
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) / 1024
-            except OSError:
-                pass
+            # Proportional set size: the detector's forked processes (parse worker,
+            # checkpoint) share most of its pages, which resident sizes would count twice.
+            for name, field in ((f"/proc/{pid}/smaps_rollup", "Pss:"),
+                                (f"/proc/{pid}/status", "VmRSS:")):  # fmt: skip
+                try:
+                    for line in Path(name).read_text().splitlines():
+                        if line.startswith(field):
+                            return int(line.split()[1]) / 1024
+                except OSError:
+                    continue
             return 0.0
 
         return rss(self.proc.pid), sum(rss(p) for p in descendants(self.proc.pid))

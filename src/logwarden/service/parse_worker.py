@@ -42,7 +42,8 @@ _RETRY_SECONDS = 30.0
 
 
 def fork_available() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods()
+    """Whether this system can fork (not Windows)."""
+    return hasattr(os, "fork")
 
 
 def _alive(pid: int) -> bool:
