@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-import logwarden.service.parse_worker as parse_worker
 from logwarden.detect import Detector
 from logwarden.service import Emitted, StreamDetector
 from logwarden.service.parse_worker import ParseWorker, fork_available
@@ -62,14 +61,11 @@ def test_lines_parsed_by_the_worker_give_the_same_verdicts(sim_model: Any) -> No
     assert sd.unknown_templates() == ref.unknown_templates()
 
 
-def test_a_killed_worker_costs_time_not_lines(
-    sim_model: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(parse_worker, "_RETRY_SECONDS", 0.0)
+def test_a_killed_worker_costs_time_not_lines(sim_model: Any) -> None:
     lines = sim_model.mixed_lines
     ref, want = in_place(Detector.load(sim_model.path), lines, 400)
     sd = StreamDetector(Detector.load(sim_model.path))
-    worker = ParseWorker(sd.parser, chunk=50)
+    worker = ParseWorker(sd.parser, chunk=50, retry_seconds=0.0)
     got: list[Emitted] = []
     pids = set()
     try:

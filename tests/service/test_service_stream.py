@@ -67,21 +67,18 @@ def test_stream_flags_the_sessions_batch_detect_flags(sim_model: Any, batch: int
     assert {"performance", "parameter"} & reasons and {"unseen_key", "ranked_out"} & reasons
 
 
-def test_small_caches_forget_without_changing_a_verdict(
-    sim_model: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import logwarden.service.stream as stream_module
-
+def test_small_caches_forget_without_changing_a_verdict(sim_model: Any) -> None:
     det = Detector.load(sim_model.path)
     sd, whole = stream(det, sim_model.mixed_lines, 200)
     whole += sd.flush()
-    assert len(sd._probs) > 64  # the default caches keep every window of this log
-    monkeypatch.setattr(stream_module, "_PROBS_CACHE", 16)
-    monkeypatch.setattr(stream_module, "_PAIR_CACHE", 32)
-    small, out = stream(Detector.load(sim_model.path), sim_model.mixed_lines, 200)
+    assert sd.cache_sizes()["windows"] > 64  # the default caches keep every window here
+    small, out = stream(
+        Detector.load(sim_model.path), sim_model.mixed_lines, 200, StreamConfig(cache_windows=16)
+    )
     out += small.flush()
     # Bounded: two generations at most; and the windows forgotten were asked again.
-    assert len(small._probs) <= 32 and len(small._pair_cache) <= 64
+    sizes = small.cache_sizes()
+    assert sizes["windows"] <= 32 and sizes["pairs"] <= 128
     assert [(e.key, e.final, e.verdict.to_dict()) for e in out] == [
         (e.key, e.final, e.verdict.to_dict()) for e in whole
     ]
@@ -95,9 +92,9 @@ def test_small_caches_forget_without_changing_a_verdict(
 def test_parameter_history_is_the_vectors_before_in_batch_order(
     steps: list[tuple[int, bool, bool]], window: int
 ) -> None:
-    from logwarden.service.stream import _History
+    from logwarden.service.stream import UnitHistory
 
-    h = _History()
+    h = UnitHistory()
     added: list[tuple[int, int, list[float]]] = []  # (order, arrival, vector)
     top = -1
     for k, (pick, new, prune) in enumerate(steps):

@@ -37,9 +37,6 @@ __all__ = ["ParseWorker", "fork_available"]
 # Lines per chunk sent back: the detector waits for the first chunk of a batch only.
 CHUNK_LINES = 100
 
-# After a failure, the detector parses by itself for this long before a new worker.
-_RETRY_SECONDS = 30.0
-
 
 def fork_available() -> bool:
     """Whether this system can fork (not Windows)."""
@@ -77,8 +74,12 @@ class ParseWorker:
     """The detector's end: ``chunks(parser, lines)`` parses lines in the worker (or here,
     after a failure), yielding what ``StreamDetector.process_parsed`` takes."""
 
-    def __init__(self, parser: LineParser, chunk: int = CHUNK_LINES) -> None:
+    def __init__(
+        self, parser: LineParser, chunk: int = CHUNK_LINES, retry_seconds: float = 30.0
+    ) -> None:
         self.chunk = chunk
+        # After a failure, the detector parses by itself for this long before a new worker.
+        self.retry_seconds = retry_seconds
         self.failures = 0
         self._retry_at = 0.0
         self._conn: Any = None
@@ -143,7 +144,7 @@ class ParseWorker:
 
     def _failed(self) -> None:
         self.failures += 1
-        self._retry_at = time.monotonic() + _RETRY_SECONDS
+        self._retry_at = time.monotonic() + self.retry_seconds
         self.stop()
 
     def chunks(

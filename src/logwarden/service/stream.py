@@ -73,11 +73,6 @@ STATE_SCHEMA = "logwarden.stream/1"
 # Lines between two prunings of the parameter histories.
 _PRUNE_LINES = 20_000
 
-# The caches of what the networks said, in entries per generation (see _Recent): windows'
-# probabilities (about 1 kB each at 100 keys), fold statistics, and (window, key) pairs.
-_PROBS_CACHE = 4096
-_PAIR_CACHE = 16_384
-
 
 class _Recent:
     """A cache that keeps what was used lately, in bounded memory: two generations of at
@@ -133,6 +128,10 @@ class StreamConfig:
     # of shapes is small (measured: the cache grew by 1.4k shapes per 100k simulated lines,
     # most never seen again, which made memory creep towards the cap).
     parser_cache: int = 20_000
+    # Windows whose key probabilities (and fold statistics) are kept, per generation of
+    # the caches (two generations; (window, key) pairs: four times as many). A stream
+    # meets new windows as long as it runs: bounded, the recently used kept.
+    cache_windows: int = 4096
 
     def __post_init__(self) -> None:
         if self.session_timeout is not None and not (
@@ -148,6 +147,8 @@ class StreamConfig:
             raise ConfigError("history_sessions must be >= 1", field="history_sessions")
         if self.parser_cache < 1:
             raise ConfigError("parser_cache must be >= 1", field="parser_cache")
+        if self.cache_windows < 1:
+            raise ConfigError("cache_windows must be >= 1", field="cache_windows")
 
 
 @dataclass
@@ -250,7 +251,7 @@ class _Open:
         return [e.label for e in self.entries]
 
 
-class _History:
+class UnitHistory:
     """The vectors of one parameter unit, per session, in batch order (see the module
     docstring): the history of an entry is the ``window`` vectors before it."""
 
@@ -532,10 +533,10 @@ class StreamDetector:
         self._first_clock: float | None = None
         self._order = 0
         self._k_window = 0  # index of the next count window
-        self._history: dict[tuple[int, int | None], _History] = {}
+        self._history: dict[tuple[int, int | None], UnitHistory] = {}
         # (window, key) -> (probability, rank); window -> probabilities
-        self._pair_cache = _Recent(_PAIR_CACHE)
-        self._probs = _Recent(_PROBS_CACHE)
+        self._pair_cache = _Recent(4 * self.config.cache_windows)
+        self._probs = _Recent(self.config.cache_windows)
         self._seen: list[tuple[str, str, float | None, int]] | None = None  # for observers
         self.sessions_closed = 0
         self.anomalies = 0
@@ -570,11 +571,11 @@ class StreamDetector:
         }  # fmt: skip
         self._index = self.key_model.index
         self._history = {}
-        self._pair_cache = _Recent(_PAIR_CACHE)
-        self._probs = _Recent(_PROBS_CACHE)
+        self._pair_cache = _Recent(4 * self.config.cache_windows)
+        self._probs = _Recent(self.config.cache_windows)
         # The fold models' statistics of (window, key) pairs: the fold check asks them for
         # every entry of a session once the cut has flagged it, and windows repeat.
-        self._fold_cache = _Recent(_PROBS_CACHE)
+        self._fold_cache = _Recent(self.config.cache_windows)
         self._scorer: EntryScorer | None = None  # built at the first entry to score
         self._next_prune = 0
         index = self.key_model.index
@@ -588,6 +589,11 @@ class StreamDetector:
     @property
     def open_count(self) -> int:
         return len(self._open)
+
+    def cache_sizes(self) -> dict[str, int]:
+        """Entries in the caches of the networks' answers (bounded: ``cache_windows``)."""
+        return {"windows": len(self._probs), "pairs": len(self._pair_cache),
+                "fold": len(self._fold_cache)}  # fmt: skip
 
     def process(self, lines: Iterable[tuple[int, str]]) -> list[Emitted]:
         """Take lines ``(sequence number, text)`` in order; return what they produced."""
@@ -795,7 +801,7 @@ class StreamDetector:
                 if unit in self._contextual:  # only an LSTM unit reads its history
                     hist = self._history.get(unit)
                     if hist is None:
-                        hist = self._history[unit] = _History()
+                        hist = self._history[unit] = UnitHistory()
                     check.history = hist.before(s.order, self.param_window)
                     hist.add(s.order, vec)
         timeline.append(check)
@@ -1247,7 +1253,7 @@ def _key_model(model: Any) -> Any:
     return km
 
 
-def _history_state(unit: tuple[int, int | None], h: _History) -> dict[str, Any]:
+def _history_state(unit: tuple[int, int | None], h: UnitHistory) -> dict[str, Any]:
     counts = [len(h.by_order[o]) for o in h.orders]
     flat = [v for o in h.orders for v in h.by_order[o]]
     data = np.asarray(flat, dtype="<f8")
@@ -1260,13 +1266,13 @@ def _history_state(unit: tuple[int, int | None], h: _History) -> dict[str, Any]:
     }
 
 
-def _history_from(item: dict[str, Any]) -> tuple[tuple[int, int | None], _History]:
+def _history_from(item: dict[str, Any]) -> tuple[tuple[int, int | None], UnitHistory]:
     u = item["unit"]
     unit = (int(u[0]), None if u[1] is None else int(u[1]))
     dim = int(item["dim"])
     flat = np.frombuffer(base64.b64decode(item["data"]), dtype="<f8")
     rows = flat.reshape(-1, dim).tolist() if dim else []
-    h = _History()
+    h = UnitHistory()
     at = 0
     for o, n in zip(item["orders"], item["counts"], strict=True):
         h.by_order[int(o)] = rows[at : at + int(n)]
