@@ -64,7 +64,7 @@ from logwarden.models.params import START, EntryScorer, numeric_value
 from logwarden.parsing import CREATED, TemplateMiner
 from logwarden.records import Event, Line, Param, Record, Stats
 from logwarden.sessions import Session
-from logwarden.sessions.grouping import TIMESTAMP_LIMIT
+from logwarden.sessions.grouping import TIMESTAMP_LIMIT, ids_in
 
 __all__ = ["STATE_SCHEMA", "Emitted", "LineParser", "ParsedLine", "StreamConfig", "StreamDetector"]
 
@@ -107,10 +107,6 @@ class _Recent:
             self.old = young
             young = self.young = {}
         young[key] = value
-
-    def clear(self) -> None:
-        self.young = {}
-        self.old = {}
 
 
 @dataclass(frozen=True)
@@ -493,18 +489,8 @@ class LineParser:
         return content, ts, True
 
     def _ids(self, text: str, content: str) -> list[str]:
-        pattern = self._pattern
-        assert pattern is not None
-        text = text if self._raw_line else content
-        if self._findall:
-            ids: list[str] = pattern.findall(text)
-            if len(ids) == 1:
-                return ids if ids[0] else []
-        else:
-            ids = [g for m in pattern.finditer(text) if (g := m.group(1))]
-        if len(ids) > 1:
-            return [i for i in dict.fromkeys(ids) if i]
-        return ids
+        assert self._pattern is not None
+        return ids_in(self._pattern, self._findall, text if self._raw_line else content)
 
 
 class StreamDetector:
@@ -534,9 +520,6 @@ class StreamDetector:
         self._order = 0
         self._k_window = 0  # index of the next count window
         self._history: dict[tuple[int, int | None], UnitHistory] = {}
-        # (window, key) -> (probability, rank); window -> probabilities
-        self._pair_cache = _Recent(4 * self.config.cache_windows)
-        self._probs = _Recent(self.config.cache_windows)
         self._seen: list[tuple[str, str, float | None, int]] | None = None  # for observers
         self.sessions_closed = 0
         self.anomalies = 0
@@ -571,6 +554,7 @@ class StreamDetector:
         }  # fmt: skip
         self._index = self.key_model.index
         self._history = {}
+        # (window, key) -> (probability, rank); window -> probabilities
         self._pair_cache = _Recent(4 * self.config.cache_windows)
         self._probs = _Recent(self.config.cache_windows)
         # The fold models' statistics of (window, key) pairs: the fold check asks them for

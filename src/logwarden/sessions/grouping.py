@@ -88,6 +88,21 @@ _EPOCH = datetime(1970, 1, 1)
 TIMESTAMP_LIMIT = 1e11
 
 
+def ids_in(pattern: re.Pattern[str], findall: bool, text: str) -> list[str]:
+    """The session ids ``pattern`` finds in ``text``, in order, each once, none empty.
+    ``findall``: the pattern has at most one group (else group 1 is the id)."""
+    if findall:
+        ids: list[str] = pattern.findall(text)
+        if len(ids) == 1:
+            return ids if ids[0] else []
+    else:
+        # findall would give tuples; group 1 is the id and may not have taken part.
+        ids = [g for m in pattern.finditer(text) if (g := m.group(1))]
+    if len(ids) > 1:
+        return [i for i in dict.fromkeys(ids) if i]
+    return ids
+
+
 class SessionConfigError(ConfigError):
     """An invalid session configuration; the message is one line for the user."""
 
@@ -340,17 +355,7 @@ class Sessionizer:
         if pattern is None:
             value = record.fields.get(self._field)  # type: ignore[arg-type]
             return [value] if value else []
-        text = record.line.text if self._raw else record.content
-        if self._findall:
-            ids: list[str] = pattern.findall(text)
-            if len(ids) == 1:
-                return ids if ids[0] else []
-        else:
-            # findall would give tuples; group 1 is the id and may not have taken part.
-            ids = [g for m in pattern.finditer(text) if (g := m.group(1))]
-        if len(ids) > 1:
-            return [i for i in dict.fromkeys(ids) if i]
-        return ids
+        return ids_in(pattern, self._findall, record.line.text if self._raw else record.content)
 
     def _push_id(self, event: Event) -> list[Session]:
         # The hot path of id mode: kept inline, one dict lookup per id.
