@@ -17,13 +17,15 @@ detector behind.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 import json
 import math
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +61,12 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class ProcessorConfig:
     store: str
     stream: StreamConfig
-    batch_lines: int = 20_000  # journal rows read per step at most
+    # Journal rows read per step at most. It bounds the detector's memory: the heap a
+    # step needs stays mapped after it (its survivors pin the allocator's arenas).
+    # Measured on a simulated stream: one 20,000-line step left the process 57 MB
+    # larger for good, one of 5,000 about 10 MB, within its usual variation; larger
+    # steps only help a detector that is behind (about 20 % more lines/s at 20,000).
+    batch_lines: int = 5_000
     # At most this long between checkpoints. A checkpoint holds up the verdicts behind it
     # for as long as it takes (a few hundred open sessions: about 0.1 s); every 5 s that
     # was the p99 of ack -> verdict at 10,000 lines/s. A restart replays what came after.
@@ -103,6 +110,21 @@ class _Latency:
     def as_dict(self) -> dict[str, Any]:
         return {"buckets": list(LATENCY_BUCKETS), "counts": self.counts, "sum": self.sum,
                 "count": self.n}  # fmt: skip
+
+
+def heap_trimmer() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None elsewhere): it gives the free pages inside the C
+    heap back to the system. Freed memory otherwise stays mapped after a step that needed
+    much of it (measured on a simulated stream: 13 MB after a 5,000-line step, 24 MB
+    after a 20,000-line one, about a millisecond a call)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to call
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim  # type: ignore[no-any-return]
 
 
 def _load(store: Store, version: int) -> Detector:
@@ -308,6 +330,7 @@ def _steps(
         return pos, version, json.dumps(sd.to_state(), ensure_ascii=False)
 
     young = 0
+    trim_heap = heap_trimmer()
     full_gc = young_gc = last_status = time.monotonic()
     latency = _Latency()
     last_ck = time.monotonic()
@@ -412,11 +435,13 @@ def _steps(
                 ck_pos = pos
         # The young objects about once a second (not after every step: most of them die
         # young, and a collection scans those still alive), the middle generation every
-        # half minute, everything every ten minutes.
+        # half minute, everything every ten minutes; then the freed pages go back.
         if now - young_gc >= _YOUNG_GC_SECONDS:
             young_gc = now
             young += 1
             gc.collect(0 if young % 30 else 1)
+            if trim_heap is not None:
+                trim_heap(0)
         if now - full_gc > _FULL_GC_SECONDS:
             gc.collect()
             full_gc = time.monotonic()
@@ -483,6 +508,9 @@ def _status(
         "open_sessions": sd.open_count,
         "sessions_closed": sd.sessions_closed,
         "anomalies": sd.anomalies,
+        # Entries in the bounded caches of the networks' answers: they fill over the first
+        # minutes of a stream, and the memory with them.
+        "caches": sd.cache_sizes(),
         "stats": sd.stats.as_dict(),
         "new_templates": len(sd.unknown.templates_),
         # the latest of them (key -> template text): lines the model's parser does not know

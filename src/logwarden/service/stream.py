@@ -856,7 +856,9 @@ class StreamDetector:
             net = self.key_model.net
             probs = net.probabilities(np.array(missing, dtype=np.int32).reshape(len(missing), -1))
             for w, row in zip(missing, probs, strict=True):
-                rows[w] = row
+                # A copy: a row is a view, and a cached view held its whole call's matrix
+                # (thousands of rows after a long step) for as long as the cache kept it.
+                rows[w] = row = row.copy()
                 self._probs.put(w, row)
         return rows
 
