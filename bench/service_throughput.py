@@ -355,14 +355,19 @@ def latency(
 def soak(model: Path, tmp: Path, rate: float, minutes: float, batch: int) -> dict[str, Any]:
     srv = Server(model, tmp / "soak.db", ["--session-timeout", "600"])
     samples: list[tuple[float, float]] = []
-    parts: list[tuple[float, float, float]] = []  # (seconds, server MB, detector MB)
+    # (seconds, server MB, detector MB, entries in the detector's caches of windows)
+    parts: list[tuple[float, float, float, int]] = []
     t0 = time.perf_counter()
 
     def sample() -> None:
         web, det = srv.rss_parts()
         now = time.perf_counter() - t0
+        try:
+            cached = sum(srv.status().get("caches", {}).values())
+        except (httpx.HTTPError, ValueError):
+            cached = -1
         samples.append((now, web + det))
-        parts.append((now, web, det))
+        parts.append((now, web, det, cached))
 
     try:
         gen = iter_lines(SimConfig(seed=303, sessions=100_000_000, anomaly_rate=0.05))
@@ -375,9 +380,11 @@ def soak(model: Path, tmp: Path, rate: float, minutes: float, batch: int) -> dic
                 "rss_mb_first": round(first, 1),
                 "rss_mb_last": round(last, 1), "rss_mb_max": round(max(m for _, m in samples), 1),
                 "growth": round(last / first - 1, 3), "samples": len(samples),
-                # Which process grows, about every tenth of the run: (s, server, detector).
-                "series": [(round(t), round(w, 1), round(d, 1))
-                           for t, w, d in parts[:: max(1, len(parts) // 10)] + parts[-1:]],
+                # Which process grows, about every tenth of the run: (s, server MB,
+                # detector MB, cached windows, pairs and fold statistics: bounded, they
+                # fill over the first minutes).
+                "series": [(round(t), round(w, 1), round(d, 1), c)
+                           for t, w, d, c in parts[:: max(1, len(parts) // 10)] + parts[-1:]],
                 "lag_at_end": srv.status().get("lag_lines")}  # fmt: skip
     finally:
         srv.stop()
