@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import gc
 import json
 import math
@@ -119,8 +118,9 @@ def heap_trimmer() -> Callable[[int], int] | None:
     much of it (measured on a simulated stream: 13 MB after a 5,000-line step, 24 MB
     after a 20,000-line one, about a millisecond a call)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
+        # By its soname, as children.die_with_parent loads it (find_library would run
+        # ldconfig in a subprocess at every start).
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to call
         return None
     trim.argtypes = [ctypes.c_size_t]
