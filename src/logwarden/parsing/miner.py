@@ -130,7 +130,7 @@ class MinerConfig:
     min_merge_constants: int = 3
     max_templates: int | None = None  # evict least recently used templates beyond this
     masks: list[MaskRule] = field(default_factory=list)  # extra user masks, applied first
-    cache_size: int = 200_000  # shape cache entries (cleared when full)
+    cache_size: int = 100_000  # shape cache entries per generation (two; recently used kept)
     disabled_rules: list[str] = field(default_factory=list)  # names from RULES to switch off
 
     def __post_init__(self) -> None:
@@ -808,7 +808,8 @@ class TemplateMiner:
         self._aliases: dict[int, int] = {}  # merged id -> surviving id
         self._by_sig: dict[Sig, int] = {}  # canonical signature -> template id
         self._sigs_of: dict[int, list[Sig]] = {}  # template id -> its signatures
-        self._shape_cache: dict[str, _Plan] = {}
+        self._shape_cache: dict[str, _Plan] = {}  # the young generation
+        self._shape_old: dict[str, _Plan] = {}
         self._shapes_of: dict[int, set[str]] = {}  # template id -> shapes cached for it
         # Stage 2. Roots are templates that head a family; members wait to merge into one.
         self._post: dict[tuple[int, int, str], set[int]] = {}  # (len, pos, token) -> roots
@@ -928,6 +929,10 @@ class TemplateMiner:
         else:  # user masks may treat digits in any way: only same-length shapes
             shape = content.translate(_DIGITS_TO_ZERO)
         plan = self._shape_cache.get(shape)
+        if plan is None:
+            plan = self._shape_old.pop(shape, None)
+            if plan is not None:  # used again: back into the young generation
+                self._cache_plan(shape, plan)
         tokens = content.split()
         if plan is not None:
             tpl = self.templates_.get(plan.key)
@@ -956,15 +961,30 @@ class TemplateMiner:
                 self._touched(key)
                 change = change or GENERALIZED
         plan = self._plan(tpl, masked, canon)
-        if len(self._shape_cache) >= self.config.cache_size:
-            self._shape_cache.clear()
-            self._shapes_of.clear()
-        self._shape_cache[shape] = plan
-        self._shapes_of.setdefault(key, set()).add(shape)
+        self._cache_plan(shape, plan)
         values = _extract(tokens, plan.slots)
         if user_values:
             values = _restore_user_values(values, user_values)
         return plan, values, change
+
+    @property
+    def cached_shapes(self) -> int:
+        """Message shapes whose parse plan is cached (at most twice ``cache_size``)."""
+        return len(self._shape_cache) + len(self._shape_old)
+
+    def _cache_plan(self, shape: str, plan: _Plan) -> None:
+        """Two generations of at most ``cache_size`` shapes: when the young one is full it
+        becomes the old one (the old one is dropped); a hit in the old one moves back.
+        Most shapes of a log with hex or random ids are met once: cleared when full, the
+        cache held up to its cap in memory and dropped the recurring shapes with the rest."""
+        if len(self._shape_cache) >= self.config.cache_size:
+            self._shape_old = self._shape_cache
+            self._shape_cache = {}
+            self._shapes_of = {}
+            for s, p in self._shape_old.items():
+                self._shapes_of.setdefault(p.key, set()).add(s)
+        self._shape_cache[shape] = plan
+        self._shapes_of.setdefault(plan.key, set()).add(shape)
 
     def _plan(self, tpl: Template, masked: _Masked, canon: _Canon) -> _Plan:
         """Where the parameters of a message are, given its template's current text."""
@@ -1349,9 +1369,10 @@ class TemplateMiner:
         self._general.pop(victim, None)
         self._values.pop(victim, None)
         for shape in self._shapes_of.pop(victim, ()):  # its cached plans go with it
-            plan = self._shape_cache.get(shape)
-            if plan is not None and plan.key == victim:
-                del self._shape_cache[shape]
+            for cache in (self._shape_cache, self._shape_old):
+                plan = cache.get(shape)
+                if plan is not None and plan.key == victim:
+                    del cache[shape]
         # Forget everything that pointed at it, so memory stays bounded on endless input.
         for sig in self._sigs_of.pop(victim, []):
             key = self._by_sig.get(sig)
