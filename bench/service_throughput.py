@@ -503,9 +503,14 @@ def main(argv: list[str] | None = None) -> int:
         missed.append("p99 latency")
     if lat and lat["achieved_rate"] < 0.95 * TARGET_RATE:
         missed.append(f"p99 latency measured at {lat['achieved_rate']:,} lines/s, not 20,000")
-    growth = out.get("soak", {}).get("growth")
+    soaked = out.get("soak", {})
+    growth = soaked.get("growth")
     if growth is not None and growth > 0.10:
         missed.append("memory")
+    # A detector still far behind at the end never idled: its memory is not the steady
+    # state of a service that keeps up (the slower host of 2026-12-03: 4.9M lines behind).
+    if soaked and (soaked.get("lag_at_end") or 0) > 5 * soaked["rate"]:
+        missed.append(f"soak: the detector ended {soaked['lag_at_end']:,} lines behind")
     k = out.get("kill9", {})
     if k and (k["lost_lines"] or k["duplicate_verdicts"] or k["missing_verdicts"]):
         missed.append("kill -9")
