@@ -112,20 +112,25 @@ class _Latency:
                 "count": self.n}  # fmt: skip
 
 
+def _glibc(name: str, argtypes: list[Any]) -> Any:
+    """A function of glibc, or None (musl, macOS: nothing to call). Loaded by its soname,
+    as children.die_with_parent loads it (find_library would run ldconfig in a
+    subprocess at every start)."""
+    try:
+        fn = getattr(ctypes.CDLL("libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = argtypes
+    fn.restype = ctypes.c_int
+    return fn
+
+
 def heap_trimmer() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim`` (None elsewhere): it gives the free pages inside the C
     heap back to the system. Freed memory otherwise stays mapped after a step that needed
     much of it (measured on a simulated stream: 13 MB after a 5,000-line step, 24 MB
     after a 20,000-line one, about a millisecond a call)."""
-    try:
-        # By its soname, as children.die_with_parent loads it (find_library would run
-        # ldconfig in a subprocess at every start).
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to call
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim  # type: ignore[no-any-return]
+    return _glibc("malloc_trim", [ctypes.c_size_t])  # type: ignore[no-any-return]
 
 
 # glibc's mallopt parameter: blocks from this size on get pages of their own (mmap).
@@ -140,13 +145,8 @@ def map_large_blocks() -> bool:
     (rows read, parsed chunks, probability matrices) come from the heap and the pages stay
     pinned by the small blocks that outlive the step. Measured in one process on a
     simulated stream: after one 20,000-line step 108 MB stayed resident instead of 132."""
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_BYTES))
+    mallopt = _glibc("mallopt", [ctypes.c_int, ctypes.c_int])
+    return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_BYTES))
 
 
 def _load(store: Store, version: int) -> Detector:
