@@ -381,8 +381,8 @@ def soak(model: Path, tmp: Path, rate: float, minutes: float, batch: int) -> dic
                 "rss_mb_last": round(last, 1), "rss_mb_max": round(max(m for _, m in samples), 1),
                 "growth": round(last / first - 1, 3), "samples": len(samples),
                 # Which process grows, about every tenth of the run: (s, server MB,
-                # detector MB, cached windows, pairs and fold statistics: bounded, they
-                # fill over the first minutes).
+                # detector MB, cached windows and fold statistics: bounded, in arrays
+                # allocated at start).
                 "series": [(round(t), round(w, 1), round(d, 1), c)
                            for t, w, d, c in parts[:: max(1, len(parts) // 10)] + parts[-1:]],
                 "lag_at_end": srv.status().get("lag_lines")}  # fmt: skip

@@ -78,7 +78,7 @@ def test_small_caches_forget_without_changing_a_verdict(sim_model: Any) -> None:
     out += small.flush()
     # Bounded: two generations at most; and the windows forgotten were asked again.
     sizes = small.cache_sizes()
-    assert sizes["windows"] <= 32 and sizes["pairs"] <= 128
+    assert sizes["windows"] <= 32 and sizes["fold"] <= 32
     assert [(e.key, e.final, e.verdict.to_dict()) for e in out] == [
         (e.key, e.final, e.verdict.to_dict()) for e in whole
     ]

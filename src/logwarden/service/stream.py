@@ -63,6 +63,7 @@ from logwarden.models import END, PAD, PROB_FLOOR, UNK
 from logwarden.models.params import START, EntryScorer, numeric_value
 from logwarden.parsing import CREATED, TemplateMiner
 from logwarden.records import Event, Line, Param, Record, Stats
+from logwarden.service.cache import RowCache
 from logwarden.sessions import Session
 from logwarden.sessions.grouping import TIMESTAMP_LIMIT, ids_in
 
@@ -72,41 +73,6 @@ STATE_SCHEMA = "logwarden.stream/1"
 
 # Lines between two prunings of the parameter histories.
 _PRUNE_LINES = 20_000
-
-
-class _Recent:
-    """A cache that keeps what was used lately, in bounded memory: two generations of at
-    most ``size`` entries each; when the young one is full it becomes the old one (the old
-    one is dropped), and a hit in the old one moves the entry back to the young one.
-
-    A stream meets new windows as long as it runs (anomalous sessions make them), so a
-    cache that only grows, or is cleared when full, held memory that grew for hours; this
-    one fills in minutes and stays."""
-
-    __slots__ = ("old", "size", "young")
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.young: dict[Any, Any] = {}
-        self.old: dict[Any, Any] = {}
-
-    def __len__(self) -> int:
-        return len(self.young) + len(self.old)
-
-    def get(self, key: Any) -> Any:
-        got = self.young.get(key)
-        if got is None:
-            got = self.old.get(key)
-            if got is not None:
-                self.put(key, got)
-        return got
-
-    def put(self, key: Any, value: Any) -> None:
-        young = self.young
-        if len(young) >= self.size:
-            self.old = young
-            young = self.young = {}
-        young[key] = value
 
 
 @dataclass(frozen=True)
@@ -125,9 +91,10 @@ class StreamConfig:
     # 100k lines, 91% never seen again (hex ids). With 20,000 cleared when full, the parse
     # worker's memory rose by about 10 MB over the first minutes; 2,048 parse as fast.
     parser_cache: int = 2048
-    # Windows whose key probabilities (and fold statistics) are kept, per generation of
-    # the caches (two generations; (window, key) pairs: four times as many). A stream
-    # meets new windows as long as it runs: bounded, the recently used kept.
+    # Windows whose key probabilities (and (window, key) pairs whose fold statistics) are
+    # kept, per generation of the caches (two generations, the recently used kept; see
+    # service.cache). A stream meets new windows as long as it runs: bounded, in arrays
+    # allocated at start.
     cache_windows: int = 4096
 
     def __post_init__(self) -> None:
@@ -555,12 +522,18 @@ class StreamDetector:
         }  # fmt: skip
         self._index = self.key_model.index
         self._history = {}
-        # (window, key) -> (probability, rank); window -> probabilities
-        self._pair_cache = _Recent(4 * self.config.cache_windows)
-        self._probs = _Recent(self.config.cache_windows)
-        # The fold models' statistics of (window, key) pairs: the fold check asks them for
-        # every entry of a session once the cut has flagged it, and windows repeat.
-        self._fold_cache = _Recent(self.config.cache_windows)
+        # window -> the key model's probabilities after it
+        km, h, size = self.key_model, self.h, self.config.cache_windows
+        pad = np.full((1, h), PAD, dtype=np.int32)
+        self._probs = RowCache(size, h, km.net.probabilities(pad).shape[1], np.float32)
+        # (window, key) -> the fold models' statistics and whether they judge it (1/0): the
+        # fold check asks them for every entry of a session once the cut has flagged it,
+        # and windows repeat. Within a step, ``_fold_ahead`` keeps what the step may ask.
+        self._fold_cache: RowCache | None = None
+        if km.fold_check:
+            folds = len(km.fold_statistics(pad, np.array([END]))[0])
+            self._fold_cache = RowCache(size, h + 1, folds + 1, np.float64)
+        self._step_folds: dict[tuple[tuple[int, ...], int], tuple[np.ndarray, bool]] = {}
         self._scorer: EntryScorer | None = None  # built at the first entry to score
         self._next_prune = 0
         index = self.key_model.index
@@ -577,8 +550,8 @@ class StreamDetector:
 
     def cache_sizes(self) -> dict[str, int]:
         """Entries in the caches of the networks' answers (bounded: ``cache_windows``)."""
-        return {"windows": len(self._probs), "pairs": len(self._pair_cache),
-                "fold": len(self._fold_cache)}  # fmt: skip
+        fold = self._fold_cache
+        return {"windows": len(self._probs), "fold": 0 if fold is None else len(fold)}
 
     def process(self, lines: Iterable[tuple[int, str]]) -> list[Emitted]:
         """Take lines ``(sequence number, text)`` in order; return what they produced."""
@@ -806,65 +779,32 @@ class StreamDetector:
         if not items:
             return
         km = self.key_model
-        cache = self._pair_cache
-        vocab = km.vocab_size
-        need: list[tuple[_Check | _Close, int]] = []
-        for it in items:
-            target = END if isinstance(it, _Close) else it.target
-            if target == UNK:
-                it.prob, it.rank = 0.0, vocab + 1
-                continue
-            got = cache.get((it.window, target))
-            if got is None:
-                need.append((it, target))
-            else:
-                it.prob, it.rank = got
-        if need:
-            rows = self._rows([it.window for it, _ in need])
-            for it, target in need:
-                row = rows[it.window]
-                p = row[target]
-                masked = row.copy()
-                masked[[PAD, UNK]] = -1.0
-                got = (float(p), int((masked > p).sum()) + 1)
-                cache.put((it.window, target), got)
-                it.prob, it.rank = got
-        prob = np.array([it.prob for it in items], dtype=np.float32)
-        rank = np.array([it.rank for it in items], dtype=np.int64)
-        flags = km.threshold.flags(rank, prob)
+        n = len(items)
         targets = np.array([END if isinstance(it, _Close) else it.target for it in items])
-        windows = np.array([it.window for it in items], dtype=np.int32).reshape(len(items), -1)
+        windows = np.array([it.window for it in items], dtype=np.int32).reshape(n, -1)
+        prob = np.zeros(n, dtype=np.float32)
+        rank = np.full(n, km.vocab_size + 1, dtype=np.int64)  # an unknown key's
+        known = np.flatnonzero(targets != UNK)
+        if len(known):
+            rows = self._probs.fetch(windows[known], km.net.probabilities)
+            p = rows[np.arange(len(known)), targets[known]]
+            rows[:, [PAD, UNK]] = -1.0  # rows is a copy: ranked among the real keys and END
+            prob[known] = p
+            rank[known] = (rows > p[:, None]).sum(axis=1) + 1
+        flags = km.threshold.flags(rank, prob)
         new = km.new_transitions(windows, targets)
-        for it, f, t, nw in zip(items, flags.tolist(), targets.tolist(), new.tolist(), strict=True):
+        for it, pr, rk, f, t, nw in zip(
+            items, prob.tolist(), rank.tolist(), flags.tolist(), targets.tolist(), new.tolist(),
+            strict=True,
+        ):  # fmt: skip
+            it.prob, it.rank = pr, rk
             it.new = bool(nw)
             it.cut = bool(f)
             # The rules; the cut joins in _decide, through the fold check when the model has it.
             it.flag = t == UNK or it.new or (isinstance(it, _Check) and it.over)
 
-    def _rows(self, windows: Sequence[tuple[int, ...]]) -> dict[tuple[int, ...], np.ndarray]:
-        """The key model's probabilities after each window: from the cache, the others
-        through the network in one call (as batch detect does)."""
-        rows: dict[tuple[int, ...], np.ndarray] = {}
-        missing: list[tuple[int, ...]] = []
-        for w in dict.fromkeys(windows):
-            got = self._probs.get(w)
-            if got is None:
-                missing.append(w)
-            else:
-                rows[w] = got
-        if missing:
-            missing.sort()
-            net = self.key_model.net
-            probs = net.probabilities(np.array(missing, dtype=np.int32).reshape(len(missing), -1))
-            for w, row in zip(missing, probs, strict=True):
-                # A copy: a row is a view, and a cached view held its whole call's matrix
-                # (thousands of rows after a long step) for as long as the cache kept it.
-                rows[w] = row = row.copy()
-                self._probs.put(w, row)
-        return rows
-
     def _window_probs(self, window: tuple[int, ...]) -> np.ndarray:
-        return self._rows([window])[window]
+        return self._probs.fetch(np.array([window]), self.key_model.net.probabilities)[0]
 
     def _param_scores(self, checks: Sequence[_Check]) -> None:
         """Score the entries that have a parameter model, all in one pass; where some entry
@@ -955,6 +895,7 @@ class StreamDetector:
             if self.observers:
                 closed.append((v, s.labels()))
         self._set_scores(scored)
+        self._step_folds.clear()
         for v, labels in closed:
             for obs in self.observers:
                 obs.closed(v, labels)
@@ -1005,23 +946,23 @@ class StreamDetector:
         self, pairs: Sequence[tuple[tuple[int, ...], int]]
     ) -> list[tuple[np.ndarray, bool]]:
         """The fold models' statistics of (window, key) pairs and whether the folds judge
-        them, from the cache; the missing ones computed in one call per fold model."""
-        cache = self._fold_cache
-        got: dict[tuple[tuple[int, ...], int], tuple[np.ndarray, bool]] = {}
-        missing = []
-        for p in dict.fromkeys(pairs):
-            hit = cache.get(p)
-            if hit is None:
-                missing.append(p)
-            else:
-                got[p] = hit
+        them: those of this step kept in a dict (``_cut_flags`` asks them one at a time),
+        the others from the cache, the missing ones computed in one call per fold model."""
+        got = self._step_folds
+        missing = [p for p in dict.fromkeys(pairs) if p not in got]
         if missing:
-            windows = np.array([w for w, _ in missing], dtype=np.int32).reshape(len(missing), -1)
-            targets = np.array([t for _, t in missing], dtype=np.int64)
-            stats, judged = self.key_model.fold_statistics(windows, targets)
-            for j, (pair, ok) in enumerate(zip(missing, judged.tolist(), strict=True)):
-                got[pair] = (stats[:, j].copy(), bool(ok))
-                cache.put(pair, got[pair])
+            assert self._fold_cache is not None
+            rows = np.array([(*w, t) for w, t in missing], dtype=np.int32)
+            h = self.h
+            fold = self.key_model.fold_statistics
+
+            def compute(keys: np.ndarray) -> np.ndarray:
+                stats, judged = fold(keys[:, :h], keys[:, h].astype(np.int64))
+                return np.column_stack([stats.T, judged])
+
+            values = self._fold_cache.fetch(rows, compute)
+            for pair, v in zip(missing, values, strict=True):
+                got[pair] = (v[:-1], bool(v[-1]))
         return [got[p] for p in pairs]
 
     def _diagnose(self, v: Verdict, s: _Open) -> None:
