@@ -179,6 +179,24 @@ def test_unknown_lines_are_kept_as_new_templates(sim_model: Any) -> None:
     assert hit.verdict.observed_template == "quantum flux capacitor overloaded in <*> by <*> units"
 
 
+def test_the_unknown_line_parser_keeps_few_shapes_however_many_it_meets(sim_model: Any) -> None:
+    # Unknown lines with ids of letters: a shape each. The stream's bound holds for the
+    # miner of unknown lines as for the model's, also after a restart from a checkpoint.
+    sid = "blk_-4242424242"
+    tags = ["".join("ghijklmnopqrstuvwxyz"[int(d)] for d in f"{i:04d}") for i in range(300)]
+    lines = [
+        f"2026-03-01 00:00:01.{i % 1000:03d} 35 WARN dfs.Strange: flux job_{t} in {sid}"
+        for i, t in enumerate(tags)
+    ]
+    cfg = StreamConfig(parser_cache=16)
+    sd, _ = stream(Detector.load(sim_model.path), lines, 50, cfg)
+    assert sd.stats["new_template"] >= 1 and 0 < sd.unknown.cached_shapes <= 32
+    state = json.loads(json.dumps(sd.to_state()))
+    resumed = StreamDetector.from_state(Detector.load(sim_model.path), state, cfg)
+    resumed.process((1000 + i, t) for i, t in enumerate(lines))
+    assert resumed.unknown.cached_shapes <= 32
+
+
 def test_bad_lines_are_counted_not_fatal(sim_model: Any) -> None:
     det = Detector.load(sim_model.path)
     junk = ["", "\ufffd\ufffd\x7f binary \ufffd", "no header at all blk_-1", "x" * 10000,

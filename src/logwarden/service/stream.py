@@ -481,6 +481,7 @@ class StreamDetector:
         sc.validate()
         self._window_size = sc.window_size
         self.unknown = TemplateMiner()  # templates of lines the model's parser does not know
+        self._bound_shapes(self.unknown)
         self.stats = Stats()
         self._open: OrderedDict[str, _Open] = OrderedDict()  # by last activity
         self._clock: float | None = None  # largest valid timestamp seen (log time)
@@ -508,8 +509,7 @@ class StreamDetector:
         self.model = detector.model
         self.key_model = _key_model(self.model)
         self.miner: TemplateMiner = detector.miner  # type: ignore[assignment]
-        # A bound for a long run (see StreamConfig.parser_cache); results do not depend on it.
-        self.miner.config.cache_size = min(self.miner.config.cache_size, self.config.parser_cache)
+        self._bound_shapes(self.miner)
         self.parser = LineParser(detector, self.format)
         self.h = self.key_model.config.window
         self.params = getattr(self.model, "params_", None)
@@ -541,6 +541,13 @@ class StreamDetector:
             s.reindex(index)
         for key, text in self.unknown_templates().items():
             self.model.templates_.setdefault(key, text)
+
+    def _bound_shapes(self, miner: TemplateMiner) -> None:
+        """A bound for a long run on a miner's shape cache (StreamConfig.parser_cache);
+        results do not depend on it. The unknown-line miner too: it parses every line the
+        model's parser does not know, and it had the batch default (100,000 shapes a
+        generation); on a log with many new messages its cache would grow for hours."""
+        miner.config.cache_size = min(miner.config.cache_size, self.config.parser_cache)
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -1119,6 +1126,7 @@ class StreamDetector:
             fresh = cls(detector, cfg)
             self.__dict__.update(fresh.__dict__)
             self.unknown = TemplateMiner.from_state(state["unknown"])
+            self._bound_shapes(self.unknown)
             self.stats = Stats()
             for k, v in state["stats"].items():
                 self.stats.add(str(k), int(v))
