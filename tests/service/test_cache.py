@@ -104,6 +104,6 @@ def test_the_memory_is_taken_when_the_cache_is_made() -> None:
         keys = np.arange(start * 10, (start + 500) * 10).reshape(500, 10)
         np.testing.assert_array_equal(c.fetch(keys, wide), wide(keys).astype(np.float32))
     assert len(c) <= 2000
-    assert c.nbytes == before >= 2 * 2048 * (10 * 4 + 50 * 4)
+    assert c.nbytes == before >= 2 * 1000 * (10 * 4 + 50 * 4)
     with pytest.raises(ValueError, match="size"):
         RowCache(0, 1, 1)

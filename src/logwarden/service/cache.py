@@ -3,14 +3,15 @@
 The streaming detector asks the key model for the probabilities after each window and the
 fold models for their statistics of (window, key) pairs; windows repeat, so the answers are
 cached. Kept as Python objects (a tuple key, an array or a tuple per entry, a dict slot),
-each entry cost about 1.2 KB of resident memory where its data is 300 bytes, and the cache
-took half an hour of a stream to fill: a 30-minute soak's memory grew with it by 16 %.
+each entry cost about 1.2 KB of resident memory where its data is 300 bytes, and the caches
+took more than half an hour of a stream to fill: in a 30-minute soak they went from 14,000
+to 27,700 entries, and the detector's memory grew with them by about 16 MB.
 Here the keys and values are rows of arrays allocated (and touched) when the cache is
 made, looked up and filled a batch at a time with NumPy: the bound is memory taken at start,
 and a lookup of thousands of windows is a few vectorised passes, not a loop of dict probes.
 
-Two generations, as the parser's shape cache: each an open-addressing table (linear
-probing, at most half full) of ``size`` entries; when the young one is full it becomes the
+Two generations, as the parser's shape cache: each ``size`` entries at most, found through
+an open-addressing index (linear probing, at most half full); when the young one is full it becomes the
 old one and the old one, emptied, the young one. A hit in the old one is copied back to the
 young one, so what is used lately survives a rotation. Keys are compared in full: the hash
 only places them.
@@ -46,27 +47,30 @@ def _hash(keys: np.ndarray) -> np.ndarray:
 
 
 class _Table:
-    """One generation: ``cap`` slots (a power of two), ``count`` of them used."""
+    """One generation: ``size`` entries at most, their keys and values in rows filled in
+    order; an index of ``cap`` slots (a power of two, at most half used) holds each
+    entry's hash and row."""
 
-    __slots__ = ("cap", "count", "hashes", "keys", "used", "values")
+    __slots__ = ("cap", "count", "hashes", "keys", "rows", "used", "values")
 
     def __init__(self, size: int, key_width: int, value_width: int, dtype: np.dtype) -> None:
-        cap = 1 << max(1, (2 * size - 1).bit_length())  # at most half full
+        cap = 1 << max(1, (2 * size - 1).bit_length())
         self.cap = cap
         self.count = 0
-        # np.ones/np.full write every page now (np.zeros would map them lazily, and the
-        # memory would still be taken over the first hours).
+        # np.full writes every page now (np.zeros would map them lazily, and the memory
+        # would still be taken over the first hours).
         self.used = np.full(cap, False)
         self.hashes = np.full(cap, 1, dtype=np.uint64)
-        self.keys = np.full((cap, key_width), -1, dtype=np.int32)
-        self.values = np.full((cap, value_width), 0, dtype=dtype)
+        self.rows = np.full(cap, -1, dtype=np.int32)
+        self.keys = np.full((size, key_width), -1, dtype=np.int32)
+        self.values = np.full((size, value_width), 0, dtype=dtype)
 
     def clear(self) -> None:
         self.used[:] = False
         self.count = 0
 
     def find(self, hashes: np.ndarray, keys: np.ndarray) -> np.ndarray:
-        """The slot of each key, -1 where it is absent."""
+        """The row of each key, -1 where it is absent."""
         mask = np.uint64(self.cap - 1)
         out = np.full(len(keys), -1, dtype=np.int64)
         if self.count == 0:
@@ -78,8 +82,9 @@ class _Table:
             used = self.used[s]
             same = used & (self.hashes[s] == hashes[pending])
             if same.any():
-                same[same] = (self.keys[s[same]] == keys[pending[same]]).all(axis=1)
-                out[pending[same]] = s[same]
+                rows = self.rows[s[same]]
+                same[same] = (self.keys[rows] == keys[pending[same]]).all(axis=1)
+                out[pending[same]] = self.rows[s[same]]
             go_on = used & ~same  # probe the next slot; an empty one ends the search
             pending = pending[go_on]
             slots = (s[go_on] + 1) & (self.cap - 1)
@@ -87,7 +92,11 @@ class _Table:
 
     def insert(self, hashes: np.ndarray, keys: np.ndarray, values: np.ndarray) -> None:
         """Add distinct keys, absent from the table, with room for them."""
-        pending = np.arange(len(keys))
+        n = len(keys)
+        rows = self.count + np.arange(n)
+        self.keys[rows] = keys
+        self.values[rows] = values
+        pending = np.arange(n)
         slots = (hashes & np.uint64(self.cap - 1)).astype(np.int64)
         while len(pending):
             free = ~self.used[slots]
@@ -97,13 +106,12 @@ class _Table:
             won = pending[free][first]
             self.used[taken] = True
             self.hashes[taken] = hashes[won]
-            self.keys[taken] = keys[won]
-            self.values[taken] = values[won]
+            self.rows[taken] = rows[won]
             lost = np.ones(len(pending), dtype=bool)
             lost[np.flatnonzero(free)[first]] = False
             pending = pending[lost]
             slots = (slots[lost] + 1) & (self.cap - 1)
-        self.count += len(keys)
+        self.count += n
 
 
 class RowCache:
@@ -128,7 +136,7 @@ class RowCache:
     @property
     def nbytes(self) -> int:
         t = (self._young, self._old)
-        return sum(a.nbytes for x in t for a in (x.used, x.hashes, x.keys, x.values))
+        return sum(a.nbytes for x in t for a in (x.used, x.hashes, x.rows, x.keys, x.values))
 
     def fetch(self, keys: np.ndarray, compute: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """The rows of ``keys`` (n, key_width): from the cache, the missing ones from
@@ -140,18 +148,18 @@ class RowCache:
             return out
         hashes = _hash(keys)
         young = self._young
-        slot = young.find(hashes, keys)
-        hit = slot >= 0
-        out[hit] = young.values[slot[hit]]
+        row = young.find(hashes, keys)
+        hit = row >= 0
+        out[hit] = young.values[row[hit]]
         self.hits += int(hit.sum())
         if hit.all():
             return out
         rest = np.flatnonzero(~hit)
         ukeys, uhash, inverse = _distinct(keys[rest], hashes[rest])
         values = np.empty((len(ukeys), self.value_width), dtype=out.dtype)
-        old_slot = self._old.find(uhash, ukeys)
-        in_old = old_slot >= 0
-        values[in_old] = self._old.values[old_slot[in_old]]
+        old_row = self._old.find(uhash, ukeys)
+        in_old = old_row >= 0
+        values[in_old] = self._old.values[old_row[in_old]]
         self.hits += int(in_old.sum())
         missing = np.flatnonzero(~in_old)
         if len(missing):
