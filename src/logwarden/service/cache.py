@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["RowCache"]
+__all__ = ["RowCache", "row_hash"]
 
 # Odd 64-bit multipliers (from splitmix64) for the key hash; arithmetic wraps modulo 2**64.
 _MUL = np.uint64(0x9E3779B97F4A7C15)
@@ -31,7 +31,7 @@ _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
-def _hash(keys: np.ndarray) -> np.ndarray:
+def row_hash(keys: np.ndarray) -> np.ndarray:
     """A 64-bit hash of each row of ``keys`` (non-negative integers)."""
     x = keys.astype(np.uint64)
     h = np.zeros(len(keys), dtype=np.uint64)
@@ -116,12 +116,21 @@ class _Table:
 
 class RowCache:
     """Rows of ``value_width`` numbers for rows of ``key_width`` non-negative int32 keys;
-    at most ``2 * size`` entries, in memory allocated when it is made."""
+    at most ``2 * size`` entries, in memory allocated when it is made. ``hasher``: the
+    64-bit hash of key rows (only places them: keys are compared in full)."""
 
-    def __init__(self, size: int, key_width: int, value_width: int, dtype: type = np.float32):
+    def __init__(
+        self,
+        size: int,
+        key_width: int,
+        value_width: int,
+        dtype: type = np.float32,
+        hasher: Callable[[np.ndarray], np.ndarray] = row_hash,
+    ) -> None:
         if size < 1:
             raise ValueError("size must be >= 1")
         self.size = size
+        self.hasher = hasher
         self.key_width = key_width
         self.value_width = value_width
         dt = np.dtype(dtype)
@@ -146,7 +155,7 @@ class RowCache:
         out = np.empty((n, self.value_width), dtype=self._young.values.dtype)
         if n == 0:
             return out
-        hashes = _hash(keys)
+        hashes = self.hasher(keys)
         young = self._young
         row = young.find(hashes, keys)
         hit = row >= 0
