@@ -31,9 +31,10 @@ def test_each_missing_key_is_computed_once_then_served_from_the_cache() -> None:
     f = Counting()
     np.testing.assert_array_equal(c.fetch(keys, f), answer(keys))
     assert sorted(f.asked) == [(0, 0, 0), (1, 2, 3), (4, 5, 6)]
+    assert (c.hits, c.misses) == (0, 3)
     g = Counting()
     np.testing.assert_array_equal(c.fetch(keys[::-1], g), answer(keys[::-1]))
-    assert g.asked == [] and len(c) == 3
+    assert g.asked == [] and len(c) == 3 and (c.hits, c.misses) == (4, 3)
     assert c.fetch(np.zeros((0, 3)), g).shape == (0, 2)
 
 

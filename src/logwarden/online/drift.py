@@ -247,7 +247,7 @@ class DriftTracker:
         self.templates = dict(templates or {})
         self.config = config or DriftConfig()
         # Summaries of the latest closed buckets: a ring (a list trimmed from 2x to 1x its
-        # bound swung by a megabyte over a soak's minutes at 15,000 lines/s).
+        # bound swung by about a megabyte in a service: 1,000 summaries of ~850 bytes).
         self.buckets: deque[dict[str, Any]] = deque(maxlen=self.config.history)
         self.warnings: list[DriftWarning] = []  # the latest warnings
         self.buckets_closed = 0  # all of them

@@ -136,14 +136,15 @@ class RowCache:
         dt = np.dtype(dtype)
         self._young = _Table(size, key_width, value_width, dt)
         self._old = _Table(size, key_width, value_width, dt)
-        self.hits = 0
-        self.misses = 0
+        self.hits = 0  # keys asked that were cached (each occurrence)
+        self.misses = 0  # keys computed (each once per fetch)
 
     def __len__(self) -> int:
         return self._young.count + self._old.count
 
     @property
     def nbytes(self) -> int:
+        """The memory of its arrays (all allocated when the cache was made)."""
         t = (self._young, self._old)
         return sum(a.nbytes for x in t for a in (x.used, x.hashes, x.rows, x.keys, x.values))
 
@@ -169,7 +170,7 @@ class RowCache:
         old_row = self._old.find(uhash, ukeys)
         in_old = old_row >= 0
         values[in_old] = self._old.values[old_row[in_old]]
-        self.hits += int(in_old.sum())
+        self.hits += int(in_old[inverse].sum())
         missing = np.flatnonzero(~in_old)
         if len(missing):
             self.misses += len(missing)

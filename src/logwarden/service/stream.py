@@ -794,7 +794,7 @@ class StreamDetector:
         rank = np.full(n, km.vocab_size + 1, dtype=np.int64)  # an unknown key's
         known = np.flatnonzero(targets != UNK)
         if len(known):
-            rows = self._probs.fetch(windows[known], km.net.probabilities)
+            rows = self._probs.fetch(windows[known], self._net_probs)
             p = rows[np.arange(len(known)), targets[known]]
             rows[:, [PAD, UNK]] = -1.0  # rows is a copy: ranked among the real keys and END
             prob[known] = p
@@ -812,7 +812,15 @@ class StreamDetector:
             it.flag = t == UNK or it.new or (isinstance(it, _Check) and it.over)
 
     def _window_probs(self, window: tuple[int, ...]) -> np.ndarray:
-        return self._probs.fetch(np.array([window]), self.key_model.net.probabilities)[0]
+        return self._probs.fetch(np.array([window]), self._net_probs)[0]
+
+    def _net_probs(self, windows: np.ndarray) -> np.ndarray:
+        """The network's probabilities after each window, asked in sorted order (as batch
+        detect asks its distinct windows: prefixes together)."""
+        order = np.lexsort(windows.T[::-1])
+        out = np.empty((len(windows), self._probs.value_width), dtype=np.float32)
+        out[order] = self.key_model.net.probabilities(windows[order])
+        return out
 
     def _param_scores(self, checks: Sequence[_Check]) -> None:
         """Score the entries that have a parameter model, all in one pass; where some entry
