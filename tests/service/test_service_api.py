@@ -215,3 +215,34 @@ def test_demo_serve_shows_live_anomalies(sim_model: Any, tmp_path: Path) -> None
         proc.terminate()
         out = proc.communicate(timeout=30)[0].decode()
     assert f"Dashboard: {url}/" in out
+
+
+def test_connections_of_the_listening_socket_send_without_delay() -> None:
+    """Nagle's algorithm off on every accepted connection: asyncio (which uvicorn serves
+    with) sets TCP_NODELAY only where the listening socket says its protocol is TCP. With
+    it on, each response after the first on a kept-alive connection waited 40 ms for the
+    client's delayed acknowledgement."""
+    import asyncio
+    import socket
+
+    from logwarden.service.run import bind
+
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    seen: list[int] = []
+
+    async def run() -> None:
+        async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            conn = writer.get_extra_info("socket")
+            seen.append(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(accepted, sock=sock)
+        async with server:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            while not seen:
+                await asyncio.sleep(0.01)
+            writer.close()
+
+    asyncio.run(asyncio.wait_for(run(), 30))
+    assert seen and seen[0] != 0
