@@ -440,3 +440,15 @@ def test_entry_scorer_gives_score_with_history_values_across_units() -> None:
         np.testing.assert_array_equal(ex.log10_p, log10_p[rows], err_msg=str(unit))
         np.testing.assert_array_equal(ex.dim, sc.dim, err_msg=str(unit))
         np.testing.assert_allclose(ex.expected, sc.expected, rtol=1e-5, err_msg=str(unit))
+    # score_explained: the same flags, and every flagged entry (only those) explained with
+    # the numbers explain gives it, whatever else was scored with it.
+    anomalous2, log10_p2, explained = scorer.score_explained(units, values, histories)
+    np.testing.assert_array_equal(anomalous2, anomalous)
+    np.testing.assert_array_equal(log10_p2, log10_p)
+    assert sorted(explained) == np.flatnonzero(anomalous).tolist()
+    for i, (sc, j) in explained.items():
+        alone = scorer.explain(units[i], [values[i]], [histories[i]])
+        assert sc.anomalous[j] and alone.anomalous[0]
+        for field in ("dim", "expected", "observed", "sigmas", "error", "log10_p"):
+            got, want = getattr(sc, field)[j], getattr(alone, field)[0]
+            np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=field)

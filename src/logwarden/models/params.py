@@ -898,9 +898,23 @@ class EntryScorer:
         feature vector, ``histories[i]`` the vectors before it in the unit's series (at most
         ``window``, oldest first; ignored for a robust unit). Returns (anomalous, log10 tail
         probability) per entry."""
+        anomalous, log10_p, _ = self.score_explained(units, values, histories, explain=False)
+        return anomalous, log10_p
+
+    def score_explained(
+        self,
+        units: Sequence[int],
+        values: Sequence[Sequence[float]],
+        histories: Sequence[Sequence[Sequence[float]]],
+        explain: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[ParamScores, int]]]:
+        """``score``, and the flagged entries as ``ParamScores`` (entry -> (scores of its
+        unit's flagged entries, its row)) from the same predictions: the explanation's
+        numbers are the flag's, whatever else was in the batch."""
         n = len(units)
         anomalous = np.zeros(n, dtype=bool)
         log10_p = np.zeros(n)
+        explained: dict[int, tuple[ParamScores, int]] = {}
         by_dim: dict[int, list[int]] = {}
         for i, u in enumerate(units):
             by_dim.setdefault(self.dim[u], []).append(i)
@@ -909,11 +923,21 @@ class EntryScorer:
             r = np.array([self._row[units[i]] for i in rows], dtype=np.int64)
             v = np.array([values[i] for i in rows], dtype=np.float64).reshape(len(rows), d)
             z = (tab.transform(v, r) - tab.center[r]) / tab.scale[r]
-            dev = self._deviations(tab, r, v, z, [histories[i] for i in rows])
+            dev, pred = self._deviations(tab, r, v, z, [histories[i] for i in rows])
             a, lp = self._judge(tab, r, v, dev)
             anomalous[rows] = a
             log10_p[rows] = lp
-        return anomalous, log10_p
+            if not explain:
+                continue
+            flagged: dict[int, list[int]] = {}
+            for j in np.flatnonzero(a).tolist():
+                flagged.setdefault(units[rows[j]], []).append(j)
+            for u, js in flagged.items():
+                sc = self._explain(u, v[js], z[js], pred[js])
+                for k, j in enumerate(js):
+                    if sc.anomalous[k]:  # as the flag (the same numbers)
+                        explained[rows[j]] = (sc, k)
+        return anomalous, log10_p, explained
 
     def explain(
         self,
@@ -923,19 +947,22 @@ class EntryScorer:
     ) -> ParamScores:
         """Entries of one unit (as ``score`` takes them) as ``ParamScores``, flags and tail
         probabilities equal to ``score``'s: what a verdict's explanation reads."""
-        u = self.units[unit]
         d = self.dim[unit]
         tab = self._tables[d]
-        m = self._models.models[u]
         n = len(values)
         r = np.full(n, self._row[unit], dtype=np.int64)
         v = np.array(values, dtype=np.float64).reshape(n, d)
         z = (tab.transform(v, r) - tab.center[r]) / tab.scale[r]
-        pred = None
-        if m.kind == "lstm":
+        pred = np.full((n, d), np.nan)
+        if self._models.models[self.units[unit]].kind == "lstm":
             pred = tab.stack_predict(self._windows(tab, r, histories, d), r)
-        s = KeySeries(u[0], m.positions, v, np.zeros((n, 2), np.int64), 0, u[1])
-        return self._models._score(m, s, z, None, pred=pred)
+        return self._explain(unit, v, z, pred)
+
+    def _explain(self, unit: int, v: np.ndarray, z: np.ndarray, pred: np.ndarray) -> ParamScores:
+        u = self.units[unit]
+        m = self._models.models[u]
+        s = KeySeries(u[0], m.positions, v, np.zeros((len(v), 2), np.int64), 0, u[1])
+        return self._models._score(m, s, z, None, pred=pred if m.kind == "lstm" else None)
 
     def _windows(
         self,
@@ -965,18 +992,21 @@ class EntryScorer:
         v: np.ndarray,
         z: np.ndarray,
         histories: Sequence[Sequence[Sequence[float]]],
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Per entry: z minus the LSTM's prediction (LSTM units) or z itself (robust), one
-        sided on elapsed time, 0 inside a guarded unit's range (``ParamModels._score``)."""
+        sided on elapsed time, 0 inside a guarded unit's range (``ParamModels._score``);
+        and the predictions (NaN for robust units)."""
         dev = z.copy()
+        pred = np.full(z.shape, np.nan)
         lstm = np.flatnonzero(tab.lstm[r])
         if len(lstm):
             at = lstm.tolist()
             windows = self._windows(tab, r[lstm], [histories[i] for i in at], v.shape[1])
-            dev[lstm] = z[lstm] - tab.stack_predict(windows, r[lstm])
+            pred[lstm] = tab.stack_predict(windows, r[lstm])
+            dev[lstm] = z[lstm] - pred[lstm]
         if self._slower_only:
             dev = _one_sided(dev)
-        return np.where(tab.inside(v, r), 0.0, dev)
+        return np.where(tab.inside(v, r), 0.0, dev), pred
 
     def _judge(
         self, tab: _UnitTable, r: np.ndarray, v: np.ndarray, dev: np.ndarray

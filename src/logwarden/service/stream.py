@@ -823,35 +823,23 @@ class StreamDetector:
         return out
 
     def _param_scores(self, checks: Sequence[_Check]) -> None:
-        """Score the entries that have a parameter model, all in one pass; where some entry
-        of a unit is flagged, that unit's entries as ``ParamScores`` (what the verdict's
-        explanation reads)."""
+        """Score the entries that have a parameter model, all in one pass, the flagged ones
+        with their ``ParamScores`` (what the verdict's explanation reads)."""
         if self.params is None or not checks:
             return
         if self._scorer is None:
             self._scorer = self.params.entry_scorer()
         scorer = self._scorer
         index = scorer.index
-        units = [index[c.unit] for c in checks]  # type: ignore[index]
-        anomalous, log10_p = scorer.score(
-            units,
+        _, log10_p, explained = scorer.score_explained(
+            [index[c.unit] for c in checks],  # type: ignore[index]
             [c.vec for c in checks],  # type: ignore[misc]
             [c.history or [] for c in checks],
         )
         for c, lp in zip(checks, log10_p.tolist(), strict=True):
             c.param_lp = lp
-        if not anomalous.any():
-            return
-        by_unit: dict[int, list[_Check]] = {
-            units[j]: [] for j in np.flatnonzero(anomalous).tolist()
-        }
-        for c, u in zip(checks, units, strict=True):
-            if u in by_unit:
-                by_unit[u].append(c)
-        for u, group in by_unit.items():
-            sc = scorer.explain(u, [c.vec for c in group], [c.history or [] for c in group])  # type: ignore[misc]
-            for j in np.flatnonzero(sc.anomalous).tolist():
-                group[j].param_row = (sc, j)
+        for i, row in explained.items():
+            checks[i].param_row = row
 
     def _decide(self, timeline: list[_Check | _Close]) -> list[Emitted]:
         if not timeline:
