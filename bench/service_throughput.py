@@ -359,7 +359,9 @@ def latency(
         srv.stop()
 
 
-def soak(model: Path, tmp: Path, rate: float, minutes: float, batch: int) -> dict[str, Any]:
+def soak(
+    model: Path, tmp: Path, rate: float, minutes: float, batch: int, seed: int = 303
+) -> dict[str, Any]:
     srv = Server(model, tmp / "soak.db", ["--session-timeout", "600"])
     samples: list[tuple[float, float]] = []
     # (seconds, server MB, detector MB, entries in the detector's caches of windows)
@@ -377,7 +379,7 @@ def soak(model: Path, tmp: Path, rate: float, minutes: float, batch: int) -> dic
         parts.append((now, web, det, cached))
 
     try:
-        gen = iter_lines(SimConfig(seed=303, sessions=100_000_000, anomaly_rate=0.05))
+        gen = iter_lines(SimConfig(seed=seed, sessions=100_000_000, anomaly_rate=0.05))
         sent = paced(srv, gen, rate, minutes * 60, batch, on_sample=sample)
         sample()
         warm = [m for t, m in samples if t >= min(60.0, minutes * 60 / 3)]
@@ -466,6 +468,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--senders", type=int, default=2, help="latency: concurrent client threads")
     p.add_argument("--latency-seed", type=int, default=202, help="latency: simulator seed")
     p.add_argument("--minutes", type=float, default=1.0, help="soak length (30 for the figure)")
+    p.add_argument(
+        "--soak-seed",
+        type=int,
+        default=303,
+        help="soak: simulator seed (303, the one the memory work watched; try others)",
+    )
     p.add_argument("--kills", type=int, default=10)
     p.add_argument(
         "--skip", nargs="*", default=[], choices=["throughput", "latency", "soak", "kill"]
@@ -491,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             print(f"latency: {out['latency']}", file=sys.stderr)
         if "soak" not in args.skip:
-            out["soak"] = soak(model, tmp, args.rate, args.minutes, 1000)
+            out["soak"] = soak(model, tmp, args.rate, args.minutes, 1000, args.soak_seed)
             print(f"soak: {out['soak']}", file=sys.stderr)
         if "kill" not in args.skip:
             out["kill9"] = kill_loop(model, tmp, lines[:60_000], args.kills, 500)
