@@ -35,7 +35,7 @@ from logwarden.service.parse_worker import ParseWorker, fork_available
 from logwarden.service.store import FLUSH, LINE, MODEL, Store
 from logwarden.service.stream import Emitted, StreamConfig, StreamDetector
 
-__all__ = ["LATENCY_BUCKETS", "ProcessorConfig", "run_processor"]
+__all__ = ["LATENCY_BUCKETS", "ForkedCheckpoint", "ProcessorConfig", "run_processor"]
 
 # New templates listed in the status (all are counted).
 _NEW_TEMPLATES_SHOWN = 200
@@ -49,6 +49,9 @@ _STATUS_SECONDS = 0.5
 
 # Journal rows deleted per step at least, once a checkpoint has made them needless.
 _TRIM_ROWS = 1000
+
+# Niceness added to a forked checkpoint writer (see ForkedCheckpoint).
+_CHECKPOINT_NICE = 10
 _YOUNG_GC_SECONDS = 1.0
 _FULL_GC_SECONDS = 600.0
 
@@ -156,7 +159,7 @@ def _load(store: Store, version: int) -> Detector:
     return Detector.load(path)
 
 
-class _ForkedCheckpoint:
+class ForkedCheckpoint:
     """A checkpoint that a forked copy of the detector process writes, while the detector
     goes on: serialising the state (about 0.1 s for a few hundred open sessions) held the
     verdicts behind it, and under load every one of them was late. The copy holds the
@@ -180,6 +183,11 @@ class _ForkedCheckpoint:
         if pid == 0:  # the copy
             code = 1
             try:
+                # Behind the detector, its parse worker and the web server for the cores:
+                # serialising a few hundred open sessions is a fraction of a second of CPU,
+                # and taken from the detector it showed as a cluster of late verdicts.
+                with contextlib.suppress(OSError, AttributeError):
+                    os.nice(_CHECKPOINT_NICE)
                 state = json.dumps(sd.to_state(), ensure_ascii=False)
                 st = Store(self.store, durable=False)
                 try:
@@ -341,7 +349,7 @@ def _steps(
         lo, trimmed = trimmed, min(ck_pos, trimmed + max(step, _TRIM_ROWS))
         return lo, trimmed
 
-    forked = _ForkedCheckpoint(cfg.store) if cfg.fork_checkpoints else None
+    forked = ForkedCheckpoint(cfg.store) if cfg.fork_checkpoints else None
 
     def checkpoint_now() -> tuple[int, int, str] | None:
         """A checkpoint at ``pos`` (its verdicts committed): forked, or else in place (the
