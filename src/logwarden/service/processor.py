@@ -49,11 +49,11 @@ _STATUS_SECONDS = 0.5
 
 # Journal rows deleted per step at least, once a checkpoint has made them needless.
 _TRIM_ROWS = 1000
+_YOUNG_GC_SECONDS = 1.0
+_FULL_GC_SECONDS = 600.0
 
 # Niceness added to a forked checkpoint writer (see ForkedCheckpoint).
 _CHECKPOINT_NICE = 10
-_YOUNG_GC_SECONDS = 1.0
-_FULL_GC_SECONDS = 600.0
 
 #: Upper bounds (seconds) of the ack -> verdict latency histogram.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
