@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +30,22 @@ def test_kill9_loop_loses_and_duplicates_nothing(
     s = serve(args)
     c = httpx.Client(base_url=s.url, timeout=10)
     killer: threading.Timer | None = None
+    took = 0.05  # the last request's round trip
     i = 0
     while i < len(batches):
         if killer is None and kills < len(thresholds) and i >= thresholds[kills]:
-            # Kill while requests are in flight, at a random moment.
-            killer = threading.Timer(rng.uniform(0.0, 0.3), s.kill9)
+            # Kill while requests are in flight, at a random moment within the next two
+            # round trips (a fixed span outlasted the whole replay once requests got fast).
+            killer = threading.Timer(rng.uniform(0.0, 2 * took), s.kill9)
             killer.start()
             kills += 1
         try:
+            t0 = time.perf_counter()
             r = c.post("/api/v1/logs", content="\n".join(batches[i]).encode(),
                        headers={"Content-Type": "text/plain", "Idempotency-Key": f"b{i}"})  # fmt: skip
             assert r.status_code == 202
             assert r.json()["accepted"] == len(batches[i])
+            took = time.perf_counter() - t0
             acked.add(i)
             i += 1
         except httpx.TransportError:
