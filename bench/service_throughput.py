@@ -87,7 +87,7 @@ class Server:
             time.sleep(0.05)
         self.url = f"http://127.0.0.1:{int(self.port_file.read_text())}"
         # One kept-alive connection for the bench's own questions: a new client per poll
-        # (an SSL context each) cost the machine about a core while the bench waited for
+        # (an SSL context each) cost about half a core while the bench waited for
         # the detector to drain, taken from the service being measured.
         self.client = httpx.Client(base_url=self.url, timeout=30)
         self.client.get("/healthz")
@@ -410,9 +410,12 @@ def kill_loop(model: Path, tmp: Path, lines: list[str], kills: int, batch: int) 
     i = 0
     c = httpx.Client(base_url=srv.url, timeout=30)
     kill_at = sorted(rng.sample(range(1, len(bodies) - 1), kills))
+    took = 0.05  # the last request's round trip
     while i < len(bodies):
         if killed < kills and i >= kill_at[killed]:
-            threading.Timer(rng.uniform(0, 0.2), srv.proc.kill).start()
+            # Within the next two round trips: a fixed 0.2 s outlasted the rest of the
+            # replay once requests took milliseconds (7 kills of 10 landed during it).
+            threading.Timer(rng.uniform(0, 2 * took), srv.proc.kill).start()
             killed += 1
             try:
                 while i < len(bodies):
@@ -430,9 +433,11 @@ def kill_loop(model: Path, tmp: Path, lines: list[str], kills: int, batch: int) 
             srv = Server(model, store, args)
             c = httpx.Client(base_url=srv.url, timeout=30)
             continue
+        t0 = time.perf_counter()
         r = c.post("/api/v1/logs", content=bodies[i],
                    headers={"Content-Type": "text/plain", "Idempotency-Key": f"b{i}"})  # fmt: skip
         r.raise_for_status()
+        took = time.perf_counter() - t0
         done.add(i)
         i += 1
     c.post("/api/v1/flush?wait=true", timeout=120)
