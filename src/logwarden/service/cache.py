@@ -11,8 +11,8 @@ made, looked up and filled a batch at a time with NumPy: the bound is memory tak
 and a lookup of thousands of windows is a few vectorised passes, not a loop of dict probes.
 
 Two generations, as the parser's shape cache: each ``size`` entries at most, found through
-an open-addressing index (linear probing, at most half full); when the young one is full it becomes the
-old one and the old one, emptied, the young one. A hit in the old one is copied back to the
+an open-addressing index (linear probing, at most half full); when the young one is full
+it becomes the old one and the old one, emptied, the young one. A hit in the old one is copied back to the
 young one, so what is used lately survives a rotation. Keys are compared in full: the hash
 only places them.
 """
