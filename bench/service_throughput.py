@@ -472,6 +472,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="latency: seconds at the rate before latencies count")  # fmt: skip
     p.add_argument("--senders", type=int, default=2, help="latency: concurrent client threads")
     p.add_argument("--latency-seed", type=int, default=202, help="latency: simulator seed")
+    p.add_argument(
+        "--log-seed",
+        type=int,
+        default=404,
+        help="throughput and kill runs: simulator seed of their log (404)",
+    )
     p.add_argument("--minutes", type=float, default=1.0, help="soak length (30 for the figure)")
     p.add_argument(
         "--soak-seed",
@@ -492,7 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="logwarden-bench-") as tmp_s:
         tmp = Path(tmp_s)
         model = args.model or train_model(tmp, args.train_sessions)
-        log = simulate(SimConfig(seed=404, sessions=max(100, args.lines // 13), anomaly_rate=0.05))
+        log = simulate(
+            SimConfig(seed=args.log_seed, sessions=max(100, args.lines // 13), anomaly_rate=0.05)
+        )
         lines = log.lines[: args.lines]
         if "throughput" not in args.skip:
             out["throughput"] = throughput(model, tmp, lines, args.batch, args.clients)
