@@ -290,7 +290,11 @@ def _loop(cfg: ProcessorConfig, store: Store, door: Doorbell | None, parent: int
     if drift is not None:
         sd.observers.append(drift)
     gc.freeze()  # the model and its caches: never collectable, never scanned again
-    worker = ParseWorker(sd.parser) if cfg.parse_worker and fork_available() else None
+    worker = (
+        ParseWorker(sd.parser, follow=cfg.store, after=pos)
+        if cfg.parse_worker and fork_available()
+        else None
+    )
     try:
         _steps(cfg, store, door, parent, sd, pos, version, drift, worker)
     finally:
@@ -309,27 +313,11 @@ def _steps(
     drift: DriftWatch | None,
     worker: ParseWorker | None,
 ) -> None:
-    ahead: list[tuple[int, int, str, float]] = []  # the next rows, read early
-
-    def run(lines: list[tuple[int, str]], last: bool = False) -> list[Emitted]:
+    def run(lines: list[tuple[int, str]]) -> list[Emitted]:
         if worker is None:
             return sd.process(lines)
-        # The last lines of a batch: while the models check them, the worker parses the
-        # first lines of the next batch (they are read now, and wait for this step).
-        after = lines[-1][0]
-        return sd.process_parsed(
-            worker.chunks(sd.parser, lines), (lambda: prefetch(after)) if last else None
-        )
-
-    def prefetch(after: int) -> None:
-        assert worker is not None
-        ahead[:] = store.read_journal(after, cfg.batch_lines)
-        first: list[tuple[int, str]] = []
-        for seq, kind, text, _ in ahead:
-            if kind != LINE:
-                break
-            first.append((seq, text))
-        worker.submit(first)
+        # The worker follows the journal: it has parsed these lines, or is at them.
+        return sd.process_parsed(worker.chunks(sd.parser, lines))
 
     replay_until = store.processed_seq()  # rows up to here were processed before a restart
     # Journal rows up to the checkpoint are deleted a step's worth at a time: all at once,
@@ -374,8 +362,7 @@ def _steps(
             done = forked.poll()
             if done is not None:
                 ck_pos = done  # the rows up to it may go now
-        rows = ahead[:] if ahead else store.read_journal(pos, cfg.batch_lines)
-        ahead.clear()
+        rows = store.read_journal(pos, cfg.batch_lines)
         if not rows:
             checkpoint = None
             idle_due = time.monotonic() - last_ck >= cfg.checkpoint_seconds
@@ -413,14 +400,14 @@ def _steps(
                 version = int(text)
                 sd.use(_load(store, version))
                 if worker is not None:  # the lines after this row: the new model's parser
-                    worker.start(sd.parser)
+                    worker.start(sd.parser, seq)
                 if drift is not None:
                     sd.observers.remove(drift)
                     drift = DriftWatch.create(sd.detector)
                     if drift is not None:
                         sd.observers.append(drift)
         if chunk:
-            emitted += run(chunk, last=True)
+            emitted += run(chunk)
         pos = rows[-1][0]
         now_wall = time.time()
         records = []
