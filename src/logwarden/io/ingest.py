@@ -427,23 +427,37 @@ def _scan_in_workers(
         workers, mp_context=ctx, initializer=_init_worker, initargs=(scan,)
     )
 
-    def settle() -> None:
+    def broken() -> None:
+        """A worker died: the pool is unusable; every batch not scanned yet is scanned here
+        (counted once)."""
         nonlocal executor
+        stats.add("worker_died")
+        assert executor is not None
+        executor.shutdown(wait=False, cancel_futures=True)
+        executor = None
+
+    def submit(batch: list[str]) -> Future[_Batch] | None:
+        if executor is None:
+            return None
+        try:
+            return executor.submit(_scan_in_worker, batch)
+        except BrokenProcessPool:  # the death was noticed before a result showed it
+            broken()
+            return None
+
+    def settle() -> None:
         batch, future = inflight.popleft()
         res = None
         if future is not None and executor is not None:
             try:
                 res = future.result()
             except BrokenProcessPool:
-                stats.add("worker_died")
-                executor.shutdown(wait=False, cancel_futures=True)
-                executor = None
+                broken()
         merge(batch, res if res is not None else scan(batch))
 
     try:
         for batch in reader.text_batches():
-            future = executor.submit(_scan_in_worker, batch) if executor is not None else None
-            inflight.append((batch, future))
+            inflight.append((batch, submit(batch)))
             if len(inflight) >= 3 * workers:
                 settle()
         while inflight:
