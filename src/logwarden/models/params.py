@@ -977,13 +977,13 @@ class EntryScorer:
         pad = [math.nan] * d
         # One flat list, then one array: NumPy reading nested lists (discovering their
         # shape) cost 2.5x as much, a few percent of a streaming detector's time.
-        flat: list[float] = []
+        numbers: list[float] = []
         for h in histories:
             if len(h) < w:
-                flat += pad * (w - len(h))
+                numbers += pad * (w - len(h))
             for v in h:
-                flat += v
-        hist = np.array(flat, dtype=np.float64).reshape(len(histories), w, d)
+                numbers += v
+        hist = np.array(numbers, dtype=np.float64).reshape(len(histories), w, d)
         rr = np.repeat(r, w)
         flat = hist.reshape(-1, d)
         hz = ((tab.transform(flat, rr) - tab.center[rr]) / tab.scale[rr]).reshape(hist.shape)
