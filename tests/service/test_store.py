@@ -60,3 +60,39 @@ def test_a_forked_checkpoint_is_written_behind_the_detector(tmp_path: Path) -> N
         st.close()
     assert got is not None and got[:2] == (7, 1)
     assert got[2]["nice"] >= min(19, os.nice(0) + 10)
+
+
+def test_a_writer_waits_for_the_lock_and_gives_up_at_its_timeout(tmp_path: Path) -> None:
+    """Transactions wait for another connection's write lock (in short steps, not SQLite's
+    growing sleeps), take it once it is free, stamp lines when they hold it, and give up
+    after the store's timeout; the connection keeps its long busy timeout otherwise."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "s.db"
+    st = Store(path, timeout=0.3)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            st.append(["refused"])
+        assert st.last_seq() == 0
+        assert st.db.execute("PRAGMA busy_timeout").fetchone()[0] == 300
+        freed = []
+
+        def free() -> None:
+            time.sleep(0.1)
+            freed.append(time.time())
+            other.execute("COMMIT")
+
+        t = threading.Thread(target=free)
+        t.start()
+        first, last, new = st.append(["a", "b"])
+        t.join()
+        assert (first, last, new) == (1, 2, True)
+        acked = [r[3] for r in st.read_journal(0, 10)]
+        assert len(acked) == 2 and min(acked) >= freed[0]  # stamped under the lock
+        assert st.db.execute("PRAGMA busy_timeout").fetchone()[0] == 300
+    finally:
+        other.close()
+        st.close()

@@ -68,13 +68,14 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class ProcessorConfig:
     store: str
     stream: StreamConfig
-    # Journal rows read per step at most. It bounds the detector's memory: the heap a
-    # step needs stays mapped after it (its survivors pin the allocator's arenas).
-    # Measured on a simulated stream: one 20,000-line step left the process 57 MB
-    # larger for good, one of 5,000 about 10 MB, within its usual variation. Larger steps
-    # only help a detector that is behind: 20,000-line calls were about 20 % faster in one
-    # process, but through the service (parsing in the worker) no gain was measured.
-    batch_lines: int = 5_000
+    # Journal rows read per step at most. A step's verdicts are committed when it ends, so
+    # a detector catching up after a stall (the web server's commit held the store's write
+    # lock for half a second: a slow fsync) gave the first lines of every 5,000-line step
+    # 150 ms more than their place in the queue; 1,000-line steps take 30-60 ms, and the
+    # fixed cost of a step (about 2 ms) stays small against it. The cap also bounds the
+    # detector's memory: the heap a step needs stays mapped after it (one 20,000-line step
+    # left the process 57 MB larger for good, one of 5,000 about 10 MB).
+    batch_lines: int = 1_000
     # At most this long between checkpoints. A checkpoint holds up the verdicts behind it
     # for as long as it takes (a few hundred open sessions: about 0.1 s); every 5 s that
     # was the p99 of ack -> verdict at 10,000 lines/s. A restart replays what came after.

@@ -92,6 +92,37 @@ CREATE TABLE IF NOT EXISTS offsets (source TEXT PRIMARY KEY, value TEXT NOT NULL
 """
 
 
+# Milliseconds SQLite's busy handler waits for the write lock, within _begin_immediate's
+# own waiting (see there).
+_LOCK_POLL_MS = 1
+
+
+def _begin_immediate(db: sqlite3.Connection, timeout: float) -> None:
+    """``BEGIN IMMEDIATE``, waiting for the write lock in steps of about a millisecond for
+    up to ``timeout`` seconds. SQLite's own busy handler sleeps longer and longer while it
+    waits (25, 50, then 100 ms at a time): when the web server's commit held the lock for
+    0.2 s (a slow fsync), the detector took it 0.33 s after it asked, and the lines acked
+    meanwhile came to it as one late burst. The connection's long busy timeout stays for
+    everything else (a reader rarely waits in WAL mode, and then it should)."""
+    deadline = time.monotonic() + timeout
+    db.execute(f"PRAGMA busy_timeout = {_LOCK_POLL_MS}")
+    try:
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _locked(exc) or time.monotonic() >= deadline:
+                    raise
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
 class Store:
     """A connection to the store (one per thread or process; see the module docstring).
 
@@ -102,6 +133,7 @@ class Store:
 
     def __init__(self, path: str | Path, *, durable: bool = True, timeout: float = 30.0) -> None:
         self.path = str(path)
+        self.timeout = timeout
         try:
             self.db = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
@@ -129,11 +161,12 @@ class Store:
     # -- transactions --------------------------------------------------------------------------
 
     class _Tx:
-        def __init__(self, db: sqlite3.Connection) -> None:
+        def __init__(self, db: sqlite3.Connection, timeout: float) -> None:
             self.db = db
+            self.timeout = timeout
 
         def __enter__(self) -> sqlite3.Connection:
-            self.db.execute("BEGIN IMMEDIATE")
+            _begin_immediate(self.db, self.timeout)
             return self.db
 
         def __exit__(self, kind: object, exc: object, tb: object) -> None:
@@ -144,7 +177,7 @@ class Store:
 
     def transaction(self) -> Store._Tx:
         """``with store.transaction():`` one atomic write (BEGIN IMMEDIATE ... COMMIT)."""
-        return Store._Tx(self.db)
+        return Store._Tx(self.db, self.timeout)
 
     # -- meta ----------------------------------------------------------------------------------
 
@@ -172,8 +205,10 @@ class Store:
         """Journal ``lines`` in one transaction (with ``offsets`` of their source);
         returns (first seq, last seq, whether they were new). A ``batch_id`` seen before
         stores nothing and returns the first time's numbers."""
-        now = time.time()
         with self.transaction() as db:
+            # Stamped once the write lock is held: the lines are acknowledged after this
+            # commit, and a request that waited for the lock was not acknowledged before.
+            now = time.time()
             if batch_id is not None:
                 row = db.execute(
                     "SELECT first_seq, last_seq FROM batches WHERE id = ?", (batch_id,)
