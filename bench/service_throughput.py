@@ -312,6 +312,55 @@ def paced_bodies(srv: Server, bodies: list[bytes], rate: float, batch: int, send
     return sum(sent)
 
 
+class StallWatch:
+    """Pauses of this machine as a thread of the bench sees them: it asks to sleep 10 ms at
+    a time and records every wake-up later than ``gap`` seconds (a virtual machine the
+    host stopped, a disk that froze the kernel), with the steal share of /proc/stat over
+    the run. Printed next to the latency figures so that a reader can tell the service's
+    tail from the host's; nothing is excluded from the figures."""
+
+    def __init__(self, gap: float = 0.2) -> None:
+        self.gap = gap
+        self.pauses: list[tuple[float, float]] = []  # (wall time, seconds)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._cpu0 = self._cpu()
+
+    @staticmethod
+    def _cpu() -> list[int]:
+        try:
+            with open("/proc/stat") as fh:
+                return [int(x) for x in fh.readline().split()[1:]]
+        except (OSError, ValueError):
+            return []
+
+    def _run(self) -> None:
+        last = time.perf_counter()
+        while not self._stop.wait(0.01):
+            now = time.perf_counter()
+            if now - last > self.gap:
+                self.pauses.append((time.time(), now - last - 0.01))
+            last = now
+
+    def __enter__(self) -> StallWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def report(self, since: float = 0.0) -> dict[str, Any]:
+        pauses = [d for t, d in self.pauses if t >= since]
+        cpu1 = self._cpu()
+        steal = None
+        if len(cpu1) > 7 and len(self._cpu0) > 7:
+            total = sum(cpu1) - sum(self._cpu0)
+            steal = round((cpu1[7] - self._cpu0[7]) / max(total, 1), 4)
+        return {"host_pauses": len(pauses), "host_pause_max_ms":
+                round(max(pauses) * 1000, 1) if pauses else 0.0, "steal_share": steal}  # fmt: skip
+
+
 def latency(
     model: Path,
     tmp: Path,
@@ -334,9 +383,10 @@ def latency(
     try:
         t0 = time.perf_counter()
         counted_from = time.time() + warmup  # acknowledgements before this are warm-up
-        sent = paced_bodies(srv, bodies, rate, batch, senders)
-        achieved = sent / (time.perf_counter() - t0)
-        srv.wait_drained(sent)
+        with StallWatch() as watch:
+            sent = paced_bodies(srv, bodies, rate, batch, senders)
+            achieved = sent / (time.perf_counter() - t0)
+            srv.wait_drained(sent)
         got = httpx.get(srv.url + "/api/v1/anomalies", timeout=60).json()
         # From the line's acknowledgement (its commit to the journal, the 202 follows) to
         # the verdict's commit, both stamped by the server.
@@ -354,7 +404,8 @@ def latency(
                 "lines": sent, "entry_anomalies": len(lat),
                 "p50_ms": round(q(0.5) * 1000, 1) if lat else None,
                 "p99_ms": round(q(0.99) * 1000, 1) if lat else None,
-                "max_ms": round(lat[-1] * 1000, 1) if lat else None}  # fmt: skip
+                "max_ms": round(lat[-1] * 1000, 1) if lat else None,
+                **watch.report(counted_from)}  # fmt: skip
     finally:
         srv.stop()
 
