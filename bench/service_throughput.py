@@ -389,7 +389,9 @@ def latency(
             srv.wait_drained(sent)
         got = httpx.get(srv.url + "/api/v1/anomalies", timeout=60).json()
         # From the line's acknowledgement (its commit to the journal, the 202 follows) to
-        # the verdict's commit, both stamped by the server.
+        # the verdict's commit, both stamped by the server once it holds SQLite's write
+        # lock for that commit (the verdict's stamp was taken before the lock until
+        # 2026-12-04: a wait for the lock went uncounted).
         lat = [
             v["detected_at"] - v["acked_at"]
             for v in got

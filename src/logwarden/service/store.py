@@ -282,8 +282,11 @@ class Store:
         not all at once in the checkpoint's transaction). Returns the ids of newly
         inserted verdicts."""
         new_ids: list[int] = []
-        now = time.time()
         with self.transaction() as db:
+            # Stamped once the write lock is held, as lines are: a verdict that waited for
+            # the lock was not visible before (the detector's commit, just after, does not
+            # wait for the disk).
+            now = time.time()
             for v in verdicts:
                 data = json.dumps(v["verdict"], ensure_ascii=False)
                 cur = db.execute(
