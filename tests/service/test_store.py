@@ -96,3 +96,55 @@ def test_a_writer_waits_for_the_lock_and_gives_up_at_its_timeout(tmp_path: Path)
     finally:
         other.close()
         st.close()
+
+
+def test_a_durable_append_flushes_the_log_once_the_lock_is_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An acknowledged line is on disk: a durable store fsyncs the write-ahead log after
+    each append, a repeated batch included, and does it with SQLite's write lock free (so
+    another writer, the detector, never waits for the disk); the detector's connection
+    never fsyncs nor runs SQLite's checkpoints."""
+    import sqlite3
+
+    path = tmp_path / "s.db"
+    st = Store(path)
+    other = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+    flushed: list[tuple[int, bool]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        try:  # another writer takes the lock meanwhile, or this raises "locked"
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            free = True
+        except sqlite3.OperationalError:
+            free = False
+        flushed.append((os.fstat(fd).st_ino, free))
+        real_fsync(fd)
+
+    try:
+        assert st.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: no fsync held
+        monkeypatch.setattr(os, "fsync", fsync)
+        st.append(["a", "b"], batch_id="k")
+        wal = os.stat(str(path) + "-wal").st_ino
+        assert flushed == [(wal, True)]
+        assert st.append(["a", "b"], batch_id="k") == (1, 2, False)  # a retry: synced too
+        assert flushed == [(wal, True)] * 2
+        st.append(["c"], sync=False)  # the caller syncs later, outside its own locks
+        assert len(flushed) == 2
+        st.sync()
+        assert flushed == [(wal, True)] * 3
+        flushed.clear()
+        det = Store(path, durable=False, checkpoints=False)
+        try:
+            det.save_results(3, [], {"ok": 1})
+            det.sync()
+            assert flushed == []
+            assert det.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+            assert st.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] > 0
+        finally:
+            det.close()
+    finally:
+        other.close()
+        st.close()

@@ -95,7 +95,7 @@ def _follow(parser: LineParser, conn: Any, chunk: int, store: str, after: int) -
     chunk a run of consecutive line rows. It stops reading at a model switch (the lines
     after it are for the next model's worker) and ends when the detector closes its end."""
     die_with_parent()
-    journal = Store(store, durable=False)
+    journal = Store(store, durable=False, checkpoints=False)
     try:
         while True:
             rows = journal.read_journal(after, _FOLLOW_ROWS)

@@ -208,7 +208,7 @@ class ForkedCheckpoint:
                 with contextlib.suppress(OSError, AttributeError):
                     os.nice(_CHECKPOINT_NICE)
                 state = json.dumps(sd.to_state(), ensure_ascii=False)
-                st = Store(self.store, durable=False)
+                st = Store(self.store, durable=False, checkpoints=False)
                 try:
                     st.save_checkpoint(pos, version, state)
                 finally:
@@ -282,8 +282,9 @@ def run_processor(cfg: ProcessorConfig, bell: Any = None) -> None:
         # acknowledges them. So its commits need not wait for the disk: a machine crash
         # loses at most its last transactions, whole (WAL frames are recovered as a
         # prefix), and the restart recomputes them from the journal; a process crash loses
-        # nothing. An fsync per step put the disk's latency spikes on every verdict.
-        store = Store(cfg.store, durable=False)
+        # nothing. An fsync per step put the disk's latency spikes on every verdict; so
+        # did SQLite's automatic checkpoints (the server's connection runs them).
+        store = Store(cfg.store, durable=False, checkpoints=False)
         # The open sessions are millions of small objects in no reference cycle: the
         # automatic collector would rescan them over and over (measured: a quarter of the
         # time). The loop collects on a clock instead.

@@ -153,6 +153,10 @@ class Service:
         self.counts = IngestCounts()
         store_path = Path(config.store)
         self.models_dir = store_path.with_name(store_path.name + ".models")
+        # This connection runs SQLite's checkpoints (the detector's does not): after a
+        # commit that filled the log, copying it in the request's thread, with no SQLite
+        # lock held that the detector waits for. (In a thread of its own, a checkpoint
+        # seldom found the moment to start the log again, and it grew by 4 MB a second.)
         self.store = Store(config.store, durable=config.durable)
         self._lock = threading.Lock()  # one journal writer at a time on this connection
         self._register_first_model()
@@ -252,9 +256,14 @@ class Service:
         kind: int = LINE,
     ) -> tuple[int, int, bool]:
         with self._lock:
-            got = self.store.append(lines, batch_id=batch_id, offsets=offsets, kind=kind)
+            got = self.store.append(
+                lines, batch_id=batch_id, offsets=offsets, kind=kind, sync=False
+            )
             if self._bell_fd is not None:
-                ring(self._bell_fd)
+                ring(self._bell_fd)  # the detector may read them before they are on disk:
+        # acknowledged only after this, though, and a power loss that loses them loses the
+        # verdicts after them too (one log, recovered as a prefix).
+        self.store.sync()  # outside the lock: other requests and readers go on meanwhile
         return got
 
     def flush(self) -> int:

@@ -20,13 +20,18 @@ It holds everything that must survive a crash (``kill -9`` at any moment):
   (counters for metrics).
 
 One process writes lines (the web server), one writes results (the detector process);
-SQLite serialises the writers and WAL lets readers run alongside them.
+SQLite serialises the writers and WAL lets readers run alongside them. No commit waits for
+the disk while it holds SQLite's write lock: the server flushes the log after its commit,
+before it acknowledges (``Store.sync``), and the detector never flushes (see
+``processor.run_processor``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -118,6 +123,19 @@ def _begin_immediate(db: sqlite3.Connection, timeout: float) -> None:
         db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
 
 
+def _sync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # a system without directory descriptors (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _locked(exc: sqlite3.OperationalError) -> bool:
     text = str(exc)
     return "locked" in text or "busy" in text
@@ -126,22 +144,46 @@ def _locked(exc: sqlite3.OperationalError) -> bool:
 class Store:
     """A connection to the store (one per thread or process; see the module docstring).
 
-    ``durable``: commits wait until the WAL is on disk (``synchronous=FULL``), so an
-    acknowledged line survives a power loss too; otherwise (``NORMAL``) it survives a
-    crash of the process but perhaps not of the machine.
+    ``durable``: ``append`` returns once its lines are on disk, so an acknowledged line
+    survives a power loss too; otherwise it survives a crash of the process but perhaps
+    not of the machine. The commit itself never waits for the disk (``synchronous=NORMAL``):
+    ``sync`` flushes the write-ahead log after it, once SQLite's write lock is free. With
+    ``synchronous=FULL`` the server's commit held the lock through its fsync, up to half a
+    second when the disk was busy, and the detector's verdicts waited behind it.
+
+    ``checkpoints``: this connection runs SQLite's automatic checkpoints (copying the log
+    into the database, two fsyncs) after a commit that filled the log. The service leaves
+    them to the server's connection: in the detector process they stalled the verdicts for
+    as long as the disk took.
     """
 
-    def __init__(self, path: str | Path, *, durable: bool = True, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        durable: bool = True,
+        timeout: float = 30.0,
+        checkpoints: bool = True,
+    ) -> None:
         self.path = str(path)
         self.timeout = timeout
+        self.durable = durable
+        self._wal: tuple[int, int] | None = None  # (descriptor, inode) of the -wal file
+        self._wal_lock = threading.Lock()
         try:
             self.db = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            # Without a log (a file system that cannot share memory), commits wait for the
+            # disk themselves.
+            self._wal_mode = str(mode).lower() == "wal"
+            sync = "NORMAL" if self._wal_mode or not durable else "FULL"
+            self.db.execute(f"PRAGMA synchronous={sync}")
+            if not checkpoints:
+                self.db.execute("PRAGMA wal_autocheckpoint=0")
             self.db.execute("PRAGMA foreign_keys=OFF")
-            with self.transaction():
+            with self.transaction(sync=False):
                 for stmt in _SCHEMA.strip().split(";"):
                     if stmt.strip():
                         self.db.execute(stmt)
@@ -154,30 +196,58 @@ class Store:
                     )
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{self.path} is not a usable logwarden store: {exc}") from None
+        self.sync()  # the schema, and a new file's directory entry
+
+    def sync(self) -> None:
+        """Put every commit so far on disk (a durable store; otherwise nothing): fsync the
+        write-ahead log, whose frames hold the commits not yet checkpointed (a checkpoint
+        fsyncs the log before it copies it and the database after, and the log is only
+        rewritten from its start after a complete one, so what it copied is on disk)."""
+        if not self.durable or not self._wal_mode:
+            return
+        with self._wal_lock:
+            try:
+                ino = os.stat(self.path + "-wal").st_ino
+            except FileNotFoundError:  # no log: everything is in the database file
+                return
+            if self._wal is None or self._wal[1] != ino:
+                if self._wal is not None:
+                    os.close(self._wal[0])
+                # Writable: Windows flushes only a descriptor that may write.
+                self._wal = (os.open(self.path + "-wal", os.O_RDWR), ino)
+                _sync_dir(os.path.dirname(os.path.abspath(self.path)))  # a new log's entry
+            os.fsync(self._wal[0])
 
     def close(self) -> None:
         self.db.close()
+        with self._wal_lock:
+            if self._wal is not None:
+                os.close(self._wal[0])
+                self._wal = None
 
     # -- transactions --------------------------------------------------------------------------
 
     class _Tx:
-        def __init__(self, db: sqlite3.Connection, timeout: float) -> None:
-            self.db = db
-            self.timeout = timeout
+        def __init__(self, store: Store, sync: bool) -> None:
+            self.store = store
+            self.sync = sync
 
         def __enter__(self) -> sqlite3.Connection:
-            _begin_immediate(self.db, self.timeout)
-            return self.db
+            _begin_immediate(self.store.db, self.store.timeout)
+            return self.store.db
 
         def __exit__(self, kind: object, exc: object, tb: object) -> None:
             if kind is None:
-                self.db.execute("COMMIT")
+                self.store.db.execute("COMMIT")
+                if self.sync:
+                    self.store.sync()
             else:
-                self.db.execute("ROLLBACK")
+                self.store.db.execute("ROLLBACK")
 
-    def transaction(self) -> Store._Tx:
-        """``with store.transaction():`` one atomic write (BEGIN IMMEDIATE ... COMMIT)."""
-        return Store._Tx(self.db, self.timeout)
+    def transaction(self, sync: bool = True) -> Store._Tx:
+        """``with store.transaction():`` one atomic write (BEGIN IMMEDIATE ... COMMIT), on
+        disk when the block ends in a durable store (``sync=False``: the caller syncs)."""
+        return Store._Tx(self, sync)
 
     # -- meta ----------------------------------------------------------------------------------
 
@@ -201,11 +271,25 @@ class Store:
         batch_id: str | None = None,
         offsets: dict[str, str] | None = None,
         kind: int = LINE,
+        sync: bool = True,
     ) -> tuple[int, int, bool]:
         """Journal ``lines`` in one transaction (with ``offsets`` of their source);
         returns (first seq, last seq, whether they were new). A ``batch_id`` seen before
-        stores nothing and returns the first time's numbers."""
-        with self.transaction() as db:
+        stores nothing and returns the first time's numbers. ``sync``: put them on disk
+        before returning (a durable store); a caller that passes False calls ``sync``
+        itself before it acknowledges them (outside its own locks, say)."""
+        got = self._append(lines, batch_id, offsets, kind)
+        if sync:
+            # A repeated batch too (it commits nothing): the first request's commit may
+            # not have reached the disk (its process died before its sync), yet it is
+            # acknowledged now.
+            self.sync()
+        return got
+
+    def _append(
+        self, lines: Sequence[str], batch_id: str | None, offsets: dict[str, str] | None, kind: int
+    ) -> tuple[int, int, bool]:
+        with self.transaction(sync=False) as db:
             # Stamped once the write lock is held: the lines are acknowledged after this
             # commit, and a request that waited for the lock was not acknowledged before.
             now = time.time()
