@@ -246,3 +246,27 @@ def test_connections_of_the_listening_socket_send_without_delay() -> None:
 
     asyncio.run(asyncio.wait_for(run(), 30))
     assert seen and seen[0] != 0
+
+
+def test_update_folders_of_killed_servers_are_removed(tmp_path: Path) -> None:
+    """An online update writes its sessions' lines under the store's models folder; a
+    server killed meanwhile leaves that folder, and the next start removes it (a live
+    process's stays)."""
+    import os
+    import subprocess
+    import sys
+
+    from logwarden.service.server import clear_update_files
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    models = tmp_path / "s.db.models"
+    dead = models / f"update-{gone.pid}-abc"
+    live = models / f"update-{os.getpid()}-def"
+    other = models / "v1"
+    for d in (dead, live, other):
+        d.mkdir(parents=True)
+    (dead / "feedback.log").write_text("a line\n")
+    assert clear_update_files(models) == 1
+    assert not dead.exists() and live.exists() and other.exists()
+    assert clear_update_files(tmp_path / "none") == 0

@@ -160,6 +160,7 @@ class Service:
         self.store = Store(config.store, durable=config.durable)
         self._lock = threading.Lock()  # one journal writer at a time on this connection
         self._register_first_model()
+        clear_update_files(self.models_dir)  # left by a server that was killed
         self._ctx = multiprocessing.get_context("spawn")
         self._bell_fd: int | None = None  # write end of the detector's doorbell pipe
         self._bell: Any = None
@@ -372,7 +373,7 @@ class OnlineUpdater:
                 labels[f["session"]] = f["label"]
         version = max(m["version"] for m in models) + 1
         dest = svc.models_dir / f"v{version}"
-        update_detector(det, sessions, labels)
+        update_detector(det, sessions, labels, svc.models_dir)
         det.save(dest)
         svc.read(
             lambda s: s.add_model(
@@ -383,14 +384,24 @@ class OnlineUpdater:
         svc.switch_model(version)
 
 
-def update_detector(det: Detector, sessions: dict[str, list[str]], labels: dict[str, str]) -> None:
+_UPDATE_PREFIX = "update-"
+
+
+def update_detector(
+    det: Detector, sessions: dict[str, list[str]], labels: dict[str, str], workdir: Path
+) -> None:
     """Run ``Detector.partial_fit`` on labelled sessions given by their raw lines (the
-    online update of ``logwarden.online``: ``Feedback`` records name the sessions)."""
+    online update of ``logwarden.online``: ``Feedback`` records name the sessions). The
+    lines go through a file in ``workdir`` (the store's models folder: a copy left by a
+    killed process is removed at the next start, see ``clear_update_files``; in the
+    system's temporary folder they piled up)."""
     import tempfile
 
     from logwarden.online.feedback import Feedback
 
-    with tempfile.TemporaryDirectory(prefix="logwarden-update-") as tmp:
+    workdir.mkdir(parents=True, exist_ok=True)
+    prefix = f"{_UPDATE_PREFIX}{os.getpid()}-"
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=workdir) as tmp:
         path = os.path.join(tmp, "feedback.log")
         with open(path, "w", encoding="utf-8") as fh:
             for lines in sessions.values():
@@ -399,6 +410,34 @@ def update_detector(det: Detector, sessions: dict[str, list[str]], labels: dict[
         feedback = [Feedback(sid, label, who="dashboard") for sid, label in labels.items()
                     if sid in set(data.ids)]  # fmt: skip
         det.partial_fit(data, feedback)
+
+
+def clear_update_files(workdir: Path) -> int:
+    """Remove what online updates of processes that are gone (killed) left in
+    ``workdir``; returns how many folders. A live process's (another server on the same
+    store) stays."""
+    n = 0
+    if not workdir.is_dir():
+        return 0
+    for p in workdir.glob(_UPDATE_PREFIX + "*-*"):
+        pid = p.name[len(_UPDATE_PREFIX) :].split("-", 1)[0]
+        if not p.is_dir() or not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        n += 1
+    return n
+
+
+def _alive(pid: int) -> bool:
+    if os.name == "nt":  # signal 0 would end the process there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's: not ours to judge
+    return True
 
 
 def workflow_renderer() -> Callable[..., str]:
