@@ -261,10 +261,12 @@ class Service:
                 lines, batch_id=batch_id, offsets=offsets, kind=kind, sync=False
             )
             if self._bell_fd is not None:
-                ring(self._bell_fd)  # the detector may read them before they are on disk:
-        # acknowledged only after this, though, and a power loss that loses them loses the
-        # verdicts after them too (one log, recovered as a prefix).
-        self.store.sync()  # outside the lock: other requests and readers go on meanwhile
+                ring(self._bell_fd)
+        # On disk before the caller acknowledges them, outside the lock so that other
+        # requests and readers go on meanwhile. The detector may have read them already: a
+        # power loss that loses them loses its verdicts after them too (one log, recovered
+        # as a prefix).
+        self.store.sync()
         return got
 
     def flush(self) -> int:
@@ -421,21 +423,22 @@ def clear_update_files(workdir: Path) -> int:
         return 0
     for p in workdir.glob(_UPDATE_PREFIX + "*-*"):
         pid = p.name[len(_UPDATE_PREFIX) :].split("-", 1)[0]
-        if not p.is_dir() or not pid.isdigit() or _alive(int(pid)):
+        if not p.is_dir() or not pid.isdigit() or _pid_running(int(pid)):
             continue
         shutil.rmtree(p, ignore_errors=True)
         n += 1
     return n
 
 
-def _alive(pid: int) -> bool:
+def _pid_running(pid: int) -> bool:
+    """Whether any process ``pid`` exists (not only a child of ours)."""
     if os.name == "nt":  # signal 0 would end the process there
         return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except OSError:
         return True  # someone else's: not ours to judge
     return True
 

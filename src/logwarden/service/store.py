@@ -28,6 +28,7 @@ before it acknowledges (``Store.sync``), and the detector never flushes (see
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -129,9 +130,8 @@ def _sync_dir(path: str) -> None:
     except OSError:  # a system without directory descriptors (Windows)
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 
