@@ -168,6 +168,41 @@ def test_a_port_out_of_range_or_taken_is_one_line(
     assert not (tmp_path / "p.db").exists()  # refused before the store was made
 
 
+def test_anomalies_expire_after_the_retention_unless_given_feedback(
+    sim_model: Any, serve: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["serve", "--model", str(sim_model.path), "--store", str(tmp_path / "r.db")]
+    assert main([*base, "--retain-days", "-1"]) == 2
+    assert "retain_days must be positive" in capsys.readouterr().err
+    days = 6.0 / 86_400  # six seconds
+    s = serve(["--model", str(sim_model.path), "--store", str(tmp_path / "v.db"),
+               "--session-timeout", "0", "--retain-days", repr(days)])  # fmt: skip
+    c = httpx.Client(base_url=s.url, timeout=30)
+    c.post("/api/v1/logs", content="\n".join(sim_model.mixed_lines).encode(),
+           headers={"Content-Type": "text/plain"})  # fmt: skip
+    assert c.post("/api/v1/flush?wait=true").json()["done"]
+    got = c.get("/api/v1/anomalies").json()
+    assert len(got) > 1
+    kept = got[0]
+    fb = c.post("/api/v1/feedback", json={"id": kept["id"], "label": "confirmed"})
+    assert fb.status_code == 202
+    left = wait_for(
+        lambda: (a := c.get("/api/v1/anomalies").json()) and len(a) == 1 and a, timeout=60
+    )
+    assert left[0]["id"] == kept["id"]  # feedback keeps it
+    gone = got[1]
+    r = c.post("/api/v1/feedback", json={"id": gone["id"], "label": "normal"})
+    assert r.status_code == 404  # expired: nothing to learn from
+    m = c.get("/metrics").text
+
+    def total(name: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in m.splitlines()
+                   if line.startswith(name))  # fmt: skip
+
+    assert total("logwarden_anomalies_total{") == len(got)  # a counter: never goes down
+    assert total("logwarden_verdicts_expired_total") == len(got) - 1
+
+
 def test_store_is_checked(tmp_path: Path, sim_model: Any) -> None:
     bad = tmp_path / "not.db"
     bad.write_bytes(b"this is not sqlite" * 100)

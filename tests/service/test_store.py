@@ -148,3 +148,92 @@ def test_a_durable_append_flushes_the_log_once_the_lock_is_free(
     finally:
         other.close()
         st.close()
+
+
+def _verdict(key: str, reason: str, final: bool = True) -> dict[str, object]:
+    return {"key": key, "seq": 1, "final": final, "closed_by": "end",
+            "verdict": {"session": key.split("@")[0], "reason": reason, "detector": "keys"},
+            "lines": ["a", "b"] if final else None}  # fmt: skip
+
+
+def test_old_verdicts_expire_unless_feedback_names_them(tmp_path: Path) -> None:
+    st = Store(tmp_path / "s.db", durable=False)
+    try:
+        ids = st.save_results(0, [_verdict(f"s{i}@{i}", "early_end") for i in range(6)], None)
+        ids += st.save_results(0, [_verdict("young@9", "unseen_key")], None)
+        old, young = ids[:6], ids[6]
+        now = time.time()
+        st.db.execute(f"UPDATE verdicts SET created = ? WHERE id <= {old[-1]}", (now - 100,))
+        assert st.add_feedback(old[1], "s1", "normal", 1) is not None
+        before = st.anomaly_counts()
+        assert st.expire(now - 50, 0.0) == (5, 0)
+        left = [a["id"] for a in st.anomalies()]
+        assert left == [old[1], young]  # the one with feedback stays, and the young one
+        assert st.session_lines(old[0]) is None and st.session_lines(old[1]) == ["a", "b"]
+        # the counter of /metrics does not go down; the expired ones are counted apart
+        assert before == {("early_end", "keys"): 6, ("unseen_key", "keys"): 1}
+        assert st.anomaly_counts() == before and st.expired_count() == 5
+        st.save_results(0, [_verdict("young@9", "unseen_key")], None)  # a replayed one
+        assert st.anomaly_counts() == before  # not counted twice
+        assert st.expire(now - 50, 0.0) == (0, 0)  # nothing more until they age
+        # feedback on a verdict that has gone is refused, not stored
+        assert st.add_feedback(old[0], "s0", "normal", 1) is None
+        assert [f["verdict"] for f in st.feedback()] == [old[1]]
+        assert st.expire(None, 0.0) == (0, 0)  # None keeps every verdict
+    finally:
+        st.close()
+
+
+def test_expiry_goes_a_bounded_step_at_a_time(tmp_path: Path) -> None:
+    from logwarden.service.store import EXPIRE_ROWS
+
+    st = Store(tmp_path / "s.db", durable=False)
+    try:
+        n = EXPIRE_ROWS + 10
+        st.save_results(0, [_verdict(f"s{i}@{i}", "r", final=False) for i in range(n)], None)
+        st.db.execute("UPDATE verdicts SET created = 0")
+        assert st.expire(1.0, 0.0) == (EXPIRE_ROWS, 0)
+        assert st.expire(1.0, 0.0) == (10, 0)
+        assert st.anomalies() == [] and sum(st.anomaly_counts().values()) == n
+    finally:
+        st.close()
+
+
+def test_idempotency_keys_expire_and_old_stores_migrate(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "s.db"
+    # A store of schema 1: its idempotency keys had no time.
+    con = sqlite3.connect(path)
+    con.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema', '1');"
+        "CREATE TABLE batches (id TEXT PRIMARY KEY, first_seq INTEGER, last_seq INTEGER,"
+        " n INTEGER NOT NULL);"
+        "INSERT INTO batches VALUES ('old', 1, 2, 2);"
+        "CREATE TABLE verdicts (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE,"
+        " session TEXT NOT NULL, seq INTEGER NOT NULL, final INTEGER NOT NULL DEFAULT 0,"
+        " closed_by TEXT, reason TEXT, detector TEXT, model_version INTEGER,"
+        " created REAL NOT NULL, acked REAL, data TEXT NOT NULL);"
+        "INSERT INTO verdicts (key, session, seq, reason, detector, created, data)"
+        " VALUES ('a@1', 'a', 1, 'early_end', 'keys', 0, '{}'),"
+        " ('b@2', 'b', 2, 'performance', 'params', 0, '{}');"
+    )
+    con.commit()
+    con.close()
+    st = Store(path, durable=False)
+    try:
+        assert st.get_meta("schema") == "2"
+        (stamp,) = st.db.execute("SELECT created FROM batches WHERE id = 'old'").fetchone()
+        assert stamp is not None  # counted from the migration
+        # the anomaly counters start from the verdicts stored
+        assert st.anomaly_counts() == {("early_end", "keys"): 1, ("performance", "params"): 1}
+        assert st.append(["x", "y"], batch_id="old") == (1, 2, False)  # still known
+        assert st.append(["z"], batch_id="new")[2]
+        now = time.time()
+        st.db.execute("UPDATE batches SET created = ? WHERE id = 'old'", (now - 100,))
+        assert st.expire(None, now - 50) == (0, 1)
+        assert st.append(["x", "y"], batch_id="old")[2]  # forgotten: taken as new
+        assert not st.append(["z"], batch_id="new")[2]  # young: still a repeat
+    finally:
+        st.close()

@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="save the detector's state when it is idle, at most every S "
                     "seconds (30; under constant load every 2*S); a restart replays the "
                     "journal after it")  # fmt: skip
+    sp.add_argument("--retain-days", type=float, default=30.0, metavar="DAYS",
+                    help="delete anomalies stored more than DAYS ago, except those with "
+                    "feedback (30; 0 keeps them all)")  # fmt: skip
     sp.add_argument("--no-parse-worker", action="store_true",
                     help="parse lines in the detector process itself (by default a second "
                     "process parses them, where the system can fork)")  # fmt: skip
@@ -97,6 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         durable=not args.no_fsync,
         checkpoint_seconds=args.checkpoint_seconds,
         parse_worker=not args.no_parse_worker,
+        retain_days=args.retain_days or None,
     )
     sources = SourceOptions(
         follow=args.follow,

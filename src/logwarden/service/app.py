@@ -60,16 +60,18 @@ class _Metrics:
         c = CounterMetricFamily("logwarden_sessions_closed", "Sessions closed and judged")
         c.add_metric([], status.get("sessions_closed", 0))
         yield c
-        rows = svc.read(
-            lambda s: s.db.execute(
-                "SELECT reason, detector, COUNT(*) FROM verdicts GROUP BY reason, detector"
-            ).fetchall()
-        )
+        counts, expired = svc.read(lambda s: (s.anomaly_counts(), s.expired_count()))
         c = CounterMetricFamily(
             "logwarden_anomalies", "Anomalous sessions reported", labels=["reason", "detector"]
         )
-        for reason, detector, n in rows:
-            c.add_metric([reason or "", detector or ""], n)
+        for (reason, detector), n in sorted(counts.items()):
+            c.add_metric([reason, detector], n)
+        yield c
+        c = CounterMetricFamily(
+            "logwarden_verdicts_expired",
+            "Anomalies deleted from the store after the retention (--retain-days)",
+        )
+        c.add_metric([], expired)
         yield c
         lat = status.get("latency")
         h = HistogramMetricFamily(
@@ -242,6 +244,8 @@ def create_app(service: Service) -> FastAPI:
         fid = await run_in_threadpool(
             service.read, lambda s: s.add_feedback(v["id"], v["session"], label, version)
         )
+        if fid is None:
+            raise HTTPException(404, "that anomaly has expired from the store (--retain-days)")
         update = "scheduled" if service.updater.submit() else "unavailable"
         return {"feedback": fid, "anomaly": v["id"], "session": v["session"], "label": label,
                 "update": update, "model_version": version}  # fmt: skip

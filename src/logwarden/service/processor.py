@@ -32,7 +32,7 @@ from typing import Any
 from logwarden.children import die_with_parent
 from logwarden.detect import Detector
 from logwarden.service.parse_worker import ParseWorker, fork_available
-from logwarden.service.store import FLUSH, LINE, MODEL, Store
+from logwarden.service.store import EXPIRE_ROWS, FLUSH, LINE, MODEL, Store
 from logwarden.service.stream import Emitted, StreamConfig, StreamDetector
 
 __all__ = ["LATENCY_BUCKETS", "ForkedCheckpoint", "ProcessorConfig", "run_processor"]
@@ -56,6 +56,14 @@ _STATUS_SECONDS = 0.5
 _TRIM_ROWS = 1000
 _YOUNG_GC_SECONDS = 1.0
 _FULL_GC_SECONDS = 600.0
+
+# Retention: old verdicts and idempotency keys are deleted EXPIRE_ROWS at a time (about a
+# millisecond), at most every _EXPIRE_SECONDS, or every _EXPIRE_BACKLOG_SECONDS while a
+# call finds a full batch to delete. Idempotency keys are kept a day: a client retries
+# within minutes, and at 40 requests a second they would be millions of rows a day.
+_EXPIRE_SECONDS = 1.0
+_EXPIRE_BACKLOG_SECONDS = 0.1
+KEY_RETAIN_SECONDS = 86_400.0
 
 # Niceness added to a forked checkpoint writer (see ForkedCheckpoint).
 _CHECKPOINT_NICE = 10
@@ -85,6 +93,9 @@ class ProcessorConfig:
     parse_worker: bool = True
     # Checkpoints written by a forked copy of the process (where fork is available).
     fork_checkpoints: bool = True
+    # Verdicts stored longer ago than this (seconds) are deleted, except those that
+    # feedback names; None keeps them all.
+    retain_seconds: float | None = 30 * 86_400.0
 
 
 @contextlib.contextmanager
@@ -368,6 +379,18 @@ def _steps(
             return None
         return pos, version, json.dumps(sd.to_state(), ensure_ascii=False)
 
+    expire_at = 0.0  # monotonic time of the next retention pass
+
+    def expire(now: float) -> None:
+        nonlocal expire_at
+        if now < expire_at:
+            return
+        wall = time.time()
+        before = None if cfg.retain_seconds is None else wall - cfg.retain_seconds
+        verdicts, keys = store.expire(before, wall - KEY_RETAIN_SECONDS)
+        full = max(verdicts, keys) >= EXPIRE_ROWS
+        expire_at = now + (_EXPIRE_BACKLOG_SECONDS if full else _EXPIRE_SECONDS)
+
     young = 0
     trim_heap = heap_trimmer()
     full_gc = young_gc = last_status = time.monotonic()
@@ -399,6 +422,7 @@ def _steps(
                 status = _status(sd, version, latency, pos, started, drift)
                 store.save_results(pos, [], status, checkpoint, cut)
                 dirty = False
+            expire(now)
             if heap_used and trim_heap is not None and now - last_rows >= quiet:
                 trim_heap(0)  # what the last steps freed goes back once traffic stops
                 heap_used = False
@@ -418,6 +442,7 @@ def _steps(
         emitted: list[Emitted] = []
         chunk: list[tuple[int, str]] = []
         acked: dict[int, float] = {}
+        flushed = False
         for seq, kind, text, at in rows:
             if kind == LINE:
                 chunk.append((seq, text))
@@ -428,6 +453,7 @@ def _steps(
                 chunk = []
             if kind == FLUSH:
                 emitted += sd.flush(seq)
+                flushed = True
             elif kind == MODEL:
                 version = int(text)
                 sd.use(_load(store, version))
@@ -471,13 +497,16 @@ def _steps(
             checkpoint = checkpoint_now()
             ck_pos = pos
         # The status (counters for /metrics) at most every _STATUS_SECONDS under load:
-        # encoding it cost as much as a 100-line step. The position goes every step.
+        # encoding it cost as much as a 100-line step. The position goes every step. After
+        # a flush, with it: a client that waited for the flush reads counters that have
+        # its lines (they were written a step later, and a scrape could come between).
         status = None
-        if checkpoint is not None or now - last_status >= _STATUS_SECONDS:
+        if checkpoint is not None or flushed or now - last_status >= _STATUS_SECONDS:
             status = _status(sd, version, latency, pos, started, drift)
             last_status = now
         store.save_results(pos, records, status, checkpoint, trim(len(rows)))
         dirty = status is None
+        expire(now)
         if fork_after and forked is not None and forked.pid is None:
             checkpoint = checkpoint_now()
             if checkpoint is not None:  # the fork failed: in place after all

@@ -63,6 +63,8 @@ class ServiceConfig:
     checkpoint_seconds: float = 30.0  # see ProcessorConfig
     parse_worker: bool = True  # see ProcessorConfig
     max_open: int | None = 200_000
+    # Anomalies are kept this many days, those with feedback for good (None: all kept).
+    retain_days: float | None = 30.0
 
     def __post_init__(self) -> None:
         if not is_loopback(self.host) and not self.token:
@@ -74,6 +76,11 @@ class ServiceConfig:
             raise ConfigError("body and line limits must be positive", field="max_body_bytes")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0 to 65535 (got {self.port})", field="port")
+        if self.retain_days is not None and not self.retain_days > 0:
+            raise ConfigError(
+                f"retain_days must be positive, or None to keep everything (got {self.retain_days})",
+                field="retain_days",
+            )
 
 
 @dataclass
@@ -201,6 +208,7 @@ class Service:
         self._supervisor.start()
 
     def _start_processor(self) -> None:
+        days = self.config.retain_days
         cfg = ProcessorConfig(
             self.config.store,
             StreamConfig(
@@ -208,6 +216,7 @@ class Service:
             ),
             checkpoint_seconds=self.config.checkpoint_seconds,
             parse_worker=self.config.parse_worker,
+            retain_seconds=None if days is None else days * 86_400.0,
         )
         reader, writer = self._ctx.Pipe(duplex=False)
         self._proc = self._ctx.Process(

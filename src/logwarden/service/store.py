@@ -6,10 +6,11 @@ It holds everything that must survive a crash (``kill -9`` at any moment):
   the service acknowledges it; flush requests and model switches are journal rows too, so
   that a replay does exactly what the first run did;
 * ``batches``: the idempotency keys of accepted requests (a client that retries a request
-  whose answer it lost does not store its lines twice);
+  whose answer it lost does not store its lines twice), kept for a day (``expire``);
 * ``verdicts``: anomalies, one row per session instance (``key``: session id and its first
   line's ``seq``, unique), so a replay inserts nothing twice; ``session_lines`` keeps the
   raw lines of a flagged session once it has closed;
+  verdicts older than the service's retention go (``expire``), unless feedback names them;
 * ``feedback`` and ``models`` (model versions, their parent and the feedback they learnt);
 * ``checkpoint``: the streaming detector's state at a journal position; after a crash the
   detector restarts from it and replays the journal rows after it (the rows up to it are
@@ -35,14 +36,19 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
 from logwarden.errors import StateError
 
-__all__ = ["FLUSH", "LINE", "MODEL", "SCHEMA_VERSION", "Store"]
+__all__ = ["EXPIRE_ROWS", "FLUSH", "LINE", "MODEL", "SCHEMA_VERSION", "Store"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Schema 1 had no time on an idempotency key (they were kept forever) and no anomaly
+# counters in meta (they were counted from the table): see Store._migrate.
+_MIGRATIONS = {1: ("ALTER TABLE batches ADD COLUMN created REAL",)}
 
 # journal row kinds
 LINE = 0
@@ -55,7 +61,7 @@ CREATE TABLE IF NOT EXISTS journal (
     seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, text TEXT NOT NULL, acked REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS batches (
-    id TEXT PRIMARY KEY, first_seq INTEGER, last_seq INTEGER, n INTEGER NOT NULL
+    id TEXT PRIMARY KEY, first_seq INTEGER, last_seq INTEGER, n INTEGER NOT NULL, created REAL
 );
 CREATE TABLE IF NOT EXISTS verdicts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -97,6 +103,13 @@ CREATE TABLE IF NOT EXISTS checkpoint (
 CREATE TABLE IF NOT EXISTS offsets (source TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+
+def _count_key(reason: str | None, detector: str | None) -> str:
+    return f"{reason or ''}\t{detector or ''}"
+
+
+# Verdicts (and idempotency keys) deleted per call of Store.expire at most.
+EXPIRE_ROWS = 1000
 
 # Milliseconds SQLite's busy handler waits for the write lock, within _begin_immediate's
 # own waiting (see there).
@@ -190,6 +203,8 @@ class Store:
                 found = self.get_meta("schema")
                 if found is None:
                     self.set_meta("schema", str(SCHEMA_VERSION))
+                elif found.isdigit() and int(found) in _MIGRATIONS:
+                    self._migrate(int(found))
                 elif found != str(SCHEMA_VERSION):
                     raise StateError(
                         f"{self.path} is a store of schema {found}, this logwarden reads {SCHEMA_VERSION}"
@@ -197,6 +212,24 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{self.path} is not a usable logwarden store: {exc}") from None
         self.sync()  # the schema, and a new file's directory entry
+        # Verdicts up to this id were looked at by ``expire`` (those left are named by
+        # feedback): it does not read them again.
+        self._expired_to = 0
+
+    def _migrate(self, version: int) -> None:
+        """An older store brought to this schema (in the caller's transaction)."""
+        while version < SCHEMA_VERSION:
+            for stmt in _MIGRATIONS[version]:
+                self.db.execute(stmt)
+            version += 1
+        # Keys of before the migration count from now (a retry of one is still caught).
+        self.db.execute("UPDATE batches SET created = ? WHERE created IS NULL", (time.time(),))
+        # The anomaly counters start from what the store holds.
+        rows = self.db.execute(
+            "SELECT reason, detector, COUNT(*) FROM verdicts GROUP BY reason, detector"
+        )
+        self._add_counts({_count_key(r, d): n for r, d, n in rows})
+        self.set_meta("schema", str(SCHEMA_VERSION))
 
     def sync(self) -> None:
         """Put every commit so far on disk (a durable store; otherwise nothing): fsync the
@@ -311,8 +344,9 @@ class Store:
                 self.set_meta("last_seq", str(last))
             if batch_id is not None:
                 db.execute(
-                    "INSERT INTO batches (id, first_seq, last_seq, n) VALUES (?, ?, ?, ?)",
-                    (batch_id, first, last, len(lines)),
+                    "INSERT INTO batches (id, first_seq, last_seq, n, created) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (batch_id, first, last, len(lines), now),
                 )
             for source, value in (offsets or {}).items():
                 db.execute(
@@ -366,6 +400,7 @@ class Store:
         not all at once in the checkpoint's transaction). Returns the ids of newly
         inserted verdicts."""
         new_ids: list[int] = []
+        counted: dict[str, int] = {}
         with self.transaction() as db:
             # Stamped once the write lock is held, as lines are: a verdict that waited for
             # the lock was not visible before (the detector's commit, just after, does not
@@ -386,6 +421,8 @@ class Store:
                 )  # fmt: skip
                 if cur.rowcount:
                     new_ids.append(int(cur.lastrowid or 0))
+                    k = _count_key(v["verdict"].get("reason"), v["verdict"].get("detector"))
+                    counted[k] = counted.get(k, 0) + 1
                 elif v["final"]:
                     db.execute(
                         "UPDATE verdicts SET final = 1, closed_by = ?, data = ? WHERE key = ?",
@@ -399,6 +436,8 @@ class Store:
                         "INSERT OR REPLACE INTO session_lines (verdict_id, lines) VALUES (?, ?)",
                         (row[0], json.dumps(v["lines"], ensure_ascii=False)),
                     )
+            if counted:
+                self._add_counts(counted)
             self.set_meta("processed_seq", str(processed))
             if status is not None:
                 self.set_meta("status", json.dumps(status))
@@ -412,6 +451,50 @@ class Store:
             if trim is not None:
                 db.execute("DELETE FROM journal WHERE seq > ? AND seq <= ?", trim)
         return new_ids
+
+    def expire(self, verdicts_before: float | None, keys_before: float) -> tuple[int, int]:
+        """Delete, in one transaction, up to ``EXPIRE_ROWS`` verdicts stored before the time
+        ``verdicts_before`` (None: keep them all), with their sessions' lines, except
+        those that feedback names (an update reads their lines; the history shows them);
+        and up to as many idempotency keys stored before ``keys_before``. The oldest first,
+        found along the ids (the stamps grow with them: both are given under the write
+        lock), so a call costs about a millisecond however large the store. Returns the
+        numbers of verdicts and keys deleted."""
+        gone = keys = 0
+        upto = self._expired_to
+        with self.transaction() as db:
+            if verdicts_before is not None:
+                gone, upto = self._expire_verdicts(db, verdicts_before)
+            rows = db.execute(
+                "SELECT rowid, created FROM batches ORDER BY rowid LIMIT ?", (EXPIRE_ROWS,)
+            ).fetchall()
+            old = list(takewhile(lambda r: r[1] is not None and r[1] < keys_before, rows))
+            if old:
+                keys = db.execute("DELETE FROM batches WHERE rowid <= ?", (old[-1][0],)).rowcount
+        self._expired_to = upto  # once committed
+        return gone, keys
+
+    def _expire_verdicts(self, db: sqlite3.Connection, before: float) -> tuple[int, int]:
+        """``expire``'s verdicts: how many went, and the id up to which all were seen."""
+        rows = db.execute(
+            "SELECT id, created FROM verdicts WHERE id > ? ORDER BY id LIMIT ?",
+            (self._expired_to, EXPIRE_ROWS),
+        ).fetchall()
+        old = list(takewhile(lambda r: r[1] < before, rows))
+        if not old:
+            return 0, self._expired_to
+        span = (old[0][0], old[-1][0])
+        kept = "(SELECT verdict_id FROM feedback)"
+        gone = db.execute(
+            f"DELETE FROM verdicts WHERE id BETWEEN ? AND ? AND id NOT IN {kept}", span
+        ).rowcount
+        db.execute(
+            f"DELETE FROM session_lines WHERE verdict_id BETWEEN ? AND ? AND verdict_id NOT IN {kept}",
+            span,
+        )
+        if gone:
+            self.set_meta("expired", str(int(self.get_meta("expired") or 0) + gone))
+        return gone, span[1]
 
     def save_checkpoint(self, seq: int, version: int | None, state: str) -> bool:
         """A checkpoint alone (a forked copy of the detector process writes it), unless
@@ -472,19 +555,37 @@ class Store:
         ).fetchone()
         return None if row is None else list(json.loads(row[0]))
 
-    def count_anomalies(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0])
+    def anomaly_counts(self) -> dict[tuple[str, str], int]:
+        """Anomalies reported by (reason, detector), those expired since included: kept
+        as counters as they are stored (a scrape of /metrics reads them, not the table)."""
+        out: dict[tuple[str, str], int] = {}
+        for k, n in json.loads(self.get_meta("anomaly_counts") or "{}").items():
+            reason, _, detector = k.partition("\t")
+            out[reason, detector] = int(n)
+        return out
+
+    def expired_count(self) -> int:
+        """Anomalies deleted after the retention (``expire``)."""
+        return int(self.get_meta("expired") or 0)
+
+    def _add_counts(self, counted: dict[str, int]) -> None:
+        counts = json.loads(self.get_meta("anomaly_counts") or "{}")
+        for k, n in counted.items():
+            counts[k] = counts.get(k, 0) + n
+        self.set_meta("anomaly_counts", json.dumps(counts))
 
     # -- feedback and models -------------------------------------------------------------------
 
-    def add_feedback(self, vid: int, session: str, label: str, version: int | None) -> int:
+    def add_feedback(self, vid: int, session: str, label: str, version: int | None) -> int | None:
+        """The feedback's id; None when the verdict is no longer stored (expired since
+        it was read)."""
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT INTO feedback (verdict_id, session, label, created, model_version) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (vid, session, label, time.time(), version),
+                "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM verdicts WHERE id = ?)",
+                (vid, session, label, time.time(), version, vid),
             )
-        return int(cur.lastrowid or 0)
+        return int(cur.lastrowid or 0) if cur.rowcount else None
 
     def feedback(self) -> list[dict[str, Any]]:
         return [
