@@ -9,7 +9,14 @@ import math
 import numpy as np
 import pytest
 
-from logwarden.models.calibration import TailModel, binomial_interval, bootstrap_rate, fit_gpd
+from logwarden.models.calibration import (
+    XI_MAX,
+    TailModel,
+    binomial_interval,
+    bootstrap_rate,
+    fit_gpd,
+    gpd_scale,
+)
 
 
 @pytest.mark.parametrize("xi", [0.0, 0.2, 0.4])
@@ -28,6 +35,32 @@ def test_fit_gpd_needs_positive_excesses() -> None:
         fit_gpd(np.array([1.0]))
     with pytest.raises(ValueError):
         fit_gpd(np.zeros(10))
+
+
+@pytest.mark.parametrize("xi", [0.3, 1.0, 2.0])
+def test_gpd_scale_is_the_likelihood_s_at_a_known_shape(xi: float) -> None:
+    rng = np.random.default_rng(4)
+    y = 0.7 / xi * (rng.uniform(size=20_000) ** (-xi) - 1.0)
+    assert gpd_scale(y, xi) == pytest.approx(0.7, rel=0.05)
+
+
+def test_a_tail_whose_fit_has_no_mean_is_held_at_the_largest_shape() -> None:
+    """Sessions in many copies: a block of tied statistics just above the tail's threshold
+    among a spread of larger ones (a fold of the DeepLog split, 2026-12-04: 20 of 78
+    excesses at 0.001) misled the fit to a shape of 3.29, whose tail probabilities far out
+    were ten times the other folds'."""
+    rng = np.random.default_rng(0)
+    scores = np.concatenate(
+        [rng.uniform(0, 1.5, 700), [1.559], np.full(20, 1.560), 1.559 + rng.exponential(0.6, 58)]
+    )
+    model = TailModel.fit(scores)
+    assert model.u == 1.559 and model.excesses == 78
+    excess = np.sort(scores)[-78:] - 1.559
+    raw_xi, raw_sigma = fit_gpd(excess)
+    assert raw_xi > 2.0  # what the fit alone says
+    assert model.xi == XI_MAX and model.sigma == pytest.approx(gpd_scale(excess, XI_MAX))
+    raw_sf = model.tail_share * (1 + raw_xi * (4.0 - 1.559) / raw_sigma) ** (-1 / raw_xi)
+    assert float(model.sf(4.0)) < raw_sf / 2
 
 
 def exponential_scores(n: int, seed: int) -> np.ndarray:
