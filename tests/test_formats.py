@@ -879,6 +879,48 @@ def test_random_text_never_breaks_parse(spec: str, texts: list[str]) -> None:
     assert stats["unmatched_format"] == sum(not r.matched for r in recs)
 
 
+_whitespace = st.sampled_from(
+    [" ", "  ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x85", "\xa0", "\u2028", "\u3000"]
+)
+_word = st.one_of(st.text(max_size=6), st.sampled_from([":", "-", "[x]", "a:", "<1>", "(2)"]))
+# Words joined by runs of any whitespace: lines that fit a format's fields, or nearly.
+_field_text = st.tuples(
+    st.lists(
+        st.tuples(_word, st.lists(_whitespace, min_size=1, max_size=2).map("".join)), max_size=14
+    ),
+    _word,
+).map(lambda t: "".join(w + ws for w, ws in t[0]) + t[1])
+
+
+@pytest.mark.parametrize("spec", [*PRESETS, "<A> <B>:<C> - <D> <Content>", "<A>  <B>\t<Content>"])
+@settings(max_examples=150, deadline=None)
+@given(text=_field_text)
+def test_fields_before_whitespace_match_as_the_lazy_form(spec: str, text: str) -> None:
+    """A field followed by whitespace is matched as ``\\S*`` (its end found at once); the
+    lazy ``.*?`` form it replaced ends the field at the first whitespace too, whatever the
+    whitespace (tabs, newlines, Unicode spaces). Both must split every line alike."""
+    import re
+
+    fmt = get_format(spec)
+    pattern = getattr(fmt, "regex", None)
+    if pattern is None:
+        return  # JSON and syslog presets have no loghub pattern
+    # Every field that spaces alone end (not the message, not the last) takes the fast form.
+    parts = re.split(r"<(\w+)>", fmt.spec)
+    names, literals = parts[1::2], parts[0::2]
+    spaced = sum(
+        name != "Content" and i < len(names) - 1 and re.fullmatch(" +", literals[i + 1]) is not None
+        for i, name in enumerate(names)
+    )
+    assert pattern.pattern.count(r"\S*)\s+)") == spaced
+    lazy = re.compile(pattern.pattern.replace(r"\S*)\s+)", r".*?)\s+)"), pattern.flags)
+    for line in (text, text.strip()):
+        got, want = pattern.fullmatch(line), lazy.fullmatch(line)
+        assert (got is None) == (want is None)
+        if got is not None and want is not None:
+            assert got.groupdict() == want.groupdict()
+
+
 _json_scalar = st.one_of(
     st.none(),
     st.booleans(),

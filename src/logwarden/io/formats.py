@@ -368,7 +368,11 @@ def compile_format(spec: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
             # at the first place the separator matches and is never re-split (linear time).
             fixed = _SIMPLE_PREFIX.match(sep).group()  # type: ignore[union-attr]
             group_char = _GROUP_START.match(sep)
-            if fixed:
+            if fixed == r"\s+":
+                # The same field as below (it ends at the first whitespace), found without
+                # trying the separator after every character: a fifth of a header's time.
+                pieces.append(f"(?>(?P<{name}>\\S*){fixed}){sep[len(fixed) :]}")
+            elif fixed:
                 pieces.append(f"(?>(?P<{name}>.*?){fixed}){sep[len(fixed) :]}")
             elif group_char:
                 # Before an optional group like Linux's (\[<PID>\])?: the field stops short of
