@@ -452,3 +452,56 @@ def test_entry_scorer_gives_score_with_history_values_across_units() -> None:
         for field in ("dim", "expected", "observed", "sigmas", "error", "log10_p"):
             got, want = getattr(sc, field)[j], getattr(alone, field)[0]
             np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=field)
+
+
+def test_tails_of_a_table_are_the_tails_of_its_whole_series() -> None:
+    """``tails_of`` (the history a chunked scan passes on, built from each unit's last
+    entries only) equals ``tails(series(...))`` chunk after chunk: units by predecessor and
+    the rest, rare units absent from a chunk, mixed kinds, missing timestamps, and chunks
+    whose table holds lines of other sessions."""
+    from logwarden.sessions import FlatValues, SessionTable
+
+    rng = np.random.default_rng(11)
+    ids, members, keys, stamps, flat, starts, kinds = [], [], [], [], [], [0], []
+    t = 0.0
+    for s in range(400):
+        rows = []
+        for _ in range(int(rng.integers(1, 7))):
+            key = int(rng.choice([1, 2, 3, 4], p=[0.45, 0.3, 0.2, 0.05]))
+            t += float(rng.exponential(0.5))
+            stamps.append(None if rng.random() < 0.05 else t)
+            if key == 1:  # an int, now and then a word in its place (mixed kinds)
+                vals = ["x"] if rng.random() < 0.1 else [str(int(rng.integers(0, 500)))]
+                kinds.append(("text",) if vals == ["x"] else ("int",))
+            elif key == 2:
+                vals, kinds_k = [f"{rng.normal(5, 1):.3f}", "blk"], ("float", "id")
+                kinds.append(kinds_k)
+            else:
+                vals = []
+                kinds.append(())
+            flat.extend(vals)
+            starts.append(len(flat))
+            rows.append(len(keys))
+            keys.append(key)
+        ids.append(f"s{s}")
+        members.append(rows)
+    values = FlatValues(flat, starts, {})
+    texts = [f"line {r}" for r in range(len(keys))]
+
+    def table(a: int, b: int) -> SessionTable:
+        return SessionTable(
+            ids[a:b], members[a:b], texts, str, keys, stamps, values, kinds, {}, stamps
+        )
+
+    series = build_series(table(0, 200), by_predecessor=True, min_samples=40)
+    models = ParamModels(ParamModelConfig(**{**TINY, "epochs": 2, "min_samples": 40}))
+    models.fit(series)
+    assert any(p is not None for _, p in models.models)  # units by predecessor too
+    want: dict | None = None
+    got: dict | None = None
+    for a, b in [(200, 230), (230, 231), (231, 300), (300, 400)]:
+        want = models.tails(models.series(table(a, b)), want)
+        got = models.tails_of(table(a, b), got)
+        assert want.keys() == got.keys()
+        for unit in want:
+            np.testing.assert_array_equal(got[unit], want[unit])

@@ -381,8 +381,11 @@ class VerdictStream:
         data, history = task
         det = self.detector
         det._learn_texts(data.templates)
+        lines = data.lines
+        if lines is None and isinstance(data.events, SessionTable):
+            lines = data.events.session_lines()
         return det.model.verdicts(
-            data.keys, data.ids, data.lines, events=data.events, diagnose=self.diagnose,
+            data.keys, data.ids, lines, events=data.events, diagnose=self.diagnose,
             param_history=history,
         )  # fmt: skip
 
@@ -428,18 +431,21 @@ class VerdictStream:
                 )  # fmt: skip
                 # Explanations here (describe, HTML) need the texts of unseen keys too.
                 det._learn_texts(raw.templates)
-                task = (data, history)
+                # A worker rebuilds the sessions' lines from the table: sent once, not twice.
+                table = isinstance(raw.sessions, SessionTable)
+                sent = replace(data, lines=None) if pool.workers and table else data
+                task = (sent, history)
                 if params is not None and data.events is not None:
                     # The series of the parameter models run on from chunk to chunk.
-                    history = params.tails(params.series(data.events), history)
-                inflight.append((task, pool.submit("score", task)))
-                while inflight and (len(inflight) > pool.workers or inflight[0][1] is None):
-                    done, fut = inflight.popleft()
-                    yield done[0], pool.result("score", done, fut)
+                    history = params.tails_of(data.events, history)
+                inflight.append((data, task, pool.submit("score", task)))
+                while inflight and (len(inflight) > pool.workers or inflight[0][2] is None):
+                    whole, done, fut = inflight.popleft()
+                    yield whole, pool.result("score", done, fut)
                 self._settle(stream)
             while inflight:
-                done, fut = inflight.popleft()
-                yield done[0], pool.result("score", done, fut)
+                whole, done, fut = inflight.popleft()
+                yield whole, pool.result("score", done, fut)
             self._settle(stream)
 
     def _settle(self, stream: Any) -> None:

@@ -66,6 +66,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from itertools import chain
+from operator import itemgetter
 from statistics import NormalDist
 from typing import Any
 
@@ -203,14 +204,16 @@ def _flatten(sessions: Iterable[Session]) -> _Flat:
         rows = np.fromiter(chain.from_iterable(members), dtype=np.int64, count=total)
         sess = np.repeat(np.arange(len(members), dtype=np.int64), lens)
         pos = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-        line_keys = np.asarray(sessions.line_keys, dtype=np.int64)
-        clock = np.array([math.nan if t is None else t for t in sessions.clock], np.float64)
-        before = np.roll(rows, 1)
+        # Only the members' rows: a chunk's table may hold more lines than its sessions.
+        wanted = rows.tolist()
+        keys = np.array(_gather(sessions.line_keys, wanted), dtype=np.int64)
+        clock = np.array(
+            [math.nan if t is None else t for t in _gather(sessions.clock, wanted)], np.float64
+        )
         first = pos == 0
-        keys = line_keys[rows] if total else np.zeros(0, np.int64)
-        prevs = np.where(first, START, line_keys[before]) if total else keys.copy()
+        prevs = np.where(first, START, np.roll(keys, 1)) if total else keys.copy()
         with np.errstate(invalid="ignore"):
-            elapsed = np.where(first, 0.0, clock[rows] - clock[before]) if total else clock[:0]
+            elapsed = np.where(first, 0.0, clock - np.roll(clock, 1)) if total else clock
         return sess, pos, keys, prevs, elapsed, rows, sessions.values, sessions.kinds
     sess_l: list[int] = []
     pos_l: list[int] = []
@@ -238,6 +241,13 @@ def _flatten(sessions: Iterable[Session]) -> _Flat:
         np.array(prevs_l, np.int64), np.array(el_l, np.float64), np.arange(n, dtype=np.int64),
         vals, kinds,
     )  # fmt: skip
+
+
+def _gather(column: Sequence[Any], rows: list[int]) -> list[Any]:
+    """``[column[r] for r in rows]``, in C."""
+    if len(rows) > 1:
+        return list(itemgetter(*rows)(column))
+    return [column[r] for r in rows]
 
 
 def _column(
@@ -593,6 +603,51 @@ class ParamModels:
             before = out.get(s.unit)
             values = s.values if before is None else np.concatenate([before, s.values])
             out[s.unit] = values[-w:].copy()
+        return out
+
+    def tails_of(
+        self, sessions: Iterable[Session], history: Mapping[Unit, np.ndarray] | None = None
+    ) -> dict[Unit, np.ndarray]:
+        """``tails(series(sessions), history)``, with only the last ``window`` entries of
+        each unit turned into value vectors: what a log scored a batch of sessions at a
+        time needs for the next batch (see ``tails``), without the whole series."""
+        w = self.config.window
+        out = dict(history or {})
+        _, _, entry_keys, prevs, elapsed, rows, line_values, line_kinds = _flatten(sessions)
+        if len(entry_keys) == 0:
+            return out
+        modelled = {k for k, _ in self.models}
+        units = set(self.models)
+        present = np.unique(entry_keys)
+        for key in (int(k) for k in present):
+            if key not in modelled:
+                continue
+            if key not in self.layouts:  # the layout comes from all the key's entries
+                for s in self.series(sessions, keys=[key]).values():
+                    before = out.get(s.unit)
+                    vals = s.values if before is None else np.concatenate([before, s.values])
+                    out[s.unit] = vals[-w:].copy()
+                continue
+            idx = np.flatnonzero(entry_keys == key)
+            key_prevs = prevs[idx]
+            own = [int(p) for p in np.unique(key_prevs) if (key, int(p)) in units]
+            mine = np.isin(key_prevs, own) if own else np.zeros(len(idx), dtype=bool)
+            picks: list[tuple[Unit, np.ndarray]] = [
+                ((key, p), idx[key_prevs == p][-w:]) for p in own
+            ]
+            if not mine.all():
+                picks.append(((key, None), idx[~mine][-w:]))
+            layout = tuple(self.layouts[key])
+            for unit, sel in picks:
+                values = np.full((len(sel), 1 + len(layout)), np.nan)
+                el = elapsed[sel]
+                values[:, 0] = np.where(np.isfinite(el), el, np.nan)
+                lines = rows[sel].tolist()
+                for d, p in enumerate(layout, start=1):
+                    values[:, d] = _column(line_values, line_kinds, lines, p)
+                before = out.get(unit)
+                values = values if before is None else np.concatenate([before, values])
+                out[unit] = values[-w:].copy()
         return out
 
     def score_key(self, s: KeySeries, history: np.ndarray | None = None) -> ParamScores:

@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import pairwise
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, overload
 
@@ -649,6 +650,12 @@ class SessionTable(Sequence[Session]):
             ta, tb = ts[a], ts[b]
             elapsed.append(None if ta is None or tb is None else tb - ta)
         return Session(self.ids[i], events, elapsed, _order=i if i >= 0 else len(self) + i)
+
+    def session_lines(self) -> list[list[str]]:
+        """Each session's raw lines, in order."""
+        texts = self.texts
+        return [list(itemgetter(*rows)(texts)) if len(rows) > 1 else [texts[r] for r in rows]
+                for rows in self.members]  # fmt: skip
 
     def line_number(self, row: int) -> int:
         """The input line number of a row (kept lines counted from 1, across files)."""
