@@ -39,7 +39,7 @@ nothing: the thresholds come from the training sessions alone.
 Run time on a 2-core machine (``--cores 2``): see bench/README.md. ``--quick``: seeds 0
 and 1, fewer simulated sessions.
 
-    python bench/robustness.py [--quick] [--seeds 5] [--blocks deeplog hdfs100k sim]
+    python bench/robustness.py [--quick] [--seeds 5] [--first-seed 0] [--blocks deeplog hdfs100k sim]
         [--forms sequences shuffled raw] [--json] [--strict]
 """
 
@@ -613,6 +613,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
     p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (5)")
+    p.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="seeds FIRST..FIRST+N-1 instead: draws and models no earlier run looked at",
+    )
     p.add_argument("--quick", action="store_true", help="seeds 0 and 1, 1,500 simulated sessions")
     p.add_argument(
         "--blocks", nargs="+", default=["deeplog", "hdfs100k", "sim"],
@@ -659,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.seeds = min(args.seeds, 2)
         args.sim_sessions = min(args.sim_sessions, 1500)
-    args.seed_list = list(range(args.seeds))
+    args.seed_list = list(range(args.first_seed, args.first_seed + args.seeds))
     for need in ("hdfs-deeplog/hdfs_train", "hdfs-100k/train.jsonl"):
         if not (args.data / need).is_file():
             print(f"robustness: error: {args.data / need} not found (--data)", file=sys.stderr)

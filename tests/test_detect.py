@@ -59,13 +59,13 @@ def topg() -> DeepLog:
 
 
 def without_rule(est: DeepLog) -> DeepLog:
-    """The same model without the unseen-transition and count rules: the network's
+    """The same model without the unseen-transition, count and length rules: the network's
     verdicts alone."""
     other = copy.copy(est)
     other.model_ = copy.copy(est.model_)
     cal = est.model_.calibration
     assert cal is not None
-    other.model_.calibrate_with(dataclasses.replace(cal, context=0, max_counts=None))
+    other.model_.calibrate_with(dataclasses.replace(cal, context=0, max_counts=None, min_length=None))
     return other
 
 

@@ -20,7 +20,13 @@ import pytest
 from logwarden.detect import DeepLog
 from logwarden.errors import BundleError
 from logwarden.models import FIRST_KEY, PAD, fit_key_model, vocabulary
-from logwarden.models.keys import KeyModelConfig, left_out_ends, left_out_rules, session_rows
+from logwarden.models.keys import (
+    KeyModelConfig,
+    left_out_ends,
+    left_out_rules,
+    left_out_short,
+    session_rows,
+)
 from synthetic import grammar
 
 TINY = {
@@ -149,6 +155,57 @@ def test_with_no_transition_context_the_ends_alone_are_still_a_rule() -> None:
     assert m.new_transitions(windows, np.array([m.index["C"]] * 2)).tolist() == [False, False]
     learned = m.learn_rules([m.encode(list("ABCB"))])
     assert learned is not None and learned.end_keys == sorted([m.index["E"], m.index["B"]])
+
+
+def test_a_session_shorter_than_every_normal_one_is_an_early_end() -> None:
+    """The length rule (found on held-out draws of the DeepLog split: one normal session
+    that ends ``... 5 22`` taught some seeds' networks an END after 22, and the two-key
+    ``5 22`` sessions passed): an END after fewer entries than any normal training session
+    held is an early end whatever the network and the transitions say, in batch and in a
+    stream's terms, and a marked normal session lowers the bound."""
+    train = grammar(200, seed=1)
+    est = DeepLog(**TINY, seed=0, folds=2).fit(train)
+    km = est.model_
+    cal = km.calibration
+    assert cal is not None and cal.min_length == min(len(s) for s in train) == 5  # A B C D E
+    alone = copy.copy(est)
+    alone.model_ = copy.copy(km)
+    alone.model_.calibrate_with(dataclasses.replace(cal, context=0, max_counts=None))
+    alone.model_.threshold = dataclasses.replace(est.threshold_, tau=1e-30)  # lenient
+    short = [list("A"), list("ABCB"), list("ABCD"), []]
+    for p, v in zip(short, alone.verdicts(short), strict=True):
+        assert (v.anomalous, v.reason, v.position) == (True, "early_end", len(p)), p
+    # As long as the shortest normal session: the rule says nothing (the lenient network
+    # passes a session that ends inside the loop).
+    assert not alone.predict([list("ABCBC"), list("ABCBCB")]).any()
+    assert not alone.predict(grammar(50, seed=5)).any()
+    m = alone.model_
+    windows = np.array([[PAD, m.index["A"], m.index["B"], m.index["C"]]] * 3)
+    end = np.array([1, 1, m.index["D"]])  # END = 1
+    assert m.new_transitions(windows, end).tolist() == [False] * 3  # no positions: no rule
+    assert m.new_transitions(windows, end, np.array([3, 5, 3])).tolist() == [True, False, False]
+    learned = m.learn_rules([m.encode(list("ABC"))])
+    assert learned is not None and learned.min_length == 3
+
+
+def test_left_out_short_matches_a_naive_reference() -> None:
+    rng = np.random.default_rng(4)
+    for trial in range(20):
+        n = int(rng.integers(2, 30))
+        lengths = rng.integers(0, 6, size=n)
+        if trial % 2:  # a unique shortest session
+            lengths[int(rng.integers(n))] = -1
+        encoded = [np.zeros(max(0, int(k)), dtype=np.int32) for k in lengths]
+        lens = [len(e) for e in encoded]
+        ruled = rng.random(n) < 0.1
+        want = [r or all(a < b for j, b in enumerate(lens) if j != i)
+                for i, (r, a) in enumerate(zip(ruled, lens, strict=True))]  # fmt: skip
+        for budget in (0.0, float(np.mean(want)), 1.0):
+            flagged, low = left_out_short(encoded, ruled, budget)
+            if np.mean(want) <= budget:
+                assert flagged.tolist() == want and low == min(lens)
+            else:
+                assert flagged.tolist() == ruled.tolist() and low is None
 
 
 def test_left_out_ends_match_a_naive_reference() -> None:

@@ -321,3 +321,42 @@ def test_heap_thresholds_are_fixed_on_glibc() -> None:
     from logwarden.service.processor import tune_heap
 
     assert tune_heap() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_a_session_shorter_than_any_normal_one_ends_early_in_a_stream_too(
+    sim_model: Any, tmp_path: Any
+) -> None:
+    """The length rule at a stream's close as in batch: a session with fewer entries than
+    any normal training session is an early end, the network and transitions aside."""
+    import dataclasses
+    import re
+
+    def lenient(det: Detector) -> Detector:  # the length rule alone decides an END
+        km = det.model.model_
+        cal = km.calibration
+        assert cal is not None and cal.min_length is not None and cal.min_length >= 2
+        km.calibrate_with(dataclasses.replace(cal, context=0, max_counts=None, end_keys=None))
+        km.threshold = dataclasses.replace(km.threshold, tau=1e-30)
+        return det
+
+    expected = batch_verdicts(sim_model.path, str(sim_model.mixed_log))
+    normal = next(s for s, v in expected.items() if not v["anomalous"])
+    need = Detector.load(sim_model.path).model.model_.calibration.min_length - 1
+    mine = [t for t in sim_model.mixed_lines if normal in t][:need]
+    assert normal.startswith("req-")
+    new = "req-" + re.sub(r"[0-9a-f]", "0", normal[4:])
+    assert new not in expected and len(mine) == need
+    lines = [*sim_model.mixed_lines, *(t.replace(normal, new) for t in mine)]
+    log = tmp_path / "short.log"
+    log.write_text("\n".join(lines) + "\n")
+    det = lenient(Detector.load(sim_model.path))
+    batch = {v.session: v for v in det.verdicts(det.read([str(log)], learn=False))}
+    sd, out = stream(lenient(Detector.load(sim_model.path)), lines, 500)
+    got = finals(out + sd.flush())
+    assert (batch[new].anomalous, batch[new].reason, batch[new].position) == (
+        True, "early_end", need,
+    )  # fmt: skip
+    assert (got[new]["anomalous"], got[new]["reason"], got[new]["position"]) == (
+        True, "early_end", need,
+    )  # fmt: skip
+    assert not batch[normal].anomalous and not got[normal]["anomalous"]

@@ -185,6 +185,11 @@ class KeyCalibration:
       one); a session ending after another key is an early end whatever the network says.
       Calibrated the same way (a session whose last key no other session ends with); None
       when ``context`` is 1 or more (its transitions hold the ends) or over the budget.
+    * ``min_length``: the fewest entries a normal training session held; a session that
+      ends with fewer is an early end whatever the network says (the network generalises
+      an END it saw after a key in one long session to a two-key session that starts the
+      same way). Calibrated the same way (a session shorter than every other one); None
+      when over the rules' budget, or for a model from before the rule.
     * ``fold_tails``: per fold model, the tail of the statistics it gave the sessions it did
       not train on (the rules' sessions left out, as for ``tail``): the fold check's
       p-values (``KeyModel.fold_statistics``). None in top-g mode, without cross-fitting,
@@ -201,6 +206,7 @@ class KeyCalibration:
     max_counts: list[int] | None = None
     end_keys: list[int] | None = None
     fold_tails: list[TailModel] | None = None
+    min_length: int | None = None
 
     @property
     def rule_p(self) -> float:
@@ -427,6 +433,7 @@ class KeyModel:
                 raise ValueError("the early-end rule names keys outside the vocabulary")
             ends[got] = True
             self._end_keys = ends
+        self._min_length = None if cal is None else cal.min_length
         if cal is None or cal.context == 0:
             return
         t = self.transitions
@@ -707,6 +714,9 @@ class KeyModel:
                 new &= ~(later | (scores.target >= cal.rule_keys))
         if self._end_keys is not None and len(new):
             new |= self._unseen_end(scores.windows[scores.window_rows, -1], scores.target)
+        if self._min_length and len(new):
+            owner = np.repeat(np.arange(n), np.diff(scores.offsets))
+            new |= self._short_end(scores.target, np.arange(len(new)) - scores.offsets[owner])
         flags |= new
         over = self.over_count(scores.target, scores.offsets)
         flags |= over
@@ -777,6 +787,8 @@ class KeyModel:
         if cal.end_keys is not None:
             last = {int(e[-1]) if len(e) else PAD for e in sessions}
             cal = replace(cal, end_keys=sorted(set(cal.end_keys) | last))
+        if cal.min_length is not None:
+            cal = replace(cal, min_length=min(cal.min_length, *(len(e) for e in sessions)))
         return cal
 
     def p_values(self, statistic: np.ndarray, ruled: np.ndarray, flagged: np.ndarray) -> np.ndarray:
@@ -795,9 +807,13 @@ class KeyModel:
             p = np.where(flagged, np.minimum(p, level), np.maximum(p, _above_level(level)))
         return p
 
-    def new_transitions(self, windows: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    def new_transitions(
+        self, windows: np.ndarray, targets: np.ndarray, positions: np.ndarray | None = None
+    ) -> np.ndarray:
         """Per row: is ``targets[i]`` after ``windows[i]`` (the model's window of keys) a
-        transition no normal training session holds (the rule; all False without it)?"""
+        transition no normal training session holds (the rule; all False without it)?
+        ``positions``: the entries of its session before each target, for the length rule
+        (an END after fewer entries than any normal session held)."""
         cal = self.calibration
         targets = np.asarray(targets)
         new = np.zeros(len(targets), dtype=bool)
@@ -812,7 +828,14 @@ class KeyModel:
                 new &= ~((ctx >= cal.rule_keys).any(axis=1) | (targets >= cal.rule_keys))
         if self._end_keys is not None:
             new |= self._unseen_end(windows[:, -1], targets)
+        if positions is not None and self._min_length:
+            new |= self._short_end(targets, np.asarray(positions))
         return new
+
+    def _short_end(self, targets: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """The length rule: an END after fewer entries than any normal session held."""
+        assert self._min_length is not None
+        return (np.asarray(targets) == END) & (positions < self._min_length)
 
     def _unseen_end(self, last: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """The early-end rule: an END after a key no normal session ended with (not after
@@ -1379,6 +1402,23 @@ def left_out_ends(
     return flagged, ends.tolist()
 
 
+def left_out_short(
+    encoded: Sequence[np.ndarray], ruled: np.ndarray, budget: float
+) -> tuple[np.ndarray, int | None]:
+    """The length rule, left out: per session, ``ruled`` or it is shorter than every other
+    session; with the fewest entries a session holds, or None when that is over
+    ``budget``."""
+    n = len(encoded)
+    if n < 2:
+        return ruled, None
+    lengths = np.fromiter((len(e) for e in encoded), np.int64, n)
+    low, second = np.partition(lengths, 1)[:2]
+    flagged = ruled | (lengths < second)  # only the shortest, and only when alone
+    if flagged.mean() > budget:
+        return ruled, None
+    return flagged, int(low)
+
+
 def _left_out_counts(
     encoded: Sequence[np.ndarray], n_outputs: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -1442,6 +1482,9 @@ def calibrate(
         # No transitions fit the budget: the ends alone still may (a session ending where
         # no normal session ended is an early end whatever the network says).
         ruled, end_keys = left_out_ends(encoded, ruled, budget)
+    min_length = None
+    if config.rule_share > 0:
+        ruled, min_length = left_out_short(encoded, ruled, budget)
     r = float(ruled.mean())
     rest = statistic[~ruled] if statistic is not None else np.zeros(0)
     tail = TailModel.fit(rest) if len(rest) else None
@@ -1451,6 +1494,7 @@ def calibrate(
         "rule_context": context,
         "count_rule": max_counts is not None,
         "end_rule": end_keys is not None,
+        "min_length": min_length,
     }
     if config.top_g is not None and worst_rank is None:
         threshold = Threshold("top_g", g=config.top_g)
@@ -1539,6 +1583,7 @@ def calibrate(
         max_counts=None if max_counts is None else max_counts.tolist(),
         end_keys=end_keys,
         fold_tails=fold_tails,
+        min_length=min_length,
     )
     return threshold, calibration, transitions.astype(np.int32), info, cross_fitted
 

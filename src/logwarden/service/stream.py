@@ -369,6 +369,7 @@ class _Close:
     session: _Open
     window: tuple[int, ...]
     seq: int
+    length: int = 0  # the session's entries (the length rule)
     prob: float = 0.0
     rank: int = 0
     flag: bool = False
@@ -778,7 +779,7 @@ class StreamDetector:
         h = self.h
         idx = s.idx
         window = idx[-h:] if len(idx) >= h else [PAD] * (h - len(idx)) + idx
-        return _Close(s, tuple(window), seq)
+        return _Close(s, tuple(window), seq, len(idx))
 
     # -- checking ------------------------------------------------------------------------------
 
@@ -800,7 +801,8 @@ class StreamDetector:
             prob[known] = p
             rank[known] = (rows > p[:, None]).sum(axis=1) + 1
         flags = km.threshold.flags(rank, prob)
-        new = km.new_transitions(windows, targets)
+        positions = np.array([it.length if isinstance(it, _Close) else it.pos for it in items])
+        new = km.new_transitions(windows, targets, positions)
         for it, pr, rk, f, t, nw in zip(
             items, prob.tolist(), rank.tolist(), flags.tolist(), targets.tolist(), new.tolist(),
             strict=True,
