@@ -386,3 +386,47 @@ def test_window_probs_equals_batch_scoring(fitted: KeyModel) -> None:
         np.testing.assert_allclose(got, want, atol=1e-6)
         # And the cached answer is the same.
         np.testing.assert_array_equal(fitted.window_probs(padded[t : t + h]), got)
+
+
+@pytest.mark.parametrize(("hidden", "n_out", "layers"), [(64, 33, 2), (18, 7, 1), (16, 40, 1)])
+def test_a_window_s_probabilities_do_not_depend_on_the_windows_beside_it(
+    hidden: int, n_out: int, layers: int
+) -> None:
+    """Every window's probabilities are the same bits alone, in a small batch or in a large
+    one: a log scored by workers, each with its own cache of windows, gives what one
+    process gives. (OpenBLAS multiplies one row another way, and small batches of an odd
+    width another way again: a vocabulary of 33 keys differed in the last bits.)"""
+    from logwarden.models.numpy_nets import KeyNetNumpy, ParamNetNumpy
+
+    rng = np.random.default_rng(hidden)
+    shapes = {"embed.weight": (n_out, 8), "out.weight": (n_out, hidden), "out.bias": (n_out,)}
+    for k in range(layers):
+        shapes[f"lstm.weight_ih_l{k}"] = (4 * hidden, 8 if k == 0 else hidden)
+        shapes[f"lstm.weight_hh_l{k}"] = (4 * hidden, hidden)
+        shapes[f"lstm.bias_ih_l{k}"] = (4 * hidden,)
+        shapes[f"lstm.bias_hh_l{k}"] = (4 * hidden,)
+    weights = {k: rng.normal(0.0, 0.5, size=v).astype(np.float32) for k, v in shapes.items()}
+    net = KeyNetNumpy(weights, layers)
+    windows = np.unique(rng.integers(0, n_out, size=(3000, 6)), axis=0).astype(np.int32)
+    whole = net.probabilities(windows)
+    for size in (1, 2, 3, 17, 130, 1000):
+        part = np.sort(rng.choice(len(windows), size=size, replace=False))
+        assert np.array_equal(net.probabilities(windows[part]), whole[part]), size
+    # The parameter networks too: each entry's prediction alone or among others.
+    d = 3
+    pw = {
+        "lstm.weight_ih_l0": (4 * hidden, d),
+        "lstm.weight_hh_l0": (4 * hidden, hidden),
+        "lstm.bias_ih_l0": (4 * hidden,),
+        "lstm.bias_hh_l0": (4 * hidden,),
+        "out.weight": (d, hidden),
+        "out.bias": (d,),
+    }
+    pnet = ParamNetNumpy(
+        {k: rng.normal(0.0, 0.5, size=v).astype(np.float32) for k, v in pw.items()}, 1
+    )
+    x = rng.normal(size=(3000, 5, d))
+    all_rows = pnet.predict(x)
+    for size in (1, 2, 3, 17, 130, 1000):
+        part = np.sort(rng.choice(len(x), size=size, replace=False))
+        assert np.array_equal(pnet.predict(x[part]), all_rows[part]), size

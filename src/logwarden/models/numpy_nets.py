@@ -13,6 +13,30 @@ import numpy as np
 
 __all__ = ["KeyNetNumpy", "ParamNetNumpy", "ParamNetStack"]
 
+# Matrix products whose every row comes out the same whatever the other rows of the batch:
+# OpenBLAS multiplies a single row another way (gemv) and, for an output width that is not
+# a multiple of its kernels' (a vocabulary of 33 keys), small batches another way again,
+# each with its own float32 rounding. A window's probabilities then depended on the
+# windows computed with it, and a log scored by workers (each with its own cache of
+# windows) differed from one process in the last digits of a score. So one row is
+# multiplied as two, and output widths are padded to a multiple of _COLUMNS.
+_COLUMNS = 16
+
+
+def _padded(w: np.ndarray) -> np.ndarray:
+    """``w`` (k, n) with zero columns up to a multiple of ``_COLUMNS``."""
+    extra = -w.shape[1] % _COLUMNS
+    if not extra:
+        return np.ascontiguousarray(w)
+    return np.ascontiguousarray(np.pad(w, ((0, 0), (0, extra))))
+
+
+def _rows_times(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``a @ w`` for a 2-D ``a``, each row computed as in any other batch (``w`` padded)."""
+    if a.shape[0] == 1:
+        return (np.concatenate([a, a]) @ w)[:1]
+    return a @ w
+
 
 class KeyNetNumpy:
     """Forward pass of the key network from its weights (PyTorch LSTM layout)."""
@@ -27,19 +51,21 @@ class KeyNetNumpy:
         # The first layer's input projection of every key, precomputed: a lookup, not a matmul.
         emb = w["embed.weight"]
         self._x0 = emb @ w["lstm.weight_ih_l0"].T + w["lstm.bias_ih_l0"] + w["lstm.bias_hh_l0"]
-        self._whh = [w[f"lstm.weight_hh_l{k}"].T.copy() for k in range(layers)]
-        self._wih = [None] + [w[f"lstm.weight_ih_l{k}"].T.copy() for k in range(1, layers)]
+        self._whh = [_padded(w[f"lstm.weight_hh_l{k}"].T) for k in range(layers)]
+        self._wih = [None] + [_padded(w[f"lstm.weight_ih_l{k}"].T) for k in range(1, layers)]
         self._b = [None] + [
             w[f"lstm.bias_ih_l{k}"] + w[f"lstm.bias_hh_l{k}"] for k in range(1, layers)
         ]
-        self._wout = w["out.weight"].T.copy()
+        self._wout = _padded(w["out.weight"].T)
         self._bout = w["out.bias"]
+        self._vocab = len(self._bout)
         self.hidden = self._whh[0].shape[0]
+        self._gates = 4 * self.hidden
 
     @property
     def outputs(self) -> int:
         """Size of the output layer (the vocabulary with the reserved keys)."""
-        return int(self._wout.shape[1])
+        return self._vocab
 
     def probabilities(self, windows: np.ndarray, batch: int = 65536) -> np.ndarray:
         """Softmax over the vocabulary for each window (n, window) -> (n, vocab).
@@ -49,7 +75,7 @@ class KeyNetNumpy:
         first), not once per window: on HDFS this is a fraction of the work. Windows are
         taken in batches; sorted input (as ``np.unique`` gives) keeps prefixes together.
         """
-        out = np.empty((len(windows), self._wout.shape[1]), dtype=np.float32)
+        out = np.empty((len(windows), self._vocab), dtype=np.float32)
         for s in range(0, len(windows), batch):
             out[s : s + batch] = self._forward_shared(windows[s : s + batch])
         return out
@@ -57,6 +83,7 @@ class KeyNetNumpy:
     def _forward_shared(self, windows: np.ndarray) -> np.ndarray:
         n, steps = windows.shape
         hsz = self.hidden
+        width = self._gates
         n_keys = self._x0.shape[0]
         hs = [np.zeros((1, hsz), dtype=np.float32) for _ in range(self.layers)]
         cs = [np.zeros((1, hsz), dtype=np.float32) for _ in range(self.layers)]
@@ -68,8 +95,8 @@ class KeyNetNumpy:
             x = self._x0[child % n_keys]
             for layer in range(self.layers):
                 if layer > 0:
-                    x = hs[layer - 1] @ self._wih[layer] + self._b[layer]
-                gates = x + hs[layer][parent] @ self._whh[layer]
+                    x = _rows_times(hs[layer - 1], self._wih[layer])[:, :width] + self._b[layer]
+                gates = x + _rows_times(hs[layer][parent], self._whh[layer])[:, :width]
                 ifo = gates[:, : 3 * hsz]
                 ifo *= 0.5  # sigmoid(x) = (tanh(x / 2) + 1) / 2
                 np.tanh(ifo, out=ifo)
@@ -81,7 +108,7 @@ class KeyNetNumpy:
                 h = np.tanh(c)
                 h *= ifo[:, 2 * hsz :]
                 hs[layer], cs[layer] = h, c
-        logits = hs[-1] @ self._wout + self._bout
+        logits = _rows_times(hs[-1], self._wout)[:, : self._vocab] + self._bout
         logits -= logits.max(axis=1, keepdims=True)
         np.exp(logits, out=logits)
         logits /= logits.sum(axis=1, keepdims=True)
@@ -125,6 +152,10 @@ class ParamNetNumpy:
         self.b = [(w[f"lstm.bias_ih_l{k}"] + w[f"lstm.bias_hh_l{k}"])[order] for k in range(layers)]
         self.wout = w["out.weight"].T
         self.bout = w["out.bias"]
+        # The batch pass's weights, padded (see _rows_times); the stack takes the others.
+        self._wih = [_padded(m) for m in self.wih]
+        self._whh = [_padded(m) for m in self.whh]
+        self._wout = _padded(self.wout)
         self.hidden = hsz
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -139,20 +170,23 @@ class ParamNetNumpy:
         n, steps, _ = x.shape
         hsz = self.hidden
         seq = x.astype(np.float32)
+        gates = 4 * hsz
         for layer in range(self.layers):
             # The input projection of all steps at once; only the recurrence loops.
-            proj = seq @ self.wih[layer] + self.b[layer]
+            flat = seq.reshape(n * steps, -1)
+            proj = _rows_times(flat, self._wih[layer])[:, :gates].reshape(n, steps, gates)
+            proj += self.b[layer]
             h = np.zeros((n, hsz), dtype=np.float32)
             c = np.zeros((n, hsz), dtype=np.float32)
             outs = np.empty((n, steps, hsz), dtype=np.float32)
-            whh = self.whh[layer]
+            whh = self._whh[layer]
             for t in range(steps):
-                g = h @ whh
+                g = _rows_times(h, whh)[:, :gates]
                 g += proj[:, t]
                 h = _cell(g, c, hsz)
                 outs[:, t] = h
             seq = outs
-        return seq[:, -1] @ self.wout + self.bout
+        return _rows_times(seq[:, -1], self._wout)[:, : len(self.bout)] + self.bout
 
 
 class ParamNetStack:
