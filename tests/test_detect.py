@@ -65,7 +65,9 @@ def without_rule(est: DeepLog) -> DeepLog:
     other.model_ = copy.copy(est.model_)
     cal = est.model_.calibration
     assert cal is not None
-    other.model_.calibrate_with(dataclasses.replace(cal, context=0, max_counts=None, min_length=None))
+    other.model_.calibrate_with(
+        dataclasses.replace(cal, context=0, max_counts=None, min_length=None)
+    )
     return other
 
 
