@@ -173,7 +173,7 @@ class ParamNetNumpy:
         gates = 4 * hsz
         for layer in range(self.layers):
             # The input projection of all steps at once; only the recurrence loops.
-            flat = seq.reshape(n * steps, -1)
+            flat = seq.reshape(n * steps, seq.shape[2])
             proj = _rows_times(flat, self._wih[layer])[:, :gates].reshape(n, steps, gates)
             proj += self.b[layer]
             h = np.zeros((n, hsz), dtype=np.float32)
