@@ -268,6 +268,8 @@ def run_all(args: argparse.Namespace, cache: Path, info: dict[str, Any]) -> dict
     lw = logwarden_command()
     common = ["--format", HDFS_FORMAT, "--session", "hdfs"]
     flags = {"single": ["--workers", "1"], "all": [], "ray": ["--engine", "ray"]}
+    # train has no Ray engine: the ray run's model is trained as the all-cores one.
+    train_flags = {**flags, "ray": []}
     results: dict[str, Any] = {"runs": {}}
     skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="full_scale_") as tmp:
@@ -285,7 +287,7 @@ def run_all(args: argparse.Namespace, cache: Path, info: dict[str, Any]) -> dict
                 print(f"{name}: train ...", file=sys.stderr, flush=True)
                 trained = run_measured(
                     [*lw, "train", str(cache / "train.log"), *common, "--out", str(model),
-                     "--seed", str(args.seed), "--device", "cpu", "-q", *flags[name]],
+                     "--seed", str(args.seed), "--device", "cpu", "-q", *train_flags[name]],
                     d,
                 )  # fmt: skip
             verdicts = d / f"verdicts_{name}.jsonl"
