@@ -168,7 +168,9 @@ def test_cli_detect_and_eval_on_ray_print_and_write_the_same(
         args = ["--jsonl", str(d / f"{tag}.jsonl"), "--drift-json", str(d / f"{tag}.json")]
         assert main(["detect", *common, *args, *extra]) == 0
         detect_out = capsys.readouterr()
-        assert main(["eval", *common, "--labels", logs["labels"], "--json", *extra]) == 0
+        evaluated = d / f"{tag}_eval.jsonl"  # eval's verdicts: no workflow diagnosis either way
+        eval_args = ["--labels", logs["labels"], "--json", "--jsonl", str(evaluated)]
+        assert main(["eval", *common, *eval_args, *extra]) == 0
         eval_out = capsys.readouterr().out
         outputs.append(
             (
@@ -177,10 +179,12 @@ def test_cli_detect_and_eval_on_ray_print_and_write_the_same(
                 (d / f"{tag}.jsonl").read_text(),
                 (d / f"{tag}.json").read_text(),
                 json.loads(eval_out),
+                evaluated.read_text(),
             )
         )
     assert outputs[0] == outputs[1]
     assert "anomalous" in outputs[0][0] and outputs[0][4]["recall"] > 0
+    assert '"diagnosis"' in outputs[0][2] and '"diagnosis"' not in outputs[0][5]
 
 
 def test_clear_errors(logs: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:

@@ -38,13 +38,18 @@ def check_engine_args(args: argparse.Namespace) -> bool:
 
 
 def read_on_ray(
-    detector: Detector, args: argparse.Namespace, labels: str | None = None
+    detector: Detector,
+    args: argparse.Namespace,
+    labels: str | None = None,
+    diagnose: bool = True,
 ) -> RayResult:
     """Sessions and verdicts of INPUT files from a Ray cluster, reported as ``read_inputs``
-    reports a local read."""
+    reports a local read; ``diagnose`` as for a local stream (``eval`` does not)."""
     from logwarden.engine.ray import RayConfig, read_and_score
 
-    result = read_and_score(detector, args.inputs, RayConfig(address=args.address), labels=labels)
+    result = read_and_score(
+        detector, args.inputs, RayConfig(address=args.address), labels=labels, diagnose=diagnose
+    )
     data = result.inputs
     report_stats("read", data.stats, data.entries, len(data.ids))
     for path, message in data.errors:

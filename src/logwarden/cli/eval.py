@@ -85,7 +85,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     apply_input_args(detector, args)
     if on_ray:
-        data, verdicts, _ = read_on_ray(detector, args, labels=args.labels).unpack()
+        data, verdicts, _ = read_on_ray(
+            detector, args, labels=args.labels, diagnose=False
+        ).unpack()  # as the local stream: counting verdicts needs no workflow diagnosis
         return _report(args, detector, [(data, verdicts)])
     if detector.input.input_format == "raw" and not args.labels:
         raise UsageError("no labels: use --normal/--abnormal, jsonl with labels, or --labels CSV")

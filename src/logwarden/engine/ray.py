@@ -524,8 +524,9 @@ class SessionOwner:
                 out[p][unit] = _take(scored, by == p)
         return out if len(out) > 1 else out[0]
 
-    def verdicts(self, *scored: dict[Any, ParamScores]) -> dict[str, Any]:
-        """Its sessions' verdicts, keys, first lines and entry positions."""
+    def verdicts(self, diagnose: bool, *scored: dict[Any, ParamScores]) -> dict[str, Any]:
+        """Its sessions' verdicts (with their workflow diagnosis when ``diagnose``), keys,
+        first lines and entry positions."""
         model = self.model
         # What ``Detector.verdicts`` does with a read's templates.
         known = set(model.keys_)
@@ -542,6 +543,7 @@ class SessionOwner:
             [[table.texts[r] for r in rows] for rows in table.members],
             events=table,
             param_scores=param_scores if getattr(model, "params_", None) is not None else None,
+            diagnose=diagnose,
         )
         return {
             "first": self.first,
@@ -625,9 +627,11 @@ def read_and_score(
     config: RayConfig | None = None,
     *,
     labels: str | Path | None = None,
+    diagnose: bool = True,
 ) -> RayResult:
     """Read ``paths`` (raw logs with session ids) and score them on Ray: the same sessions,
-    keys, verdicts and counts as ``detector.verdicts(detector.read(paths))``.
+    keys, verdicts and counts as ``detector.verdicts(detector.read(paths),
+    diagnose=diagnose)``.
 
     Connects as ``connect`` does (and shuts down a Ray it started). ``labels``: a label
     CSV, as ``Detector.read`` takes it. Raises ConfigError for settings the engine does not
@@ -707,7 +711,7 @@ def read_and_score(
             )
             scored.append(got if partitions > 1 else [got])
         finals = [
-            owner.verdicts.remote(*[scored[q][p] for q in range(partitions)])
+            owner.verdicts.remote(diagnose, *[scored[q][p] for q in range(partitions)])
             for p, owner in enumerate(owners)
         ]
         results = _get(ray, finals)
