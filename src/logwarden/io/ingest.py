@@ -23,7 +23,6 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import accumulate, chain
-from operator import itemgetter
 from typing import Any
 
 from logwarden.errors import ConfigError
@@ -38,6 +37,7 @@ from logwarden.sessions.grouping import (
     Session,
     SessionConfig,
     SessionTable,
+    gather,
     group,
 )
 
@@ -1034,7 +1034,7 @@ class _Streamer:
         # Every column gathered in one C-level pass (itemgetter) over the chunk's rows.
         flat = list(chain.from_iterable(rows for _, rows, _ in done))
         texts, keys, stamps, valid, kinds, line_ids = (
-            _gather(col, flat)
+            gather(col, flat)
             for col in (self.texts, self.keys, self.stamps, self.valid, self.kinds, self.numbers)
         )
         members: list[list[int]] = []
@@ -1081,16 +1081,16 @@ class _Streamer:
             )
         ))  # fmt: skip
         new_of = {r: i for i, r in enumerate(keep)}
-        self.texts = _gather(self.texts, keep)
-        self.keys = _gather(self.keys, keep)
-        self.stamps = _gather(self.stamps, keep)
-        self.valid = _gather(self.valid, keep)
-        self.kinds = _gather(self.kinds, keep)
+        self.texts = gather(self.texts, keep)
+        self.keys = gather(self.keys, keep)
+        self.stamps = gather(self.stamps, keep)
+        self.valid = gather(self.valid, keep)
+        self.kinds = gather(self.kinds, keep)
         values, vstart = _take_values(self.values, self.vstart, keep)
         self.values, self.vstart = values, vstart
         self.override = _take_override(self.override, keep)
         # Rows renumbered: their line numbers stay those of the input.
-        self.numbers = _gather(self.numbers, keep)
+        self.numbers = gather(self.numbers, keep)
         for st in self.open.values():
             st[0] = [new_of[r] for r in st[0]]
         self.finished = [(o, sid, [new_of[r] for r in rows]) for o, sid, rows in self.finished]
@@ -1114,7 +1114,7 @@ def _take_values(
     total = int(ends[-1]) if len(ends) else 0
     # Each value's index: its row's first index plus its place within the row.
     idx = np.repeat(begin - (ends - lens), lens) + np.arange(total, dtype=np.int64)
-    return _gather(values, idx.tolist()), [0, *ends.tolist()]
+    return gather(values, idx.tolist()), [0, *ends.tolist()]
 
 
 def _take_override(override: Mapping[int, list[str]], rows: list[int]) -> dict[int, list[str]]:
@@ -1122,10 +1122,3 @@ def _take_override(override: Mapping[int, list[str]], rows: list[int]) -> dict[i
     if not override:
         return {}
     return {j: override[r] for j, r in enumerate(rows) if r in override}
-
-
-def _gather(column: list[Any], rows: list[int]) -> list[Any]:
-    """``[column[r] for r in rows]``, in C."""
-    if len(rows) > 1:
-        return list(itemgetter(*rows)(column))
-    return [column[r] for r in rows]

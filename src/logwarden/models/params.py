@@ -66,7 +66,6 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from itertools import chain
-from operator import itemgetter
 from statistics import NormalDist
 from typing import Any
 
@@ -75,7 +74,7 @@ import numpy as np
 from logwarden.errors import ConfigError
 from logwarden.models.numpy_nets import ParamNetNumpy, ParamNetStack
 from logwarden.records import Param
-from logwarden.sessions import FlatValues, Session, SessionTable
+from logwarden.sessions import FlatValues, Session, SessionTable, gather
 
 STATE_VERSION = 1
 
@@ -206,9 +205,9 @@ def _flatten(sessions: Iterable[Session]) -> _Flat:
         pos = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
         # Only the members' rows: a chunk's table may hold more lines than its sessions.
         wanted = rows.tolist()
-        keys = np.array(_gather(sessions.line_keys, wanted), dtype=np.int64)
+        keys = np.array(gather(sessions.line_keys, wanted), dtype=np.int64)
         clock = np.array(
-            [math.nan if t is None else t for t in _gather(sessions.clock, wanted)], np.float64
+            [math.nan if t is None else t for t in gather(sessions.clock, wanted)], np.float64
         )
         first = pos == 0
         prevs = np.where(first, START, np.roll(keys, 1)) if total else keys.copy()
@@ -241,13 +240,6 @@ def _flatten(sessions: Iterable[Session]) -> _Flat:
         np.array(prevs_l, np.int64), np.array(el_l, np.float64), np.arange(n, dtype=np.int64),
         vals, kinds,
     )  # fmt: skip
-
-
-def _gather(column: Sequence[Any], rows: list[int]) -> list[Any]:
-    """``[column[r] for r in rows]``, in C."""
-    if len(rows) > 1:
-        return list(itemgetter(*rows)(column))
-    return [column[r] for r in rows]
 
 
 def _column(
@@ -616,17 +608,10 @@ class ParamModels:
         _, _, entry_keys, prevs, elapsed, rows, line_values, line_kinds = _flatten(sessions)
         if len(entry_keys) == 0:
             return out
-        modelled = {k for k, _ in self.models}
+        layouts = self.layouts  # every modelled key's
         units = set(self.models)
-        present = np.unique(entry_keys)
-        for key in (int(k) for k in present):
-            if key not in modelled:
-                continue
-            if key not in self.layouts:  # the layout comes from all the key's entries
-                for s in self.series(sessions, keys=[key]).values():
-                    before = out.get(s.unit)
-                    vals = s.values if before is None else np.concatenate([before, s.values])
-                    out[s.unit] = vals[-w:].copy()
+        for key in (int(k) for k in np.unique(entry_keys)):
+            if key not in layouts:
                 continue
             idx = np.flatnonzero(entry_keys == key)
             key_prevs = prevs[idx]
@@ -637,7 +622,7 @@ class ParamModels:
             ]
             if not mine.all():
                 picks.append(((key, None), idx[~mine][-w:]))
-            layout = tuple(self.layouts[key])
+            layout = tuple(layouts[key])
             for unit, sel in picks:
                 values = np.full((len(sel), 1 + len(layout)), np.nan)
                 el = elapsed[sel]

@@ -10,6 +10,7 @@ from logwarden.sessions.grouping import (
     SessionConfigError,
     Sessionizer,
     SessionTable,
+    gather,
     group,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "SessionConfigError",
     "SessionTable",
     "Sessionizer",
+    "gather",
     "group",
 ]

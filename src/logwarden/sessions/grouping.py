@@ -588,6 +588,13 @@ class FlatValues(Sequence[list[str]]):
         return self._array[begin[has] + p], has
 
 
+def gather(column: Sequence[Any], rows: Sequence[int]) -> list[Any]:
+    """``[column[r] for r in rows]``, in C: the columns of a table's rows."""
+    if len(rows) > 1:
+        return list(itemgetter(*rows)(column))
+    return [column[r] for r in rows]
+
+
 class SessionTable(Sequence[Session]):
     """Id sessions as columns over the lines read, what ``pipeline.read_raw_sessions``
     builds on its fast path instead of a ``Line``, ``Record``, ``Event`` and ``Param``
@@ -653,9 +660,7 @@ class SessionTable(Sequence[Session]):
 
     def session_lines(self) -> list[list[str]]:
         """Each session's raw lines, in order."""
-        texts = self.texts
-        return [list(itemgetter(*rows)(texts)) if len(rows) > 1 else [texts[r] for r in rows]
-                for rows in self.members]  # fmt: skip
+        return [gather(self.texts, rows) for rows in self.members]
 
     def line_number(self, row: int) -> int:
         """The input line number of a row (kept lines counted from 1, across files)."""
