@@ -37,6 +37,7 @@ import hashlib
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -287,7 +288,8 @@ def run_all(args: argparse.Namespace, cache: Path, info: dict[str, Any]) -> dict
                 print(f"{name}: train ...", file=sys.stderr, flush=True)
                 trained = run_measured(
                     [*lw, "train", str(cache / "train.log"), *common, "--out", str(model),
-                     "--seed", str(args.seed), "--device", "cpu", "-q", *train_flags[name]],
+                     "--seed", str(args.seed), "--device", "cpu", "-q", *train_flags[name],
+                     *shlex.split(args.train_options)],
                     d,
                 )  # fmt: skip
             verdicts = d / f"verdicts_{name}.jsonl"
@@ -410,6 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--model", type=Path, default=None, help="a bundle trained before: skip train, eval only"
+    )
+    p.add_argument(
+        "--train-options",
+        default="",
+        help="more options for every train, as one string (e.g. '--epochs 2 --hidden 8' "
+        "for a quick check of the bench itself)",
     )
     p.add_argument("--render-only", action="store_true", help="render (or find) the logs, stop")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
