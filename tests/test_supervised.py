@@ -405,3 +405,25 @@ def test_deeplog_entry_scores_agree_with_its_verdicts() -> None:
         at += len(s)
     x = sum(len(s) for s in sessions[:5]) + 2
     assert flags[x] and scores[x] == pytest.approx(40.0)  # the unseen key X
+
+
+def test_a_line_s_score_does_not_depend_on_the_lines_after_it(
+    fitted: dict[str, object],
+) -> None:
+    """A window's probability is the same bits whatever else the input holds: the lines
+    of a log scored alone, or with more lines after them (other distinct windows, other
+    blocks of the prefix walk), get the same scores, as a stream would give them."""
+    import dataclasses
+
+    model, test = fitted["model"], fitted["test"]
+    assert isinstance(model, SupervisedDeepLog)
+    whole = model.predict_proba(test)  # type: ignore[arg-type]
+    for k in (1, 7, 40, 333, 900):
+        head = dataclasses.replace(
+            test,  # type: ignore[type-var]
+            line_ids=test.line_ids[:k],  # type: ignore[attr-defined]
+            keys=test.keys[:k],  # type: ignore[attr-defined]
+            values=test.values[:k],  # type: ignore[attr-defined]
+            fields=test.fields[:k],  # type: ignore[attr-defined]
+        )
+        assert np.array_equal(model.predict_proba(head), whole[:k]), k

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["KeyNetNumpy", "ParamNetNumpy", "ParamNetStack"]
+__all__ = ["KeyNetNumpy", "ParamNetNumpy", "ParamNetStack", "pad_columns", "rows_times"]
 
 # Matrix products whose every row comes out the same whatever the other rows of the batch:
 # OpenBLAS multiplies a single row another way (gemv) and, for an output width that is not
@@ -25,7 +25,7 @@ __all__ = ["KeyNetNumpy", "ParamNetNumpy", "ParamNetStack"]
 _COLUMNS = 16
 
 
-def _padded(w: np.ndarray) -> np.ndarray:
+def pad_columns(w: np.ndarray) -> np.ndarray:
     """``w`` (k, n) with zero columns up to a multiple of ``_COLUMNS``."""
     extra = -w.shape[1] % _COLUMNS
     if not extra:
@@ -36,7 +36,7 @@ def _padded(w: np.ndarray) -> np.ndarray:
 _TILE = 64  # a multiple of every kernel's rows at a time: each row's arithmetic the same
 
 
-def _rows_times(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+def rows_times(a: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``a @ w`` for a 2-D ``a``, each row computed as in any other batch (``w`` padded)."""
     n, k = a.shape
     tiles = -(-n // _TILE)
@@ -58,12 +58,12 @@ class KeyNetNumpy:
         # The first layer's input projection of every key, precomputed: a lookup, not a matmul.
         emb = w["embed.weight"]
         self._x0 = emb @ w["lstm.weight_ih_l0"].T + w["lstm.bias_ih_l0"] + w["lstm.bias_hh_l0"]
-        self._whh = [_padded(w[f"lstm.weight_hh_l{k}"].T) for k in range(layers)]
-        self._wih = [None] + [_padded(w[f"lstm.weight_ih_l{k}"].T) for k in range(1, layers)]
+        self._whh = [pad_columns(w[f"lstm.weight_hh_l{k}"].T) for k in range(layers)]
+        self._wih = [None] + [pad_columns(w[f"lstm.weight_ih_l{k}"].T) for k in range(1, layers)]
         self._b = [None] + [
             w[f"lstm.bias_ih_l{k}"] + w[f"lstm.bias_hh_l{k}"] for k in range(1, layers)
         ]
-        self._wout = _padded(w["out.weight"].T)
+        self._wout = pad_columns(w["out.weight"].T)
         self._bout = w["out.bias"]
         self._vocab = len(self._bout)
         self.hidden = self._whh[0].shape[0]
@@ -102,8 +102,8 @@ class KeyNetNumpy:
             x = self._x0[child % n_keys]
             for layer in range(self.layers):
                 if layer > 0:
-                    x = _rows_times(hs[layer - 1], self._wih[layer])[:, :width] + self._b[layer]
-                gates = x + _rows_times(hs[layer][parent], self._whh[layer])[:, :width]
+                    x = rows_times(hs[layer - 1], self._wih[layer])[:, :width] + self._b[layer]
+                gates = x + rows_times(hs[layer][parent], self._whh[layer])[:, :width]
                 ifo = gates[:, : 3 * hsz]
                 ifo *= 0.5  # sigmoid(x) = (tanh(x / 2) + 1) / 2
                 np.tanh(ifo, out=ifo)
@@ -115,7 +115,7 @@ class KeyNetNumpy:
                 h = np.tanh(c)
                 h *= ifo[:, 2 * hsz :]
                 hs[layer], cs[layer] = h, c
-        logits = _rows_times(hs[-1], self._wout)[:, : self._vocab] + self._bout
+        logits = rows_times(hs[-1], self._wout)[:, : self._vocab] + self._bout
         logits -= logits.max(axis=1, keepdims=True)
         np.exp(logits, out=logits)
         logits /= logits.sum(axis=1, keepdims=True)
@@ -159,10 +159,10 @@ class ParamNetNumpy:
         self.b = [(w[f"lstm.bias_ih_l{k}"] + w[f"lstm.bias_hh_l{k}"])[order] for k in range(layers)]
         self.wout = w["out.weight"].T
         self.bout = w["out.bias"]
-        # The batch pass's weights, padded (see _rows_times); the stack takes the others.
-        self._wih = [_padded(m) for m in self.wih]
-        self._whh = [_padded(m) for m in self.whh]
-        self._wout = _padded(self.wout)
+        # The batch pass's weights, padded (see rows_times); the stack takes the others.
+        self._wih = [pad_columns(m) for m in self.wih]
+        self._whh = [pad_columns(m) for m in self.whh]
+        self._wout = pad_columns(self.wout)
         self.hidden = hsz
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -181,19 +181,19 @@ class ParamNetNumpy:
         for layer in range(self.layers):
             # The input projection of all steps at once; only the recurrence loops.
             flat = seq.reshape(n * steps, seq.shape[2])
-            proj = _rows_times(flat, self._wih[layer])[:, :gates].reshape(n, steps, gates)
+            proj = rows_times(flat, self._wih[layer])[:, :gates].reshape(n, steps, gates)
             proj += self.b[layer]
             h = np.zeros((n, hsz), dtype=np.float32)
             c = np.zeros((n, hsz), dtype=np.float32)
             outs = np.empty((n, steps, hsz), dtype=np.float32)
             whh = self._whh[layer]
             for t in range(steps):
-                g = _rows_times(h, whh)[:, :gates]
+                g = rows_times(h, whh)[:, :gates]
                 g += proj[:, t]
                 h = _cell(g, c, hsz)
                 outs[:, t] = h
             seq = outs
-        return _rows_times(seq[:, -1], self._wout)[:, : len(self.bout)] + self.bout
+        return rows_times(seq[:, -1], self._wout)[:, : len(self.bout)] + self.bout
 
 
 class ParamNetStack:

@@ -47,6 +47,7 @@ from logwarden import __version__
 from logwarden.errors import BundleError, ConfigError, DataError, NotFittedError
 from logwarden.io.datasets import LineLabels
 from logwarden.io.entries import LineStream
+from logwarden.models.numpy_nets import pad_columns, rows_times
 
 __all__ = [
     "FIRST_KEY",
@@ -450,10 +451,18 @@ class WindowNetNumpy:
         self._whh = [lstm[f"lstm.weight_hh_l{k}"].T.copy() for k in range(layers)]
         self._b = [lstm[f"lstm.bias_ih_l{k}"] + lstm[f"lstm.bias_hh_l{k}"] for k in range(layers)]
         self._embed = w["embed.weight"]
-        self._wout = w["out.weight"].reshape(-1)
         self._bout = float(w["out.bias"].reshape(-1)[0])
         self._features = features
-        expected = self._embed.shape[1] + features.max_numeric + sum(features.onehot_sizes)
+        e, p = self._embed.shape[1], features.max_numeric
+        # Every product goes through ``rows_times`` with padded weights: a window's
+        # probability is then the same bits whatever other windows (and tokens) the input
+        # holds, as the key network's (see ``numpy_nets``).
+        self._wih_embed = pad_columns(self._wih[0][:e])
+        self._wih_num = pad_columns(self._wih[0][e : e + p])
+        self._wih_up = [None] + [pad_columns(m) for m in self._wih[1:]]
+        self._whh_pad = [pad_columns(m) for m in self._whh]
+        self._wout = pad_columns(w["out.weight"].reshape(-1, 1))
+        expected = e + p + sum(features.onehot_sizes)
         if self._wih[0].shape[0] != expected:
             raise ValueError(
                 f"input weights take {self._wih[0].shape[0]} features, the feature description"
@@ -468,7 +477,10 @@ class WindowNetNumpy:
         w = self._wih[0]
         e = self._embed.shape[1]
         p = f.max_numeric
-        x = self._embed[tokens.key] @ w[:e] + tokens.num @ w[e : e + p] + self._b[0]
+        gates = w.shape[1]
+        x = rows_times(self._embed[tokens.key], self._wih_embed)[:, :gates]
+        x += rows_times(tokens.num.astype(np.float32), self._wih_num)[:, :gates]
+        x += self._b[0]
         at = e + p
         for pos, size in enumerate(f.onehot_sizes):
             x += w[at + tokens.cat[:, pos]]  # a one-hot times the weights: one row
@@ -483,6 +495,7 @@ class WindowNetNumpy:
         blocks small enough for one BLAS thread."""
         n, steps = windows.shape
         hsz = self.hidden
+        gates = 4 * hsz
         n_tokens = max(len(x0), 1)
         block = max(16, _BLAS_ONE_THREAD // (4 * hsz * hsz))
         hs = [np.zeros((1, hsz), dtype=np.float32) for _ in range(self.layers)]
@@ -502,8 +515,9 @@ class WindowNetNumpy:
                 x = x0[token[sl]]
                 for layer in range(self.layers):
                     if layer > 0:
-                        x = new_h[layer - 1][sl] @ self._wih[layer] + self._b[layer]
-                    g = x + hs[layer][up] @ self._whh[layer]
+                        x = rows_times(new_h[layer - 1][sl], self._wih_up[layer])[:, :gates]
+                        x += self._b[layer]
+                    g = x + rows_times(hs[layer][up], self._whh_pad[layer])[:, :gates]
                     np.tanh(g, out=g)
                     ifo = g[:, : 3 * hsz]
                     ifo *= 0.5
@@ -516,7 +530,7 @@ class WindowNetNumpy:
                     new_h[layer][sl] = h
                     new_c[layer][sl] = c
             hs, cs = new_h, new_c
-        out: np.ndarray = (hs[-1] @ self._wout + self._bout)[node]
+        out: np.ndarray = (rows_times(hs[-1], self._wout)[:, 0] + self._bout)[node]
         return out
 
 
