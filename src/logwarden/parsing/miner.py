@@ -179,6 +179,14 @@ _DIGITS_TO_ZERO = str.maketrans("123456789", "000000000")
 # first line of the shape: a slot holding "3f2a" in one line and "3321" in another is one
 # kind of value (numeric_value refuses a value that does not parse as its kind).
 _NUMBER_RUN = re.compile(r"[a-f]*+[0-9][0-9a-f]*+")  # possessive: no backtracking
+# A finer key looked up first: the message's UTF-8 bytes with every digit made "0" (a
+# bytes translate, ten times cheaper than the regex). Two messages with the same finer key
+# have their digits at the same places among the same other characters, so the same
+# shape: the finer key only ever finds the plan the shape would. Numbers of varying
+# length give a few shapes each (1,469 finer keys for 42 shapes in 200,000 HDFS lines).
+_DIGIT_BYTES_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_DIGIT_ROUND = 4096  # misses counted before the finer keys' hit rate is judged
+_DIGIT_PAUSE = 65536  # messages parsed without them after a round of mostly misses
 _LEAD = frozenset("([{<\"'`")
 _TRAIL = frozenset(")]}>\"'`,;:.!?")
 _EMPTY_BRACKETS = frozenset({"()", "[]", "{}", "<>", '""', "''"})
@@ -809,6 +817,12 @@ class TemplateMiner:
         self._by_sig: dict[Sig, int] = {}  # canonical signature -> template id
         self._sigs_of: dict[int, list[Sig]] = {}  # template id -> its signatures
         self._shape_cache: dict[str, _Plan] = {}  # the young generation
+        self._digit_cache: dict[bytes, _Plan] = {}  # finer keys (_DIGIT_BYTES_TO_ZERO)
+        # Its hits and lookups in the current round, and messages left to parse without it
+        # (a log whose ids are hex or of varying length rarely repeats a finer key).
+        self._digit_hits = 0
+        self._digit_misses = 0
+        self._digit_skip = 0
         self._shape_old: dict[str, _Plan] = {}
         self._shapes_of: dict[int, set[str]] = {}  # template id -> shapes cached for it
         # Stage 2. Roots are templates that head a family; members wait to merge into one.
@@ -922,8 +936,26 @@ class TemplateMiner:
     def _run(self, content: str, learn: bool) -> tuple[_Plan | None, list[str], str]:
         self._clock += 1
         user_values: list[str] | None = None
+        fine: bytes | None = None
         if self._user_masks:
             content, user_values = self._apply_user_masks(content)
+        elif self._digit_skip:
+            self._digit_skip -= 1
+        else:
+            fine = content.encode("utf-8", "surrogatepass").translate(_DIGIT_BYTES_TO_ZERO)
+            plan = self._digit_cache.get(fine)
+            if plan is not None:
+                tpl = self.templates_.get(plan.key)
+                if tpl is not None and tpl.version == plan.version:
+                    if learn:
+                        tpl.count += 1
+                        tpl.last_seen = self._clock
+                    self._digit_hits += 1
+                    return plan, plan.extract(content.split()), UNCHANGED
+                del self._digit_cache[fine]
+            self._digit_misses += 1
+            if self._digit_misses >= _DIGIT_ROUND:
+                self._digit_round()
         if user_values is None:
             shape = _NUMBER_RUN.sub("0", content)
         else:  # user masks may treat digits in any way: only same-length shapes
@@ -943,6 +975,8 @@ class TemplateMiner:
                 values = plan.extract(tokens)
                 if user_values:
                     values = _restore_user_values(values, user_values)
+                elif fine is not None:
+                    self._cache_fine(fine, plan)
                 return plan, values, UNCHANGED
             del self._shape_cache[shape]  # merged, evicted or changed since it was cached
         masked = _mask(tokens, self._user_kinds, self._off, self.rule_hits_)
@@ -962,6 +996,8 @@ class TemplateMiner:
                 change = change or GENERALIZED
         plan = self._plan(tpl, masked, canon)
         self._cache_plan(shape, plan)
+        if fine is not None:
+            self._cache_fine(fine, plan)
         values = _extract(tokens, plan.slots)
         if user_values:
             values = _restore_user_values(values, user_values)
@@ -985,6 +1021,21 @@ class TemplateMiner:
                 self._shapes_of.setdefault(p.key, set()).add(s)
         self._shape_cache[shape] = plan
         self._shapes_of.setdefault(plan.key, set()).add(shape)
+
+    def _digit_round(self) -> None:
+        """End of a round of the finer keys' lookups: when fewer than half found their
+        plan (a miss costs about what a hit saves), the next messages go without them."""
+        if self._digit_hits < self._digit_misses:
+            self._digit_skip = _DIGIT_PAUSE
+            self._digit_cache.clear()
+        self._digit_hits = self._digit_misses = 0
+
+    def _cache_fine(self, fine: bytes, plan: _Plan) -> None:
+        """The finer key's cache: cleared when full (its keys are many more than the
+        shapes, and a miss costs one shape lookup)."""
+        if len(self._digit_cache) >= self.config.cache_size:
+            self._digit_cache.clear()
+        self._digit_cache[fine] = plan
 
     def _plan(self, tpl: Template, masked: _Masked, canon: _Canon) -> _Plan:
         """Where the parameters of a message are, given its template's current text."""
@@ -1373,6 +1424,8 @@ class TemplateMiner:
                 plan = cache.get(shape)
                 if plan is not None and plan.key == victim:
                     del cache[shape]
+        self._digit_cache.clear()  # (not indexed by template: evictions are rare but for
+        # endless novel input, where these keys are as novel as the shapes)
         # Forget everything that pointed at it, so memory stays bounded on endless input.
         for sig in self._sigs_of.pop(victim, []):
             key = self._by_sig.get(sig)
