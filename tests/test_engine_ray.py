@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import socket
 import sys
 from collections.abc import Iterator
@@ -46,7 +47,18 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     det.save(d / "model")
     # Version 2: a new step and a reworded message, which the parser has never seen.
     sim = simulate(SimConfig(seed=2, sessions=300, anomaly_rate=0.25, version=2))
-    lines = sim.lines
+    lines = list(sim.lines)
+    # Lines that name several sessions (HDFS's "ask ... to delete blk_a blk_b"): one that
+    # starts two sessions at once, one that names two of the simulator's blocks.
+    blocks = list(dict.fromkeys(re.findall(r"blk_-?\d+", "\n".join(lines))))
+    stamp = " ".join(lines[5].split(" ")[:3])
+    lines.insert(
+        5, f"{stamp} INFO dfs.FSNamesystem: BLOCK* ask 10.0.0.1:50010 to delete  blk_7002 blk_7001"
+    )
+    lines.insert(
+        len(lines) // 2 + 9,
+        f"{stamp} INFO dfs.FSNamesystem: BLOCK* ask 10.0.0.1:50010 to delete  {blocks[3]} {blocks[1]}",
+    )
     half = len(lines) // 2
     (d / "a.log").write_text("\n".join(lines[:half]) + "\n", encoding="utf-8")
     rest = "\n".join(lines[half:]).encode()
@@ -151,8 +163,10 @@ def test_same_sessions_keys_and_verdicts_as_one_process(logs: dict[str, Any], cl
     assert [(v.score, v.lines) for v in got.verdicts] == [(v.score, v.lines) for v in expected]
     assert list(got.positions) == positions_of(data)
     assert ray_det.model.templates_ == det.model.templates_
-    # The comparison is not vacuous: unknown lines, every detector, bad input counted.
+    # The comparison is not vacuous: unknown lines, every detector, bad input counted,
+    # sessions that begin on one line (in the order of their ids in it).
     assert any(k.startswith("U") for s in data.keys for k in s)
+    assert data.ids.index("blk_7002") + 1 == data.ids.index("blk_7001")
     reasons = {v.reason for v in expected if v.anomalous}
     assert {"performance", "parameter"} & reasons and reasons - {"performance", "parameter"}
     assert data.stats["invalid_utf8"] == 1 and data.stats["empty_file"] == 1

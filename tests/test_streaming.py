@@ -141,6 +141,54 @@ def test_idle_timeout_completes_sessions_as_the_sessionizer_does(
     assert (reopened == 0) == (timeout == 1000.0)
 
 
+def write_multi_id_log(path: Path) -> None:
+    """Lines that name several sessions (HDFS's "ask ... to delete blk_a blk_b"): the
+    first line starts two at once, one names its ids against their first appearance, and
+    after a gap two ids come back on one line."""
+    rows = [
+        ("2024-01-01 10:00:00", "delete job b job a"),
+        ("2024-01-01 10:00:01", "start job c"),
+        ("2024-01-01 10:00:02", "step job a"),
+        ("2024-01-01 10:00:03", "move job d job c job e"),
+        ("2024-01-01 10:00:04", "step job e job e"),
+        ("2024-01-01 10:00:40", "step job f"),
+        ("2024-01-01 10:00:41", "back job b job a"),
+        ("2024-01-01 10:00:42", "stop job c"),
+    ]
+    path.write_text("".join(f"{t} INFO {m}\n" for t, m in rows), encoding="utf-8")
+
+
+@pytest.mark.parametrize("batch_bytes", [None, 100])
+@pytest.mark.parametrize("timeout", [None, 10.0, 1000.0])
+def test_a_line_naming_several_sessions_belongs_to_each_of_them(
+    tmp_path: Path, timeout: float | None, batch_bytes: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every session a multi-id line starts is completed and comes out, in the order of
+    the whole-input read (first line, then the id's place in it). Two sessions that began
+    on one line once shared one order: the second never counted as complete, and every
+    later session was held back and lost without a count."""
+    if batch_bytes is not None:
+        from logwarden.io import ingest
+        from logwarden.io.sources import SourceConfig
+
+        monkeypatch.setattr(
+            ingest, "SourceConfig", lambda **kw: SourceConfig(chunk_bytes=batch_bytes, **kw)
+        )
+    log = tmp_path / "m.log"
+    write_multi_id_log(log)
+    miner = TemplateMiner()
+    read_raw_sessions([str(log)], FMT, SessionConfig(id_pattern=r"job (\w)"), miner=miner)
+    cfg = SessionConfig(id_pattern=r"job (\w)", idle_timeout=timeout)
+    expected = read_raw_sessions([str(log)], FMT, cfg, miner=miner, learn=False)
+    want = list(zip(expected.ids, expected.keys, expected.lines, strict=True))
+    assert [sid for sid, _, _ in want][:5] == ["b", "a", "c", "d", "e"]
+    for chunk_sessions in (1, 3, 100):
+        stream = SessionStream([str(log)], FMT, cfg, miner, chunk_sessions=chunk_sessions)
+        assert sessions_of(stream) == want
+        assert stream.stats["late_session"] == 0
+    assert len(want) == (9 if timeout == 10.0 else 6)  # a, b and c come back after 37-39 s
+
+
 def test_a_timeout_on_the_simulator_loses_no_line(sim_logs: dict[str, Any]) -> None:
     log = str(sim_logs["dir"] / "m.log")
     whole = read_raw_sessions(

@@ -307,6 +307,12 @@ def scan_range(
     by_part: list[list[int]] = [[] for _ in range(partitions)]
     for i, sid in enumerate(table.ids):
         by_part[owner_of(sid, partitions)].append(i)
+    # Sessions that begin on one line (it names several ids) are in the order of their ids
+    # in it: each one's place among them, the tie-break of the order by first line.
+    ties = np.zeros(len(table.ids), dtype=np.int64)
+    for i in range(1, len(table.ids)):
+        if table.members[i][0] == table.members[i - 1][0]:
+            ties[i] = ties[i - 1] + 1
     parts: list[dict[str, Any]] = []
     unknown_parts: list[list[int]] = []
     used: set[int] = set()
@@ -323,6 +329,7 @@ def scan_range(
         parts.append(
             {
                 "ids": [table.ids[i] for i in sessions],
+                "ties": ties[sessions] if sessions else np.zeros(0, dtype=np.int64),
                 "sizes": np.array([len(m) for m in members], dtype=np.int64),
                 "rows": rows,
                 "texts": [texts[r] for r in rows.tolist()],
@@ -421,6 +428,7 @@ class SessionOwner:
         ids: list[str] = []
         members: list[list[int]] = []
         first: list[int] = []
+        first_tie: list[int] = []
         texts: list[str] = []
         line_keys: list[int] = []
         stamps: list[np.ndarray] = []
@@ -449,13 +457,16 @@ class SessionOwner:
             rows = part["rows"]
             lines.append(rows + (offsets[c] + 1))
             at = base
-            for sid, size in zip(part["ids"], part["sizes"].tolist(), strict=True):
+            for sid, size, tie in zip(
+                part["ids"], part["sizes"].tolist(), part["ties"].tolist(), strict=True
+            ):
                 i = index.get(sid)
                 if i is None:
                     index[sid] = len(ids)
                     ids.append(sid)
                     members.append(list(range(at, at + size)))
                     first.append(offsets[c] + int(rows[at - base]))
+                    first_tie.append(tie)
                 else:
                     members[i].extend(range(at, at + size))
                 at += size
@@ -479,6 +490,7 @@ class SessionOwner:
         self.templates = templates
         self.keys = [[label_of[line_keys[r]] for r in rows] for rows in members]
         self.first = np.array(first, dtype=np.int64)
+        self.first_tie = np.array(first_tie, dtype=np.int64)
         order = np.fromiter((r for m in members for r in m), dtype=np.int64)
         self.sizes = np.array([len(m) for m in members], dtype=np.int64)
         self.lines = cat(lines, np.int64)[order]
@@ -488,9 +500,11 @@ class SessionOwner:
         params = getattr(self.model, "params_", None)
         if params is not None:
             for unit, series in params.series(self.table).items():
+                sessions = series.refs[:, 0] if len(series) else np.zeros(0, np.int64)
                 pieces[unit_owner(unit, partitions)][unit] = (
                     series,
-                    self.first[series.refs[:, 0]] if len(series) else np.zeros(0, np.int64),
+                    self.first[sessions],
+                    self.first_tie[sessions],
                 )
         return pieces if partitions > 1 else pieces[0]
 
@@ -505,16 +519,18 @@ class SessionOwner:
         for unit in units:
             have = [(p, piece[unit]) for p, piece in enumerate(pieces) if unit in piece]
             s0 = have[0][1][0]
-            firsts = np.concatenate([f for _, (_, f) in have])
-            refs = np.concatenate([s.refs for _, (s, _) in have])
-            owner = np.concatenate([np.full(len(s), p, dtype=np.int64) for p, (s, _) in have])
-            order = np.lexsort((refs[:, 1], firsts))  # sessions by first line, then entry
+            firsts = np.concatenate([f for _, (_, f, _) in have])
+            ties = np.concatenate([t for _, (_, _, t) in have])
+            refs = np.concatenate([s.refs for _, (s, _, _) in have])
+            owner = np.concatenate([np.full(len(s), p, dtype=np.int64) for p, (s, _, _) in have])
+            # sessions by first line (and their place in it), then entry
+            order = np.lexsort((refs[:, 1], ties, firsts))
             series = KeySeries(
                 s0.key,
                 s0.positions,
-                np.concatenate([s.values for _, (s, _) in have])[order],
+                np.concatenate([s.values for _, (s, _, _) in have])[order],
                 refs[order],
-                sum(s.irregular for _, (s, _) in have),
+                sum(s.irregular for _, (s, _, _) in have),
                 s0.prev,
             )
             assert params is not None
@@ -547,6 +563,7 @@ class SessionOwner:
         )
         return {
             "first": self.first,
+            "first_tie": self.first_tie,
             "keys": self.keys,
             "verdicts": verdicts,
             "sizes": self.sizes,
@@ -722,7 +739,8 @@ def read_and_score(
             ray.shutdown()
 
     first = np.concatenate([r["first"] for r in results])
-    order = np.argsort(first, kind="stable").tolist()
+    first_tie = np.concatenate([r["first_tie"] for r in results])
+    order = np.lexsort((first_tie, first)).tolist()
     keys_all = [k for r in results for k in r["keys"]]
     verdicts_all = [v for r in results for v in r["verdicts"]]
     sizes = np.concatenate([r["sizes"] for r in results])

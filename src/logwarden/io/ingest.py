@@ -145,8 +145,12 @@ def read_raw_sessions(
         events.append(event)
     grouped = group(events, config, stats)
     templates: dict[str, str] = {}
+    labelled: dict[int, str] = {}  # an event of a line naming several sessions: once
 
     def key_of(e: Event) -> str:
+        label = labelled.get(id(e))
+        if label is not None:
+            return label
         if id(e) in unknown_keys:
             k = unknown.resolve(e.key)
             label = f"U{k}"
@@ -159,6 +163,7 @@ def read_raw_sessions(
             templates[label] = miner.templates_[k].text
             e.key = k
             e.template = templates[label]  # the final text, as the fast path gives it
+        labelled[id(e)] = label
         return label
 
     keys = [[key_of(e) for e in s.events] for s in grouped]
@@ -238,6 +243,8 @@ class _Batch:
     bad_ts: int = 0  # timestamps out of range (elapsed times treat them as missing)
     no_id: int = 0
     valid: list[float | None] = field(default_factory=list)
+    multi: dict[int, list[str]] = field(default_factory=dict)  # kept line -> its ids, in
+    # line order, for the lines that name more than one session
 
 
 class _Scan:
@@ -325,6 +332,8 @@ class _Scan:
                 found = [g for mm in finditer(where) if (g := mm.group(1))]
             if len(found) > 1:
                 found = [i for i in dict.fromkeys(found) if i]
+                if len(found) > 1:
+                    out.multi[row] = found
             elif found and not found[0]:
                 found = []
             if not found:
@@ -778,6 +787,9 @@ class SessionStream:
         yield from _Streamer(self).run()
 
 
+_NO_ORDER = (math.inf, 0)  # after every session's order
+
+
 class _Streamer:
     """The state of one ``SessionStream`` iteration (see there)."""
 
@@ -807,12 +819,15 @@ class _Streamer:
         # Completed sessions wait in ``finished`` until every session that started before
         # them is complete too; then they are ``ready``, in order of first appearance (the
         # order of ``read_raw_sessions``, which the parameter models' series follow).
-        self.finished: list[tuple[int, str, list[int]]] = []  # a heap: order, id, rows
-        self.ready: list[tuple[str, list[int], int]] = []  # id, rows, order
-        # A session's order is the line number of its first line (Sessionizer's order).
-        self.open_orders: list[int] = []  # a heap of the open sessions' orders
-        self.closed_orders: set[int] = set()  # in open_orders but complete (lazy removal)
-        self.released = 0  # the largest order made ready
+        self.finished: list[tuple[tuple[int, int], str, list[int]]] = []  # a heap: order, id, rows
+        self.ready: list[tuple[str, list[int], tuple[int, int]]] = []  # id, rows, order
+        # A session's order: the line number of its first line and the place of its id
+        # among that line's ids (Sessionizer's order; a line can start several sessions).
+        self.open_orders: list[tuple[int, int]] = []  # a heap of the open sessions' orders
+        # in open_orders but complete (lazy removal)
+        self.closed_orders: set[tuple[int, int]] = set()
+        self.released = (0, 0)  # the largest order made ready
+        self.multi: dict[int, list[str]] = {}  # the batch's rows that name several ids
         self.late = 0  # sessions made ready after later ones (the wait was too long)
         self.clock = math.nan
         self.first_clock = math.nan
@@ -904,6 +919,7 @@ class _Streamer:
         next(starts)  # the initial value, already there
         self.vstart.extend(starts)
         self.kinds.extend(res.kinds)
+        self.multi = {base + r: found for r, found in res.multi.items()} if res.multi else {}
         timeout = self.timeout
         if timeout is None:
             self._group(res.groups, base)
@@ -952,7 +968,7 @@ class _Streamer:
                 st = opened.get(sid)
                 at = [base + r for r in rows] if base else rows
                 if st is None:
-                    opened[sid] = [at, self._opened(at[0]), math.nan]
+                    opened[sid] = [at, self._opened(at[0], sid), math.nan]
                 else:
                     st[0].extend(at)
             return
@@ -994,14 +1010,15 @@ class _Streamer:
         for _, sid in touched:
             opened.move_to_end(sid)
 
-    def _opened(self, row: int, sid: str | None = None) -> int:
-        if sid is not None and self.closed_at.pop(sid, None) is not None:
+    def _opened(self, row: int, sid: str) -> tuple[int, int]:
+        if self.closed_at.pop(sid, None) is not None:
             self.reopened += 1  # closed for idleness, and back
-        order = self.numbers[row]
+        ids = self.multi.get(row)
+        order = (self.numbers[row], ids.index(sid) if ids else 0)
         heapq.heappush(self.open_orders, order)
         return order
 
-    def _finish(self, sid: str, rows: list[int], order: int) -> None:
+    def _finish(self, sid: str, rows: list[int], order: tuple[int, int]) -> None:
         self.closed_orders.add(order)
         if order < self.released:  # later sessions went ahead of it (see max_waiting)
             self.ready.append((sid, rows, order))
@@ -1015,12 +1032,12 @@ class _Streamer:
         heap, closed = self.open_orders, self.closed_orders
         while heap and heap[0] in closed:
             closed.discard(heapq.heappop(heap))
-        low = heap[0] if heap else math.inf
+        low = heap[0] if heap else _NO_ORDER
         finished = self.finished
         if len(finished) > self.s.max_waiting:
             # A session open for very long holds back every later one: let them go
             # ahead (counted as late_session) rather than keep them all in memory.
-            low = math.inf
+            low = _NO_ORDER
         while finished and finished[0][0] < low:
             order, sid, rows = heapq.heappop(finished)
             self.ready.append((sid, rows, order))
