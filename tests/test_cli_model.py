@@ -834,3 +834,39 @@ def test_train_keeps_the_fold_models_unless_told_not_to(
     # Smaller: no fold models in the bundle.
     size = lambda m: sum(f.stat().st_size for f in m.iterdir())  # noqa: E731
     assert size(tmp_path / "n") < size(tmp_path / "m")
+
+
+def test_an_output_never_overwrites_an_input_the_model_or_another_output(
+    raw: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused before any work, with the log, the model and the other output untouched
+    (before, `detect in.log --jsonl in.log` emptied the log)."""
+    d, model = raw["dir"], raw["model"]
+    log = tmp_path / "in.log"
+    log.write_bytes((d / "test.log").read_bytes())
+    before = log.read_bytes()
+    manifest = (model / "manifest.json").read_bytes()
+    same = tmp_path / "same.out"
+    cases = [
+        (["detect", log, "--model", model, "--jsonl", log], "destroy the input"),
+        (["detect", log, "--model", model, "--html", tmp_path / "." / "in.log"], "destroy"),
+        (["detect", log, "--model", model, "--jsonl", model / "manifest.json"], "model bundle"),
+        (["detect", log, "--model", model, "--jsonl", same, "--html", same], "also --html"),
+        (["eval", log, "--model", model, "--labels", d / "labels.csv", "--jsonl", log], "input"),
+        (["parse", log, *RAW[:2], "--out", log], "destroy the input"),
+        (["parse", log, *RAW[:2], "--out", same, "--templates", same], "also --out"),
+        (["workflow", "--model", model, "--json", model / "w.json"], "model bundle"),
+        (["simulate", "--out", same, "--labels", same], "also --out"),
+    ]
+    for argv, message in cases:
+        assert main([str(a) for a in argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err, (argv, err)
+    assert log.read_bytes() == before
+    assert (model / "manifest.json").read_bytes() == manifest
+    assert not same.exists() and not (model / "w.json").exists()
+    # A hard link to the input is the input too.
+    link = tmp_path / "link.log"
+    link.hardlink_to(log)
+    assert main([str(a) for a in ["detect", log, "--model", model, "--jsonl", link]]) == 2
+    assert log.read_bytes() == before

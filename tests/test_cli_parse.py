@@ -318,8 +318,9 @@ def test_truncated_gzip_keeps_what_was_read_and_counts_it(tmp_path: Path, capsys
     log.write_bytes(data[: len(data) // 2])
     out = tmp_path / "o.csv"
     code, err = run(["parse", str(log), "--format", "hdfs", "--out", str(out)], capsys)
-    assert code == 0
+    assert code == 1  # what was read is written, and the status says the rest was not
     assert counts(err)["truncated_gzip"] == 1
+    assert "1 input(s) could not be read" in err
     rows = read_csv(out)
     assert 0 < len(rows) < 1000
 
@@ -346,9 +347,17 @@ def test_missing_file_is_reported_and_others_still_read(tmp_path: Path, capsys) 
         ["parse", str(tmp_path / "missing.log"), str(log), "--format", "hdfs", "--out", str(out)],
         capsys,
     )
-    assert code == 0
+    assert code == 1  # the others are read and written; the status tells a script
     assert counts(err)["unreadable_file"] == 1
     assert "missing.log" in err
+    assert len(read_csv(out)) == 1
+    # Also under --quiet: the error is printed, the status is 1.
+    code, err = run(
+        ["parse", str(tmp_path / "missing.log"), str(log), "--format", "hdfs", "--out", str(out),
+         "-q"],
+        capsys,
+    )  # fmt: skip
+    assert code == 1 and "missing.log" in err and "could not be read" in err
     code, err = run(
         ["parse", str(tmp_path / "missing.log"), "--format", "hdfs", "--out", str(out)], capsys
     )

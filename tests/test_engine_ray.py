@@ -180,11 +180,13 @@ def test_cli_detect_and_eval_on_ray_print_and_write_the_same(
     outputs = []
     for extra, tag in (([], "local"), (["--engine", "ray", "--address", cluster.address], "ray")):
         args = ["--jsonl", str(d / f"{tag}.jsonl"), "--drift-json", str(d / f"{tag}.json")]
-        assert main(["detect", *common, *args, *extra]) == 0
+        # 1: everything else is read and scored, and one input (missing.log) is not.
+        assert main(["detect", *common, *args, *extra]) == 1
         detect_out = capsys.readouterr()
+        assert "missing.log" in detect_out.err and "could not be read" in detect_out.err
         evaluated = d / f"{tag}_eval.jsonl"  # eval's verdicts: no workflow diagnosis either way
         eval_args = ["--labels", logs["labels"], "--json", "--jsonl", str(evaluated)]
-        assert main(["eval", *common, *eval_args, *extra]) == 0
+        assert main(["eval", *common, *eval_args, *extra]) == 1
         eval_out = capsys.readouterr().out
         outputs.append(
             (

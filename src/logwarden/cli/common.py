@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,6 +26,16 @@ class RuntimeFailure(Exception):
 
 def err(msg: str) -> None:
     print(f"logwarden: error: {msg}", file=sys.stderr)
+
+
+def report_read_errors(args: Any, errors: Sequence[tuple[str, str]]) -> None:
+    """One line for each input that could not be read (also under --quiet). The command
+    reads the rest and does its work, then ends with exit status 1 (``main.run_command``):
+    a script must not take a partial read for a whole one."""
+    for path, message in errors:
+        print(f"logwarden: {path}: {message}", file=sys.stderr)
+    if errors:
+        args.unread_inputs = getattr(args, "unread_inputs", 0) + len(errors)
 
 
 @contextlib.contextmanager
@@ -73,6 +83,48 @@ def check_out_file(path: str | None, flag: str) -> None:
     if out.is_dir():
         raise UsageError(f"{flag} {path} is a directory, not a file")
     _writable_dir(out.parent, flag, path)
+
+
+def check_outputs(
+    outputs: Sequence[tuple[str | None, str]],
+    inputs: Sequence[tuple[str | None, str]] = (),
+    models: Sequence[tuple[str | None, str]] = (),
+) -> None:
+    """Before any work: no output (path, flag) is one of the inputs (path, what), a file
+    inside a model bundle (path, flag) or another output. Writing it would destroy what
+    the command reads, or lose one of the two outputs, and a typo is all it takes."""
+
+    def where(path: str) -> Path:
+        return Path(path).expanduser().resolve()
+
+    def same(a: Path, b: Path) -> bool:
+        if a == b:
+            return True
+        try:
+            return a.exists() and b.exists() and os.path.samefile(a, b)  # hard links
+        except OSError:
+            return False
+
+    seen: list[tuple[Path, str, str]] = []
+    for path, flag in outputs:
+        if path is None or path == "-":
+            continue
+        out = where(path)
+        for got, other, other_path in seen:
+            if same(out, got):
+                raise UsageError(f"{flag} {path} is also {other} {other_path}: choose another path")
+        for name, what in inputs:
+            if name and name != "-" and same(out, where(name)):
+                raise UsageError(
+                    f"{flag} {path} is {what} {name}: writing it would destroy the input"
+                )
+        for model, model_flag in models:
+            if model and model != "-" and out.is_relative_to(where(model)):
+                raise UsageError(
+                    f"{flag} {path} is inside the model bundle {model_flag} {model}: "
+                    "writing it would damage the model"
+                )
+        seen.append((out, flag, path))
 
 
 def _writable_dir(at: Path, flag: str, path: str) -> None:

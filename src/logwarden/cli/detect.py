@@ -10,7 +10,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from logwarden.cli.common import RuntimeFailure, UsageError, check_out_file, open_out, writing
+from logwarden.cli.common import (
+    RuntimeFailure,
+    UsageError,
+    check_out_file,
+    check_outputs,
+    open_out,
+    writing,
+)
 from logwarden.cli.engine import add_engine_args, check_engine_args, read_on_ray
 from logwarden.cli.inputs import (
     add_input_args,
@@ -82,8 +89,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if args.drift_suggest < 0:
         raise UsageError("--drift-suggest must not be negative")
     # Written once every session is scored: a path that cannot take them fails now.
-    for path, flag in ((args.html, "--html"), (args.drift_json, "--drift-json"),
-                       (args.jsonl, "--jsonl"), (args.line_scores, "--line-scores")):  # fmt: skip
+    outputs = ((args.html, "--html"), (args.drift_json, "--drift-json"),
+               (args.jsonl, "--jsonl"), (args.line_scores, "--line-scores"))  # fmt: skip
+    check_outputs(outputs, [(p, "the input") for p in args.inputs], [(args.model, "--model")])
+    for path, flag in outputs:
         check_out_file(path, flag)
     from logwarden.detect.lines import SupervisedDetector, window_line_verdicts
 
@@ -153,7 +162,7 @@ def _summarise(
                 tracker.templates.update(data.templates)
                 feed_batch(tracker, verdicts, data.keys, data.events, positions=positions)
     if stream is not None:
-        report_stream(stream)
+        report_stream(stream, args)
     flagged = sum(reasons.values())
     print(
         f"{total:,} sessions, {flagged:,} anomalous"

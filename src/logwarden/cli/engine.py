@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING
 
-from logwarden.cli.common import RuntimeFailure, UsageError, report_stats
+from logwarden.cli.common import RuntimeFailure, UsageError, report_read_errors, report_stats
 
 if TYPE_CHECKING:
     from logwarden.detect.detector import Detector
@@ -52,8 +51,7 @@ def read_on_ray(
     )
     data = result.inputs
     report_stats("read", data.stats, data.entries, len(data.ids))
-    for path, message in data.errors:
-        print(f"logwarden: {path}: {message}", file=sys.stderr)
+    report_read_errors(args, data.errors)
     if not data.ids:
         why = "; ".join(f"{p}: {m}" for p, m in data.errors) or "check --format and --session"
         raise RuntimeFailure(f"no session could be formed from the input ({why})")

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from logwarden.cli.common import UsageError, open_out, writing
+from logwarden.cli.common import UsageError, check_outputs, open_out, writing
 from logwarden.cli.detect import write_jsonl
 from logwarden.cli.engine import add_engine_args, check_engine_args, read_on_ray
 from logwarden.cli.inputs import (
@@ -60,6 +60,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from logwarden.detect.lines import SupervisedDetector
     from logwarden.io.datasets import load_sequences
 
+    read = [*args.inputs, *args.normal, *args.abnormal, args.labels, args.line_labels]
+    check_outputs(
+        [(args.jsonl, "--jsonl")], [(p, "the input") for p in read], [(args.model, "--model")]
+    )
     on_ray = check_engine_args(args)
     detector = load_model(args.model)
     if args.line_labels or isinstance(detector, SupervisedDetector):
@@ -133,7 +137,7 @@ def _report(
             if fh is not None:
                 write_jsonl(fh, verdicts, data.keys, bodies)
     if stream is not None:
-        report_stream(stream)
+        report_stream(stream, args)
     if all(label is None for label in labels):
         raise UsageError("no labels: use --normal/--abnormal, jsonl with labels, or --labels CSV")
     report = Report.from_verdicts(outcomes, labels, detector.model.window, keys=keys)

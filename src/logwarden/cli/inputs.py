@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from logwarden.cli.common import RuntimeFailure, UsageError, report_stats
+from logwarden.cli.common import RuntimeFailure, UsageError, report_read_errors, report_stats
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -186,8 +186,7 @@ def read_inputs(
             gc.enable()
     if spec.input_format == "raw":
         report_stats("read", data.stats, data.entries, len(data.ids))
-        for path, message in data.errors:
-            print(f"logwarden: {path}: {message}", file=sys.stderr)
+        report_read_errors(args, data.errors)
         if not data.ids and only:
             ids = list(only)
             raise UsageError(
@@ -222,13 +221,12 @@ def stream_inputs(
     return detector.stream(args.inputs, labels=labels, workers=workers, diagnose=diagnose)
 
 
-def report_stream(stream: VerdictStream) -> None:
+def report_stream(stream: VerdictStream, args: argparse.Namespace) -> None:
     """What ``read_inputs`` reports, once a stream is done."""
     if stream.detector.input.input_format != "raw":
         return
     report_stats("read", stream.stats, stream.entries, stream.sessions)
-    for path, message in stream.errors:
-        print(f"logwarden: {path}: {message}", file=sys.stderr)
+    report_read_errors(args, stream.errors)
     if not stream.sessions:
         why = "; ".join(f"{p}: {m}" for p, m in stream.errors) or "check --format and --session"
         raise RuntimeFailure(f"no session could be formed from the input ({why})")

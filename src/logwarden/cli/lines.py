@@ -9,7 +9,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from logwarden.cli.common import RuntimeFailure, UsageError, open_out, writing
+from logwarden.cli.common import RuntimeFailure, UsageError, open_out, report_read_errors, writing
 
 if TYPE_CHECKING:
     from logwarden.detect.detector import Detector
@@ -78,8 +78,7 @@ def read_stream(
     if problems:
         msg += "; skipped or altered: " + ", ".join(f"{k} {v:,}" for k, v in problems.items())
     print(msg, file=sys.stderr)
-    for path, message in stream.errors:
-        print(f"logwarden: {path}: {message}", file=sys.stderr)
+    report_read_errors(args, stream.errors)
     if len(stream) == 0:
         raise RuntimeFailure("no log entry could be read from the input")
     return stream

@@ -1,7 +1,8 @@
 """The ``logwarden`` command: the parser of its arguments, and errors mapped in one place.
 
 Exit codes: 0 success, 1 runtime failure (nothing could be read, I/O errors, a bad model
-bundle), 2 usage error. Errors are one clear line on stderr; a user mistake never prints a
+bundle) or an input that could not be read (the rest was, and the work is done), 2 usage
+error. Errors are one clear line on stderr; a user mistake never prints a
 traceback. Each command lives in its own module with a ``register(subparsers)``.
 """
 
@@ -76,7 +77,12 @@ def config_message(exc: ConfigError) -> str:
 def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run one command and map every failure to its exit code and one line on stderr."""
     try:
-        return int(func(args))
+        rc = int(func(args))
+        unread = getattr(args, "unread_inputs", 0)
+        if rc == 0 and unread:
+            err(f"{unread:,} input(s) could not be read (above); the rest was read")
+            return 1
+        return rc
     except UsageError as exc:
         err(str(exc))
         return 2

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from logwarden.cli.common import RuntimeFailure, UsageError
+from logwarden.cli.common import RuntimeFailure, UsageError, check_outputs, report_read_errors
 from logwarden.cli.inputs import resolve_format
 from logwarden.records import Stats
 
@@ -82,6 +82,10 @@ def cmd_parse(args: argparse.Namespace) -> int:
         raise UsageError("--out needs a file: parse rewrites earlier rows when templates change")
     out = Path(args.out)
     templates_out = Path(args.templates) if args.templates else _default_templates_path(out)
+    check_outputs(
+        [(args.out, "--out"), (str(templates_out), "--templates")],
+        [(p, "the input") for p in args.logs] + [(args.state, "the parser state --state")],
+    )
     stats = Stats()
     reader = LineReader(args.logs, SourceConfig(max_line_bytes=args.max_line_bytes), stats)
     started = time.perf_counter()
@@ -183,8 +187,6 @@ def _summary(
     counts = stats.problems()
     if counts:
         lines.append("  skipped or altered: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
-    for path, msg in getattr(reader, "errors", []):
-        lines.append(f"  {path}: {msg}")
     lines.append(f"  wrote {out} and {templates_out}")
     if n_written == 0:
         lines.append("  no line could be parsed")
@@ -192,3 +194,4 @@ def _summary(
     lines += [f"  warning: {w}" for w in warnings or ()]
     if not args.quiet or n_written == 0:
         print("\n".join(lines), file=sys.stderr)
+    report_read_errors(args, getattr(reader, "errors", []))

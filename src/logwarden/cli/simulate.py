@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from logwarden.cli.common import UsageError, open_out, writing
+from logwarden.cli.common import UsageError, check_outputs, open_out, writing
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from logwarden.sim import SimConfig, simulate
 
+    check_outputs([(args.out, "--out"), (args.labels, "--labels")])
     if args.sessions < 1:
         raise UsageError("--sessions must be positive")
     if not 0.0 <= args.anomaly_rate <= 1.0:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from logwarden.cli.common import RuntimeFailure, open_out, writing
+from logwarden.cli.common import RuntimeFailure, check_outputs, open_out, writing
 from logwarden.cli.inputs import load_detector
 
 
@@ -24,6 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_workflow(args: argparse.Namespace) -> int:
     from logwarden.workflow.render import RenderError, to_svg, workflows_dot, workflows_text
 
+    check_outputs(
+        [(args.json, "--json"), (args.svg, "--svg"), (args.dot, "--dot")],
+        models=[(args.model, "--model")],
+    )
     model = load_detector(args.model).model
     workflows = getattr(model, "workflows_", None)
     if workflows is None:
