@@ -486,7 +486,7 @@ def test_json_unusable_lines_are_kept_unmatched(spec: str, text: str) -> None:
     stats = Stats()
     (rec,) = list(fmt.records([_line(text)], stats))
     assert rec == Record(_line(text), text, {}, None, False)
-    assert stats.as_dict() == {"unmatched_format": 1}
+    assert stats.as_dict() == ({"unmatched_format": 1} if text else {})  # empty: an empty line
 
 
 @pytest.mark.parametrize(
@@ -593,7 +593,9 @@ def test_records_counts_unmatched_and_bad_timestamps() -> None:
     ]
     assert recs[1].content == "this line has no header" and recs[1].fields == {}
     assert recs[2].content == "hour 99" and recs[2].fields["Time"] == "996615"
-    assert stats.as_dict() == {"bad_timestamp": 2, "unmatched_format": 2}
+    # The empty line is not counted here: readers count it as an empty line (it was
+    # counted as both).
+    assert stats.as_dict() == {"bad_timestamp": 2, "unmatched_format": 1}
 
     # A second pass counts only its own lines.
     again = Stats()
@@ -876,7 +878,9 @@ def test_random_text_never_breaks_parse(spec: str, texts: list[str]) -> None:
     assert len(recs) == len(texts)
     for text, rec in zip(texts, recs, strict=True):
         _check_record(fmt, text, rec)
-    assert stats["unmatched_format"] == sum(not r.matched for r in recs)
+    # an empty line is counted as an empty line by the reader, not as unmatched here
+    unmatched = sum(not r.matched and bool(t) for t, r in zip(texts, recs, strict=True))
+    assert stats["unmatched_format"] == unmatched
 
 
 _whitespace = st.sampled_from(

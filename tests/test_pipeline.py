@@ -87,7 +87,7 @@ BAD_LINES = [
     "2026-03-01 10:00:00.100 INFO job j-1 started with 4 workers",
     "",  # empty
     "2026-03-01 10:00:00.250 INFO job j-1 read 1.5 MB in 20ms",
-    "not a log line at all j-1",  # does not match the format: whole line is the content
+    "not-a-log-line j-1",  # does not match the format: whole line is the content
     "2026-02-30 10:00:01.000 INFO job j-2 started with 2 workers",  # no such date
     "9999-12-31 23:59:59.000 INFO job j-2 read 3 KB in 5ms",  # beyond the timestamp limit
     "2026-03-01 10:00:02.000 INFO copy from j-1 to j-2 of 7 blocks",  # two ids: both

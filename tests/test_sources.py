@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from logwarden.io.sources import (
+    FileRange,
     FollowConfig,
     Follower,
     LineReader,
@@ -737,3 +738,30 @@ def test_path_objects_are_accepted(tmp_path: Path) -> None:
     path = tmp_path / "p.log"
     path.write_bytes(b"via pathlib\n")
     assert [(ln.text, ln.source) for ln in read_lines([path])] == [("via pathlib", str(path))]
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_line(tmp_path: Path, packed: bool) -> None:
+    """Notepad and PowerShell 7 start UTF-8 files with a byte order mark: it is dropped
+    (the first field was "\\ufeff081109", a timestamp counted as bad), offsets still count
+    it, and only a file's start is looked at."""
+    data = b"\xef\xbb\xbf081109 203615 first\r\nsecond \xef\xbb\xbf inside\n\xef\xbb\xbfthird\n"
+    path = tmp_path / ("bom.log.gz" if packed else "bom.log")
+    path.write_bytes(gzip.compress(data) if packed else data)
+    lines = list(LineReader([str(path)]))
+    assert [ln.text for ln in lines] == [
+        "081109 203615 first",
+        "second \ufeff inside",
+        "\ufeffthird",  # not a file's start: text like any other
+    ]
+    assert [ln.offset for ln in lines] == [3, 24, 42]
+    assert all(data[ln.offset :].startswith(ln.text.encode()) for ln in lines)
+    # A byte range that starts at a later line keeps what is there.
+    if not packed:
+        part = FileRange(str(path), 42, None)
+        assert [ln.text for ln in LineReader([part])] == ["\ufeffthird"]
+    # A file that is only the mark is empty.
+    only = tmp_path / "only.log"
+    only.write_bytes(b"\xef\xbb\xbf")
+    stats = Stats()
+    assert list(LineReader([str(only)], stats=stats)) == []

@@ -281,7 +281,7 @@ class LogFormat:
         try:
             for line in lines:
                 rec = parse(line)
-                if not rec.matched:
+                if not rec.matched and line.text:  # an empty line is counted as one
                     stats.add("unmatched_format")
                 yield rec
         finally:

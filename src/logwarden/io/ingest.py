@@ -284,6 +284,9 @@ class _Scan:
         names: tuple[str, ...] = ()
         name_groups: tuple[int, ...] = ()
         for i, text in enumerate(batch):
+            if not text:  # counted as an empty line only (it was an unmatched one too)
+                out.empty_at.append(i)
+                continue
             m = match(text.strip())
             ts: float | None = None
             if m is None:
@@ -306,9 +309,6 @@ class _Scan:
                         fields = {k: v for k, v in m.groupdict().items() if v is not None}
                         fields.pop("Content", None)
                         ts = fmt.timestamp(fields)
-            if not text:
-                out.empty_at.append(i)
-                continue
             key, vals, slots, _ = parse(content, learn)
             row = len(keys)
             if key is None:

@@ -376,6 +376,29 @@ def _chunks(stream: _Readable, size: int, gzip: bool = True) -> Iterator[bytes]:
         yield from rest
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _without_utf8_bom(chunks: Iterator[bytes], split: _Splitter) -> Iterator[bytes]:
+    """The chunks of a file's start without a UTF-8 byte order mark (Notepad and
+    PowerShell 7 write one): it is not text, and glued to the first line it spoiled that
+    line's first field (a timestamp counted as bad). Offsets still count it."""
+    first = b""
+    for data in chunks:
+        if not isinstance(data, bytes):
+            yield data
+            break
+        first += data
+        if len(first) >= len(_UTF8_BOM):
+            break
+    if first.startswith(_UTF8_BOM):
+        first = first[len(_UTF8_BOM) :]
+        split.offset += len(_UTF8_BOM)
+    if first:
+        yield first
+    yield from chunks
+
+
 def whole_only(head: bytes) -> bool:
     """Whether a file starting with ``head`` (its first 2 bytes or more) is read from its
     start only: gzip, or UTF-16 after a byte order mark. Byte ranges cannot split it."""
@@ -523,7 +546,10 @@ class LineReader:
         total = 0
         failure: tuple[str, str] | None = None
         try:
-            for chunk in _chunks(stream, self.config.chunk_bytes, gzip=offset == 0):
+            chunks = _chunks(stream, self.config.chunk_bytes, gzip=offset == 0)
+            if offset == 0:
+                chunks = _without_utf8_bom(chunks, split)
+            for chunk in chunks:
                 if not isinstance(chunk, bytes):
                     raise _SourceError("unreadable_file", "input is not a binary stream")
                 total += len(chunk)

@@ -591,11 +591,11 @@ class StreamDetector:
             for (seq, text), (matched, ts, key, values, kinds, ids, content) in zip(
                 lines, parsed, strict=True
             ):
-                if not matched:
-                    stats.add("unmatched_format")
                 if not text:
                     stats.add("empty_line")
                     continue
+                if not matched:
+                    stats.add("unmatched_format")
                 if key is None:
                     assert content is not None
                     ukey, values, slots, change = self.unknown.parse_slots(content, True)
