@@ -437,3 +437,18 @@ def test_summary_ends_with_shattering_warnings(tmp_path: Path, capsys) -> None:
         ["parse", str(log), "--format", fmt, "--out", str(tmp_path / "q.csv"), "--quiet"], capsys
     )
     assert code == 0 and err == ""
+
+
+def test_a_format_that_fits_no_line_is_warned_about_also_under_quiet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "h.log"
+    log.write_text("\n".join(HDFS_LINES) + "\n\n")
+    out = str(tmp_path / "o.csv")
+    code, err = run(
+        ["parse", str(log), "--format", "<Date <Time> <Content>", "--out", out, "-q"], capsys
+    )
+    n = len(HDFS_LINES)
+    assert code == 0 and f"warning: {n} of {n} lines do not match the log format" in err
+    code, err = run(["parse", str(log), "--format", "hdfs", "--out", out, "-q"], capsys)
+    assert code == 0 and "warning" not in err

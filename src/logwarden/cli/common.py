@@ -144,3 +144,17 @@ def report_stats(what: str, stats: Stats, events: int, sessions: int) -> None:
     if problems:
         msg += "; skipped or altered: " + ", ".join(f"{k} {v:,}" for k, v in problems.items())
     print(msg, file=sys.stderr)
+    warn_unmatched(stats)
+
+
+def warn_unmatched(stats: Stats) -> None:
+    """A warning when most lines do not match the log format: a wrong --format (or a
+    model used on another kind of log) reads every line as a bare message, counted but
+    easy to miss in a summary."""
+    unmatched, lines = stats["unmatched_format"], stats["lines_read"] - stats["empty_line"]
+    if lines > 0 and 2 * unmatched > lines:
+        print(
+            f"logwarden: warning: {unmatched:,} of {lines:,} lines do not match the log "
+            "format: check --format (or the model's)",
+            file=sys.stderr,
+        )

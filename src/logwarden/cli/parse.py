@@ -11,7 +11,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from logwarden.cli.common import RuntimeFailure, UsageError, check_outputs, report_read_errors
+from logwarden.cli.common import (
+    RuntimeFailure,
+    UsageError,
+    check_outputs,
+    report_read_errors,
+    warn_unmatched,
+)
 from logwarden.cli.inputs import resolve_format
 from logwarden.records import Stats
 
@@ -194,4 +200,5 @@ def _summary(
     lines += [f"  warning: {w}" for w in warnings or ()]
     if not args.quiet or n_written == 0:
         print("\n".join(lines), file=sys.stderr)
+    warn_unmatched(stats)  # also under --quiet
     report_read_errors(args, getattr(reader, "errors", []))
