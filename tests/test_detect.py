@@ -574,3 +574,21 @@ def test_bundle_with_param_weights_but_no_description_is_refused(
     manifest2["param_models"]["units"] = {"x": {}}
     with pytest.raises(BundleError):
         DeepLog.from_state(manifest2, join_arrays(weights2))
+
+
+def test_an_elapsed_time_is_never_expected_below_zero() -> None:
+    """A regression may predict a gap below 0 s; the explanation says 0 s (it said
+    "expected about -9e-06 s"), and the sigmas stay."""
+    from logwarden.models.params import ParamScores
+
+    for predicted, shown in ((-9e-06, 0.0), (0.5, 0.5)):
+        sc = ParamScores(
+            key=3, model="lstm", anomalous=np.array([True]), dim=np.array([0]),
+            expected=np.array([predicted]), observed=np.array([0.125]),
+            sigmas=np.array([22.4]), error=np.ones(1), threshold=1.0,
+            refs=np.zeros((1, 2), int), prev=2,
+        )  # fmt: skip
+        d = DeepLog().deviation(sc, 0, ["E2", "E3"], None, 1)  # type: ignore[arg-type]
+        assert d["expected"] == shown and d["sigmas"] == 22.4
+        text = Verdict("s", True, 2, 1.0, "performance", "params", deviation=d).describe()
+        assert "expected about -" not in text and f"expected about {shown:.3g} s" in text

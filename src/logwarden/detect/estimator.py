@@ -758,11 +758,14 @@ class DeepLog:
         key = str(keys[ei])
         prev = "<start>" if ei == 0 else str(keys[ei - 1])
         unit = f"{key} after {prev}" if sc.prev is not None else f"{key} after rarer keys"
+        expected = float(sc.expected[j])
+        if dim == 0:  # a regression may predict a gap below 0 s; no gap is
+            expected = max(expected, 0.0)
         d: dict[str, Any] = {
             "dimension": "elapsed" if dim == 0 else "parameter",
             "parameter": None,
             "observed": float(sc.observed[j]),
-            "expected": round(float(sc.expected[j]), 6),
+            "expected": round(expected, 6),
             "sigmas": round(float(sc.sigmas[j]), 2),
             "error": round(float(sc.error[j]), 4),
             "threshold": round(float(sc.threshold), 4),
