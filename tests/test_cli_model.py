@@ -870,3 +870,25 @@ def test_an_output_never_overwrites_an_input_the_model_or_another_output(
     link.hardlink_to(log)
     assert main([str(a) for a in ["detect", log, "--model", model, "--jsonl", link]]) == 2
     assert log.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["detect", "{log}", "--model", "{model}", "--drift-bucket", "0"], "--drift-bucket must be > 0"),
+        (["detect", "{log}", "--model", "{model}", "--show", "-1"], "--show must not be negative"),
+        (["train", "{log}", *RAW, "--out", "{tmp}/m", "--seed", "-1"], "--seed must be >= 0"),
+        (["train", "{log}", *RAW, "--out", "{tmp}/m", "--epochs", "0"], "--epochs must be >= 1"),
+        (["parse", "{log}", *RAW[:2], "--out", "{tmp}/p.csv", "--max-templates", "0"],
+         "--max-templates must be >= 1 (or unset)"),
+    ],
+)  # fmt: skip
+def test_bad_values_are_named_by_their_flag(
+    raw: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
+    message: str,
+) -> None:  # fmt: skip
+    where = {"{log}": raw["dir"] / "test.log", "{model}": raw["model"], "{tmp}": tmp_path}
+    for name, path in where.items():
+        argv = [a.replace(name, str(path)) for a in argv]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().endswith(f"error: {message}")

@@ -86,6 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_detect(args: argparse.Namespace) -> int:
     if args.html_limit < 0:
         raise UsageError("--html-limit must not be negative")
+    if args.show < 0:
+        raise UsageError("--show must not be negative")
     if args.drift_suggest < 0:
         raise UsageError("--drift-suggest must not be negative")
     # Written once every session is scored: a path that cannot take them fails now.

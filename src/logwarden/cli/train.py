@@ -94,6 +94,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from logwarden.detect.detector import Detector, idle_timeout_from
 
     check_out_dir(args.out)
+    if args.seed < 0:  # torch refuses it, after the whole input was read
+        raise UsageError("--seed must be >= 0")
     if args.supervised:
         return train_supervised(args)
     if args.line_labels or args.pos_weight is not None:

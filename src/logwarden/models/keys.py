@@ -85,11 +85,8 @@ class KeyModelConfig:
                 "hidden",
                 "hidden and embedding must be >= 1",
             ),
-            (
-                self.epochs >= 1 and self.batch_size >= 1,
-                "epochs",
-                "epochs and batch_size must be >= 1",
-            ),
+            (self.epochs >= 1, "epochs", "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size", "batch_size must be >= 1"),
             (self.learning_rate > 0, "learning_rate", "learning_rate must be > 0"),
             (self.folds == 0 or self.folds >= 2, "folds", "folds must be 0 or >= 2"),
             (0.0 <= self.rule_share < 1.0, "rule_share", "rule_share must be in [0, 1)"),

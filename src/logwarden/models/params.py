@@ -393,11 +393,8 @@ class ParamModelConfig:
         checks = [
             (self.window >= 1, "window", "window must be >= 1"),
             (self.hidden >= 1 and self.layers >= 1, "hidden", "hidden and layers must be >= 1"),
-            (
-                self.epochs >= 1 and self.batch_size >= 1,
-                "epochs",
-                "epochs and batch_size must be >= 1",
-            ),
+            (self.epochs >= 1, "epochs", "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size", "batch_size must be >= 1"),
             (self.max_steps >= 1, "max_steps", "max_steps must be >= 1"),
             (self.learning_rate > 0, "learning_rate", "learning_rate must be > 0"),
             (0.0 < self.validation < 1.0, "validation", "validation must be in (0, 1)"),

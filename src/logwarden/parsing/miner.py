@@ -141,7 +141,7 @@ class MinerConfig:
         if self.min_merge_constants < 0:
             raise ConfigError("min_merge_constants must be >= 0", field="min_merge_constants")
         if self.max_templates is not None and self.max_templates < 1:
-            raise ConfigError("max_templates must be >= 1 or None", field="max_templates")
+            raise ConfigError("max_templates must be >= 1 (or unset)", field="max_templates")
         if self.cache_size < 1:
             raise ConfigError("cache_size must be >= 1", field="cache_size")
         self.disabled_rules = [str(r) for r in self.disabled_rules]
