@@ -892,3 +892,21 @@ def test_bad_values_are_named_by_their_flag(
         argv = [a.replace(name, str(path)) for a in argv]
     assert main(argv) == 2
     assert capsys.readouterr().err.strip().endswith(f"error: {message}")
+
+
+def test_eval_says_how_many_labelled_sessions_the_input_lacks(
+    raw: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Labels of sessions that are not in the input were ignored without a word (it hid
+    sessions the reading had lost)."""
+    d = raw["dir"]
+    labels = tmp_path / "labels.csv"
+    text = (d / "labels.csv").read_text()
+    labels.write_text(text + "blk_123456789,1\nblk_987654321,0\n")
+    argv = ["eval", d / "test.log", "--model", raw["model"], "--labels", labels, *RAW, "--json"]
+    assert main([str(a) for a in argv]) == 0
+    n = len(text.strip().splitlines()) - 1 + 2
+    assert f"2 of the {n:,} sessions in {labels} are not in the input" in capsys.readouterr().err
+    argv[5] = d / "labels.csv"
+    assert main([str(a) for a in argv]) == 0
+    assert "not in the input" not in capsys.readouterr().err

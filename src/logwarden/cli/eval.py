@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -138,6 +139,13 @@ def _report(
                 write_jsonl(fh, verdicts, data.keys, bodies)
     if stream is not None:
         report_stream(stream, args)
+        missing = stream.labels_total - stream.labels_found
+        if missing:  # a wrong file, or sessions the reading lost
+            print(
+                f"logwarden: {missing:,} of the {stream.labels_total:,} sessions in "
+                f"{args.labels} are not in the input",
+                file=sys.stderr,
+            )
     if all(label is None for label in labels):
         raise UsageError("no labels: use --normal/--abnormal, jsonl with labels, or --labels CSV")
     report = Report.from_verdicts(outcomes, labels, detector.model.window, keys=keys)

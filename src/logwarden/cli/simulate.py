@@ -10,7 +10,16 @@ from logwarden.cli.common import UsageError, check_outputs, open_out, writing
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    ss = sub.add_parser("simulate", help="write a simulated multi-task log with labels")
+    from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX
+
+    ss = sub.add_parser(
+        "simulate",
+        help="write a simulated multi-task log with labels",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the regex on one line
+        description="Write a simulated multi-task log (HDFS, VM and HTTP tasks) with labels.\n"
+        "Train and detect on it with (in Python: logwarden.sim.SIM_FORMAT, SIM_SESSION_REGEX):\n"
+        f"  --format '{SIM_FORMAT}'\n  --session '{SIM_SESSION_REGEX}'",
+    )
     ss.add_argument(
         "--out", required=True, metavar="LOG", help="the log file (- for standard output)"
     )

@@ -46,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--confidence",
         type=float,
         default=0.999,
-        help="parameter models' interval: 0.98, 0.99 or 0.999 (default)",
+        help="parameter models' two-sided interval, in [0.5, 1) (default 0.999; the paper "
+        "reports 0.98, 0.99 and 0.999)",
     )
     st.add_argument(
         "--no-workflows", action="store_true", help="skip mining the workflows (diagnosis)"
@@ -193,7 +194,7 @@ def _summary(args: argparse.Namespace, model: object, sessions: int) -> None:
     info = model.train_info_
     cal = info.get("calibration") or {}
     print(
-        f"logwarden train: {sessions:,} sessions, {len(model.keys_)} keys, "
+        f"logwarden train: {sessions:,} sessions, {len(model.keys_):,} keys, "
         f"{info['distinct_windows']:,} distinct windows of {info['windows']:,}, {info['epochs']} epochs "
         f"in {info['seconds']:.1f} s on {info['device']}"
         + (f" (calibration {cal['seconds']:.1f} s)" if "seconds" in cal else "")

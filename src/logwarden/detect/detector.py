@@ -374,6 +374,9 @@ class VerdictStream:
         self.templates: dict[str, str] = {}
         self.max_open = 0
         self.open_at_end: set[str] = set()
+        # With a label file: the sessions it labels, and how many of them the input held.
+        self.labels_total = 0
+        self.labels_found = 0
 
     def score(self, task: tuple[Inputs, Mapping[Any, np.ndarray] | None]) -> list[Verdict]:
         """One chunk's verdicts, with the parameter series' history before it (the task a
@@ -409,6 +412,8 @@ class VerdictStream:
             spec.session, spec.window, in_line=spec.session_in_line, idle_timeout=spec.idle_timeout
         )
         by_id = load_labels(self.labels) if self.labels is not None else None
+        found_ids: set[str] = set()
+        self.labels_total = len(by_id) if by_id is not None else 0
         stats = Stats()
         with WorkerPool(self.workers, {"score": self.score}, stats) as pool:
             stream = SessionStream(
@@ -424,6 +429,11 @@ class VerdictStream:
                     if by_id is not None
                     else [None] * len(raw.ids)
                 )
+                if by_id is not None:
+                    found_ids.update(
+                        s for s, label in zip(raw.ids, found, strict=True) if label is not None
+                    )
+                    self.labels_found = len(found_ids)
                 data = Inputs(
                     raw.ids, raw.keys, found, raw.templates, raw.lines, raw.sessions,
                     entries=raw.events,
