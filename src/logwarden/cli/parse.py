@@ -81,6 +81,10 @@ def cmd_parse(args: argparse.Namespace) -> int:
     else:
         miner = TemplateMiner(MinerConfig(max_templates=args.max_templates, masks=masks))
     learn = not args.match_only
+    # Templates evicted (--max-templates) while rows holding their ids were written: the
+    # templates CSV lists them too (one row each, a few dozen bytes).
+    evicted: list[tuple[int, str, int]] = []
+    miner.on_evict = lambda t: evicted.append((t.id, t.text, t.count))
 
     if args.out == "-":
         # The CSV is written to a file and renamed into place: rows written before a
@@ -125,7 +129,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
         if tmp.exists():
             tmp.unlink()
     try:
-        _write_templates(templates_out, miner)
+        _write_templates(templates_out, miner, evicted)
         if state_path and learn:
             miner.save(state_path)
     except OSError as exc:
@@ -138,7 +142,17 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
         warnings = [w.message for w in diagnose(miner)]
     _summary(
-        args, reader, stats, n_lines, n_written, len(miner), elapsed, out, templates_out, warnings
+        args,
+        reader,
+        stats,
+        n_lines,
+        n_written,
+        len(miner),
+        elapsed,
+        out,
+        templates_out,
+        warnings,
+        evicted=len(evicted),
     )
     return 0 if n_written > 0 else 1
 
@@ -161,7 +175,7 @@ def _finalise_ids(path: Path, miner: TemplateMiner, id_col: int, upto: int) -> N
     finalise_file(path, miner, id_col, upto)
 
 
-def _write_templates(path: Path, miner: object) -> None:
+def _write_templates(path: Path, miner: object, evicted: list[tuple[int, str, int]]) -> None:
     from logwarden.parsing import TemplateMiner
 
     assert isinstance(miner, TemplateMiner)
@@ -169,8 +183,9 @@ def _write_templates(path: Path, miner: object) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["EventId", "EventTemplate", "Occurrences"])
-        for t in sorted(miner.templates_.values(), key=lambda t: t.id):
-            w.writerow([f"E{t.id}", t.text, t.count])
+        rows = [(t.id, t.text, t.count) for t in miner.templates_.values()] + evicted
+        for key, text, count in sorted(rows):
+            w.writerow([f"E{key}", text, count])
 
 
 def _summary(
@@ -184,11 +199,18 @@ def _summary(
     out: Path,
     templates_out: Path,
     warnings: list[str] | None = None,
+    evicted: int = 0,
 ) -> None:
     rate = n_lines / elapsed if elapsed > 0 else 0.0
     lines = [
         f"logwarden parse: {n_lines:,} lines read in {elapsed:.2f} s ({rate:,.0f} lines/s)",
-        f"  parsed {n_written:,} lines into {n_templates:,} template{'' if n_templates == 1 else 's'}",
+        f"  parsed {n_written:,} lines into {n_templates:,} template{'' if n_templates == 1 else 's'}"
+        + (
+            f" held at the end, and {evicted:,} more evicted by --max-templates before it (their"
+            " rows keep their ids; the templates CSV lists them too)"
+            if evicted
+            else ""
+        ),
     ]
     counts = stats.problems()
     if counts:

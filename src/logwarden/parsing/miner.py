@@ -843,6 +843,10 @@ class TemplateMiner:
         self.changes_ = 0  # merges and text changes so far: ids/texts handed out may be stale
         self.changed_ids_: set[int] = set()  # ids whose template text or identity has changed
         self.rule_hits_: Counter[str] = Counter()  # rule -> times it fired (new shapes only)
+        self.evicted_ = 0  # templates evicted (max_templates) by this miner
+        # Called with each template just before it is evicted (a writer of structured
+        # output lists the ids its rows already hold); not part of the state.
+        self.on_evict: Callable[[Template], None] | None = None
         self._clock = 0  # lines seen, for LRU eviction and growth diagnostics
         self._off = frozenset(self.config.disabled_rules)
         self._user_masks = [re.compile(m.pattern) for m in self.config.masks]
@@ -1408,6 +1412,9 @@ class TemplateMiner:
 
     def _evict(self) -> None:
         victim = min(self.templates_.values(), key=lambda t: t.last_seen).id
+        self.evicted_ += 1
+        if self.on_evict is not None:
+            self.on_evict(self.templates_[victim])
         root = self._root_of.pop(victim, None)
         if root is None:
             self._unindex_root(victim)
