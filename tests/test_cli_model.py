@@ -910,3 +910,21 @@ def test_eval_says_how_many_labelled_sessions_the_input_lacks(
     argv[5] = d / "labels.csv"
     assert main([str(a) for a in argv]) == 0
     assert "not in the input" not in capsys.readouterr().err
+
+
+def test_raw_lines_given_as_sequences_are_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw_like = tmp_path / "raw.log"
+    raw_like.write_text(
+        "".join(f"081109 2036{i:02d} 148 INFO dfs.DataNode: Receiving block blk_{i} src: /10.0.0.{i}:50010\n"
+                for i in range(60))
+    )  # fmt: skip
+    argv = ["train", raw_like, "--input-format", "sequences", "--out", tmp_path / "m",
+            "--epochs", "1", *FAST]  # fmt: skip
+    assert main([str(a) for a in argv]) == 0
+    assert "is the input raw (--input-format raw) or jsonl?" in capsys.readouterr().err
+    seqs = write_sequences(tmp_path / "s.txt", grammar(60, seed=3))
+    argv[1], argv[5] = seqs, tmp_path / "m2"
+    assert main([str(a) for a in argv]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -184,6 +184,8 @@ def read_inputs(
         gc.freeze()
         if enabled:
             gc.enable()
+    if spec.input_format == "sequences":
+        warn_not_sequences(data.keys)
     if spec.input_format == "raw":
         report_stats("read", data.stats, data.entries, len(data.ids))
         report_read_errors(args, data.errors)
@@ -199,6 +201,24 @@ def read_inputs(
             why = "; ".join(f"{p}: {m}" for p, m in data.errors) or "check --format and --session"
             raise RuntimeFailure(f"no session could be formed from the input ({why})")
     return data
+
+
+_LOG_CHARS = frozenset(':/="{}[]')  # in a log line or JSON, not in a DeepLog key
+
+
+def warn_not_sequences(sessions: Sequence[Sequence[str]], sample: int = 1000) -> None:
+    """A warning when "sequences" look like raw log lines or JSON (keys with colons,
+    slashes, quotes or brackets in most of the first lines): every word then becomes a
+    key, and a model of hundreds of keys trains without a word."""
+    head = [s for s in sessions[:sample] if s]
+    odd = sum(1 for s in head if any(not _LOG_CHARS.isdisjoint(k) for k in s))
+    if head and 2 * odd > len(head):
+        print(
+            f"logwarden: warning: {odd:,} of the first {len(head):,} sequences hold words "
+            "like a log line's or JSON's (':', '/', '=', quotes, brackets): is the input "
+            "raw (--input-format raw) or jsonl?",
+            file=sys.stderr,
+        )
 
 
 def load_detector(path: str) -> Detector:
