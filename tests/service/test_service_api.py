@@ -140,7 +140,7 @@ def test_token_and_binding(sim_model: Any, serve: Any, tmp_path: Path) -> None:
     for path in ("/api/v1/logs", "/api/v1/flush", "/api/v1/feedback"):
         assert c.post(path, content=b"x\n").status_code == 401
         wrong = c.post(path, content=b"x\n", headers={"Authorization": "Bearer nope"})
-        assert wrong.status_code == 401
+        assert wrong.status_code == 401 and "not this server's" in wrong.json()["detail"]
     ok = c.post("/api/v1/logs", content=b"x\n",
                 headers={"Authorization": "Bearer s3cret-token-0123456789"})  # fmt: skip
     assert ok.status_code == 202
@@ -305,3 +305,49 @@ def test_update_folders_of_killed_servers_are_removed(tmp_path: Path) -> None:
     assert clear_update_files(models) == 1
     assert not dead.exists() and live.exists() and other.exists()
     assert clear_update_files(tmp_path / "none") == 0
+
+
+def test_feedback_close_together_builds_one_chain_of_versions(
+    sim_model: Any, serve: Any, tmp_path: Path
+) -> None:
+    """Each update builds on the version last switched to, not on the one the detector
+    reports: three feedback posts in a row used to give v2 (from v1) and v3 from v1 again,
+    so the first feedback was in no current model. Also: ids out of SQLite's range are
+    422, not 500, and an id that names another session is refused."""
+    s = serve(["--model", str(sim_model.path), "--store", str(tmp_path / "v.db"),
+               "--session-timeout", "0"])  # fmt: skip
+    c = httpx.Client(base_url=s.url, timeout=60)
+    lines = sim_model.mixed_lines
+    c.post("/api/v1/logs", content="\n".join(lines) + "\n", headers={"Content-Type": "text/plain"})
+    assert c.post("/api/v1/flush?wait=true").json()["done"] is True
+    got = c.get("/api/v1/anomalies").json()
+    assert len(got) >= 3
+    huge = 10**23
+    assert c.get(f"/api/v1/anomalies/{huge}").status_code == 422
+    assert c.get(f"/api/v1/anomalies/{huge}/workflow.svg").status_code == 422
+    assert c.get("/api/v1/anomalies", params={"since": huge}).status_code == 422
+    r = c.post("/api/v1/feedback", json={"id": huge, "label": "normal"})
+    assert r.status_code == 422
+    r = c.post("/api/v1/feedback", json={"id": got[0]["id"], "session": "nope", "label": "normal"})
+    assert r.status_code == 422 and "not 'nope'" in r.json()["detail"]
+    assert (
+        "no anomaly 999999"
+        in c.post("/api/v1/feedback", json={"id": 999999, "label": "normal"}).json()["detail"]
+    )
+    fids = []
+    for v in got[:3]:
+        r = c.post("/api/v1/feedback", json={"id": v["id"], "label": "normal"})
+        assert r.status_code == 202
+        fids.append(r.json()["feedback"])
+
+    def used() -> set[int]:
+        return {i for m in c.get("/api/v1/models").json()["versions"] for i in m["feedback"]}
+
+    wait_for(lambda: set(fids) <= used(), timeout=180)
+    versions = {m["version"]: m for m in c.get("/api/v1/models").json()["versions"]}
+    # The newest version's line of parents holds every feedback.
+    chain, at = set(), max(versions)
+    while at in versions:
+        chain.update(versions[at]["feedback"])
+        at = versions[at]["parent"]
+    assert set(fids) <= chain, versions

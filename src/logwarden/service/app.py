@@ -20,6 +20,7 @@ from importlib import resources
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as FastPath
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
@@ -35,6 +36,7 @@ from logwarden.service.server import Service, decode_lines, to_utf8
 __all__ = ["create_app"]
 
 LABELS = ("normal", "confirmed")
+_MAX_ID = 2**63 - 1  # SQLite integers: a larger id is none, not a server error
 
 
 class _Metrics:
@@ -122,9 +124,13 @@ def create_app(service: Service) -> FastAPI:
             return
         got = request.headers.get("authorization", "")
         scheme, _, value = got.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), token):
+        if scheme.lower() != "bearer" or not value.strip():
             raise HTTPException(
                 401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
+        if not hmac.compare_digest(value.strip(), token):
+            raise HTTPException(
+                401, "the bearer token is not this server's", headers={"WWW-Authenticate": "Bearer"}
             )
 
     async def body_of(request: Request) -> bytes:
@@ -173,12 +179,12 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/api/v1/anomalies")
     async def anomalies(
-        since: int = Query(0, ge=0), limit: int | None = Query(None, ge=1, le=100_000)
+        since: int = Query(0, ge=0, le=_MAX_ID), limit: int | None = Query(None, ge=1, le=100_000)
     ) -> list[dict[str, Any]]:
         return await run_in_threadpool(service.read, lambda s: s.anomalies(since, limit))  # type: ignore[no-any-return]
 
     @app.get("/api/v1/anomalies/{vid}")
-    async def anomaly(vid: int) -> dict[str, Any]:
+    async def anomaly(vid: int = FastPath(ge=0, le=_MAX_ID)) -> dict[str, Any]:
         def get(s: Any) -> dict[str, Any] | None:
             v = s.verdict(vid)
             if v is None:
@@ -195,7 +201,7 @@ def create_app(service: Service) -> FastAPI:
         return got  # type: ignore[no-any-return]
 
     @app.get("/api/v1/anomalies/{vid}/workflow.svg")
-    async def workflow_svg(vid: int) -> Response:
+    async def workflow_svg(vid: int = FastPath(ge=0, le=_MAX_ID)) -> Response:
         if service.workflow is None:
             raise HTTPException(404, "this logwarden has no workflow diagnosis")
         v = await run_in_threadpool(service.read, lambda s: s.verdict(vid))
@@ -231,15 +237,22 @@ def create_app(service: Service) -> FastAPI:
         vid = doc.get("id")
         session = doc.get("session")
         if vid is not None:
-            if not isinstance(vid, int) or isinstance(vid, bool):
-                raise HTTPException(422, "id must be an anomaly id (an integer)")
+            if not isinstance(vid, int) or isinstance(vid, bool) or not 0 <= vid <= _MAX_ID:
+                raise HTTPException(422, "id must be an anomaly id (an integer >= 0)")
             v = await run_in_threadpool(service.read, lambda s: s.verdict(vid))
+            if v is not None and session not in (None, v["session"]):
+                raise HTTPException(
+                    422, f"anomaly {vid} is of session {v['session']!r}, not {session!r}"
+                )
         elif isinstance(session, str) and session:
             v = await run_in_threadpool(service.read, lambda s: s.verdict_of_session(session))
         else:
             raise HTTPException(422, "give the session id (or the anomaly id)")
         if v is None:
-            raise HTTPException(404, "no anomaly reported for that session")
+            raise HTTPException(
+                404,
+                f"no anomaly {vid}" if vid is not None else "no anomaly reported for that session",
+            )
         version = service.current_version()
         fid = await run_in_threadpool(
             service.read, lambda s: s.add_feedback(v["id"], v["session"], label, version)

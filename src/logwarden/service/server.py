@@ -167,6 +167,10 @@ class Service:
         self.store = Store(config.store, durable=config.durable)
         self._lock = threading.Lock()  # one journal writer at a time on this connection
         self._register_first_model()
+        # The model version last asked for (a switch in the journal that the detector
+        # process may not have reached): an update builds on it, not on the version the
+        # detector reports, or two updates close together both built on the older one.
+        self._requested = self.store.last_model_request(self.store.processed_seq())
         clear_update_files(self.models_dir)  # left by a server that was killed
         self._ctx = multiprocessing.get_context("spawn")
         self._bell_fd: int | None = None  # write end of the detector's doorbell pipe
@@ -296,6 +300,7 @@ class Service:
 
     def switch_model(self, version: int) -> int:
         first, _, _ = self.append([str(version)], kind=MODEL)
+        self._requested = version
         return first
 
     # -- reading -------------------------------------------------------------------------------
@@ -319,6 +324,11 @@ class Service:
             "online_update": self.updater.available,
             "workflow": self.workflow is not None,
         }
+
+    def latest_version(self) -> int:
+        """The version the detector runs once it has read the journal to its end."""
+        requested = self._requested
+        return requested if requested is not None else self.current_version()
 
     def current_version(self) -> int:
         status = self.read(lambda s: s.status())
@@ -372,7 +382,7 @@ class OnlineUpdater:
         todo = [f for f in fb if f["id"] not in used]
         if not todo:
             return
-        parent = svc.current_version()
+        parent = svc.latest_version()
         path = svc.read(lambda s: s.model_path(parent))
         det = Detector.load(path)
         sessions: dict[str, list[str]] = {}

@@ -379,6 +379,15 @@ class Store:
     def processed_seq(self) -> int:
         return int(self.get_meta("processed_seq") or 0)
 
+    def last_model_request(self, after: int) -> int | None:
+        """The version named by the journal's last model switch after ``after`` (one the
+        detector process has not reached yet), or None."""
+        row = self.db.execute(
+            "SELECT text FROM journal WHERE seq > ? AND kind = ? ORDER BY seq DESC LIMIT 1",
+            (after, MODEL),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
     def offset(self, source: str) -> str | None:
         row = self.db.execute("SELECT value FROM offsets WHERE source = ?", (source,)).fetchone()
         return None if row is None else str(row[0])
