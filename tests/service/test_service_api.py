@@ -39,6 +39,11 @@ def test_logs_anomalies_flush_feedback_metrics(sim_model: Any, serve: Any, tmp_p
     again = c.post("/api/v1/logs", content="\n".join(lines[half:]).encode(),
                    headers={"Content-Type": "text/plain", "Idempotency-Key": "b2"})  # fmt: skip
     assert again.status_code == 202 and again.json().get("duplicate") is True
+    # The same key with other lines is not a repeat: 409, nothing stored (the line count
+    # in the metrics below is the two requests' alone).
+    other = c.post("/api/v1/logs", content="\n".join(lines[half:-1]).encode(),
+                   headers={"Content-Type": "text/plain", "Idempotency-Key": "b2"})  # fmt: skip
+    assert other.status_code == 409 and "other lines" in other.json()["detail"]
     # Entry-level anomalies appear before any flush.
     early = wait_for(lambda: c.get("/api/v1/anomalies").json())
     assert all(v["closed"] is False or v["reason"] == "early_end" for v in early[:1])

@@ -13,6 +13,7 @@ the service has a token. Bodies over ``max_body_bytes`` and lines over
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from logwarden.service.server import Service, decode_lines, to_utf8
+from logwarden.service.store import BATCH_DIGEST_SEP, BatchConflict
 
 __all__ = ["create_app"]
 
@@ -166,10 +168,19 @@ def create_app(service: Service) -> FastAPI:
         except ValueError as exc:
             service.counts.add("line_too_long")
             raise HTTPException(413, str(exc)) from None
-        batch_id = request.headers.get("idempotency-key") or None
-        if batch_id is not None and len(batch_id) > 200:
+        key = request.headers.get("idempotency-key") or None
+        if key is not None and len(key) > 200:
             raise HTTPException(400, "Idempotency-Key is longer than 200 characters")
-        first, last, new = await run_in_threadpool(service.append, lines, batch_id)
+        batch_id = None
+        if key is not None:  # the key and its lines: the same key with other lines is a 409
+            digest = hashlib.sha256("\n".join(lines).encode("utf-8", "surrogatepass"))
+            batch_id = key + BATCH_DIGEST_SEP + digest.hexdigest()[:32]
+        try:
+            first, last, new = await run_in_threadpool(service.append, lines, batch_id)
+        except BatchConflict:
+            raise HTTPException(
+                409, "this Idempotency-Key was used with other lines; nothing stored"
+            ) from None
         out: dict[str, Any] = {"accepted": len(lines) if new else last - first + 1 if last else 0}
         if lines or not new:
             out["first_seq"], out["last_seq"] = first, last

@@ -42,7 +42,26 @@ from typing import Any
 
 from logwarden.errors import StateError
 
-__all__ = ["EXPIRE_ROWS", "FLUSH", "LINE", "MODEL", "SCHEMA_VERSION", "Store"]
+__all__ = [
+    "BATCH_DIGEST_SEP",
+    "EXPIRE_ROWS",
+    "FLUSH",
+    "LINE",
+    "MODEL",
+    "SCHEMA_VERSION",
+    "BatchConflict",
+    "Store",
+]
+
+# An idempotency key and the digest of its request's lines, in one batch id: the same key
+# with another body is a conflict, not a repeat (see Store.append). A control character
+# cannot be in an HTTP header's value.
+BATCH_DIGEST_SEP = "\x1f"
+
+
+class BatchConflict(Exception):
+    """A batch id's key was used before with other lines."""
+
 
 SCHEMA_VERSION = 2
 
@@ -308,7 +327,9 @@ class Store:
     ) -> tuple[int, int, bool]:
         """Journal ``lines`` in one transaction (with ``offsets`` of their source);
         returns (first seq, last seq, whether they were new). A ``batch_id`` seen before
-        stores nothing and returns the first time's numbers. ``sync``: put them on disk
+        stores nothing and returns the first time's numbers; one of the form
+        ``key + BATCH_DIGEST_SEP + digest`` whose key came before with another digest
+        raises BatchConflict (nothing stored). ``sync``: put them on disk
         before returning (a durable store); a caller that passes False calls ``sync``
         itself before it acknowledges them (outside its own locks, say)."""
         got = self._append(lines, batch_id, offsets, kind)
@@ -332,6 +353,15 @@ class Store:
                 ).fetchone()
                 if row is not None:
                     return int(row[0] or 0), int(row[1] or 0), False
+                key, sep, _ = batch_id.partition(BATCH_DIGEST_SEP)
+                if (
+                    sep
+                    and db.execute(
+                        "SELECT 1 FROM batches WHERE id > ? AND id < ? LIMIT 1",
+                        (key + BATCH_DIGEST_SEP, key + chr(ord(BATCH_DIGEST_SEP) + 1)),
+                    ).fetchone()
+                ):
+                    raise BatchConflict(key)
             row = db.execute("SELECT MAX(seq) FROM journal").fetchone()
             last = int(row[0]) if row[0] is not None else int(self.get_meta("last_seq") or 0)
             first = last + 1
