@@ -237,3 +237,21 @@ def test_idempotency_keys_expire_and_old_stores_migrate(tmp_path: Path) -> None:
         assert not st.append(["z"], batch_id="new")[2]  # young: still a repeat
     finally:
         st.close()
+
+
+def test_a_batch_key_with_another_digest_conflicts_and_an_old_plain_key_repeats(
+    tmp_path: Path,
+) -> None:
+    from logwarden.service.store import BATCH_DIGEST_SEP, BatchConflict
+
+    s = Store(str(tmp_path / "s.db"))
+    first = s.append(["a", "b"], batch_id="k" + BATCH_DIGEST_SEP + "d1")
+    assert s.append(["a", "b"], batch_id="k" + BATCH_DIGEST_SEP + "d1") == (*first[:2], False)
+    with pytest.raises(BatchConflict):
+        s.append(["a", "b", "c"], batch_id="k" + BATCH_DIGEST_SEP + "d2")
+    assert s.last_seq() == first[1]  # nothing stored
+    # A key stored before keys had digests is a repeat, whatever the digest now.
+    old = s.append(["x"], batch_id="plain")
+    assert s.append(["x"], batch_id="plain" + BATCH_DIGEST_SEP + "d3") == (*old[:2], False)
+    # Another key that merely starts like the first is its own.
+    assert s.append(["y"], batch_id="k2" + BATCH_DIGEST_SEP + "d1")[2] is True

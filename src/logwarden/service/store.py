@@ -354,14 +354,18 @@ class Store:
                 if row is not None:
                     return int(row[0] or 0), int(row[1] or 0), False
                 key, sep, _ = batch_id.partition(BATCH_DIGEST_SEP)
-                if (
-                    sep
-                    and db.execute(
+                if sep:
+                    # A key stored before keys had digests: a repeat, as it was then.
+                    row = db.execute(
+                        "SELECT first_seq, last_seq FROM batches WHERE id = ?", (key,)
+                    ).fetchone()
+                    if row is not None:
+                        return int(row[0] or 0), int(row[1] or 0), False
+                    if db.execute(
                         "SELECT 1 FROM batches WHERE id > ? AND id < ? LIMIT 1",
                         (key + BATCH_DIGEST_SEP, key + chr(ord(BATCH_DIGEST_SEP) + 1)),
-                    ).fetchone()
-                ):
-                    raise BatchConflict(key)
+                    ).fetchone():
+                        raise BatchConflict(key)
             row = db.execute("SELECT MAX(seq) FROM journal").fetchone()
             last = int(row[0]) if row[0] is not None else int(self.get_meta("last_seq") or 0)
             first = last + 1
