@@ -220,6 +220,7 @@ def test_store_is_checked(tmp_path: Path, sim_model: Any) -> None:
     con.close()
     assert main(["serve", "--model", str(sim_model.path), "--store", str(db)]) == 1
     assert main(["serve", "--store", str(tmp_path / "new.db")]) == 2  # a new store needs a model
+    assert not (tmp_path / "new.db").exists()  # and the refused start left no store behind
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -344,6 +345,10 @@ def test_feedback_close_together_builds_one_chain_of_versions(
         r = c.post("/api/v1/feedback", json={"id": v["id"], "label": "normal"})
         assert r.status_code == 202
         fids.append(r.json()["feedback"])
+    # The same feedback again is the same feedback: no second row, no second update.
+    again = c.post("/api/v1/feedback", json={"id": got[0]["id"], "label": "normal"}).json()
+    assert again["duplicate"] is True and again["feedback"] == fids[0]
+    assert [f["id"] for f in c.get("/api/v1/feedback").json()] == fids
 
     def used() -> set[int]:
         return {i for m in c.get("/api/v1/models").json()["versions"] for i in m["feedback"]}

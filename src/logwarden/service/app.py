@@ -265,6 +265,11 @@ def create_app(service: Service) -> FastAPI:
                 f"no anomaly {vid}" if vid is not None else "no anomaly reported for that session",
             )
         version = service.current_version()
+        last = await run_in_threadpool(service.read, lambda s: s.last_feedback(v["id"]))
+        if last is not None and last[1] == label:  # said already: no second update
+            return {"feedback": last[0], "anomaly": v["id"], "session": v["session"],
+                    "label": label, "update": "none", "duplicate": True,
+                    "model_version": version}  # fmt: skip
         fid = await run_in_threadpool(
             service.read, lambda s: s.add_feedback(v["id"], v["session"], label, version)
         )

@@ -164,6 +164,9 @@ class Service:
         # commit that filled the log, copying it in the request's thread, with no SQLite
         # lock held that the detector waits for. (In a thread of its own, a checkpoint
         # seldom found the moment to start the log again, and it grew by 4 MB a second.)
+        if not config.model and not Path(config.store).exists():
+            # Refused before the store is created: a failed start left an empty one.
+            raise ConfigError("a new store needs --model", field="model")
         self.store = Store(config.store, durable=config.durable)
         self._lock = threading.Lock()  # one journal writer at a time on this connection
         self._register_first_model()

@@ -630,6 +630,13 @@ class Store:
             )
         return int(cur.lastrowid or 0) if cur.rowcount else None
 
+    def last_feedback(self, vid: int) -> tuple[int, str] | None:
+        """The latest feedback on anomaly ``vid``: (its id, its label), or None."""
+        row = self.db.execute(
+            "SELECT id, label FROM feedback WHERE verdict_id = ? ORDER BY id DESC LIMIT 1", (vid,)
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
     def feedback(self) -> list[dict[str, Any]]:
         return [
             {
