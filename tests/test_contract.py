@@ -33,9 +33,11 @@ from safetensors.numpy import save as st_save
 
 from logwarden.detect import DeepLog, Detector, InputSpec
 from logwarden.detect.detector import Inputs
+from logwarden.errors import ConfigError
 from logwarden.io.formats import get_format
 from logwarden.models import KeyModelConfig, ParamModelConfig
 from logwarden.parsing import GENERALIZED, MinerConfig
+from logwarden.parsing.miner import ParserStateError
 from logwarden.records import Line
 from logwarden.sessions import SessionConfig
 from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
@@ -322,3 +324,64 @@ def test_parts_built_from_their_config_keep_it(part: str, config: type, trained:
     params = dataclasses.asdict(obj.config)
     rebuilt = type(obj)(config(**json.loads(json.dumps(params))))
     assert dataclasses.asdict(rebuilt.config) == params
+
+
+# --- inputs and settings of the wrong type (a new user's Python session) ---------------------
+
+
+def test_a_string_where_sessions_go_is_a_type_error_not_a_model_of_characters() -> None:
+    from synthetic import grammar
+
+    sessions = grammar(60, seed=1)
+    model = DeepLog(epochs=2, hidden=8, layers=1, folds=2, workflows=False)
+    for bad in ("A B C", [" ".join(s) for s in sessions], None):
+        with pytest.raises(TypeError, match="session"):
+            model.fit(bad)  # type: ignore[arg-type]
+    model.fit(iter(sessions))  # an iterable of sessions is read once
+    assert " " not in model.keys_ and all(len(k) == 1 for k in model.keys_)
+    for bad in ("A B C", [["A", "B"], "A B"]):
+        with pytest.raises(TypeError, match="session"):
+            model.predict(bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="list of paths"):
+        Detector(DeepLog(), InputSpec(format="hdfs", session="hdfs")).read("x.log")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"window": 2.5}, "window"), ({"window": True}, "window"), ({"epochs": 2.5}, "epochs"),
+        ({"hidden": "16"}, "hidden"), ({"seed": None}, "seed"), ({"top_g": 2.5}, "top_g"),
+        ({"fold_check": "no"}, "fold_check"), ({"explain_top": -1}, "explain_top"),
+        ({"patience": -5}, "patience"), ({"n_jobs": -1}, "n_jobs"),
+        ({"learning_rate": "0.1"}, "learning_rate"),
+    ],
+)  # fmt: skip
+def test_settings_of_the_wrong_type_are_named_before_training(
+    kwargs: dict[str, Any], field: str
+) -> None:
+    """They failed deep in NumPy or torch (top_g after training), or were taken: "no" was
+    a true fold_check, explain_top=-1 listed the padding key."""
+    from synthetic import grammar
+
+    with pytest.raises(ConfigError) as err:
+        DeepLog(**kwargs).fit(grammar(20, seed=1))
+    assert err.value.field == field
+
+
+def test_a_parser_state_that_reuses_ids_or_names_missing_templates_is_refused() -> None:
+    from logwarden.parsing import TemplateMiner
+
+    t = TemplateMiner()
+    t.add("Took 10.52 seconds to build instance.")
+    t.add("VM Started")
+    state, _ = t.to_state()
+    assert TemplateMiner.from_state(state).match("VM Started") is not None
+    low = json.loads(json.dumps(state))
+    low["next_id"] = 1  # a new template would take id 1, which is in use
+    dangling = json.loads(json.dumps(state))
+    dangling["signatures"].append([["no", "such"], 99])
+    for bad in (low, dangling):
+        with pytest.raises(ParserStateError):
+            TemplateMiner.from_state(bad)
+    with pytest.raises(ConfigError, match="list of rule names"):
+        MinerConfig(disabled_rules="digits")  # type: ignore[arg-type]

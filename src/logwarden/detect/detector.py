@@ -15,6 +15,7 @@ bundle that reads raw logs exactly as the CLI's does.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -146,8 +147,13 @@ class Detector:
         Labelled JSONL keeps only normal sessions when ``learn`` unless ``include_anomalous``.
         ``only``: the session ids wanted (others may be left out unread where sessions
         are grouped by an id pattern; an online update reads only what it learns).
-        Raises DataError / ConfigError for bad input or settings, OSError for I/O.
+        Raises DataError / ConfigError for bad input or settings, TypeError for a single
+        path where a list of them goes. Raw input that cannot be read (a missing file) is
+        not an exception: the rest is read, and ``Inputs.errors`` names each (the CLI then
+        exits 1).
         """
+        if isinstance(paths, str | bytes | os.PathLike):
+            raise TypeError(f"paths is a list of paths: give [{paths!r}]")
         spec = self.input
         if spec.input_format == "sequences":
             seqs = [s for p in paths for s in load_sequences(p)]

@@ -314,6 +314,10 @@ class DeepLog:
     def key_config(self) -> KeyModelConfig:
         """The key model's settings (validated: ConfigError names the bad parameter)."""
         p = self.get_params()
+        for name, low in (("explain_top", 1), ("n_jobs", 0)):
+            value = p[name]
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}", field=name)
         return KeyModelConfig(**{f.name: p[f.name] for f in fields(KeyModelConfig)})
 
     def param_config(self) -> ParamModelConfig:
@@ -347,6 +351,8 @@ class DeepLog:
         import time
 
         param_config = self.param_config()  # validates before any training
+        if sessions is not None and not isinstance(sessions, str | bytes):
+            sessions = list(sessions)  # an iterable of sessions is read once
         _check_events(sessions, events)
         started = time.perf_counter()
         sessions = [[str(k) for k in s] for s in sessions]
@@ -598,6 +604,7 @@ class DeepLog:
         return model
 
     def _assess(self, sessions: Sequence[Sequence[str]], keep_probs: bool = False) -> Assessment:
+        _check_sessions(sessions)
         model = self._fitted()
         return model.assess(model.encode_many(sessions), keep_probs=keep_probs)
 
@@ -1078,7 +1085,25 @@ def _part(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray
     return {k[cut:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
 
 
+def _check_sessions(sessions: Any) -> None:
+    """Sessions are sequences of keys: a str (or a list of lines) was read one character
+    at a time, into a vocabulary of characters and no error."""
+    if sessions is None or isinstance(sessions, str | bytes) or not hasattr(sessions, "__len__"):
+        raise TypeError(
+            "sessions must be a list of sessions (each a list of keys), got "
+            + type(sessions).__name__
+        )
+    for s in sessions:
+        if isinstance(s, str | bytes) or not hasattr(s, "__len__"):
+            raise TypeError(
+                "a session must be a list of keys, got "
+                + (f"the string {s[:40]!r}: split it (line.split())" if isinstance(s, str)
+                   else type(s).__name__)
+            )  # fmt: skip
+
+
 def _check_events(sessions: Sequence[Any], events: Sequence[Session] | None) -> None:
+    _check_sessions(sessions)
     if events is not None and len(events) != len(sessions):
         raise ValueError(
             f"events has {len(events)} sessions for {len(sessions)} key sequences; "

@@ -76,7 +76,25 @@ class KeyModelConfig:
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda"
 
     def __post_init__(self) -> None:
+        # Types first: a float window or a string of hidden units failed deep in NumPy or
+        # torch (after training, for top_g), and "no" was a true fold_check.
+        whole = ("window", "layers", "hidden", "embedding", "epochs", "patience", "batch_size",
+                 "folds", "seed")  # fmt: skip
+        for name in whole + (("top_g",) if self.top_g is not None else ()):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{name} must be an integer, got {value!r}", field=name)
+        for name in ("learning_rate", "target_fpr", "rule_share"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise ConfigError(f"{name} must be a number, got {value!r}", field=name)
+        if not isinstance(self.fold_check, bool):
+            raise ConfigError(
+                f"fold_check must be True or False, got {self.fold_check!r}", field="fold_check"
+            )
         checks = [
+            (self.patience >= 0, "patience", "patience must be >= 0"),
+            (self.seed >= 0, "seed", "seed must be >= 0"),
             (self.window >= 1, "window", "window must be >= 1"),
             (self.top_g is None or self.top_g >= 1, "top_g", "top_g must be >= 1"),
             (self.layers >= 1, "layers", "layers must be >= 1"),

@@ -144,6 +144,11 @@ class MinerConfig:
             raise ConfigError("max_templates must be >= 1 (or unset)", field="max_templates")
         if self.cache_size < 1:
             raise ConfigError("cache_size must be >= 1", field="cache_size")
+        if isinstance(self.disabled_rules, str):
+            raise ConfigError(
+                f"disabled_rules is a list of rule names, got the string {self.disabled_rules!r}",
+                field="disabled_rules",
+            )
         self.disabled_rules = [str(r) for r in self.disabled_rules]
         unknown = sorted(set(self.disabled_rules) - set(RULES))
         if unknown:
@@ -1512,6 +1517,9 @@ class TemplateMiner:
             miner._clock = int(state["clock"])
             for t in state["templates"]:
                 key = int(t["id"])
+                if key in miner.templates_ or not 1 <= key < miner._next_id:
+                    # A reused id (next_id too low) later gave a new template an id in use.
+                    raise ValueError(f"template id {key} repeated or not below next_id")
                 tokens = [str(x) for x in t["tokens"]]
                 display = [None if e is None else tuple(str(x) for x in e) for e in t["display"]]
                 if len(display) != len(tokens):
@@ -1522,13 +1530,17 @@ class TemplateMiner:
             miner._aliases = {int(k): int(v) for k, v in state["aliases"]}
             miner._general = {int(k): tuple(int(i) for i in v) for k, v in state["generalized"]}
             for m, r in state["families"]:
+                if int(m) == int(r):
+                    raise ValueError(f"template {m} is its own family's root")
                 miner._root_of[int(m)] = int(r)
                 miner._members.setdefault(int(r), set()).add(int(m))
             for r, i, seen in state["values"]:
                 miner._values.setdefault(int(r), {})[int(i)] = {str(v) for v in seen}
-            for sig_list, key in state["signatures"]:
-                miner._bind(tuple(str(x) for x in sig_list), int(key))
             known = miner.templates_.keys()
+            for sig_list, key in state["signatures"]:
+                if int(key) not in known and int(key) not in miner._aliases:
+                    raise ValueError(f"a signature names template {key}, which is not there")
+                miner._bind(tuple(str(x) for x in sig_list), int(key))
             if (
                 not set(miner._root_of) | set(miner._members) <= known
                 or not set(miner._general) <= known
