@@ -410,3 +410,16 @@ def test_simulator_exposes_its_transition_graph() -> None:
     )
     assert classify(line) == ("hdfs", "allocateBlock")
     assert classify("2026-03-01 00:00:00.000 1 INFO x: nothing") is None
+
+
+def test_what_an_execution_owes_is_listed_in_the_keys_natural_order() -> None:
+    """The rules' order differed between a fitted workflow and a loaded one, and so did
+    the explanation ("still owes 5 x1, 11 x3" before a save, "11 x3, 5 x1" after)."""
+    from logwarden.workflow.model import Workflow
+
+    base = {"name": "W1", "keys": ["5", "9", "11", "26"], "edges": [], "sessions": 10}
+    a = Workflow.from_dict({**base, "min_count": {"26": 3, "5": 1, "11": 3, "9": 3}})
+    b = Workflow.from_dict({**base, "min_count": {"11": 3, "26": 3, "5": 1, "9": 3}})
+    assert list(a.deficits({})) == list(b.deficits({})) == ["5", "9", "11", "26"]
+    c = Workflow.from_dict({**base, "keys": ["E11", "E5"], "min_count": {"E11": 1, "E5": 2}})
+    assert list(c.deficits({})) == ["E5", "E11"]

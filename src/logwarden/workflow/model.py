@@ -22,6 +22,7 @@ the edges inside those groups are set aside (repeats and retries). The state is 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,13 @@ STATE_SCHEMA = "logwarden.workflow/1"
 
 class WorkflowStateError(StateError):
     """A workflow state that cannot be loaded (another schema version, or malformed)."""
+
+
+def _natural(key: str) -> tuple[tuple[int, int, str], ...]:
+    """A key's sort order with its digit runs as numbers: E5 before E11, 9 before 10."""
+    return tuple(
+        (0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", key) if p
+    )
 
 
 @dataclass
@@ -217,7 +225,10 @@ class Workflow:
             gap = counts.get(a, 0) - counts.get(b, 0)
             if gap > 0:
                 need[b] = max(need.get(b, 0), gap)
-        return need
+        # In the keys' natural order (5 before 11): the rules' own order differs between a
+        # fitted workflow and a loaded one (its state keeps them sorted as text), and an
+        # explanation said "owes 5 x1, 11 x3" before a save and "11 x3, 5 x1" after.
+        return dict(sorted(need.items(), key=lambda kv: _natural(kv[0])))
 
     def completion(
         self, state: str, counts: Mapping[str, int], max_expansions: int = 20000
