@@ -385,3 +385,16 @@ def test_a_parser_state_that_reuses_ids_or_names_missing_templates_is_refused() 
             TemplateMiner.from_state(bad)
     with pytest.raises(ConfigError, match="list of rule names"):
         MinerConfig(disabled_rules="digits")  # type: ignore[arg-type]
+
+
+def test_verdicts_take_ids_as_text_and_refuse_misaligned_ids_and_lines() -> None:
+    from synthetic import grammar
+
+    sessions = grammar(40, seed=2)
+    model = DeepLog(epochs=2, hidden=8, layers=1, folds=2, workflows=False).fit(sessions)
+    got = model.verdicts(sessions[:2], ids=[1, 2])  # type: ignore[list-item]
+    assert [v.session for v in got] == ["1", "2"]
+    with pytest.raises(ValueError, match="ids has 1 entries for 3 sessions"):
+        model.verdicts(sessions[:3], ids=["a"])
+    with pytest.raises(ValueError, match="lines has 1 entries for 3 sessions"):
+        model.verdicts(sessions[:3], lines=[["x"]])

@@ -816,13 +816,20 @@ class DeepLog:
         sessions (see ``ParamModels.tails``), when a log is scored a batch of sessions at a
         time in order."""
         model = self._fitted()
+        _check_sessions(sessions)
+        for name, given in (("ids", ids), ("lines", lines)):
+            if given is not None and len(given) != len(sessions):
+                raise ValueError(
+                    f"{name} has {len(given)} entries for {len(sessions)} sessions; "
+                    "they must be aligned"
+                )
         a = self._assess(sessions, keep_probs=True)
         scores, first = a.scores, a.first
         by_params, param_log10_p = self._param_evidence(
             sessions, events, a, scored=param_scores, history=param_history
         )
         session_scores = self._combined(a, param_log10_p)
-        ids = ids if ids is not None else [str(i) for i in range(len(sessions))]
+        ids = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(sessions))]
         h = model.config.window
         out: list[Verdict] = []
         diagnosed: dict[tuple[Any, ...], Diagnosis | None] = {}
