@@ -398,3 +398,17 @@ def test_verdicts_take_ids_as_text_and_refuse_misaligned_ids_and_lines() -> None
         model.verdicts(sessions[:3], ids=["a"])
     with pytest.raises(ValueError, match="lines has 1 entries for 3 sessions"):
         model.verdicts(sessions[:3], lines=[["x"]])
+
+
+def test_keys_named_like_the_model_s_markers_are_refused() -> None:
+    """A key named <end> could not be told from an early end in an explanation."""
+    from logwarden.errors import DataError
+    from synthetic import grammar
+
+    sessions = grammar(30, seed=3)
+    model = DeepLog(epochs=2, hidden=8, layers=1, folds=2, workflows=False)
+    with pytest.raises(DataError, match="'<end>'"):
+        model.fit([*sessions, ["A", "<end>"]])
+    model.fit(sessions)
+    with pytest.raises(TypeError, match="session"):
+        model.partial_fit("A B")  # type: ignore[arg-type]

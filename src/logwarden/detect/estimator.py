@@ -23,6 +23,7 @@ from logwarden import __version__
 from logwarden.errors import (
     BundleError,
     ConfigError,
+    DataError,
     NotFittedError,
     StateError,
     UpdateRefusedError,
@@ -30,6 +31,7 @@ from logwarden.errors import (
 from logwarden.models.keys import (
     END,
     FIRST_KEY,
+    RESERVED,
     UNK,
     Assessment,
     KeyModel,
@@ -355,7 +357,7 @@ class DeepLog:
             sessions = list(sessions)  # an iterable of sessions is read once
         _check_events(sessions, events)
         started = time.perf_counter()
-        sessions = [[str(k) for k in s] for s in sessions]
+        sessions = _no_reserved([[str(k) for k in s] for s in sessions])
         self.model_ = fit_key_model(
             sessions, self.key_config(), progress, fold_progress, n_jobs=self.n_jobs
         )
@@ -456,8 +458,10 @@ class DeepLog:
                 "logwarden): train it again to update it from feedback"
             )
         policy = policy or UpdatePolicy(seed=self.seed)
-        sessions = [[str(k) for k in s] for s in sessions]
-        confirmed = [[str(k) for k in s] for s in confirmed]
+        _check_sessions(sessions)  # before str(): a str session was cut into characters
+        _check_sessions(confirmed)
+        sessions = _no_reserved([[str(k) for k in s] for s in sessions])
+        confirmed = _no_reserved([[str(k) for k in s] for s in confirmed])
         _check_events(sessions, events)
         _check_events(confirmed, confirmed_events)
         params = getattr(self, "params_", None)
@@ -1107,6 +1111,21 @@ def _check_sessions(sessions: Any) -> None:
                 + (f"the string {s[:40]!r}: split it (line.split())" if isinstance(s, str)
                    else type(s).__name__)
             )  # fmt: skip
+
+
+_RESERVED_KEYS = frozenset((*RESERVED, "<start>"))
+
+
+def _no_reserved(sessions: list[list[str]]) -> list[list[str]]:
+    """The sessions, when no key is one of the names the explanations use for the model's
+    own markers (``<end>`` for an early end, ``<start>``, ``<pad>``, ``<unk>``)."""
+    clash = _RESERVED_KEYS.intersection(chain.from_iterable(sessions))
+    if clash:
+        raise DataError(
+            f"key {sorted(clash)[0]!r} is a name logwarden keeps for its own markers "
+            f"({', '.join(sorted(_RESERVED_KEYS))}): rename it"
+        )
+    return sessions
 
 
 def _check_events(sessions: Sequence[Any], events: Sequence[Session] | None) -> None:
