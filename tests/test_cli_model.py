@@ -928,3 +928,16 @@ def test_raw_lines_given_as_sequences_are_warned_about(
     argv[1], argv[5] = seqs, tmp_path / "m2"
     assert main([str(a) for a in argv]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_session_word_that_is_no_preset_is_pointed_out(
+    raw: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--session instance (for openstack) was taken as the regex 'instance': every line
+    holding the word made one session, without a word said."""
+    d = raw["dir"]
+    base = ["detect", str(d / "test.log"), "--model", str(raw["model"]), "--format", SIM_FORMAT]
+    main([*base, "--session", "instance"])
+    assert "--session 'instance' is not a preset (hdfs, openstack" in capsys.readouterr().err
+    main([*base, "--session", "hdfs"])
+    assert "not a preset" not in capsys.readouterr().err

@@ -130,6 +130,15 @@ def _note_groups(session: str | None) -> None:
 
     if session is None or session in SESSION_PRESETS:
         return
+    if re.fullmatch(r"[A-Za-z][\w-]*", session):
+        # A word where a preset was meant (--session instance): every line holding it
+        # would be one session, named by the word.
+        print(
+            f"logwarden: --session {session!r} is not a preset ({', '.join(SESSION_PRESETS)}): "
+            "taken as a regex, every line holding that word is one session",
+            file=sys.stderr,
+        )
+        return
     try:
         groups = re.compile(session).groups
     except re.error:
