@@ -319,3 +319,26 @@ def test_refuses_content_that_is_not_a_valid_model(
     edit(m)
     write_manifest(bundle, m, reseal=True)
     refused(bundle)
+
+
+def test_every_file_of_a_bundle_and_of_parse_gets_the_umask_s_mode(tmp_path: Path) -> None:
+    """safetensors and mkstemp create files 0600: a bundle held 0600 weights beside a
+    0644 manifest, and parse's structured CSV was 0600 beside a 0644 templates CSV."""
+    import os
+
+    from logwarden.cli import main
+    from logwarden.persist import save_bundle
+
+    old = os.umask(0o022)
+    try:
+        save_bundle(tmp_path / "b", {"k": 1}, {"w": {"x": np.zeros(3, np.float32)}})
+        log = tmp_path / "a.log"
+        log.write_text("081109 203615 148 INFO dfs.X: PacketResponder 1 terminating\n")
+        assert (
+            main(["parse", str(log), "--format", "hdfs", "--out", str(tmp_path / "o.csv"), "-q"])
+            == 0
+        )
+    finally:
+        os.umask(old)
+    files = [*(tmp_path / "b").iterdir(), tmp_path / "o.csv", tmp_path / "o.templates.csv"]
+    assert {f.name: f.stat().st_mode & 0o777 for f in files} == {f.name: 0o644 for f in files}

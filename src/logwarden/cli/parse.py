@@ -19,6 +19,7 @@ from logwarden.cli.common import (
     warn_unmatched,
 )
 from logwarden.cli.inputs import resolve_format
+from logwarden.persist import umask_mode
 from logwarden.records import Stats
 
 if TYPE_CHECKING:
@@ -122,6 +123,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
             # carry an id or text that is no longer final. One pass brings them up to date
             # (and copies the rows after the last change as they are).
             _finalise_ids(tmp, miner, sink.columns.index("EventId"), sink.stale_rows)
+        os.chmod(tmp, umask_mode())  # mkstemp made it 0600; the templates CSV is not
         os.replace(tmp, out)
     except OSError as exc:
         raise RuntimeFailure(f"cannot write {out}: {exc}") from None

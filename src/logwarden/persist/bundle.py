@@ -38,6 +38,15 @@ def _canonical(manifest: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def umask_mode() -> int:
+    """The mode a new file gets from ``open`` under this process's umask (0o644 under the
+    usual 022). Writers that create files another way (safetensors: 0o600, mkstemp:
+    0o600) set it, so that one bundle or one output does not mix modes."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def save_bundle(
     path: str | Path, manifest: dict[str, Any], weights: dict[str, dict[str, np.ndarray]]
 ) -> None:
@@ -56,6 +65,7 @@ def save_bundle(
             str(tmp),
             metadata={"schema": SCHEMA},
         )
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, target)
         files[name] = {"sha256": _sha256(target), "bytes": target.stat().st_size}
     full = {
