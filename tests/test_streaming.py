@@ -61,13 +61,7 @@ def test_without_timeout_the_stream_gives_read_raw_sessions(
     log = str(sim_logs["dir"] / "m.log")
     cfg = SessionConfig(id_pattern=SIM_SESSION_REGEX)
     whole = read_raw_sessions([log], SIM_FORMAT, cfg, miner=miner_of(sim_logs), learn=False)
-    if batch_bytes is not None:
-        from logwarden.io import ingest
-        from logwarden.io.sources import SourceConfig
-
-        monkeypatch.setattr(
-            ingest, "SourceConfig", lambda **kw: SourceConfig(chunk_bytes=batch_bytes, **kw)
-        )
+    read_in_batches_of(monkeypatch, batch_bytes)
     stream = SessionStream(
         [log], SIM_FORMAT, cfg, miner_of(sim_logs), chunk_sessions=37, compact_rows=500
     )
@@ -85,6 +79,23 @@ def test_without_timeout_the_stream_gives_read_raw_sessions(
                 f.params,
                 f.template,
             )
+
+
+def read_in_batches_of(monkeypatch: pytest.MonkeyPatch, batch_bytes: int | None) -> None:
+    """Readers take ``batch_bytes`` at a time (a line or two for 100); None: as they are."""
+    if batch_bytes is None:
+        return
+    from logwarden.io import ingest
+    from logwarden.io.sources import SourceConfig
+
+    monkeypatch.setattr(
+        ingest, "SourceConfig", lambda **kw: SourceConfig(chunk_bytes=batch_bytes, **kw)
+    )
+
+
+def write_rows(path: Path, rows: list[tuple[str, str]]) -> None:
+    """(timestamp, message) rows as lines of FMT."""
+    path.write_text("".join(f"{t} INFO {m}\n" for t, m in rows), encoding="utf-8")
 
 
 def write_gappy_log(path: Path) -> None:
@@ -106,7 +117,7 @@ def write_gappy_log(path: Path) -> None:
         ("2024-01-01 10:01:30", "start job e"),
         ("2024-01-01 10:01:31", "stop job d"),
     ]
-    path.write_text("".join(f"{t} INFO {m}\n" for t, m in rows), encoding="utf-8")
+    write_rows(path, rows)
 
 
 @pytest.mark.parametrize("batch_bytes", [None, 100])
@@ -114,13 +125,7 @@ def write_gappy_log(path: Path) -> None:
 def test_idle_timeout_completes_sessions_as_the_sessionizer_does(
     tmp_path: Path, timeout: float, batch_bytes: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if batch_bytes is not None:  # a line or two per batch
-        from logwarden.io import ingest
-        from logwarden.io.sources import SourceConfig
-
-        monkeypatch.setattr(
-            ingest, "SourceConfig", lambda **kw: SourceConfig(chunk_bytes=batch_bytes, **kw)
-        )
+    read_in_batches_of(monkeypatch, batch_bytes)
     log = tmp_path / "g.log"
     write_gappy_log(log)
     cfg = SessionConfig(id_pattern=r"job (\w)", idle_timeout=timeout)
@@ -155,7 +160,7 @@ def write_multi_id_log(path: Path) -> None:
         ("2024-01-01 10:00:41", "back job b job a"),
         ("2024-01-01 10:00:42", "stop job c"),
     ]
-    path.write_text("".join(f"{t} INFO {m}\n" for t, m in rows), encoding="utf-8")
+    write_rows(path, rows)
 
 
 @pytest.mark.parametrize("batch_bytes", [None, 100])
@@ -167,13 +172,7 @@ def test_a_line_naming_several_sessions_belongs_to_each_of_them(
     the whole-input read (first line, then the id's place in it). Two sessions that began
     on one line once shared one order: the second never counted as complete, and every
     later session was held back and lost without a count."""
-    if batch_bytes is not None:
-        from logwarden.io import ingest
-        from logwarden.io.sources import SourceConfig
-
-        monkeypatch.setattr(
-            ingest, "SourceConfig", lambda **kw: SourceConfig(chunk_bytes=batch_bytes, **kw)
-        )
+    read_in_batches_of(monkeypatch, batch_bytes)
     log = tmp_path / "m.log"
     write_multi_id_log(log)
     miner = TemplateMiner()

@@ -954,11 +954,7 @@ class TemplateMiner:
             fine = content.encode("utf-8", "surrogatepass").translate(_DIGIT_BYTES_TO_ZERO)
             plan = self._digit_cache.get(fine)
             if plan is not None:
-                tpl = self.templates_.get(plan.key)
-                if tpl is not None and tpl.version == plan.version:
-                    if learn:
-                        tpl.count += 1
-                        tpl.last_seen = self._clock
+                if self._take(plan, learn):
                     self._digit_hits += 1
                     return plan, plan.extract(content.split()), UNCHANGED
                 del self._digit_cache[fine]
@@ -976,11 +972,7 @@ class TemplateMiner:
                 self._cache_plan(shape, plan)
         tokens = content.split()
         if plan is not None:
-            tpl = self.templates_.get(plan.key)
-            if tpl is not None and tpl.version == plan.version:
-                if learn:
-                    tpl.count += 1
-                    tpl.last_seen = self._clock
+            if self._take(plan, learn):
                 values = plan.extract(tokens)
                 if user_values:
                     values = _restore_user_values(values, user_values)
@@ -1030,6 +1022,17 @@ class TemplateMiner:
                 self._shapes_of.setdefault(p.key, set()).add(s)
         self._shape_cache[shape] = plan
         self._shapes_of.setdefault(plan.key, set()).add(shape)
+
+    def _take(self, plan: _Plan, learn: bool) -> bool:
+        """Whether a cached plan still holds (its template neither merged, evicted nor
+        changed since); when it does and ``learn``, the message counts for the template."""
+        tpl = self.templates_.get(plan.key)
+        if tpl is None or tpl.version != plan.version:
+            return False
+        if learn:
+            tpl.count += 1
+            tpl.last_seen = self._clock
+        return True
 
     def _digit_round(self) -> None:
         """End of a round of the finer keys' lookups: when fewer than half found their
