@@ -430,3 +430,12 @@ def test_a_window_s_probabilities_do_not_depend_on_the_windows_beside_it(
     for size in (1, 2, 3, 17, 130, 1000):
         part = np.sort(rng.choice(len(x), size=size, replace=False))
         assert np.array_equal(pnet.predict(x[part]), all_rows[part]), size
+    # Repeated histories are computed once (predict): the same bits as each alone, NaN
+    # and -0.0 included.
+    x[7] = np.nan
+    x[8, 0, 0] = -0.0
+    x[9] = x[8]
+    x[9, 0, 0] = 0.0
+    repeated = np.concatenate([x[:10], x[:10], x[5:12]])
+    alone = np.stack([pnet.predict(row[None])[0] for row in repeated])
+    assert np.array_equal(pnet.predict(repeated), alone, equal_nan=True)

@@ -166,12 +166,28 @@ class ParamNetNumpy:
         self.hidden = hsz
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """(n, window, d) normalised histories -> (n, d) predicted next vectors (float64)."""
+        """(n, window, d) normalised histories -> (n, d) predicted next vectors (float64).
+
+        Equal histories are computed once: a row's prediction does not depend on the rows
+        beside it (``rows_times``), and logs repeat them (HDFS at 1M lines: 40% of the
+        histories are distinct: the same durations in the same steps)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)  # the network's own precision
         n = x.shape[0]
-        out = np.empty((n, self.wout.shape[1]), dtype=np.float64)
-        for start in range(0, n, self._CHUNK):
+        inverse = None
+        if n > 1:
+            flat = x.reshape(n, -1)
+            # Bytes, not values: NaN equals NaN, and 0.0 and -0.0 stay apart (both exact).
+            rows = flat.view(np.dtype((np.void, flat.shape[1] * flat.itemsize))).reshape(n)
+            _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+            if len(first) < n:
+                x = x[first]
+            else:
+                inverse = None
+        m = x.shape[0]
+        out = np.empty((m, self.wout.shape[1]), dtype=np.float64)
+        for start in range(0, m, self._CHUNK):
             out[start : start + self._CHUNK] = self._predict(x[start : start + self._CHUNK])
-        return out
+        return out if inverse is None else out[inverse.reshape(-1)]
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
         n, steps, _ = x.shape
