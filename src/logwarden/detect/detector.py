@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from logwarden.detect.estimator import DeepLog, Verdict, bundle_source
+from logwarden.detect.estimator import DeepLog, Verdict, attach_lines, bundle_source
 from logwarden.errors import BundleError, ConfigError, DataError, NotFittedError
 from logwarden.io.datasets import load_jsonl, load_labels, load_sequences
 from logwarden.online.feedback import Feedback, check_feedback
@@ -447,22 +447,35 @@ class VerdictStream:
                 )  # fmt: skip
                 # Explanations here (describe, HTML) need the texts of unseen keys too.
                 det._learn_texts(raw.templates)
-                # A worker rebuilds the sessions' lines from the table: sent once, not twice.
-                table = isinstance(raw.sessions, SessionTable)
-                sent = replace(data, lines=None) if pool.workers and table else data
+                # A worker scores from keys and columns; the verdicts get their raw lines
+                # here (attach_lines): the texts were most of what a chunk sent weighed.
+                table = raw.sessions if isinstance(raw.sessions, SessionTable) else None
+                sent = (
+                    replace(data, lines=None, events=table.without_texts())
+                    if pool.workers and table is not None and data.lines is not None
+                    else data
+                )
                 task = (sent, history)
                 if params is not None and data.events is not None:
                     # The series of the parameter models run on from chunk to chunk.
                     history = params.tails_of(data.events, history)
                 inflight.append((data, task, pool.submit("score", task)))
                 while inflight and (len(inflight) > pool.workers or inflight[0][2] is None):
-                    whole, done, fut = inflight.popleft()
-                    yield whole, pool.result("score", done, fut)
+                    yield self._scored(pool, *inflight.popleft())
                 self._settle(stream)
             while inflight:
-                whole, done, fut = inflight.popleft()
-                yield whole, pool.result("score", done, fut)
+                yield self._scored(pool, *inflight.popleft())
             self._settle(stream)
+
+    @staticmethod
+    def _scored(
+        pool: Any, whole: Inputs, task: tuple[Inputs, Any], future: Any
+    ) -> tuple[Inputs, list[Verdict]]:
+        """A chunk and its verdicts, with their raw lines when the task went without."""
+        verdicts = pool.result("score", task, future)
+        if task[0].lines is None and whole.lines is not None:
+            attach_lines(verdicts, whole.lines)
+        return whole, verdicts
 
     def _settle(self, stream: Any) -> None:
         self.stats, self.errors, self.entries = stream.stats, stream.errors, stream.events

@@ -54,7 +54,7 @@ from logwarden.online.update import (
 from logwarden.persist.bundle import join_arrays, load_bundle, save_bundle, split_arrays
 from logwarden.sessions import Session
 from logwarden.workflow import Workflows, mine_workflows
-from logwarden.workflow.diagnose import Diagnosis, diagnose
+from logwarden.workflow.diagnose import Diagnosis, attach_diagnosis_lines, diagnose
 
 REASONS = {
     "unseen_key": "a log key never seen in normal runs",
@@ -187,6 +187,20 @@ _DETAIL_FIELDS = (
     "reason", "detector", "position", "observed", "observed_template", "probability", "rank",
     "window", "expected",
 )  # fmt: skip
+
+
+def attach_lines(verdicts: Sequence[Verdict], lines: Sequence[Sequence[str]]) -> None:
+    """Each anomalous verdict's raw lines around its entry (``Verdict.lines``) and, when
+    its diagnosis diverged elsewhere, the lines there: ``lines`` holds each session's raw
+    lines, aligned with ``verdicts``. Verdicts are made from keys alone and get their
+    lines here, so that a process that scores sessions needs no raw text."""
+    for v, raw in zip(verdicts, lines, strict=True):
+        if not v.anomalous or v.position is None:
+            continue
+        p = v.position
+        v.lines = list(raw[max(0, p - 3) : p + 2])
+        if v.diagnosis is not None:
+            attach_diagnosis_lines(v.diagnosis, p, raw)
 
 
 class DeepLog:
@@ -858,10 +872,8 @@ class DeepLog:
                     "params", p, observed, templates.get(observed),
                     window=[str(k) for k in sess[max(0, p - h) : p]], deviation=deviation,
                 )  # fmt: skip
-                if lines is not None:
-                    v.lines = list(lines[i][max(0, p - 3) : p + 2])
                 if diagnose:
-                    v.diagnosis = self._diagnose(sess, p, v.reason, lines, i)
+                    v.diagnosis = self._diagnose(sess, p, v.reason)
                 out.append(v)
                 continue
             if j is None:
@@ -900,21 +912,17 @@ class DeepLog:
                 window,
                 expected,
             )
-            if lines is not None:
-                raw = lines[i]
-                v.lines = list(raw[max(0, p - 3) : p + 2])
             if diagnose:
-                if lines is None:
-                    # Without raw lines a diagnosis depends on the keys alone, and anomalous
-                    # sessions repeat (the DeepLog split: 4,123 distinct of 16,838).
-                    memo = (tuple(sess), p, reason)
-                    if memo not in diagnosed:
-                        diagnosed[memo] = self._diagnose(sess, p, reason, None, i)
-                    found = diagnosed[memo]
-                    v.diagnosis = None if found is None else found.copy()
-                else:
-                    v.diagnosis = self._diagnose(sess, p, reason, lines, i)
+                # A diagnosis depends on the keys alone (its raw lines come after), and
+                # anomalous sessions repeat (the DeepLog split: 4,123 distinct of 16,838).
+                memo = (tuple(sess), p, reason)
+                if memo not in diagnosed:
+                    diagnosed[memo] = self._diagnose(sess, p, reason)
+                found = diagnosed[memo]
+                v.diagnosis = None if found is None else found.copy()
             out.append(v)
+        if lines is not None:
+            attach_lines(out, lines)
         return out
 
     def _diagnose(
@@ -922,14 +930,11 @@ class DeepLog:
         keys: Sequence[str],
         position: int,
         reason: str | None,
-        lines: Sequence[Sequence[str]] | None,
-        i: int,
     ) -> Diagnosis | None:
         workflows = getattr(self, "workflows_", None)
         if workflows is None:
             return None
-        raw = lines[i] if lines is not None else None
-        return diagnose(workflows, keys, position, reason or "", self.templates_, raw)
+        return diagnose(workflows, keys, position, reason or "", self.templates_)
 
     # -- persistence --------------------------------------------------------------------------
 

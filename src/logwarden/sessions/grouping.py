@@ -41,6 +41,7 @@ input gives negative values, kept as they are (they are what the log says).
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections import OrderedDict
@@ -675,6 +676,7 @@ class SessionTable(Sequence[Session]):
         self.ids = ids
         self.members = members
         self.texts = texts
+        self.has_texts = True  # see without_texts
         self.content_of = content_of
         self.line_keys = keys
         self.timestamps = timestamps
@@ -705,9 +707,19 @@ class SessionTable(Sequence[Session]):
             elapsed.append(None if ta is None or tb is None else tb - ta)
         return Session(self.ids[i], events, elapsed, _order=i if i >= 0 else len(self) + i)
 
-    def session_lines(self) -> list[list[str]]:
-        """Each session's raw lines, in order."""
+    def session_lines(self) -> list[list[str]] | None:
+        """Each session's raw lines, in order (None for a table ``without_texts``)."""
+        if not self.has_texts:
+            return None
         return [gather(self.texts, rows) for rows in self.members]
+
+    def without_texts(self) -> SessionTable:
+        """This table without its raw lines, for a process that only scores it (verdicts
+        get their lines where the texts are: ``estimator.attach_lines``): the texts were
+        most of what went to scoring workers. Its events have empty texts and messages."""
+        table = copy.copy(self)
+        table.texts, table.has_texts = [], False
+        return table
 
     def line_number(self, row: int) -> int:
         """The input line number of a row (kept lines counted from 1, across files)."""
@@ -716,7 +728,8 @@ class SessionTable(Sequence[Session]):
     def event(self, row: int) -> Event:
         """The ``Event`` of one line, built on demand."""
         key = self.line_keys[row]
-        line = Line(self.texts[row], "", -1, self.line_number(row))
-        record = Record(line, self.content_of(self.texts[row]), {}, self.timestamps[row], True)
+        text = self.texts[row] if self.has_texts else ""
+        line = Line(text, "", -1, self.line_number(row))
+        record = Record(line, self.content_of(text) if text else "", {}, self.timestamps[row], True)
         params = [Param(v, k) for v, k in zip(self.values[row], self.kinds[row], strict=False)]
         return Event(record, key, self.templates.get(key, ""), params)

@@ -199,9 +199,16 @@ def diagnose(
         m["template"] = templates.get(m["key"])
     if d.step is not None:
         d.step["template"] = templates.get(d.step["key"])
-    if lines is not None and d.position != position and d.observed != END:
-        d.lines = list(lines[max(0, d.position - 3) : d.position + 2])
+    if lines is not None:
+        attach_diagnosis_lines(d, position, lines)
     return d
+
+
+def attach_diagnosis_lines(d: Diagnosis, position: int, lines: Sequence[str]) -> None:
+    """The raw lines around the divergence (``d.lines``) when it is not the verdict's
+    ``position`` (whose lines the verdict shows) and not the session's end."""
+    if d.position != position and d.observed != END:
+        d.lines = list(lines[max(0, d.position - 3) : d.position + 2])
 
 
 # Allowed next steps a description names (the diagnosis keeps them all).
