@@ -113,7 +113,18 @@ def one_seed(args: argparse.Namespace, seed: int, workdir: Path) -> dict[str, An
         step(f"simulate {name}", argv)
     m1, m2 = d / "m1", d / "m2"
     step(
-        "train", ["train", str(d / "train.log"), *RAW, "--out", str(m1), "--seed", str(seed), "-q"]
+        "train",
+        [
+            "train",
+            str(d / "train.log"),
+            *RAW,
+            "--out",
+            str(m1),
+            "--force",
+            "--seed",
+            str(seed),
+            "-q",
+        ],
     )
 
     def evaluate(name: str, model: Path, log: str) -> dict[str, Any]:
@@ -146,7 +157,7 @@ def one_seed(args: argparse.Namespace, seed: int, workdir: Path) -> dict[str, An
     confirmed += [s for s, (label, _) in truth_fb.items()
                   if label == 1 and before.get(s) and s not in confirmed]  # fmt: skip
     confirmed = confirmed[:MAX_CONFIRMED]
-    argv = ["feedback", str(d / "v2fb.log"), "--model", str(m1), "--out", str(m2)]
+    argv = ["feedback", str(d / "v2fb.log"), "--model", str(m1), "--out", str(m2), "--force"]
     if normal:
         argv += ["--normal", *normal]
     if confirmed:

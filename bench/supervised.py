@@ -484,7 +484,7 @@ def run_speed(args: argparse.Namespace, data: Path, workdir: Path) -> dict[str, 
     train_runs = [
         run_timed(
             [*lw, "train", str(train), "--format", HDFS_FORMAT, "--supervised", "--line-labels",
-             str(label_csv), "--out", str(model), "--device", "cpu", "-q"],
+             str(label_csv), "--out", str(model), "--force", "--device", "cpu", "-q"],
             workdir,
         )
         for _ in range(args.repeat)

@@ -97,7 +97,7 @@ def test_train_on_sequences(seq: dict[str, Path]) -> None:
 
 def test_train_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = write_sequences(tmp_path / "t.txt", grammar(40, seed=3))
-    argv = ["train", data, "--input-format", "sequences", "--out", tmp_path / "m"]
+    argv = ["train", data, "--input-format", "sequences", "--out", tmp_path / "m", "--force"]
     code, out, err = run([*argv, "--top-g", "2", "--epochs", "3", *FAST], capsys)
     assert code == 0, err
     assert "40 sessions" in err and "5 keys" in err and "top-g, g = 2" in err
@@ -557,7 +557,8 @@ def test_no_params_flag_and_key_sequences_train_the_key_model_only(
     timed: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     d: Path = timed["dir"]
-    argv = ["train", d / "train.log", *RAW, "--out", tmp_path / "m", "--epochs", "5", *FAST]
+    argv = ["train", "--force", d / "train.log", *RAW, "--out", tmp_path / "m", "--epochs", "5"]
+    argv += FAST
     code, _, err = run([*argv, "--no-params"], capsys)
     assert code == 0, err
     assert "skipped (--no-params)" in err

@@ -337,3 +337,55 @@ def test_the_drift_baseline_matches_the_scores_of_later_normal_sessions(
     normal = np.array([truth[sid].label == 0 for sid in data.ids])
     assert normal.sum() > 400
     assert det.model.drift_baseline_.ks(scores[normal]) < 0.1
+
+
+def test_a_model_in_out_is_replaced_only_with_force_and_never_an_ancestor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`train`/`feedback --out` onto a model replaced it without a word (another version's
+    parent included: the way back to it was lost)."""
+    rows = [{"session": f"t{i}", "label": 0, "events": list("ABCBCDE" if i % 2 else "ABCDE")}
+            for i in range(60)]  # fmt: skip
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "today.jsonl").write_text(
+        json.dumps({"session": "n1", "label": None, "events": list("ABXCDE")}) + "\n"
+    )
+    train = ["train", tmp_path / "train.jsonl", "--input-format", "jsonl", "--hidden", "8"]
+    train += ["--epochs", "5", "--top-g", "3", "-q", "--out"]
+    assert main([str(a) for a in [*train, tmp_path / "m1"]]) == 0
+    m1 = (tmp_path / "m1" / "manifest.json").read_bytes()
+    code, _, err = run([*train, tmp_path / "m1", "--seed", "1"], capsys)
+    assert code == 2 and "already holds a model" in err and "--force" in err
+    assert (tmp_path / "m1" / "manifest.json").read_bytes() == m1
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    code, _, err = run([*train, tmp_path / "notes"], capsys)
+    assert (
+        code == 2 and "other files" in err and not (tmp_path / "notes" / "manifest.json").exists()
+    )
+    (tmp_path / "empty").mkdir()
+    assert main([str(a) for a in [*train, tmp_path / "empty"]]) == 0
+    # m1 -> m2 -> m3; m3's ancestors (m1, m2) are refused even with --force.
+    fb = ["feedback", tmp_path / "today.jsonl", "--normal", "n1", "--steps", "5", "--model"]
+    assert main([str(a) for a in [*fb, tmp_path / "m1", "--out", tmp_path / "m2"]]) == 0
+    assert main([str(a) for a in [*fb, tmp_path / "m2", "--out", tmp_path / "m3"]]) == 0
+    m2 = (tmp_path / "m2" / "manifest.json").read_bytes()
+    code, _, err = run([*fb, tmp_path / "m1", "--out", tmp_path / "m2"], capsys)
+    assert code == 2 and "already holds a model" in err
+    for ancestor, version in (("m1", 1), ("m2", 2)):
+        args = [*fb, tmp_path / "m3", "--out", tmp_path / ancestor, "--force"]
+        code, _, err = run(args, capsys)
+        assert code == 2 and f"holds version {version}, an ancestor" in err, err
+    assert (tmp_path / "m2" / "manifest.json").read_bytes() == m2
+    assert (tmp_path / "m1" / "manifest.json").read_bytes() == m1
+    # --force replaces a model that is no ancestor (m3 is m2's child, not its parent).
+    code, _, err = run([*fb, tmp_path / "m2", "--out", tmp_path / "m3", "--force"], capsys)
+    assert code == 0, err
+    # Two writers to one new path: the second to finish fails and replaces nothing.
+    det = Detector.load(tmp_path / "m1")
+    det.save(tmp_path / "race", replace=False)
+    first = (tmp_path / "race" / "manifest.json").read_bytes()
+    with pytest.raises(BundleError, match="not empty"):
+        Detector.load(tmp_path / "m2").save(tmp_path / "race", replace=False)
+    assert (tmp_path / "race" / "manifest.json").read_bytes() == first
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -62,13 +62,25 @@ def writing(what: str) -> Iterator[None]:
         raise RuntimeFailure(f"cannot write {what}: {exc}") from None
 
 
-def check_out_dir(path: str) -> None:
+def check_out_dir(path: str, force: bool = False) -> None:
     """Before any work: ``--out`` can become a model directory (it is one, or its nearest
     existing parent is a writable directory). Training for minutes and then failing to
-    save would lose all of it."""
+    save would lose all of it. A directory that holds a model, or other files, is only
+    written with ``force`` (``--force``): a model replaced by mistake is lost, and it may
+    be another version's parent."""
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {path} is a file, not a model directory")
+    if not force and out.is_dir() and any(out.iterdir()):
+        if (out / "manifest.json").exists():
+            raise UsageError(
+                f"--out {path} already holds a model: give a new directory, "
+                "or --force to replace it"
+            )
+        raise UsageError(
+            f"--out {path} is a directory with other files in it: give a new or empty "
+            "directory, or --force to write the model among them"
+        )
     at = out if out.exists() else out.parent
     while not at.exists() and at != at.parent:
         at = at.parent

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_input_args(sf)
     sf.add_argument("--model", required=True, metavar="MODEL", help="the model to update")
     sf.add_argument("--out", required=True, metavar="MODEL2", help="bundle of the new version")
+    sf.add_argument(
+        "--force", action="store_true", help="replace a model already in --out (not an ancestor)"
+    )
     sf.add_argument("--normal", nargs="+", action="extend", default=[], metavar="ID",
                     help="sessions that are normal (false positives to learn from)")  # fmt: skip
     sf.add_argument("--normal-file", metavar="IDS", help="file of normal session ids, one a line")
@@ -57,7 +60,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         raise UsageError("nothing to learn: give --normal/--normal-file or --confirmed")
     if Path(args.out).resolve() == Path(args.model).resolve():
         raise UsageError("--out must differ from --model: the parent stays, for rolling back")
-    check_out_dir(args.out)
+    check_out_dir(args.out, args.force)
     extra = {"who": args.who} if args.who is not None else {}
     records = [Feedback(s, "normal", why=args.why, **extra) for s in dict.fromkeys(normal)]
     records += [Feedback(s, "confirmed", why=args.why, **extra) for s in dict.fromkeys(confirmed)]
@@ -67,18 +70,44 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     if args.feedback_share is not None:
         settings["feedback_share"] = args.feedback_share
     detector = load_detector(args.model)
+    _check_not_an_ancestor(detector, args.out)
     policy = UpdatePolicy(seed=detector.model.seed, **settings)
     apply_input_args(detector, args)
     data = read_inputs(detector, args, learn=False, only=[r.session for r in records])
     detector.partial_fit(data, records, policy)
     try:
-        detector.save(args.out)
+        detector.save(args.out, replace=args.force)
     except OSError as exc:
         raise RuntimeFailure(
             f"cannot write the model to {args.out}: {exc.strerror or exc}"
         ) from None
     _summary(detector, args)
     return 0
+
+
+def _check_not_an_ancestor(detector: object, out: str) -> None:
+    """``--out`` is not a bundle this model descends from (even with --force): replacing
+    it would lose the way back to that version."""
+    import contextlib
+    import json
+
+    from logwarden.detect import Detector
+
+    assert isinstance(detector, Detector)
+    manifest = Path(out) / "manifest.json"
+    if not manifest.is_file():
+        return
+    here = Path(out).resolve()
+    sha = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sha = json.loads(manifest.read_text(encoding="utf-8")).get("manifest_sha256")
+    for parent in detector.model.lineage_.ancestors:
+        path = parent.get("path")
+        if path and Path(path).resolve() == here and sha == parent.get("manifest_sha256"):
+            raise UsageError(
+                f"--out {out} holds version {parent.get('version')}, an ancestor of "
+                "--model: replacing it would lose the way back to it; give a new directory"
+            )
 
 
 def _summary(detector: object, args: argparse.Namespace) -> None:

@@ -112,7 +112,7 @@ def train_supervised(args: argparse.Namespace) -> int:
 
     detector.fit(stream, labels, progress=progress)
     try:
-        detector.save(args.out)
+        detector.save(args.out, replace=args.force)
     except OSError as exc:
         raise RuntimeFailure(
             f"cannot write the model to {args.out}: {exc.strerror or exc}"

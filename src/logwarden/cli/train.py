@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     st = sub.add_parser("train", help="train the DeepLog model on normal sessions")
     add_input_args(st)
     st.add_argument("--out", required=True, metavar="MODEL", help="model bundle directory to write")
+    st.add_argument("--force", action="store_true", help="replace a model already in --out")
     st.add_argument("--include-anomalous", action="store_true", help="jsonl: train on all sessions")
     st.add_argument("--window-size", type=int, default=10, help="history length h (10)")
     st.add_argument(
@@ -94,7 +95,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from logwarden.detect import DeepLog
     from logwarden.detect.detector import Detector, idle_timeout_from
 
-    check_out_dir(args.out)
+    check_out_dir(args.out, args.force)
     if args.seed < 0:  # torch refuses it, after the whole input was read
         raise UsageError("--seed must be >= 0")
     if args.supervised:
@@ -165,7 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         bar.update(task, total=model.train_info_["epochs"])
     try:
-        detector.save(args.out)
+        detector.save(args.out, replace=args.force)
     except OSError as exc:
         raise RuntimeFailure(
             f"cannot write the model to {args.out}: {exc.strerror or exc}"

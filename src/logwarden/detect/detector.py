@@ -336,10 +336,11 @@ class Detector:
         miner = TemplateMiner.from_state(parser) if parser is not None else None
         return cls(model, spec, miner)
 
-    def save(self, path: str | Path) -> None:
-        """Write the bundle directory (manifest, checksums, weights)."""
+    def save(self, path: str | Path, replace: bool = True) -> None:
+        """Write the bundle directory (manifest, checksums, weights); ``replace=False``:
+        only where no bundle is (BundleError otherwise, nothing replaced)."""
         meta, arrays = self.to_state()
-        save_bundle(path, meta, split_arrays(arrays))
+        save_bundle(path, meta, split_arrays(arrays), replace=replace)
 
     @classmethod
     def load(cls, path: str | Path) -> Detector:

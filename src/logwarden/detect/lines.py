@@ -222,9 +222,10 @@ class SupervisedDetector:
         miner = TemplateMiner.from_state(parser) if parser is not None else None
         return cls(model, spec["format"], miner)
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, replace: bool = True) -> None:
+        """As ``Detector.save``."""
         meta, arrays = self.to_state()
-        save_bundle(path, meta, split_arrays(arrays))
+        save_bundle(path, meta, split_arrays(arrays), replace=replace)
 
     @classmethod
     def load(cls, path: str | Path) -> SupervisedDetector:

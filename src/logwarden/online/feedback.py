@@ -148,6 +148,12 @@ class Lineage:
     def version(self) -> int:
         return self.current.version if self.versions else 0
 
+    @property
+    def ancestors(self) -> list[dict[str, Any]]:
+        """The bundles this model descends from, as each child named its parent (version,
+        and ``path`` and ``manifest_sha256`` when the parent was loaded from one)."""
+        return [dict(v.parent) for v in self.versions if v.parent]
+
     def child(
         self,
         feedback: Iterable[Feedback],

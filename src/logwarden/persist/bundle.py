@@ -48,12 +48,53 @@ def umask_mode() -> int:
 
 
 def save_bundle(
-    path: str | Path, manifest: dict[str, Any], weights: dict[str, dict[str, np.ndarray]]
+    path: str | Path,
+    manifest: dict[str, Any],
+    weights: dict[str, dict[str, np.ndarray]],
+    *,
+    replace: bool = True,
 ) -> None:
-    """Write ``weights`` (file stem -> tensors) and the manifest into directory ``path``."""
+    """Write ``weights`` (file stem -> tensors) and the manifest into directory ``path``.
+
+    ``replace=False``: ``path`` must not exist or be an empty directory, checked as the
+    bundle appears: it is written beside it and renamed into place (one step), so that
+    of two writers to one path, the second fails (BundleError) instead of replacing the
+    first one's bundle."""
+    if not replace:
+        _save_new(Path(path), manifest, weights)
+        return
+    _write(Path(path), manifest, weights)
+
+
+def _save_new(
+    root: Path, manifest: dict[str, Any], weights: dict[str, dict[str, np.ndarray]]
+) -> None:
+    import shutil
+    import tempfile
+
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp's 0700: the mode mkdir would have given
+        _write(tmp, manifest, weights)
+        try:
+            os.rename(tmp, root)  # replaces an empty directory only
+        except OSError as exc:
+            if root.exists():
+                raise BundleError(
+                    f"{root} is not empty (another model was written there meanwhile?): "
+                    "nothing replaced"
+                ) from None
+            raise exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write(root: Path, manifest: dict[str, Any], weights: dict[str, dict[str, np.ndarray]]) -> None:
     from safetensors.numpy import save_file
 
-    root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
     files: dict[str, dict[str, Any]] = {}
     for stem, tensors in weights.items():
