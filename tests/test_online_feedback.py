@@ -347,11 +347,11 @@ def test_a_model_in_out_is_replaced_only_with_force_and_never_an_ancestor(
     rows = [{"session": f"t{i}", "label": 0, "events": list("ABCBCDE" if i % 2 else "ABCDE")}
             for i in range(60)]  # fmt: skip
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tmp_path / "today.jsonl").write_text(
-        json.dumps({"session": "n1", "label": None, "events": list("ABXCDE")}) + "\n"
-    )
+    today = [{"session": "n1", "label": None, "events": list("ABXCDE")},
+             {"session": "ok", "label": None, "events": list("ABCDE")}]  # fmt: skip
+    (tmp_path / "today.jsonl").write_text("".join(json.dumps(r) + "\n" for r in today))
     train = ["train", tmp_path / "train.jsonl", "--input-format", "jsonl", "--hidden", "8"]
-    train += ["--epochs", "5", "--top-g", "3", "-q", "--out"]
+    train += ["--epochs", "40", "--top-g", "3", "-q", "--out"]
     assert main([str(a) for a in [*train, tmp_path / "m1"]]) == 0
     m1 = (tmp_path / "m1" / "manifest.json").read_bytes()
     code, _, err = run([*train, tmp_path / "m1", "--seed", "1"], capsys)
@@ -381,6 +381,12 @@ def test_a_model_in_out_is_replaced_only_with_force_and_never_an_ancestor(
     # --force replaces a model that is no ancestor (m3 is m2's child, not its parent).
     code, _, err = run([*fb, tmp_path / "m2", "--out", tmp_path / "m3", "--force"], capsys)
     assert code == 0, err
+    # A --confirmed session the model does not flag is named, not counted as kept flagged.
+    args = [*fb, tmp_path / "m1", "--out", tmp_path / "mc", "--confirmed", "ok"]
+    code, _, err = run(args, capsys)
+    assert code == 0, err
+    assert "1 confirmed anomalies, 0 of them flagged (0 before)" in err
+    assert "1 --confirmed sessions were not flagged" in err and "(ok)" in err
     # Two writers to one new path: the second to finish fails and replaces nothing.
     det = Detector.load(tmp_path / "m1")
     det.save(tmp_path / "race", replace=False)

@@ -120,13 +120,29 @@ def _summary(detector: object, args: argparse.Namespace) -> None:
     new = info["new_keys"]
     th = info["threshold"]
     fpr = info["calibration_fpr"]
+    n_conf = info["sessions_confirmed"]
+    before, after = info["confirmed_flagged"]
+    confirmed = (
+        f"{n_conf} confirmed anomalies, {after} of them flagged"
+        + (f" ({before} before)" if before != n_conf else "")
+        if n_conf
+        else "no confirmed anomalies"
+    )
     print(
         f"logwarden feedback: version {model.lineage_.version} -> {args.out} (parent: "
-        f"{args.model}): {info['sessions_normal']} sessions learnt as normal, "
-        f"{info['sessions_confirmed']} confirmed anomalies still flagged "
-        f"({info['confirmed_flagged'][1]} of {info['sessions_confirmed']})",
+        f"{args.model}): {info['sessions_normal']} sessions learnt as normal, {confirmed}",
         file=sys.stderr,
     )
+    missed = info.get("confirmed_unflagged") or []
+    if missed:
+        ids = [f.session for f in model.lineage_.current.feedback if f.label == "confirmed"]
+        named = ", ".join(ids[i] for i in missed[:5]) + (", ..." if len(missed) > 5 else "")
+        print(
+            f"  warning: {len(missed)} --confirmed sessions were not flagged by {args.model} "
+            f"({named}): --confirmed keeps flagged anomalies flagged, and a model of normal "
+            "behaviour cannot be taught a missed one",
+            file=sys.stderr,
+        )
     for k in new:
         twin = f" (rewords {k['rewords']}: starts as its copy)" if k.get("rewords") else ""
         print(f"  new key {k['key']}: {k['template']}{twin}", file=sys.stderr)

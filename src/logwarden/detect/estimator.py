@@ -545,6 +545,9 @@ class DeepLog:
             "calibration_sessions": len(mem.calibration),
             "normal_flagged": [int(norm_before.sum()), int(norm_after.sum())],
             "confirmed_flagged": [int(conf_before.sum()), int(conf_after.sum())],
+            # Confirmed sessions the model did not flag (indices into ``confirmed``): a missed
+            # anomaly cannot be taught to a model of normal behaviour; nothing changed them.
+            "confirmed_unflagged": np.flatnonzero(~conf_before).tolist(),
             "params": pinfo,
             "seconds": round(time.perf_counter() - started, 3),
         }
