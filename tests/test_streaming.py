@@ -384,3 +384,33 @@ def test_sessions_waiting_too_long_go_ahead_unchanged(
     assert stream.stats["late_session"] > 0
     assert hurried != ordered
     assert sorted(hurried) == sorted(ordered)
+
+
+def test_train_with_an_idle_timeout_learns_the_sessions_detection_judges(
+    sim_logs: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`train --idle-timeout T` stored T for detection but trained on whole sessions: a
+    session split by a long pause was learnt whole and judged in parts."""
+    train = sim_logs["train"]
+    gaps = sorted(g for s in train.sessions for g in s.elapsed[1:] if g is not None)
+    timeout = gaps[-1] / 2  # some training sessions pause longer than this
+    log = str(sim_logs["dir"] / "n.log")
+    det = Detector(input=InputSpec(format=SIM_FORMAT, session=SIM_SESSION_REGEX))
+    whole = det.read([log], learn=True)
+    split = Detector(input=det.input).read([log], learn=True, idle_timeout=timeout)
+    streamed = SessionStream(
+        [log], SIM_FORMAT, SessionConfig(id_pattern=SIM_SESSION_REGEX, idle_timeout=timeout),
+        det.miner,
+    )  # fmt: skip
+    parts = [sid for chunk in streamed for sid in chunk.ids]
+    assert len(whole.ids) < len(split.ids) == len(parts)
+    assert sorted(split.ids) == sorted(parts)
+    args = ["train", log, *RAW, "--out", tmp_path / "m", "--epochs", "2", *FAST]
+    code = main([str(a) for a in [*args, "--idle-timeout", str(timeout)]])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert f"logwarden train: {len(split.ids):,} sessions" in err
+    code = main([str(a) for a in [*args[: -len(FAST)], *FAST, "--idle-timeout", "0", "--force"]])
+    err = capsys.readouterr().err
+    assert code == 0 and "the end of input only (--idle-timeout 0)" in err, err
+    assert f"logwarden train: {len(whole.ids):,} sessions" in err

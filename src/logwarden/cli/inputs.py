@@ -170,9 +170,10 @@ def read_inputs(
     learn: bool,
     labels: str | None = None,
     only: Collection[str] | None = None,
+    idle_timeout: float | None = None,
 ) -> Inputs:
     """Read INPUT files as the detector says, reporting what was read and skipped;
-    ``only``: the sessions wanted (see ``Detector.read``)."""
+    ``only``, ``idle_timeout``: see ``Detector.read``."""
     spec = detector.input
     workers = workers_for(args, learn=learn, raw=spec.input_format == "raw")
     # Millions of small objects, none in a reference cycle: the cyclic collector would
@@ -188,6 +189,7 @@ def read_inputs(
             include_anomalous=getattr(args, "include_anomalous", False),
             workers=workers,
             only=only,
+            idle_timeout=idle_timeout,
         )
     finally:
         gc.freeze()

@@ -126,7 +126,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     model.param_config()
     detector = Detector(model)
     apply_input_args(detector, args)
-    data = read_inputs(detector, args, learn=True)
+    # An idle timeout given here splits the training sessions as detection will.
+    split = detector.input.idle_timeout if args.idle_timeout else None
+    data = read_inputs(detector, args, learn=True, idle_timeout=split)
     if not data.keys:
         raise RuntimeFailure("no training session (jsonl input trains on label-0 sessions only)")
     spec = detector.input
@@ -179,6 +181,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             + (
                 f"{timeout:g} s of log time without a line (detect, eval: --idle-timeout)"
                 if timeout is not None
+                else "the end of input only (--idle-timeout 0)"
+                if args.idle_timeout == 0
                 else "the end of input only (no timed gaps to learn an idle timeout from)"
             ),
             file=sys.stderr,

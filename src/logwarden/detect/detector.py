@@ -139,6 +139,7 @@ class Detector:
         include_anomalous: bool = False,
         workers: int = 0,
         only: Collection[str] | None = None,
+        idle_timeout: float | None = None,
     ) -> Inputs:
         """Sessions of ``paths`` in this detector's input form.
 
@@ -147,6 +148,9 @@ class Detector:
         Labelled JSONL keeps only normal sessions when ``learn`` unless ``include_anomalous``.
         ``only``: the session ids wanted (others may be left out unread where sessions
         are grouped by an id pattern; an online update reads only what it learns).
+        ``idle_timeout``: id sessions also complete after that many seconds of log time
+        without a line, as ``stream`` completes them (``train --idle-timeout``: the model
+        learns the sessions detection will judge); by default they end with the input.
         Raises DataError / ConfigError for bad input or settings, TypeError for a single
         path where a list of them goes. Raw input that cannot be read (a missing file) is
         not an exception: the rest is read, and ``Inputs.errors`` names each (the CLI then
@@ -172,7 +176,9 @@ class Detector:
 
         if not spec.format:
             raise ConfigError("raw input needs a log format", field="format")
-        config = session_config(spec.session, spec.window, in_line=spec.session_in_line)
+        config = session_config(
+            spec.session, spec.window, in_line=spec.session_in_line, idle_timeout=idle_timeout
+        )
         if self.miner is None:
             if not learn:
                 raise NotFittedError("this detector has no parser state: read with learn=True")
