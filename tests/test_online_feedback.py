@@ -123,6 +123,10 @@ def test_feedback_learns_the_upgrade(
     m2 = Detector.load(updated["m2"])
     texts = [m2.model.templates_.get(k, "") for k in m2.model.keys_]
     assert any(NEW_STEP in t for t in texts) and any(REWORDED in t for t in texts)
+    # The workflows know the new step too (diagnoses blamed it as never seen).
+    new_step = next(k for k in m2.model.keys_ if NEW_STEP in m2.model.templates_.get(k, ""))
+    flow = m2.model.workflows_.workflow_of_key(new_step)
+    assert flow is not None and new_step in m2.model.workflows_[flow]
     # Another version-2 log: the changed task is no longer flagged as a whole.
     code, _, err = run(
         ["detect", d / "v2b.log", "--model", updated["m2"], "--jsonl", d / "v2b.jsonl"], capsys

@@ -423,3 +423,30 @@ def test_what_an_execution_owes_is_listed_in_the_keys_natural_order() -> None:
     assert list(a.deficits({})) == list(b.deficits({})) == ["5", "9", "11", "26"]
     c = Workflow.from_dict({**base, "keys": ["E11", "E5"], "min_count": {"E11": 1, "E5": 2}})
     assert list(c.deficits({})) == ["E5", "E11"]
+
+
+def test_workflows_learn_the_executions_an_update_marks_normal(mined: Workflows) -> None:
+    """An online update learnt a new step but the workflows did not: its diagnoses blamed
+    the step just marked normal ("a step this workflow never has")."""
+    upgraded = ["a_login", "a_check1", "a_ip", "a_check2", "a_show", "a_done"]
+    before = diagnose(mined, upgraded, 2, "unseen_key")
+    assert before.diverged and before.observed == "a_ip"
+    learnt = mined.learn([upgraded, ["b_begin", "b_item", "ledger", "b_item", "b_commit"]])
+    assert "a_ip" not in _wf_of(mined, "a_login")  # a copy: the original is unchanged
+    wf = _wf_of(learnt, "a_ip")
+    assert wf.name == _wf_of(learnt, "a_login").name
+    assert wf.keys.index("a_ip") == wf.keys.index("a_check1") + 1
+    assert wf.allows("a_check1", "a_ip", {"a_login": 1, "a_check1": 1})
+    assert wf.edges[("a_ip", "a_check2")] == 1
+    after = diagnose(learnt, upgraded, 4, "ranked_out")
+    assert not after.diverged, after.why
+    # Its counting rules widen to admit it: an item without its ledger entry broke "each
+    # b_item is completed by a ledger" (balanced) but not "each ledger needs an item".
+    b = _wf_of(learnt, "b_begin")
+    old = {(x, y): bal for x, y, bal in _wf_of(mined, "b_begin").precedes}
+    new = {(x, y): bal for x, y, bal in b.precedes}
+    assert old[("b_item", "ledger")] and not new[("b_item", "ledger")]
+    assert b.can_end({"b_begin": 1, "b_item": 2, "ledger": 1, "b_commit": 1})
+    assert b.sessions == _wf_of(mined, "b_begin").sessions + 1
+    state, _ = learnt.to_state()
+    assert Workflows.from_state(json.loads(json.dumps(state))).to_state()[0] == state

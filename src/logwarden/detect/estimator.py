@@ -555,6 +555,11 @@ class DeepLog:
         self.params_ = params
         self.templates_ = merged
         self.memory_ = mem
+        workflows = getattr(self, "workflows_", None)
+        if workflows is not None:
+            # Diagnoses follow the update: a step learnt as normal is no longer "a step
+            # this workflow never has".
+            self.workflows_ = workflows.learn(sessions)
         # The drift baseline stays: the cross-fitted scores of normal sessions the update
         # keeps normal (the threshold re-check above holds the model to them).
         self.lineage_ = self.lineage_.child(feedback, self.update_info_, self.source_)

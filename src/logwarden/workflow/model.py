@@ -314,6 +314,48 @@ class Workflow:
 
     # -- state ----------------------------------------------------------------------------
 
+    def absorb(self, keys: Sequence[str]) -> None:
+        """Take one more normal execution (an online update's): its edges are counted,
+        steps new to the workflow join ``keys`` after the step before them, and the
+        counting rules widen to admit it (occurrence bounds; a precedence rule it breaks
+        is dropped, a balance it breaks is no longer required). Concurrency groups and
+        loops stay as mined: they describe the picture, not what is allowed."""
+        prev = START
+        for k in keys:
+            self.edges[(prev, k)] = self.edges.get((prev, k), 0) + 1
+            if k not in self._keyset:
+                at = self.keys.index(prev) + 1 if prev in self._keyset else 0
+                self.keys.insert(at, k)
+                self._keyset.add(k)
+            prev = k
+        self.edges[(prev, END)] = self.edges.get((prev, END), 0) + 1
+        self.sessions += 1
+        if self.counted:
+            final: dict[str, int] = {}
+            for k in keys:
+                final[k] = final.get(k, 0) + 1
+            for k, n in final.items():
+                self.max_count[k] = max(self.max_count.get(k, 0), n)
+            for k, m in list(self.min_count.items()):
+                if final.get(k, 0) < m:
+                    if final.get(k, 0):
+                        self.min_count[k] = final[k]
+                    else:
+                        del self.min_count[k]
+            kept = []
+            for a, b, balanced in self.precedes:
+                seen: dict[str, int] = {}
+                ok = True
+                for k in keys:
+                    seen[k] = seen.get(k, 0) + 1
+                    if k == b and seen[b] > seen.get(a, 0):
+                        ok = False
+                        break
+                if ok:
+                    kept.append((a, b, balanced and final.get(a, 0) == final.get(b, 0)))
+            self.precedes = kept
+        self._index()
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -378,6 +420,26 @@ class Workflows:
         if not score:
             return None
         return max(score, key=lambda i: (score[i], self.workflows[i].sessions, -i))
+
+    def learn(self, sessions: Iterable[Sequence[str]]) -> Workflows:
+        """A copy that also knows these normal executions (an online update's sessions):
+        each joins the workflow its known keys point to (``Workflow.absorb``), and keys
+        new to every workflow point to that one. Executions without a known key, and
+        workflows of interleaved logs (mined from statistics, not executions), are left
+        as they are."""
+        state, _ = self.to_state()
+        out = Workflows.from_state(state)
+        if out.interleaved:
+            return out
+        for session in sessions:
+            keys = [str(k) for k in session]
+            i = out.assign(keys) if keys else None
+            if i is None:
+                continue
+            out.workflows[i].absorb(keys)
+            for k in keys:
+                out.key_share.setdefault(k, {i: 1.0})
+        return out
 
     def workflow_of_key(self, key: str) -> int | None:
         shares = self.key_share.get(key)
