@@ -184,6 +184,26 @@ def test_old_verdicts_expire_unless_feedback_names_them(tmp_path: Path) -> None:
         st.close()
 
 
+def test_feedback_says_whether_its_session_has_closed(tmp_path: Path) -> None:
+    """An online update learns feedback once its session has closed (its lines stored);
+    each anomaly carries its latest feedback's label (the dashboard's list reads it)."""
+    st = Store(tmp_path / "s.db", durable=False)
+    try:
+        vid, other = st.save_results(
+            0, [_verdict("s@1", "r", final=False), _verdict("t@2", "r")], None
+        )
+        first = st.add_feedback(vid, "s", "confirmed", 1)
+        second = st.add_feedback(vid, "s", "normal", 1)
+        assert [(f["id"], f["closed"]) for f in st.feedback()] == [(first, False), (second, False)]
+        assert [a["feedback_label"] for a in st.anomalies()] == ["normal", None]
+        st.save_results(0, [_verdict("s@1", "r")], None)  # the session closes
+        assert [f["closed"] for f in st.feedback(vid)] == [True, True]
+        assert st.feedback(other) == [] and st.session_lines(vid) == ["a", "b"]
+        assert st.verdict(vid)["feedback_label"] == "normal"  # type: ignore[index]
+    finally:
+        st.close()
+
+
 def test_expiry_goes_a_bounded_step_at_a_time(tmp_path: Path) -> None:
     from logwarden.service.store import EXPIRE_ROWS
 

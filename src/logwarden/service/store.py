@@ -106,6 +106,7 @@ CREATE TABLE IF NOT EXISTS feedback (
     created REAL NOT NULL,
     model_version INTEGER
 );
+CREATE INDEX IF NOT EXISTS feedback_verdict ON feedback (verdict_id);
 CREATE TABLE IF NOT EXISTS models (
     version INTEGER PRIMARY KEY,
     path TEXT NOT NULL,
@@ -121,6 +122,14 @@ CREATE TABLE IF NOT EXISTS checkpoint (
 );
 CREATE TABLE IF NOT EXISTS offsets (source TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+# A verdict row as ``_row`` reads it: with the label of its latest feedback (the
+# dashboard's list shows it after a reload too).
+_VERDICT_COLUMNS = (
+    "id, final, model_version, data, created, seq, acked, "
+    "(SELECT f.label FROM feedback f WHERE f.verdict_id = verdicts.id ORDER BY f.id DESC LIMIT 1)"
+)
 
 
 def _count_key(reason: str | None, detector: str | None) -> str:
@@ -569,7 +578,7 @@ class Store:
     # -- reading verdicts ----------------------------------------------------------------------
 
     def anomalies(self, since: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT id, final, model_version, data, created, seq, acked FROM verdicts WHERE id > ? ORDER BY id"
+        sql = f"SELECT {_VERDICT_COLUMNS} FROM verdicts WHERE id > ? ORDER BY id"
         args: tuple[Any, ...] = (since,)
         if limit is not None:
             sql += " LIMIT ?"
@@ -578,7 +587,7 @@ class Store:
 
     def verdict(self, vid: int) -> dict[str, Any] | None:
         row = self.db.execute(
-            "SELECT id, final, model_version, data, created, seq, acked FROM verdicts WHERE id = ?",
+            f"SELECT {_VERDICT_COLUMNS} FROM verdicts WHERE id = ?",
             (vid,),
         ).fetchone()
         return None if row is None else _row(row)
@@ -586,8 +595,7 @@ class Store:
     def verdict_of_session(self, session: str) -> dict[str, Any] | None:
         """The latest verdict of a session id."""
         row = self.db.execute(
-            "SELECT id, final, model_version, data, created, seq, acked FROM verdicts WHERE session = ? "
-            "ORDER BY id DESC LIMIT 1",
+            f"SELECT {_VERDICT_COLUMNS} FROM verdicts WHERE session = ? ORDER BY id DESC LIMIT 1",
             (session,),
         ).fetchone()
         return None if row is None else _row(row)
@@ -637,7 +645,17 @@ class Store:
         ).fetchone()
         return None if row is None else (int(row[0]), str(row[1]))
 
-    def feedback(self) -> list[dict[str, Any]]:
+    def feedback(self, vid: int | None = None) -> list[dict[str, Any]]:
+        """Feedback, oldest first (``vid``: on that anomaly only); ``closed``: whether its
+        session has closed (an online update learns it then, from the lines stored)."""
+        sql = (
+            "SELECT f.id, f.verdict_id, f.session, f.label, f.created, f.model_version, "
+            "v.final FROM feedback f LEFT JOIN verdicts v ON v.id = f.verdict_id"
+        )
+        args: tuple[Any, ...] = ()
+        if vid is not None:
+            sql += " WHERE f.verdict_id = ?"
+            args = (vid,)
         return [
             {
                 "id": r[0],
@@ -646,11 +664,9 @@ class Store:
                 "label": r[3],
                 "created": r[4],
                 "model_version": r[5],
+                "closed": bool(r[6]),
             }
-            for r in self.db.execute(
-                "SELECT id, verdict_id, session, label, created, model_version FROM feedback "
-                "ORDER BY id"
-            )
+            for r in self.db.execute(sql + " ORDER BY f.id", args)
         ]
 
     def add_model(
@@ -708,4 +724,5 @@ def _row(r: Sequence[Any]) -> dict[str, Any]:
         "detected_at": r[4],  # when the anomaly was first stored (epoch seconds)
         "seq": r[5],  # the input line (journal number) that raised it
         "acked_at": r[6],  # when that line was acknowledged (None: after a restart)
+        "feedback_label": r[7],  # the latest feedback's label (None: no feedback)
     }  # fmt: skip
