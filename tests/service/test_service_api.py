@@ -361,3 +361,114 @@ def test_feedback_close_together_builds_one_chain_of_versions(
         chain.update(versions[at]["feedback"])
         at = versions[at]["parent"]
     assert set(fids) <= chain, versions
+
+
+def sessions_last_seen(lines: list[str]) -> dict[str, float]:
+    """Session id -> the log time (seconds) of its last line, as the simulator writes it."""
+    import re
+    from datetime import datetime
+
+    from logwarden.sim import SIM_SESSION_REGEX
+
+    pattern = re.compile(SIM_SESSION_REGEX)
+    out: dict[str, float] = {}
+    for line in lines:
+        m = pattern.search(line)
+        if m:
+            out[m.group(0)] = datetime.fromisoformat(line[:23]).timestamp()
+    return out
+
+
+def learnt_feedback(bundle: Path) -> tuple[list[str], int]:
+    """The sessions a model version's lineage says it learnt, and how many as normal."""
+    from logwarden.detect import Detector
+
+    current = Detector.load(bundle).model.lineage_.current
+    return [f.session for f in current.feedback], int(current.update["sessions_normal"])
+
+
+def test_feedback_on_an_open_session_waits_for_its_close(
+    sim_model: Any, serve: Any, tmp_path: Path
+) -> None:
+    """Feedback on an anomaly whose session is still open is learnt once the session has
+    closed (here by the timeout, in log time): its lines so far are a prefix. It used to be
+    recorded as used by a new version that had learnt nothing (the same weights), and
+    posting it again was a duplicate: the feedback was lost. A version records exactly the
+    feedback it learnt."""
+    timeout = 300.0
+    s = serve(["--model", str(sim_model.path), "--store", str(tmp_path / "v.db"),
+               "--session-timeout", repr(timeout)])  # fmt: skip
+    c = httpx.Client(base_url=s.url, timeout=60)
+    lines = sim_model.mixed_lines
+    cut = len(lines) * 2 // 5
+    last_seen = sessions_last_seen(lines)
+    end = max(last_seen.values())
+    c.post("/api/v1/logs", content="\n".join(lines[:cut]) + "\n",
+           headers={"Content-Type": "text/plain"})  # fmt: skip
+    wait_for(lambda: c.get("/healthz").json()["lag_lines"] == 0)
+    got = c.get("/api/v1/anomalies").json()
+    # An open session that the rest of the log closes by the timeout, and a closed one.
+    open_ = min((v for v in got if not v["closed"]), key=lambda v: last_seen[v["session"]])
+    assert last_seen[open_["session"]] + timeout < end
+    closed = next(v for v in got if v["closed"])
+    r = c.post("/api/v1/feedback", json={"id": open_["id"], "label": "normal"}).json()
+    assert (r["update"], r["state"]) == ("waiting", "waiting")
+    fid_open = r["feedback"]
+    again = c.post("/api/v1/feedback", json={"id": open_["id"], "label": "normal"}).json()
+    assert again["duplicate"] is True and again["state"] == "waiting"
+    r = c.post("/api/v1/feedback", json={"id": closed["id"], "label": "normal"}).json()
+    assert r["update"] == "scheduled"
+    fid_closed = r["feedback"]
+
+    def versions() -> dict[int, Any]:
+        return {m["version"]: m for m in c.get("/api/v1/models").json()["versions"]}
+
+    wait_for(lambda: 2 in versions(), timeout=120)
+    assert versions()[2]["feedback"] == [fid_closed]  # not the waiting one
+    models = tmp_path / "v.db.models"
+    assert learnt_feedback(models / "v2") == ([closed["session"]], 1)
+    states = {f["id"]: (f["state"], f["used_by"]) for f in c.get("/api/v1/feedback").json()}
+    assert states == {fid_open: ("waiting", None), fid_closed: ("learnt", 2)}
+    # The list and the anomaly's page show the feedback given (the dashboard reads them).
+    labels = {v["id"]: v["feedback_label"] for v in c.get("/api/v1/anomalies").json()}
+    assert labels[open_["id"]] == labels[closed["id"]] == "normal"
+    one = c.get(f"/api/v1/anomalies/{open_['id']}").json()
+    assert [(f["id"], f["state"]) for f in one["feedback"]] == [(fid_open, "waiting")]
+    # The rest of the log moves the log's clock on: the session closes, and is learnt.
+    c.post("/api/v1/logs", content="\n".join(lines[cut:]) + "\n",
+           headers={"Content-Type": "text/plain"})  # fmt: skip
+    wait_for(lambda: 3 in versions(), timeout=120)
+    got = versions()
+    assert set(got) == {1, 2, 3} and got[3]["feedback"] == [fid_open] and got[3]["parent"] == 2
+    assert learnt_feedback(models / "v3") == ([open_["session"]], 1)
+    weights = "keys.safetensors"
+    assert (models / "v3" / weights).read_bytes() != (models / "v2" / weights).read_bytes()
+    assert c.get(f"/api/v1/anomalies/{open_['id']}").json()["closed"] is True
+
+
+def test_feedback_waiting_at_a_restart_is_learnt_after_it(
+    sim_model: Any, serve: Any, tmp_path: Path
+) -> None:
+    """Feedback still waiting for its session when the server stops is taken up by the
+    next one on the same store, once the session has closed (here by a flush)."""
+    store = str(tmp_path / "v.db")
+    s = serve(["--model", str(sim_model.path), "--store", store])  # timeout 3600 s: all open
+    c = httpx.Client(base_url=s.url, timeout=60)
+    c.post("/api/v1/logs", content="\n".join(sim_model.mixed_lines) + "\n",
+           headers={"Content-Type": "text/plain"})  # fmt: skip
+    wait_for(lambda: c.get("/healthz").json()["lag_lines"] == 0)
+    v = wait_for(lambda: c.get("/api/v1/anomalies").json())[0]
+    assert v["closed"] is False
+    r = c.post("/api/v1/feedback", json={"id": v["id"], "label": "normal"}).json()
+    assert r["update"] == "waiting"
+    s.stop()  # SIGTERM: the server closes as a user stops it
+    s = serve(["--store", store])
+    c = httpx.Client(base_url=s.url, timeout=60)
+    fb = c.get("/api/v1/feedback").json()
+    assert [(f["id"], f["state"]) for f in fb] == [(r["feedback"], "waiting")]
+    assert [m["version"] for m in c.get("/api/v1/models").json()["versions"]] == [1]
+    assert c.post("/api/v1/flush?wait=true").json()["done"] is True
+    m = wait_for(lambda: (got := c.get("/api/v1/models").json()["versions"])[1:] and got[1])
+    assert m["version"] == 2 and m["feedback"] == [r["feedback"]]
+    assert learnt_feedback(tmp_path / "v.db.models" / "v2") == ([v["session"]], 1)
+    assert c.get("/api/v1/feedback").json()[0]["state"] == "learnt"

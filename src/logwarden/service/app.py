@@ -4,7 +4,8 @@ Endpoints (``/api/v1``): ``POST logs`` (text/plain lines, UTF-8 or the ``charset
 Content-Type names; 202 ``{"accepted": n}`` once they are committed to the store), ``GET
 anomalies`` (``since``, ``limit``), ``GET anomalies/{id}`` (one verdict with its session's
 lines and feedback), ``POST flush``,
-``POST feedback`` (``{"session": ID, "label": "normal" | "confirmed"}``), ``GET models``,
+``POST feedback`` (``{"session": ID, "label": "normal" | "confirmed"}``; learnt once the
+session has closed), ``GET feedback`` (each with its ``state``), ``GET models``,
 ``GET status``, ``GET templates``; ``GET /metrics`` (Prometheus), ``GET /healthz``, and
 ``GET /`` (the dashboard). Mutating endpoints need ``Authorization: Bearer <token>`` when
 the service has a token. Bodies over ``max_body_bytes`` and lines over
@@ -201,12 +202,12 @@ def create_app(service: Service) -> FastAPI:
             if v is None:
                 return None
             v["session_lines"] = s.session_lines(vid)
-            v["feedback"] = [f for f in s.feedback() if f["verdict"] == vid]
             return v  # type: ignore[no-any-return]
 
         got = await run_in_threadpool(service.read, get)
         if got is None:
             raise HTTPException(404, f"no anomaly {vid}")
+        got["feedback"] = await run_in_threadpool(service.feedback, vid)
         has = service.workflow is not None and bool((got.get("diagnosis") or {}).get("workflow"))
         got["workflow_svg"] = f"/api/v1/anomalies/{vid}/workflow.svg" if has else None
         return got  # type: ignore[no-any-return]
@@ -269,19 +270,28 @@ def create_app(service: Service) -> FastAPI:
         if last is not None and last[1] == label:  # said already: no second update
             return {"feedback": last[0], "anomaly": v["id"], "session": v["session"],
                     "label": label, "update": "none", "duplicate": True,
+                    "state": await feedback_state(v["id"], last[0]),
                     "model_version": version}  # fmt: skip
         fid = await run_in_threadpool(
             service.read, lambda s: s.add_feedback(v["id"], v["session"], label, version)
         )
         if fid is None:
             raise HTTPException(404, "that anomaly has expired from the store (--retain-days)")
-        update = "scheduled" if service.updater.submit() else "unavailable"
+        update = "unavailable"
+        if service.updater.submit():
+            # An open session's lines are a prefix: it is learnt once it has closed.
+            update = "scheduled" if v["closed"] else "waiting"
         return {"feedback": fid, "anomaly": v["id"], "session": v["session"], "label": label,
-                "update": update, "model_version": version}  # fmt: skip
+                "update": update, "state": await feedback_state(v["id"], fid),
+                "model_version": version}  # fmt: skip
+
+    async def feedback_state(vid: int, fid: int) -> str:
+        fb = await run_in_threadpool(service.feedback, vid)
+        return next((str(f["state"]) for f in fb if f["id"] == fid), "stored")
 
     @app.get("/api/v1/feedback")
     async def feedback_list() -> list[dict[str, Any]]:
-        return await run_in_threadpool(service.read, lambda s: s.feedback())  # type: ignore[no-any-return]
+        return await run_in_threadpool(service.feedback)
 
     @app.get("/api/v1/models")
     async def models() -> dict[str, Any]:

@@ -213,6 +213,7 @@ class Service:
         self._start_processor()
         self._supervisor = threading.Thread(target=self._supervise, daemon=True)
         self._supervisor.start()
+        self.updater.resume()
 
     def _start_processor(self) -> None:
         days = self.config.retain_days
@@ -312,6 +313,16 @@ class Service:
         with self._lock:
             return fn(self.store)
 
+    def feedback(self, vid: int | None = None) -> list[dict[str, Any]]:
+        """Feedback (``vid``: on that anomaly), each with what became of it: ``used_by``
+        (the version that learnt it, or None) and ``state`` (``OnlineUpdater.state``)."""
+        fb, models = self.read(lambda s: (s.feedback(vid), s.models()))
+        used_by = {i: int(m["version"]) for m in models for i in m["feedback"]}
+        for f in fb:
+            f["used_by"] = used_by.get(f["id"])
+            f["state"] = self.updater.state(f, f["used_by"])
+        return fb
+
     def health(self) -> dict[str, Any]:
         status = self.read(lambda s: s.status())
         alive = self._proc is not None and self._proc.is_alive()
@@ -343,15 +354,34 @@ class Service:
 
 
 class OnlineUpdater:
-    """Feedback -> a new model version in the background (``Detector.partial_fit``)."""
+    """Feedback -> a new model version in the background (``Detector.partial_fit``).
 
-    def __init__(self, service: Service) -> None:
+    Feedback is learnt once its session has closed, from the session's lines the store
+    keeps then: the lines of an open session are a prefix, and learning them as a whole
+    normal session would teach the model that such a session may end there. Until then
+    the feedback waits (its ``state`` says so); while any waits, the thread looks every
+    ``poll_seconds`` for sessions that closed (by timeout or a flush; the detector process
+    closes them, not this one). What waits is what no version has used, read from the
+    store, so a restart picks it up too. A version is made only when something was learnt,
+    and it records exactly the feedback it learnt.
+    """
+
+    def __init__(self, service: Service, poll_seconds: float = 1.0) -> None:
         self.service = service
         self.available = True  # kept in the status: clients check it
+        self.poll_seconds = poll_seconds
         self._pending = threading.Event()
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
+        self.waiting = False  # some feedback waits for its session to close
+        # Feedback of closed sessions that an update was tried with: a failed update is
+        # tried again when asked (submit) or when more feedback becomes ready, not at
+        # every poll.
+        self._tried: set[int] = set()
+        # Feedback whose session's lines do not read as that session (no lines stored, or
+        # another session id): never learnable, so never a reason for an update.
+        self.unusable: frozenset[int] = frozenset()
 
     def submit(self) -> bool:
         if not self.available:
@@ -362,47 +392,75 @@ class OnlineUpdater:
             self._thread.start()
         return True
 
+    def resume(self) -> None:
+        """At start: feedback that no version used (its session was open, or the server
+        stopped before the update) is taken up again."""
+        models = self.service.read(lambda s: s.models())
+        used = {i for m in models for i in m["feedback"]}
+        if any(f["id"] not in used for f in self.service.read(lambda s: s.feedback())):
+            self.submit()
+
     def close(self) -> None:
         self._closing.set()
         self._pending.set()
 
+    def state(self, fb: dict[str, Any], used_by: int | None) -> str:
+        """What became of one feedback: ``learnt`` (by version ``used_by``), ``waiting``
+        (its session is still open), ``scheduled`` (an update is due or running, or it
+        failed: ``last_error``), ``unusable`` (its session's lines cannot be read back),
+        ``stored`` (this logwarden has no online update)."""
+        if used_by is not None:
+            return "learnt"
+        if not self.available:
+            return "stored"
+        if not fb["closed"]:
+            return "waiting"
+        return "unusable" if fb["id"] in self.unusable else "scheduled"
+
     def _run(self) -> None:
         while not self._closing.is_set():
-            self._pending.wait()
+            asked = self._pending.wait(self.poll_seconds if self.waiting else None)
             self._pending.clear()
             if self._closing.is_set():
                 return
             try:
-                self._update()
+                self._update(force=asked)
             except Exception as exc:  # reported in health and the model history
                 self.last_error = f"{type(exc).__name__}: {exc}"
 
-    def _update(self) -> None:
+    def _update(self, force: bool = True) -> None:
         svc = self.service
         fb = svc.read(lambda s: s.feedback())
         models = svc.read(lambda s: s.models())
         used = {i for m in models for i in m["feedback"]}
-        todo = [f for f in fb if f["id"] not in used]
-        if not todo:
+        todo = [f for f in fb if f["id"] not in used and f["id"] not in self.unusable]
+        ready = [f for f in todo if f["closed"]]
+        self.waiting = len(ready) < len(todo)
+        ready_ids = {f["id"] for f in ready}
+        if not ready or not (force or ready_ids - self._tried):
             return
-        parent = svc.latest_version()
-        path = svc.read(lambda s: s.model_path(parent))
-        det = Detector.load(path)
+        self._tried |= ready_ids
         sessions: dict[str, list[str]] = {}
         labels: dict[str, str] = {}
-        for f in todo:
+        for f in ready:  # oldest first: a session's latest label is the one learnt
             lines = svc.read(lambda s, f=f: s.session_lines(f["verdict"]))
             if lines:
                 sessions[f["session"]] = lines
                 labels[f["session"]] = f["label"]
+        parent = svc.latest_version()
+        det = Detector.load(svc.read(lambda s: s.model_path(parent))) if sessions else None
+        learnt = update_detector(det, sessions, labels, svc.models_dir) if det else set()
+        self.unusable = self.unusable | {f["id"] for f in ready if f["session"] not in learnt}
+        done = [f["id"] for f in ready if f["session"] in learnt]
+        if det is None or not done:  # nothing learnt: no version
+            return
         version = max(m["version"] for m in models) + 1
         dest = svc.models_dir / f"v{version}"
-        update_detector(det, sessions, labels, svc.models_dir)
         det.save(dest)
         svc.read(
             lambda s: s.add_model(
                 version, str(dest.resolve()), parent, "active",
-                f"online update from {len(todo)} feedback", [f["id"] for f in todo],
+                f"online update from {len(done)} feedback", done,
             )
         )  # fmt: skip
         svc.switch_model(version)
@@ -413,12 +471,13 @@ _UPDATE_PREFIX = "update-"
 
 def update_detector(
     det: Detector, sessions: dict[str, list[str]], labels: dict[str, str], workdir: Path
-) -> None:
+) -> set[str]:
     """Run ``Detector.partial_fit`` on labelled sessions given by their raw lines (the
-    online update of ``logwarden.online``: ``Feedback`` records name the sessions). The
-    lines go through a file in ``workdir`` (the store's models folder: a copy left by a
-    killed process is removed at the next start, see ``clear_update_files``; in the
-    system's temporary folder they piled up)."""
+    online update of ``logwarden.online``: ``Feedback`` records name the sessions); returns
+    the ids of the sessions learnt (those the lines read back as; none: ``det`` is left as
+    it was). The lines go through a file in ``workdir`` (the store's models folder: a copy
+    left by a killed process is removed at the next start, see ``clear_update_files``; in
+    the system's temporary folder they piled up)."""
     import tempfile
 
     from logwarden.online.feedback import Feedback
@@ -431,9 +490,12 @@ def update_detector(
             for lines in sessions.values():
                 fh.write("\n".join(lines) + "\n")
         data = det.read([path], learn=False)
+        found = set(data.ids)
         feedback = [Feedback(sid, label, who="dashboard") for sid, label in labels.items()
-                    if sid in set(data.ids)]  # fmt: skip
-        det.partial_fit(data, feedback)
+                    if sid in found]  # fmt: skip
+        if feedback:  # an update from nothing would still make a version
+            det.partial_fit(data, feedback)
+        return {f.session for f in feedback}
 
 
 def clear_update_files(workdir: Path) -> int:
