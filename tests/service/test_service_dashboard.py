@@ -41,6 +41,7 @@ def test_dashboard_lists_explains_and_takes_feedback(
         httpx.post(s.url + "/api/v1/flush?wait=true", timeout=60)
         first = page.locator("tr.anomaly").last  # the oldest, at the bottom
         session = first.locator("td").nth(1).inner_text()
+        vid = first.locator("td").nth(0).inner_text()
         first.click()
         page.wait_for_selector("#session-view:not([hidden])")
         page.wait_for_function("document.querySelector('#s-explain').textContent.length > 0")
@@ -80,6 +81,18 @@ def test_dashboard_lists_explains_and_takes_feedback(
         else:
             assert "no drift tracker" in page.locator("#drift").inner_text()
         page.screenshot(path=str(tmp_path / "after-feedback.png"), full_page=True)
+        # After a reload the list and the anomaly's page still show the feedback given.
+        page.goto(s.url + "/")
+        page.reload()
+        row = page.locator(f"tr.anomaly[data-id='{vid}']")
+        row.wait_for()
+        assert row.locator("td").last.inner_text() == "normal"
+        page.goto(s.url + f"/#/anomaly/{vid}")
+        page.wait_for_function(
+            "document.querySelector('#fb-result').textContent.includes('stored (normal)')"
+        )
+        if callable(getattr(Detector, "partial_fit", None)):
+            assert "learnt by model v2" in page.locator("#fb-result").inner_text()
         browser.close()
     # Everything the page loaded came from the service itself.
     assert requests and all(u.startswith(s.url) for u in requests)

@@ -25,6 +25,21 @@ async function api(path, options = {}) {
   return body;
 }
 
+// What became of a feedback (its "state" in the API).
+function feedbackState(f) {
+  switch (f.state) {
+    case "learnt": return `learnt by model v${f.used_by}`;
+    case "waiting": return "its session is still open: the model learns it once the session has closed";
+    case "scheduled": return "model update scheduled";
+    case "unusable": return "not learnt: its session's lines could not be read back";
+    default: return "this logwarden has no online update";
+  }
+}
+
+function feedbackText(f) {
+  return `feedback ${f.feedback ?? f.id} stored (${f.label}); ${feedbackState(f)}`;
+}
+
 function text(el, value) { el.textContent = value == null ? "" : String(value); return el; }
 function cell(tr, value) { tr.appendChild(text(document.createElement("td"), value)); }
 
@@ -65,7 +80,7 @@ function addRow(v, fresh) {
   const tr = document.createElement("tr");
   tr.dataset.id = v.id;
   tr.className = "anomaly" + (fresh ? " new" : "");
-  [v.id, v.session, v.reason, v.detector, v.position, v.length, v.model_version, ""].forEach((x) => cell(tr, x));
+  [v.id, v.session, v.reason, v.detector, v.position, v.length, v.model_version, v.feedback_label].forEach((x) => cell(tr, x));
   tr.addEventListener("click", () => { location.hash = "#/anomaly/" + v.id; });
   const tbody = $("anomalies").querySelector("tbody");
   tbody.insertBefore(tr, tbody.firstChild);
@@ -157,11 +172,13 @@ async function showSession(id) {
   const ol = $("s-lines");
   ol.replaceChildren();
   lines.forEach((ln, i) => { const li = text(document.createElement("li"), ln); if (i === hitAt) li.className = "hit"; ol.appendChild(li); });
+  const given = v.feedback || [];
+  if (given.length) text($("fb-result"), feedbackText(given[given.length - 1]));
   for (const b of [$("btn-normal"), $("btn-confirmed")]) {
     b.onclick = async () => {
       try {
         const r = await api("/api/v1/feedback", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ id: v.id, label: b.dataset.label }) });
-        text($("fb-result"), `feedback ${r.feedback} stored (${r.label}); model update ${r.update}`);
+        text($("fb-result"), feedbackText(r));
         const tr = state.rows.get(v.id); if (tr) text(tr.lastChild, r.label);
       } catch (e) { text($("fb-result"), "error: " + e.message); }
     };
