@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from logwarden.service.cache import RowCache
@@ -39,6 +39,11 @@ def test_each_missing_key_is_computed_once_then_served_from_the_cache() -> None:
 
 
 @settings(max_examples=150, deadline=None)
+@example(  # a key found in the young generation just before it rotated went out too soon
+    [[(0, 0), (0, 1), (0, 5)], [(0, 2), (1, 0), (0, 3), (0, 4), (0, 1)],
+     [(0, 0), (0, 2), (0, 5), (1, 0)], [(0, 1)]],
+    5,
+)  # fmt: skip
 @given(
     st.lists(
         st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), min_size=1, max_size=20),

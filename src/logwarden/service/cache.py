@@ -176,20 +176,46 @@ class RowCache:
             self.misses += len(missing)
             values[missing] = np.asarray(compute(ukeys[missing])).reshape(len(missing), -1)
         out[rest] = values[inverse]
-        self._put(uhash, ukeys, values)
+        self._put(uhash, ukeys, values, (keys[hit], hashes[hit], row[hit]))
         return out
 
-    def _put(self, hashes: np.ndarray, keys: np.ndarray, values: np.ndarray) -> None:
+    def _put(
+        self,
+        hashes: np.ndarray,
+        keys: np.ndarray,
+        values: np.ndarray,
+        young_hits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    ) -> None:
+        """Add the entries, rotating when the young generation is full; the keys this
+        fetch found there (``young_hits``: keys, hashes, rows) are used as lately as the
+        others, so a rotation copies them into the new young generation (else a key used
+        now went out at the next rotation but one, before keys used long before it)."""
         start = 0
+        carried = False
         while start < len(keys):
             room = self.size - self._young.count
             if room == 0:
                 self._young, self._old = self._old, self._young
                 self._young.clear()
+                if not carried:
+                    carried = True
+                    self._carry(*young_hits)
                 continue
             part = slice(start, start + room)
             self._young.insert(hashes[part], keys[part], values[part])
             start += room
+
+    def _carry(self, keys: np.ndarray, hashes: np.ndarray, rows: np.ndarray) -> None:
+        """Copy entries of the old generation (at ``rows``, found in it as the young one
+        before a rotation) into the emptied young one, when they fit."""
+        if not len(keys):
+            return
+        ukeys, uhash, inverse = _distinct(keys, hashes)
+        if len(ukeys) >= self.size:  # the batch alone fills it: the new entries go first
+            return
+        first = np.zeros(len(ukeys), dtype=np.int64)
+        first[inverse[::-1]] = np.arange(len(inverse))[::-1]  # a row of each distinct key
+        self._young.insert(uhash, ukeys, self._old.values[rows[first]])
 
 
 def _distinct(keys: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
