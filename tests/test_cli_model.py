@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from logwarden.cli import main
-from logwarden.detect import DeepLog
+from logwarden.detect import DeepLog, InputSpec
 from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
 from synthetic import grammar
 
@@ -942,3 +942,45 @@ def test_a_session_word_that_is_no_preset_is_pointed_out(
     assert "--session 'instance' is not a preset (hdfs, openstack" in capsys.readouterr().err
     main([*base, "--session", "hdfs"])
     assert "not a preset" not in capsys.readouterr().err
+
+
+def test_input_in_another_form_than_the_models_is_pointed_out(
+    seq: dict[str, Path],
+    raw: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A raw log read by a sequences model (or sequences by a raw model, or another
+    --format) flagged every session as unseen_key without a word, and feedback learnt
+    every word of the lines as a key (found by a helper)."""
+    log = raw["dir"] / "test.log"
+    code, _, err = run(
+        ["detect", log, "--model", seq["model"], "--show", "0", "--no-drift"], capsys
+    )
+    assert code == 0
+    assert "hold words like a log line's" in err and "keys the model never saw" in err
+    code, _, err = run(
+        ["detect", seq["normal"], "--model", raw["model"], "--input-format", "sequences",
+         "--show", "0", "--no-drift"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0 and "keys the model never saw" in err
+    code, _, err = run(["detect", log, "--model", raw["model"], "--show", "0"], capsys)
+    assert code == 0 and "never saw" not in err and "replaces the model's format" not in err
+    other = "<Date> <Time> <Level> <Content>"
+    code, _, err = run(["detect", log, "--model", raw["model"], "--format", other], capsys)
+    assert code == 0 and "replaces the model's format" in err
+    code, _, err = run(
+        ["detect", log, "--model", seq["model"], "--input-format", "raw", *RAW], capsys
+    )
+    assert code == 1 and "trained on key sequences" in error_line(err)
+    # feedback learns nothing from such input.
+    sid = raw["sim"].sessions[0].session
+    for extra in (["--model", seq["model"]], ["--model", raw["model"], "--format", other]):
+        args = ["feedback", log, *extra, "--normal", sid, "--out", tmp_path / "m2"]
+        code, _, err = run(args, capsys)
+        assert code == 2 and "nothing learnt" in error_line(err), err
+        assert not (tmp_path / "m2").exists()
+    # --window on a model of in-line id sessions drops the in-line setting with the regex.
+    spec = InputSpec(format="x", session="req", session_in_line=True).override(window=5)
+    assert spec.window == 5 and spec.session is None and not spec.session_in_line

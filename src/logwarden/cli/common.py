@@ -159,12 +159,25 @@ def report_stats(what: str, stats: Stats, events: int, sessions: int) -> None:
     warn_unmatched(stats)
 
 
+def _unmatched(stats: Stats) -> tuple[int, int]:
+    """Lines that did not match the log format, of the lines parsed (not empty ones, nor
+    those a read of some sessions only passed over: ``other_sessions``)."""
+    parsed = stats["lines_read"] - stats["empty_line"] - stats["other_sessions"]
+    return stats["unmatched_format"], parsed
+
+
+def mostly_unmatched(stats: Stats) -> bool:
+    """Whether most lines parsed did not match the log format."""
+    unmatched, lines = _unmatched(stats)
+    return lines > 0 and 2 * unmatched > lines
+
+
 def warn_unmatched(stats: Stats) -> None:
     """A warning when most lines do not match the log format: a wrong --format (or a
     model used on another kind of log) reads every line as a bare message, counted but
     easy to miss in a summary."""
-    unmatched, lines = stats["unmatched_format"], stats["lines_read"] - stats["empty_line"]
-    if lines > 0 and 2 * unmatched > lines:
+    unmatched, lines = _unmatched(stats)
+    if mostly_unmatched(stats):
         print(
             f"logwarden: warning: {unmatched:,} of {lines:,} lines do not match the log "
             "format: check --format (or the model's)",

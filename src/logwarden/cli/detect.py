@@ -20,8 +20,10 @@ from logwarden.cli.common import (
 )
 from logwarden.cli.engine import add_engine_args, check_engine_args, read_on_ray
 from logwarden.cli.inputs import (
+    UnknownKeys,
     add_input_args,
     apply_input_args,
+    check_form,
     read_inputs,
     report_stream,
     scoring_scope,
@@ -142,9 +144,11 @@ def _summarise(
     last_early: dict[str, Verdict | None] = {}
     bodies: dict[tuple[Any, ...], str] = {}  # write_jsonl's, across chunks
     keep_all = bool(args.html)  # the HTML report lists every anomaly
+    unknown = UnknownKeys(detector.model.keys_)
     with writing(args.jsonl), contextlib.ExitStack() as stack:
         fh = stack.enter_context(open_out(args.jsonl)) if args.jsonl else None
         for data, verdicts in chunks:
+            check_form(detector, data.keys, unknown)
             total += len(verdicts)
             for v in verdicts:
                 if v.session in last_early:
@@ -165,6 +169,7 @@ def _summarise(
                 feed_batch(tracker, verdicts, data.keys, data.events, positions=positions)
     if stream is not None:
         report_stream(stream, args)
+    unknown.warn()
     flagged = sum(reasons.values())
     print(
         f"{total:,} sessions, {flagged:,} anomalous"

@@ -14,8 +14,10 @@ from logwarden.cli.common import UsageError, check_outputs, open_out, writing
 from logwarden.cli.detect import write_jsonl
 from logwarden.cli.engine import add_engine_args, check_engine_args, read_on_ray
 from logwarden.cli.inputs import (
+    UnknownKeys,
     add_input_args,
     apply_input_args,
+    check_form,
     report_stream,
     scoring_scope,
     stream_inputs,
@@ -127,9 +129,11 @@ def _report(
     keys: list[tuple[str, ...]] = []
     distinct: dict[tuple[str, ...], tuple[str, ...]] = {}
     bodies: dict[tuple[Any, ...], str] = {}  # write_jsonl's, across chunks
+    unknown = UnknownKeys(detector.model.keys_)
     with writing(args.jsonl), contextlib.ExitStack() as stack:
         fh = stack.enter_context(open_out(args.jsonl)) if args.jsonl else None
         for data, verdicts in chunks:
+            check_form(detector, data.keys, unknown)
             for v, label, seq in zip(verdicts, data.labels, data.keys, strict=True):
                 outcomes.append(_Outcome(v.session, v.anomalous, v.reason, v.length, v.detector))
                 labels.append(label)
@@ -146,6 +150,7 @@ def _report(
                 f"{args.labels} are not in the input",
                 file=sys.stderr,
             )
+    unknown.warn()
     if all(label is None for label in labels):
         raise UsageError("no labels: use --normal/--abnormal, jsonl with labels, or --labels CSV")
     report = Report.from_verdicts(outcomes, labels, detector.model.window, keys=keys)

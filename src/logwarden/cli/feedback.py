@@ -14,9 +14,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from logwarden.cli.common import RuntimeFailure, UsageError, check_out_dir
-from logwarden.cli.inputs import add_input_args, apply_input_args, load_detector, read_inputs
+from logwarden.cli.common import RuntimeFailure, UsageError, check_out_dir, mostly_unmatched
+from logwarden.cli.inputs import (
+    UnknownKeys,
+    add_input_args,
+    apply_input_args,
+    load_detector,
+    not_sequences,
+    read_inputs,
+    same_format,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,8 +81,10 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     detector = load_detector(args.model)
     _check_not_an_ancestor(detector, args.out)
     policy = UpdatePolicy(seed=detector.model.seed, **settings)
+    saved = detector.input.format
     apply_input_args(detector, args)
     data = read_inputs(detector, args, learn=False, only=[r.session for r in records])
+    _check_form(detector, data, bool(saved) and not same_format(detector.input.format, saved))
     detector.partial_fit(data, records, policy)
     try:
         detector.save(args.out, replace=args.force)
@@ -83,6 +94,29 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         ) from None
     _summary(detector, args)
     return 0
+
+
+def _check_form(detector: object, data: Any, other_format: bool) -> None:
+    """Nothing is learnt from input that is not in the model's form (the warning above
+    says which): raw lines read as key sequences made every word a new key of the
+    model, and lines of another format (``other_format``: --format is not the model's)
+    new templates for every step."""
+    from logwarden.detect import Detector
+
+    assert isinstance(detector, Detector)
+    form = detector.input.input_format
+    unknown = UnknownKeys(detector.model.keys_, sample=1 << 62)
+    unknown.feed(data.keys)
+    if other_format and 2 * unknown.unknown > unknown.entries:
+        print(f"logwarden: warning: {unknown.message()}", file=sys.stderr)
+    if (
+        (form == "sequences" and not_sequences(data.keys) is not None)
+        or (form == "raw" and mostly_unmatched(data.stats))
+        or (other_format and 2 * unknown.unknown > unknown.entries)
+    ):
+        raise UsageError(
+            "the input does not look like the model's (see the warning above): nothing learnt"
+        )
 
 
 def _check_not_an_ancestor(detector: object, out: str) -> None:

@@ -8,7 +8,7 @@ import dataclasses
 import gc
 import math
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from logwarden.cli.common import RuntimeFailure, UsageError, report_read_errors, report_stats
@@ -102,6 +102,7 @@ def apply_input_args(detector: Detector, args: argparse.Namespace) -> None:
     """The command line's input settings over the detector's own (saved ones for a model)."""
     if args.session is not None and args.window is not None:
         raise UsageError("give --session or --window, not both")
+    saved = detector.input.format
     detector.input = detector.input.override(
         input_format=args.input_format,
         format=resolve_format(args.format, args.inputs),
@@ -111,6 +112,12 @@ def apply_input_args(detector: Detector, args: argparse.Namespace) -> None:
     )
     if detector.input.input_format == "raw" and not detector.input.format:
         raise UsageError("raw input needs --format FMT")
+    if saved and args.format and not same_format(detector.input.format, saved):
+        print(
+            f"logwarden: warning: --format {args.format} replaces the model's format "
+            f"({saved}): its templates were learnt from messages that format cut out",
+            file=sys.stderr,
+        )
     if args.workers < 0:
         raise UsageError("--workers must be >= 0")
     timeout = args.idle_timeout
@@ -119,6 +126,19 @@ def apply_input_args(detector: Detector, args: argparse.Namespace) -> None:
             raise UsageError("--idle-timeout must be a number of seconds >= 0")
         detector.input = dataclasses.replace(detector.input, idle_timeout=timeout or None)
     _note_groups(args.session)
+
+
+def same_format(a: str | None, b: str) -> bool:
+    """Whether two format specs (preset names or format strings) read lines alike."""
+    from logwarden.errors import LogwardenError
+    from logwarden.io.formats import get_format
+
+    if a == b:
+        return True
+    try:
+        return bool(a) and get_format(a).regex.pattern == get_format(b).regex.pattern
+    except (LogwardenError, ValueError):
+        return False
 
 
 def _note_groups(session: str | None) -> None:
@@ -217,19 +237,69 @@ def read_inputs(
 _LOG_CHARS = frozenset(':/="{}[]')  # in a log line or JSON, not in a DeepLog key
 
 
-def warn_not_sequences(sessions: Sequence[Sequence[str]], sample: int = 1000) -> None:
-    """A warning when "sequences" look like raw log lines or JSON (keys with colons,
+def not_sequences(sessions: Sequence[Sequence[str]], sample: int = 1000) -> str | None:
+    """What is wrong when "sequences" look like raw log lines or JSON (keys with colons,
     slashes, quotes or brackets in most of the first lines): every word then becomes a
-    key, and a model of hundreds of keys trains without a word."""
+    key, and a model of hundreds of keys trains without a word. None when they do not."""
     head = [s for s in sessions[:sample] if s]
     odd = sum(1 for s in head if any(not _LOG_CHARS.isdisjoint(k) for k in s))
-    if head and 2 * odd > len(head):
-        print(
-            f"logwarden: warning: {odd:,} of the first {len(head):,} sequences hold words "
-            "like a log line's or JSON's (':', '/', '=', quotes, brackets): is the input "
-            "raw (--input-format raw) or jsonl?",
-            file=sys.stderr,
+    if not head or 2 * odd <= len(head):
+        return None
+    return (
+        f"{odd:,} of the first {len(head):,} sequences hold words like a log line's or "
+        "JSON's (':', '/', '=', quotes, brackets): is the input raw (--input-format raw) "
+        "or jsonl?"
+    )
+
+
+def warn_not_sequences(sessions: Sequence[Sequence[str]], sample: int = 1000) -> None:
+    """``not_sequences``'s finding as a warning."""
+    why = not_sequences(sessions, sample)
+    if why is not None:
+        print(f"logwarden: warning: {why}", file=sys.stderr)
+
+
+class UnknownKeys:
+    """The share of the first ``sample`` entries whose keys the model never saw: most of
+    them unknown means input in another form than the model's (raw lines read as key
+    sequences, another --format, a model of another system), which only says "unseen
+    key" session after session otherwise."""
+
+    def __init__(self, known: Iterable[str], sample: int = 100_000) -> None:
+        self.known = set(known)
+        self.sample = sample
+        self.unknown = 0
+        self.entries = 0
+
+    def feed(self, sessions: Sequence[Sequence[str]]) -> None:
+        known = self.known
+        for keys in sessions:
+            if self.entries >= self.sample:
+                return
+            self.entries += len(keys)
+            self.unknown += sum(1 for k in keys if k not in known)
+
+    @property
+    def mostly_unknown(self) -> bool:
+        return self.entries >= 20 and 2 * self.unknown > self.entries
+
+    def message(self) -> str:
+        return (
+            f"{self.unknown:,} of the first {self.entries:,} entries have keys the model never "
+            "saw: is the input in the model's form (--input-format, --format)?"
         )
+
+    def warn(self) -> None:
+        if self.mostly_unknown:
+            print(f"logwarden: warning: {self.message()}", file=sys.stderr)
+
+
+def check_form(detector: Detector, sessions: Sequence[Sequence[str]], unknown: UnknownKeys) -> None:
+    """Per chunk of a stream: the first chunk of key sequences is checked for raw lines
+    (as ``read_inputs`` does), and the first entries are sampled for unknown keys."""
+    if unknown.entries == 0 and detector.input.input_format == "sequences":
+        warn_not_sequences(sessions)
+    unknown.feed(sessions)
 
 
 def load_detector(path: str) -> Detector:

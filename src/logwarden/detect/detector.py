@@ -76,6 +76,7 @@ class InputSpec:
             given.setdefault("window", None)
         if given.get("window") is not None:
             given.setdefault("session", None)
+            given.setdefault("session_in_line", False)  # a setting of the id regex
         return replace(self, **given)
 
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -87,6 +88,13 @@ class InputSpec:
     ) -> InputSpec:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in state.items() if k in known})
+
+
+# Raw input for a model without a log parser: it was trained on key sequences (or JSONL).
+_NO_PARSER = (
+    "this model has no log parser (it was trained on key sequences, not raw logs): read "
+    "its input form (--input-format sequences or jsonl), or train on raw logs"
+)
 
 
 @dataclass
@@ -181,7 +189,7 @@ class Detector:
         )
         if self.miner is None:
             if not learn:
-                raise NotFittedError("this detector has no parser state: read with learn=True")
+                raise NotFittedError(_NO_PARSER)
             self.miner = TemplateMiner()
         raw = read_raw_sessions(
             paths, spec.format, config, miner=self.miner, learn=learn, workers=workers, only=only
@@ -420,7 +428,7 @@ class VerdictStream:
         if not spec.format:
             raise ConfigError("raw input needs a log format", field="format")
         if det.miner is None:
-            raise NotFittedError("this detector has no parser state: read with learn=True")
+            raise NotFittedError(_NO_PARSER)
         config = session_config(
             spec.session, spec.window, in_line=spec.session_in_line, idle_timeout=spec.idle_timeout
         )

@@ -178,7 +178,9 @@ class SupervisedDetector:
             raise ConfigError("raw input needs a log format", field="format")
         if self.miner is None:
             if not learn:
-                raise NotFittedError("this detector has no parser state: read with learn=True")
+                raise NotFittedError(
+                    "this model has no log parser: train it on raw logs (learn=True)"
+                )
             self.miner = TemplateMiner()
         stream, self.miner = read_stream(paths, self.format, self.miner, learn=learn)
         return stream
