@@ -41,6 +41,7 @@ __all__ = [
     "LineReader",
     "SelectedLineReader",
     "SourceConfig",
+    "cut_utf8",
     "follow",
     "read_lines",
     "whole_only",
@@ -138,7 +139,7 @@ class _Readable(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
 
 
-def _cut(raw: bytes, limit: int) -> bytes:
+def cut_utf8(raw: bytes, limit: int) -> bytes:
     """``raw[:limit]``, moved back to a UTF-8 character start (len(raw) > limit)."""
     cut = limit
     # raw[cut] is the first byte dropped; while it is a continuation byte (10xxxxxx) the
@@ -301,7 +302,7 @@ class _Splitter:
         """One line with all the checks; ``raw`` has no terminator."""
         stats = self.stats
         if len(raw) > self.limit:
-            raw = _cut(raw, self.limit)
+            raw = cut_utf8(raw, self.limit)
             flags |= TRUNCATED
             stats.add("truncated_line")
         try:

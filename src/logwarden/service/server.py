@@ -20,13 +20,15 @@ import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from logwarden.detect import Detector
 from logwarden.errors import ConfigError
+from logwarden.io.sources import cut_utf8
+from logwarden.records import BAD_UTF8, NUL_BYTES, TRUNCATED, Line
 from logwarden.service.processor import ProcessorConfig, ring, run_processor
 from logwarden.service.store import FLUSH, LINE, MODEL, Store
 from logwarden.service.stream import StreamConfig
@@ -118,24 +120,31 @@ def to_utf8(body: bytes, content_type: str) -> bytes:
     return body.decode(charset).encode("utf-8")
 
 
-def decode_lines(body: bytes, max_line: int, counts: IngestCounts) -> list[str]:
+def decode_lines(
+    body: bytes, max_line: int, counts: IngestCounts, *, truncate: bool = False
+) -> list[str]:
     """Raw bytes -> lines: split at ``\\n`` (a ``\\r`` before it dropped), invalid UTF-8
     replaced with U+FFFD and counted, NUL bytes (binary data) likewise; a line longer than
-    ``max_line`` bytes raises ValueError (the caller answers 413)."""
+    ``max_line`` bytes raises ValueError (the caller answers 413), or with ``truncate`` is
+    cut to it at a character boundary and counted (``truncated_line``), as reading a file
+    does: the brokers' and a followed file's lines have no client to refuse them to."""
     if not body:
         return []
     parts = body.split(b"\n")
     if parts[-1] == b"":
         parts.pop()
     out: list[str] = []
-    bad = nul = 0
+    bad = nul = cut = 0
     for i, raw in enumerate(parts):
         if raw.endswith(b"\r"):
             raw = raw[:-1]
         if len(raw) > max_line:
-            raise ValueError(
-                f"line {i + 1} is {len(raw):,} bytes, over the limit of {max_line:,} bytes per line"
-            )
+            if not truncate:
+                raise ValueError(
+                    f"line {i + 1} is {len(raw):,} bytes, over the limit of {max_line:,} bytes per line"
+                )
+            raw = cut_utf8(raw, max_line)
+            cut += 1
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -149,7 +158,24 @@ def decode_lines(body: bytes, max_line: int, counts: IngestCounts) -> list[str]:
         counts.add("bad_utf8", bad)
     if nul:
         counts.add("nul_bytes", nul)
+    if cut:
+        counts.add("truncated_line", cut)
     return out
+
+
+def count_flagged(lines: Iterable[Line], counts: IngestCounts) -> None:
+    """Count, under ``decode_lines``' reasons, what a file reader flagged (``--follow``)."""
+    seen: Counter[str] = Counter()
+    for line in lines:
+        if line.flags:
+            for flag, reason in _FLAG_REASONS:
+                if line.flags & flag:
+                    seen[reason] += 1
+    for reason, n in seen.items():
+        counts.add(reason, n)
+
+
+_FLAG_REASONS = ((BAD_UTF8, "bad_utf8"), (NUL_BYTES, "nul_bytes"), (TRUNCATED, "truncated_line"))
 
 
 class Service:
