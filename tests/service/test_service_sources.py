@@ -17,6 +17,8 @@ import httpx
 import pytest
 
 from logwarden.detect import Detector
+from logwarden.service.server import Service, ServiceConfig
+from logwarden.service.sources import FollowSource, KafkaSource, RedisSource
 from logwarden.sim import SIM_SESSION_REGEX
 
 
@@ -153,7 +155,7 @@ def kafka_brokers() -> Iterator[str]:
         wait_port(port, proc)
         yield f"127.0.0.1:{port}"
     finally:
-        proc.terminate()
+        proc.kill()  # in memory, nothing to save; terminating waits 5 s for its clients
         proc.wait(10)
 
 
@@ -210,3 +212,235 @@ def test_two_serves_in_one_kafka_group_report_each_anomaly_once(
     for s in (a, b):
         (src,) = httpx.get(s.url + "/api/v1/status", timeout=10).json()["sources"]
         assert src["commits"] > 0 and src["error"] is None
+
+
+# -- the sources in this process, against the same real servers: a Service whose detector
+# is not started (a stalled one); ``detector_reaches`` moves its position as it would.
+
+
+@pytest.fixture
+def services(sim_model: Any, tmp_path: Path) -> Iterator[Any]:
+    """``services(name, max_line=...)``: a Service on a store in tmp_path, closed at the end."""
+    made: list[Service] = []
+
+    def make(name: str = "v.db", max_line: int = 64 << 10) -> Service:
+        cfg = ServiceConfig(store=str(tmp_path / name), model=str(sim_model.path),
+                            max_line_bytes=max_line)  # fmt: skip
+        made.append(Service(cfg))
+        return made[-1]
+
+    yield make
+    for svc in made:
+        svc.close()
+
+
+def journal(svc: Service) -> list[str]:
+    return [row[2] for row in svc.read(lambda s: s.read_journal(0, 1_000_000))]
+
+
+def detector_reaches(svc: Service) -> None:
+    """What the detector writes once it has processed the whole journal."""
+    svc.read(lambda s: s.set_meta("processed_seq", str(s.last_seq())))
+
+
+def started(source: Any) -> Any:
+    source.service.sources.append(source)  # stopped by Service.close
+    source.start()
+    return source
+
+
+def test_redis_live_consumers_entries_are_never_claimed(services: Any, redis_url: str) -> None:
+    """A stalled detector holds entries pending past --claim-idle: neither the consumer
+    itself nor another live one takes them again (each entry stored once)."""
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    sources = [started(RedisSource(services(f"{n}.db"), redis_url, "logs", "g", n, claim_idle=0.5))
+               for n in ("a", "b")]  # fmt: skip
+    sent = [f"line {i}" for i in range(300)]
+    pipe = r.pipeline()
+    for line in sent:
+        pipe.xadd("logs", {"line": line})
+    pipe.execute()
+    wait_until(lambda: sum(s.lines for s in sources) >= 300, 20, "the entries")
+    time.sleep(1.5)  # three times --claim-idle: claim scans ran meanwhile
+    got = [journal(s.service) for s in sources]
+    assert sorted(got[0] + got[1]) == sorted(sent)
+    assert [s.claimed for s in sources] == [0, 0]
+    assert [s.error for s in sources] == [None, None]
+    for s in sources:
+        detector_reaches(s.service)
+    wait_until(lambda: r.xpending("logs", "g")["pending"] == 0, 10, "acks")
+
+
+@pytest.mark.parametrize("name", ["c1", "c2"])
+def test_redis_restart_stores_each_pending_entry_once(
+    services: Any, redis_url: str, name: str
+) -> None:
+    """A restart (the same consumer name or another) with more own pending entries than a
+    read returns: those stored are not stored again, those read but not stored are."""
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    svc = services()
+    first = started(RedisSource(svc, redis_url, "logs", "g", "c1", claim_idle=0.5))
+    sent = [f"line {i}" for i in range(2180)]
+    pipe = r.pipeline()
+    for line in sent[:2100]:
+        pipe.xadd("logs", {"line": line})
+    pipe.execute()
+    wait_until(lambda: first.lines >= 2100, 20, "the first entries")
+    first.stop()
+    for line in sent[2100:]:
+        r.xadd("logs", {"line": line})
+    # The first process read 50 more and died before storing them.
+    assert len(r.xreadgroup("g", "c1", {"logs": ">"}, count=50)[0][1]) == 50
+    again = started(RedisSource(svc, redis_url, "logs", "g", name, claim_idle=0.5))
+    wait_until(lambda: len(journal(svc)) >= 2180, 20, "the rest")
+    time.sleep(1.5)  # past --claim-idle: the first name's entries are not claimed again
+    assert journal(svc) == sent
+    assert again.claimed == 0
+    detector_reaches(svc)
+    wait_until(lambda: r.xpending("logs", "g")["pending"] == 0, 10, "acks")
+
+
+def test_claim_idle_must_be_positive(tmp_path: Path, capsys: Any) -> None:
+    from logwarden.cli.main import main
+
+    args = ["serve", "--store", str(tmp_path / "v.db"), "--redis", "redis://127.0.0.1:1/0",
+            "--stream", "logs", "--claim-idle", "0"]  # fmt: skip
+    assert main(args) == 2
+    assert "--claim-idle must be more than 0" in capsys.readouterr().err
+    assert not (tmp_path / "v.db").exists()
+
+
+CRLF_BAD_LONG = [b"one\r\ntwo\n", b"bad \xff byte\r", b"nul \x00 byte", "\u00e9".encode() * 80]
+# Lines as decode_lines makes them under a 101-byte limit (80 two-byte characters cut to 50).
+DECODED = ["one", "two", "bad \ufffd byte", "nul \ufffd byte", "\u00e9" * 50]
+COUNTED = {"bad_utf8": 1, "nul_bytes": 1, "truncated_line": 1}
+
+
+def test_redis_entries_are_decoded_as_http_bodies(services: Any, redis_url: str) -> None:
+    """Several lines in an entry, CRLF, bad UTF-8, NUL, a line over --max-line: as HTTP."""
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    svc = services(max_line=101)
+    for value in CRLF_BAD_LONG:
+        r.xadd("logs", {"line": value})
+    source = started(RedisSource(svc, redis_url, "logs", "g", "c", claim_idle=1))
+    wait_until(lambda: source.lines >= len(DECODED), 20, "the entries")
+    assert journal(svc) == DECODED
+    assert svc.counts.snapshot() == COUNTED
+
+
+def test_followed_lines_are_limited_and_counted(services: Any, tmp_path: Path) -> None:
+    svc = services(max_line=101)
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    source = started(FollowSource(svc, str(log)))
+    time.sleep(0.3)  # it starts at the end of the file
+    with log.open("ab") as fh:
+        fh.write(b"".join(v if v.endswith(b"\n") else v + b"\n" for v in CRLF_BAD_LONG))
+    wait_until(lambda: source.lines >= len(DECODED), 20, "the lines")
+    assert journal(svc) == DECODED
+    assert svc.counts.snapshot() == COUNTED
+
+
+def test_redis_mark_of_a_store_written_before_is_read(services: Any, redis_url: str) -> None:
+    """A store of before kept the mark under the consumer's name: still honoured."""
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    svc = services()
+    sent = [f"line {i}" for i in range(20)]
+    ids = [r.xadd("logs", {"line": line}) for line in sent]
+    r.xgroup_create("logs", "g", id="0")
+    r.xreadgroup("g", "c1", {"logs": ">"}, count=20)  # read by c1, the first 10 stored
+    svc.append(sent[:10], offsets={"redis:logs:g:c1": ids[9].decode()})
+    source = started(RedisSource(svc, redis_url, "logs", "g", "c1", claim_idle=1))
+    wait_until(lambda: source.lines >= 10, 20, "the entries not stored")
+    assert journal(svc) == sent
+
+
+def produce(brokers: str, topic: str, values: list[bytes], partition: int = 0) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": brokers, "linger.ms": 5})
+    for value in values:
+        producer.produce(topic, value=value, partition=partition)
+    producer.flush(30)
+
+
+def new_topic(brokers: str, name: str, partitions: int = 1) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": brokers})
+    for f in admin.create_topics([NewTopic(name, num_partitions=partitions)]).values():
+        f.result(30)
+
+
+def group_offsets(brokers: str, group: str, topic: str, partitions: int) -> list[int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": brokers, "group.id": group})
+    try:
+        got = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return [tp.offset for tp in got]
+    finally:
+        c.close()
+
+
+def test_kafka_messages_are_decoded_as_http_bodies(services: Any, kafka_brokers: str) -> None:
+    svc = services(max_line=101)
+    new_topic(kafka_brokers, "logs")
+    produce(kafka_brokers, "logs", CRLF_BAD_LONG)
+    source = started(KafkaSource(svc, kafka_brokers, "logs", "g", "k"))
+    wait_until(lambda: source.lines >= len(DECODED), 60, "the messages")
+    assert journal(svc) == DECODED
+    assert svc.counts.snapshot() == COUNTED
+
+
+def test_kafka_assignment_starts_after_the_groups_offset(services: Any, kafka_brokers: str) -> None:
+    """The partition was processed to offset 12 by another member of the group (after
+    this store held 5; a scale-in brought it back): read from 12, not from 5."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    new_topic(kafka_brokers, "logs")
+    sent = [f"p0 {i}".encode() for i in range(20)]
+    produce(kafka_brokers, "logs", sent)
+    other = Consumer({"bootstrap.servers": kafka_brokers, "group.id": "g"})
+    other.commit(offsets=[TopicPartition("logs", 0, 12)], asynchronous=False)
+    other.close()
+    svc = services()
+    svc.append([v.decode() for v in sent[:5]], offsets={"kafka:logs:0": "5"})
+    source = started(KafkaSource(svc, kafka_brokers, "logs", "g", "k"))
+    wait_until(lambda: source.lines >= 8, 60, "the lines after offset 12")
+    time.sleep(0.5)
+    assert journal(svc) == [v.decode() for v in [*sent[:5], *sent[12:]]]
+
+
+def test_kafka_commits_what_it_replays_from_its_store(services: Any, kafka_brokers: str) -> None:
+    """The 10 lines are in this store, never committed (a crash): replayed from the store,
+    not read again, and their offset committed once the detector has them."""
+    new_topic(kafka_brokers, "logs")
+    sent = [f"p0 {i}".encode() for i in range(10)]
+    produce(kafka_brokers, "logs", sent)
+    svc = services()
+    svc.append([v.decode() for v in sent], offsets={"kafka:logs:0": "10"})
+    source = started(KafkaSource(svc, kafka_brokers, "logs", "g", "k"))
+    wait_until(lambda: source.assigned == [0], 60, "the assignment")
+    time.sleep(0.5)
+    assert group_offsets(kafka_brokers, "g", "logs", 1) == [-1001]  # not before the detector
+    detector_reaches(svc)
+    wait_until(lambda: group_offsets(kafka_brokers, "g", "logs", 1) == [10], 20, "the commit")
+    assert journal(svc) == [v.decode() for v in sent] and source.lines == 0
+
+
+def test_kafka_source_reports_what_goes_wrong(services: Any, kafka_brokers: str) -> None:
+    svc = services()
+    nowhere = started(KafkaSource(svc, f"127.0.0.1:{free_port()}", "logs", "g", "k"))
+    no_topic = started(KafkaSource(svc, kafka_brokers, "missing", "g2", "k"))
+    wait_until(lambda: nowhere.describe()["error"], 20, "the unreachable broker's error")
+    wait_until(lambda: no_topic.describe()["error"], 20, "the missing topic's error")
+    assert "missing" in no_topic.describe()["error"]

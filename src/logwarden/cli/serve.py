@@ -87,6 +87,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError("--redis and --stream go together")
     if args.kafka is not None and (args.topic is None or args.group is None):
         raise UsageError("--kafka needs --topic and --group")
+    if not args.claim_idle > 0:
+        # 0 would take over a live consumer's entries waiting for its detector: stored twice.
+        raise UsageError(f"--claim-idle must be more than 0 seconds (got {args.claim_idle:g})")
     token = read_token(args.token_file) if args.token_file else None
     config = ServiceConfig(
         store=args.store,
