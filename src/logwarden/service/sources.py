@@ -226,8 +226,8 @@ class RedisSource(_Source):
         last_scan = last_beat = 0.0
         while not self.stop_event.is_set():
             if time.monotonic() - last_beat > self.claim_idle_ms / 4000:
-                # Alive: a consumer that idles has no entries read for a while, so that
-                # (XINFO CONSUMERS' idle before Redis 7.2) cannot tell it from a dead one.
+                # Alive, for the others' claims: XINFO CONSUMERS' idle (before Redis 7.2)
+                # counts from the last entry read, as for a dead consumer.
                 last_beat = time.monotonic()
                 r.set(self._alive_key(self.consumer), 1, px=self.claim_idle_ms)
             entries: list[Any] = []
@@ -301,7 +301,8 @@ class RedisSource(_Source):
     def _claim(self, r: Any, start: str) -> tuple[list[Any], str | None]:
         """Claim a page of entries left pending ``claim_idle`` by dead consumers (no beat
         for that long; a live one's entries wait for its detector), from ``start``; also
-        where the scan goes on (None: at the end)."""
+        where the scan goes on (None: at the end). A crash between this claim and their
+        append would leave those at or below the mark taken for stored (not retried)."""
         pend = r.xpending_range(self.stream, self.group, start, "+", BATCH_LINES,
                                 idle=self.claim_idle_ms)  # fmt: skip
         nxt = "(" + _s(pend[-1]["message_id"]) if len(pend) == BATCH_LINES else None
