@@ -821,11 +821,20 @@ def test_train_keeps_the_fold_models_unless_told_not_to(
 ) -> None:
     data = write_sequences(tmp_path / "t.txt", grammar(200, seed=3))
     argv = ["train", data, "--input-format", "sequences", "--epochs", "30", *FAST]
-    code, _, err = run([*argv, "--out", tmp_path / "m"], capsys)
+    # A level the folds' 100 held-out sessions each can judge (1/(100 + 1) <= 5%).
+    code, _, err = run([*argv, "--out", tmp_path / "m", "--target-fpr", "0.05"], capsys)
     assert code == 0, err
     assert "fold check: a session the probability cut flags" in err
     est = DeepLog.load(tmp_path / "m")
     assert est.fold_check and est.model_.fold_check and len(est.model_.fold_weights) == 2
+    # At 0.5% they cannot (a fold's p-value under 1/101 is its tail model's guess): the
+    # cut alone decides, and train says so.
+    code, _, err = run([*argv, "--out", tmp_path / "low"], capsys)
+    assert code == 0, err
+    assert "fold check: off, the fold models held out too few sessions" in err
+    low = DeepLog.load(tmp_path / "low").model_
+    assert low.config.fold_check and low.fold_weights and not low.fold_resolution
+    assert not low.fold_check
     code, _, err = run([*argv, "--out", tmp_path / "n", "--no-fold-check"], capsys)
     assert code == 0, err
     assert "fold check" not in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import time
 from typing import Any
@@ -240,6 +241,13 @@ def _summary(args: argparse.Namespace, model: object, sessions: int) -> None:
             f"  fold check: a session the probability cut flags is flagged when the "
             f"{len(km.fold_weights or [])} fold models' p-value agrees (fewer false positives "
             "than the rate above on later data; --no-fold-check: the cut alone)",
+            file=sys.stderr,
+        )
+    elif km.config.fold_check and km.fold_weights and th.level is not None:
+        print(
+            "  fold check: off, the fold models held out too few sessions to judge at the "
+            f"cut's level ({th.level:.2g} needs {math.ceil(1 / th.level) - 1:,} each): the "
+            "cut alone decides",
             file=sys.stderr,
         )
 
