@@ -450,3 +450,17 @@ def test_workflows_learn_the_executions_an_update_marks_normal(mined: Workflows)
     assert b.sessions == _wf_of(mined, "b_begin").sessions + 1
     state, _ = learnt.to_state()
     assert Workflows.from_state(json.loads(json.dumps(state))).to_state()[0] == state
+
+
+def test_a_loop_is_shown_as_the_steps_it_joins_not_as_a_path() -> None:
+    """The text drew "loop: a -> b -> c -> a" for a set of steps that reach each other,
+    naming edges the workflow does not have (here c -> b, a -> c)."""
+    from logwarden.workflow.render import workflow_text
+
+    wfs = mine_sessions([["s", "a", "b", "c", "a", "e"], ["s", "a", "c", "b", "e"]] * 30)
+    wf = wfs[0]
+    text = workflow_text(wf, {})
+    loop = sorted(next(c for c in wf.loops if len(c) > 1))
+    assert f"loop among {', '.join(sorted(loop, key=wf.keys.index))}" in text
+    line = next(t for t in text.splitlines() if "loop" in t)
+    assert "->" not in line, line

@@ -54,8 +54,12 @@ def workflow_text(wf: Workflow, templates: Mapping[str, str], width: int = 100) 
     for g in wf.concurrent:
         out.append(f"  concurrent, in any order: {' | '.join(g)}")
     for c in wf.loops:
+        # A loop is a set of steps that reach each other (a strongly connected component),
+        # not one path: "a -> b -> c" named edges the workflow may not have.
         out.append(
-            f"  loop: {c[0]} repeats" if len(c) == 1 else f"  loop: {' -> '.join(c)} -> {c[0]}"
+            f"  loop: {c[0]} repeats"
+            if len(c) == 1
+            else f"  loop among {', '.join(c)} (each reaches the others again)"
         )
     return "\n".join(out)
 
