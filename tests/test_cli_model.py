@@ -990,6 +990,10 @@ def test_input_in_another_form_than_the_models_is_pointed_out(
         code, _, err = run(args, capsys)
         assert code == 2 and "nothing learnt" in error_line(err), err
         assert not (tmp_path / "m2").exists()
+    # An idle timeout means nothing to windows of N lines: refused, not ignored.
+    code, _, err = run(["detect", log, "--model", raw["model"], "--window", "5",
+                        "--idle-timeout", "60"], capsys)  # fmt: skip
+    assert code == 2 and "not to --window" in error_line(err)
     # --window on a model of in-line id sessions drops the in-line setting with the regex.
     spec = InputSpec(format="x", session="req", session_in_line=True).override(window=5)
     assert spec.window == 5 and spec.session is None and not spec.session_in_line

@@ -414,3 +414,31 @@ def test_train_with_an_idle_timeout_learns_the_sessions_detection_judges(
     err = capsys.readouterr().err
     assert code == 0 and "the end of input only (--idle-timeout 0)" in err, err
     assert f"logwarden train: {len(whole.ids):,} sessions" in err
+
+
+def test_eval_counts_a_session_split_by_the_idle_timeout_once(
+    sim_logs: dict[str, Any], bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With an idle timeout shorter than some pauses, eval counted each part of a session
+    as a labelled session of its own (861 "sessions" for 400 labels)."""
+    d = sim_logs["dir"]
+    sim = simulate(SimConfig(seed=72, sessions=500, anomaly_rate=0.2))
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "BlockId,Label\n" + "".join(f"{s.session},{s.label}\n" for s in sim.sessions),
+        encoding="utf-8",
+    )
+    base = ["eval", d / "m.log", "--model", bundle, "--labels", labels, "--json"]
+    code = main([str(a) for a in [*base, "--idle-timeout", "5", "--jsonl", tmp_path / "v.jsonl"]])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    parts = read_rows(tmp_path / "v.jsonl")
+    ids = {r["session"] for r in parts}
+    assert len(parts) > len(ids)  # the timeout split some sessions
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["tp"] + report["fp"] + report["fn"] + report["tn"] == len(ids)
+    assert "sessions were split by the idle timeout" in err
+    flagged = {r["session"] for r in parts if r["anomalous"]}
+    truth = {s.session: s.label for s in sim.sessions}
+    assert report["tp"] == sum(1 for s in flagged if truth.get(s) == 1)
+    assert report["fp"] == sum(1 for s in flagged if truth.get(s) == 0)

@@ -114,6 +114,40 @@ class _Outcome:
     detector: str | None
 
 
+def _by_session(
+    outcomes: list[_Outcome], labels: list[int | None], keys: list[tuple[str, ...]]
+) -> tuple[list[_Outcome], list[int | None], list[tuple[str, ...]], int]:
+    """One outcome per session id: the parts of a session an idle timeout split (the
+    same id again after a pause) are joined, flagged when any part is (with the first
+    flagged part's reason), their lengths and keys put end to end, so that a labelled
+    session counts once. Also how many sessions had several parts."""
+    first: dict[str, int] = {}
+    split: set[str] = set()
+    for i, o in enumerate(outcomes):
+        if first.setdefault(o.session, i) != i:
+            split.add(o.session)
+    if not split:
+        return outcomes, labels, keys, 0
+    out: list[_Outcome] = []
+    out_labels: list[int | None] = []
+    out_keys: list[tuple[str, ...]] = []
+    at: dict[str, int] = {}
+    for o, label, seq in zip(outcomes, labels, keys, strict=True):
+        j = at.get(o.session)
+        if j is None:
+            at[o.session] = len(out)
+            out.append(_Outcome(o.session, o.anomalous, o.reason, o.length, o.detector))
+            out_labels.append(label)
+            out_keys.append(seq)
+            continue
+        whole = out[j]
+        if o.anomalous and not whole.anomalous:
+            whole.anomalous, whole.reason, whole.detector = True, o.reason, o.detector
+        whole.length += o.length
+        out_keys[j] = out_keys[j] + seq
+    return out, out_labels, out_keys, len(split)
+
+
 def _report(
     args: argparse.Namespace,
     detector: Detector,
@@ -151,6 +185,13 @@ def _report(
                 file=sys.stderr,
             )
     unknown.warn()
+    outcomes, labels, keys, parts = _by_session(outcomes, labels, keys)
+    if parts:
+        print(
+            f"logwarden: {parts:,} sessions were split by the idle timeout (a pause longer "
+            "than it in log time); each is counted once, flagged when any of its parts is",
+            file=sys.stderr,
+        )
     if all(label is None for label in labels):
         raise UsageError("no labels: use --normal/--abnormal, jsonl with labels, or --labels CSV")
     report = Report.from_verdicts(outcomes, labels, detector.model.window, keys=keys)

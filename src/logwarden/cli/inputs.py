@@ -124,6 +124,9 @@ def apply_input_args(detector: Detector, args: argparse.Namespace) -> None:
     if timeout is not None:
         if not (timeout >= 0 and math.isfinite(timeout)):
             raise UsageError("--idle-timeout must be a number of seconds >= 0")
+        if detector.input.window is not None and detector.input.input_format == "raw":
+            # Windows of N lines end by count; the setting was taken and ignored.
+            raise UsageError("--idle-timeout applies to sessions grouped by id, not to --window")
         detector.input = dataclasses.replace(detector.input, idle_timeout=timeout or None)
     _note_groups(args.session)
 
