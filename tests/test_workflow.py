@@ -464,3 +464,35 @@ def test_a_loop_is_shown_as_the_steps_it_joins_not_as_a_path() -> None:
     assert f"loop among {', '.join(sorted(loop, key=wf.keys.index))}" in text
     line = next(t for t in text.splitlines() if "loop" in t)
     assert "->" not in line, line
+
+
+def test_every_step_of_an_interleaved_workflow_can_be_reached() -> None:
+    """Edges below their share are dropped; a rare step lost its only way in and was kept
+    with its way out: drawn and diagnosed as a place no execution gets to."""
+    rng = random.Random(5)
+    events: list[tuple[float, str]] = []
+    t = 0.0
+    for _ in range(3000):
+        t += rng.expovariate(1.0)
+        steps = ["p1", "p2", "p3", "p4"]
+        if rng.random() < 0.002:
+            steps = ["p1", "p2", "p_rare", "p3", "p4"]
+        at = t
+        for s in steps:
+            at += 0.3 * rng.uniform(0.5, 1.5)
+            events.append((at, s))
+    events.sort()
+    keys = [k for _, k in events]
+    times = [ts for ts, _ in events]
+    windows = [keys[i : i + 50] for i in range(0, len(keys), 50)]
+    wtimes = [times[i : i + 50] for i in range(0, len(times), 50)]
+    wfs = mine_interleaved(windows, wtimes)
+    assert "p_rare" in {k for wf in wfs for k in wf.keys}
+    for wf in wfs:
+        reached, todo = set(), [START]
+        while todo:
+            for b, _ in wf.successors(todo.pop()):
+                if b not in reached:
+                    reached.add(b)
+                    todo.append(b)
+        assert set(wf.keys) <= reached, (wf.name, set(wf.keys) - reached)

@@ -307,6 +307,7 @@ def _automaton(
     if not any(a == START for a, _ in edges):
         # Nothing looks like a beginning: the most frequent key starts it.
         edges[(START, names[int(np.argmax(totals))])] = 1
+    _reach_every_step(edges, names[:G], counts[:, :G], starts)
     executions = round(float(starts.sum())) or 1
     # Order of steps: breadth-first from the start along the strongest edges.
     keys = _order([vocab[a] for a in group], edges)
@@ -337,6 +338,43 @@ def _automaton(
         loops=find_loops(keys, sorted(structural), concurrent),
         counted=False,
     )
+
+
+def _reach_every_step(
+    edges: dict[tuple[str, str], int], names: list[str], counts: np.ndarray, starts: np.ndarray
+) -> None:
+    """Keep, for each step no kept edge leads to from the start, its strongest way in from
+    a step that is reached (or from the start), until every step is: the shares drop rare
+    edges, and a step left with edges out but none in was drawn and diagnosed as a place
+    no execution can get to."""
+    succ: dict[str, list[str]] = {}
+    for a, b in edges:
+        succ.setdefault(a, []).append(b)
+    reached: set[str] = set()
+    todo = [START]
+    while True:
+        while todo:
+            a = todo.pop()
+            for b in succ.get(a, ()):
+                if b not in reached:
+                    reached.add(b)
+                    todo.append(b)
+        missing = [j for j, k in enumerate(names) if k not in reached]
+        if not missing:
+            return
+        best = (-1.0, START, missing[0])
+        for j in missing:
+            ways = [(float(starts[j]), START)] + [
+                (float(counts[i, j]), names[i]) for i, k in enumerate(names) if k in reached
+            ]
+            value, source = max(ways)
+            if value > best[0]:
+                best = (value, source, j)
+        value, source, j = best
+        edges[(source, names[j])] = max(1, round(value))
+        succ.setdefault(source, []).append(names[j])
+        reached.add(names[j])
+        todo.append(names[j])
 
 
 def _order(keys: list[str], edges: dict[tuple[str, str], int]) -> list[str]:
