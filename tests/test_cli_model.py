@@ -997,3 +997,20 @@ def test_input_in_another_form_than_the_models_is_pointed_out(
     # --window on a model of in-line id sessions drops the in-line setting with the regex.
     spec = InputSpec(format="x", session="req", session_in_line=True).override(window=5)
     assert spec.window == 5 and spec.session is None and not spec.session_in_line
+
+
+def test_train_says_when_a_log_is_too_short_to_link_executions(
+    raw: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Window workflows of a short log (Spark_2k: 31 s) were 36 one-step fragments, and
+    nothing said why: linking entries by identifiers needs a log several horizons long."""
+    log = raw["dir"] / "test.log"
+    lines = log.read_text(encoding="utf-8").splitlines()[:300]
+    short = tmp_path / "short.log"
+    short.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = ["train", short, "--format", SIM_FORMAT, "--window", "20", "--epochs", "2", *FAST]
+    code, _, err = run([*args, "--out", tmp_path / "m"], capsys)
+    assert code == 0, err
+    info = manifest(tmp_path / "m")["train_info"]["workflows"]
+    assert info["interleaved"] and info["log_span_seconds"] < info["linking_needs_seconds"]
+    assert "under the" in err and "may be fragments" in err

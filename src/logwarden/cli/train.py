@@ -234,6 +234,14 @@ def _summary(args: argparse.Namespace, model: object, sessions: int) -> None:
             + f" in {winfo['seconds']:.1f} s; see logwarden workflow --model {args.out}",
             file=sys.stderr,
         )
+        span, needs = winfo.get("log_span_seconds"), winfo.get("linking_needs_seconds")
+        if span is not None and needs is not None and span < needs:
+            print(
+                f"  (the log spans {span:,.0f} s of log time, under the {needs:,.0f} s that "
+                "linking entries by shared identifiers needs: the workflows come from key "
+                "statistics alone and may be fragments of the real tasks)",
+                file=sys.stderr,
+            )
     print(f"  {expected_fpr_line(th)}", file=sys.stderr)
     km = model.model_
     if km.fold_check:

@@ -55,6 +55,7 @@ from logwarden.persist.bundle import join_arrays, load_bundle, save_bundle, spli
 from logwarden.sessions import Session
 from logwarden.workflow import Workflows, mine_workflows
 from logwarden.workflow.diagnose import Diagnosis, attach_diagnosis_lines, diagnose
+from logwarden.workflow.linking import MIN_SPANS
 
 REASONS = {
     "unseen_key": "a log key never seen in normal runs",
@@ -396,6 +397,20 @@ class DeepLog:
                 "count": len(self.workflows_),
                 "interleaved": interleaved,
             }
+            if interleaved and events is not None:
+                # Executions are linked by shared identifiers only in a log several
+                # horizons long; a shorter one gives statistical fragments (train says so).
+                stamps = [
+                    t
+                    for s in events
+                    for e in s.events
+                    if (t := e.record.timestamp) is not None and math.isfinite(t)
+                ]
+                span = max(stamps) - min(stamps) if stamps else 0.0
+                self.model_.train_info["workflows"]["log_span_seconds"] = round(span, 3)
+                self.model_.train_info["workflows"]["linking_needs_seconds"] = (
+                    MIN_SPANS * self.workflows_.config.horizon
+                )
         # What online updates and drift tracking need later, kept before it is let go.
         self.memory_: Memory | None = Memory.from_training(self.model_)
         self.drift_baseline_ = self._training_baseline(sessions)

@@ -25,7 +25,7 @@ or more are **linked**; their executions are mined as sessions (``mine_sessions`
 Entries of the other keys (background lines, tasks whose messages name nothing) are left
 to the statistical miner (``mine_interleaved``).
 
-The test of locality needs a log several horizons long (``_MIN_SPANS``): in a shorter one
+The test of locality needs a log several horizons long (``MIN_SPANS``): in a shorter one
 a host seen twice looks like an identifier, so no slot is taken there.
 
 This is how request-flow tools recover executions from logs without a request context
@@ -49,7 +49,7 @@ _LINK_SHARE = 0.5
 # ...and at most this share of its entries carry a value spread over a longer time.
 _SPREAD_SHARE = 0.2
 # The log must span this many horizons before locality means anything.
-_MIN_SPANS = 4.0
+MIN_SPANS = 4.0
 # A key is linked when at least this share of its entries join executions.
 _KEY_SHARE = 0.5
 # Tokens shorter than this are small numbers, words and flags: never identifiers (and
@@ -87,7 +87,7 @@ def link_executions(
     if n == 0:
         return Linked()
     t = np.asarray(times, dtype=np.float64)
-    if float(t[-1] - t[0]) < _MIN_SPANS * horizon:
+    if float(t[-1] - t[0]) < MIN_SPANS * horizon:
         return Linked(residual=list(range(n)))
 
     # Every token of every parameter, with its slot and value as small integers.
