@@ -101,9 +101,13 @@ def test_train_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[st
     code, out, err = run([*argv, "--top-g", "2", "--epochs", "3", *FAST], capsys)
     assert code == 0, err
     assert "40 sessions" in err and "5 keys" in err and "top-g, g = 2" in err
+    assert "ever ranked out" not in err
     # The last line: the expected false-positive rate, with its interval.
     assert re.search(r"expected false positives \(key model\): [\d.]+% .* 95% interval", err)
     assert out == ""
+    # A g beyond the vocabulary ranks nothing out: said, not silently accepted.
+    code, _, err = run([*argv, "--top-g", "6", "--epochs", "3", *FAST], capsys)
+    assert code == 0 and "--top-g 6 is more than the 5 keys" in err
     # Without cross-fitting (top-g only) there is no estimate, and train says so.
     code, _, err = run([*argv, "--top-g", "2", "--epochs", "3", *FAST, "--folds", "0"], capsys)
     assert code == 0 and "not estimated" in err

@@ -207,6 +207,13 @@ def _summary(args: argparse.Namespace, model: object, sessions: int) -> None:
         + f"; threshold: {rule}; saved {args.out}",
         file=sys.stderr,
     )
+    if th.mode == "top_g" and th.g is not None and th.g > len(model.keys_):
+        # Ranks run over the keys and the end of a session: nothing ranks beyond g.
+        print(
+            f"  warning: --top-g {th.g} is more than the {len(model.keys_):,} keys: no known "
+            "key is ever ranked out (only unseen keys, transitions and ends are flagged)",
+            file=sys.stderr,
+        )
     pinfo = info.get("params")
     if pinfo:
         print(
