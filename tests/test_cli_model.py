@@ -102,6 +102,7 @@ def test_train_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert code == 0, err
     assert "40 sessions" in err and "5 keys" in err and "top-g, g = 2" in err
     assert "ever ranked out" not in err
+    assert "training stopped at --epochs 3 while the loss still fell" in err
     # The last line: the expected false-positive rate, with its interval.
     assert re.search(r"expected false positives \(key model\): [\d.]+% .* 95% interval", err)
     assert out == ""

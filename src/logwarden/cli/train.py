@@ -207,6 +207,13 @@ def _summary(args: argparse.Namespace, model: object, sessions: int) -> None:
         + f"; threshold: {rule}; saved {args.out}",
         file=sys.stderr,
     )
+    if info.get("converged") is False:
+        print(
+            f"  note: training stopped at --epochs {info['epochs']} while the loss still fell "
+            "(by 1% or more within the patience): the model may miss anomalies; more epochs "
+            "(the default stops when the loss stops falling) fit it better",
+            file=sys.stderr,
+        )
     if th.mode == "top_g" and th.g is not None and th.g > len(model.keys_):
         # Ranks run over the keys and the end of a session: nothing ranks beyond g.
         print(

@@ -1105,6 +1105,7 @@ def _train(
     # Distinct windows are few (HDFS: 4.6k), so an epoch is a handful of batches; about 12
     # steps an epoch keep the number of updates, not the data size, in charge of convergence.
     batch = max(32, min(config.batch_size, -(-len(rows) // 12)))
+    converged = False  # stopped by patience, not by the epochs' cap
     for epoch in range(1, config.epochs + 1):
         net.train()
         perm = torch.randperm(len(rows), generator=gen).to(device)
@@ -1126,9 +1127,10 @@ def _train(
         else:
             stale += 1
             if stale >= config.patience:
+                converged = True
                 break
     weights = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in net.state_dict().items()}
-    return weights, {"epochs": epoch, "loss": loss_value, "device": device}
+    return weights, {"epochs": epoch, "loss": loss_value, "device": device, "converged": converged}
 
 
 def fit_key_model(
