@@ -143,9 +143,10 @@ def test_bgl_convention_labels_from_the_first_field(tmp_path: Path) -> None:
     p.write_bytes(gzip.compress("".join(x + "\n" for x in lines).encode()))
     labels = load_line_labels(p, label_format="bgl")
     assert labels.labels == [0, 1, 0]
-    empty = write_lines(tmp_path / "e.log", [lines[0], "", lines[1]])
-    with pytest.raises(DataError, match=r"e\.log:2: empty line, no label field"):
-        load_line_labels(empty, label_format="bgl")
+    # A blank line names no alert: normal (it was an error, and a log with one could not
+    # label itself though detection reads the line and gives it a verdict).
+    blank = write_lines(tmp_path / "e.log", [lines[0], "", lines[1], "   "])
+    assert load_line_labels(blank, label_format="bgl").labels == [0, 0, 1, 0]
     with pytest.raises(DataError, match="unknown line label format"):
         load_line_labels(p, label_format="xml")
 
@@ -405,6 +406,10 @@ def test_deeplog_entry_scores_agree_with_its_verdicts() -> None:
         at += len(s)
     x = sum(len(s) for s in sessions[:5]) + 2
     assert flags[x] and scores[x] == pytest.approx(40.0)  # the unseen key X
+    # Sorting by score puts every flagged entry first, however it was flagged (a rule's
+    # flag on a likely key scored below unflagged lines in window mode).
+    assert flags.any() and (~flags).any()
+    assert scores[flags].min() > scores[~flags].max()
 
 
 def test_a_line_s_score_does_not_depend_on_the_lines_after_it(
@@ -427,3 +432,36 @@ def test_a_line_s_score_does_not_depend_on_the_lines_after_it(
             fields=test.fields[:k],  # type: ignore[attr-defined]
         )
         assert np.array_equal(model.predict_proba(head), whole[:k]), k
+
+
+def test_supervised_fit_and_read_refuse_what_they_cannot_use(tmp_path: Path) -> None:
+    """Labels of -1, 2 or 0.7 trained a meaningless model without a word (or failed deep
+    inside with a bare error), and a path given as a string was read a character at a
+    time."""
+    from logwarden.detect.lines import SupervisedDetector
+    from logwarden.models.supervised import SupervisedConfig, SupervisedDeepLog
+
+    lines = [f"2024-01-01 00:00:{i:02d} INFO step {i % 3} done" for i in range(40)]
+    log = write_lines(tmp_path / "a.log", lines)
+    det = SupervisedDetector(
+        SupervisedDeepLog(SupervisedConfig(epochs=2, hidden=8)), "<Date> <Time> <Level> <Content>"
+    )
+    with pytest.raises(TypeError, match="list of paths"):
+        det.read(str(log), learn=True)  # type: ignore[arg-type]
+    assert det.miner is None
+    stream = det.read([str(log)], learn=True)
+    good = [int(i % 10 == 9) for i in range(40)]
+    cases = [
+        ([-1, *good[1:]], "line 1: label -1"),
+        ([*good[:5], 2, *good[6:]], "line 6"),
+        ([0.7, *good[1:]], "line 1: label 0.7"),
+        (["Anomaly", *good[1:]], "line 1"),
+    ]
+    for bad, where in cases:
+        with pytest.raises(DataError, match=where):
+            det.model.fit(stream, bad)
+    with pytest.raises(TypeError, match="sequence of 0/1"):
+        det.model.fit(stream, None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="LineStream"):
+        det.model.fit([["a", "b"]], [0, 1])  # type: ignore[arg-type]
+    det.model.fit(stream, [bool(y) for y in good])  # booleans are 0 and 1

@@ -226,3 +226,20 @@ def test_bgl_label_format_on_the_cli(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 0, err
     m = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert "Label" not in m["features"]["field_names"]
+
+
+def test_supervised_commands_take_format_auto_and_warn_of_another_format(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--format auto` was "unknown log format 'auto'" in every supervised command, and
+    another --format replaced the model's without a word (every line then anomalous)."""
+    out_csv = tmp_path / "s.csv"
+    code, _, err = run(["detect", files["test"], "--model", files["model"], "--format", "auto",
+                        "--line-scores", out_csv], capsys)  # fmt: skip
+    assert code == 2 and "--format auto: no preset fits" in error_line(err)
+    code, _, err = run(["detect", files["test"], "--model", files["model"], "--format",
+                        "<Level> <Content>", "--line-scores", out_csv], capsys)  # fmt: skip
+    assert code == 0 and "replaces the model's format" in err
+    code, _, err = run(["detect", files["test"], "--model", files["model"], "--format", FMT,
+                        "--line-scores", out_csv], capsys)  # fmt: skip
+    assert code == 0 and "replaces" not in err

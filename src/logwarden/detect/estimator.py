@@ -732,17 +732,24 @@ class DeepLog:
         self, sessions: Sequence[Sequence[str]], events: Sequence[Session] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per entry of the sessions, flattened in order (session ends left out): whether a
-        detector flags it, and its key-model score (-log10 of the key's probability, 40 for
-        an unseen key; its rank with top-g). With ``events``, an entry the parameter models
-        flag is flagged too. For per-line verdicts of logs without session ids (window
-        sessions)."""
+        detector flags it, and its score: the key model's (-log10 of the key's probability,
+        40 for an unseen key; its rank with top-g), at least the cut's (-log10 tau; g + 1)
+        where an entry is flagged and below it where not, so that sorting by score puts
+        every flagged entry first (a rule's or the parameter models' flag on a likely key,
+        and a cut the fold check turned down, kept their own scores: in window mode most
+        flagged lines scored below unflagged ones). With ``events``, an entry the parameter
+        models flag is flagged too. For per-line verdicts of logs without session ids
+        (window sessions)."""
         _check_events(sessions, events)
         a = self._assess(sessions)
         scores, flags = a.scores, a.flags
-        if self._fitted().threshold.mode == "top_g":
+        th = self._fitted().threshold
+        if th.mode == "top_g":
             value = scores.rank.astype(np.float64)
+            cut = float(th.g or 0) + 1.0
         else:
             value = -np.log10(np.maximum(scores.prob.astype(np.float64), 1e-40))
+            cut = -math.log10(float(th.tau or 1.0))
         flags = flags.copy()
         params = getattr(self, "params_", None)
         if params is not None and events is not None:
@@ -751,6 +758,7 @@ class DeepLog:
                 if len(hits):
                     refs = sc.refs[hits]
                     flags[scores.offsets[refs[:, 0]] + refs[:, 1]] = True
+        value = np.where(flags, np.maximum(value, cut), np.minimum(value, np.nextafter(cut, 0)))
         keep = np.ones(len(flags), dtype=bool)
         keep[scores.offsets[1:] - 1] = False  # each session's end row
         return flags[keep], value[keep]

@@ -17,6 +17,7 @@ format, the parser state and the fitted model, saved to and loaded from one bund
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +175,8 @@ class SupervisedDetector:
 
     def read(self, paths: Sequence[str], *, learn: bool = False) -> LineStream:
         """The entries of raw logs (``learn``: the parser learns templates, for training)."""
+        if isinstance(paths, str | bytes | os.PathLike):
+            raise TypeError(f"paths is a list of paths: give [{paths!r}]")
         if not self.format:
             raise ConfigError("raw input needs a log format", field="format")
         if self.miner is None:

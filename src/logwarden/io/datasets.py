@@ -451,12 +451,9 @@ def _bgl_line_labels(path: str | os.PathLike[str], stats: Stats | None) -> LineL
     for batch in reader.text_batches():
         for text in batch:
             first = text.split(None, 1)
-            if not first:
-                raise DataError(
-                    f"{name}:{len(labels) + 1}: empty line, no label field (BGL convention:"
-                    " '-' for a normal line, an alert category otherwise)"
-                )
-            labels.append(0 if first[0] == "-" else 1)
+            # An empty (or blank) line names no alert: normal. Detection reads it as a line
+            # too, and the log that labels itself must label every line it has.
+            labels.append(0 if not first or first[0] == "-" else 1)
     if reader.errors:
         path_, message = reader.errors[0]
         raise DataError(f"{path_}: {message}")

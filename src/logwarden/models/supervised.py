@@ -736,11 +736,29 @@ class SupervisedDeepLog:
         """Learn from ``stream`` and one label per input line (``labels[i]``: line i + 1)."""
         started = time.perf_counter()
         cfg = self.config
+        if not isinstance(stream, LineStream):
+            raise TypeError(
+                f"stream is a LineStream (SupervisedDetector.read gives one), got "
+                f"{type(stream).__name__}"
+            )
         if isinstance(labels, LineLabels):
             labels.check(stream.lines)
             labels = labels.labels
+        if isinstance(labels, str | bytes) or not hasattr(labels, "__len__"):
+            raise TypeError(f"labels is a sequence of 0/1, one per input line, got {labels!r:.40}")
         if len(labels) != stream.lines:
             raise DataError(f"{len(labels)} labels for {stream.lines} input lines")
+        # 0 and 1 only: -1, 2 or 0.7 trained a meaningless model without a word.
+        bad = next(
+            (
+                (i, y)
+                for i, y in enumerate(labels, 1)
+                if isinstance(y, str | bytes) or y not in (0, 1)
+            ),
+            None,
+        )
+        if bad is not None:
+            raise DataError(f"line {bad[0]}: label {bad[1]!r}, where 0 (normal) or 1 (anomalous)")
         n = len(stream)
         if n < 2:
             raise DataError("supervised training needs at least 2 log entries")
