@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -465,3 +466,20 @@ def test_supervised_fit_and_read_refuse_what_they_cannot_use(tmp_path: Path) -> 
     with pytest.raises(TypeError, match="LineStream"):
         det.model.fit([["a", "b"]], [0, 1])  # type: ignore[arg-type]
     det.model.fit(stream, [bool(y) for y in good])  # booleans are 0 and 1
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [({"window": 2.5}, "window"), ({"seed": None}, "seed"), ({"window": True}, "window"),
+     ({"window": "10"}, "window"), ({"pos_weight": "2"}, "pos_weight"),
+     ({"learning_rate": "0.1"}, "learning_rate"), ({"header_fields": "no"}, "header_fields")],
+)  # fmt: skip
+def test_supervised_settings_of_the_wrong_type_are_named(kw: dict[str, Any], field: str) -> None:
+    """They were accepted and failed inside training with numpy's or torch's words."""
+    from logwarden.errors import ConfigError
+    from logwarden.models.supervised import SupervisedConfig
+
+    with pytest.raises(ConfigError) as got:
+        SupervisedConfig(**kw)
+    assert got.value.field == field
+    assert SupervisedConfig(window=np.int64(5)).window == 5

@@ -35,6 +35,7 @@ are ``logwarden.detect.SupervisedDetector`` and ``LineVerdicts``.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -108,7 +109,28 @@ class SupervisedConfig:
     device: str = "auto"  # training only: "auto" (CUDA when present), "cpu", "cuda"
 
     def __post_init__(self) -> None:
+        # Types first: window=2.5 or seed=None failed deep inside training (numpy, torch),
+        # window="10" with a bare TypeError below.
+        ints = ("window", "hidden", "layers", "embedding", "max_numeric", "max_categorical",
+                "max_categories", "min_count", "epochs", "patience", "batch_size", "seed")  # fmt: skip
+        for name in ints:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ConfigError(f"{name} must be an integer, got {value!r}", field=name)
+        for name in ("learning_rate", "validation"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ConfigError(f"{name} must be a number, got {value!r}", field=name)
+        if self.pos_weight is not None and (
+            isinstance(self.pos_weight, bool) or not isinstance(self.pos_weight, numbers.Real)
+        ):
+            raise ConfigError(
+                f"pos_weight must be a number, got {self.pos_weight!r}", field="pos_weight"
+            )
+        if not isinstance(self.header_fields, bool):
+            raise ConfigError("header_fields must be True or False", field="header_fields")
         checks = [
+            ("seed", self.seed >= 0, "seed must be >= 0"),
             ("window", self.window >= 1, "window must be >= 1"),
             ("hidden", self.hidden >= 1, "hidden must be >= 1"),
             ("layers", self.layers >= 1, "layers must be >= 1"),
