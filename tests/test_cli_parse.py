@@ -479,3 +479,37 @@ def test_max_templates_lists_the_evicted_templates_its_rows_hold(
     assert len(used) > 5 and used <= set(listed)
     assert all(listed[r["EventId"]] == r["EventTemplate"] for r in rows)
     assert f"{len(listed) - 5:,} more evicted by --max-templates" in err
+
+
+def test_max_templates_evicts_the_least_recently_used_and_counts_every_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bulk path counted a batch's lines at its end: a template used on every other
+    line looked unused to the eviction and went first (BGL_2k: "generating core.<*>", 721
+    of 2,000 lines, listed with 0 occurrences; the counts summed to 800)."""
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+    lines = []
+    for i in range(600):
+        text = (
+            f"heartbeat ok from worker {i % 9}"
+            if i % 2 == 0
+            else f"{words[i % 8]} {words[(i // 8) % 8]} {words[(i // 64) % 8]} step {i}"
+        )
+        lines.append(f"081109 2036{i % 60:02d} 148 INFO dfs.X: {text}")
+    log = tmp_path / "lru.log"
+    log.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o.csv"
+    args = ["parse", str(log), "--format", "hdfs", "--out", str(out), "--max-templates", "10"]
+    code, err = run([*args, "--state", str(tmp_path / "s.json")], capsys)
+    assert code == 0, err
+    with (tmp_path / "o.templates.csv").open(newline="", encoding="utf-8") as fh:
+        listed = list(csv.DictReader(fh))
+    assert sum(int(r["Occurrences"]) for r in listed) == 600
+    beat = [r for r in listed if r["EventTemplate"].startswith("heartbeat ok")]
+    assert len(beat) == 1 and int(beat[0]["Occurrences"]) == 300
+    rows = read_csv(out)
+    assert {r["EventId"] for r in rows if r["Content"].startswith("heartbeat")} == {
+        beat[0]["EventId"]
+    }
+    state = json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))
+    assert '["heartbeat", "ok", "from", "worker", "<*>"]' in json.dumps(state)  # kept

@@ -86,10 +86,14 @@ class StructuredCsv:
         # "\r\n" as terminator so that fields holding CR or LF get quoted (csv quotes only the
         # terminator's characters); it is stripped from each row, which ends in "\n".
         self._buf_writer = csv.writer(self._buf, lineterminator="\r\n")
+        # The bulk path counts a batch's lines per template at its end; a miner that evicts
+        # the least recently used template must see each line's use as it comes (else it
+        # evicted the template of every other line, and lost the batch's counts of it).
         self.fast = not (
             isinstance(fmt, JsonFormat)
             or with_source
             or miner.config.masks
+            or miner.config.max_templates is not None
             or re.search(r"(?<!\\)\d", fmt.regex.pattern.replace(r"\d", ""))
         )
         self._cut: dict[str, Any] = {}  # shape -> itemgetter over the line
