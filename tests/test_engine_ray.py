@@ -10,6 +10,7 @@ engine splits them in small byte ranges and more owners than nodes.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import re
@@ -228,3 +229,48 @@ def test_clear_errors(logs: dict[str, Any], monkeypatch: pytest.MonkeyPatch, cap
         read_and_score(det, logs["inputs"])
     assert main(["detect", *common, "--engine", "ray"]) == 2
     assert "logwarden[ray]" in capsys.readouterr().err
+
+
+def test_ray_says_what_it_does_not_do_as_the_local_engine(
+    logs: dict[str, Any], cluster: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ray keeps a session whole across a pause longer than the idle timeout (the local
+    engine splits it): it said nothing and gave other verdicts; eval on Ray dropped the
+    count of labelled sessions the input lacks."""
+    d = logs["dir"]
+    det = Detector.load(d / "model")
+    det.input = dataclasses.replace(det.input, idle_timeout=3600.0)
+    det.save(tmp_path / "m")
+    lines = (d / "a.log").read_text(encoding="utf-8").splitlines()
+    day = lines[0].split(" ")[0]
+    later = [line.replace(day, "2031-01-01", 1) for line in lines[:200]]  # same ids, years on
+    log = tmp_path / "reopen.log"
+    log.write_text("\n".join(lines + later) + "\n", encoding="utf-8")
+    ray_args = ["--engine", "ray", "--address", cluster.address]
+    code = main(["detect", str(log), "--model", str(tmp_path / "m"), "--no-drift", *ray_args])
+    err = capsys.readouterr().err
+    assert code == 0
+    m = re.search(r"([\d,]+) sessions pause longer than the model's idle timeout", err)
+    assert m and int(m.group(1).replace(",", "")) > 0, err
+    # The local engine splits them: as many sessions come back as Ray reports paused.
+    code = main(["detect", str(log), "--model", str(tmp_path / "m"), "--no-drift"])
+    local = capsys.readouterr().err
+    reopened = re.search(r"reopened_session ([\d,]+)", local)
+    assert code == 0 and reopened and int(reopened.group(1).replace(",", "")) >= int(m.group(1))
+    args = ["detect", str(log), "--model", str(tmp_path / "m"), *ray_args, "--idle-timeout", "5"]
+    assert main(args) == 2
+    assert "--idle-timeout is the local engine's" in capsys.readouterr().err
+    labels = tmp_path / "labels.csv"
+    labels.write_text(Path(logs["labels"]).read_text() + "no-such-session,0\n")
+    for extra in ([], ray_args):
+        args = ["eval", *logs["inputs"][:2], "--model", str(d / "model"), "--labels", str(labels)]
+        main([*args, "--json", *extra])
+        assert "sessions in" in capsys.readouterr().err  # ... are not in the input
+
+
+def test_paused_sessions_counts_pauses_between_timed_entries() -> None:
+    from logwarden.engine.ray import paused_sessions
+
+    positions = [([1, 2, 3], [0.0, 10.0, 500.0]), ([4, 5], [None, 900.0]), ([6], [7.0])]
+    assert paused_sessions(positions, 100.0) == 1
+    assert paused_sessions(positions, 1000.0) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 from logwarden.cli.common import RuntimeFailure, UsageError, report_read_errors, report_stats
@@ -44,14 +45,28 @@ def read_on_ray(
 ) -> RayResult:
     """Sessions and verdicts of INPUT files from a Ray cluster, reported as ``read_inputs``
     reports a local read; ``diagnose`` as for a local stream (``eval`` does not)."""
-    from logwarden.engine.ray import RayConfig, read_and_score
+    from logwarden.engine.ray import RayConfig, paused_sessions, read_and_score
 
+    if getattr(args, "idle_timeout", None):
+        raise UsageError(
+            "--engine ray completes sessions at the end of input only: --idle-timeout is the "
+            "local engine's"
+        )
     result = read_and_score(
         detector, args.inputs, RayConfig(address=args.address), labels=labels, diagnose=diagnose
     )
     data = result.inputs
     report_stats("read", data.stats, data.entries, len(data.ids))
     report_read_errors(args, data.errors)
+    timeout = detector.input.idle_timeout
+    paused = paused_sessions(result.positions, timeout) if timeout is not None else 0
+    if paused:
+        print(
+            f"logwarden: {paused:,} sessions pause longer than the model's idle timeout "
+            f"({timeout:,.0f} s of log time): the local engine splits each in two or more, "
+            "the Ray engine keeps them whole (their verdicts differ)",
+            file=sys.stderr,
+        )
     if not data.ids:
         why = "; ".join(f"{p}: {m}" for p, m in data.errors) or "check --format and --session"
         raise RuntimeFailure(f"no session could be formed from the input ({why})")

@@ -91,13 +91,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "eval needs --normal/--abnormal files, labelled jsonl, or raw logs with --labels"
         )
     apply_input_args(detector, args)
+    if detector.input.input_format == "raw" and not args.labels:
+        raise UsageError("no labels: use --normal/--abnormal, jsonl with labels, or --labels CSV")
     if on_ray:
         data, verdicts, _ = read_on_ray(
             detector, args, labels=args.labels, diagnose=False
         ).unpack()  # as the local stream: counting verdicts needs no workflow diagnosis
+        if args.labels:
+            from logwarden.io.datasets import load_labels
+
+            labelled = set(load_labels(args.labels))
+            _say_missing(len(labelled), len(labelled.intersection(data.ids)), args.labels)
         return _report(args, detector, [(data, verdicts)])
-    if detector.input.input_format == "raw" and not args.labels:
-        raise UsageError("no labels: use --normal/--abnormal, jsonl with labels, or --labels CSV")
     stream = stream_inputs(detector, args, labels=args.labels, diagnose=False)
     with scoring_scope():
         return _report(args, detector, stream, stream)
@@ -112,6 +117,16 @@ class _Outcome:
     reason: str | None
     length: int
     detector: str | None
+
+
+def _say_missing(total: int, found: int, path: str | None) -> None:
+    """How many labelled sessions the input lacks: a wrong file, or sessions lost."""
+    if total > found:
+        print(
+            f"logwarden: {total - found:,} of the {total:,} sessions in {path} are not in the "
+            "input",
+            file=sys.stderr,
+        )
 
 
 def _by_session(
@@ -177,13 +192,7 @@ def _report(
                 write_jsonl(fh, verdicts, data.keys, bodies)
     if stream is not None:
         report_stream(stream, args)
-        missing = stream.labels_total - stream.labels_found
-        if missing:  # a wrong file, or sessions the reading lost
-            print(
-                f"logwarden: {missing:,} of the {stream.labels_total:,} sessions in "
-                f"{args.labels} are not in the input",
-                file=sys.stderr,
-            )
+        _say_missing(stream.labels_total, stream.labels_found, args.labels)
     unknown.warn()
     outcomes, labels, keys, parts = _by_session(outcomes, labels, keys)
     if parts:

@@ -58,6 +58,7 @@ __all__ = [
     "SessionOwner",
     "connect",
     "owner_of",
+    "paused_sessions",
     "plan_ranges",
     "read_and_score",
     "scan_range",
@@ -594,6 +595,31 @@ class _Positions(Sequence[tuple[list[int], list[float | None]]]):
         for i in range(len(self)):
             yield self[i]
 
+    def paused(self, timeout: float) -> int:
+        """Sessions with two consecutive timed entries more than ``timeout`` seconds apart:
+        the local engine splits each of them (its idle timeout), this engine does not."""
+        t = self.stamps
+        if len(t) < 2:
+            return 0
+        owner = np.repeat(np.arange(len(self)), np.diff(self.starts))
+        # NaN (no timestamp) compares false: such a pair is no pause.
+        gap = (t[1:] - t[:-1] > timeout) & (owner[1:] == owner[:-1])
+        return len(np.unique(owner[1:][gap]))
+
+
+def paused_sessions(
+    positions: Sequence[tuple[list[int], list[float | None]]], timeout: float
+) -> int:
+    """How many sessions (``RayResult.positions``) pause longer than ``timeout`` seconds
+    between two timed entries: the local engine's idle timeout splits each of them."""
+    if isinstance(positions, _Positions):
+        return positions.paused(timeout)
+    count = 0
+    for _, stamps in positions:
+        timed = [t for t in stamps if t is not None]
+        count += any(b - a > timeout for a, b in pairwise(timed))
+    return count
+
 
 def _check(detector: Detector) -> tuple[str, SessionConfig]:
     from logwarden.io.formats import LogFormat, get_format
@@ -666,9 +692,11 @@ def read_and_score(
         raise ConfigError("the Ray engine reads files, not standard input", field="engine")
     miner = detector.miner
     assert miner is not None
-    started = connect(config)
     ray = _import_ray()
+    started = False
     try:
+        # Inside the try: an interrupt while a local Ray starts left its agents running.
+        started = connect(config)
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         partitions = config.partitions or cpus
         items = plan_ranges(paths, config.range_bytes, cpus)
@@ -735,7 +763,7 @@ def read_and_score(
         for owner in owners:
             ray.kill(owner)
     finally:
-        if started:
+        if started or (config.address is None and ray.is_initialized()):
             ray.shutdown()
 
     first = np.concatenate([r["first"] for r in results])
