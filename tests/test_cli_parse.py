@@ -513,3 +513,21 @@ def test_max_templates_evicts_the_least_recently_used_and_counts_every_row(
     }
     state = json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))
     assert '["heartbeat", "ok", "from", "worker", "<*>"]' in json.dumps(state)  # kept
+
+
+def test_an_output_that_is_a_directory_is_refused_before_parsing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It parsed everything, then failed with exit 1 naming its temporary file."""
+    log = tmp_path / "a.log"
+    log.write_text("081109 203615 148 INFO dfs.X: hello 1\n")
+    (tmp_path / "d").mkdir()
+    for flag, path in (("--out", tmp_path / "d"), ("--templates", tmp_path / "d")):
+        args = ["parse", str(log), "--format", "hdfs", "--out", str(tmp_path / "o.csv")]
+        if flag == "--out":
+            args[-1] = str(path)
+        else:
+            args += [flag, str(path)]
+        code, err = run(args, capsys)
+        assert code == 2 and f"{flag} {path} is a directory" in err, err
+        assert ".tmp" not in err

@@ -97,6 +97,9 @@ def cmd_parse(args: argparse.Namespace) -> int:
         [(args.out, "--out"), (str(templates_out), "--templates")],
         [(p, "the input") for p in args.logs] + [(args.state, "the parser state --state")],
     )
+    for path, flag in ((out, "--out"), (templates_out, "--templates")):
+        if path.is_dir():  # found before the parsing, not when the file is put in place
+            raise UsageError(f"{flag} {path} is a directory, not a file")
     stats = Stats()
     reader = LineReader(args.logs, SourceConfig(max_line_bytes=args.max_line_bytes), stats)
     started = time.perf_counter()

@@ -213,7 +213,8 @@ _CSS = """
 body { font-family: Helvetica, Arial, sans-serif; margin: 2em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; }
 table { border-collapse: collapse; margin: 0.5em 0; }
-td, th { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; font-size: 0.9em; }
+td, th { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; font-size: 0.9em;
+         overflow-wrap: anywhere; }
 th { background: #f2f2f2; }
 .anomaly { border-top: 2px solid #d62728; padding-top: 0.5em; }
 .observed { color: #d62728; font-weight: bold; }
