@@ -353,6 +353,16 @@ def test_unknown_keys_have_no_workflow(mined: Workflows) -> None:
     assert d.workflow is None and d.to_dict()["expected"] == []
 
 
+def _mine_stream(events: list[tuple[float, str]]) -> Workflows:
+    """Workflows of (time, key) entries merged in time order, cut into windows of 50."""
+    events = sorted(events)
+    keys = [k for _, k in events]
+    times = [ts for ts, _ in events]
+    windows = [keys[i : i + 50] for i in range(0, len(keys), 50)]
+    wtimes = [times[i : i + 50] for i in range(0, len(times), 50)]
+    return mine_interleaved(windows, wtimes)
+
+
 def test_interleaved_windows_separate_tasks_and_find_their_edges() -> None:
     """Two tasks with distinct keys run concurrently, their entries interleaved in one
     stream without identifiers; cut into windows, the miner still finds each task's
@@ -372,12 +382,7 @@ def test_interleaved_windows_separate_tasks_and_find_their_edges() -> None:
         for s, g in zip(steps, gaps, strict=True):
             at += g * rng.uniform(0.5, 1.5)
             events.append((at, s))
-    events.sort()
-    keys = [k for _, k in events]
-    times = [ts for ts, _ in events]
-    windows = [keys[i : i + 50] for i in range(0, len(keys), 50)]
-    wtimes = [times[i : i + 50] for i in range(0, len(times), 50)]
-    wfs = mine_interleaved(windows, wtimes)
+    wfs = _mine_stream(events)
     assert wfs.interleaved
     p = wfs[wfs.workflow_of_key("p1")]
     q = wfs[wfs.workflow_of_key("q1")]
@@ -481,12 +486,7 @@ def test_every_step_of_an_interleaved_workflow_can_be_reached() -> None:
         for s in steps:
             at += 0.3 * rng.uniform(0.5, 1.5)
             events.append((at, s))
-    events.sort()
-    keys = [k for _, k in events]
-    times = [ts for ts, _ in events]
-    windows = [keys[i : i + 50] for i in range(0, len(keys), 50)]
-    wtimes = [times[i : i + 50] for i in range(0, len(times), 50)]
-    wfs = mine_interleaved(windows, wtimes)
+    wfs = _mine_stream(events)
     assert "p_rare" in {k for wf in wfs for k in wf.keys}
     for wf in wfs:
         reached, todo = set(), [START]
