@@ -483,3 +483,23 @@ def test_supervised_settings_of_the_wrong_type_are_named(kw: dict[str, Any], fie
         SupervisedConfig(**kw)
     assert got.value.field == field
     assert SupervisedConfig(window=np.int64(5)).window == 5
+
+
+def test_misused_line_verdicts_and_feedback_say_what_they_take() -> None:
+    """A supervised model or raw keys given to window_line_verdicts, and session ids given
+    as feedback, failed with AttributeErrors about missing attributes."""
+    from logwarden.detect import window_line_verdicts
+    from logwarden.models.supervised import SupervisedDeepLog
+
+    model = DeepLog(window=3, hidden=8, layers=1, epochs=2, seed=0, top_g=2, folds=0)
+    model.fit(grammar(40, seed=1))
+    with pytest.raises(TypeError, match="a DeepLog and the Inputs"):
+        window_line_verdicts(SupervisedDeepLog(), None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="a DeepLog and the Inputs"):
+        window_line_verdicts(model, [["A", "B"]])  # type: ignore[arg-type]
+    from logwarden.detect.detector import Inputs
+
+    det = Detector(model)
+    inputs = Inputs(["s1"], [["A", "B", "C"]], [None])
+    with pytest.raises(TypeError, match="Feedback records"):
+        det.partial_fit(inputs, ["s1"])  # type: ignore[list-item]

@@ -140,6 +140,12 @@ def window_line_verdicts(model: DeepLog, data: Inputs) -> LineVerdicts:
     as ``Detector.read`` gives it for an input with ``window`` set): the window of the last
     h entries ending at a line is anomalous when any entry in it is flagged (by either
     detector), scored by the highest -log10 probability among them."""
+    if not isinstance(model, DeepLog) or not isinstance(data, Inputs):
+        raise TypeError(
+            "window_line_verdicts takes a DeepLog and the Inputs Detector.read gives for a "
+            f"log read in windows, got {type(model).__name__} and {type(data).__name__} "
+            "(a SupervisedDetector judges lines itself: line_verdicts)"
+        )
     if data.line_ids is None or len(data.line_ids) == 0:
         raise ConfigError(
             "per-line verdicts need a model for logs without session ids: one trained with"

@@ -71,7 +71,14 @@ class Feedback:
 
 
 def check_feedback(records: Sequence[Feedback]) -> None:
-    """ConfigError when one session is marked both normal and confirmed."""
+    """TypeError when ``records`` are not ``Feedback`` (ids alone said "'str' object has no
+    attribute 'session'"); ConfigError when one session is marked both normal and
+    confirmed."""
+    if isinstance(records, str | bytes) or not all(isinstance(r, Feedback) for r in records):
+        raise TypeError(
+            "feedback is a list of Feedback records: Feedback(session_id, 'normal') or "
+            "Feedback(session_id, 'confirmed')"
+        )
     labels: dict[str, set[str]] = {}
     for r in records:
         labels.setdefault(r.session, set()).add(r.label)
