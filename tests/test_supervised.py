@@ -96,12 +96,18 @@ def test_line_labels_from_csv_any_order_words_and_extra_columns(tmp_path: Path) 
     assert labels.rows == [3, 2, 4]
     assert stats["duplicate_label"] == 1 and stats["blank_line"] == 1
     labels.check(3)
+    p.write_text("LineId,Label\n1,True\n2,false\n")  # a boolean column as pandas writes it
+    assert load_line_labels(p).labels == [1, 0]
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("LineId,Label\n1,0\n2,maybe\n", "l.csv:3: unknown label 'maybe' for line 2"),
+        # loghub's structured CSV: its Label column holds BGL's convention (it pointed to
+        # --line-label-format bgl, which then read the CSV as a log).
+        ("LineId,Label\n1,-\n", "give the log itself (BGL_2k.log) with --line-label-format"),
+        ("LineId,Label\n1,KERNDTLB\n", "give the log itself"),
         (
             "LineId,Label\n1,0\n3,1\n",
             "l.csv: no label for line 2 (LineIds go up to 3: missing lines)",

@@ -55,6 +55,8 @@ _LABEL_WORDS: dict[str, int] = {
     "anomaly": 1,  # loghub's anomaly_label.csv
     "anomalous": 1,
     "abnormal": 1,
+    "false": 0,  # a boolean column as pandas writes it
+    "true": 1,
 }
 _ID_COLUMNS = ("session", "blockid")  # label file id column names, casefolded
 
@@ -419,9 +421,16 @@ def load_line_labels(
             word = row[label_col].strip()
             label = _LABEL_WORDS.get(word.casefold())
             if label is None:
+                hint = (
+                    "'-' and alert categories are BGL's convention, as loghub's structured "
+                    "CSV copies them: give the log itself (BGL_2k.log) with "
+                    "--line-label-format bgl"
+                    if word == "-" or (word.isupper() and word.isalnum())
+                    else "BGL logs: --line-label-format bgl"
+                )
                 raise DataError(
-                    f"{where}: unknown label {word[:40]!r} for line {line_id}"
-                    " (expected 0/1 or Normal/Anomaly; BGL logs: --line-label-format bgl)"
+                    f"{where}: unknown label {word[:40]!r} for line {line_id} (expected 0/1 or "
+                    f"Normal/Anomaly; {hint})"
                 )
             old = by_id.get(line_id)
             if old is None:
