@@ -28,7 +28,7 @@ def train_eval_detect(
 ) -> dict[str, list[str]]:
     """The ``logwarden`` arguments of train on one log, then eval and detect on another."""
     return {
-        "train": ["train", str(train_log), "--out", str(model), *raw, *train_extra],
+        "train": ["train", str(train_log), "--out", str(model), "--force", *raw, *train_extra],
         "eval": [
             *("eval", str(test_log), "--model", str(model), *raw),
             *("--labels", str(labels_csv), "--json"),
