@@ -19,8 +19,10 @@ configuration in turn:
 Per run: wall time (launch to exit), CPU time (user + system of the command and every
 process it waited for), peak memory as the largest single process (``ru_maxrss``) and as
 the largest sum over the command's process tree (proportional set size, ``/proc`` polled
-every 0.1 s: pages the forked workers share are split between them, not counted twice), and the machine's load average before and
-after (the machine may be shared). The verdict files of all runs must be identical, and
+every ``SAMPLE_S`` s: pages the forked workers share are split between them, not counted
+twice), the CPU time that polling took (it shares the machine with the command: at 0.1 s
+it cost the two-worker run 11 s of its 83 s at full size), and the machine's load average
+before and after (the machine may be shared). The verdict files of all runs must be identical, and
 the trained bundles too (weights and parser). Accuracy: recall, false positives and the
 detections by reason, from ``eval``'s report.
 
@@ -77,6 +79,12 @@ class Measured:
     load_after: float
     stdout: str
     stderr: str
+    sampler_cpu_s: float = 0.0  # CPU time this script spent polling the tree's memory
+
+
+# Memory polling interval: each poll reads every process's /proc stat and the tree's
+# smaps_rollup; at 0.1 s it took a share of a 2-core machine the timed command then lacked.
+SAMPLE_S = 1.0
 
 
 def _children() -> dict[int, list[int]]:
@@ -126,11 +134,14 @@ def run_measured(cmd: list[str], workdir: Path) -> Measured:
         )
         peak = 0
         stop = threading.Event()
+        polling = 0.0
 
         def poll() -> None:
-            nonlocal peak
-            while not stop.wait(0.1):
+            nonlocal peak, polling
+            while not stop.wait(SAMPLE_S):
+                started = time.thread_time()
                 peak = max(peak, _tree_pss_kib(proc.pid))
+                polling += time.thread_time() - started
 
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
@@ -155,6 +166,7 @@ def run_measured(cmd: list[str], workdir: Path) -> Measured:
         os.getloadavg()[0],
         stdout,
         stderr,
+        round(polling, 2),
     )
 
 
@@ -317,7 +329,8 @@ def run_all(args: argparse.Namespace, cache: Path, info: dict[str, Any]) -> dict
                 f"{name}: "
                 + (f"train {trained.wall_s:.1f} s, " if trained is not None else "")
                 + f"eval {evaluated.wall_s:.1f} s ({evaluated.cpu_s:.1f} s CPU, peak "
-                f"{evaluated.peak_mb:.0f} MB, tree {evaluated.tree_peak_mb:.0f} MB)",
+                f"{evaluated.peak_mb:.0f} MB, tree {evaluated.tree_peak_mb:.0f} MB; memory polling "
+                f"{evaluated.sampler_cpu_s:.1f} s CPU)",
                 file=sys.stderr,
                 flush=True,
             )
