@@ -24,7 +24,6 @@ from logwarden.cli.inputs import (
     load_detector,
     not_sequences,
     read_inputs,
-    same_format,
 )
 
 
@@ -81,10 +80,9 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     detector = load_detector(args.model)
     _check_not_an_ancestor(detector, args.out)
     policy = UpdatePolicy(seed=detector.model.seed, **settings)
-    saved = detector.input.format
-    apply_input_args(detector, args)
+    other_format = apply_input_args(detector, args)
     data = read_inputs(detector, args, learn=False, only=[r.session for r in records])
-    _check_form(detector, data, bool(saved) and not same_format(detector.input.format, saved))
+    _check_form(detector, data, other_format)
     detector.partial_fit(data, records, policy)
     try:
         detector.save(args.out, replace=args.force)
@@ -107,12 +105,13 @@ def _check_form(detector: object, data: Any, other_format: bool) -> None:
     form = detector.input.input_format
     unknown = UnknownKeys(detector.model.keys_, sample=1 << 62)
     unknown.feed(data.keys)
-    if other_format and 2 * unknown.unknown > unknown.entries:
+    foreign = other_format and 2 * unknown.unknown > unknown.entries
+    if foreign:
         print(f"logwarden: warning: {unknown.message()}", file=sys.stderr)
     if (
-        (form == "sequences" and not_sequences(data.keys) is not None)
+        foreign
+        or (form == "sequences" and not_sequences(data.keys) is not None)
         or (form == "raw" and mostly_unmatched(data.stats))
-        or (other_format and 2 * unknown.unknown > unknown.entries)
     ):
         raise UsageError(
             "the input does not look like the model's (see the warning above): nothing learnt"

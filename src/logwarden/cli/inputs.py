@@ -98,8 +98,9 @@ def resolve_format(spec: str | None, inputs: Sequence[str]) -> str | None:
     return name
 
 
-def apply_input_args(detector: Detector, args: argparse.Namespace) -> None:
-    """The command line's input settings over the detector's own (saved ones for a model)."""
+def apply_input_args(detector: Detector, args: argparse.Namespace) -> bool:
+    """The command line's input settings over the detector's own (saved ones for a model);
+    whether ``--format`` replaced the model's format (warned about)."""
     if args.session is not None and args.window is not None:
         raise UsageError("give --session or --window, not both")
     saved = detector.input.format
@@ -112,12 +113,7 @@ def apply_input_args(detector: Detector, args: argparse.Namespace) -> None:
     )
     if detector.input.input_format == "raw" and not detector.input.format:
         raise UsageError("raw input needs --format FMT")
-    if saved and args.format and not same_format(detector.input.format, saved):
-        print(
-            f"logwarden: warning: --format {args.format} replaces the model's format "
-            f"({saved}): its templates were learnt from messages that format cut out",
-            file=sys.stderr,
-        )
+    replaced = bool(args.format) and warn_other_format(args.format, detector.input.format, saved)
     if args.workers < 0:
         raise UsageError("--workers must be >= 0")
     timeout = args.idle_timeout
@@ -129,6 +125,20 @@ def apply_input_args(detector: Detector, args: argparse.Namespace) -> None:
             raise UsageError("--idle-timeout applies to sessions grouped by id, not to --window")
         detector.input = dataclasses.replace(detector.input, idle_timeout=timeout or None)
     _note_groups(args.session)
+    return replaced
+
+
+def warn_other_format(flag_value: str, given: str | None, saved: str | None) -> bool:
+    """Warn when ``--format`` (``flag_value``, read as ``given``) is not the model's
+    ``saved`` format; whether it is not."""
+    if not saved or same_format(given, saved):
+        return False
+    print(
+        f"logwarden: warning: --format {flag_value} replaces the model's format "
+        f"({saved}): its templates were learnt from messages that format cut out",
+        file=sys.stderr,
+    )
+    return True
 
 
 def same_format(a: str | None, b: str) -> bool:

@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from logwarden.cli.common import RuntimeFailure, UsageError, open_out, report_read_errors, writing
-from logwarden.cli.inputs import resolve_format, same_format
+from logwarden.cli.inputs import resolve_format, warn_other_format
 
 if TYPE_CHECKING:
     from logwarden.detect.detector import Detector
@@ -71,13 +71,7 @@ def read_stream(
     _no_sessions(args)
     if args.format:
         given = resolve_format(args.format, args.inputs)  # --format auto too
-        saved = detector.format
-        if saved and not same_format(given, saved):
-            print(
-                f"logwarden: warning: --format {args.format} replaces the model's format "
-                f"({saved}): its templates were learnt from messages that format cut out",
-                file=sys.stderr,
-            )
+        warn_other_format(args.format, given, detector.format)
         detector.format = given
     if not detector.format:
         raise UsageError("raw input needs --format FMT")

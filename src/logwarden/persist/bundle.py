@@ -38,13 +38,17 @@ def _canonical(manifest: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def umask_mode() -> int:
     """The mode a new file gets from ``open`` under this process's umask (0o644 under the
     usual 022). Writers that create files another way (safetensors: 0o600, mkstemp:
     0o600) set it, so that one bundle or one output does not mix modes."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    return 0o666 & ~_umask()
 
 
 def save_bundle(
@@ -75,9 +79,7 @@ def _save_new(
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp's 0700: the mode mkdir would have given
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700: the mode mkdir would have given
         _write(tmp, manifest, weights)
         try:
             os.rename(tmp, root)  # replaces an empty directory only
