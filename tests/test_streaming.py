@@ -20,7 +20,13 @@ from logwarden.cli import main
 from logwarden.detect import DeepLog, Detector
 from logwarden.detect.detector import InputSpec, idle_timeout_from
 from logwarden.errors import ConfigError
-from logwarden.io.ingest import SessionStream, WorkerPool, read_raw_sessions, session_config
+from logwarden.io.ingest import (
+    WORKER_NICENESS,
+    SessionStream,
+    WorkerPool,
+    read_raw_sessions,
+    session_config,
+)
 from logwarden.parsing import TemplateMiner
 from logwarden.sessions import SessionConfig, SessionTable
 from logwarden.sim import SIM_FORMAT, SIM_SESSION_REGEX, SimConfig, simulate
@@ -295,6 +301,19 @@ def test_worker_pool_runs_tasks_here_without_workers() -> None:
     with WorkerPool(0, {"double": lambda x: 2 * x}) as pool:
         assert pool.workers == 0 and pool.submit("double", 2) is None
         assert pool.run_here("double", 21) == 42
+
+
+def _niceness(_: object) -> int:
+    return os.nice(0)
+
+
+def test_workers_yield_the_core_to_the_process_that_feeds_them() -> None:
+    # The parent reads and merges for every worker: at an equal priority it got 2/3 of a
+    # core on 2 cores and the workers waited for it.
+    with WorkerPool(1, {"nice": _niceness}) as pool:
+        got = pool.result("nice", None, pool.submit("nice", None))
+    assert got == min(19, os.nice(0) + WORKER_NICENESS)
+    assert WORKER_NICENESS > 0
 
 
 def test_idle_timeout_is_learnt_from_training_gaps(sim_logs: dict[str, Any]) -> None:
