@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -1019,3 +1020,17 @@ def test_train_says_when_a_log_is_too_short_to_link_executions(
     info = manifest(tmp_path / "m")["train_info"]["workflows"]
     assert info["interleaved"] and info["log_span_seconds"] < info["linking_needs_seconds"]
     assert "under the" in err and "may be fragments" in err
+
+
+def _glibc() -> bool:
+    names = getattr(os, "confstr_names", {})
+    return "CS_GNU_LIBC_VERSION" in names and bool(os.confstr("CS_GNU_LIBC_VERSION"))
+
+
+@pytest.mark.skipif(not _glibc(), reason="glibc's allocator settings: the C library is not glibc")
+def test_the_command_keeps_large_freed_blocks_for_reuse() -> None:
+    # NumPy's large temporaries otherwise cost a page fault every 4 KB each time they are
+    # made (glibc hands blocks of 128 KB and more back to the system when freed).
+    from logwarden.cli.main import tune_allocator
+
+    assert tune_allocator() is True
