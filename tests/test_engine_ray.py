@@ -204,6 +204,22 @@ def test_cli_detect_and_eval_on_ray_print_and_write_the_same(
     assert '"diagnosis"' in outputs[0][2] and '"diagnosis"' not in outputs[0][5]
 
 
+def test_an_empty_input_writes_an_empty_jsonl_on_ray_too(
+    logs: dict[str, Any], cluster: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The local engine writes --jsonl (empty) before it finds no session in the input;
+    Ray wrote no file at all."""
+    d = logs["dir"]
+    empty = logs["inputs"][1]
+    for extra, tag in (([], "local"), (["--engine", "ray", "--address", cluster.address], "ray")):
+        for command, more in (("detect", []), ("eval", ["--labels", logs["labels"]])):
+            out = d / f"empty_{command}_{tag}.jsonl"
+            args = [command, empty, "--model", str(d / "model"), "--jsonl", str(out), *more]
+            assert main([*args, *extra]) == 1
+            assert "no session could be formed" in capsys.readouterr().err
+            assert out.read_text(encoding="utf-8") == "", (command, tag)
+
+
 def test_clear_errors(logs: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
     det = Detector.load(logs["dir"] / "model")
     with socket.socket() as s:  # a port nobody listens on

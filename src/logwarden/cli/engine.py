@@ -6,7 +6,14 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from logwarden.cli.common import RuntimeFailure, UsageError, report_read_errors, report_stats
+from logwarden.cli.common import (
+    RuntimeFailure,
+    UsageError,
+    open_out,
+    report_read_errors,
+    report_stats,
+    writing,
+)
 
 if TYPE_CHECKING:
     from logwarden.detect.detector import Detector
@@ -68,6 +75,11 @@ def read_on_ray(
             file=sys.stderr,
         )
     if not data.ids:
+        if getattr(args, "jsonl", None):
+            # As the local engine: --jsonl is written (empty) before the input is found
+            # to hold no session.
+            with writing(args.jsonl), open_out(args.jsonl):
+                pass
         why = "; ".join(f"{p}: {m}" for p, m in data.errors) or "check --format and --session"
         raise RuntimeFailure(f"no session could be formed from the input ({why})")
     return result
