@@ -284,9 +284,41 @@ def test_ray_says_what_it_does_not_do_as_the_local_engine(
         assert "sessions in" in capsys.readouterr().err  # ... are not in the input
 
 
+def test_ray_notes_early_ends_still_active_when_the_input_ended(
+    logs: dict[str, Any], cluster: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A log cut in the middle: the local engine notes the early ends of sessions still
+    active at its end (with an idle timeout); Ray said nothing of them."""
+    d = logs["dir"]
+    det = Detector.load(d / "model")
+    det.input = dataclasses.replace(det.input, idle_timeout=120.0)  # no session pauses as long
+    det.save(tmp_path / "m")
+    lines = (d / "a.log").read_text(encoding="utf-8").splitlines()
+    log = tmp_path / "cut.log"
+    log.write_text("\n".join(lines[: len(lines) * 2 // 3]) + "\n", encoding="utf-8")
+    notes = []
+    for extra in ([], ["--engine", "ray", "--address", cluster.address]):
+        args = ["detect", str(log), "--model", str(tmp_path / "m"), "--no-drift", "--show", "0"]
+        assert main([*args, *extra]) == 0
+        out = capsys.readouterr().out
+        notes.append([line for line in out.splitlines() if "still active" in line])
+    assert len(notes[0]) == 1 and notes[0] == notes[1]
+
+
 def test_paused_sessions_counts_pauses_between_timed_entries() -> None:
     from logwarden.engine.ray import paused_sessions
 
     positions = [([1, 2, 3], [0.0, 10.0, 500.0]), ([4, 5], [None, 900.0]), ([6], [7.0])]
     assert paused_sessions(positions, 100.0) == 1
     assert paused_sessions(positions, 1000.0) == 0
+
+
+def test_open_at_end_follows_the_log_clock_of_each_sessions_last_entry() -> None:
+    from logwarden.engine.ray import open_at_end
+
+    # Line 4's clock is line 3's (600): "b" was active then; "c" is before any timestamp
+    # (the first clock, 0, counts); "d"'s last timestamp is out of range (its clock: 650).
+    positions = [([2, 3], [0.0, 600.0]), ([4], [None]), ([1], [None]), ([5, 6], [650.0, 1e12])]
+    assert open_at_end(["a", "b", "c", "d"], positions, 100.0) == {"a", "b", "d"}
+    assert open_at_end(["a", "b", "c", "d"], positions, 10.0) == {"d"}
+    assert open_at_end(["x"], [([1], [None])], 1.0) == {"x"}  # no clock: all active

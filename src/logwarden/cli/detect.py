@@ -113,8 +113,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if on_ray:
         if args.line_scores:
             raise UsageError("--line-scores reads windows here, not on Ray (--engine local)")
+        from logwarden.engine.ray import open_at_end
+
         data, verdicts, positions = read_on_ray(detector, args).unpack()
-        return _summarise(args, detector, [(data, verdicts)], None, positions)
+        timeout = detector.input.idle_timeout
+        ended = open_at_end(data.ids, positions, timeout) if timeout is not None else set()
+        return _summarise(args, detector, [(data, verdicts)], None, positions, ended)
     if args.line_scores:
         data = read_inputs(detector, args, learn=False)
         write_line_scores(args.line_scores, window_line_verdicts(detector.model, data))
@@ -130,9 +134,11 @@ def _summarise(
     chunks: Iterable[tuple[Inputs, list[Verdict]]],
     stream: VerdictStream | None,
     positions: Any = None,  # --engine ray: the entries' lines and times (no data.events)
+    ended: set[str] | None = None,  # --engine ray: the sessions still active at the end
 ) -> int:
     """Write each chunk's verdicts as they come (--jsonl), feed drift tracking, keep what
-    the summary, --show and --html need (the anomalies), and report at the end."""
+    the summary, --show and --html need (the anomalies), and report at the end. The ids
+    of the sessions still active when the input ended are the stream's, or ``ended``."""
     out = sys.stderr if args.jsonl == "-" else sys.stdout
     tracker = None if args.no_drift else _drift_tracker(detector, args)
     total = 0
@@ -182,7 +188,7 @@ def _summarise(
     )
     from logwarden.workflow.render import CUT_NOTE
 
-    open_at_end = stream.open_at_end if stream is not None else set()
+    open_at_end = stream.open_at_end if stream is not None else ended or set()
     cut_at_end = [v for sid, v in last_early.items() if v is not None and sid in open_at_end]
     cut = len(cut_at_end)
     notes = []

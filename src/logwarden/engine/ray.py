@@ -621,6 +621,45 @@ def paused_sessions(
     return count
 
 
+def open_at_end(
+    ids: Sequence[str],
+    positions: Sequence[tuple[list[int], list[float | None]]],
+    timeout: float,
+) -> set[str]:
+    """The ids of the sessions (``RayResult.inputs.ids`` and ``.positions``) still active
+    when the input ended, as the local engine's idle timeout finds them
+    (``VerdictStream.open_at_end``): the log clock (the latest timestamp so far, in line
+    order) at a session's last entry is within ``timeout`` seconds of the clock at the
+    end; before the first timestamp, a session's clock is the first one, and an input
+    without timestamps leaves every session active. Lines of no session do not move the
+    clock here (the local engine counts their timestamps too)."""
+    if isinstance(positions, _Positions):
+        starts, lines, stamps = positions.starts, positions.lines, positions.stamps
+    else:
+        sizes = [len(lines) for lines, _ in positions]
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        lines = np.array([n for ln, _ in positions for n in ln], dtype=np.int64)
+        stamps = np.array(
+            [np.nan if t is None else t for _, ts in positions for t in ts], dtype=np.float64
+        )
+    if len(lines) == 0:
+        return set(ids)
+    from logwarden.sessions.grouping import TIMESTAMP_LIMIT
+
+    # Timestamps out of range are no clock (the local engine counts them bad_timestamp).
+    stamps = np.where(np.abs(stamps) < TIMESTAMP_LIMIT, stamps, np.nan)
+    order = np.argsort(lines, kind="stable")
+    clock = np.empty_like(stamps)
+    clock[order] = np.fmax.accumulate(stamps[order])  # NaN until the first timestamp
+    timed = ~np.isnan(stamps)
+    if not timed.any():
+        return set(ids)
+    first, end = stamps[order][timed[order]][0], np.nanmax(stamps)
+    last = clock[starts[1:] - 1]  # each session's clock at its last entry
+    active = np.where(np.isnan(last), first, last) >= end - timeout
+    return {sid for sid, a in zip(ids, active.tolist(), strict=True) if a}
+
+
 def _check(detector: Detector) -> tuple[str, SessionConfig]:
     from logwarden.io.formats import LogFormat, get_format
     from logwarden.io.ingest import session_config
