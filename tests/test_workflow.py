@@ -430,6 +430,38 @@ def test_what_an_execution_owes_is_listed_in_the_keys_natural_order() -> None:
     assert list(c.deficits({})) == ["E5", "E11"]
 
 
+def test_steps_and_next_steps_are_listed_in_the_keys_natural_order() -> None:
+    """Equally likely steps (alternatives, concurrent ones) were listed in the string order
+    of their keys: "-> E10 0.17, E11 0.17, E2 0.17", the steps E10, E11, E12, E2, E20,
+    E9, in the text, the HTML's expected steps and the picture; also after a load."""
+    from logwarden.workflow.render import workflows_dot, workflows_text
+
+    alternatives = ("E2", "E10", "E11", "E9")
+    sessions = [["E1", k, "E3"] for k in alternatives for _ in range(5)]
+    sessions += [["E1", "E12", "E20", "E3"]] * 5 + [["E1", "E20", "E12", "E3"]] * 5
+    mined = mine_sessions(sessions)
+    loaded = Workflows.from_state(json.loads(json.dumps(mined.to_state()[0])))
+    natural = ["E2", "E9", "E10", "E11", "E12", "E20"]
+    for wfs in (mined, loaded):
+        wf = wfs[0]
+        assert wf.keys == ["E1", *natural, "E3"]
+        assert [k for k, _ in wf.successors("E1")] == natural
+        text = workflows_text(wfs, {})
+        assert "-> " + ", ".join(f"{k} 0.17" for k in natural) in text
+        steps = [line.split()[0] for line in text.splitlines() if line.startswith("  E")]
+        assert steps == wf.keys
+        d = diagnose(wfs, ["E1", "E7"], 1, "unseen_key", {})
+        assert [e["key"] for e in d.expected] == natural
+    dot = workflows_dot(mined, {})
+    heads = [dot.index(f"w0_n0 -> w0_n{i} ") for i in range(1, 7)]
+    assert heads == sorted(heads)  # E1's edges to E2, E9, ..., E20 in that order
+    # Mined from interleaved windows: the same order among equally strong steps.
+    stream = [k for i in range(400) for k in ("E1", alternatives[i % 4], "E3")]
+    inter = mine_interleaved([stream[i : i + 30] for i in range(0, len(stream), 30)])[0]
+    assert inter.keys == ["E1", "E2", "E9", "E10", "E11", "E3"]
+    assert [k for k, _ in inter.successors("E1")][:4] == ["E2", "E9", "E10", "E11"]
+
+
 def test_workflows_learn_the_executions_an_update_marks_normal(mined: Workflows) -> None:
     """An online update learnt a new step but the workflows did not: its diagnoses blamed
     the step just marked normal ("a step this workflow never has")."""

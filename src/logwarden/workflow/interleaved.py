@@ -45,6 +45,7 @@ from logwarden.workflow.model import (
     WorkflowConfig,
     Workflows,
     find_loops,
+    natural_key,
 )
 
 _BINS = 48
@@ -386,12 +387,13 @@ def _order(keys: list[str], edges: dict[tuple[str, str], int]) -> list[str]:
     while frontier:
         nxt = []
         for a in frontier:
-            for _, b in sorted(succ.get(a, [])):
+            # The strongest edges first; ties in the keys' natural order (E2 before E10).
+            for _, b in sorted(succ.get(a, []), key=lambda cb: (cb[0], natural_key(cb[1]))):
                 if b not in seen and b != END and b != START:
                     seen.append(b)
                     nxt.append(b)
         frontier = nxt
-    return seen + [k for k in keys if k not in seen]
+    return seen + sorted((k for k in keys if k not in seen), key=natural_key)
 
 
 def _concurrent(

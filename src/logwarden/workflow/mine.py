@@ -31,6 +31,7 @@ from logwarden.workflow.model import (
     WorkflowConfig,
     Workflows,
     find_loops,
+    natural_key,
 )
 
 
@@ -164,8 +165,8 @@ def _automaton(
         for i, a in enumerate(ks):
             for b in ks[i + 1 :]:
                 together[(a, b)] += w
-    # Steps in the order they usually come (mean relative position).
-    keys = sorted(present, key=lambda k: (pos_sum[k] / pos_n[k], k))
+    # Steps in the order they usually come (mean relative position; ties: E2 before E10).
+    keys = sorted(present, key=lambda k: (pos_sum[k] / pos_n[k], natural_key(k)))
     index = {k: i for i, k in enumerate(keys)}
     total = sum(weights)
 

@@ -38,8 +38,9 @@ class WorkflowStateError(StateError):
     """A workflow state that cannot be loaded (another schema version, or malformed)."""
 
 
-def _natural(key: str) -> tuple[tuple[int, int, str], ...]:
-    """A key's sort order with its digit runs as numbers: E5 before E11, 9 before 10."""
+def natural_key(key: str) -> tuple[tuple[int, int, str], ...]:
+    """A key's sort order with its digit runs as numbers: E5 before E11, 9 before 10 (the
+    order keys are listed in for people, where nothing else orders them)."""
     return tuple(
         (0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", key) if p
     )
@@ -136,8 +137,8 @@ class Workflow:
         for (a, b), n in self.edges.items():
             out.setdefault(a, []).append((b, n))
             totals[a] = totals.get(a, 0) + n
-        for succ in out.values():
-            succ.sort(key=lambda t: (-t[1], t[0]))
+        for succ in out.values():  # the most frequent first; ties in natural order (E2, E10)
+            succ.sort(key=lambda t: (-t[1], natural_key(t[0])))
         self._out = out
         self._totals = totals
         # Successors with their probabilities, most likely first: asked at every entry.
@@ -228,7 +229,7 @@ class Workflow:
         # In the keys' natural order (5 before 11): the rules' own order differs between a
         # fitted workflow and a loaded one (its state keeps them sorted as text), and an
         # explanation said "owes 5 x1, 11 x3" before a save and "11 x3, 5 x1" after.
-        return dict(sorted(need.items(), key=lambda kv: _natural(kv[0])))
+        return dict(sorted(need.items(), key=lambda kv: natural_key(kv[0])))
 
     def completion(
         self, state: str, counts: Mapping[str, int], max_expansions: int = 20000

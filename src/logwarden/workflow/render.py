@@ -18,7 +18,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from logwarden.workflow.diagnose import Diagnosis
-from logwarden.workflow.model import END, START, Workflow, Workflows
+from logwarden.workflow.model import END, START, Workflow, Workflows, natural_key
 
 # Beside an early end of a session the end of input completed (``html_report``, and
 # ``detect``'s text): the detector judged the run over there.
@@ -131,7 +131,9 @@ def _add_workflow(
         loop_edges |= {(a, b) for (a, b) in wf.edges if a in members and b in members}
     biggest = max(wf.edges.values(), default=1)
     order = {k: i for i, k in enumerate(wf.keys)}
-    for (a, b), n in sorted(wf.edges.items()):
+    for (a, b), n in sorted(
+        wf.edges.items(), key=lambda e: (natural_key(e[0][0]), natural_key(e[0][1]))
+    ):
         if a in group_of and group_of.get(b) == group_of[a] and a != b:
             continue  # every order inside a concurrent group is normal: no tangle
         width = 0.6 + 4.0 * math.log1p(n) / math.log1p(biggest)
