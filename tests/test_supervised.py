@@ -5,6 +5,7 @@ learning on a small log with known anomalies, the bundle, and DeepLog's per-entr
 from __future__ import annotations
 
 import gzip
+import io
 import random
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,45 @@ def test_bad_line_label_files_name_the_line(tmp_path: Path, text: str, message: 
     with pytest.raises(DataError) as exc:
         load_line_labels(p)
     assert message in str(exc.value)
+
+
+def test_line_labels_in_utf8_with_a_bom_and_utf16_and_from_stdin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Excel's "Unicode text" (UTF-16 with a byte order mark, CRLF) was refused as a
+    binary file; now every encoding Excel saves a CSV in reads the same, and ``-`` reads
+    standard input."""
+    text = "LineId,Label\r\n1,Normal\r\n2,Anomaly\r\n3,0\r\n"
+    encoded = {
+        "utf8.csv": text.encode("utf-8"),
+        "utf8bom.csv": text.encode("utf-8-sig"),
+        "utf16.csv": text.encode("utf-16"),  # this machine's order, with its mark
+        "utf16le.csv": b"\xff\xfe" + text.encode("utf-16-le"),
+        "utf16be.csv": b"\xfe\xff" + text.encode("utf-16-be"),
+    }
+    for name, data in encoded.items():
+        (tmp_path / name).write_bytes(data)
+        got = load_line_labels(tmp_path / name)
+        assert (got.labels, got.rows) == ([0, 1, 0], [2, 3, 4]), name
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+        got = load_line_labels("-")
+        assert (got.path, got.labels) == ("<stdin>", [0, 1, 0]), name
+    # What cannot be decoded is named: the file and the line.
+    bom, good = b"\xff\xfe", "LineId,Label\r\n1,0\r\n".encode("utf-16-le")
+    bad = {
+        "half.csv": (
+            bom + good + b"\x00\xd8" + "2,1\r\n".encode("utf-16-le"),
+            ":3: invalid UTF-16",
+        ),
+        "cut.csv": (bom + good + "2,1".encode("utf-16-le")[:-1], ":3: invalid UTF-16"),
+        "nobom.csv": (good, ":1: NUL byte (a binary file, or UTF-16 without a byte order mark?"),
+        "latin1.csv": ("LineId,Label\n1,0\n2,Anomal\xeda\n".encode("latin-1"), ":3: invalid UTF-8"),
+    }
+    for name, (data, message) in bad.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(DataError) as exc:
+            load_line_labels(tmp_path / name)
+        assert str(exc.value).startswith(str(tmp_path / name) + message), exc.value
 
 
 def test_line_label_count_must_match_the_input(tmp_path: Path) -> None:

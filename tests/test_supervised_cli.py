@@ -5,6 +5,7 @@ user can make with them (exit 2, one line naming the problem)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -136,6 +137,34 @@ def test_line_scores_need_window_mode(
         ["detect", sessions, "--model", model, "--line-scores", tmp_path / "x.csv"], capsys
     )
     assert code == 2 and "trained with --window N (or --supervised)" in error_line(err)
+
+
+def test_labels_saved_by_excel_as_unicode_text_and_labels_from_stdin(
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A label CSV in UTF-16 (Excel's "Unicode text") was refused as a binary file; --line-
+    labels - (the logs in files) read no standard input; both from standard input: a clear
+    error before anything is read."""
+    text = files["test_labels"].read_text(encoding="utf-8").replace("\n", "\r\n")
+    utf16 = tmp_path / "unicode.csv"
+    utf16.write_bytes(text.encode("utf-16"))
+    eval_args = ["eval", files["test"], "--model", files["model"], "--json"]
+    code, expected, err = run([*eval_args, "--line-labels", files["test_labels"]], capsys)
+    assert code == 0, err
+    code, out, err = run([*eval_args, "--line-labels", utf16], capsys)
+    assert code == 0 and out == expected, err
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode("utf-16"))))
+    code, out, err = run([*eval_args, "--line-labels", "-"], capsys)
+    assert code == 0 and out == expected, err
+    both = "--line-labels - and the input - both read standard input"
+    code, _, err = run(["eval", "-", "--model", files["model"], "--line-labels", "-"], capsys)
+    assert code == 2 and both in error_line(err)
+    code, _, err = run(["train", "-", "--format", FMT, "--supervised", "--line-labels", "-",
+                        "--out", tmp_path / "m", *FAST], capsys)  # fmt: skip
+    assert code == 2 and both in error_line(err)
 
 
 @pytest.mark.parametrize(

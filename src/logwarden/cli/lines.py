@@ -24,7 +24,8 @@ def add_line_label_args(sp: argparse.ArgumentParser) -> None:
         "--line-labels",
         metavar="FILE",
         help="one label per input line: a CSV with LineId (from 1 over the inputs) and"
-        " Label (0/1, Normal/Anomaly), or with --line-label-format bgl a BGL-style log",
+        " Label (0/1, Normal/Anomaly), or with --line-label-format bgl a BGL-style log;"
+        " UTF-8 or UTF-16 with a byte order mark; - for standard input",
     )
     sp.add_argument(
         "--line-label-format",
@@ -44,6 +45,16 @@ def load_model(path: str) -> Detector | SupervisedDetector:
     if is_supervised(manifest):
         return SupervisedDetector.from_state(manifest, join_arrays(weights))
     return Detector.from_state(manifest, join_arrays(weights))
+
+
+def check_line_labels_source(args: argparse.Namespace) -> None:
+    """Before reading: ``--line-labels -`` reads the labels from standard input, which the
+    logs cannot be read from too."""
+    if args.line_labels == "-" and "-" in args.inputs:
+        raise UsageError(
+            "--line-labels - and the input - both read standard input: give the labels or "
+            "the logs as a file"
+        )
 
 
 def line_labels(args: argparse.Namespace, lines: int) -> LineLabels:
@@ -105,6 +116,7 @@ def train_supervised(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
     )
+    check_line_labels_source(args)
     detector = SupervisedDetector(SupervisedDeepLog(config))
     stream = read_stream(detector, args, learn=True)
     labels = line_labels(args, stream.lines)
@@ -167,6 +179,7 @@ def eval_lines(args: argparse.Namespace, detector: Any) -> int:
         raise UsageError("--line-labels evaluates lines: drop --normal, --abnormal and --labels")
     if not args.inputs:
         raise UsageError("--line-labels needs the raw log INPUT files")
+    check_line_labels_source(args)
     if isinstance(detector, SupervisedDetector):
         verdicts = detector.line_verdicts(read_stream(detector, args, learn=False))
     else:

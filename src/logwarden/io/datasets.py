@@ -15,7 +15,10 @@ They stream (``iter_*`` yield one session at a time), raise :class:`DataError` w
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -23,9 +26,10 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from logwarden.errors import DataError
+from logwarden.io.sources import STDIN_NAME
 from logwarden.records import Stats
 
 __all__ = [
@@ -75,22 +79,45 @@ class LabeledSession:
     label: int | None = None
 
 
-def _read_lines(path: str | os.PathLike[str], stats: Stats | None) -> Iterator[tuple[int, str]]:
-    """Yield (1-based line number, text without its ``\\n`` / ``\\r\\n``) of a UTF-8 file.
+def _read_lines(
+    path: str | os.PathLike[str], stats: Stats | None, *, stdin: bool = False
+) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, text without its ``\\n`` / ``\\r\\n``) of a text file:
+    UTF-8 (a byte order mark at the start is dropped), or UTF-16 when it starts with a
+    UTF-16 byte order mark (Excel's "Unicode text", PowerShell's ``>``). ``stdin``: ``-``
+    is standard input.
 
-    A final line without a line break is a line; an empty file has none. A UTF-8 byte
-    order mark at the start is dropped. Invalid UTF-8, NUL bytes and lines longer than
-    MAX_LINE_BYTES raise DataError naming the line.
+    A final line without a line break is a line; an empty file has none. Text that is not
+    valid in its encoding, NUL characters and lines longer than MAX_LINE_BYTES raise
+    DataError naming the line.
     """
     name, limit = os.fspath(path), MAX_LINE_BYTES
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - the with below closes it; open errors get their own message
-    except OSError as exc:
-        raise DataError(f"{name}: cannot open: {exc.strerror or exc}") from None
+    if stdin and name == "-":
+        name = STDIN_NAME
+        stream: Any = getattr(sys.stdin, "buffer", None)
+        if stream is None:
+            raise DataError(f"{name}: standard input is not available")
+        if not hasattr(stream, "peek"):  # a BytesIO put there (a test, an embedding)
+            stream = io.BufferedReader(io.BytesIO(stream.read()))
+        owned: Any = contextlib.nullcontext()  # left open
+    else:
+        try:
+            stream = owned = open(path, "rb")  # noqa: SIM115 - the with below closes it; open errors get their own message
+        except OSError as exc:
+            raise DataError(f"{name}: cannot open: {exc.strerror or exc}") from None
     lineno = 0
     try:
-        with f:
-            readline = f.readline
+        with owned:
+            try:
+                head = stream.peek(2)[:2]
+            except OSError as exc:
+                raise DataError(f"{name}:1: cannot read: {exc.strerror or exc}") from None
+            if head in _UTF16_BOMS:
+                stream.read(2)
+                for lineno, text in _utf16_lines(stream, name, _UTF16_BOMS[head]):
+                    yield lineno, text
+                return
+            readline = stream.readline
             while True:
                 try:
                     raw = readline(limit + 1)
@@ -111,12 +138,16 @@ def _read_lines(path: str | os.PathLike[str], stats: Stats | None) -> Iterator[t
                 if raw.endswith(b"\r"):
                     raw = raw[:-1]
                 if b"\0" in raw:
-                    raise DataError(f"{name}:{lineno}: NUL byte (binary file?)")
+                    raise DataError(
+                        f"{name}:{lineno}: NUL byte (a binary file, or UTF-16 without a byte"
+                        " order mark? save it as UTF-8)"
+                    )
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     raise DataError(
-                        f"{name}:{lineno}: invalid UTF-8 at byte {exc.start + 1}"
+                        f"{name}:{lineno}: invalid UTF-8 at byte {exc.start + 1} (save the"
+                        " file as UTF-8, or UTF-16 with a byte order mark)"
                     ) from None
                 if lineno == 1 and text.startswith("\ufeff"):
                     text = text[1:]
@@ -125,6 +156,60 @@ def _read_lines(path: str | os.PathLike[str], stats: Stats | None) -> Iterator[t
         if stats is not None:
             stats.add("files_read")
             stats.add("lines_read", lineno)
+
+
+_UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
+
+
+def _utf16_lines(stream: BinaryIO, name: str, encoding: str) -> Iterator[tuple[int, str]]:
+    """``_read_lines`` for UTF-16 after its byte order mark: decoded in chunks, each line
+    checked (an unpaired surrogate, an odd byte at the end: DataError naming the line)."""
+    decoder = codecs.getincrementaldecoder(encoding)("surrogatepass")
+    limit = MAX_LINE_BYTES // 2  # characters of two bytes
+    lineno = 0
+    rest = ""
+    while True:
+        try:
+            chunk = stream.read(1 << 20)
+        except OSError as exc:
+            raise DataError(f"{name}:{lineno + 1}: cannot read: {exc.strerror or exc}") from None
+        try:
+            text = decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError:
+            raise DataError(
+                f"{name}:{lineno + 1}: invalid UTF-16 (the file ends in"
+                " the middle of a character: cut short?)"
+            ) from None
+        lines = (rest + text).split("\n")
+        rest = lines.pop()
+        if not chunk and rest:
+            lines.append(rest)
+        for line in lines:
+            lineno += 1
+            if line.endswith("\r"):
+                line = line[:-1]
+            if len(line) > limit:
+                raise DataError(
+                    f"{name}:{lineno}: line longer than {MAX_LINE_BYTES} bytes"
+                    " (not a line-oriented text file?)"
+                )
+            if "\0" in line:
+                raise DataError(f"{name}:{lineno}: NUL character (binary file?)")
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise DataError(
+                    f"{name}:{lineno}: invalid UTF-16 at character {exc.start + 1} (half of a"
+                    " surrogate pair)"
+                ) from None
+            yield lineno, line
+        if not chunk:
+            return
+        if len(rest) > limit:
+            raise DataError(
+                f"{name}:{lineno + 1}: line longer than {MAX_LINE_BYTES} bytes"
+                " (not a line-oriented text file?)"
+            )
 
 
 def iter_sequences(
@@ -373,9 +458,12 @@ def load_line_labels(
     ``bgl``: a log in BGL's own convention, one label per line: the first field is ``-``
     for a normal line and an alert category (anything else) for an anomalous one; read like
     raw input (gzip, invalid UTF-8 replaced), so its lines are counted as the input's are.
+    Either is read as UTF-8 or, after a UTF-16 byte order mark (Excel's "Unicode text"),
+    as UTF-16; ``path`` ``-`` is standard input.
 
     Raises DataError naming the line for an unknown label, a bad or repeated LineId with
-    another label, a missing line, or a line without a label field. Counted in ``stats``:
+    another label, a missing line, a line without a label field, or text not valid in its
+    encoding. Counted in ``stats``:
     blank CSV lines (``blank_line``) and a LineId repeated with the same label
     (``duplicate_label``).
     """
@@ -385,8 +473,9 @@ def load_line_labels(
         )
     if label_format == "bgl":
         return _bgl_line_labels(path, stats)
-    name = os.fspath(path)
-    reader = csv.reader((text + "\n" for _, text in _read_lines(path, stats)), strict=True)
+    name = STDIN_NAME if os.fspath(path) == "-" else os.fspath(path)
+    lines = _read_lines(path, stats, stdin=True)
+    reader = csv.reader((text + "\n" for _, text in lines), strict=True)
     by_id: dict[int, tuple[int, int]] = {}  # LineId -> (label, file line)
     try:
         header: list[str] | None = None
@@ -453,9 +542,9 @@ def load_line_labels(
 def _bgl_line_labels(path: str | os.PathLike[str], stats: Stats | None) -> LineLabels:
     from logwarden.io.sources import LineReader
 
-    name = os.fspath(path)
     read = Stats()
-    reader = LineReader([name], stats=read)
+    reader = LineReader([os.fspath(path)], stats=read)
+    name = STDIN_NAME if os.fspath(path) == "-" else os.fspath(path)
     labels: list[int] = []
     for batch in reader.text_batches():
         for text in batch:
