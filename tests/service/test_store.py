@@ -6,12 +6,13 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from logwarden.service.parse_worker import fork_available
 from logwarden.service.processor import ForkedCheckpoint
-from logwarden.service.store import Store
+from logwarden.service.store import SCHEMA_VERSION, Store
 
 
 def test_journal_rows_go_in_ranges_and_checkpoints_never_go_back(tmp_path: Path) -> None:
@@ -243,7 +244,7 @@ def test_idempotency_keys_expire_and_old_stores_migrate(tmp_path: Path) -> None:
     con.close()
     st = Store(path, durable=False)
     try:
-        assert st.get_meta("schema") == "2"
+        assert st.get_meta("schema") == str(SCHEMA_VERSION)
         (stamp,) = st.db.execute("SELECT created FROM batches WHERE id = 'old'").fetchone()
         assert stamp is not None  # counted from the migration
         # the anomaly counters start from the verdicts stored
@@ -257,6 +258,84 @@ def test_idempotency_keys_expire_and_old_stores_migrate(tmp_path: Path) -> None:
         assert not st.append(["z"], batch_id="new")[2]  # young: still a repeat
     finally:
         st.close()
+
+
+def test_unusable_feedback_is_kept_in_the_store_and_a_schema_2_store_opens(
+    tmp_path: Path,
+) -> None:
+    """Which feedback no update can learn was kept in the server's memory: after a
+    restart it was tried again, and shown as scheduled until then. The store keeps it now;
+    a store of schema 2 (feedback without the column) opens with none marked, and its
+    anomaly counters are not counted again."""
+    import sqlite3
+
+    path = tmp_path / "s.db"
+    con = sqlite3.connect(path)
+    con.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema', '2'), ('anomaly_counts', '{\"r\\tkeys\": 1}');"
+        "CREATE TABLE verdicts (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE,"
+        " session TEXT NOT NULL, seq INTEGER NOT NULL, final INTEGER NOT NULL DEFAULT 0,"
+        " closed_by TEXT, reason TEXT, detector TEXT, model_version INTEGER,"
+        " created REAL NOT NULL, acked REAL, data TEXT NOT NULL);"
+        "INSERT INTO verdicts (key, session, seq, final, reason, detector, created, data)"
+        " VALUES ('s@1', 's', 1, 1, 'r', 'keys', 0, '{\"session\": \"s\"}');"
+        "CREATE TABLE feedback (id INTEGER PRIMARY KEY AUTOINCREMENT, verdict_id INTEGER NOT"
+        " NULL, session TEXT NOT NULL, label TEXT NOT NULL, created REAL NOT NULL,"
+        " model_version INTEGER);"
+        "INSERT INTO feedback (verdict_id, session, label, created) VALUES (1, 's', 'normal', 0);"
+    )
+    con.commit()
+    con.close()
+    st = Store(path, durable=False)
+    try:
+        assert st.get_meta("schema") == str(SCHEMA_VERSION)
+        assert st.anomaly_counts() == {("r", "keys"): 1}  # as it was
+        (old,) = st.feedback()
+        assert (old["closed"], old["unusable"]) == (True, False)
+        new = st.add_feedback(1, "s", "confirmed", 1)
+        st.mark_unusable([old["id"]])
+    finally:
+        st.close()
+    st = Store(path, durable=False)  # a restart
+    try:
+        assert [(f["id"], f["unusable"]) for f in st.feedback()] == [
+            (old["id"], True),
+            (new, False),
+        ]
+    finally:
+        st.close()
+
+
+def test_feedback_no_update_can_learn_stays_unusable_after_a_restart(
+    sim_model: Any, tmp_path: Path
+) -> None:
+    """Feedback on a closed session whose lines the store does not have: the update marks
+    it unusable; a restarted server showed it as scheduled and tried it again."""
+    from logwarden.service.server import Service, ServiceConfig
+
+    cfg = ServiceConfig(store=str(tmp_path / "v.db"), model=str(sim_model.path), durable=False)
+    svc = Service(cfg)  # no detector process: the verdict is written here
+    try:
+        verdict = {"key": "s@1", "seq": 1, "final": True, "closed_by": "end",
+                   "verdict": {"session": "s", "reason": "early_end"}, "lines": None}  # fmt: skip
+        (vid,) = svc.read(lambda s: s.save_results(0, [verdict], None))
+        fid = svc.read(lambda s: s.add_feedback(vid, "s", "normal", 1))
+        assert svc.updater.submit()
+        deadline = time.monotonic() + 60
+        while svc.feedback()[0]["state"] != "unusable" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [(f["id"], f["state"]) for f in svc.feedback()] == [(fid, "unusable")]
+    finally:
+        svc.close()
+    svc = Service(ServiceConfig(store=cfg.store, durable=False))
+    try:
+        assert [(f["id"], f["state"]) for f in svc.feedback()] == [(fid, "unusable")]
+        svc.updater.resume()  # what start does: nothing is taken up again
+        assert svc.updater.submit() and svc.feedback()[0]["state"] == "unusable"
+        assert [m["version"] for m in svc.read(lambda s: s.models())] == [1]
+    finally:
+        svc.close()
 
 
 def test_a_batch_key_with_another_digest_conflicts_and_an_old_plain_key_repeats(

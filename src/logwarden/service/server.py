@@ -403,11 +403,10 @@ class OnlineUpdater:
         self.waiting = False  # some feedback waits for its session to close
         # Feedback of closed sessions that an update was tried with: a failed update is
         # tried again when asked (submit) or when more feedback becomes ready, not at
-        # every poll.
+        # every poll. Feedback whose session's lines do not read as that session (no
+        # lines stored, or another session id) is never learnable, so never a reason for
+        # an update: the store keeps it marked ``unusable`` (across restarts).
         self._tried: set[int] = set()
-        # Feedback whose session's lines do not read as that session (no lines stored, or
-        # another session id): never learnable, so never a reason for an update.
-        self.unusable: frozenset[int] = frozenset()
 
     def submit(self) -> bool:
         if not self.available:
@@ -423,7 +422,8 @@ class OnlineUpdater:
         stopped before the update) is taken up again."""
         models = self.service.read(lambda s: s.models())
         used = {i for m in models for i in m["feedback"]}
-        if any(f["id"] not in used for f in self.service.read(lambda s: s.feedback())):
+        fb = self.service.read(lambda s: s.feedback())
+        if any(f["id"] not in used and not f["unusable"] for f in fb):
             self.submit()
 
     def close(self) -> None:
@@ -441,7 +441,7 @@ class OnlineUpdater:
             return "stored"
         if not fb["closed"]:
             return "waiting"
-        return "unusable" if fb["id"] in self.unusable else "scheduled"
+        return "unusable" if fb["unusable"] else "scheduled"
 
     def _run(self) -> None:
         while not self._closing.is_set():
@@ -459,7 +459,7 @@ class OnlineUpdater:
         fb = svc.read(lambda s: s.feedback())
         models = svc.read(lambda s: s.models())
         used = {i for m in models for i in m["feedback"]}
-        todo = [f for f in fb if f["id"] not in used and f["id"] not in self.unusable]
+        todo = [f for f in fb if f["id"] not in used and not f["unusable"]]
         ready = [f for f in todo if f["closed"]]
         self.waiting = len(ready) < len(todo)
         ready_ids = {f["id"] for f in ready}
@@ -476,7 +476,9 @@ class OnlineUpdater:
         parent = svc.latest_version()
         det = Detector.load(svc.read(lambda s: s.model_path(parent))) if sessions else None
         learnt = update_detector(det, sessions, labels, svc.models_dir) if det else set()
-        self.unusable = self.unusable | {f["id"] for f in ready if f["session"] not in learnt}
+        unusable = [f["id"] for f in ready if f["session"] not in learnt]
+        if unusable:
+            svc.read(lambda s: s.mark_unusable(unusable))
         done = [f["id"] for f in ready if f["session"] in learnt]
         if det is None or not done:  # nothing learnt: no version
             return

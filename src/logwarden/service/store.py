@@ -11,7 +11,9 @@ It holds everything that must survive a crash (``kill -9`` at any moment):
   line's ``seq``, unique), so a replay inserts nothing twice; ``session_lines`` keeps the
   raw lines of a flagged session once it has closed;
   verdicts older than the service's retention go (``expire``), unless feedback names them;
-* ``feedback`` and ``models`` (model versions, their parent and the feedback they learnt);
+* ``feedback`` (with ``unusable``: its session's lines did not read back as that session,
+  so no update can learn it) and ``models`` (model versions, their parent and the feedback
+  they learnt);
 * ``checkpoint``: the streaming detector's state at a journal position; after a crash the
   detector restarts from it and replays the journal rows after it (the rows up to it are
   then no longer needed and are deleted);
@@ -63,11 +65,16 @@ class BatchConflict(Exception):
     """A batch id's key was used before with other lines."""
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-# Schema 1 had no time on an idempotency key (they were kept forever) and no anomaly
-# counters in meta (they were counted from the table): see Store._migrate.
-_MIGRATIONS = {1: ("ALTER TABLE batches ADD COLUMN created REAL",)}
+# The columns each schema lacks, added by Store._migrate: schema 1 had no time on an
+# idempotency key (they were kept forever) and no anomaly counters in meta (they were
+# counted from the table); schema 2 kept which feedback is unusable in memory only (a
+# restart tried it again, and showed it as scheduled meanwhile).
+_MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
+    1: (("batches", "created", "REAL"),),
+    2: (("feedback", "unusable", "INTEGER NOT NULL DEFAULT 0"),),
+}
 
 # journal row kinds
 LINE = 0
@@ -104,7 +111,8 @@ CREATE TABLE IF NOT EXISTS feedback (
     session TEXT NOT NULL,
     label TEXT NOT NULL,
     created REAL NOT NULL,
-    model_version INTEGER
+    model_version INTEGER,
+    unusable INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS feedback_verdict ON feedback (verdict_id);
 CREATE TABLE IF NOT EXISTS models (
@@ -244,19 +252,23 @@ class Store:
         # feedback): it does not read them again.
         self._expired_to = 0
 
-    def _migrate(self, version: int) -> None:
-        """An older store brought to this schema (in the caller's transaction)."""
-        while version < SCHEMA_VERSION:
-            for stmt in _MIGRATIONS[version]:
-                self.db.execute(stmt)
-            version += 1
-        # Keys of before the migration count from now (a retry of one is still caught).
-        self.db.execute("UPDATE batches SET created = ? WHERE created IS NULL", (time.time(),))
-        # The anomaly counters start from what the store holds.
-        rows = self.db.execute(
-            "SELECT reason, detector, COUNT(*) FROM verdicts GROUP BY reason, detector"
-        )
-        self._add_counts({_count_key(r, d): n for r, d, n in rows})
+    def _migrate(self, found: int) -> None:
+        """An older store brought to this schema (in the caller's transaction). A table
+        the old store did not have was just created whole (``_SCHEMA``): its columns are
+        there already."""
+        for version in range(found, SCHEMA_VERSION):
+            for table, column, decl in _MIGRATIONS[version]:
+                have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        if found < 2:
+            # Keys of before the migration count from now (a retry of one is still caught).
+            self.db.execute("UPDATE batches SET created = ? WHERE created IS NULL", (time.time(),))
+            # The anomaly counters start from what the store holds.
+            rows = self.db.execute(
+                "SELECT reason, detector, COUNT(*) FROM verdicts GROUP BY reason, detector"
+            )
+            self._add_counts({_count_key(r, d): n for r, d, n in rows})
         self.set_meta("schema", str(SCHEMA_VERSION))
 
     def sync(self) -> None:
@@ -647,10 +659,12 @@ class Store:
 
     def feedback(self, vid: int | None = None) -> list[dict[str, Any]]:
         """Feedback, oldest first (``vid``: on that anomaly only); ``closed``: whether its
-        session has closed (an online update learns it then, from the lines stored)."""
+        session has closed (an online update learns it then, from the lines stored);
+        ``unusable``: an update found that its session's lines cannot be learnt
+        (``mark_unusable``)."""
         sql = (
             "SELECT f.id, f.verdict_id, f.session, f.label, f.created, f.model_version, "
-            "v.final FROM feedback f LEFT JOIN verdicts v ON v.id = f.verdict_id"
+            "v.final, f.unusable FROM feedback f LEFT JOIN verdicts v ON v.id = f.verdict_id"
         )
         args: tuple[Any, ...] = ()
         if vid is not None:
@@ -665,9 +679,19 @@ class Store:
                 "created": r[4],
                 "model_version": r[5],
                 "closed": bool(r[6]),
+                "unusable": bool(r[7]),
             }
             for r in self.db.execute(sql + " ORDER BY f.id", args)
         ]
+
+    def mark_unusable(self, ids: Iterable[int]) -> None:
+        """Feedback an update could not learn (its session's lines do not read back as
+        that session): kept so, across restarts, and never tried again."""
+        ids = sorted(set(ids))
+        if not ids:
+            return
+        with self.transaction() as db:
+            db.executemany("UPDATE feedback SET unusable = 1 WHERE id = ?", ((i,) for i in ids))
 
     def add_model(
         self,
