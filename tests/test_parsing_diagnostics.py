@@ -12,35 +12,64 @@ from logwarden.parsing.diagnostics import diagnose, suggest_mask
 PROGRAMS = ["chrome.exe", "firefox.exe", "Skype.exe", "Teams.exe"]
 
 
-def proxy_lines(n: int, seed: int) -> list[str]:
+def proxy_lines(n: int, seed: int, programs: list[str] = PROGRAMS) -> list[str]:
     rng = random.Random(seed)
     return [
-        f"{rng.choice(PROGRAMS)} - 10.0.{rng.randint(0, 9)}.{rng.randint(1, 99)}:443 close, "
+        f"{rng.choice(programs)} - 10.0.{rng.randint(0, 9)}.{rng.randint(1, 99)}:443 close, "
         f"{rng.randint(1, 9999)} bytes sent, lifetime 00:{rng.randint(10, 59)}"
         for _ in range(n)
     ]
 
 
-def test_templates_differing_at_one_position_are_reported_with_a_mask_that_works() -> None:
-    # File names are not masked here, and four programs are too few for the miner to
-    # learn that the first token is a value: four templates for one event.
-    config = MinerConfig(disabled_rules=["file-name"])
-    lines = proxy_lines(400, 1)
+def program_names(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [
+        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(7)) + ".exe"
+        for _ in range(n)
+    ]
+
+
+def test_a_shattered_parameter_is_reported_with_a_mask_that_works() -> None:
+    # File names are not masked here, and the miner does not learn positions of that
+    # shape: every program a template of its own. Most programs are seen once, as a
+    # parameter's values are: the warning stays, with a mask that works.
+    config = MinerConfig(disabled_rules=["file-name", "learn-any"])
+    lines = proxy_lines(400, 1, program_names(300, 2))
     m = TemplateMiner(config)
     for line in lines:
         m.add(line)
-    assert len(m) == 4
+    assert len(m) > 100
     (w,) = diagnose(m)
-    assert w.kind == "one-position" and w.position == 1 and len(w.templates) == 4
-    assert len(w.examples) == 3 and set(w.examples) <= set(PROGRAMS)
-    assert w.mask is not None and "--mask" in w.message
+    assert w.kind == "one-position" and w.position == 1 and len(w.templates) == len(m)
+    assert len(w.examples) == 3 and w.mask is not None and "--mask" in w.message
+    assert "likely a value the parser took for text" in w.message
     kind, _, pattern = w.mask.partition("=")
     fixed = TemplateMiner(
-        MinerConfig(disabled_rules=["file-name"], masks=[MaskRule("m", pattern, kind)])
+        MinerConfig(disabled_rules=["file-name", "learn-any"], masks=[MaskRule("m", pattern, kind)])
     )
     for line in lines:
         fixed.add(line)
     assert len(fixed) == 1 and diagnose(fixed) == []
+
+
+def test_a_closed_set_of_recurring_words_gets_no_mask_suggestion() -> None:
+    # Four program names that all recur, and four VM states that all recur: the miner
+    # keeps them apart (too few distinct values), and nothing says they are a value the
+    # parser missed rather than distinct events (VM Started / VM Paused are).
+    config = MinerConfig(disabled_rules=["file-name"])
+    m = TemplateMiner(config)
+    for line in proxy_lines(400, 1):
+        m.add(line)
+    assert len(m) == 4
+    assert diagnose(m) == []
+    rng = random.Random(4)
+    states = ["Started", "Paused", "Resumed", "Stopped"]
+    m = TemplateMiner()
+    for i in range(300):
+        m.add(f"[instance: {rng.getrandbits(64):016x}] VM {rng.choice(states)} (Lifecycle Event)")
+        m.add(f'10.11.10.1 "{rng.choice(["GET", "POST", "DELETE"])} /v2/servers/{i}" status: 200')
+    assert len(m) == 7
+    assert diagnose(m) == []
 
 
 def test_suggested_masks_are_anchored_and_keep_shared_parts() -> None:
