@@ -43,6 +43,7 @@ def test_a_shattered_parameter_is_reported_with_a_mask_that_works() -> None:
     assert w.kind == "one-position" and w.position == 1 and len(w.templates) == len(m)
     assert len(w.examples) == 3 and w.mask is not None and "--mask" in w.message
     assert "likely a value the parser took for text" in w.message
+    assert "distinct events" not in w.message  # new programs kept coming to the end
     kind, _, pattern = w.mask.partition("=")
     fixed = TemplateMiner(
         MinerConfig(disabled_rules=["file-name", "learn-any"], masks=[MaskRule("m", pattern, kind)])
@@ -70,6 +71,31 @@ def test_a_closed_set_of_recurring_words_gets_no_mask_suggestion() -> None:
         m.add(f'10.11.10.1 "{rng.choice(["GET", "POST", "DELETE"])} /v2/servers/{i}" status: 200')
     assert len(m) == 7
     assert diagnose(m) == []
+
+
+def test_values_seen_once_that_stopped_coming_may_be_distinct_events() -> None:
+    # Settings logged once each at startup ("<name> is <value>": one constant, too few
+    # for the miner to learn the position), then never again: values seen once, yet the
+    # set stopped growing. The warning stays, and says they may be distinct events.
+    rng = random.Random(6)
+    m = TemplateMiner()
+    for name in [
+        "maxTasks",
+        "blacklistPercent",
+        "retryLimit",
+        "queueName",
+        "outputCommitter",
+        "speculativeMaps",
+        "heapFraction",
+        "shuffleBuffer",
+        "commitAlgorithm",
+    ]:
+        m.add(f"{name} is {rng.randint(1, 99)}")
+    for _ in range(2000):
+        m.add(f"Progress of task attempt_{rng.getrandbits(32)} is {rng.random():.2f}")
+    warnings = [w for w in diagnose(m) if w.kind == "one-position"]
+    assert len(warnings) == 1 and warnings[0].mask is not None
+    assert "no new value came after line 9: they may be distinct events" in warnings[0].message
 
 
 def test_suggested_masks_are_anchored_and_keep_shared_parts() -> None:

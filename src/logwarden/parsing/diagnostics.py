@@ -17,7 +17,11 @@ Two checks on a :class:`~logwarden.parsing.TemplateMiner` after parsing:
   values seen once each: three lines cannot tell a parameter from three events (for the
   same reason the miner waits for 3 to 5 distinct values before it makes a parameter).
   The warning names the position, three example values and a ``--mask`` for ``logwarden
-  parse`` that would make it a parameter.
+  parse`` that would make it a parameter. The templates' creation times are the second
+  sign: a parameter keeps adding templates as the input grows, a closed set appears and
+  stops (settings logged once each at startup). When no template of the set was created
+  in the second half of the stretch from its first one to the end of the input, the
+  warning stays (the mask may be right) but says that the values may be distinct events.
 * **Templates keep appearing as input grows.** Over windows that double in size (lines 1
   to 1,000, 1,001 to 2,000, 2,001 to 4,000, ...), a healthy template set stops growing:
   new templates per 1,000 lines fall towards zero. When the rate in the last window is
@@ -117,10 +121,16 @@ def _one_position(miner: TemplateMiner, min_templates: int) -> list[ShatterWarni
         lines = sum(miner.templates_[k].count for k in ids)
         shown = " ".join("<?>" if j == i else tok for j, tok in enumerate(tokens))
         once = sum(1 for c in counts if c == 1)
+        created = [miner.templates_[k].created_at for k in ids]
         message = (
             f"{len(ids)} templates ({lines:,} lines, {once:,} of them with a value seen once) "
             f"differ only at token {i + 1} of '{_clip(shown)}', e.g. "
             f"{', '.join(repr(v) for v in examples)}: likely a value the parser took for text"
+            + (
+                f", though no new value came after line {max(created):,}: they may be distinct events"
+                if _stopped_growing(created, miner.clock)
+                else ""
+            )
             + (f"; try --mask '{mask}'" if mask else "")
         )
         warning = ShatterWarning("one-position", message, tuple(ids), i + 1, examples, mask, ())
@@ -141,6 +151,13 @@ def open_vocabulary(counts: list[int], z: float = 1.96) -> bool:
     n1 = sum(1 for c in counts if c == 1)
     n2 = sum(1 for c in counts if c == 2)
     return n1 > 0 and n1 > z * math.sqrt(n1 + 2 * n2)
+
+
+def _stopped_growing(created: list[int], clock: int) -> bool:
+    """No template of the set was created in the second half of the stretch from its
+    first one to the end of the input (``clock`` messages): it appeared and stopped."""
+    first = min(created)
+    return max(created) <= first + (clock - first) / 2
 
 
 def suggest_mask(
