@@ -168,6 +168,36 @@ def test_format_auto_picks_the_preset_that_fits(tmp_path: Path, capsys, monkeypa
     assert code == 2 and "give --format for stdin" in err
 
 
+def test_a_wrong_format_that_matches_most_lines_names_the_preset_that_fits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Spark lines read as BGL: the long ones have the nine tokens BGL's header wants, so
+    # most lines "match" (with garbage fields) and no unmatched warning is given; but no
+    # BGL time field reads as a time, and spark fits every line.
+    log = tmp_path / "spark.log"
+    log.write_text(
+        "".join(
+            f"17/06/09 20:10:{i % 60:02d} INFO executor.CoarseGrainedExecutorBackend: "
+            f"Registered signal handlers for [TERM, HUP, INT] try {i}\n"
+            if i % 3
+            else f"17/06/09 20:11:{i % 60:02d} INFO spark.SecurityManager: Changing acls\n"
+            for i in range(300)
+        )
+    )
+    out = str(tmp_path / "o.csv")
+    code, err = run(["parse", str(log), "--format", "bgl", "--out", out, "-q"], capsys)
+    assert code == 0 and "do not match the log format" not in err
+    assert (
+        "warning: --format bgl fits 0% of the first 300 lines (matched, with a readable "
+        "time), the preset spark 100%: is the input spark?" in err
+    )
+    code, err = run(["parse", str(log), "--format", "bgl", "--out", out, "--with-source"], capsys)
+    assert "the preset spark 100%" in err
+    for fmt in ("spark", "<Date> <Time> <Level> <Component>: <Content>", "auto"):
+        code, err = run(["parse", str(log), "--format", fmt, "--out", out, "-q"], capsys)
+        assert code == 0 and "warning" not in err, fmt
+
+
 def test_standard_output_as_out(tmp_path: Path, capsys, monkeypatch) -> None:
     # simulate writes its log there (the labels still to their file), the same lines as a
     # file gets; parse cannot (it rewrites earlier rows) and says so, creating no file "-".

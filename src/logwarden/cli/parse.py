@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,9 +19,10 @@ from logwarden.cli.common import (
     report_read_errors,
     warn_unmatched,
 )
-from logwarden.cli.inputs import resolve_format
+from logwarden.cli.inputs import AUTO_SAMPLE, resolve_format
+from logwarden.io.formats import AUTO
 from logwarden.persist import umask_mode
-from logwarden.records import Stats
+from logwarden.records import Line, Stats
 
 if TYPE_CHECKING:
     from logwarden.parsing import MaskRule, TemplateMiner
@@ -110,15 +112,18 @@ def cmd_parse(args: argparse.Namespace) -> int:
         raise RuntimeFailure(f"cannot write {out}: {exc}") from None
     tmp = Path(tmp_name)
     changes_before = miner.changes_
+    sample: list[str] = []  # the first lines, to check the format against the presets
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8", buffering=1 << 20) as fh:
             sink = StructuredCsv(
                 fmt, miner, fh, learn=learn, with_source=args.with_source, stats=stats
             )
             if args.with_source:
-                sink.write_lines(reader)
+                sink.write_lines(_sampled_lines(reader, sample))
             else:
                 for batch in reader.text_batches():
+                    if len(sample) < AUTO_SAMPLE:
+                        sample.extend(batch[: AUTO_SAMPLE - len(sample)])
                     sink.write_texts(batch)
         n_lines, n_written = sink.lines, sink.rows
         if miner.changes_ != changes_before and sink.stale_rows:
@@ -159,7 +164,35 @@ def cmd_parse(args: argparse.Namespace) -> int:
         warnings,
         evicted=len(evicted),
     )
+    if args.format.strip().lower() != AUTO:
+        warn_better_format(args.format, sample)  # also under --quiet
     return 0 if n_written > 0 else 1
+
+
+def _sampled_lines(lines: Iterable[Line], sample: list[str]) -> Iterator[Line]:
+    """``lines``, keeping the texts of the first ``AUTO_SAMPLE`` in ``sample``."""
+    for line in lines:
+        if len(sample) < AUTO_SAMPLE:
+            sample.append(line.text)
+        yield line
+
+
+def warn_better_format(spec: str, sample: list[str]) -> None:
+    """A warning when a preset fits the first lines clearly better than ``--format`` does
+    (``formats.better_format``): a wrong format that still matches most lines of a
+    similar log cuts them into garbage fields, and ``warn_unmatched`` says nothing."""
+    from logwarden.io.formats import better_format
+
+    found = better_format(spec, sample)
+    if found is None:
+        return
+    name, share, given = found
+    print(
+        f"logwarden: warning: --format {spec} fits {given:.0%} of the first "
+        f"{len(sample):,} lines (matched, with a readable time), the preset {name} "
+        f"{share:.0%}: is the input {name}? (--format {name}, or --format auto)",
+        file=sys.stderr,
+    )
 
 
 def _parse_mask(spec: str) -> MaskRule:

@@ -408,16 +408,48 @@ def guess_format(texts: Sequence[str]) -> list[tuple[str, float]]:
     scored = []
     for name in PRESETS:
         fmt = get_format(name)
-        fit = levels = 0
-        for i, text in enumerate(sample):
-            rec = fmt.parse(Line(text, "", 0, i + 1))
-            if rec.matched and (rec.timestamp is not None or not fmt.time_fields):
-                fit += 1
-                levels += rec.fields.get("Level", "").upper() in _LEVELS
-        n = len(sample)
-        scored.append((fit / n, levels / n, len(fmt.header_fields), name))
+        fit, levels = _fit(fmt, sample)
+        scored.append((fit, levels, len(fmt.header_fields), name))
     scored.sort(reverse=True)
     return [(name, share) for share, _, _, name in scored]
+
+
+def _fit(fmt: LogFormat, sample: Sequence[str]) -> tuple[float, float]:
+    """The share of ``sample`` (non-empty lines) that ``fmt`` matches with a readable
+    timestamp (when it has time fields), and the share whose Level is a level word."""
+    fit = levels = 0
+    for i, text in enumerate(sample):
+        rec = fmt.parse(Line(text, "", 0, i + 1))
+        if rec.matched and (rec.timestamp is not None or not fmt.time_fields):
+            fit += 1
+            levels += rec.fields.get("Level", "").upper() in _LEVELS
+    return fit / len(sample), levels / len(sample)
+
+
+#: How much more of a sample a preset must fit than the format given to be named instead.
+BETTER_MARGIN = 0.2
+
+
+def better_format(spec: str, texts: Sequence[str]) -> tuple[str, float, float] | None:
+    """A preset that fits ``texts`` (an input's first lines) clearly better than the format
+    ``spec`` does, as ``--format auto`` ranks them (``guess_format``): (its name, its share,
+    the share ``spec`` fits), or None. A wrong format may still match most lines of a
+    similar log (``bgl`` on Spark matches two in three, with garbage fields); its time
+    fields then rarely read as a time, and the right preset fits nearly all."""
+    sample = [t for t in texts if t.strip()]
+    if not sample:
+        return None
+    try:
+        given, _ = _fit(get_format(spec), sample)
+    except FormatError:
+        return None
+    if given >= 1.0 - BETTER_MARGIN:
+        return None  # nothing can fit clearly more
+    ranked = guess_format(sample)
+    name, share = ranked[0]
+    if share < 0.5 or share < given + BETTER_MARGIN or name == spec.strip().lower():
+        return None
+    return name, share, given
 
 
 def get_format(spec: str, *, default_year: int | None = None) -> LogFormat:
