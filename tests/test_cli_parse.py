@@ -493,6 +493,30 @@ def test_a_format_that_fits_no_line_is_warned_about_also_under_quiet(
     assert code == 0 and "warning" not in err
 
 
+def test_unescaped_brackets_in_a_format_string_are_named_with_the_escaped_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Literal text of a format string is a regex (loghub's syntax): "[" opens a character
+    # class, no line matches, and the warning says how to write the bracket.
+    log = tmp_path / "a.log"
+    log.write_text(
+        "".join(f"[Sun Dec 04 04:47:{i:02d} 2005] [notice] child {i} ok\n" for i in range(20))
+    )
+    out = str(tmp_path / "o.csv")
+    code, err = run(["parse", str(log), "--format", "[<Time>] [<Level>] <Content>",
+                     "--out", out, "-q"], capsys)  # fmt: skip
+    assert "20 of 20 lines do not match the log format" in err
+    assert "[ ] in it are not escaped: for literal text write \\[, as in --format " in err
+    assert "'\\[<Time>\\] \\[<Level>\\] <Content>'" in err
+    code, err = run(["parse", str(log), "--format", r"\[<Time>\] \[<Level>\] <Content>",
+                     "--out", out, "-q"], capsys)  # fmt: skip
+    assert code == 0 and err == ""
+    assert read_csv(Path(out))[0]["Level"] == "notice"
+    # Nothing to say on a preset, or when the characters are escaped already.
+    code, err = run(["parse", str(log), "--format", "hdfs", "--out", out, "-q"], capsys)
+    assert "do not match" in err and "escaped" not in err
+
+
 def test_max_templates_lists_the_evicted_templates_its_rows_hold(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

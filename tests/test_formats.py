@@ -995,3 +995,15 @@ def test_guess_format_ranks_a_foreign_log_low() -> None:
     ranked = guess_format([f"just some text {i}" for i in range(20)])
     assert ranked[0][1] < 0.5
     assert guess_format([]) == []
+
+
+def test_unescaped_literals_finds_regex_characters_outside_the_fields() -> None:
+    from logwarden.io.formats import unescaped_literals
+
+    assert unescaped_literals("[<Time>] (<Pid>) <Content>") == (
+        ["[", "]", "(", ")"],
+        r"\[<Time>\] \(<Pid>\) <Content>",
+    )
+    assert unescaped_literals(r"<Date> \[<Pid>\] <Content>") is None
+    assert unescaped_literals("<Date> <Time>: <Content>") is None
+    assert unescaped_literals("linux") is None and unescaped_literals("json:msg") is None

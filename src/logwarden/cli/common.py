@@ -150,13 +150,15 @@ def stderr_console() -> Any:
     return Console(stderr=True)
 
 
-def report_stats(what: str, stats: Stats, events: int, sessions: int) -> None:
+def report_stats(
+    what: str, stats: Stats, events: int, sessions: int, fmt: str | None = None
+) -> None:
     msg = f"logwarden: {what} {events:,} log entries into {sessions:,} sessions"
     problems = stats.problems()
     if problems:
         msg += "; skipped or altered: " + ", ".join(f"{k} {v:,}" for k, v in problems.items())
     print(msg, file=sys.stderr)
-    warn_unmatched(stats)
+    warn_unmatched(stats, fmt)
 
 
 def _unmatched(stats: Stats) -> tuple[int, int]:
@@ -172,14 +174,25 @@ def mostly_unmatched(stats: Stats) -> bool:
     return lines > 0 and 2 * unmatched > lines
 
 
-def warn_unmatched(stats: Stats) -> None:
+def warn_unmatched(stats: Stats, fmt: str | None = None) -> None:
     """A warning when most lines do not match the log format: a wrong --format (or a
     model used on another kind of log) reads every line as a bare message, counted but
-    easy to miss in a summary."""
+    easy to miss in a summary. ``fmt``: the format used; a format string whose literal
+    text holds unescaped regex characters (``[<Time>]``) gets how to write them."""
+    from logwarden.io.formats import unescaped_literals
+
     unmatched, lines = _unmatched(stats)
     if mostly_unmatched(stats):
-        print(
+        msg = (
             f"logwarden: warning: {unmatched:,} of {lines:,} lines do not match the log "
-            "format: check --format (or the model's)",
-            file=sys.stderr,
+            "format: check --format (or the model's)"
         )
+        odd = unescaped_literals(fmt) if fmt else None
+        if odd is not None:
+            chars, fixed = odd
+            msg += (
+                f"; the literal text of a format string is a regular expression, and "
+                f"{' '.join(chars)} in it {'is' if len(chars) == 1 else 'are'} not escaped: "
+                f"for literal text write \\{chars[0]}, as in --format '{fixed}'"
+            )
+        print(msg, file=sys.stderr)

@@ -63,7 +63,7 @@ def read_on_ray(
         detector, args.inputs, RayConfig(address=args.address), labels=labels, diagnose=diagnose
     )
     data = result.inputs
-    report_stats("read", data.stats, data.entries, len(data.ids))
+    report_stats("read", data.stats, data.entries, len(data.ids), detector.input.format)
     report_read_errors(args, data.errors)
     timeout = detector.input.idle_timeout
     paused = paused_sessions(result.positions, timeout) if timeout is not None else 0

@@ -231,7 +231,7 @@ def read_inputs(
     if spec.input_format == "sequences":
         warn_not_sequences(data.keys)
     if spec.input_format == "raw":
-        report_stats("read", data.stats, data.entries, len(data.ids))
+        report_stats("read", data.stats, data.entries, len(data.ids), spec.format)
         report_read_errors(args, data.errors)
         if not data.ids and only:
             ids = list(only)
@@ -339,7 +339,9 @@ def report_stream(stream: VerdictStream, args: argparse.Namespace) -> None:
     """What ``read_inputs`` reports, once a stream is done."""
     if stream.detector.input.input_format != "raw":
         return
-    report_stats("read", stream.stats, stream.entries, stream.sessions)
+    report_stats(
+        "read", stream.stats, stream.entries, stream.sessions, stream.detector.input.format
+    )
     report_read_errors(args, stream.errors)
     if not stream.sessions:
         why = "; ".join(f"{p}: {m}" for p, m in stream.errors) or "check --format and --session"

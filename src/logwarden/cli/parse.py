@@ -260,5 +260,5 @@ def _summary(
     lines += [f"  warning: {w}" for w in warnings or ()]
     if not args.quiet or n_written == 0:
         print("\n".join(lines), file=sys.stderr)
-    warn_unmatched(stats)  # also under --quiet
+    warn_unmatched(stats, args.format)  # also under --quiet
     report_read_errors(args, getattr(reader, "errors", []))

@@ -390,6 +390,43 @@ def compile_format(spec: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
     return regex, tuple(n for n in names if n != "Content")
 
 
+_METACHARS = "[](){}|?*+^$"
+
+
+def unescaped_literals(spec: str) -> tuple[list[str], str] | None:
+    """For a format string (not a preset) whose literal text holds regex metacharacters
+    without a backslash (``[<Time>] <Content>``): those characters, and the format with
+    them escaped (``\\[<Time>\\] <Content>``). Literal text is a regular expression, as in
+    loghub's format strings (Linux's ``(\\[<PID>\\])?`` is a group); a bracket meant as
+    text makes a character class of the rest, and then no line matches. None when there
+    are none, or ``spec`` is a preset or JSON."""
+    name = spec.strip().lower()
+    if name in PRESETS or name.startswith("json:") or "<" not in spec:
+        return None
+    found: list[str] = []
+    parts = _FIELD.split(spec)
+    for i in range(0, len(parts), 2):
+        lit, out, k = parts[i], [], 0
+        while k < len(lit):
+            c = lit[k]
+            if c == "\\" and k + 1 < len(lit):
+                out.append(lit[k : k + 2])
+                k += 2
+                continue
+            if c in _METACHARS:
+                if c not in found:
+                    found.append(c)
+                out.append("\\" + c)
+            else:
+                out.append(c)
+            k += 1
+        parts[i] = "".join(out)
+    if not found:
+        return None
+    fixed = "".join(p if i % 2 == 0 else f"<{p}>" for i, p in enumerate(parts))
+    return found, fixed
+
+
 #: ``--format auto``: the preset that fits an input's first lines best (``guess_format``).
 AUTO = "auto"
 _LEVELS = frozenset(
