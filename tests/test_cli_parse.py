@@ -198,6 +198,44 @@ def test_a_wrong_format_that_matches_most_lines_names_the_preset_that_fits(
         assert code == 0 and "warning" not in err, fmt
 
 
+def test_json_lines_keep_their_header_fields_in_the_structured_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Fields come with the lines: one first seen on line 3 is a column, empty before it.
+    objs = [
+        {"time": "2024-01-01T00:00:00Z", "level": "INFO", "message": "Started job 1"},
+        {"time": "2024-01-01T00:00:01Z", "level": "WARN", "message": "Slow job 1, retry"},
+        {
+            "time": "2024-01-01T00:00:02Z",
+            "level": "INFO",
+            "host": "a,b",
+            "message": "Started job 2",
+        },
+        {"message": "Started job 3", "n": 3, "ok": True},
+    ]
+    log = tmp_path / "a.jsonl"
+    log.write_text("".join(json.dumps(o) + "\n" for o in objs) + "not json\n")
+    for extra in ([], ["--with-source"]):
+        out = tmp_path / "o.csv"
+        code, err = run(["parse", str(log), "--format", "json", "--out", str(out), *extra], capsys)
+        assert code == 0, err
+        rows = read_csv(out)
+        assert list(rows[0])[:9] == [
+            "LineId", "time", "level", "host", "n", "ok", "Content", "EventId", "EventTemplate",
+        ]  # fmt: skip
+        assert [(r["time"], r["level"], r["host"], r["n"]) for r in rows] == [
+            ("2024-01-01T00:00:00Z", "INFO", "", ""),
+            ("2024-01-01T00:00:01Z", "WARN", "", ""),
+            ("2024-01-01T00:00:02Z", "INFO", "a,b", ""),
+            ("", "", "", "3"),
+            ("", "", "", ""),
+        ]
+        assert [r["Content"] for r in rows] == [o["message"] for o in objs] + ["not json"]
+        assert rows[1]["EventTemplate"] == "Slow job <*>, retry" and rows[3]["ok"] == "true"
+        if extra:
+            assert [r["LineNo"] for r in rows] == ["1", "2", "3", "4", "5"]
+
+
 def test_standard_output_as_out(tmp_path: Path, capsys, monkeypatch) -> None:
     # simulate writes its log there (the labels still to their file), the same lines as a
     # file gets; parse cannot (it rewrites earlier rows) and says so, creating no file "-".

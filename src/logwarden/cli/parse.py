@@ -126,6 +126,11 @@ def cmd_parse(args: argparse.Namespace) -> int:
                         sample.extend(batch[: AUTO_SAMPLE - len(sample)])
                     sink.write_texts(batch)
         n_lines, n_written = sink.lines, sink.rows
+        if sink.columns != sink.header_written:
+            # JSON lines brought header fields while the rows were written.
+            from logwarden.parsing.structured import widen_file
+
+            widen_file(tmp, sink.columns, len(sink.header), sink.narrow_rows)
         if miner.changes_ != changes_before and sink.stale_rows:
             # Templates were generalised or merged while writing: rows written before that
             # carry an id or text that is no longer final. One pass brings them up to date

@@ -69,16 +69,17 @@ class StructuredCsv:
         self.with_source = with_source
         self.stats = stats if stats is not None else Stats()
         self.header = list(fmt.header_fields)
-        self.columns = [
-            "LineId",
-            *self.header,
-            "Content",
-            "EventId",
-            "EventTemplate",
-            "ParameterList",
-        ]
+        self._tail = ["Content", "EventId", "EventTemplate", "ParameterList"]
         if with_source:
-            self.columns += ["Source", "LineNo", "Offset"]
+            self._tail += ["Source", "LineNo", "Offset"]
+        self.columns = ["LineId", *self.header, *self._tail]
+        # JSON lines name their header fields themselves: each new one is a column from
+        # the line that brings it; rows before it are narrower (``widen_file``). A field
+        # named like one of the fixed columns is left out.
+        self.grow = isinstance(fmt, JsonFormat)
+        self._known = {*self.columns}
+        self.header_written = list(self.columns)  # the header row at the top of ``out``
+        self.narrow_rows = 0  # rows up to this LineId have fewer fields than ``header``
         self.lines = 0  # lines seen (LineId of the last one)
         self.rows = 0  # rows written
         self._writer = csv.writer(out, lineterminator="\n")
@@ -288,6 +289,12 @@ class StructuredCsv:
         rec = self.fmt.parse(line or Line(text, "", 0, 0))
         if not rec.matched:
             self.stats.add("unmatched_format")
+        if self.grow and not self._known.issuperset(rec.fields):
+            new = [k for k in rec.fields if k not in self._known]
+            self._known.update(new)
+            self.header += new
+            self.columns = ["LineId", *self.header, *self._tail]
+            self.narrow_rows = self.lines - 1
         key, values, _, template = self.miner.parse_text(rec.content, self.learn)
         if key is None:
             self.stats.add("no_template")
@@ -313,6 +320,40 @@ class StructuredCsv:
         buf.truncate()
         self._buf_writer.writerow(row)
         return buf.getvalue()[:-2]
+
+
+def widen_file(path: Path, columns: list[str], fields: int, upto: int) -> None:
+    """Rewrite a structured CSV file in place whose header fields grew while it was written
+    (``StructuredCsv.grow``: JSON lines): the header row becomes ``columns`` (``fields`` of
+    them header fields) and each row up to LineId ``upto`` gets empty values for the fields
+    that came after it; the rows after it are copied as they are."""
+    tail = len(columns) - 1 - fields
+    wide_path = path.with_name(path.name + ".wide")
+    with (
+        path.open(newline="", encoding="utf-8") as src,
+        wide_path.open("w", newline="", encoding="utf-8") as dst,
+    ):
+        r = csv.reader(iter(src.readline, ""))
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\r\n")  # as in StructuredCsv: CR, LF quoted
+
+        def writerow(row: list[str]) -> None:
+            buf.seek(0)
+            buf.truncate()
+            w.writerow(row)
+            dst.write(buf.getvalue()[:-2] + "\n")
+
+        if next(r, None) is None:
+            return
+        writerow(columns)
+        if upto > 0:
+            for row in r:
+                have = len(row) - 1 - tail
+                writerow(row[: 1 + have] + [""] * (fields - have) + row[1 + have :])
+                if row[0].isdigit() and int(row[0]) >= upto:
+                    break
+        shutil.copyfileobj(src, dst, 1 << 20)
+    os.replace(wide_path, path)
 
 
 def finalise_rows(
