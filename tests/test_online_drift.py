@@ -218,3 +218,18 @@ def test_lines_in_batches_give_what_lines_one_by_one_give() -> None:
         many.update_lines(rows[i : i + 333])
     assert one.report() == many.report()
     assert one.buckets_closed > 5 and one.warnings_total > 0
+
+
+def test_batch_buckets_give_the_lines_of_the_entries_they_count() -> None:
+    # A session's entries of known templates are counted at its end: the bucket's line
+    # range still starts at its first entry (it read 50/50 for 48 entries).
+    keys = [["A"] * 20 + ["N"] + ["B"] * 27, list("ABCDE")]
+    positions = [
+        (list(range(3, 51)), [100.0 + i for i in range(48)]),
+        (list(range(51, 56)), [700.0 + i for i in range(5)]),
+    ]
+    verdicts = [V("s0", False, 0.3), V("s1", False, 0.2)]
+    t = tracker(bucket_seconds=300.0)
+    track_batch(t, verdicts, keys, positions=positions)
+    got = [(b["entries"], b["first_line"], b["last_line"]) for b in t.buckets]
+    assert got == [(48, 3, 50), (5, 51, 55)]

@@ -323,13 +323,21 @@ class DriftTracker:
         entries: int = 0,
         time: float | None = None,
         line: int | None = None,
+        first_line: int | None = None,
     ) -> DriftWarning | None:
         """One session's verdict once it is known: flagged or not, its score, the key at
         which it was flagged (``cause``) and its keys (to suggest varied sessions).
         ``entries``: how many of its entries were not given to ``update_line`` (a batch
-        caller feeds only the new-template ones line by line; they are counted here)."""
+        caller feeds only the new-template ones line by line; they are counted here);
+        ``first_line``: the first line of those, so that the bucket's line range covers
+        every entry it counts (``line``, the session's last, is where it is counted)."""
         b = self._advance(time, line)
         b.entries += entries
+        if entries and first_line is not None:
+            if b.first_line is None or first_line < b.first_line:
+                b.first_line = first_line
+            if b.last_line is None or first_line > b.last_line:
+                b.last_line = first_line
         b.sessions += 1
         b.scores.append(float(score))
         if flagged:
@@ -625,6 +633,7 @@ def feed_batch(
     # 1 = the session's end; the end comes after its own last entry.
     feed: list[tuple[int, int, int, int, int]] = []
     times: dict[tuple[int, int], float | None] = {}
+    firsts: dict[int, int] = {}  # session -> line of its first entry counted at its end
     table = events if isinstance(events, SessionTable) else None
     for i, sess_keys in enumerate(keys):
         if (events is None and positions is None) or not sess_keys:
@@ -645,6 +654,8 @@ def feed_batch(
             if k not in known:
                 feed.append((lines[j], 0, 0, i, j))
                 times[(i, j)] = stamps[j]
+            elif i not in firsts or lines[j] < firsts[i]:
+                firsts[i] = lines[j]
         last = len(sess_keys) - 1
         feed.append((lines[last], 1, 1, i, last))
         times[(i, last)] = stamps[last]
@@ -667,6 +678,7 @@ def feed_batch(
             entries=len(keys[i]) - fed,
             time=when,
             line=at,
+            first_line=firsts.get(i) if ordered else None,
         )
 
 
