@@ -765,3 +765,27 @@ def test_a_utf8_byte_order_mark_is_not_part_of_the_first_line(tmp_path: Path, pa
     only.write_bytes(b"\xef\xbb\xbf")
     stats = Stats()
     assert list(LineReader([str(only)], stats=stats)) == []
+
+
+def test_a_last_line_without_a_line_break_is_kept_and_counted(tmp_path: Path) -> None:
+    # A file being written ends in half a line: it is still a line (a file may end
+    # without a newline), counted once per input, on every reading path.
+    cut, whole = tmp_path / "cut.log", tmp_path / "whole.log"
+    cut.write_bytes(b"a 1\nb 2\nInterrupted while waiting for mess")
+    whole.write_bytes(b"a 1\nb 2\n")
+    reader = LineReader([str(cut), str(whole), str(cut)])
+    texts = [ln.text for ln in reader]
+    assert texts.count("Interrupted while waiting for mess") == 2 and len(texts) == 8
+    assert reader.stats["no_final_newline"] == 2
+    batches = LineReader([str(cut)])
+    assert [t for b in batches.text_batches() for t in b][
+        -1
+    ] == "Interrupted while waiting for mess"
+    assert batches.stats["no_final_newline"] == 1
+    size = cut.stat().st_size
+    ranges = LineReader([FileRange(str(cut), 0, 4), FileRange(str(cut), 4, size)])
+    assert len(list(ranges)) == 3 and ranges.stats["no_final_newline"] == 1
+    assert LineReader([str(whole)]).stats["no_final_newline"] == 0
+    plain = LineReader([str(whole)])
+    list(plain)
+    assert plain.stats["no_final_newline"] == 0

@@ -385,6 +385,26 @@ def test_detect_html_and_drift_from_the_stream(
     assert report["buckets"] and sum(b["sessions"] for b in report["buckets"]) == total
 
 
+def test_a_cut_last_line_is_counted_and_noted_when_no_template_knows_it(
+    sim_logs: dict[str, Any], bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A log still being written: its last line is half a line, with no line break.
+    lines = (sim_logs["dir"] / "m.log").read_text(encoding="utf-8").splitlines()
+    last = lines[-1]
+    header = last[: last.index(": ") + 2]
+    growing, ended = tmp_path / "growing.log", tmp_path / "ended.log"
+    growing.write_text("\n".join(lines) + "\n" + header + "Interrupted while waiting for mess")
+    ended.write_text("\n".join(lines))  # a whole last line, known: counted, no note
+    for log, note in ((growing, True), (ended, False)):
+        args = ["detect", log, "--model", bundle, "--no-drift", "--jsonl", tmp_path / "v.jsonl"]
+        assert main([str(a) for a in args]) == 0
+        err = capsys.readouterr().err
+        assert "no_final_newline 1" in err
+        assert ("ends without a line break, and its last line matches no template" in err) == note
+        if note:
+            assert "Interrupted while waiting for mess'" in err and str(log) in err
+
+
 def test_sessions_waiting_too_long_go_ahead_unchanged(
     sim_logs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,6 +14,7 @@ from logwarden.cli.common import (
     report_stats,
     writing,
 )
+from logwarden.cli.inputs import note_partial_last_lines
 
 if TYPE_CHECKING:
     from logwarden.detect.detector import Detector
@@ -64,6 +65,7 @@ def read_on_ray(
     )
     data = result.inputs
     report_stats("read", data.stats, data.entries, len(data.ids), detector.input.format)
+    note_partial_last_lines(detector, args.inputs, data.stats)
     report_read_errors(args, data.errors)
     timeout = detector.input.idle_timeout
     paused = paused_sessions(result.positions, timeout) if timeout is not None else 0

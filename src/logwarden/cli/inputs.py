@@ -232,6 +232,8 @@ def read_inputs(
         warn_not_sequences(data.keys)
     if spec.input_format == "raw":
         report_stats("read", data.stats, data.entries, len(data.ids), spec.format)
+        if not learn:
+            note_partial_last_lines(detector, args.inputs, data.stats)
         report_read_errors(args, data.errors)
         if not data.ids and only:
             ids = list(only)
@@ -342,10 +344,77 @@ def report_stream(stream: VerdictStream, args: argparse.Namespace) -> None:
     report_stats(
         "read", stream.stats, stream.entries, stream.sessions, stream.detector.input.format
     )
+    note_partial_last_lines(stream.detector, args.inputs, stream.stats)
     report_read_errors(args, stream.errors)
     if not stream.sessions:
         why = "; ".join(f"{p}: {m}" for p, m in stream.errors) or "check --format and --session"
         raise RuntimeFailure(f"no session could be formed from the input ({why})")
+
+
+def note_partial_last_lines(detector: Detector, inputs: Sequence[str], stats: Any) -> None:
+    """``detect``/``eval``: an input whose last line has no line break (``no_final_newline``,
+    counted in the read summary) may be a file still being written, its last line cut
+    (``Interrupted while waiting for mess``). The line is kept (a file may end without a
+    newline); when it also matches no template the model knows, it is an unseen key
+    that may be only half a line: a note says so, naming it."""
+    if not stats["no_final_newline"] or detector.miner is None:
+        return
+    from logwarden.errors import LogwardenError
+    from logwarden.io.formats import get_format
+    from logwarden.records import Line
+
+    try:
+        fmt = get_format(detector.input.format or "")
+    except LogwardenError:
+        return
+    known = set(detector.model.keys_)
+    miner = detector.miner
+    for path in _plain_paths(inputs):
+        text = _unterminated_last_line(path)
+        if text is None:
+            continue
+        found = miner.match(fmt.parse(Line(text, path, 0, 0)).content)
+        if found is not None and f"E{miner.resolve(found.key)}" in known:
+            continue
+        shown = text if len(text) <= 80 else "..." + text[-77:]  # where it was cut
+        print(
+            f"logwarden: note: {path} ends without a line break, and its last line matches "
+            f"no template the model knows (a line still being written?): {shown!r}",
+            file=sys.stderr,
+        )
+
+
+def _plain_paths(inputs: Sequence[str]) -> list[str]:
+    """The files named by ``inputs`` as ``LineReader`` expands them (not standard input)."""
+    import glob
+    import os
+
+    paths: list[str] = []
+    for name in inputs:
+        if name == "-":
+            continue
+        if os.path.lexists(name) or not any(c in name for c in "*?["):
+            paths.append(name)
+        else:
+            paths += sorted(glob.glob(name, recursive=True))
+    return paths
+
+
+def _unterminated_last_line(path: str, limit: int = 65536) -> str | None:
+    """The last line of a plain UTF-8 file that does not end with a line break (None when
+    it does, or for gzip and UTF-16, which are not read backwards here)."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(2) in (b"\x1f\x8b", b"\xff\xfe", b"\xfe\xff"):
+                return None
+            size = fh.seek(0, 2)
+            fh.seek(max(0, size - limit - 1))
+            tail = fh.read()
+    except OSError:
+        return None
+    if not tail or tail.endswith(b"\n"):
+        return None
+    return tail[tail.rfind(b"\n") + 1 :].decode("utf-8", "replace")
 
 
 def one_blas_thread() -> Any:

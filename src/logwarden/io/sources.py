@@ -14,7 +14,9 @@ that one bad line only costs per-line handling of its neighbourhood.
 
 Stats reasons used here: ``lines_read``, ``files_read``, ``invalid_utf8``,
 ``nul_bytes``, ``truncated_line``, ``unreadable_file``, ``glob_no_match``,
-``empty_file``, ``truncated_gzip``, ``corrupt_gzip``, and in follow mode
+``empty_file``, ``truncated_gzip``, ``corrupt_gzip``, ``no_final_newline`` (an input
+whose last line has no line break: kept as a line, and counted, because it may be one
+still being written), and in follow mode
 ``file_missing`` (once per wait for the file), ``file_rotated`` and ``file_truncated``.
 """
 
@@ -237,6 +239,7 @@ class _Splitter:
         self._pending = []
         self._pending_len = 0
         self.stats.add("lines_read")
+        self.stats.add("no_final_newline")
         return [line]
 
     def _start_discard(self, data: bytes) -> None:
