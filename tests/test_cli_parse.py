@@ -196,6 +196,12 @@ def test_a_wrong_format_that_matches_most_lines_names_the_preset_that_fits(
     for fmt in ("spark", "<Date> <Time> <Level> <Component>: <Content>", "auto"):
         code, err = run(["parse", str(log), "--format", fmt, "--out", out, "-q"], capsys)
         assert code == 0 and "warning" not in err, fmt
+    # train reads the first lines again to say the same (and detect, of the model's format).
+    model = str(tmp_path / "m")
+    code, err = run(["train", str(log), "--format", "bgl", "--window", "10", "--out", model,
+                     "--hidden", "8", "--layers", "1", "--folds", "2", "--epochs", "1",
+                     "--no-params", "-q"], capsys)  # fmt: skip
+    assert code == 0 and "warning: --format bgl fits 0% of the first 300 lines" in err
 
 
 def test_json_lines_keep_their_header_fields_in_the_structured_csv(

@@ -196,3 +196,22 @@ def warn_unmatched(stats: Stats, fmt: str | None = None) -> None:
                 f"for literal text write \\{chars[0]}, as in --format '{fixed}'"
             )
         print(msg, file=sys.stderr)
+
+
+def warn_better_format(spec: str, sample: list[str], what: str | None = None) -> None:
+    """A warning when a preset fits the first lines clearly better than ``--format`` does
+    (``formats.better_format``): a wrong format that still matches most lines of a
+    similar log cuts them into garbage fields, and ``warn_unmatched`` says nothing.
+    ``what``: how to name the format (default ``--format SPEC``)."""
+    from logwarden.io.formats import better_format
+
+    found = better_format(spec, sample)
+    if found is None:
+        return
+    name, share, given = found
+    print(
+        f"logwarden: warning: {what or '--format ' + spec} fits {given:.0%} of the first "
+        f"{len(sample):,} lines (matched, with a readable time), the preset {name} "
+        f"{share:.0%}: is the input {name}? (--format {name}, or --format auto)",
+        file=sys.stderr,
+    )

@@ -14,7 +14,7 @@ from logwarden.cli.common import (
     report_stats,
     writing,
 )
-from logwarden.cli.inputs import note_partial_last_lines
+from logwarden.cli.inputs import check_format_fit, note_partial_last_lines
 
 if TYPE_CHECKING:
     from logwarden.detect.detector import Detector
@@ -65,6 +65,7 @@ def read_on_ray(
     )
     data = result.inputs
     report_stats("read", data.stats, data.entries, len(data.ids), detector.input.format)
+    check_format_fit(detector, args, data.stats)
     note_partial_last_lines(detector, args.inputs, data.stats)
     report_read_errors(args, data.errors)
     timeout = detector.input.idle_timeout

@@ -11,7 +11,13 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from logwarden.cli.common import RuntimeFailure, UsageError, report_read_errors, report_stats
+from logwarden.cli.common import (
+    RuntimeFailure,
+    UsageError,
+    report_read_errors,
+    report_stats,
+    warn_better_format,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -232,6 +238,7 @@ def read_inputs(
         warn_not_sequences(data.keys)
     if spec.input_format == "raw":
         report_stats("read", data.stats, data.entries, len(data.ids), spec.format)
+        check_format_fit(detector, args, data.stats)
         if not learn:
             note_partial_last_lines(detector, args.inputs, data.stats)
         report_read_errors(args, data.errors)
@@ -344,11 +351,35 @@ def report_stream(stream: VerdictStream, args: argparse.Namespace) -> None:
     report_stats(
         "read", stream.stats, stream.entries, stream.sessions, stream.detector.input.format
     )
+    check_format_fit(stream.detector, args, stream.stats)
     note_partial_last_lines(stream.detector, args.inputs, stream.stats)
     report_read_errors(args, stream.errors)
     if not stream.sessions:
         why = "; ".join(f"{p}: {m}" for p, m in stream.errors) or "check --format and --session"
         raise RuntimeFailure(f"no session could be formed from the input ({why})")
+
+
+def check_format_fit(detector: Detector, args: argparse.Namespace, stats: Any) -> None:
+    """``train``/``detect``/``eval`` on raw input: when some lines did not match the format
+    or had no readable time, the first lines of the input files are read again and the
+    format is checked against the presets (``warn_better_format``, as ``parse`` does)."""
+    from itertools import islice
+
+    from logwarden.io.formats import AUTO
+    from logwarden.io.sources import LineReader
+
+    spec = detector.input.format
+    given = getattr(args, "format", None)
+    if not spec or not (stats["unmatched_format"] or stats["bad_timestamp"]):
+        return
+    if given and given.strip().lower() == AUTO:
+        return  # the preset that fits best already
+    files = [p for p in args.inputs if p != "-"]
+    if not files:
+        return
+    batches = LineReader(files).text_batches()
+    sample = list(islice((t for batch in batches for t in batch), AUTO_SAMPLE))
+    warn_better_format(spec, sample, f"--format {given}" if given else f"the model's format {spec}")
 
 
 def note_partial_last_lines(detector: Detector, inputs: Sequence[str], stats: Any) -> None:

@@ -17,6 +17,7 @@ from logwarden.cli.common import (
     UsageError,
     check_outputs,
     report_read_errors,
+    warn_better_format,
     warn_unmatched,
 )
 from logwarden.cli.inputs import AUTO_SAMPLE, resolve_format
@@ -180,24 +181,6 @@ def _sampled_lines(lines: Iterable[Line], sample: list[str]) -> Iterator[Line]:
         if len(sample) < AUTO_SAMPLE:
             sample.append(line.text)
         yield line
-
-
-def warn_better_format(spec: str, sample: list[str]) -> None:
-    """A warning when a preset fits the first lines clearly better than ``--format`` does
-    (``formats.better_format``): a wrong format that still matches most lines of a
-    similar log cuts them into garbage fields, and ``warn_unmatched`` says nothing."""
-    from logwarden.io.formats import better_format
-
-    found = better_format(spec, sample)
-    if found is None:
-        return
-    name, share, given = found
-    print(
-        f"logwarden: warning: --format {spec} fits {given:.0%} of the first "
-        f"{len(sample):,} lines (matched, with a readable time), the preset {name} "
-        f"{share:.0%}: is the input {name}? (--format {name}, or --format auto)",
-        file=sys.stderr,
-    )
 
 
 def _parse_mask(spec: str) -> MaskRule:
