@@ -959,6 +959,33 @@ def test_a_session_word_that_is_no_preset_is_pointed_out(
     assert "not a preset" not in capsys.readouterr().err
 
 
+def test_a_grouping_other_than_the_models_is_pointed_out(
+    raw: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--window 10 on a model of id sessions flagged 79 of 79 windows, and --session X
+    replaced the model's sessions, without a word (only --format said it replaced the
+    model's)."""
+    d = raw["dir"]
+    log, model = d / "test.log", raw["model"]
+    base = ["detect", log, "--model", model, "--show", "0", "--no-drift"]
+    replaced = "replaces the model's sessions (--session "
+    code, _, err = run([*base, "--window", "10"], capsys)
+    assert code == 0 and f"--window 10 {replaced}" in err
+    code, _, err = run([*base, "--session", r"blk_-?\d+"], capsys)
+    assert code == 0 and replaced in err
+    code, _, err = run([*base, "--session-in-line"], capsys)
+    assert code == 0 and f"--session-in-line {replaced}" in err
+    # (The labels name id sessions, which windows do not hold: eval then stops.)
+    _, _, err = run(
+        ["eval", log, "--model", model, "--labels", d / "labels.csv", "--window", "10"], capsys
+    )
+    assert f"--window 10 {replaced}" in err
+    # The model's own grouping, given again, or none given: nothing to say.
+    for extra in ([], ["--session", SIM_SESSION_REGEX]):
+        code, _, err = run([*base, *extra], capsys)
+        assert code == 0 and "replaces the model's" not in err
+
+
 def test_input_in_another_form_than_the_models_is_pointed_out(
     seq: dict[str, Path],
     raw: dict[str, Any],

@@ -22,7 +22,7 @@ from logwarden.cli.common import (
 if TYPE_CHECKING:
     from collections.abc import Collection
 
-    from logwarden.detect.detector import Detector, Inputs, VerdictStream
+    from logwarden.detect.detector import Detector, Inputs, InputSpec, VerdictStream
 
 
 def add_input_args(sp: argparse.ArgumentParser, *, nargs: str = "+") -> None:
@@ -109,7 +109,7 @@ def apply_input_args(detector: Detector, args: argparse.Namespace) -> bool:
     whether ``--format`` replaced the model's format (warned about)."""
     if args.session is not None and args.window is not None:
         raise UsageError("give --session or --window, not both")
-    saved = detector.input.format
+    saved = detector.input
     detector.input = detector.input.override(
         input_format=args.input_format,
         format=resolve_format(args.format, args.inputs),
@@ -119,7 +119,10 @@ def apply_input_args(detector: Detector, args: argparse.Namespace) -> bool:
     )
     if detector.input.input_format == "raw" and not detector.input.format:
         raise UsageError("raw input needs --format FMT")
-    replaced = bool(args.format) and warn_other_format(args.format, detector.input.format, saved)
+    replaced = bool(args.format) and warn_other_format(
+        args.format, detector.input.format, saved.format
+    )
+    warn_other_grouping(detector.input, saved)
     if args.workers < 0:
         raise UsageError("--workers must be >= 0")
     timeout = args.idle_timeout
@@ -134,17 +137,68 @@ def apply_input_args(detector: Detector, args: argparse.Namespace) -> bool:
     return replaced
 
 
+def warn_replaced(given: str, what: str, saved: str | None, why: str) -> bool:
+    """Warn that a command-line setting (``given``, as the user wrote it) replaces the
+    model's ``what`` (``saved``, as a user would write it; None or empty: the model has
+    none, nothing is replaced) and ``why`` that matters; whether it warned. The caller
+    says whether the two differ: only then is this called."""
+    if not saved:
+        return False
+    print(
+        f"logwarden: warning: {given} replaces the model's {what} ({saved}): {why}",
+        file=sys.stderr,
+    )
+    return True
+
+
 def warn_other_format(flag_value: str, given: str | None, saved: str | None) -> bool:
     """Warn when ``--format`` (``flag_value``, read as ``given``) is not the model's
     ``saved`` format; whether it is not."""
     if not saved or same_format(given, saved):
         return False
-    print(
-        f"logwarden: warning: --format {flag_value} replaces the model's format "
-        f"({saved}): its templates were learnt from messages that format cut out",
-        file=sys.stderr,
+    return warn_replaced(
+        f"--format {flag_value}",
+        "format",
+        saved,
+        "its templates were learnt from messages that format cut out",
     )
-    return True
+
+
+def warn_other_grouping(now: InputSpec, saved: InputSpec) -> bool:
+    """Warn when ``--window``, ``--session`` or ``--session-in-line`` group raw lines
+    otherwise than the model (``saved``: its input settings; ``now``: with the command
+    line's over them); whether they do. Its keys' orders and counts, its thresholds and
+    its idle timeout were learnt from sessions grouped its way: other groups are flagged
+    (windows of a model of id sessions: every one of them) or missed for that alone."""
+    if now.input_format != "raw" or grouping(now) == grouping(saved):
+        return False
+    return warn_replaced(
+        grouping_flags(now),
+        "sessions",
+        grouping_flags(saved),
+        "its orders, counts and thresholds were learnt from sessions grouped its way, "
+        "so verdicts on sessions grouped otherwise say little (drop the option for the model's)",
+    )
+
+
+def grouping(spec: InputSpec) -> tuple[str | None, int | None, bool]:
+    """How ``spec`` groups raw lines into sessions: (id regex, window, in line)."""
+    from logwarden.sessions import SESSION_PRESETS
+
+    session = SESSION_PRESETS.get(spec.session, spec.session) if spec.session else None
+    return session, spec.window, bool(spec.session_in_line) and session is not None
+
+
+def grouping_flags(spec: InputSpec) -> str:
+    """``spec``'s grouping as the options that give it ("" for none)."""
+    if spec.window is not None:
+        return f"--window {spec.window}"
+    if not spec.session:
+        return ""
+    import shlex
+
+    flags = f"--session {shlex.quote(spec.session)}"
+    return flags + (" --session-in-line" if spec.session_in_line else "")
 
 
 def same_format(a: str | None, b: str) -> bool:
