@@ -986,6 +986,38 @@ def test_a_grouping_other_than_the_models_is_pointed_out(
         assert code == 0 and "replaces the model's" not in err
 
 
+def test_most_lines_without_a_session_id_are_warned_about(
+    raw: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hadoop by task attempt ids: 1,590 of 2,000 lines without an id, 151 ERROR lines
+    among them, were left out with a count in the summary, and detect said "0 anomalous"."""
+    d = raw["dir"]
+    lines = (d / "test.log").read_text(encoding="utf-8").splitlines()
+    mixed = tmp_path / "mixed.log"
+    extra = [
+        f"{line[:23]} 7 {'ERROR' if i % 3 == 0 else 'INFO'} node.Monitor: disk {i} checked"
+        for i, line in enumerate(lines)
+    ]
+    mixed.write_text("\n".join(lines + extra) + "\n", encoding="utf-8")
+    errors = sum(1 for i in range(len(lines)) if i % 3 == 0)
+    warning = re.compile(
+        r"warning: ([\d,]+) of ([\d,]+) lines hold no session id and were not judged "
+        r"\(([\d,]+) of them at level WARN, ERROR or FATAL\): check the --session"
+    )
+    model = raw["model"]
+    code, _, err = run(["detect", mixed, "--model", model, "--show", "0", "--no-drift"], capsys)
+    found = warning.search(err)
+    assert code == 0 and found, err
+    no_id, total, severe = (int(g.replace(",", "")) for g in found.groups())
+    # The simulator's own lines without an id, and the added ones.
+    assert total == 2 * len(lines) and len(lines) < no_id < total and severe >= errors
+    assert f"no_session_id {no_id:,}" in err
+    code, _, err = run(["eval", mixed, "--model", model, "--labels", d / "labels.csv"], capsys)
+    assert code == 0 and found.group(0) in err
+    code, _, err = run(["detect", d / "test.log", "--model", model, "--show", "0"], capsys)
+    assert code == 0 and "no session id" not in err
+
+
 def test_input_in_another_form_than_the_models_is_pointed_out(
     seq: dict[str, Path],
     raw: dict[str, Any],

@@ -114,6 +114,41 @@ def test_bad_input_counts_and_multi_id_lines_match(tmp_path: Path) -> None:
     assert sum(copy_line in lines for lines in fast.lines) == 2
 
 
+def test_lines_without_id_count_their_warnings_and_errors_alike(tmp_path: Path) -> None:
+    """Lines without a session id are judged by nothing: those of a level that says
+    something went wrong are counted apart (no_session_id_severe), by the column path,
+    the object path and the stream alike."""
+    from logwarden.io.ingest import SessionStream
+
+    log = tmp_path / "levels.log"
+    rows = [
+        "INFO job j-1 started",
+        "ERROR disk full on node 3",
+        "WARN slow heartbeat",
+        "INFO heartbeat ok",
+        "WARNING retrying later",
+        "FATAL out of memory",
+        "ERROR job j-1 failed",  # has an id: judged
+        "error lower-case level",
+        "not-a-log-line ERROR",  # matches no format: no level
+    ]
+    lines = [
+        r if r.startswith("not") else f"2026-03-01 10:00:{i:02d} {r}" for i, r in enumerate(rows)
+    ]
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fast, slow = both(log, FMT, r"\bj-\d+")
+    assert_same(fast, slow)
+    assert fast.stats["no_session_id"] == 7 and fast.stats["no_session_id_severe"] == 5
+    assert "no_session_id_severe" not in fast.stats.problems()  # a part of no_session_id
+    for timeout in (None, 1.0):
+        cfg = SessionConfig(id_pattern=r"\bj-\d+", idle_timeout=timeout)
+        stream = SessionStream([str(log)], FMT, cfg, fast.miner)
+        list(stream)
+        counts = stream.stats.counts.copy()
+        counts.pop("reopened_session", None)  # j-1 after 6 s, with the 1 s timeout
+        assert counts == fast.stats.counts
+
+
 @pytest.mark.parametrize(
     ("pattern", "raw_line"),
     [

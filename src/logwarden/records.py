@@ -81,9 +81,23 @@ class Stats:
         return dict(sorted(self.counts.items()))
 
     def problems(self) -> dict[str, int]:
-        """The counts that say something was skipped or altered (not plain volume)."""
-        return {k: v for k, v in sorted(self.counts.items()) if k not in VOLUME_COUNTS}
+        """The counts that say something was skipped or altered (not plain volume, nor a
+        detail of another count)."""
+        return {
+            k: v
+            for k, v in sorted(self.counts.items())
+            if k not in VOLUME_COUNTS and k not in DETAIL_COUNTS
+        }
 
 
 # Counts of plain volume, not of anything skipped or altered.
 VOLUME_COUNTS = frozenset({"lines_read", "files_read"})
+
+# Counts of a part of what another count counts (listed there already).
+DETAIL_COUNTS = frozenset({"no_session_id_severe"})
+
+#: Levels (a format's ``Level`` field, upper-cased) that say something went wrong: the
+#: lines a user least wants left unjudged (``no_session_id_severe``).
+SEVERE_LEVELS = frozenset(
+    "WARN WARNING ERROR ERR FATAL SEVERE CRITICAL CRIT ALERT EMERG FAILURE".split()
+)

@@ -30,7 +30,7 @@ from logwarden.errors import ConfigError
 from logwarden.io.formats import LogFormat, get_format
 from logwarden.io.sources import LineReader, SelectedLineReader, SourceConfig
 from logwarden.parsing import TemplateMiner
-from logwarden.records import Event, Stats
+from logwarden.records import SEVERE_LEVELS, Event, Stats
 from logwarden.sessions.grouping import (
     SESSION_PRESETS,
     TIMESTAMP_LIMIT,
@@ -243,6 +243,7 @@ class _Batch:
     bad_format_ts: int = 0
     bad_ts: int = 0  # timestamps out of range (elapsed times treat them as missing)
     no_id: int = 0
+    no_id_severe: int = 0  # of no_id, lines of a severe level (SEVERE_LEVELS)
     valid: list[float | None] = field(default_factory=list)
     multi: dict[int, list[str]] = field(default_factory=dict)  # kept line -> its ids, in
     # line order, for the lines that name more than one session
@@ -300,6 +301,7 @@ class _Scan:
         match = fmt.regex.fullmatch
         groupindex = fmt.regex.groupindex
         content_group = groupindex.get("Content")
+        level_group = groupindex.get("Level")
         times = fmt.parse_time
         parse = self.miner.parse_slots
         learn = self.learn
@@ -367,6 +369,10 @@ class _Scan:
                 found = []
             if not found:
                 out.no_id += 1
+                if level_group and m is not None:
+                    level = m.group(level_group)
+                    if level and level.strip().upper() in SEVERE_LEVELS:
+                        out.no_id_severe += 1
             for sid in found:
                 rows = groups.get(sid)
                 if rows is None:
@@ -552,10 +558,10 @@ def _read_fast(
     members: list[list[int]] = []
     index: dict[str, int] = {}
     ids: list[str] = []
-    unmatched = no_id = empty = bad_ts = bad_format = 0
+    unmatched = no_id = no_id_severe = empty = bad_ts = bad_format = 0
 
     def merge(batch: list[str], res: _Batch) -> None:
-        nonlocal empty, unmatched, bad_format, bad_ts, no_id
+        nonlocal empty, unmatched, bad_format, bad_ts, no_id, no_id_severe
         if res.empty_at:
             empty += len(res.empty_at)
             gone = set(res.empty_at)
@@ -564,6 +570,7 @@ def _read_fast(
         bad_format += res.bad_format_ts
         bad_ts += res.bad_ts
         no_id += res.no_id
+        no_id_severe += res.no_id_severe
         base = len(texts)
         texts.extend(batch)
         for j, content in res.unknown.items():
@@ -599,6 +606,7 @@ def _read_fast(
         ("unmatched_format", unmatched),
         ("empty_line", empty),
         ("no_session_id", no_id),
+        ("no_session_id_severe", no_id_severe),
         ("bad_timestamp", bad_format + bad_ts),
     ):
         if n:
@@ -884,7 +892,14 @@ class _Streamer:
         self.clock = math.nan
         self.first_clock = math.nan
         self.counts = dict.fromkeys(
-            ("unmatched_format", "empty_line", "no_session_id", "bad_timestamp"), 0
+            (
+                "unmatched_format",
+                "empty_line",
+                "no_session_id",
+                "no_session_id_severe",
+                "bad_timestamp",
+            ),
+            0,
         )
         self.reopened = 0
         self.compact_at = stream.compact_rows
@@ -954,6 +969,7 @@ class _Streamer:
         counts["unmatched_format"] += res.unmatched
         counts["bad_timestamp"] += res.bad_format_ts + res.bad_ts
         counts["no_session_id"] += res.no_id
+        counts["no_session_id_severe"] += res.no_id_severe
         base = len(self.texts)
         self.texts.extend(batch)
         self.numbers.extend(range(self.s.events + 1, self.s.events + 1 + len(batch)))

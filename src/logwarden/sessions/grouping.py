@@ -7,8 +7,9 @@ Three grouping modes, exactly one per configuration:
   ``search_raw_line``); every match is an id: group 1 when the pattern has a capturing
   group, else the whole match. A line holding two different ids belongs to both
   sessions; the same id twice in one line counts once. ``id_field`` takes the id from a
-  header field instead. Lines without an id are counted as ``no_session_id`` and, by
-  default, left out of every session: a catch-all session would splice unrelated
+  header field instead. Lines without an id are counted as ``no_session_id`` (and those
+  of them whose ``Level`` field says WARN, ERROR, FATAL or the like, ``SEVERE_LEVELS``,
+  as ``no_session_id_severe`` too) and, by default, left out of every session: a catch-all session would splice unrelated
   executions into one sequence and teach the model paths that never happen. With
   ``keep_unidentified`` they go into one session whose id is ``UNIDENTIFIED_ID``.
   A session closes at the end of input (``flush``), after ``idle_timeout`` seconds of
@@ -54,7 +55,7 @@ from types import MappingProxyType
 from typing import Any, overload
 
 from logwarden.errors import ConfigError
-from logwarden.records import Event, Line, Param, Record, Stats
+from logwarden.records import SEVERE_LEVELS, Event, Line, Param, Record, Stats
 
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 
@@ -377,6 +378,9 @@ class Sessionizer:
         ids = self._ids(record)
         if not ids:
             self.stats.add("no_session_id")
+            level = record.fields.get("Level")
+            if level and level.strip().upper() in SEVERE_LEVELS:
+                self.stats.add("no_session_id_severe")
             if not self._keep:
                 return closed
             ids = [UNIDENTIFIED_ID]
