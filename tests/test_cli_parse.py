@@ -415,6 +415,29 @@ def test_wrong_format_lines_are_kept_whole_and_counted(tmp_path: Path, capsys) -
     assert rows[1]["Content"].startswith("[Sun Dec 04") and rows[1]["Date"] == ""
 
 
+def test_unreadable_timestamps_are_counted_as_detect_counts_them(tmp_path: Path, capsys) -> None:
+    """50 OpenStack lines with the hour 99: detect counted bad_timestamp 50, and the parse
+    summary, which lists every skipped or altered line by reason, said nothing."""
+    from logwarden.io.ingest import read_raw_sessions
+    from logwarden.sessions import SessionConfig
+
+    lines = HDFS_LINES * 20
+    bad = {3: "081109 993615", 17: "081340 203615", 18: "081109 206199", 40: "081109 99"}
+    for i, head in bad.items():  # the same shape as good lines, but for the last one
+        lines[i] = head + lines[i][13:]
+    log = tmp_path / "hdfs.log"
+    log.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o.csv"
+    for extra in ([], ["--with-source"], ["--mask", "id=blk_-?\\d+"]):  # the bulk path, the full
+        code, err = run(["parse", str(log), "--format", "hdfs", "--out", str(out), *extra], capsys)
+        assert code == 0 and counts(err) == {"bad_timestamp": len(bad)}, (extra, err)
+    read = read_raw_sessions([str(log)], "hdfs", SessionConfig(id_pattern=r"blk_-?\d+"))
+    assert read.stats["bad_timestamp"] == len(bad)
+    log.write_text("\n".join(HDFS_LINES * 20) + "\n")
+    code, err = run(["parse", str(log), "--format", "hdfs", "--out", str(out)], capsys)
+    assert code == 0 and "bad_timestamp" not in err
+
+
 def test_missing_file_is_reported_and_others_still_read(tmp_path: Path, capsys) -> None:
     log = tmp_path / "ok.log"
     log.write_text(HDFS_LINES[0] + "\n")

@@ -13,6 +13,9 @@ shape into its fields, and a ``%`` format that turns the pieces into the CSV row
 plan is checked against the full path on the line that made it; a shape whose row the
 plan cannot reproduce (quotes to double, characters ``repr`` escapes) stays on the full
 path. The rest of a batch is C-level ``map`` calls: no Python code runs per line.
+Timestamps are checked the same way: a shape's time fields are cut by an ``itemgetter``,
+and each distinct time text of a batch is read once (``bad_timestamp`` counts the lines
+whose time the format cannot read, or reads out of range, as ``detect`` counts them).
 
 The fast path is off when it could differ from the full path: user masks (regexes that
 may treat digits differently), format regexes that name digits literally, JSON input,
@@ -35,6 +38,7 @@ from typing import Any, TextIO
 from logwarden.io.formats import JsonFormat, LogFormat
 from logwarden.parsing.miner import Slot, TemplateMiner
 from logwarden.records import Line, Stats
+from logwarden.sessions.grouping import TIMESTAMP_LIMIT
 
 _SHAPE = str.maketrans("123456789", "000000000")
 _TOKEN = re.compile(r"\S+")
@@ -102,6 +106,9 @@ class StructuredCsv:
         self._key: dict[str, int | None] = {}  # shape -> template id, for counts
         self._unmatched: set[str] = set()  # shapes whose header does not match the format
         self._slow: set[str] = set()  # shapes that take the full path every time
+        # shape -> its time fields' texts (see _time_cut), for the bad_timestamp count
+        self._time_cut: dict[str, Callable[[str], Any]] = {}
+        self._time_fields = fmt.time_fields  # the fields the cuts cut
         self._changes = miner.changes_
         # Rows up to this LineId may name an id or text that a later merge or generalisation
         # made stale; finalise_rows brings them up to date (rows after it are final).
@@ -171,6 +178,72 @@ class StructuredCsv:
                     self.out.write(f"{i},{self._fmt[shape] % cuts[shape](text)}\n")
                     self.rows += 1
         self._count(shapes)
+        if self.fmt.time_fields:
+            self._count_bad_times(texts, shapes)
+
+    def _count_bad_times(self, texts: list[str], shapes: list[str]) -> None:
+        """Count the batch's lines whose time the format cannot read (or reads out of
+        range) as ``bad_timestamp``, as reading them into sessions does: each distinct
+        time text once. Lines of slow shapes were counted by the full path; lines that
+        do not match the format have no time to read."""
+        fmt = self.fmt
+        if fmt.time_fields is not self._time_fields:  # another choice of fields (BGL)
+            self._time_cut.clear()
+            self._time_fields = fmt.time_fields
+        cut_of = self._time_cut
+        new = set(shapes).difference(cut_of)
+        if new:
+            for shape, text in dict(zip(shapes, texts, strict=True)).items():
+                if shape in new:
+                    cut_of[shape] = self._make_time_cut(text, shape)
+        parse = fmt.parse_time
+        bad = 0
+        example: dict[Any, str] | None = None
+        counts = Counter(map(operator.call, map(cut_of.__getitem__, shapes), texts))
+        for stamp, n in counts.items():
+            if stamp is None:
+                continue
+            text = stamp if isinstance(stamp, str) else " ".join(stamp[1:])
+            ts = parse(text) if text else None
+            if ts is None:
+                # The format's own reading, which may try other fields (BGL) and counts.
+                if example is None:
+                    stamps = map(operator.call, map(cut_of.__getitem__, shapes), texts)
+                    example = dict(zip(stamps, texts, strict=True))
+                m = fmt.regex.fullmatch(example[stamp].strip())
+                if m is not None:
+                    fields = {k: v for k, v in m.groupdict().items() if v is not None}
+                    fields.pop("Content", None)
+                    ts = fmt.timestamp(fields)
+            if ts is None or not -TIMESTAMP_LIMIT < ts < TIMESTAMP_LIMIT:
+                bad += n
+        if bad:
+            self.stats.add("bad_timestamp", bad)
+
+    def _make_time_cut(self, text: str, shape: str) -> Callable[[str], Any]:
+        """What cuts the time text out of a line of ``shape``: one slice when its time
+        fields stand one space apart (the usual header: the slice is the text the format
+        reads), else a tuple of the fields that starts with an empty piece; or gives None
+        for a shape without a time to read here."""
+        if shape in self._slow or shape in self._unmatched or not text:
+            return _no_time
+        stripped = text.strip()
+        m = self.fmt.regex.fullmatch(stripped)
+        if m is None:
+            return _no_time
+        lead = len(text) - len(text.lstrip())
+        pieces = [slice(0, 0)]  # a tuple even for one field
+        for name in self.fmt.time_fields:
+            a, b = m.span(name)
+            if a >= 0:
+                pieces.append(slice(a + lead, b + lead))
+        if len(pieces) == 1:  # no time field in the line: an empty time, as the format reads it
+            pieces.append(slice(0, 0))
+        whole = slice(pieces[1].start, pieces[-1].stop)
+        if text[whole] == " ".join(text[p] for p in pieces[1:]):
+            # The same for every line of the shape: the separators are the same characters.
+            return operator.itemgetter(whole)
+        return operator.itemgetter(*pieces)
 
     def _count(self, shapes: list[str]) -> None:
         """Template counts and skip counts for a batch, from its shape histogram."""
@@ -191,6 +264,7 @@ class StructuredCsv:
 
     def _clear_plans(self) -> None:
         self._cut.clear()
+        self._time_cut.clear()
         self._fmt.clear()
         self._key.clear()
         self._unmatched.clear()
@@ -286,6 +360,7 @@ class StructuredCsv:
         if not text:
             self.stats.add("empty_line")
             return
+        before = self.fmt.bad_timestamps
         rec = self.fmt.parse(line or Line(text, "", 0, 0))
         if not rec.matched:
             self.stats.add("unmatched_format")
@@ -295,6 +370,11 @@ class StructuredCsv:
             self.header += new
             self.columns = ["LineId", *self.header, *self._tail]
             self.narrow_rows = self.lines - 1
+        ts = rec.timestamp
+        if self.fmt.bad_timestamps != before or (
+            ts is not None and not -TIMESTAMP_LIMIT < ts < TIMESTAMP_LIMIT
+        ):
+            self.stats.add("bad_timestamp")
         key, values, _, template = self.miner.parse_text(rec.content, self.learn)
         if key is None:
             self.stats.add("no_template")
@@ -354,6 +434,10 @@ def widen_file(path: Path, columns: list[str], fields: int, upto: int) -> None:
                     break
         shutil.copyfileobj(src, dst, 1 << 20)
     os.replace(wide_path, path)
+
+
+def _no_time(text: str) -> None:
+    return None
 
 
 def finalise_rows(
