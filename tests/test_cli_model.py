@@ -1018,6 +1018,24 @@ def test_most_lines_without_a_session_id_are_warned_about(
     assert code == 0 and "no session id" not in err
 
 
+def test_train_warns_when_most_times_cannot_be_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--format '<Date> <Time> <Content>' on OpenStack counted bad_timestamp 1,200 of
+    1,200 and trained anyway: timing models without elapsed times and no idle timeout,
+    without a warning."""
+    log = tmp_path / "t.log"
+    simulate(SimConfig(seed=5, sessions=60, normal_only=True)).write(log)
+    shifted = "<Pid> <Date> <Time> <Level> <Content>"  # Date, Time: '00:00:00.910', '35'
+    base = ["train", log, "--session", SIM_SESSION_REGEX, "--epochs", "1", *FAST]
+    code, _, err = run([*base, "--format", shifted, "--out", tmp_path / "m1"], capsys)
+    assert code == 0 and "could not be read: the timing models" in err
+    assert "and the idle timeout (sessions complete at the end of input only) are off" in err
+    assert manifest(tmp_path / "m1")["input"]["idle_timeout"] is None
+    code, _, err = run([*base, "--format", SIM_FORMAT, "--out", tmp_path / "m2"], capsys)
+    assert code == 0 and "could not be read" not in err
+
+
 def test_input_in_another_form_than_the_models_is_pointed_out(
     seq: dict[str, Path],
     raw: dict[str, Any],

@@ -214,6 +214,27 @@ def warn_no_id(stats: Stats, fmt: str | None = None) -> None:
     )
 
 
+def warn_unread_times(stats: Stats, idle_timeout: bool = True) -> None:
+    """``train``: a warning when the time of most lines that match the format could not
+    be read (``bad_timestamp``): the model then trains without elapsed times (its timing
+    models learn nothing) and without an idle timeout, and said so nowhere but in a count
+    (a format whose <Date> and <Time> cut the wrong words read none of 1,200 times).
+    ``idle_timeout``: the sessions are id sessions, which would learn one."""
+    unmatched, lines = _unmatched(stats)
+    bad, matched = stats["bad_timestamp"], lines - unmatched
+    if matched <= 0 or 2 * bad <= matched:
+        return
+    off = "the timing models (the time between a session's entries)"
+    if idle_timeout:
+        off += " and the idle timeout (sessions complete at the end of input only)"
+    print(
+        f"logwarden: warning: the time of {bad:,} of {matched:,} lines could not be read: "
+        f"{off} are off; check that the format's time fields (<Date>, <Time>, ...) cut "
+        "the time out of the lines, or try --format auto",
+        file=sys.stderr,
+    )
+
+
 def warn_unmatched(stats: Stats, fmt: str | None = None) -> None:
     """A warning when most lines do not match the log format: a wrong --format (or a
     model used on another kind of log) reads every line as a bare message, counted but

@@ -9,7 +9,13 @@ import sys
 import time
 from typing import Any
 
-from logwarden.cli.common import RuntimeFailure, UsageError, check_out_dir, stderr_console
+from logwarden.cli.common import (
+    RuntimeFailure,
+    UsageError,
+    check_out_dir,
+    stderr_console,
+    warn_unread_times,
+)
 from logwarden.cli.inputs import add_input_args, apply_input_args, read_inputs
 from logwarden.cli.lines import add_line_label_args, train_supervised
 from logwarden.models import KeyModelConfig
@@ -133,6 +139,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not data.keys:
         raise RuntimeFailure("no training session (jsonl input trains on label-0 sessions only)")
     spec = detector.input
+    if spec.input_format == "raw":
+        warn_unread_times(data.stats, idle_timeout=spec.window is None)
     if (
         args.idle_timeout is None
         and spec.input_format == "raw"
