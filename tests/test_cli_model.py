@@ -1036,6 +1036,26 @@ def test_train_warns_when_most_times_cannot_be_read(
     assert code == 0 and "could not be read" not in err
 
 
+def test_files_given_newest_first_are_warned_about(
+    raw: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rotated logs globbed as app.log* come newest first: OpenStack's sessions of both
+    days merged (9 sessions of ~50 entries, all flagged count_exceeded) without a word;
+    in the other order 18 sessions and normal verdicts. The input is not reordered."""
+    log = raw["dir"] / "test.log"
+    newer = tmp_path / "newer.log"
+    newer.write_text(log.read_text(encoding="utf-8").replace("2026-03-01 ", "2026-03-02 "))
+    base = ["detect", "--model", raw["model"], "--show", "0", "--no-drift"]
+    code, _, err = run([*base, newer, log], capsys)
+    lines = len(log.read_text(encoding="utf-8").splitlines())
+    assert code == 0
+    assert "1 input file starts before the file before it ends, in log time; " in err
+    assert f"{lines:,} lines go back in log time" in err and "give the files oldest first" in err
+    assert "input_went_back 1" in err and f"time_went_back {lines:,}" in err
+    code, _, err = run([*base, log, newer], capsys)
+    assert code == 0 and "went_back" not in err and "oldest first" not in err
+
+
 def test_input_in_another_form_than_the_models_is_pointed_out(
     seq: dict[str, Path],
     raw: dict[str, Any],

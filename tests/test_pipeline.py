@@ -149,6 +149,60 @@ def test_lines_without_id_count_their_warnings_and_errors_alike(tmp_path: Path) 
         assert counts == fast.stats.counts
 
 
+@pytest.mark.parametrize("batch_bytes", [None, 120])
+def test_time_going_back_is_counted_alike_on_every_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_bytes: int | None
+) -> None:
+    """Rotated logs given newest first: the older file's sessions merged with the newer's
+    of the same id, without a word. Lines further back than the idle timeout (an hour
+    without one) count as time_went_back, and a file whose first timed line is one as
+    input_went_back, by the object path, the column path and the stream alike."""
+    from logwarden.io import ingest
+    from logwarden.io.ingest import SessionStream
+    from logwarden.io.sources import SourceConfig
+
+    if batch_bytes is not None:  # a line or two a batch: files start mid-way of nothing
+        monkeypatch.setattr(
+            ingest, "SourceConfig", lambda **kw: SourceConfig(chunk_bytes=batch_bytes, **kw)
+        )
+
+    def log(name: str, day: int, extra: list[str] = ()) -> str:
+        rows = [f"2026-03-{day:02d} 10:00:{i:02d} INFO job j-{i % 3} step {i}" for i in range(9)]
+        path = tmp_path / name
+        path.write_text("\n".join([*extra, *rows]) + "\n", encoding="utf-8")
+        return str(path)
+
+    # Its first lines untimed (no match) and empty: the first timed line decides.
+    older = log("app.log.1", 1, ["not a log line j-1", ""])
+    newer = log("app.log", 2)
+    late = log("late.log", 2, ["2026-03-02 09:30:00 INFO job j-1 late by half an hour"])
+    cases = [
+        ([newer, older], 9, 1),  # newest first: every line of the older one goes back
+        ([older, newer], 0, 0),
+        ([newer, newer], 0, 0),  # the same times again: not an hour back
+        ([newer, late, older], 9, 1),  # half an hour back: within the hour
+    ]
+    pattern = r"\bj-\d+"
+    for paths, lines_back, inputs_back in cases:
+        fast = read_raw_sessions(paths, FMT, SessionConfig(id_pattern=pattern))
+        slow = read_raw_sessions(paths, FMT, SessionConfig(id_pattern=pattern, max_open=10**9))
+        assert isinstance(fast.sessions, SessionTable)
+        assert fast.stats.counts == slow.stats.counts, paths
+        assert fast.stats["time_went_back"] == lines_back, paths
+        assert fast.stats["input_went_back"] == inputs_back, paths
+        stream = SessionStream(paths, FMT, SessionConfig(id_pattern=pattern), fast.miner)
+        list(stream)
+        assert stream.stats.counts == fast.stats.counts
+    # With an idle timeout, the timeout is how far back a line may go: half an hour too.
+    paths = [newer, late, older]
+    cfg = SessionConfig(id_pattern=pattern, idle_timeout=60.0)
+    slow = read_raw_sessions(paths, FMT, cfg)
+    stream = SessionStream(paths, FMT, cfg, slow.miner)
+    list(stream)
+    assert slow.stats["time_went_back"] == 10 and slow.stats["input_went_back"] == 2
+    assert stream.stats.counts == slow.stats.counts
+
+
 @pytest.mark.parametrize(
     ("pattern", "raw_line"),
     [

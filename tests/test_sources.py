@@ -789,3 +789,28 @@ def test_a_last_line_without_a_line_break_is_kept_and_counted(tmp_path: Path) ->
     plain = LineReader([str(whole)])
     list(plain)
     assert plain.stats["no_final_newline"] == 0
+
+
+def test_the_first_batch_of_each_input_is_marked(tmp_path: Path) -> None:
+    """Batches never span two inputs, and the first of each is a StreamStart: a reader of
+    batches sees where an input begins (an input that starts before the one before it
+    ends, in log time, is counted), also when a selection keeps none of that batch."""
+    from logwarden.io.sources import SelectedLineReader, StreamStart
+
+    a, empty, b = tmp_path / "a.log", tmp_path / "empty.log", tmp_path / "b.log"
+    a.write_text("".join(f"a{i} x\n" for i in range(50)))
+    empty.write_text("")
+    b.write_text("b0 y\nb1 x")  # no newline at the end: the last batch is finish()'s
+    reader = LineReader([str(a), str(empty), str(b)], SourceConfig(chunk_bytes=64))
+    batches = list(reader.text_batches())
+    starts = [batch[0] for batch in batches if isinstance(batch, StreamStart)]
+    assert starts == ["a0 x", "b0 y"] and len(batches) > 3
+    assert [t for batch in batches for t in batch] == [
+        *(f"a{i} x" for i in range(50)),
+        "b0 y",
+        "b1 x",
+    ]
+    # a's first batch holds none of the ids: its mark goes to the first batch kept.
+    picked = SelectedLineReader([str(a), str(b)], ["a49", "b1"], SourceConfig(chunk_bytes=64))
+    got = [(type(x), x) for x in picked.text_batches()]
+    assert got == [(StreamStart, ["a49 x"]), (StreamStart, ["b1 x"])]

@@ -163,6 +163,7 @@ def report_stats(
     print(msg, file=sys.stderr)
     warn_unmatched(stats, fmt)
     warn_no_id(stats, fmt)
+    warn_went_back(stats)
 
 
 def _unmatched(stats: Stats) -> tuple[int, int]:
@@ -233,6 +234,35 @@ def warn_unread_times(stats: Stats, idle_timeout: bool = True) -> None:
         "the time out of the lines, or try --format auto",
         file=sys.stderr,
     )
+
+
+def warn_went_back(stats: Stats) -> None:
+    """A warning when an input starts earlier in log time than the inputs before it end
+    (``input_went_back``), or when 1% of the lines or more go back in log time
+    (``time_went_back``; both counted by id sessions, beyond the idle timeout or, without
+    one, an hour): separate runs are read as one, their sessions of one id merge, and the
+    idle timeout completes nothing while the clock waits for the later run's time (rotated
+    logs globbed as app.log* come newest first: all of OpenStack's sessions flagged
+    count_exceeded, and normal in the other order). The input is not reordered: the
+    user knows which order is right."""
+    inputs, lines = stats["input_went_back"], stats["time_went_back"]
+    _, read = _unmatched(stats)
+    went = f"{lines:,} lines go back in log time further than the idle timeout (or an hour)"
+    if inputs:
+        files = "1 input file starts" if inputs == 1 else f"{inputs:,} input files start"
+        print(
+            f"logwarden: warning: {files} before the file before it ends, in log time; "
+            f"{went}: read in this order, separate runs merge into sessions of one id "
+            "that never go idle; give the files oldest first (rotated logs: app.log.2 "
+            "app.log.1 app.log; app.log* lists them newest first)",
+            file=sys.stderr,
+        )
+    elif read > 0 and 100 * lines >= read:
+        print(
+            f"logwarden: warning: {went}: the input may hold separate runs out of order "
+            "(files joined newest first?), which merge into sessions of one id",
+            file=sys.stderr,
+        )
 
 
 def warn_unmatched(stats: Stats, fmt: str | None = None) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from logwarden.errors import ConfigError
 from logwarden.io.formats import LogFormat, get_format
-from logwarden.io.sources import LineReader, SelectedLineReader, SourceConfig
+from logwarden.io.sources import LineReader, SelectedLineReader, SourceConfig, StreamStart
 from logwarden.parsing import TemplateMiner
 from logwarden.records import SEVERE_LEVELS, Event, Stats
 from logwarden.sessions.grouping import (
@@ -38,6 +38,7 @@ from logwarden.sessions.grouping import (
     Session,
     SessionConfig,
     SessionTable,
+    TimeOrder,
     gather,
     group,
 )
@@ -559,9 +560,13 @@ def _read_fast(
     index: dict[str, int] = {}
     ids: list[str] = []
     unmatched = no_id = no_id_severe = empty = bad_ts = bad_format = 0
+    order = TimeOrder(config.idle_timeout)
 
     def merge(batch: list[str], res: _Batch) -> None:
         nonlocal empty, unmatched, bad_format, bad_ts, no_id, no_id_severe
+        if isinstance(batch, StreamStart):
+            order.start_input()
+        order.feed(res.valid)
         if res.empty_at:
             empty += len(res.empty_at)
             gone = set(res.empty_at)
@@ -611,6 +616,7 @@ def _read_fast(
     ):
         if n:
             stats.add(reason, n)
+    order.add_to(stats.add)
 
     line_keys, labels, texts_by_key = _resolve_keys(keys, miner, unknown)
     session_keys = [[labels[line_keys[r]] for r in rows] for rows in members]
@@ -902,6 +908,7 @@ class _Streamer:
             0,
         )
         self.reopened = 0
+        self.order = TimeOrder(self.timeout)
         self.compact_at = stream.compact_rows
         # Ids of sessions closed for idleness (and the log clock then), for REMEMBER
         # timeouts: a line of one of them counts as a reopened session.
@@ -954,6 +961,7 @@ class _Streamer:
         for reason, n in self.counts.items():
             if n:
                 s.stats.add(reason, n)
+        self.order.add_to(s.stats.add)
         if self.reopened:
             s.stats.add("reopened_session", self.reopened)
         if self.late:
@@ -962,6 +970,9 @@ class _Streamer:
 
     def merge(self, batch: list[str], res: _Batch) -> None:
         counts = self.counts
+        if isinstance(batch, StreamStart):
+            self.order.start_input()
+        self.order.feed(res.valid)
         if res.empty_at:
             counts["empty_line"] += len(res.empty_at)
             gone = set(res.empty_at)

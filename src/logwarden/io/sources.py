@@ -440,6 +440,14 @@ def _from_utf16(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield tail.encode("utf-8", errors="surrogatepass")
 
 
+class StreamStart(list):  # type: ignore[type-arg]
+    """The first batch of lines of an input (a file, a range of one, stdin), as
+    ``LineReader`` yields it: a consumer of batches knows where an input begins (to notice
+    an input that starts earlier in log time than the one before it ends)."""
+
+    __slots__ = ()
+
+
 def _has_glob(name: str) -> bool:
     return not _GLOB_CHARS.isdisjoint(name)
 
@@ -549,6 +557,7 @@ class LineReader:
         split.texts_only = texts_only
         total = 0
         failure: tuple[str, str] | None = None
+        first = True  # the first batch is a StreamStart
         try:
             chunks = _chunks(stream, self.config.chunk_bytes, gzip=offset == 0)
             if offset == 0:
@@ -559,7 +568,8 @@ class LineReader:
                 total += len(chunk)
                 lines = split.feed(chunk)
                 if lines:
-                    yield lines
+                    yield StreamStart(lines) if first else lines
+                    first = False
         except _SourceError as exc:
             failure = (exc.reason, str(exc))
         except OSError as exc:
@@ -567,7 +577,7 @@ class LineReader:
         # Whatever was read before a failure is still delivered, last partial line included.
         last = split.finish()
         if last:
-            yield last
+            yield StreamStart(last) if first else last
         if failure is not None:
             self._error(failure[0], source, failure[1])
         elif total == 0 and offset == 0:
@@ -796,9 +806,12 @@ class SelectedLineReader(LineReader):
 
     def _batches(self, texts_only: bool) -> Iterator[list[Any]]:
         search = self._search
+        start = False  # an input began in a batch of which nothing was kept
         for batch in super()._batches(texts_only):
+            start = start or isinstance(batch, StreamStart)
             kept = [x for x in batch if search(x if texts_only else x.text)]
             if len(kept) < len(batch):
                 self.stats.add("other_sessions", len(batch) - len(kept))
             if kept:
-                yield kept
+                yield StreamStart(kept) if start else kept
+                start = False

@@ -33,7 +33,12 @@ Three grouping modes, exactly one per configuration:
 
 Event time is a watermark: the largest timestamp seen so far. Timestamps that are not
 finite or beyond +-1e11 s (year 5138; a parse error, not a time) are treated as missing
-and counted as ``bad_timestamp``.
+and counted as ``bad_timestamp``. In id mode, a line whose timestamp is more than the idle
+timeout (without one, ``BACKWARD_LIMIT``) before the event time is counted as
+``time_went_back``, and as ``input_went_back`` too when it is the first timed line of an
+input (a file read after the one it precedes: rotated logs given newest first), where
+separate runs meet and their sessions of the same id merge: it is kept where it is, as the
+log has it (``TimeOrder`` counts the same on the column paths).
 
 Every entry gets an elapsed time: seconds since the previous entry of the same session,
 0.0 for the first entry of a session, None when either timestamp is missing. Out-of-order
@@ -49,8 +54,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from itertools import pairwise
-from operator import itemgetter
+from operator import is_not, itemgetter
 from types import MappingProxyType
 from typing import Any, overload
 
@@ -89,6 +95,64 @@ _EPOCH = datetime(1970, 1, 1)
 # Timestamps outside +-TIMESTAMP_LIMIT seconds are garbage; excluding them keeps window indexes
 # and names finite and lets one bad line not push the idle clock into the far future.
 TIMESTAMP_LIMIT = 1e11
+
+
+#: Seconds a line's time may lie before the latest time read before it without counting as
+#: ``time_went_back``, for id sessions without an idle timeout (with one: the timeout).
+#: Lines of concurrent processes or hosts interleave seconds or minutes apart; an hour
+#: back is another run (a rotated log read after a newer one).
+BACKWARD_LIMIT = 3600.0
+
+
+class TimeOrder:
+    """What ``Sessionizer`` counts of log time going back, for the column paths that see
+    the valid timestamps a batch at a time (``io.ingest``): lines more than ``limit``
+    seconds before the latest time read before them (``time_went_back``), and inputs whose
+    first timed line is one (``input_went_back``; ``start_input`` when an input begins)."""
+
+    __slots__ = ("clock", "inputs_back", "limit", "lines_back", "pending")
+
+    def __init__(self, limit: float | None) -> None:
+        self.limit = limit if limit is not None else BACKWARD_LIMIT
+        self.clock = -math.inf  # the latest valid time read
+        self.lines_back = 0
+        self.inputs_back = 0
+        self.pending = False  # an input began and no timed line of it was read yet
+
+    def start_input(self) -> None:
+        self.pending = True
+
+    def feed(self, valid: Sequence[float | None]) -> None:
+        """The next lines' valid timestamps (None: missing or out of range)."""
+        times = list(filter(_is_time, valid))
+        if not times:
+            return
+        clock, limit = self.clock, self.limit
+        if self.pending:
+            self.pending = False
+            if times[0] < clock - limit:
+                self.inputs_back += 1
+        top = max(times)
+        if min(times) >= max(clock, top) - limit:  # no line goes back that far: no loop
+            self.clock = max(clock, top)
+            return
+        for t in times:
+            if t > clock:
+                clock = t
+            elif t < clock - limit:
+                self.lines_back += 1
+        self.clock = clock
+
+    def add_to(self, add: Callable[[str, int], Any]) -> None:
+        """Add the counts with ``add(reason, n)`` (``Stats.add``), those that are not 0."""
+        if self.lines_back:
+            add("time_went_back", self.lines_back)
+        if self.inputs_back:
+            add("input_went_back", self.inputs_back)
+
+
+# Whether a timestamp is there (not None), in C: filter calls it for every line.
+_is_time = partial(is_not, None)
 
 
 def ids_in(pattern: re.Pattern[str], findall: bool, text: str) -> list[str]:
@@ -328,6 +392,12 @@ class Sessionizer:
             self._keep = config.keep_unidentified
             self._seq = 0  # first-appearance counter, the order of group() and flush()
             self._first_clock: float | None = None
+            self._back = config.idle_timeout if config.idle_timeout is not None else BACKWARD_LIMIT
+            # The input of the last line (a new source, or a line number not after the last
+            # one's: a new input began), and whether no timed line of it was read yet.
+            self._source: str | None = None
+            self._lineno = 0
+            self._new_input = False
             self._push, self._flush = self._push_id, self._flush_id
 
     @property
@@ -365,6 +435,11 @@ class Sessionizer:
         record = event.record
         ts = record.timestamp
         closed: list[Session] = []
+        line = record.line
+        if line.lineno <= self._lineno or line.source != self._source:
+            self._new_input = True
+            self._source = line.source
+        self._lineno = line.lineno
         if ts is not None:
             if not -TIMESTAMP_LIMIT < ts < TIMESTAMP_LIMIT:  # also False for NaN
                 self.stats.add("bad_timestamp")
@@ -373,8 +448,15 @@ class Sessionizer:
                 if self._clock is None:
                     self._first_clock = ts
                 self._clock = ts
+                self._new_input = False
                 if self._timeout is not None:
                     self._expire(closed)
+            else:
+                if ts < self._clock - self._back:  # back in time: another run?
+                    self.stats.add("time_went_back")
+                    if self._new_input:
+                        self.stats.add("input_went_back")
+                self._new_input = False
         ids = self._ids(record)
         if not ids:
             self.stats.add("no_session_id")
@@ -424,6 +506,7 @@ class Sessionizer:
         out = [s.session for s in sorted(self._open.values(), key=lambda s: s.session._order)]
         self._open.clear()
         self._clock = self._first_clock = None
+        self._source, self._lineno = None, 0
         return out
 
     # -- count windows ---------------------------------------------------------------
