@@ -399,7 +399,8 @@ def test_a_cut_last_line_is_counted_and_noted_when_no_template_knows_it(
         args = ["detect", log, "--model", bundle, "--no-drift", "--jsonl", tmp_path / "v.jsonl"]
         assert main([str(a) for a in args]) == 0
         err = capsys.readouterr().err
-        assert "no_final_newline 1" in err
+        assert "noted: no_final_newline 1" in err  # read as it is: not "skipped or altered"
+        assert "altered: no_final_newline" not in err
         assert ("ends without a line break, and its last line matches no template" in err) == note
         if note:
             assert "Interrupted while waiting for mess'" in err and str(log) in err

@@ -86,12 +86,20 @@ class Stats:
         return {
             k: v
             for k, v in sorted(self.counts.items())
-            if k not in VOLUME_COUNTS and k not in DETAIL_COUNTS
+            if k not in VOLUME_COUNTS and k not in DETAIL_COUNTS and k not in NOTED_COUNTS
         }
+
+    def notes(self) -> dict[str, int]:
+        """The counts of lines read as they are that a user should still hear of."""
+        return {k: v for k, v in sorted(self.counts.items()) if k in NOTED_COUNTS and v}
 
 
 # Counts of plain volume, not of anything skipped or altered.
 VOLUME_COUNTS = frozenset({"lines_read", "files_read"})
+
+# Counts of lines read as they are, but worth a word: a last line without a line break
+# may be one still being written.
+NOTED_COUNTS = frozenset({"no_final_newline"})
 
 # Counts of a part of what another count counts (listed there already).
 DETAIL_COUNTS = frozenset({"no_session_id_severe"})

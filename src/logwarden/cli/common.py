@@ -160,10 +160,18 @@ def report_stats(
     problems = stats.problems()
     if problems:
         msg += "; skipped or altered: " + ", ".join(f"{k} {v:,}" for k, v in problems.items())
+    msg += noted(stats)
     print(msg, file=sys.stderr)
     warn_unmatched(stats, fmt)
     warn_no_id(stats, fmt)
     warn_went_back(stats)
+
+
+def noted(stats: Stats) -> str:
+    """``"; noted: reason n, ..."`` for the counts of lines read as they are that a user
+    should still hear of (``Stats.notes``: a last line without a line break), else ""."""
+    notes = stats.notes()
+    return "; noted: " + ", ".join(f"{k} {v:,}" for k, v in notes.items()) if notes else ""
 
 
 def _unmatched(stats: Stats) -> tuple[int, int]:

@@ -9,7 +9,14 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from logwarden.cli.common import RuntimeFailure, UsageError, open_out, report_read_errors, writing
+from logwarden.cli.common import (
+    RuntimeFailure,
+    UsageError,
+    noted,
+    open_out,
+    report_read_errors,
+    writing,
+)
 from logwarden.cli.inputs import resolve_format, warn_other_format
 
 if TYPE_CHECKING:
@@ -91,6 +98,7 @@ def read_stream(
     problems = stream.stats.problems()
     if problems:
         msg += "; skipped or altered: " + ", ".join(f"{k} {v:,}" for k, v in problems.items())
+    msg += noted(stream.stats)
     print(msg, file=sys.stderr)
     report_read_errors(args, stream.errors)
     if len(stream) == 0:

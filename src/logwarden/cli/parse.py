@@ -16,6 +16,7 @@ from logwarden.cli.common import (
     RuntimeFailure,
     UsageError,
     check_outputs,
+    noted,
     report_read_errors,
     warn_better_format,
     warn_unmatched,
@@ -241,6 +242,8 @@ def _summary(
     counts = stats.problems()
     if counts:
         lines.append("  skipped or altered: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    if stats.notes():
+        lines.append("  " + noted(stats).removeprefix("; "))
     lines.append(f"  wrote {out} and {templates_out}")
     if n_written == 0:
         lines.append("  no line could be parsed")
