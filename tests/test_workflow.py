@@ -348,6 +348,26 @@ def test_diagnosis_of_a_parameter_anomaly_names_the_step(mined: Workflows) -> No
     assert again.to_dict() == d.to_dict()
 
 
+def test_a_parameter_anomaly_at_a_step_off_the_workflow_says_so_too(mined: Workflows) -> None:
+    """A timing anomaly at a step the workflow does not allow there (a step before it is
+    missing): the text names the step and also that the run left its workflow, with the
+    steps it allows instead, as the JSON's ``diverged`` and ``expected`` do."""
+    keys = ["a_login", "a_check1", "a_check2", "a_done"]  # neither list nor show
+    d = diagnose(mined, keys, 3, "performance", {"a_done": "done", "a_show": "show <*>"})
+    assert d.step == {"key": "a_done", "template": "done"} and d.diverged
+    assert "never right after a_check2" in (d.why or "")
+    text = "\n".join(d.describe())
+    assert "happened in step a_done 'done'" in text
+    assert (
+        "the run left the workflow here: at step a_check2, observed a_done (never right after a_check2)"
+        in text
+    )
+    allows = next(t for t in d.describe() if "allows next" in t)
+    assert "a_show 'show <*>'" in allows and "a_done" not in allows
+    again = Diagnosis.from_dict(json.loads(json.dumps(d.to_dict())))
+    assert again.describe() == d.describe()
+
+
 def test_unknown_keys_have_no_workflow(mined: Workflows) -> None:
     d = diagnose(mined, ["x", "y"], 1, "unseen_key")
     assert d.workflow is None and d.to_dict()["expected"] == []

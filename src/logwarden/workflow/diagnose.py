@@ -122,8 +122,15 @@ class Diagnosis:
                 f"  workflow {self.workflow}: happened in step {_named(self.step['key'], self.step.get('template'))}"
                 f", after {'its start' if self.state == START else self.state}"
             )
-            return out
-        if self.observed == END:
+            if not self.diverged:
+                return out
+            # The step is not one the workflow allows there: the run had left its workflow
+            # too (a step missing before it), which matters more than the timing.
+            out.append(
+                f"  the run left the workflow here: at {state}, observed {self.observed}"
+                + (f" ({self.why})" if self.why else "")
+            )
+        elif self.observed == END:
             head = f"  workflow {self.workflow}: the execution ended at {state}"
             if self.diverged:
                 out.append(head + ", where the workflow does not end")
@@ -246,10 +253,10 @@ def _diagnose_session(
     if reason in ("parameter", "performance") and position < len(keys):
         st, cnt = snapshot
         allowed = wf.allowed(st, cnt)
+        diverged = observed not in {b for b, _ in allowed}
         return Diagnosis(
-            wf.name, st, observed, position, _expected(allowed),
-            diverged=observed not in {b for b, _ in allowed},
-            step={"key": observed},
+            wf.name, st, observed, position, _expected(allowed), diverged=diverged,
+            why=_why(wf, st, observed, cnt) if diverged else None, step={"key": observed},
         )  # fmt: skip
     final = wf.allowed(state, counts)
     ends = END in {b for b, _ in final}
@@ -336,8 +343,9 @@ def _diagnose_window(
     allowed = wf.successors(state)
     if reason in ("parameter", "performance"):
         return Diagnosis(
-            wf.name, state, observed, position, _expected(allowed),
-            diverged=leads is None, step={"key": observed},
+            wf.name, state, observed, position, _expected(allowed), diverged=leads is None,
+            why=None if leads is not None else _why(wf, state, observed, {}),
+            step={"key": observed},
         )  # fmt: skip
     return Diagnosis(
         wf.name, state, observed, position, _expected(allowed), diverged=leads is None,
