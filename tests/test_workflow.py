@@ -368,6 +368,32 @@ def test_a_parameter_anomaly_at_a_step_off_the_workflow_says_so_too(mined: Workf
     assert again.describe() == d.describe()
 
 
+def test_a_divergence_before_the_flagged_entry_is_named_as_such(mined: Workflows) -> None:
+    """The key model flags entry 5; the run had left its workflow at entry 3 already: the
+    text and the HTML say that it is an earlier entry than the flagged one, and show the
+    raw lines of both places, each under its own heading."""
+    from logwarden.detect import REASONS, Verdict
+    from logwarden.workflow.render import html_report
+
+    keys = ["a_login", "a_check1", "a_check2", "a_done", "a_done", "boom"]
+    lines = [f"line of {k} #{i}" for i, k in enumerate(keys)]
+    d = diagnose(mined, keys, 5, "unseen_key", lines=lines)
+    assert (d.position, d.observed, d.diverged) == (3, "a_done", True)
+    v = Verdict("s1", True, len(keys), 9.0, "unseen_key", "keys", 5, "boom", diagnosis=d)
+    v.lines = lines[2:]
+    text = v.describe()
+    assert "the run had left the workflow earlier, at entry 3 (the flagged entry is 5)" in text
+    assert "lines where it left the workflow (entry 3):\n  | line of a_login #0" in text
+    # Where the divergence is the flagged entry, nothing more is said.
+    same = diagnose(mined, keys[:4], 3, "ranked_out")
+    assert "left the workflow at entry 3, at step a_check2" in "\n".join(same.describe(3))
+    page = html_report([v], mined, {}, REASONS)
+    assert "the run had left the workflow earlier, at entry 3 (the flagged entry is 5)" in page
+    flagged = page.index("Raw lines around the flagged entry:")
+    left = page.index("Raw lines where the run left its workflow (entry 3):")
+    assert "line of boom #5" in page[flagged:left] and "line of a_login #0" in page[left:]
+
+
 def test_unknown_keys_have_no_workflow(mined: Workflows) -> None:
     d = diagnose(mined, ["x", "y"], 1, "unseen_key")
     assert d.workflow is None and d.to_dict()["expected"] == []

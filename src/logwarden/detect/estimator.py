@@ -150,7 +150,7 @@ class Verdict:
         if self.lines:
             out += [f"  | {line}" for line in self.lines]
         if self.diagnosis is not None:
-            out += self.diagnosis.describe()
+            out += self.diagnosis.describe(self.position)
         return "\n".join(out)
 
 

@@ -107,8 +107,9 @@ class Diagnosis:
             lines=d.get("lines"),
         )
 
-    def describe(self) -> list[str]:
-        """Plain-words lines for ``Verdict.describe``."""
+    def describe(self, flagged: int | None = None, lines: bool = True) -> list[str]:
+        """Plain-words lines for ``Verdict.describe``; ``flagged``: the verdict's entry, so
+        that a divergence at another entry says so; ``lines``: with the raw lines there."""
         if self.workflow is None:
             return ["  workflow: none of its keys belongs to a workflow mined in training"]
         state = (
@@ -148,8 +149,8 @@ class Diagnosis:
             obs = _named(self.observed, self.observed_template)
             if self.diverged:
                 out.append(
-                    f"  workflow {self.workflow}: left the workflow at entry {self.position}, "
-                    f"at {state}: observed {obs}" + (f" ({self.why})" if self.why else "")
+                    f"  workflow {self.workflow}: {self._left(flagged)}, at {state}: observed "
+                    f"{obs}" + (f" ({self.why})" if self.why else "")
                 )
             else:
                 out.append(
@@ -169,9 +170,22 @@ class Diagnosis:
             )
         elif self.observed != END or self.diverged:
             out.append("  the workflow allows nothing after this state")
-        if self.lines:
+        if self.lines and lines:
+            out.append(f"  lines where it left the workflow (entry {self.position}):")
             out += [f"  | {line}" for line in self.lines]
         return out
+
+    def _left(self, flagged: int | None) -> str:
+        """Where the run left its workflow, saying so when that is not the verdict's entry
+        (the key model can flag an entry well after the run left its workflow)."""
+        if flagged is None or flagged == self.position:
+            return f"left the workflow at entry {self.position}"
+        if self.position < flagged:
+            return (
+                f"the run had left the workflow earlier, at entry {self.position} "
+                f"(the flagged entry is {flagged})"
+            )
+        return f"left the workflow later, at entry {self.position} (the flagged entry is {flagged})"
 
 
 def _named(key: str, template: str | None) -> str:

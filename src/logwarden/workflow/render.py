@@ -310,7 +310,8 @@ def _anomaly_section(
     if cut:
         out.append(f'<p class="note">{esc(CUT_NOTE)}</p>')
     if d is not None:
-        out.append("<p>" + "<br>".join(esc(line.strip()) for line in d.describe()) + "</p>")
+        text = d.describe(v.position, lines=False)  # the raw lines come below
+        out.append("<p>" + "<br>".join(esc(line.strip()) for line in text) + "</p>")
         rows = [
             f'<tr class="expected"><td>{esc(e["key"])}</td><td>{esc(e.get("template") or "")}</td>'
             f"<td>{e['probability']:.3f}</td></tr>"
@@ -344,8 +345,15 @@ def _anomaly_section(
             + "; ".join(f"{esc(e['key'])} ({e['probability']:.2f})" for e in v.expected)
             + f'; observed <span class="observed">{esc(v.observed or "")}</span></p>'
         )
-    raw = (d.lines if d is not None and d.lines else None) or v.lines
-    if raw:
-        out.append("<p>Raw lines around it:</p><pre>" + esc("\n".join(raw)) + "</pre>")
+    if v.lines:
+        out.append(
+            "<p>Raw lines around the flagged entry:</p><pre>" + esc("\n".join(v.lines)) + "</pre>"
+        )
+    if d is not None and d.lines:
+        out.append(
+            f"<p>Raw lines where the run left its workflow (entry {d.position}):</p><pre>"
+            + esc("\n".join(d.lines))
+            + "</pre>"
+        )
     out.append("</section>")
     return "\n".join(out)
