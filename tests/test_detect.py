@@ -214,6 +214,10 @@ def test_the_count_rule_learns_each_keys_most_repeats_and_flags_one_more(auto: D
     (v,) = short.verdicts([session])
     assert (v.anomalous, v.reason, v.position, v.observed) == (True, "count_exceeded", 7, "B")
     assert "repeated more times" in v.describe()
+    # The count and the bound: the 4th B, at most 3 in a normal session.
+    assert (v.count, v.max_count) == (4, 3)
+    assert (v.to_dict()["count"], v.to_dict()["max_count"]) == (4, 3)
+    assert "occurrence 4 of B in this session; at most 3 times in any normal" in v.describe()
     a = short.model_.assess([km.encode(session)])
     assert a.over_count is not None and a.count_exceeded is not None
     assert np.flatnonzero(a.over_count).tolist() == [7, 8]  # the 4th B and the 4th C

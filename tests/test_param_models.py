@@ -378,6 +378,40 @@ def test_small_units_flag_only_values_outside_their_training_range() -> None:
         assert models.score({1: _series(test)})[1].anomalous[::50].all(), n
 
 
+def test_a_value_beyond_the_training_range_is_explained_by_that_range() -> None:
+    """A small unit flags only values beyond its training range (and a margin): the
+    explanation says "above the training range [lo, hi]" and the bound passed, not only
+    the sigmas (a small LSTM's were +1.0 for a value just past its range)."""
+    from logwarden.detect import DeepLog, Verdict
+
+    rng = np.random.default_rng(4)
+    for n in (60, 400):  # robust, small LSTM
+        train = np.stack([rng.lognormal(math.log(0.5), 0.3, n), rng.uniform(4, 1026, n)], 1)
+        models = ParamModels(ParamModelConfig(**TINY)).fit({1: _series(train)})
+        m = models.models[(1, None)]
+        lo, hi = m.info["low"][1], m.info["high"][1]
+        assert models.beyond_range((1, None), 1, (lo + hi) / 2) is None
+        assert models.beyond_range((9, None), 1, 1e9) is None  # no such unit
+        got = models.beyond_range((1, None), 1, hi * 10)
+        assert got is not None and got["range"] == [lo, hi]
+        assert hi < got["limit"] < hi * 10
+        low = models.beyond_range((1, None), 1, -1e6)
+        assert low is not None and low["limit"] < lo
+        test = np.array([[0.5, hi * 10]])
+        sc = models.score({1: _series(test)})[1]
+        assert sc.anomalous.tolist() == [True] and int(sc.dim[0]) == 1, n
+        est = DeepLog()
+        est.params_, est.templates_ = models, {"E1": "task <*> done"}
+        line = Line("task 10260 done", "", 0, 1)
+        session = Session("s", [Event(Record(line, "task 10260 done", {}, None, True), 1, "",
+                                     [P(f"{hi * 10:g}", "int")])])  # fmt: skip
+        d = est.deviation(sc, 0, ["E1"], session, 0)
+        assert d["range"] == [lo, hi] and d["limit"] == got["limit"]
+        text = Verdict("s", True, 1, 1.0, "parameter", "params", 0, deviation=d).describe()
+        assert f"above the training range [{lo:.6g}, {hi:.6g}] and its margin" in text, text
+        assert f"({got['limit']:.6g})" in text
+
+
 def test_entry_scorer_gives_score_with_history_values_across_units() -> None:
     """The stream's one-pass scorer: every entry of a mix of units (contextual and small
     LSTMs, robust units, logged dimensions, 1 to 3 dimensions), in any order, with

@@ -102,6 +102,10 @@ class Verdict:
     deviation: dict[str, Any] | None = None
     # where the session stands against its task's workflow (when workflows were mined)
     diagnosis: Diagnosis | None = None
+    # count_exceeded: the observed key's occurrences in the session up to the entry, and
+    # the most any normal training session held
+    count: int | None = None
+    max_count: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -116,6 +120,9 @@ class Verdict:
             d[name] = getattr(self, name)
         if self.deviation is not None:
             d["deviation"] = self.deviation
+        if self.count is not None:
+            d["count"] = self.count
+            d["max_count"] = self.max_count
         if self.lines is not None:
             d["lines"] = self.lines
         if self.diagnosis is not None:
@@ -135,6 +142,12 @@ class Verdict:
             out.append(f"  observed: {obs} (never seen in training)")
         elif self.reason in ("ranked_out", "unseen_transition", "count_exceeded"):
             out.append(f"  observed: {obs} (p={self.probability:.2g}, rank {self.rank})")
+            if self.count is not None:
+                most = self.max_count
+                out.append(
+                    f"  count: occurrence {self.count} of {self.observed} in this session; "
+                    f"at most {most} time{'' if most == 1 else 's'} in any normal training session"
+                )
         elif self.deviation is not None:
             out.append(f"  entry: {obs}")
             out.append("  " + _describe_deviation(self.deviation))
@@ -157,16 +170,29 @@ class Verdict:
 def _describe_deviation(d: Mapping[str, Any]) -> str:
     if d["dimension"] == "elapsed":
         what = f"time since the previous entry ({d['after']})"
-        obs, exp = f"{d['observed']:.3g} s", f"{d['expected']:.3g} s"
+        unit, digits = " s", ".3g"
+        obs = f"{d['observed']:.3g} s"
     else:
         name = d.get("name")
         what = f"parameter {d['parameter']}" + (f" ({name})" if name else "")
-        obs, exp = d.get("text") or f"{d['observed']:.6g}", f"{d['expected']:.6g}"
+        unit, digits = "", ".6g"
+        obs = d.get("text") or f"{d['observed']:.6g}"
+    exp = f"{d['expected']:{digits}}{unit}"
     how = "robust statistics" if d["model"] == "robust" else "LSTM"
     if d.get("constant"):
         far = f"always {exp} in normal runs"
     else:
         far = f"expected about {exp}, {d['sigmas']:+.1f} sigma"
+    span = d.get("range")
+    if span is not None and not d.get("constant"):
+        # A unit that flags only values beyond its training range (and a margin): that is
+        # the bound, whatever the sigmas say.
+        lo, hi = (f"{v:{digits}}" for v in span)
+        side = "above" if d["observed"] > span[1] else "below"
+        obs += (
+            f", {side} the training range [{lo}, {hi}]{unit} and its margin "
+            f"({d['limit']:{digits}}{unit})"
+        )
     return f"{what}: {obs}; {far} ({how} model of {d['unit']})"
 
 
@@ -830,8 +856,15 @@ class DeepLog:
             "after": prev,
             "constant": bool(sc.constant[j]) if sc.constant is not None else False,
         }
+        params = getattr(self, "params_", None)
+        beyond = (
+            None
+            if params is None
+            else params.beyond_range((sc.key, sc.prev), dim, float(sc.observed[j]))
+        )
+        if beyond is not None:  # a unit that flags only values beyond its training range
+            d.update(beyond)
         if dim > 0:
-            params = self.params_
             assert params is not None
             pos = params.models[(sc.key, sc.prev)].positions[dim - 1]
             d["parameter"] = pos
@@ -943,6 +976,8 @@ class DeepLog:
                 window,
                 expected,
             )
+            if reason == "count_exceeded":
+                v.count, v.max_count = self.count_detail(sess, p)
             if diagnose:
                 # A diagnosis depends on the keys alone (its raw lines come after), and
                 # anomalous sessions repeat (the DeepLog split: 4,123 distinct of 16,838).
@@ -955,6 +990,14 @@ class DeepLog:
         if lines is not None:
             attach_lines(out, lines)
         return out
+
+    def count_detail(self, keys: Sequence[str], position: int) -> tuple[int, int | None]:
+        """A count_exceeded entry's numbers: how many times its key occurs in ``keys`` up
+        to ``position`` (included), and the most any normal training session held it."""
+        key = str(keys[position])
+        seen = sum(1 for k in keys[: position + 1] if str(k) == key)
+        km = self._fitted()
+        return seen, km.count_limit(km.index.get(key, UNK))
 
     def _diagnose(
         self,

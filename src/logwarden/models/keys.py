@@ -792,6 +792,14 @@ class KeyModel:
         out[sp[nth == limit[target[sp]] + 1]] = True
         return out
 
+    def count_limit(self, key: int) -> int | None:
+        """The most times one normal training session held ``key`` (an index), the count
+        rule's bound; None without the rule or for a key it does not count."""
+        limit = self._count_limit
+        if limit is None or not FIRST_KEY <= key < len(limit):
+            return None
+        return int(limit[key])
+
     def count_over(self, key: int, nth: int) -> bool:
         """Streaming form of ``over_count``: is the ``nth`` occurrence of ``key`` in a
         session the one past its normal count?"""

@@ -826,6 +826,29 @@ class ParamModels:
         with np.errstate(invalid="ignore"):
             return (t >= got[1]) & (t <= got[2])
 
+    def beyond_range(self, unit: Unit, dim: int, value: float) -> dict[str, Any] | None:
+        """For a unit that guards with its training range (robust and small ones, see
+        ``_range_guard``), when ``value`` of dimension ``dim`` lies beyond that range and
+        its margin: ``{"range": [low, high], "limit": bound}``, the training range and the
+        widened bound the value passed, in the original units (what an explanation
+        states: the sigmas of such a unit need not be large). None otherwise."""
+        m = self.models.get(unit)
+        if m is None or not math.isfinite(value) or not 0 <= dim < len(m.center):
+            return None
+        row = np.zeros((1, len(m.center)))
+        row[0, dim] = value
+        inside = self._range_guard(m, row)
+        low, high = m.info.get("low"), m.info.get("high")
+        if inside is None or inside[0, dim] or low is None or high is None:
+            return None
+        lo, hi = low[dim], high[dim]
+        if lo is None or hi is None or m.guard_bounds is None:
+            return None
+        above = bool(m.transform(row)[0, dim] > m.guard_bounds[2][dim])
+        bound = m.guard_bounds[2 if above else 1][dim]
+        limit = float(m.untransform(np.array([bound]), np.array([dim]))[0])
+        return {"range": [float(lo), float(hi)], "limit": round(limit, 6)}
+
     # -- persistence -------------------------------------------------------------------------
 
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -1017,13 +1017,16 @@ class StreamDetector:
         labels = s.labels()
         observed = labels[p]
         reason = "unseen_key" if c.target == UNK else key_reason(c.new, c.over)
-        return Verdict(
+        v = Verdict(
             s.sid, True, p + 1, 0.0, reason, "keys", p, observed,
             self.model.templates_.get(observed), round(c.prob, 6),
             c.rank if c.target != UNK else None,
             labels[max(0, p - self.h) : p], self._expected(c.window),
             [e.text for e in s.entries[max(0, p - 3) : p + 2]],
         )  # fmt: skip
+        if reason == "count_exceeded":
+            v.count, v.max_count = self.model.count_detail(labels, p)
+        return v
 
     def _end_verdict(self, s: _Open, c: _Close) -> Verdict:
         p = len(s.entries)
@@ -1221,6 +1224,7 @@ def _history_from(item: dict[str, Any]) -> tuple[tuple[int, int | None], UnitHis
 _VERDICT_FIELDS = (
     "session", "anomalous", "length", "score", "reason", "detector", "position", "observed",
     "observed_template", "probability", "rank", "window", "expected", "lines", "deviation",
+    "count", "max_count",
 )  # fmt: skip
 
 

@@ -49,11 +49,13 @@ function describe(v) {
   const obs = v.observed_template || v.observed;
   if (v.reason === "unseen_key") out.push(`  observed: ${obs} (never seen in training)`);
   else if (["ranked_out", "unseen_transition", "count_exceeded"].includes(v.reason)) out.push(`  observed: ${obs} (p=${Number(v.probability).toPrecision(2)}, rank ${v.rank})`);
+  if (v.count != null) out.push(`  count: occurrence ${v.count} of ${v.observed} in this session; at most ${v.max_count} in any normal training session`);
   else if (v.deviation) {
     const d = v.deviation;
     out.push(`  entry: ${obs}`);
     const what = d.dimension === "elapsed" ? `time since the previous entry (${d.after})` : `parameter ${d.parameter}${d.name ? " (" + d.name + ")" : ""}`;
-    out.push(`  ${what}: ${d.text || d.observed}; expected about ${Number(d.expected).toPrecision(3)}, ${d.sigmas > 0 ? "+" : ""}${d.sigmas} sigma (${d.model} model of ${d.unit})`);
+    const span = d.range && !d.constant ? `, ${d.observed > d.range[1] ? "above" : "below"} the training range [${d.range[0]}, ${d.range[1]}] and its margin (${d.limit})` : "";
+    out.push(`  ${what}: ${d.text || d.observed}${span}; expected about ${Number(d.expected).toPrecision(3)}, ${d.sigmas > 0 ? "+" : ""}${d.sigmas} sigma (${d.model} model of ${d.unit})`);
   }
   if (v.window && v.window.length) out.push(`  after: ${v.window.join(" ")}`);
   // As the CLI's text: what the model gave no chance (shown as 0.00) is left out, the first kept.
