@@ -430,7 +430,7 @@ def test_explain_top_and_text(auto: DeepLog) -> None:
     (v,) = short.verdicts([list("ACBDE")])
     assert len(v.expected) == 2 and v.expected[0]["key"] == "B"
     text = v.describe()
-    assert "ANOMALY at entry 1" in text
+    assert "ANOMALY at entry 2" in text  # position 1: entries from 1 for people
     assert REASONS["unseen_transition"] in text
     assert TEMPLATES["C"] in text  # the observed entry, by its template
     assert TEMPLATES["B"] in text  # what was expected instead

@@ -60,6 +60,9 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         len(lines) // 2 + 9,
         f"{stamp} INFO dfs.FSNamesystem: BLOCK* ask 10.0.0.1:50010 to delete  {blocks[3]} {blocks[1]}",
     )
+    # Empty lines, in both files: line numbers count them (as --line-scores does).
+    for at in (40, 41, len(lines) // 2 + 120):
+        lines.insert(at, "")
     half = len(lines) // 2
     (d / "a.log").write_text("\n".join(lines[:half]) + "\n", encoding="utf-8")
     rest = "\n".join(lines[half:]).encode()
@@ -108,7 +111,10 @@ def cluster() -> Iterator[Any]:
 
 def positions_of(data: Any) -> list[tuple[list[int], list[float | None]]]:
     table = data.events
-    return [([r + 1 for r in rows], [table.timestamps[r] for r in rows]) for rows in table.members]
+    return [
+        ([table.line_number(r) for r in rows], [table.timestamps[r] for r in rows])
+        for rows in table.members
+    ]
 
 
 def test_ranges_start_at_lines_and_cover_each_file(logs: dict[str, Any]) -> None:

@@ -87,6 +87,40 @@ def test_without_timeout_the_stream_gives_read_raw_sessions(
             )
 
 
+@pytest.mark.parametrize("batch_bytes", [None, 4096])
+def test_rows_know_their_input_line_with_empty_lines_counted(
+    sim_logs: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    batch_bytes: int | None,
+) -> None:
+    """Verdicts name the flagged entry's input line, counted as ``--line-scores``' LineId
+    counts (every line from 1, empty ones too): the stream's rows and the whole read's
+    know it, whatever the batches (they counted non-empty lines only, so a line number
+    named another line after the first empty one)."""
+    lines = (sim_logs["dir"] / "m.log").read_text(encoding="utf-8").splitlines()
+    for at in (0, 1, 2, 40, 41, 777, len(lines) - 1):  # runs, a start, near the end
+        lines.insert(at, "")
+    log = tmp_path / "gaps.log"
+    log.write_text("\n".join(lines) + "\n\n", encoding="utf-8")
+    cfg = SessionConfig(id_pattern=SIM_SESSION_REGEX)
+    read_in_batches_of(monkeypatch, batch_bytes)
+    whole = read_raw_sessions([str(log)], SIM_FORMAT, cfg, miner=miner_of(sim_logs), learn=False)
+    stream = SessionStream(
+        [str(log)], SIM_FORMAT, cfg, miner_of(sim_logs), chunk_sessions=37, compact_rows=500
+    )
+    tables = [whole.sessions] + [c.sessions for c in stream]
+    seen = 0
+    for table in tables:
+        assert isinstance(table, SessionTable)
+        for rows in table.members:
+            for r in rows:
+                n = table.line_number(r)
+                assert lines[n - 1] == table.texts[r] != "", n
+                seen += 1
+    assert seen == 2 * sum(len(k) for k in whole.keys)
+
+
 def read_in_batches_of(monkeypatch: pytest.MonkeyPatch, batch_bytes: int | None) -> None:
     """Readers take ``batch_bytes`` at a time (a line or two for 100); None: as they are."""
     if batch_bytes is None:

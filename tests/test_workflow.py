@@ -226,7 +226,7 @@ def test_diagnosis_of_a_wrong_step(mined: Workflows) -> None:
     assert d.observed_template == "done"
     assert "never right after a_check2" in (d.why or "")
     text = "\n".join(d.describe())
-    assert "left the workflow at entry 3" in text and "allows next" in text
+    assert "left the workflow at entry 4" in text and "allows next" in text  # from 1
 
 
 def test_a_description_names_the_likeliest_next_steps_and_counts_the_rest() -> None:
@@ -382,15 +382,17 @@ def test_a_divergence_before_the_flagged_entry_is_named_as_such(mined: Workflows
     v = Verdict("s1", True, len(keys), 9.0, "unseen_key", "keys", 5, "boom", diagnosis=d)
     v.lines = lines[2:]
     text = v.describe()
-    assert "the run had left the workflow earlier, at entry 3 (the flagged entry is 5)" in text
-    assert "lines where it left the workflow (entry 3):\n  | line of a_login #0" in text
+    # Entries from 1 in the text (positions 3 and 5), the divergence's own line marked.
+    assert "the run had left the workflow earlier, at entry 4 (the flagged entry is 6)" in text
+    assert "lines where it left the workflow (entry 4):\n  | line of a_login #0" in text
+    assert "  > line of a_done #3" in text
     # Where the divergence is the flagged entry, nothing more is said.
     same = diagnose(mined, keys[:4], 3, "ranked_out")
-    assert "left the workflow at entry 3, at step a_check2" in "\n".join(same.describe(3))
+    assert "left the workflow at entry 4, at step a_check2" in "\n".join(same.describe(3))
     page = html_report([v], mined, {}, REASONS)
-    assert "the run had left the workflow earlier, at entry 3 (the flagged entry is 5)" in page
+    assert "the run had left the workflow earlier, at entry 4 (the flagged entry is 6)" in page
     flagged = page.index("Raw lines around the flagged entry:")
-    left = page.index("Raw lines where the run left its workflow (entry 3):")
+    left = page.index("Raw lines where the run left its workflow (entry 4):")
     assert "line of boom #5" in page[flagged:left] and "line of a_login #0" in page[left:]
 
 

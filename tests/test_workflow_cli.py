@@ -3,6 +3,8 @@ the HTML report is opened in headless Chromium (a screenshot, and the page's DOM
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import subprocess
@@ -94,6 +96,49 @@ def test_detect_jsonl_carries_a_diagnosis(trained: dict[str, Path]) -> None:
         if r["reason"] in ("unseen_key", "ranked_out") and d["diverged"]:
             assert d["observed"] not in d["expected"]
     assert all("diagnosis" not in r for r in rows if not r["anomalous"])
+
+
+def test_a_verdict_names_its_input_line_time_and_range(trained: dict[str, Path]) -> None:
+    """Each anomaly on raw input gives the flagged entry's input line (counted as
+    --line-scores counts lines: every line from 1, empty ones too) and time, its session's
+    line range, and the line number of each context line; the text marks the flagged line
+    and counts entries from 1 (the JSON's positions from 0), and the HTML highlights it."""
+    lines = trained["mixed"].read_text(encoding="utf-8").splitlines()
+    for at in (0, 5, 6, 300):
+        lines.insert(at, "")
+    gappy = trained["tmp"] / "gappy.log"
+    gappy.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out, page = trained["tmp"] / "gappy.jsonl", trained["tmp"] / "gappy.html"
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        rc = main(["detect", str(gappy), "--model", str(trained["model"]), "--jsonl", str(out),
+                   "--show", "100", "--html", str(page)])  # fmt: skip
+    assert rc == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    flagged = [r for r in rows if r["anomalous"]]
+    assert flagged
+    for r in flagged:
+        n, p = r["line"], r["position"]
+        assert r["first_line"] <= n <= r["last_line"]
+        assert len(r["line_numbers"]) == len(r["lines"])
+        for k, text_k in zip(r["line_numbers"], r["lines"], strict=True):
+            assert lines[k - 1] == text_k
+        if r["reason"] == "early_end":
+            assert n == r["last_line"] == r["line_numbers"][-1]
+        else:
+            assert r["line_numbers"][p - max(0, p - 3)] == n
+            assert r["timestamp"] and lines[n - 1].startswith(r["timestamp"][:10])
+        d = r["diagnosis"]
+        if "lines" in d:
+            assert lines[d["line"] - 1] == d["lines"][d["line_numbers"].index(d["line"])]
+    shown = text.getvalue()
+    key = next(r for r in flagged if r["reason"] != "early_end")
+    assert f"{key['session']}: ANOMALY at entry {key['position'] + 1} (" in shown
+    assert f"  > {key['line']}: {lines[key['line'] - 1]}" in shown
+    assert f"at: line {key['line']} of the input, {key['timestamp']}" in shown
+    html_page = page.read_text(encoding="utf-8")
+    assert html_page.count('<mark class="flagged">') >= 1
+    assert f"at entry {key['position'] + 1} of {key['length']} entries" in html_page
 
 
 @pytest.mark.slow

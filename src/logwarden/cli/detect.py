@@ -234,7 +234,13 @@ def write_jsonl(
     dumps = json.dumps
     for i, v in enumerate(verdicts):
         if v.anomalous:
-            if keys is None or bodies is None or v.lines is not None or v.deviation is not None:
+            if (
+                keys is None
+                or bodies is None
+                or v.lines is not None
+                or v.deviation is not None
+                or v.line is not None
+            ):
                 fh.write(encode(v.to_dict()))
             else:
                 head = '{"session": ' + encode(v.session)

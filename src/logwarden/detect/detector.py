@@ -23,7 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from logwarden.detect.estimator import DeepLog, Verdict, attach_lines, bundle_source
+from logwarden.detect.estimator import (
+    DeepLog,
+    Verdict,
+    attach_lines,
+    attach_places,
+    bundle_source,
+)
 from logwarden.errors import BundleError, ConfigError, DataError, NotFittedError
 from logwarden.io.datasets import load_jsonl, load_labels, load_sequences
 from logwarden.online.feedback import Feedback, check_feedback
@@ -237,9 +243,11 @@ class Detector:
         """One explained verdict per session of ``data``; ``diagnose``: with the workflow
         diagnosis of each anomaly (a search per anomaly: ``eval``'s counts do without)."""
         self._learn_texts(data.templates)
-        return self.model.verdicts(
+        verdicts = self.model.verdicts(
             data.keys, data.ids, data.lines, events=data.events, diagnose=diagnose
         )
+        attach_places(verdicts, session_places(data))
+        return verdicts
 
     def _learn_texts(self, templates: Mapping[str, str]) -> None:
         # Lines the model never saw still get their template text in explanations. Their
@@ -490,6 +498,7 @@ class VerdictStream:
         verdicts = pool.result("score", task, future)
         if task[0].lines is None and whole.lines is not None:
             attach_lines(verdicts, whole.lines)
+        attach_places(verdicts, session_places(whole))
         return whole, verdicts
 
     def _settle(self, stream: Any) -> None:
@@ -498,6 +507,64 @@ class VerdictStream:
             stream.sessions, stream.templates, stream.max_open,
         )  # fmt: skip
         self.open_at_end = stream.open_at_end
+
+
+def session_places(data: Inputs) -> Any:
+    """Per session of raw input, its entries' input line numbers and timestamps, asked
+    for one session at a time (``estimator.attach_places`` asks the anomalous ones only):
+    from the session table's columns, from the entries' lines for window sessions (their
+    entries follow ``Inputs.line_ids``), or from the ``Session`` objects; None for input
+    that is not raw lines."""
+    events = data.events
+    if events is None or data.lines is None:
+        return None
+    if isinstance(events, SessionTable):
+        return _TablePlaces(events)
+    line_ids = data.line_ids
+    if line_ids is not None and sum(len(k) for k in data.keys) == len(line_ids):
+        return _WindowPlaces(events, line_ids, data.keys)
+    return _SessionPlaces(events)
+
+
+class _TablePlaces:
+    def __init__(self, table: SessionTable) -> None:
+        self.table = table
+
+    def __getitem__(self, i: int) -> tuple[list[int], list[float | None]]:
+        from logwarden.sessions import gather
+
+        t = self.table
+        rows = t.members[i]
+        numbers = [r + 1 for r in rows] if t.line_numbers is None else gather(t.line_numbers, rows)
+        return numbers, gather(t.timestamps, rows)
+
+
+class _WindowPlaces:
+    """Windows of consecutive entries: session ``i`` holds the next ``len(keys[i])`` of
+    ``line_ids``."""
+
+    def __init__(
+        self, events: Sequence[Session], line_ids: Sequence[int], keys: Sequence[Sequence[str]]
+    ) -> None:
+        self.events, self.line_ids = events, line_ids
+        self.starts = np.concatenate([[0], np.cumsum([len(k) for k in keys])]).astype(np.int64)
+
+    def __getitem__(self, i: int) -> tuple[list[int], list[float | None]]:
+        a, b = int(self.starts[i]), int(self.starts[i + 1])
+        stamps = [e.record.timestamp for e in self.events[i].events]
+        return list(self.line_ids[a:b]), stamps
+
+
+class _SessionPlaces:
+    """``Session`` objects: their lines' numbers (a table's count across the inputs; the
+    object path's, within their file)."""
+
+    def __init__(self, events: Sequence[Session]) -> None:
+        self.events = events
+
+    def __getitem__(self, i: int) -> tuple[list[int], list[float | None]]:
+        got = self.events[i].events
+        return [e.record.line.lineno for e in got], [e.record.timestamp for e in got]
 
 
 def idle_timeout_from(sessions: Sequence[Session], factor: float = 100.0) -> float | None:

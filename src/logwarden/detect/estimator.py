@@ -106,6 +106,14 @@ class Verdict:
     # the most any normal training session held
     count: int | None = None
     max_count: int | None = None
+    # raw input (see attach_places): the flagged entry's input line (from 1 across the
+    # inputs, empty lines counted; an early end: the session's last line) and the time it
+    # carries, the session's first and last lines, and the line number of each of ``lines``
+    line: int | None = None
+    timestamp: str | None = None
+    first_line: int | None = None
+    last_line: int | None = None
+    line_numbers: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -125,6 +133,9 @@ class Verdict:
             d["max_count"] = self.max_count
         if self.lines is not None:
             d["lines"] = self.lines
+        if self.line is not None:
+            for name in _PLACE_FIELDS:
+                d[name] = getattr(self, name)
         if self.diagnosis is not None:
             d["diagnosis"] = self.diagnosis.to_dict()
         return d
@@ -133,10 +144,18 @@ class Verdict:
         """A short readable explanation."""
         if not self.anomalous:
             return f"{self.session}: normal ({self.length} keys)"
-        where = "at its end" if self.reason == "early_end" else f"at entry {self.position}"
+        # Entries from 1 for people (the JSON's positions count from 0).
+        end = self.reason == "early_end"
+        where = "at its end" if end else f"at entry {(self.position or 0) + 1}"
         out = [
             f"{self.session}: ANOMALY {where} ({self.length} keys): {REASONS.get(self.reason or '', self.reason)}"
         ]
+        if self.line is not None:
+            out.append(
+                f"  {'its last line' if end else 'at'}: line {self.line} of the input"
+                + (f", {self.timestamp}" if self.timestamp else "")
+                + f"; the session spans lines {self.first_line}-{self.last_line}"
+            )
         obs = self.observed_template or self.observed
         if self.reason == "unseen_key":
             out.append(f"  observed: {obs} (never seen in training)")
@@ -161,10 +180,28 @@ class Verdict:
                 + "; ".join(f"{e['template'] or e['key']} ({e['probability']:.2f})" for e in likely)
             )
         if self.lines:
-            out += [f"  | {line}" for line in self.lines]
+            out += context_lines(self.lines, self.position, self.line_numbers, end)
         if self.diagnosis is not None:
             out += self.diagnosis.describe(self.position)
         return "\n".join(out)
+
+
+def context_lines(
+    lines: Sequence[str],
+    position: int | None,
+    numbers: Sequence[int] | None = None,
+    end: bool = False,
+) -> list[str]:
+    """Raw lines around entry ``position`` (as ``attach_lines`` cuts them) for people: the
+    entry's own line marked ``>``, the others ``|``, each with its input line number when
+    known. ``end``: an early end, which is no line of its own."""
+    at = None if position is None or end else position - max(0, position - 3)
+    out = []
+    for k, line in enumerate(lines):
+        mark = ">" if k == at else "|"
+        num = f"{numbers[k]}: " if numbers is not None and k < len(numbers) else ""
+        out.append(f"  {mark} {num}{line}")
+    return out
 
 
 def _describe_deviation(d: Mapping[str, Any]) -> str:
@@ -214,6 +251,7 @@ _DETAIL_FIELDS = (
     "reason", "detector", "position", "observed", "observed_template", "probability", "rank",
     "window", "expected",
 )  # fmt: skip
+_PLACE_FIELDS = ("line", "timestamp", "first_line", "last_line", "line_numbers")
 
 
 def attach_lines(verdicts: Sequence[Verdict], lines: Sequence[Sequence[str]]) -> None:
@@ -228,6 +266,53 @@ def attach_lines(verdicts: Sequence[Verdict], lines: Sequence[Sequence[str]]) ->
         v.lines = list(raw[max(0, p - 3) : p + 2])
         if v.diagnosis is not None:
             attach_diagnosis_lines(v.diagnosis, p, raw)
+
+
+def attach_places(
+    verdicts: Sequence[Verdict],
+    places: Any,
+) -> None:
+    """Where each anomalous verdict is in the input (``Verdict.line``, ``timestamp``,
+    ``first_line``, ``last_line``, ``line_numbers``; a diagnosis elsewhere gets its
+    ``line`` and ``line_numbers`` too). ``places[i]``: the input line numbers and
+    timestamps (seconds, None: none) of session ``i``'s entries; only the anomalous
+    sessions are asked (``detect.detector.session_places`` gives them from the session
+    table's columns)."""
+    if places is None:
+        return
+    for i, v in enumerate(verdicts):
+        if not v.anomalous or v.position is None:
+            continue
+        got = places[i]
+        if got is None:
+            continue
+        numbers, stamps = got
+        if len(numbers) == 0:
+            continue
+        p = v.position
+        at = min(p, len(numbers) - 1)  # an early end: the session's last line
+        v.line = int(numbers[at])
+        v.timestamp = _clock_text(stamps[at] if at < len(stamps) else None)
+        v.first_line, v.last_line = int(numbers[0]), int(numbers[-1])
+        if v.lines is not None:
+            v.line_numbers = [int(n) for n in numbers[max(0, p - 3) : p + 2]]
+        d = v.diagnosis
+        if d is not None and d.lines is not None and d.position < len(numbers):
+            d.line = int(numbers[d.position])
+            d.line_numbers = [int(n) for n in numbers[max(0, d.position - 3) : d.position + 2]]
+
+
+def _clock_text(t: float | None) -> str | None:
+    """A timestamp as the log's clock reads it (timestamps are parsed as UTC)."""
+    if t is None or not math.isfinite(t):
+        return None
+    import datetime as dt
+
+    try:
+        when = dt.datetime.fromtimestamp(t, dt.UTC).replace(tzinfo=None)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return when.isoformat(timespec="milliseconds")
 
 
 class DeepLog:
@@ -638,7 +723,9 @@ class DeepLog:
         v = self.verdicts(
             [confirmed[i]], [ids[i]], events=None if conf_events is None else [conf_events[i]]
         )[0]
-        what = f"{v.reason} at entry {v.position}" + (f", {v.observed}" if v.observed else "")
+        what = f"{v.reason} at entry {(v.position or 0) + 1}" + (
+            f", {v.observed}" if v.observed else ""
+        )
         names = (
             norm_ids if len(norm_ids) == len(sessions) else [f"#{j}" for j in range(len(sessions))]
         )

@@ -285,6 +285,11 @@ def scan_range(
             field="engine",
         )
     texts = table.texts
+    numbers = (
+        np.arange(len(texts), dtype=np.int64)
+        if table.line_numbers is None
+        else np.asarray(table.line_numbers, dtype=np.int64) - 1
+    )
     keys = np.asarray(table.line_keys, dtype=np.int64)
     unknown_rows = np.flatnonzero(keys < 0)
     keys[unknown_rows] = -1 - np.arange(len(unknown_rows))
@@ -333,6 +338,8 @@ def scan_range(
                 "ties": ties[sessions] if sessions else np.zeros(0, dtype=np.int64),
                 "sizes": np.array([len(m) for m in members], dtype=np.int64),
                 "rows": rows,
+                # input line numbers within the range (empty lines counted), from 0
+                "numbers": numbers[rows],
                 "texts": [texts[r] for r in rows.tolist()],
                 "keys": pk,
                 "stamps": stamps[rows],
@@ -344,7 +351,7 @@ def scan_range(
             }
         )
     meta = {
-        "lines": len(texts),
+        "lines": int(raw.stats["lines_read"]),  # every line of the range, empty ones too
         "entries": raw.events,
         "stats": dict(raw.stats.counts),
         "errors": list(raw.errors),
@@ -455,8 +462,7 @@ class SessionOwner:
             clock.append(part["clock"])
             flat.extend(part["values"])
             counts.append(part["counts"])
-            rows = part["rows"]
-            lines.append(rows + (offsets[c] + 1))
+            lines.append(part["numbers"] + (offsets[c] + 1))
             at = base
             for sid, size, tie in zip(
                 part["ids"], part["sizes"].tolist(), part["ties"].tolist(), strict=True
@@ -466,7 +472,7 @@ class SessionOwner:
                     index[sid] = len(ids)
                     ids.append(sid)
                     members.append(list(range(at, at + size)))
-                    first.append(offsets[c] + int(rows[at - base]))
+                    first.append(offsets[c] + int(part["numbers"][at - base]))
                     first_tie.append(tie)
                 else:
                     members[i].extend(range(at, at + size))
@@ -850,4 +856,8 @@ def read_and_score(
         entries=sum(m["entries"] for m in metas),
         lines_read=stats["lines_read"],
     )
-    return RayResult(inputs, verdicts, _Positions(sizes[order], line_nos[take], stamps[take]))
+    from logwarden.detect.estimator import attach_places
+
+    positions = _Positions(sizes[order], line_nos[take], stamps[take])
+    attach_places(verdicts, positions)  # as the local engine's verdicts have them
+    return RayResult(inputs, verdicts, positions)

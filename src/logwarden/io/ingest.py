@@ -561,16 +561,25 @@ def _read_fast(
     ids: list[str] = []
     unmatched = no_id = no_id_severe = empty = bad_ts = bad_format = 0
     order = TimeOrder(config.idle_timeout)
+    # The rows' input line numbers differ from row + 1 once an empty line was read: per
+    # batch its first row and first input line, and the numbers of those with empty lines.
+    read = 0
+    batches: list[tuple[int, int]] = []
+    renumbered: dict[int, list[int]] = {}
 
     def merge(batch: list[str], res: _Batch) -> None:
-        nonlocal empty, unmatched, bad_format, bad_ts, no_id, no_id_severe
+        nonlocal empty, unmatched, bad_format, bad_ts, no_id, no_id_severe, read
         if isinstance(batch, StreamStart):
             order.start_input()
         order.feed(res.valid)
+        first = read + 1
+        read += len(batch)
+        batches.append((len(texts), first))
         if res.empty_at:
             empty += len(res.empty_at)
             gone = set(res.empty_at)
             batch = [t for i, t in enumerate(batch) if i not in gone]
+            renumbered[len(texts)] = _kept_numbers(first, len(batch) + len(gone), res.empty_at)
         unmatched += res.unmatched
         bad_format += res.bad_format_ts
         bad_ts += res.bad_ts
@@ -624,7 +633,7 @@ def _read_fast(
     table = SessionTable(
         ids, members, texts, _content_reader(fmt), line_keys, stamps,
         FlatValues(values, _starts(counts), override), kinds,
-        texts_by_key, valid,
+        texts_by_key, valid, line_numbers=_line_numbers(len(texts), batches, renumbered),
     )  # fmt: skip
     return RawSessions(
         ids=ids,
@@ -877,7 +886,9 @@ class _Streamer:
         self.vstart: list[int] = [0]  # row r's values: values[vstart[r]:vstart[r + 1]]
         self.override: dict[int, list[str]] = {}
         self.kinds: list[tuple[str, ...]] = []
-        self.numbers: list[int] = []  # row -> line number (kept lines counted from 1)
+        # row -> its input line number (from 1 across the inputs, empty lines counted)
+        self.numbers: list[int] = []
+        self.lines_read = 0
         # Open sessions by last activity (the least active first): id -> [rows, order,
         # activity]; activity is the log clock at the session's last line (NaN before the
         # first timestamp, which then counts as the first clock, as in Sessionizer).
@@ -973,17 +984,21 @@ class _Streamer:
         if isinstance(batch, StreamStart):
             self.order.start_input()
         self.order.feed(res.valid)
+        first = self.lines_read + 1  # the batch's first input line
+        self.lines_read += len(batch)
         if res.empty_at:
             counts["empty_line"] += len(res.empty_at)
             gone = set(res.empty_at)
             batch = [t for i, t in enumerate(batch) if i not in gone]
+            self.numbers.extend(_kept_numbers(first, len(batch) + len(gone), res.empty_at))
+        else:
+            self.numbers.extend(range(first, first + len(batch)))
         counts["unmatched_format"] += res.unmatched
         counts["bad_timestamp"] += res.bad_format_ts + res.bad_ts
         counts["no_session_id"] += res.no_id
         counts["no_session_id_severe"] += res.no_id_severe
         base = len(self.texts)
         self.texts.extend(batch)
-        self.numbers.extend(range(self.s.events + 1, self.s.events + 1 + len(batch)))
         self.s.events += len(batch)
         for j, content in res.unknown.items():
             key, vals, slots, _ = self.unknown.parse_slots(content, True)
@@ -1192,6 +1207,33 @@ class _Streamer:
         self.finished = [(o, sid, [new_of[r] for r in rows]) for o, sid, rows in self.finished]
         heapq.heapify(self.finished)  # the same order; heapify keeps it a heap
         self.ready = [(sid, [new_of[r] for r in rows], o) for sid, rows, o in self.ready]
+
+
+def _line_numbers(
+    rows: int, batches: list[tuple[int, int]], renumbered: Mapping[int, list[int]]
+) -> list[int] | None:
+    """Each row's input line number, or None where it is row + 1 throughout (no empty
+    line was read): ``batches`` (first row, first input line) of every batch,
+    ``renumbered`` the numbers of the batches with empty lines, by first row."""
+    if not renumbered:
+        return None
+    import numpy as np
+
+    starts = np.array([b[0] for b in batches] + [rows], dtype=np.int64)
+    firsts = np.array([b[1] for b in batches], dtype=np.int64)
+    # Rows of a batch without empty lines: its first line plus the place in the batch.
+    out = np.arange(rows, dtype=np.int64) + np.repeat(firsts - starts[:-1], np.diff(starts))
+    for row, numbers in renumbered.items():
+        out[row : row + len(numbers)] = numbers
+    return out.tolist()
+
+
+def _kept_numbers(first: int, n: int, empty_at: Sequence[int]) -> list[int]:
+    """The input line numbers of a batch's non-empty lines: ``n`` lines from ``first``,
+    without those at ``empty_at`` (in NumPy: a batch holds thousands of lines)."""
+    import numpy as np
+
+    return np.delete(np.arange(first, first + n, dtype=np.int64), empty_at).tolist()
 
 
 def _take_values(

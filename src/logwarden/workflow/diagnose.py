@@ -49,6 +49,9 @@ class Diagnosis:
     state_template: str | None = None
     observed_template: str | None = None
     lines: list[str] | None = None  # raw lines around ``position`` when it is not the verdict's
+    # with ``lines`` on raw input: the input line of ``position`` and of each of ``lines``
+    line: int | None = None
+    line_numbers: list[int] | None = None
 
     def copy(self) -> Diagnosis:
         """A copy whose lists and step dicts are its own (one diagnosis serves the copies of
@@ -66,6 +69,8 @@ class Diagnosis:
             self.state_template,
             self.observed_template,
             None if self.lines is None else list(self.lines),
+            self.line,
+            None if self.line_numbers is None else list(self.line_numbers),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,6 +93,9 @@ class Diagnosis:
             d["step"] = self.step
         if self.lines is not None:
             d["lines"] = self.lines
+        if self.line is not None:
+            d["line"] = self.line
+            d["line_numbers"] = self.line_numbers
         return d
 
     @classmethod
@@ -105,6 +113,8 @@ class Diagnosis:
             state_template=d.get("state_template"),
             observed_template=d.get("observed_template"),
             lines=d.get("lines"),
+            line=d.get("line"),
+            line_numbers=d.get("line_numbers"),
         )
 
     def describe(self, flagged: int | None = None, lines: bool = True) -> list[str]:
@@ -154,7 +164,7 @@ class Diagnosis:
                 )
             else:
                 out.append(
-                    f"  workflow {self.workflow}: at entry {self.position}, at {state}, the "
+                    f"  workflow {self.workflow}: at entry {self.position + 1}, at {state}, the "
                     f"workflow allows {obs}; the key model judged it from a longer context"
                 )
         if self.expected:
@@ -171,21 +181,29 @@ class Diagnosis:
         elif self.observed != END or self.diverged:
             out.append("  the workflow allows nothing after this state")
         if self.lines and lines:
-            out.append(f"  lines where it left the workflow (entry {self.position}):")
-            out += [f"  | {line}" for line in self.lines]
+            out.append(f"  lines where it left the workflow ({self._entry()}):")
+            at = self.position - max(0, self.position - 3)
+            numbers = self.line_numbers
+            for k, text in enumerate(self.lines):
+                num = f"{numbers[k]}: " if numbers is not None and k < len(numbers) else ""
+                out.append(f"  {'>' if k == at else '|'} {num}{text}")
         return out
+
+    def _entry(self) -> str:
+        """``entry N`` (from 1, for people), with its input line when known."""
+        return f"entry {self.position + 1}" + (f", line {self.line}" if self.line else "")
 
     def _left(self, flagged: int | None) -> str:
         """Where the run left its workflow, saying so when that is not the verdict's entry
-        (the key model can flag an entry well after the run left its workflow)."""
+        (the key model can flag an entry well after the run left its workflow). Entries
+        from 1, for people."""
         if flagged is None or flagged == self.position:
-            return f"left the workflow at entry {self.position}"
-        if self.position < flagged:
-            return (
-                f"the run had left the workflow earlier, at entry {self.position} "
-                f"(the flagged entry is {flagged})"
-            )
-        return f"left the workflow later, at entry {self.position} (the flagged entry is {flagged})"
+            return f"left the workflow at entry {self.position + 1}"
+        when = "earlier" if self.position < flagged else "later"
+        return (
+            f"the run had left the workflow {when}, at {self._entry()} "
+            f"(the flagged entry is {flagged + 1})"
+        )
 
 
 def _named(key: str, template: str | None) -> str:

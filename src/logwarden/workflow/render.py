@@ -224,6 +224,7 @@ th { background: #f2f2f2; }
 pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
 .picture svg { max-width: 100%; height: auto; }
 .note { color: #666; font-size: 0.9em; }
+mark.flagged { background: #fde0dc; color: #a50e0e; font-weight: bold; }
 """
 
 
@@ -268,13 +269,14 @@ def html_report(
     if workflows is None:
         parts.append('<p class="note">The model has no workflows (trained without them).</p>')
     if anomalies:
-        parts.append("<table><tr><th>#</th><th>session</th><th>reason</th><th>workflow</th>"
-                     "<th>state</th><th>observed</th></tr>")  # fmt: skip
+        parts.append("<table><tr><th>#</th><th>session</th><th>line</th><th>reason</th>"
+                     "<th>workflow</th><th>state</th><th>observed</th></tr>")  # fmt: skip
         for n, v in enumerate(anomalies, start=1):
             d = v.diagnosis
             link = f'<a href="#a{n}">{n}</a>' if n <= limit else str(n)
             parts.append(
-                f"<tr><td>{link}</td><td>{esc(v.session)}</td><td>{esc(v.reason or '')}</td>"
+                f"<tr><td>{link}</td><td>{esc(v.session)}</td>"
+                f"<td>{getattr(v, 'line', None) or '-'}</td><td>{esc(v.reason or '')}</td>"
                 f"<td>{esc(d.workflow or '-') if d else '-'}</td>"
                 f"<td>{esc(d.state) if d else '-'}</td>"
                 f'<td class="observed">{esc(d.observed if d else v.observed or "")}</td></tr>'
@@ -287,6 +289,18 @@ def html_report(
         parts.append(_anomaly_section(n, v, workflows, templates, reasons, id(v) in cut))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _pre(lines: Sequence[str], at: int | None, numbers: Sequence[int] | None) -> str:
+    """Raw lines in a ``<pre>``, each with its input line number when known, the one at
+    index ``at`` (the flagged entry's) highlighted."""
+    esc = html.escape
+    rows = []
+    for k, text in enumerate(lines):
+        num = f"{numbers[k]}: " if numbers is not None and k < len(numbers) else ""
+        row = esc(num + text)
+        rows.append(f'<mark class="flagged">{row}</mark>' if k == at else row)
+    return "<pre>" + "\n".join(rows) + "</pre>"
 
 
 def _anomaly_section(
@@ -303,9 +317,17 @@ def _anomaly_section(
         f'<section class="anomaly" id="a{n}" data-session="{esc(v.session)}">',
         f"<h2>{n}. {esc(v.session)}: {esc(reasons.get(v.reason or '', v.reason or ''))}</h2>",
     ]
-    where = "at its end" if v.reason == "early_end" else f"at entry {v.position}"
+    end = v.reason == "early_end"
+    where = "at its end" if end else f"at entry {(v.position or 0) + 1}"  # from 1, for people
+    place = ""
+    if getattr(v, "line", None) is not None:
+        place = (
+            f" {'Its last line' if end else 'The entry'} is line {v.line} of the input"
+            + (f" ({esc(v.timestamp)})" if v.timestamp else "")
+            + f"; the session spans lines {v.first_line}-{v.last_line}."
+        )
     out.append(
-        f"<p>Flagged by the {esc(v.detector or '')} model {where} of {v.length} entries.</p>"
+        f"<p>Flagged by the {esc(v.detector or '')} model {where} of {v.length} entries.{place}</p>"
     )
     if cut:
         out.append(f'<p class="note">{esc(CUT_NOTE)}</p>')
@@ -346,14 +368,16 @@ def _anomaly_section(
             + f'; observed <span class="observed">{esc(v.observed or "")}</span></p>'
         )
     if v.lines:
+        at = None if end or v.position is None else v.position - max(0, v.position - 3)
         out.append(
-            "<p>Raw lines around the flagged entry:</p><pre>" + esc("\n".join(v.lines)) + "</pre>"
+            "<p>Raw lines around the flagged entry:</p>"
+            + _pre(v.lines, at, getattr(v, "line_numbers", None))
         )
     if d is not None and d.lines:
+        line = f", line {d.line}" if d.line is not None else ""
         out.append(
-            f"<p>Raw lines where the run left its workflow (entry {d.position}):</p><pre>"
-            + esc("\n".join(d.lines))
-            + "</pre>"
+            f"<p>Raw lines where the run left its workflow (entry {d.position + 1}{line}):</p>"
+            + _pre(d.lines, d.position - max(0, d.position - 3), d.line_numbers)
         )
     out.append("</section>")
     return "\n".join(out)

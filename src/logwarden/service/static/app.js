@@ -44,7 +44,7 @@ function text(el, value) { el.textContent = value == null ? "" : String(value); 
 function cell(tr, value) { tr.appendChild(text(document.createElement("td"), value)); }
 
 function describe(v) {
-  const where = v.reason === "early_end" ? "at its end" : `at entry ${v.position}`;
+  const where = v.reason === "early_end" ? "at its end" : `at entry ${v.position + 1}`;  // from 1, as detect's text
   const out = [`${v.session}: ANOMALY ${where} (${v.length} keys): ${REASONS[v.reason] || v.reason}`];
   const obs = v.observed_template || v.observed;
   if (v.reason === "unseen_key") out.push(`  observed: ${obs} (never seen in training)`);
