@@ -23,6 +23,7 @@ from logwarden.io.sources import (
     Follower,
     LineReader,
     SourceConfig,
+    file_of,
     follow,
     read_lines,
 )
@@ -115,6 +116,22 @@ def test_offsets_and_line_numbers_point_at_the_bytes(tmp_path: Path) -> None:
     assert reader.stats["lines_read"] == 9
     assert reader.files_read == 1
     assert reader.errors == []
+
+
+def test_a_line_number_across_the_inputs_names_its_file(tmp_path: Path) -> None:
+    """``LineReader.files`` says where each input starts; ``file_of`` maps a line number
+    counted across the inputs (as verdicts give it) to the file and the line there, past
+    empty and missing inputs."""
+    a = write(tmp_path / "a.log", b"a1\n\na3\n")
+    empty = write(tmp_path / "empty.log", b"")
+    b = write(tmp_path / "b.log", b"b1\nb2")
+    reader = LineReader([a, empty, str(tmp_path / "missing.log"), b])
+    texts = [ln.text for ln in reader]
+    assert texts == ["a1", "", "a3", "b1", "b2"]
+    assert reader.files == [(0, a), (3, empty), (3, b)]
+    got = [file_of(reader.files, n) for n in range(1, 6)]
+    assert got == [(a, 1), (a, 2), (a, 3), (b, 1), (b, 2)]
+    assert file_of(reader.files, 0) is None and file_of([], 3) is None
 
 
 def test_crlf_lone_cr_and_missing_final_newline(tmp_path: Path) -> None:

@@ -100,19 +100,23 @@ def test_detect_jsonl_carries_a_diagnosis(trained: dict[str, Path]) -> None:
 
 def test_a_verdict_names_its_input_line_time_and_range(trained: dict[str, Path]) -> None:
     """Each anomaly on raw input gives the flagged entry's input line (counted as
-    --line-scores counts lines: every line from 1, empty ones too) and time, its session's
-    line range, and the line number of each context line; the text marks the flagged line
+    --line-scores counts lines: every line from 1 across the inputs, empty ones too), its
+    file and line there, its time, its session's line range, and the line number of each
+    context line; the text marks the flagged line
     and counts entries from 1 (the JSON's positions from 0), and the HTML highlights it."""
     lines = trained["mixed"].read_text(encoding="utf-8").splitlines()
     for at in (0, 5, 6, 300):
         lines.insert(at, "")
-    gappy = trained["tmp"] / "gappy.log"
-    gappy.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # Two inputs: a line's number counts across them, and its file is named.
+    half = len(lines) // 2
+    first, gappy = trained["tmp"] / "first.log", trained["tmp"] / "gappy.log"
+    first.write_text("\n".join(lines[:half]) + "\n", encoding="utf-8")
+    gappy.write_text("\n".join(lines[half:]) + "\n", encoding="utf-8")
     out, page = trained["tmp"] / "gappy.jsonl", trained["tmp"] / "gappy.html"
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
-        rc = main(["detect", str(gappy), "--model", str(trained["model"]), "--jsonl", str(out),
-                   "--show", "100", "--html", str(page)])  # fmt: skip
+        rc = main(["detect", str(first), str(gappy), "--model", str(trained["model"]),
+                   "--jsonl", str(out), "--show", "100", "--html", str(page)])  # fmt: skip
     assert rc == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     flagged = [r for r in rows if r["anomalous"]]
@@ -120,6 +124,10 @@ def test_a_verdict_names_its_input_line_time_and_range(trained: dict[str, Path])
     for r in flagged:
         n, p = r["line"], r["position"]
         assert r["first_line"] <= n <= r["last_line"]
+        if n <= half:
+            assert (r["file"], r["file_line"]) == (str(first), n)
+        else:
+            assert (r["file"], r["file_line"]) == (str(gappy), n - half)
         assert len(r["line_numbers"]) == len(r["lines"])
         for k, text_k in zip(r["line_numbers"], r["lines"], strict=True):
             assert lines[k - 1] == text_k
@@ -132,10 +140,14 @@ def test_a_verdict_names_its_input_line_time_and_range(trained: dict[str, Path])
         if "lines" in d:
             assert lines[d["line"] - 1] == d["lines"][d["line_numbers"].index(d["line"])]
     shown = text.getvalue()
-    key = next(r for r in flagged if r["reason"] != "early_end")
+    assert any(r["file"] == str(first) for r in flagged)
+    key = next(r for r in flagged if r["reason"] != "early_end" and r["file"] == str(gappy))
     assert f"{key['session']}: ANOMALY at entry {key['position'] + 1} (" in shown
     assert f"  > {key['line']}: {lines[key['line'] - 1]}" in shown
-    assert f"at: line {key['line']} of the input, {key['timestamp']}" in shown
+    assert (
+        f"at: {gappy}:{key['file_line']} (line {key['line']} of the input), {key['timestamp']}"
+        in shown
+    )
     html_page = page.read_text(encoding="utf-8")
     assert html_page.count('<mark class="flagged">') >= 1
     assert f"at entry {key['position'] + 1} of {key['length']} entries" in html_page

@@ -119,6 +119,8 @@ class Inputs:
     # raw input in window sessions: each entry's input line (from 1), and the lines read
     line_ids: list[int] | None = None
     lines_read: int = 0
+    # raw input: where each input starts among the lines read (``LineReader.files``)
+    files: list[tuple[int, str]] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -217,6 +219,7 @@ class Detector:
             raw.events,
             raw.line_ids if spec.window is not None else None,
             raw.stats["lines_read"],
+            raw.files,
         )
 
     # -- the estimator -----------------------------------------------------------------------
@@ -246,7 +249,7 @@ class Detector:
         verdicts = self.model.verdicts(
             data.keys, data.ids, data.lines, events=data.events, diagnose=diagnose
         )
-        attach_places(verdicts, session_places(data))
+        attach_places(verdicts, session_places(data), data.files)
         return verdicts
 
     def _learn_texts(self, templates: Mapping[str, str]) -> None:
@@ -467,6 +470,7 @@ class VerdictStream:
                     raw.ids, raw.keys, found, raw.templates, raw.lines, raw.sessions,
                     entries=raw.events,
                     line_ids=raw.line_ids if spec.window is not None else None,
+                    files=raw.files,
                 )  # fmt: skip
                 # Explanations here (describe, HTML) need the texts of unseen keys too.
                 det._learn_texts(raw.templates)
@@ -498,7 +502,7 @@ class VerdictStream:
         verdicts = pool.result("score", task, future)
         if task[0].lines is None and whole.lines is not None:
             attach_lines(verdicts, whole.lines)
-        attach_places(verdicts, session_places(whole))
+        attach_places(verdicts, session_places(whole), whole.files)
         return whole, verdicts
 
     def _settle(self, stream: Any) -> None:
@@ -523,7 +527,7 @@ def session_places(data: Inputs) -> Any:
     line_ids = data.line_ids
     if line_ids is not None and sum(len(k) for k in data.keys) == len(line_ids):
         return _WindowPlaces(events, line_ids, data.keys)
-    return _SessionPlaces(events)
+    return _SessionPlaces(events, data.files or [])
 
 
 class _TablePlaces:
@@ -556,15 +560,21 @@ class _WindowPlaces:
 
 
 class _SessionPlaces:
-    """``Session`` objects: their lines' numbers (a table's count across the inputs; the
-    object path's, within their file)."""
+    """``Session`` objects: their lines' numbers across the inputs (a table's count
+    already; the object path's lines count within their file, which starts where
+    ``files`` says)."""
 
-    def __init__(self, events: Sequence[Session]) -> None:
+    def __init__(self, events: Sequence[Session], files: Sequence[tuple[int, str]]) -> None:
         self.events = events
+        self.starts: dict[str, int] = {}
+        for start, name in files:  # a file given twice: its first reading
+            self.starts.setdefault(name, start)
 
     def __getitem__(self, i: int) -> tuple[list[int], list[float | None]]:
         got = self.events[i].events
-        return [e.record.line.lineno for e in got], [e.record.timestamp for e in got]
+        starts = self.starts
+        numbers = [starts.get(e.record.line.source, 0) + e.record.line.lineno for e in got]
+        return numbers, [e.record.timestamp for e in got]
 
 
 def idle_timeout_from(sessions: Sequence[Session], factor: float = 100.0) -> float | None:

@@ -114,6 +114,9 @@ class Verdict:
     first_line: int | None = None
     last_line: int | None = None
     line_numbers: list[int] | None = None
+    # the input holding ``line`` (a path, "<stdin>") and the line's number within it
+    file: str | None = None
+    file_line: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -136,9 +139,19 @@ class Verdict:
         if self.line is not None:
             for name in _PLACE_FIELDS:
                 d[name] = getattr(self, name)
+            if self.file is not None:
+                d["file"], d["file_line"] = self.file, self.file_line
         if self.diagnosis is not None:
             d["diagnosis"] = self.diagnosis.to_dict()
         return d
+
+    def place(self) -> str:
+        """Where the flagged line is, for people: ``file:line`` (with its number across the
+        inputs when that differs), or ``line N of the input`` without a file."""
+        if self.file is None:
+            return f"line {self.line} of the input"
+        across = f" (line {self.line} of the input)" if self.file_line != self.line else ""
+        return f"{self.file}:{self.file_line}{across}"
 
     def describe(self) -> str:
         """A short readable explanation."""
@@ -152,9 +165,9 @@ class Verdict:
         ]
         if self.line is not None:
             out.append(
-                f"  {'its last line' if end else 'at'}: line {self.line} of the input"
+                f"  {'its last line' if end else 'at'}: {self.place()}"
                 + (f", {self.timestamp}" if self.timestamp else "")
-                + f"; the session spans lines {self.first_line}-{self.last_line}"
+                + f"; the session spans lines {self.first_line}-{self.last_line} of the input"
             )
         obs = self.observed_template or self.observed
         if self.reason == "unseen_key":
@@ -271,13 +284,17 @@ def attach_lines(verdicts: Sequence[Verdict], lines: Sequence[Sequence[str]]) ->
 def attach_places(
     verdicts: Sequence[Verdict],
     places: Any,
+    files: Sequence[tuple[int, str]] | None = None,
 ) -> None:
     """Where each anomalous verdict is in the input (``Verdict.line``, ``timestamp``,
     ``first_line``, ``last_line``, ``line_numbers``; a diagnosis elsewhere gets its
     ``line`` and ``line_numbers`` too). ``places[i]``: the input line numbers and
     timestamps (seconds, None: none) of session ``i``'s entries; only the anomalous
     sessions are asked (``detect.detector.session_places`` gives them from the session
-    table's columns)."""
+    table's columns). ``files``: where each input starts (``LineReader.files``), for
+    ``file`` and ``file_line``."""
+    from logwarden.io.sources import file_of
+
     if places is None:
         return
     for i, v in enumerate(verdicts):
@@ -294,6 +311,9 @@ def attach_places(
         v.line = int(numbers[at])
         v.timestamp = _clock_text(stamps[at] if at < len(stamps) else None)
         v.first_line, v.last_line = int(numbers[0]), int(numbers[-1])
+        where = file_of(files, v.line) if files else None
+        if where is not None:
+            v.file, v.file_line = where
         if v.lines is not None:
             v.line_numbers = [int(n) for n in numbers[max(0, p - 3) : p + 2]]
         d = v.diagnosis

@@ -859,5 +859,11 @@ def read_and_score(
     from logwarden.detect.estimator import attach_places
 
     positions = _Positions(sizes[order], line_nos[take], stamps[take])
-    attach_places(verdicts, positions)  # as the local engine's verdicts have them
+    # Where each input starts among the lines, as LineReader.files has it for one process.
+    files = [
+        (int(offsets[c]), item if isinstance(item, str) else item.path)
+        for c, item in enumerate(items)
+        if isinstance(item, str) or item.start == 0
+    ]
+    attach_places(verdicts, positions, files)  # as the local engine's verdicts have them
     return RayResult(inputs, verdicts, positions)

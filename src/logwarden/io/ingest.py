@@ -61,6 +61,9 @@ class RawSessions:
     # Object path: the input line number (from 1 over all inputs, empty lines counted) of
     # every entry in input order, the order in which window sessions hold them.
     line_ids: list[int] = field(default_factory=list)
+    # Where each input starts among the lines read (``LineReader.files``): a line number
+    # names its file (``io.sources.file_of``).
+    files: list[tuple[int, str]] = field(default_factory=list)
 
 
 def session_config(
@@ -178,6 +181,7 @@ def read_raw_sessions(
         stats=stats,
         events=len(events),
         errors=list(reader.errors),
+        files=reader.files,
         sessions=grouped,
         line_ids=line_ids,
     )
@@ -644,6 +648,7 @@ def _read_fast(
         stats=stats,
         events=len(texts),
         errors=list(reader.errors),
+        files=reader.files,
         sessions=table,
     )
 
@@ -844,6 +849,8 @@ class SessionStream:
         # With an idle timeout: the ids of the sessions the end of input completed (still
         # active then: a log cut there may have cut them short).
         self.open_at_end: set[str] = set()
+        # Where each input starts among the lines read (the reader's, as it reads).
+        self.files: list[tuple[int, str]] = []
         if pool is not None and streaming_applies(fmt_spec, config, miner):
             pool.add("scan", _Scan(self.fmt, config, miner, False))
 
@@ -854,6 +861,7 @@ class SessionStream:
                 max_line_bytes=self.max_line_bytes,
             )  # fmt: skip
             self.stats, self.errors, self.events = raw.stats, list(raw.errors), raw.events
+            self.files = raw.files
             self.sessions = len(raw.ids)
             self.templates.update(raw.templates)
             if raw.ids:
@@ -949,6 +957,7 @@ class _Streamer:
     def run(self) -> Iterator[RawSessions]:
         s = self.s
         reader = LineReader(s.inputs, SourceConfig(max_line_bytes=s.max_line_bytes), s.stats)
+        s.files = reader.files  # filled as the inputs are read
         for batch, res in self.batches(reader):
             self.merge(batch, res)
             self._release()
@@ -1179,6 +1188,7 @@ class _Streamer:
             events=len(texts),
             sessions=table,
             line_ids=line_ids,
+            files=s.files,
         )
 
     def _compact(self) -> None:

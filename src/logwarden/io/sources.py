@@ -475,6 +475,10 @@ class LineReader:
         self.stats = stats if stats is not None else Stats()
         self.errors: list[tuple[str, str]] = []
         self.files_read = 0
+        # Where each input starts: (lines read before it, its name), in reading order; a
+        # line's number across the inputs (from 1) names its file (``file_of``).
+        self.files: list[tuple[int, str]] = []
+        self.lines_read = 0
 
     def __iter__(self) -> Iterator[Line]:
         for batch in self._batches(texts_only=False):
@@ -553,6 +557,7 @@ class LineReader:
         if offset == 0:
             self.files_read += 1
             self.stats.add("files_read")
+            self.files.append((self.lines_read, source))
         split = _Splitter(source, self.config.max_line_bytes, self.stats, offset=offset)
         split.texts_only = texts_only
         total = 0
@@ -568,6 +573,7 @@ class LineReader:
                 total += len(chunk)
                 lines = split.feed(chunk)
                 if lines:
+                    self.lines_read += len(lines)
                     yield StreamStart(lines) if first else lines
                     first = False
         except _SourceError as exc:
@@ -577,11 +583,25 @@ class LineReader:
         # Whatever was read before a failure is still delivered, last partial line included.
         last = split.finish()
         if last:
+            self.lines_read += len(last)
             yield StreamStart(last) if first else last
         if failure is not None:
             self._error(failure[0], source, failure[1])
         elif total == 0 and offset == 0:
             self.stats.add("empty_file")
+
+
+def file_of(files: Sequence[tuple[int, str]], line: int) -> tuple[str, int] | None:
+    """The input and the line within it of line ``line`` (from 1 across the inputs), from
+    ``LineReader.files``: the last input that starts before it (an empty one before it
+    starts at the same place and holds none of it)."""
+    import bisect
+
+    at = bisect.bisect_left([start for start, _ in files], line) - 1
+    if at < 0:
+        return None
+    start, name = files[at]
+    return name, line - start
 
 
 def read_lines(

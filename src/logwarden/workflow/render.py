@@ -322,9 +322,9 @@ def _anomaly_section(
     place = ""
     if getattr(v, "line", None) is not None:
         place = (
-            f" {'Its last line' if end else 'The entry'} is line {v.line} of the input"
+            f" {'Its last line' if end else 'The entry'} is {esc(v.place())}"
             + (f" ({esc(v.timestamp)})" if v.timestamp else "")
-            + f"; the session spans lines {v.first_line}-{v.last_line}."
+            + f"; the session spans lines {v.first_line}-{v.last_line} of the input."
         )
     out.append(
         f"<p>Flagged by the {esc(v.detector or '')} model {where} of {v.length} entries.{place}</p>"
