@@ -1136,3 +1136,32 @@ def test_the_command_keeps_large_freed_blocks_for_reuse() -> None:
     from logwarden.cli.main import tune_allocator
 
     assert tune_allocator() is True
+
+
+def test_train_names_the_counters_it_does_not_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A task counter in a log without ids grows past its training range in every later
+    window: train learns it is a counter, says so, and keeps the decision in the bundle."""
+    import random
+
+    rng = random.Random(3)
+    lines, t = [], 0.0
+    for task in range(400):
+        for text in (
+            f"Got assigned task {task}",
+            f"Finished task {task} in {rng.randint(90, 110)} ms",
+        ):
+            t += rng.uniform(0.01, 0.03)
+            stamp = f"2026-03-01 00:{int(t) // 60:02d}:{t % 60:06.3f}"
+            lines.append(f"{stamp} 7 INFO exec.Executor: {text}")
+    (tmp_path / "train.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "model"
+    argv = ["train", tmp_path / "train.log", "--format", SIM_FORMAT, "--window", "10"]
+    code, _, err = run([*argv, "--out", out, "--epochs", "2", *FAST], capsys)
+    assert code == 0, err
+    said = " ".join(err.split())
+    assert "counters, not modelled" in said, err
+    assert "parameter 0 (task)" in said
+    counters = manifest(out)["param_models"]["counters"]
+    assert len(counters) == 2 and all(p == [0] for p in counters.values()), counters

@@ -16,6 +16,7 @@ from logwarden.models.params import (
     ParamModelConfig,
     ParamModels,
     build_series,
+    counter_positions,
     numeric_value,
 )
 from logwarden.records import Event, Line, Param, Record
@@ -539,3 +540,70 @@ def test_tails_of_a_table_are_the_tails_of_its_whole_series() -> None:
         assert want.keys() == got.keys()
         for unit in want:
             np.testing.assert_array_equal(got[unit], want[unit])
+
+
+# --- counters ------------------------------------------------------------------------------
+
+
+def _job_windows(first: int, count: int, seed: int, size: int = 10) -> list[Session]:
+    """Windows of a log like Spark's: ``Got assigned task <*>`` (key 1, a task counter) and
+    ``Finished task (TID <*>) in <*> ms`` (key 2: the counter again, out of order since
+    tasks finish concurrently, and a latency that creeps up with noise around its trend)."""
+    rng = np.random.default_rng(seed)
+    task = first * size // 2
+    sessions = []
+    for w in range(first, first + count):
+        events, elapsed = [], []
+        for _ in range(size // 2):
+            done = max(0, task + int(rng.integers(-3, 4)))
+            ms = rng.normal(200.0 + 0.05 * task, 20.0)
+            events.append(_event(1, [P(str(task), "int")]))
+            events.append(_event(2, [P(str(done), "int"), P(f"{ms:.0f}", "int")]))
+            elapsed += [float(rng.lognormal(math.log(0.01), 0.3)) for _ in range(2)]
+            task += 1
+        elapsed[0] = 0.0
+        sessions.append(Session(f"w{w}", events=events, elapsed=elapsed))
+    return sessions
+
+
+def test_counters_are_learnt_and_not_bounded_after_a_time_split() -> None:
+    """A task counter grows past its training range in every later window: it is an
+    identifier, not a measurement, so it must not make them anomalous; the latency that
+    merely trends stays a feature and a slow step is still flagged."""
+    import json
+
+    train, later = _job_windows(0, 120, 1), _job_windows(120, 80, 2)
+    models = ParamModels(ParamModelConfig(**TINY))
+    models.fit(models.build(train))
+    flagged = {u: int(sc.anomalous.sum()) for u, sc in models.score(models.series(later)).items()}
+    assert sum(flagged.values()) <= 2, flagged
+    assert models.counters == {1: (0,), 2: (0,)}
+    assert models.layouts == {1: (), 2: (1,)}  # the latency (position 1) is modelled
+    # The decision travels with the state; a state from before counters has none.
+    meta, arrays = models.to_state()
+    back = ParamModels.from_state(json.loads(json.dumps(meta)), arrays)
+    assert back.counters == models.counters and back.layouts == models.layouts
+    old = {k: v for k, v in meta.items() if k != "counters"}
+    assert ParamModels.from_state(old, arrays).counters == {}
+    # A slow step (20x the latency) is still a parameter anomaly.
+    slow = _job_windows(120, 1, 3)
+    slow[0].events[5].params[1] = P("4000", "int")
+    sc = models.score(models.series(slow))
+    assert any(s.anomalous.any() for s in sc.values())
+
+
+def test_counter_positions_need_growth_not_a_trend() -> None:
+    rng = np.random.default_rng(5)
+    n = 400
+    order = np.arange(n, dtype=np.float64)
+    columns = {
+        1: order + rng.integers(-5, 6, n),  # a counter, values a little out of order
+        2: order // 10,  # a stage number: runs of equal values, rising
+        3: 200 + 0.5 * order + rng.normal(0, 20, n),  # a latency trending up, with noise
+        4: order % 40,  # a sequence number that restarts in every session
+        5: rng.normal(5000, 300, n),  # a size
+        6: np.minimum(order, 15),  # rises, then stays: too few distinct values
+    }
+    values = np.column_stack([np.zeros(n)] + [columns[p] for p in sorted(columns)])
+    assert counter_positions(values, sorted(columns)) == (1, 2)
+    assert counter_positions(values[:15], sorted(columns)) == ()  # too few entries to judge

@@ -238,6 +238,13 @@ def _summary(args: argparse.Namespace, model: object, sessions: int) -> None:
             f"{pinfo['seconds']:.1f} s",
             file=sys.stderr,
         )
+        counters = model.counter_parameters()
+        if counters:
+            print(
+                f"  counters, not modelled (their values grow with the log, as identifiers "
+                f"and sequence numbers do, not measurements): {', '.join(counters)}",
+                file=sys.stderr,
+            )
     elif args.no_params:
         print("  parameter models: skipped (--no-params)", file=sys.stderr)
     else:

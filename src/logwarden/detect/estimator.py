@@ -937,6 +937,18 @@ class DeepLog:
         }
         return found, lowest
 
+    def counter_parameters(self) -> list[str]:
+        """The parameters the parameter models learnt to be counters (identifiers that
+        grow with the log, not modelled), as ``E18 parameter 0 (task)``."""
+        params = getattr(self, "params_", None)
+        out = []
+        for key, positions in sorted((params.counters if params is not None else {}).items()):
+            label = f"E{key}"
+            for pos in positions:
+                name = _slot_name(self.templates_.get(label), pos)
+                out.append(f"{label} parameter {pos}" + (f" ({name})" if name else ""))
+        return out
+
     def deviation(
         self, sc: Any, j: int, keys: Sequence[str], session: Session, ei: int
     ) -> dict[str, Any]:

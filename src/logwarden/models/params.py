@@ -49,6 +49,20 @@ flag only values outside the range their training values spanned, widened by
 tail, and real distributions (a size that is usually the block size and sometimes anything
 below it) put normal values far out in a Gaussian's tail.
 
+A numeric parameter that grows with the log is a *counter* (a task id, a sequence number,
+an offset): an identifier, not a measurement, so it is not a feature. Bounded by its
+training range, every later value is "too large" (a time split flags every later window).
+It is learned per key and parameter position from the key's training entries in log order
+(sessions in order, entries in order; see ``counter_positions``): its values rise with
+that order nearly always (rank correlation at least ``COUNTER_RHO``), and nearly every value
+reaches the largest one seen a tenth of the entries before it (at least ``COUNTER_RECORDS``
+of them) and every quarter of the entries goes past the maxima before it, so its range
+keeps growing with the amount of data. A measurement that merely
+trends (a latency creeping up, free memory) has noise around its trend, and a value rarely
+reaches an earlier maximum; one that resets per session (a retry count) does not rise
+across sessions. The decision is kept with the models (``counters``) and the counter's
+position is left out of the key's layout, so it is neither modelled nor scored.
+
 Elapsed time counts only when it is *longer* than expected (``slower_only``): a step that
 is faster than usual is not a performance problem, and near zero, millisecond timestamps
 make "faster" mostly rounding.
@@ -65,7 +79,7 @@ import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from itertools import chain
+from itertools import chain, pairwise
 from statistics import NormalDist
 from typing import Any
 
@@ -120,6 +134,15 @@ _DURATION_UNITS = {
 }
 _NUMBER_UNIT = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([^\d\s]*)\s*")
 
+#: Counters (see the module docstring): at least this many observed values and distinct
+#: values, a rank correlation with log order of at least ``COUNTER_RHO``, at least
+#: ``COUNTER_RECORDS`` of the values at or above the maximum of those a tenth of the
+#: entries earlier, and a maximum that grows from each quarter of the entries to the next.
+COUNTER_MIN_ENTRIES = 20
+COUNTER_MIN_DISTINCT = 10
+COUNTER_RHO = 0.95
+COUNTER_RECORDS = 0.8
+
 # Normalised history values are clipped to this many standard deviations before entering
 # the network, so that one wild value does not also make the next few predictions wild.
 _INPUT_CLIP = 10.0
@@ -172,6 +195,8 @@ class KeySeries:
     refs: np.ndarray  # int64 (n, 2)
     irregular: int = 0  # entries whose numeric parameters did not match the layout
     prev: int | None = None
+    # Numeric positions left out of the layout as counters (training only, see the module).
+    counters: tuple[int, ...] = ()
 
     @property
     def unit(self) -> Unit:
@@ -290,6 +315,37 @@ def _numeric_positions(values: Sequence[str], kinds: Sequence[str]) -> tuple[int
     )
 
 
+def counter_positions(values: np.ndarray, positions: Sequence[int]) -> tuple[int, ...]:
+    """The positions (of ``positions``, the dimensions 1.. of ``values``, one key's
+    feature vectors in log order) whose values are counters: they rise with log order
+    nearly always and keep reaching new maxima as the data grows (see the module
+    docstring)."""
+    found: list[int] = []
+    for d, p in enumerate(positions, start=1):
+        x = values[:, d]
+        x = x[~np.isnan(x)]
+        n = len(x)
+        if n < COUNTER_MIN_ENTRIES or len(np.unique(x)) < COUNTER_MIN_DISTINCT:
+            continue
+        # Spearman's rank correlation with the order (ties ranked in order: a run of equal
+        # values, a stage's tasks, counts as rising).
+        ranks = np.argsort(np.argsort(x, kind="stable"), kind="stable").astype(np.float64)
+        rho = float(np.corrcoef(np.arange(n, dtype=np.float64), ranks)[0, 1])
+        if not rho >= COUNTER_RHO:
+            continue
+        # Concurrent sessions interleave a counter's values a little: each value is
+        # compared with the largest of those at least a tenth of the entries before it.
+        lag = max(1, n // 10)
+        records = float(np.mean(x[lag:] >= np.maximum.accumulate(x)[: n - lag]))
+        # And the range keeps growing: every quarter of the entries reaches past the
+        # largest value before it (a value that rises and then stays is bounded).
+        tops = [float(q.max()) for q in np.array_split(x, 4)]
+        growing = all(b > a for a, b in pairwise(tops))
+        if records >= COUNTER_RECORDS and growing:
+            found.append(p)
+    return tuple(found)
+
+
 def build_series(
     sessions: Iterable[Session],
     layouts: Mapping[int, tuple[int, ...]] | None = None,
@@ -305,7 +361,9 @@ def build_series(
     model's); entries of a pair that is not a unit go to ``(key, None)``. Without ``units``
     (training), a ``(key, predecessor)`` pair with at least ``min_samples`` entries is a
     unit when ``by_predecessor``. Keys not in ``layouts`` get the most common set of numeric
-    positions of their entries here; keys with no numeric parameter have elapsed time alone.
+    positions of their entries here, less the counters among them (``counter_positions``,
+    named in each series' ``counters``); keys with no numeric parameter have elapsed time
+    alone.
     """
     # Not named ``keys``: the entries' key column below is.
     wanted = None if keys is None else {int(k) for k in keys}
@@ -326,6 +384,7 @@ def build_series(
             continue
         lines = rows[idx].tolist()
         n = len(lines)
+        counters: tuple[int, ...] = ()
         if layouts is not None and key in layouts:
             layout = tuple(layouts[key])
             regular = np.ones(n, dtype=bool)  # only training counts irregular entries
@@ -339,6 +398,12 @@ def build_series(
         values[:, 0] = np.where(np.isfinite(el), el, np.nan)
         for d, p in enumerate(layout, start=1):
             values[:, d] = _column(line_values, line_kinds, lines, p)
+        if layouts is None or key not in layouts:
+            counters = counter_positions(values, layout)
+            if counters:
+                keep = [0] + [d for d, p in enumerate(layout, start=1) if p not in counters]
+                layout = tuple(p for p in layout if p not in counters)
+                values = values[:, keep]
         key_prevs = prevs[idx]
         distinct, first_at, counts = np.unique(key_prevs, return_index=True, return_counts=True)
         if units is not None:
@@ -357,7 +422,7 @@ def build_series(
         for _, p in sorted(firsts, key=lambda t: t[0]):
             sel = np.flatnonzero(~mine if p is None else key_prevs == p)
             irregular = int((~regular[sel]).sum())
-            out[(key, p)] = KeySeries(key, layout, values[sel], refs[sel], irregular, p)
+            out[(key, p)] = KeySeries(key, layout, values[sel], refs[sel], irregular, p, counters)
     return out
 
 
@@ -494,6 +559,8 @@ class ParamModels:
     def __init__(self, config: ParamModelConfig | None = None) -> None:
         self.config = config or ParamModelConfig()
         self.models: dict[Unit, _KeyModel] = {}
+        # Per key, the numeric positions learnt to be counters (not features).
+        self.counters: dict[int, tuple[int, ...]] = {}
 
     @property
     def layouts(self) -> dict[int, tuple[int, ...]]:
@@ -510,6 +577,7 @@ class ParamModels:
             "keys": len({k for k, _ in self.models}),
             "entries": sum(int(m.info.get("entries", 0)) for m in self.models.values()),
             "confidence": self.config.confidence,
+            "counters": {str(k): list(p) for k, p in sorted(self.counters.items())},
         }
 
     def build(self, sessions: Iterable[Session]) -> dict[Unit, KeySeries]:
@@ -532,6 +600,8 @@ class ParamModels:
         """Fit one model per series (replacing earlier ones for its unit); returns self."""
         cfg = self.config
         for s in sorted(series.values(), key=lambda s: _unit_name(s.unit)):
+            if s.counters:
+                self.counters[s.key] = s.counters
             observed = int(np.any(~np.isnan(s.values), axis=1).sum())
             if observed == 0:
                 continue  # nothing to learn; the key model still covers the key
@@ -554,6 +624,8 @@ class ParamModels:
         """
         cfg = self.config
         for s in sorted(series.values(), key=lambda s: _unit_name(s.unit)):
+            if s.counters:
+                self.counters[s.key] = s.counters
             if not np.any(~np.isnan(s.values)):
                 continue
             if len(s) >= cfg.min_samples and _split(len(s), cfg.validation)[1] >= 2:
@@ -871,7 +943,12 @@ class ParamModels:
             }
             for tensor, w in m.weights.items():
                 arrays[f"{name}/{tensor}"] = w
-        meta = {"version": STATE_VERSION, "config": asdict(self.config), "units": units}
+        meta = {
+            "version": STATE_VERSION,
+            "config": asdict(self.config),
+            "units": units,
+            "counters": {str(k): list(p) for k, p in sorted(self.counters.items())},
+        }
         return meta, arrays
 
     @classmethod
@@ -913,6 +990,11 @@ class ParamModels:
                 )  # fmt: skip
             if set(arrays) - used:
                 raise ValueError(f"weights of no unit: {sorted(set(arrays) - used)[:3]}")
+            # Bundles from before counters were learnt have none: their layouts hold
+            # every numeric position, as they were trained.
+            self.counters = {
+                int(k): tuple(int(p) for p in v) for k, v in meta.get("counters", {}).items()
+            }
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"malformed parameter model state: {e!r}") from e
         return self
