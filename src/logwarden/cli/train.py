@@ -272,6 +272,8 @@ def _summary(args: argparse.Namespace, model: object, sessions: int) -> None:
                 file=sys.stderr,
             )
     print(f"  {expected_fpr_line(th)}", file=sys.stderr)
+    for line in dropped_rules_lines(model):
+        print(f"  {line}", file=sys.stderr)
     km = model.model_
     if km.fold_check:
         print(
@@ -293,6 +295,61 @@ def _usable_cores() -> int:
     from logwarden.io.ingest import usable_cores
 
     return usable_cores()
+
+
+def dropped_rules_lines(model: Any) -> list[str]:
+    """A warning when the key model's order rules (unseen transitions, early ends, short
+    sessions, counts) could not be kept: each is kept only when the training sessions it
+    flags when left out stay within its budget (a share of --target-fpr), and with few
+    sessions one alone is over it. Empty when every rule was kept."""
+    cal = model.train_info_.get("calibration") or {}
+    km = model.model_
+    share, target = km.config.rule_share, km.config.target_fpr
+    if "rule_context" not in cal or share <= 0:
+        return []  # rules off by configuration, or no calibration to say
+    dropped = []
+    if cal["rule_context"] == 0:
+        dropped.append("unseen transitions (steps in an order no normal run took)")
+        if not cal.get("end_rule"):
+            dropped.append("early ends (a run ending after a step no normal run ends with)")
+    if cal.get("min_length") is None:
+        dropped.append("the length rule (a run shorter than every normal one)")
+    if not cal.get("count_rule"):
+        dropped.append("counts (a step repeated more often than in any normal run)")
+    if not dropped:
+        return []
+    th = model.threshold_
+    n = int(km.calibration.sessions) if km.calibration is not None else 0
+    budget = share * target
+    lines = [
+        "warning: rules not kept: " + "; ".join(dropped) + ".",
+        f"  The rules are kept only while the training sessions they flag when left out "
+        f"stay within {budget:.2%} of them ({share:.0%} of the {target:.2%} target)",
+    ]
+    if n and 1 / n > budget:
+        lines[-1] += (
+            f": with {n:,} sessions one alone is {1 / n:.2%}, too few sessions to calibrate "
+            "at this target."
+        )
+    else:
+        lines[-1] += ": more of the training sessions hold a path of their own than that."
+    rest = (
+        f"keys ranked beyond the top {th.g}"
+        if th.mode == "top_g"
+        else f"entries the network gives a probability under {th.tau:.3g}"
+    )
+    counts = ", steps repeated more often than in any normal run," if cal.get("count_rule") else ""
+    lines.append(
+        f"  Only unseen keys{counts} and {rest} are flagged: a run with steps out of order "
+        "or cut short may pass as normal."
+    )
+    advice = [f"more training sessions (at least {math.ceil(1 / budget):,} for one to fit)"]
+    if n:
+        advice.append(f"a higher --target-fpr ({1 / (share * n):.2%} lets one of {n:,} fit)")
+    if th.mode != "top_g":
+        advice.append("--top-g N (the paper's rank rule: a key outside the N likeliest)")
+    lines.append("  To keep them: " + ", ".join(advice) + ".")
+    return lines
 
 
 def expected_fpr_line(th: Any) -> str:
