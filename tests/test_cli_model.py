@@ -1197,3 +1197,36 @@ def test_train_warns_when_the_order_rules_could_not_be_kept(
     code, _, err = run([*argv, "--out", tmp_path / "m2"], capsys)
     assert code == 0, err
     assert "rules not kept" not in err
+
+
+def test_train_does_not_learn_an_end_where_the_input_cut_a_run_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The last run of the training log stops after its second step because the file ends
+    there: train says so and learns no end after that step (the workflow has none), while
+    its entries still train the parameter models."""
+    steps = ["Starting job {r}", "Loaded {n} items for job {r}", "Job {r} computing now",
+             "Finished job {r} cleanly"]  # fmt: skip
+    lines, t = [], 0.0
+    for run_no in range(21):
+        for i, step in enumerate(steps if run_no < 20 else steps[:2]):
+            t += 1.0 + 0.1 * (run_no % 3) + (2.0 if i == 0 else 0.0)
+            stamp = f"2026-03-01 00:{int(t) // 60:02d}:{t % 60:06.3f}"
+            text = step.format(r=f"run-{run_no}", n=10 + run_no % 5)
+            lines.append(f"{stamp} 7 INFO app.Worker: {text}")
+    (tmp_path / "train.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "model"
+    argv = ["train", tmp_path / "train.log", "--format", SIM_FORMAT, "--session", r"run-\d+"]
+    code, _, err = run([*argv, "--out", out, "--epochs", "5", *FAST], capsys)
+    assert code == 0, err
+    said = " ".join(err.split())
+    assert "1 session still going when the input ended" in said, err
+    assert "left out of the key model and the workflows" in said
+    m = manifest(out)
+    assert m["calibration"]["sessions"] == 20
+    assert m["train_info"]["params"]["entries"] == 82  # the cut run's 2 entries too
+    code, _, err = run(["workflow", "--model", out, "--json", tmp_path / "wf.json"], capsys)
+    assert code == 0, err
+    flows = json.loads((tmp_path / "wf.json").read_text(encoding="utf-8"))["workflows"]
+    ends = {(e["from"], e["count"]) for w in flows for e in w["edges"] if e["to"] == "<end>"}
+    assert len(ends) == 1 and next(iter(ends))[1] == 20, ends

@@ -596,3 +596,34 @@ def test_an_elapsed_time_is_never_expected_below_zero() -> None:
         assert d["expected"] == shown and d["sigmas"] == 22.4
         text = Verdict("s", True, 2, 1.0, "performance", "params", deviation=d).describe()
         assert "expected about -" not in text and f"expected about {shown:.3g} s" in text
+
+
+def test_cut_off_at_end_needs_an_active_run_ending_where_no_other_ends() -> None:
+    from logwarden.detect.detector import Inputs, cut_off_at_end
+    from logwarden.records import Event, Line, Record
+    from logwarden.sessions import Session
+
+    def session(sid: str, keys: list[str], start: float) -> Session:
+        events = [
+            Event(Record(Line("", "x", 0, 1), "", {}, start + i), int(k[1:]), "", [])
+            for i, k in enumerate(keys)
+        ]
+        return Session(sid, events, [0.0] + [1.0] * (len(keys) - 1))
+
+    runs = [
+        ("a", ["E1", "E2", "E3"], 0.0),
+        ("b", ["E1", "E2"], 10.0),  # ends at E2, which runs go on from, long before the end
+        ("c", ["E1", "E2", "E3"], 20.0),
+        ("d", ["E1", "E4"], 30.0),  # the only run with E4: nothing says it goes on
+        ("e", ["E1", "E2"], 40.0),  # still active at the end, cut after E2
+    ]
+    sessions = [session(*r) for r in runs]
+    data = Inputs([r[0] for r in runs], [r[1] for r in runs], [None] * 5, events=sessions)
+    # b ends with E2 as well: neither b nor e is the only one to end there.
+    assert cut_off_at_end(data, 5.0) == []
+    del runs[1], sessions[1]
+    data = Inputs([r[0] for r in runs], [r[1] for r in runs], [None] * 4, events=sessions)
+    assert cut_off_at_end(data, 5.0) == [3]  # e, and not d (E4 held by no other run)
+    early = dataclasses.replace(data, events=[*sessions[:3], session("e", ["E1", "E2"], 0.0)])
+    assert cut_off_at_end(early, 5.0) == []  # e stopped long before the input ended
+    assert cut_off_at_end(early, None) == [3]  # no timestamps: every run goes on to the end

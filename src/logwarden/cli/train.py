@@ -7,6 +7,7 @@ import dataclasses
 import math
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 from logwarden.cli.common import (
@@ -100,7 +101,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from logwarden.detect import DeepLog
-    from logwarden.detect.detector import Detector, idle_timeout_from
+    from logwarden.detect.detector import Detector, cut_off_at_end, idle_timeout_from
 
     check_out_dir(args.out, args.force)
     if args.seed < 0:  # torch refuses it, after the whole input was read
@@ -150,6 +151,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         # When detection may call a session complete: learnt from the training sessions'
         # own gaps, kept with the model (detect/eval --idle-timeout overrides it).
         detector.input = dataclasses.replace(spec, idle_timeout=idle_timeout_from(data.events))
+    # Runs the end of the input cut off are not learnt as complete (see cut_off_at_end).
+    cut: list[int] = []
+    if spec.input_format == "raw" and spec.window is None:
+        cut = cut_off_at_end(data, idle_timeout_from(data.events, factor=1.0))
+        if len(cut) == len(data.keys):
+            cut = []  # nothing would be left: learn them as they are
     n_rows = sum(len(k) + 1 for k in data.keys)
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[step]}"),
                TextColumn("{task.fields[detail]}"), TimeElapsedColumn()]  # fmt: skip
@@ -172,7 +179,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             bar.update(folds[0], completed=k, step=f"fold model {min(k + 1, total)}/{total}")
 
         try:
-            detector.fit(data, progress=progress, fold_progress=fold_progress)
+            detector.fit(data, progress=progress, fold_progress=fold_progress, unfinished=cut)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         bar.update(task, total=model.train_info_["epochs"])
@@ -182,7 +189,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise RuntimeFailure(
             f"cannot write the model to {args.out}: {exc.strerror or exc}"
         ) from None
-    _summary(args, model, len(data.keys))
+    _summary(args, model, len(data.keys) - len(cut))
+    if cut:
+        ends = Counter(data.keys[i][-1] for i in cut)
+        where = ", ".join(f"{k} x{n}" for k, n in sorted(ends.items()))
+        print(
+            f"  {len(cut):,} session{'' if len(cut) == 1 else 's'} still going when the input "
+            "ended (a line within the longest gap of a training run of its end), each ending "
+            f"with a step no other session ends with ({where}): left out of the key model and "
+            "the workflows (a run the end of the file cut off would teach them that runs may "
+            "end there); their entries train the parameter models",
+            file=sys.stderr,
+        )
     timeout = detector.input.idle_timeout
     if detector.input.input_format == "raw" and detector.input.window is None:
         print(

@@ -229,9 +229,11 @@ class Detector:
         data: Inputs,
         progress: Callable[[int, int, float], None] | None = None,
         fold_progress: Callable[[int, int], None] | None = None,
+        unfinished: Collection[int] = (),
     ) -> Detector:
         """Fit the models on ``data`` (normal sessions, as ``read(..., learn=True)`` gives);
-        ``progress`` and ``fold_progress`` as for ``DeepLog.fit``."""
+        ``progress``, ``fold_progress`` and ``unfinished`` (see ``cut_off_at_end``) as for
+        ``DeepLog.fit``."""
         self.model.fit(
             data.keys,
             data.templates,
@@ -239,6 +241,7 @@ class Detector:
             events=data.events,
             interleaved=self.input.window is not None,  # windows of a log without ids
             fold_progress=fold_progress,
+            unfinished=unfinished,
         )
         return self
 
@@ -605,6 +608,49 @@ def idle_timeout_from(sessions: Sequence[Session], factor: float = 100.0) -> flo
     if longest is None:
         return None
     return max(1.0, factor * longest)
+
+
+def cut_off_at_end(data: Inputs, gap: float | None) -> list[int]:
+    """Training sessions the end of the input seems to have cut off: still going when the
+    input ended (a line within ``gap`` of log time of its last: ``train`` gives the
+    longest gap between two entries of one training session, so a run quiet for longer
+    was over or stalled by the training runs' own evidence; every session when there is
+    no gap, without timestamps) and ending with a key no other training session ends with,
+    though other sessions hold it (a step that runs go on from). The idle timeout, 100
+    times that gap, is too generous to tell: most sessions of a short log end within it.
+    Learnt as complete runs, they would
+    teach the key model's end-of-session rule and the workflows an end there (``fit``'s
+    ``unfinished``). Indices into ``data``; none for window sessions, key sequences or a
+    single session."""
+    events = data.events
+    if events is None or len(data.keys) < 2:
+        return []
+    if isinstance(events, SessionTable):
+        clock = events.clock
+        last_time = [clock[rows[-1]] if rows else None for rows in events.members]
+    else:
+        last_time = [s.events[-1].record.timestamp if s.events else None for s in events]
+    timed = [t for t in last_time if t is not None and math.isfinite(t)]
+    end = max(timed) if timed else None
+
+    def active(i: int) -> bool:
+        t = last_time[i]
+        if not gap or end is None or t is None:
+            return True
+        return end - t <= gap
+
+    ends: dict[str, int] = {}
+    held: dict[str, int] = {}
+    for k in data.keys:
+        if k:
+            ends[k[-1]] = ends.get(k[-1], 0) + 1
+        for key in set(k):
+            held[key] = held.get(key, 0) + 1
+    return [
+        i
+        for i, k in enumerate(data.keys)
+        if k and ends[k[-1]] == 1 and held[k[-1]] > 1 and active(i)
+    ]
 
 
 def _learn_templates(miner: TemplateMiner, sessions: Sequence[Session]) -> TemplateMiner:

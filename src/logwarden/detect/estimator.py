@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from itertools import chain
 from pathlib import Path
@@ -52,7 +52,7 @@ from logwarden.online.update import (
     update_param_models,
 )
 from logwarden.persist.bundle import join_arrays, load_bundle, save_bundle, split_arrays
-from logwarden.sessions import Session
+from logwarden.sessions import Session, SessionTable
 from logwarden.workflow import Workflows, mine_workflows
 from logwarden.workflow.diagnose import Diagnosis, attach_diagnosis_lines, diagnose
 from logwarden.workflow.linking import MIN_SPANS
@@ -490,18 +490,30 @@ class DeepLog:
         events: Sequence[Session] | None = None,
         interleaved: bool = False,
         fold_progress: Callable[[int, int], None] | None = None,
+        unfinished: Collection[int] = (),
     ) -> DeepLog:
         """Learn normal execution paths from normal sessions (sequences of key labels), and
         with ``events`` (their entries, see the class docstring) the parameter models;
         ``interleaved``: the sessions are windows of a log without identifiers (for the
         workflows). ``progress(epoch, epochs, loss)`` follows the key model's training,
-        ``fold_progress(done, folds)`` its calibration."""
+        ``fold_progress(done, folds)`` its calibration. ``unfinished``: indices of
+        sessions that did not end (the end of the input cut them off): their entries train
+        the parameter models, but the key model and the workflows do not learn them, as
+        they would learn an end where runs go on."""
         import time
 
         param_config = self.param_config()  # validates before any training
         if sessions is not None and not isinstance(sessions, str | bytes):
             sessions = list(sessions)  # an iterable of sessions is read once
         _check_events(sessions, events)
+        param_events = events
+        if unfinished:
+            gone = set(unfinished)
+            kept = [i for i in range(len(sessions)) if i not in gone]
+            if not kept:
+                raise ValueError("every training session is unfinished: none to learn from")
+            sessions = [sessions[i] for i in kept]
+            events = None if events is None else _subset(events, kept)
         started = time.perf_counter()
         sessions = _no_reserved([[str(k) for k in s] for s in sessions])
         self.model_ = fit_key_model(
@@ -510,10 +522,10 @@ class DeepLog:
         self.model_.train_info["seconds"] = round(time.perf_counter() - started, 3)
         self.templates_ = {str(k): v for k, v in (templates or {}).items()}
         self.params_: ParamModels | None = None
-        if self.param_models and events is not None:
+        if self.param_models and param_events is not None:
             started = time.perf_counter()
             params = ParamModels(param_config)
-            params.fit(params.build(events))
+            params.fit(params.build(param_events))
             self.params_ = params
             self.model_.train_info["params"] = {
                 "seconds": round(time.perf_counter() - started, 3),
@@ -1324,6 +1336,18 @@ def _no_reserved(sessions: list[list[str]]) -> list[list[str]]:
             f"({', '.join(sorted(_RESERVED_KEYS))}): rename it"
         )
     return sessions
+
+
+def _subset(events: Sequence[Session], kept: Sequence[int]) -> Sequence[Session]:
+    """The sessions at ``kept`` (a session table stays one, sharing its columns)."""
+    if isinstance(events, SessionTable):
+        import copy
+
+        table = copy.copy(events)
+        table.ids = [events.ids[i] for i in kept]
+        table.members = [events.members[i] for i in kept]
+        return table
+    return [events[i] for i in kept]
 
 
 def _check_events(sessions: Sequence[Any], events: Sequence[Session] | None) -> None:
