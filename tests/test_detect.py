@@ -626,4 +626,39 @@ def test_cut_off_at_end_needs_an_active_run_ending_where_no_other_ends() -> None
     assert cut_off_at_end(data, 5.0) == [3]  # e, and not d (E4 held by no other run)
     early = dataclasses.replace(data, events=[*sessions[:3], session("e", ["E1", "E2"], 0.0)])
     assert cut_off_at_end(early, 5.0) == []  # e stopped long before the input ended
-    assert cut_off_at_end(early, None) == [3]  # no timestamps: every run goes on to the end
+    assert cut_off_at_end(early, None) == [3]  # no time, every line 1: all go on to the end
+
+
+def test_without_log_time_a_cut_off_run_is_one_near_the_last_line() -> None:
+    # No timestamps: a run whose last line lies further before the input's last line than
+    # any training run's entries lie apart ended; it is not taken for one the end cut off.
+    from logwarden.detect.detector import Inputs, cut_off_at_end
+    from logwarden.records import Event, Line, Record
+    from logwarden.sessions import Session
+
+    def session(sid: str, keys: list[str], lines: list[int]) -> Session:
+        events = [
+            Event(Record(Line("", "x", 0, n), "", {}, None), int(k[1:]), "", [])
+            for k, n in zip(keys, lines, strict=True)
+        ]
+        return Session(sid, events, [None] * len(keys))
+
+    runs = [
+        ("a", ["E1", "E2", "E3"], [1, 3, 5]),
+        ("b", ["E1", "E2"], [2, 4]),  # ends at E2 (runs go on from it), long before the end
+        ("c", ["E1", "E2", "E3"], [10, 12, 14]),
+        ("d", ["E1", "E2", "E3"], [20, 22, 24]),
+    ]
+    data = Inputs(
+        [r[0] for r in runs], [r[1] for r in runs], [None] * 4,
+        events=[session(*r) for r in runs],
+    )  # fmt: skip
+    assert cut_off_at_end(data, None) == []
+    runs.append(("e", ["E1", "E4"], [30, 31]))
+    runs.append(("f", ["E1", "E5", "E6"], [32, 33, 35]))  # E6: no other run holds it
+    runs.append(("g", ["E1", "E5"], [34, 36]))  # at the end, cut after E5
+    data = Inputs(
+        [r[0] for r in runs], [r[1] for r in runs], [None] * 7,
+        events=[session(*r) for r in runs],
+    )  # fmt: skip
+    assert cut_off_at_end(data, None) == [6]

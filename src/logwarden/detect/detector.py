@@ -18,6 +18,7 @@ import math
 import os
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -632,12 +633,24 @@ def cut_off_at_end(data: Inputs, gap: float | None) -> list[int]:
         last_time = [s.events[-1].record.timestamp if s.events else None for s in events]
     timed = [t for t in last_time if t is not None and math.isfinite(t)]
     end = max(timed) if timed else None
+    if not gap or end is None:
+        # No log time to go by: the lines tell instead. A run still going at the end has
+        # a line within the longest stretch of lines between two entries of one training
+        # run of the input's last line (every session counted as still going would take
+        # each run anywhere in the log that ends in its own way for a cut one).
+        lines = _line_numbers(events)
+        last = [ln[-1] if ln else 0 for ln in lines]
+        longest = max((b - a for ln in lines for a, b in pairwise(ln)), default=0)
+        end_line = max(last)
 
-    def active(i: int) -> bool:
-        t = last_time[i]
-        if not gap or end is None or t is None:
-            return True
-        return end - t <= gap
+        def active(i: int) -> bool:
+            return end_line - last[i] <= longest
+
+    else:
+
+        def active(i: int) -> bool:
+            t = last_time[i]
+            return t is None or end - t <= gap
 
     ends: dict[str, int] = {}
     held: dict[str, int] = {}
@@ -651,6 +664,14 @@ def cut_off_at_end(data: Inputs, gap: float | None) -> list[int]:
         for i, k in enumerate(data.keys)
         if k and ends[k[-1]] == 1 and held[k[-1]] > 1 and active(i)
     ]
+
+
+def _line_numbers(events: Sequence[Session]) -> list[list[int]]:
+    """Each session's input line numbers, in order."""
+    if isinstance(events, SessionTable):
+        number = events.line_number
+        return [[number(r) for r in rows] for rows in events.members]
+    return [[e.record.line.lineno for e in s.events] for s in events]
 
 
 def _learn_templates(miner: TemplateMiner, sessions: Sequence[Session]) -> TemplateMiner:
