@@ -59,7 +59,7 @@ def explain(verdict: dict[str, Any]) -> str:
     """The text ``logwarden detect`` prints for a verdict, rebuilt from its JSON line."""
     from logwarden.detect import Verdict
 
-    return Verdict(**verdict).describe()
+    return Verdict.from_dict(verdict).describe()
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:

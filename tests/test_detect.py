@@ -457,6 +457,21 @@ def test_to_dict_is_json_and_minimal_for_normal_sessions(auto: DeepLog) -> None:
     assert isinstance(anomalous, Verdict)
 
 
+def test_a_verdict_reads_back_from_its_json_line(auto: DeepLog) -> None:
+    # A line of detect --jsonl gives the same verdict and text again (the diagnosis as a
+    # Diagnosis: describe() failed on its dict).
+    from logwarden.workflow.diagnose import Diagnosis
+
+    _, anomalous = auto.verdicts([list("ABCDE"), list("ABXDE")])
+    anomalous.diagnosis = Diagnosis("W1", "B", "X", 2, why="never right after B")
+    back = Verdict.from_dict(json.loads(json.dumps(anomalous.to_dict())))
+    assert isinstance(back.diagnosis, Diagnosis)
+    assert back.describe() == anomalous.describe()
+    assert back.to_dict() == anomalous.to_dict()
+    with pytest.raises(ValueError, match="not fields of a verdict: colour"):
+        Verdict.from_dict({**anomalous.to_dict(), "colour": "red"})
+
+
 # --- API edges ------------------------------------------------------------------------------
 
 

@@ -145,6 +145,19 @@ class Verdict:
             d["diagnosis"] = self.diagnosis.to_dict()
         return d
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
+        """The verdict of a ``to_dict`` (a line of ``detect --jsonl``): its diagnosis a
+        ``Diagnosis`` again; keys that are no field of a verdict are refused."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"not fields of a verdict: {', '.join(unknown)}")
+        kw = dict(d)
+        if isinstance(kw.get("diagnosis"), Mapping):
+            kw["diagnosis"] = Diagnosis.from_dict(kw["diagnosis"])
+        return cls(**kw)
+
     def place(self) -> str:
         """Where the flagged line is, for people: ``file:line`` (with its number across the
         inputs when that differs), or ``line N of the input`` without a file."""
