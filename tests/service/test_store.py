@@ -15,6 +15,26 @@ from logwarden.service.processor import ForkedCheckpoint
 from logwarden.service.store import SCHEMA_VERSION, Store
 
 
+def _old_store(path: Path, script: str) -> Store:
+    """A store written by an older schema (``script`` builds it), opened by this one."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.executescript(script)
+    con.commit()
+    con.close()
+    return Store(path, durable=False)
+
+
+# The verdicts table of stores of schema 1 and 2 (migration tests build such stores).
+_OLD_VERDICTS = (
+    "CREATE TABLE verdicts (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE,"
+    " session TEXT NOT NULL, seq INTEGER NOT NULL, final INTEGER NOT NULL DEFAULT 0,"
+    " closed_by TEXT, reason TEXT, detector TEXT, model_version INTEGER,"
+    " created REAL NOT NULL, acked REAL, data TEXT NOT NULL);"
+)
+
+
 def test_journal_rows_go_in_ranges_and_checkpoints_never_go_back(tmp_path: Path) -> None:
     st = Store(tmp_path / "s.db", durable=False)
     try:
@@ -221,28 +241,21 @@ def test_expiry_goes_a_bounded_step_at_a_time(tmp_path: Path) -> None:
 
 
 def test_idempotency_keys_expire_and_old_stores_migrate(tmp_path: Path) -> None:
-    import sqlite3
 
     path = tmp_path / "s.db"
     # A store of schema 1: its idempotency keys had no time.
-    con = sqlite3.connect(path)
-    con.executescript(
+    st = _old_store(
+        path,
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
         "INSERT INTO meta VALUES ('schema', '1');"
         "CREATE TABLE batches (id TEXT PRIMARY KEY, first_seq INTEGER, last_seq INTEGER,"
         " n INTEGER NOT NULL);"
         "INSERT INTO batches VALUES ('old', 1, 2, 2);"
-        "CREATE TABLE verdicts (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE,"
-        " session TEXT NOT NULL, seq INTEGER NOT NULL, final INTEGER NOT NULL DEFAULT 0,"
-        " closed_by TEXT, reason TEXT, detector TEXT, model_version INTEGER,"
-        " created REAL NOT NULL, acked REAL, data TEXT NOT NULL);"
-        "INSERT INTO verdicts (key, session, seq, reason, detector, created, data)"
+        + _OLD_VERDICTS
+        + "INSERT INTO verdicts (key, session, seq, reason, detector, created, data)"
         " VALUES ('a@1', 'a', 1, 'early_end', 'keys', 0, '{}'),"
-        " ('b@2', 'b', 2, 'performance', 'params', 0, '{}');"
+        " ('b@2', 'b', 2, 'performance', 'params', 0, '{}');",
     )
-    con.commit()
-    con.close()
-    st = Store(path, durable=False)
     try:
         assert st.get_meta("schema") == str(SCHEMA_VERSION)
         (stamp,) = st.db.execute("SELECT created FROM batches WHERE id = 'old'").fetchone()
@@ -267,27 +280,20 @@ def test_unusable_feedback_is_kept_in_the_store_and_a_schema_2_store_opens(
     restart it was tried again, and shown as scheduled until then. The store keeps it now;
     a store of schema 2 (feedback without the column) opens with none marked, and its
     anomaly counters are not counted again."""
-    import sqlite3
 
     path = tmp_path / "s.db"
-    con = sqlite3.connect(path)
-    con.executescript(
+    st = _old_store(
+        path,
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
         "INSERT INTO meta VALUES ('schema', '2'), ('anomaly_counts', '{\"r\\tkeys\": 1}');"
-        "CREATE TABLE verdicts (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE,"
-        " session TEXT NOT NULL, seq INTEGER NOT NULL, final INTEGER NOT NULL DEFAULT 0,"
-        " closed_by TEXT, reason TEXT, detector TEXT, model_version INTEGER,"
-        " created REAL NOT NULL, acked REAL, data TEXT NOT NULL);"
-        "INSERT INTO verdicts (key, session, seq, final, reason, detector, created, data)"
+        + _OLD_VERDICTS
+        + "INSERT INTO verdicts (key, session, seq, final, reason, detector, created, data)"
         " VALUES ('s@1', 's', 1, 1, 'r', 'keys', 0, '{\"session\": \"s\"}');"
         "CREATE TABLE feedback (id INTEGER PRIMARY KEY AUTOINCREMENT, verdict_id INTEGER NOT"
         " NULL, session TEXT NOT NULL, label TEXT NOT NULL, created REAL NOT NULL,"
         " model_version INTEGER);"
-        "INSERT INTO feedback (verdict_id, session, label, created) VALUES (1, 's', 'normal', 0);"
+        "INSERT INTO feedback (verdict_id, session, label, created) VALUES (1, 's', 'normal', 0);",
     )
-    con.commit()
-    con.close()
-    st = Store(path, durable=False)
     try:
         assert st.get_meta("schema") == str(SCHEMA_VERSION)
         assert st.anomaly_counts() == {("r", "keys"): 1}  # as it was
