@@ -1138,6 +1138,19 @@ def test_the_command_keeps_large_freed_blocks_for_reuse() -> None:
     assert tune_allocator() is True
 
 
+def test_the_service_keeps_the_allocators_defaults() -> None:
+    # A service runs for weeks: blocks kept in the heap can fragment it.
+    from logwarden.cli.main import build_parser, long_running
+
+    def args(*argv: str) -> Any:
+        return build_parser().parse_known_args(list(argv))[0]
+
+    assert long_running(args("serve", "--model", "m", "--store", "s.db"))
+    assert long_running(args("demo", "--serve"))
+    assert not long_running(args("demo"))
+    assert not long_running(args("detect", "x.log", "--model", "m"))
+
+
 def test_train_names_the_counters_it_does_not_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -117,8 +117,9 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
 #: matrix, a column) cost fresh zeroed pages, a page fault each 4 KB, every time they are
 #: made. Blocks below MMAP_THRESHOLD come from the heap instead, and up to TRIM_THRESHOLD
 #: of freed heap is kept for reuse: 3% less CPU for ``eval`` on 1M HDFS lines and 4% less
-#: wall time for ``detect`` on the DeepLog split (2 cores). The command's own process
-#: only: the library leaves the allocator of programs that import it alone.
+#: wall time for ``detect`` on the DeepLog split (2 cores). Commands that run and end
+#: only: a service runs for weeks, and blocks kept in the heap can fragment it where
+#: returned ones cannot; the library leaves the allocator of programs that import it alone.
 MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 64 << 20
 
@@ -141,8 +142,12 @@ def tune_allocator() -> bool:
     )
 
 
+def long_running(args: argparse.Namespace) -> bool:
+    """Whether the command serves until stopped (``serve``, ``demo --serve``)."""
+    return args.command == "serve" or bool(getattr(args, "serve", False))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    tune_allocator()
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
@@ -154,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    if not long_running(args):
+        tune_allocator()
     return run_command(args.func, args)
 
 
