@@ -200,6 +200,12 @@ def has_level(fmt: str | None) -> bool:
         return False
 
 
+def mostly_no_id(stats: Stats) -> bool:
+    """Whether half the lines parsed or more hold no session id (``warn_no_id``)."""
+    _, lines = _unmatched(stats)
+    return lines > 0 and 2 * stats["no_session_id"] >= lines
+
+
 def warn_no_id(stats: Stats, fmt: str | None = None) -> None:
     """A warning when half the lines parsed or more hold no session id: they are in no
     session, so nothing judges them, and a summary's ``no_session_id`` count is easy to
@@ -208,10 +214,10 @@ def warn_no_id(stats: Stats, fmt: str | None = None) -> None:
     most lines in a session (HDFS by block ids: all); when half are not, the verdicts
     speak for the smaller part of the log, whatever the reason. ``fmt``: the log format,
     whose ``Level`` field tells how many of them were warnings or errors."""
+    if not mostly_no_id(stats):
+        return
     no_id = stats["no_session_id"]
     _, lines = _unmatched(stats)
-    if lines <= 0 or 2 * no_id < lines:
-        return
     severe = ""
     if has_level(fmt):
         severe = f" ({stats['no_session_id_severe']:,} of them at level WARN, ERROR or FATAL)"
@@ -223,16 +229,24 @@ def warn_no_id(stats: Stats, fmt: str | None = None) -> None:
     )
 
 
+def mostly_unread_times(stats: Stats) -> bool:
+    """Whether the time of most lines that match the format could not be read
+    (``bad_timestamp``; ``warn_unread_times``)."""
+    unmatched, lines = _unmatched(stats)
+    matched = lines - unmatched
+    return matched > 0 and 2 * stats["bad_timestamp"] > matched
+
+
 def warn_unread_times(stats: Stats, idle_timeout: bool = True) -> None:
     """``train``: a warning when the time of most lines that match the format could not
     be read (``bad_timestamp``): the model then trains without elapsed times (its timing
     models learn nothing) and without an idle timeout, and said so nowhere but in a count
     (a format whose <Date> and <Time> cut the wrong words read none of 1,200 times).
     ``idle_timeout``: the sessions are id sessions, which would learn one."""
+    if not mostly_unread_times(stats):
+        return
     unmatched, lines = _unmatched(stats)
     bad, matched = stats["bad_timestamp"], lines - unmatched
-    if matched <= 0 or 2 * bad <= matched:
-        return
     off = "the timing models (the time between a session's entries)"
     if idle_timeout:
         off += " and the idle timeout (sessions complete at the end of input only)"
@@ -242,6 +256,13 @@ def warn_unread_times(stats: Stats, idle_timeout: bool = True) -> None:
         "the time out of the lines, or try --format auto",
         file=sys.stderr,
     )
+
+
+def many_went_back(stats: Stats) -> bool:
+    """Whether 1% of the lines parsed or more go back in log time (``time_went_back``;
+    ``warn_went_back``)."""
+    _, read = _unmatched(stats)
+    return read > 0 and 100 * stats["time_went_back"] >= read
 
 
 def warn_went_back(stats: Stats) -> None:
@@ -254,7 +275,6 @@ def warn_went_back(stats: Stats) -> None:
     count_exceeded, and normal in the other order). The input is not reordered: the
     user knows which order is right."""
     inputs, lines = stats["input_went_back"], stats["time_went_back"]
-    _, read = _unmatched(stats)
     went = f"{lines:,} lines go back in log time further than the idle timeout (or an hour)"
     if inputs:
         files = "1 input file starts" if inputs == 1 else f"{inputs:,} input files start"
@@ -265,7 +285,7 @@ def warn_went_back(stats: Stats) -> None:
             "app.log.1 app.log; app.log* lists them newest first)",
             file=sys.stderr,
         )
-    elif read > 0 and 100 * lines >= read:
+    elif many_went_back(stats):
         print(
             f"logwarden: warning: {went}: the input may hold separate runs out of order "
             "(files joined newest first?), which merge into sessions of one id",
