@@ -472,3 +472,36 @@ def test_feedback_waiting_at_a_restart_is_learnt_after_it(
     assert m["version"] == 2 and m["feedback"] == [r["feedback"]]
     assert learnt_feedback(tmp_path / "v.db.models" / "v2") == ([v["session"]], 1)
     assert c.get("/api/v1/feedback").json()[0]["state"] == "learnt"
+
+
+def test_lines_without_ids_or_back_in_time_are_counted(
+    sim_model: Any, serve: Any, tmp_path: Path
+) -> None:
+    """What batch commands count, the service counts in /metrics: lines without a session
+    id (those at a severe level apart), log time going back further than the session
+    timeout, times that cannot be read."""
+    s = serve(["--model", str(sim_model.path), "--store", str(tmp_path / "v.db"),
+               "--session-timeout", "60"])  # fmt: skip
+    c = httpx.Client(base_url=s.url, timeout=30)
+
+    def line(t: str, level: str, text: str) -> str:
+        return f"2026-03-01 {t}.000 7 {level} dfs.DataNode: {text}"
+
+    with_ids = [line(f"00:00:{i % 60:02d}", "INFO", f"Receiving block blk_{i} of 512 bytes")
+                for i in range(100)]  # fmt: skip
+    no_ids = [line("00:10:00", "ERROR" if i % 3 == 0 else "INFO", f"disk {i} is full")
+              for i in range(150)]  # fmt: skip
+    back = [line("00:05:00", "INFO", f"Receiving block blk_{i} of 512 bytes") for i in range(30)]
+    bad_time = ["2026-13-45 99:99:99.000 7 INFO dfs.DataNode: Receiving block blk_1 of 9 bytes"] * 5
+    for part in (with_ids, no_ids, back, bad_time):
+        r = c.post("/api/v1/logs", content="\n".join(part) + "\n",
+                   headers={"Content-Type": "text/plain"})  # fmt: skip
+        assert r.status_code == 202
+    assert c.post("/api/v1/flush?wait=true").json()["done"] is True
+    m = c.get("/metrics").text
+    assert 'logwarden_bad_input_total{reason="no_session_id"} 150.0' in m
+    assert "logwarden_lines_no_session_id_severe_total 50.0" in m
+    assert "logwarden_lines_time_went_back_total 30.0" in m
+    assert 'logwarden_bad_input_total{reason="bad_timestamp"} 5.0' in m
+    for name in ("logwarden_lines_no_session_id_severe", "logwarden_lines_time_went_back"):
+        assert f"# HELP {name}_total " in m and f"# TYPE {name}_total counter" in m

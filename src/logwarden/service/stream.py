@@ -62,10 +62,10 @@ from logwarden.io.ingest import session_config
 from logwarden.models import END, PAD, PROB_FLOOR, UNK
 from logwarden.models.params import START, EntryScorer, numeric_value
 from logwarden.parsing import CREATED, TemplateMiner
-from logwarden.records import Event, Line, Param, Record, Stats
+from logwarden.records import SEVERE_LEVELS, Event, Line, Param, Record, Stats
 from logwarden.service.cache import RowCache
 from logwarden.sessions import Session
-from logwarden.sessions.grouping import TIMESTAMP_LIMIT, ids_in
+from logwarden.sessions.grouping import BACKWARD_LIMIT, TIMESTAMP_LIMIT, ids_in
 
 __all__ = ["STATE_SCHEMA", "Emitted", "LineParser", "ParsedLine", "StreamConfig", "StreamDetector"]
 
@@ -379,10 +379,11 @@ class _Close:
 
 # A line as ``LineParser.parse`` gives it: whether the format matched, the timestamp, the
 # template key of the model's parser (None: no template matched), the parameter values and
-# their kinds, the session ids (None when sessions are windows), and the message when no
-# template matched (the stream's own miner learns it then; else None).
+# their kinds, the session ids (None when sessions are windows), the message when no
+# template matched (the stream's own miner learns it then; else None), and whether it is a
+# line without a session id at a severe level (``no_session_id_severe``).
 ParsedLine = tuple[
-    bool, float | None, Any, list[str], tuple[str, ...], list[str] | None, str | None
+    bool, float | None, Any, list[str], tuple[str, ...], list[str] | None, str | None, bool
 ]
 
 
@@ -399,6 +400,7 @@ class LineParser:
         self.miner: TemplateMiner = detector.miner
         self.format: LogFormat = fmt if fmt is not None else get_format(spec.format)
         self._content_group = self.format.regex.groupindex.get("Content")
+        self._level_group = self.format.regex.groupindex.get("Level")
         self._time_names: tuple[str, ...] = ()
         self._time_groups: tuple[int, ...] = ()
         sc = session_config(spec.session, spec.window, in_line=spec.session_in_line)
@@ -416,32 +418,36 @@ class LineParser:
         ids_of = self._ids if self._with_ids else None
         out: list[ParsedLine] = []
         for text in texts:
-            content, ts, matched = read(text)
+            content, ts, matched, level = read(text)
             if not text:
-                out.append((matched, None, None, [], (), None, None))
+                out.append((matched, None, None, [], (), None, None, False))
                 continue
             key, values, slots, _ = match(content, False)
             ids = ids_of(text, content) if ids_of is not None else None
+            severe = ids == [] and level is not None and level.strip().upper() in SEVERE_LEVELS
             if key is None:
-                out.append((matched, ts, None, [], (), ids, content))
+                out.append((matched, ts, None, [], (), ids, content, severe))
             else:
-                out.append((matched, ts, key, values, tuple(sl.kind for sl in slots), ids, None))
+                kinds = tuple(sl.kind for sl in slots)
+                out.append((matched, ts, key, values, kinds, ids, None, severe))
         return out, fmt.bad_timestamps - bad
 
-    def _read(self, text: str) -> tuple[str, float | None, bool]:
-        """A line's message and timestamp, as the format's ``parse`` gives them, without
-        building a Line and a Record (the fast path of raw ingest does the same)."""
+    def _read(self, text: str) -> tuple[str, float | None, bool, str | None]:
+        """A line's message, timestamp, whether the format matched, and its ``Level`` field
+        (None: none), as the format's ``parse`` gives them, without building a Line and a
+        Record (the fast path of raw ingest does the same)."""
         fmt = self.format
         if type(fmt) is not LogFormat:  # JSON lines and other kinds: their own parse
             rec = fmt.parse(Line(text, "", 0, 0))
-            return rec.content, rec.timestamp, rec.matched
+            return rec.content, rec.timestamp, rec.matched, rec.fields.get("Level")
         m = fmt.regex.fullmatch(text.strip())
         if m is None:
-            return text, None, False
+            return text, None, False, None
         group = self._content_group
         content = (m.group(group) or "") if group else ""
+        level = m.group(self._level_group) if self._level_group else None
         if not fmt.time_fields:
-            return content, None, True
+            return content, None, True, level
         if fmt.time_fields is not self._time_names:  # the format may switch its choice
             self._time_names = fmt.time_fields
             self._time_groups = tuple(fmt.regex.groupindex[n] for n in fmt.time_fields)
@@ -456,7 +462,7 @@ class LineParser:
             fields = {k: v for k, v in m.groupdict().items() if v is not None}
             fields.pop("Content", None)
             ts = fmt.timestamp(fields)
-        return content, ts, True
+        return content, ts, True, level
 
     def _ids(self, text: str, content: str) -> list[str]:
         assert self._pattern is not None
@@ -482,6 +488,10 @@ class StreamDetector:
         sc = session_config(spec.session, spec.window, in_line=spec.session_in_line)
         sc.validate()
         self._window_size = sc.window_size
+        # How far a line's time may lie before the clock without counting as
+        # ``time_went_back``: the session timeout, as batch reads count it (or an hour).
+        timeout = self.config.session_timeout
+        self._back = timeout if timeout is not None else BACKWARD_LIMIT
         self.unknown = TemplateMiner()  # templates of lines the model's parser does not know
         self._bound_shapes(self.unknown)
         self.stats = Stats()
@@ -588,7 +598,7 @@ class StreamDetector:
             if len(lines) != len(parsed):
                 raise ValueError("a parse for every line")
             n += len(lines)
-            for (seq, text), (matched, ts, key, values, kinds, ids, content) in zip(
+            for (seq, text), (matched, ts, key, values, kinds, ids, content, severe) in zip(
                 lines, parsed, strict=True
             ):
                 if not text:
@@ -617,6 +627,8 @@ class StreamDetector:
                 if window:
                     self._push_window(seq, text, label, tkey, ts, values, kinds, timeline)
                 else:
+                    if severe:
+                        stats.add("no_session_id_severe")
                     self._push_id(seq, text, ids or [], label, tkey, ts, values, kinds, timeline)
             if bad:
                 stats.add("bad_timestamp", bad)
@@ -661,12 +673,15 @@ class StreamDetector:
         kinds: tuple[str, ...],
         timeline: list[_Check | _Close],
     ) -> None:
-        if ts is not None and (self._clock is None or ts > self._clock):
-            if self._clock is None:
-                self._first_clock = ts
-            self._clock = ts
-            if self.config.session_timeout is not None:
-                self._expire(seq, timeline)
+        if ts is not None:
+            if self._clock is None or ts > self._clock:
+                if self._clock is None:
+                    self._first_clock = ts
+                self._clock = ts
+                if self.config.session_timeout is not None:
+                    self._expire(seq, timeline)
+            elif ts < self._clock - self._back:  # back in time: another run, or source?
+                self.stats.add("time_went_back")
         if not ids:
             self.stats.add("no_session_id")
             return
