@@ -474,12 +474,13 @@ def test_feedback_waiting_at_a_restart_is_learnt_after_it(
     assert c.get("/api/v1/feedback").json()[0]["state"] == "learnt"
 
 
-def test_lines_without_ids_or_back_in_time_are_counted(
+def test_lines_without_ids_or_back_in_time_are_counted_and_warned_about(
     sim_model: Any, serve: Any, tmp_path: Path
 ) -> None:
-    """What batch commands count, the service counts in /metrics: lines without a session
-    id (those at a severe level apart), log time going back further than the session
-    timeout, times that cannot be read."""
+    """What batch commands count and warn about, the service counts in /metrics and warns
+    about in its status, over the recent lines: lines without
+    a session id (those at a severe level apart), log time going back further than the
+    session timeout, times that cannot be read."""
     s = serve(["--model", str(sim_model.path), "--store", str(tmp_path / "v.db"),
                "--session-timeout", "60"])  # fmt: skip
     c = httpx.Client(base_url=s.url, timeout=30)
@@ -505,3 +506,17 @@ def test_lines_without_ids_or_back_in_time_are_counted(
     assert 'logwarden_bad_input_total{reason="bad_timestamp"} 5.0' in m
     for name in ("logwarden_lines_no_session_id_severe", "logwarden_lines_time_went_back"):
         assert f"# HELP {name}_total " in m and f"# TYPE {name}_total counter" in m
+
+    def warnings() -> dict[str, Any]:
+        got = c.get("/api/v1/status").json().get("input_warnings") or []
+        kinds = {w["kind"]: w for w in got}
+        return kinds if {"no_session_id", "time_went_back"} <= set(kinds) else {}
+
+    got = wait_for(warnings)
+    w = got["no_session_id"]
+    assert (w["lines"], w["of"], w["severe"]) == (150, 285, 50)
+    assert "150 of the last 285 lines hold no session id" in w["message"]
+    assert "50 of them at level WARN, ERROR or FATAL" in w["message"]
+    w = got["time_went_back"]
+    assert (w["lines"], w["of"]) == (30, 285) and "go back in log time" in w["message"]
+    assert "bad_timestamp" not in got and "unmatched_format" not in got  # 5 of 285: no warning

@@ -360,3 +360,27 @@ def test_a_session_shorter_than_any_normal_one_ends_early_in_a_stream_too(
         True, "early_end", need,
     )  # fmt: skip
     assert not batch[normal].anomalous and not got[normal]["anomalous"]
+
+
+def test_input_warnings_follow_the_recent_lines_and_survive_a_checkpoint(sim_model: Any) -> None:
+    """The conditions batch commands warn about, over the recent lines (RECENT_LINES): a
+    source that sent lines without ids warns while they are among the recent lines, and no
+    longer once as many good lines have come after them; the window goes through a
+    checkpoint. Counts since the start stay in ``stats`` (/metrics)."""
+    from logwarden.service.stream import _RECENT_STEP, RECENT_LINES
+
+    det = Detector.load(sim_model.path)
+    good = [t for t in sim_model.mixed_lines if "blk_" in t][: 2 * _RECENT_STEP]
+    no_id = [f"2026-03-01 00:00:00.000 7 WARN app: disk {i} is full" for i in range(3000)]
+    sd, _ = stream(det, good + no_id, 500)
+    (w,) = sd.input_warnings()
+    assert (w["kind"], w["lines"], w["of"], w["severe"]) == ("no_session_id", 3000, 5000, 3000)
+    state = json.loads(json.dumps(sd.to_state()))
+    sd = StreamDetector.from_state(Detector.load(sim_model.path), state)
+    assert sd.input_warnings() == [w]
+    seq = len(good) + len(no_id) + 1
+    more = sim_model.mixed_lines * (RECENT_LINES // len(sim_model.mixed_lines) + 1)
+    for i in range(0, RECENT_LINES, 500):
+        sd.process((seq + i + j, t) for j, t in enumerate(more[i : i + 500]))
+    assert sd.input_warnings() == []
+    assert sd.stats["no_session_id_severe"] == 3000 and sd.stats["no_session_id"] >= 3000

@@ -181,6 +181,11 @@ def _unmatched(stats: Stats) -> tuple[int, int]:
     return stats["unmatched_format"], parsed
 
 
+def parsed_lines(stats: Stats) -> int:
+    """The lines parsed, of which the warnings' conditions count shares (``_unmatched``)."""
+    return _unmatched(stats)[1]
+
+
 def mostly_unmatched(stats: Stats) -> bool:
     """Whether most lines parsed did not match the log format."""
     unmatched, lines = _unmatched(stats)

@@ -592,6 +592,8 @@ def _status(
         # minutes of a stream, and the memory with them.
         "caches": sd.cache_sizes(),
         "stats": sd.stats.as_dict(),
+        # What batch commands warn about (lines without ids, ...), over the recent lines.
+        "input_warnings": sd.input_warnings(),
         "new_templates": len(sd.unknown.templates_),
         # the latest of them (key -> template text): lines the model's parser does not know
         "new_template_texts": dict(list(sd.new_templates().items())[-_NEW_TEMPLATES_SHOWN:]),

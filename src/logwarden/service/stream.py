@@ -48,7 +48,7 @@ import copy
 import math
 import re
 from bisect import bisect_left, insort
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -73,6 +73,21 @@ STATE_SCHEMA = "logwarden.stream/1"
 
 # Lines between two prunings of the parameter histories.
 _PRUNE_LINES = 20_000
+
+#: Lines over which ``input_warnings`` judges the conditions batch commands warn about
+#: (``cli.common``: half the lines without a session id, 1% going back in log time, ...).
+#: Recent lines, not all since the start: a service runs for months, and counts since its
+#: start would hide a source that went wrong today behind weeks of good lines, then warn
+#: for weeks after it was fixed. The counts since the start are in /metrics.
+RECENT_LINES = 10_000
+# Lines between two marks of the counts: the window holds RECENT_LINES lines to this many
+# more (fewer at the start).
+_RECENT_STEP = 1_000
+# The counts the window keeps (``lines``: every line, as a batch read's ``lines_read``).
+_RECENT_COUNTS = (
+    "lines", "empty_line", "unmatched_format", "no_session_id", "no_session_id_severe",
+    "time_went_back", "bad_timestamp",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -495,6 +510,9 @@ class StreamDetector:
         self.unknown = TemplateMiner()  # templates of lines the model's parser does not know
         self._bound_shapes(self.unknown)
         self.stats = Stats()
+        # Marks of the counts (``_RECENT_COUNTS``), oldest first: the first is where the
+        # recent window starts (``recent_input``).
+        self._recent: deque[dict[str, int]] = deque([self._counts_now()])
         self._open: OrderedDict[str, _Open] = OrderedDict()  # by last activity
         self._clock: float | None = None  # largest valid timestamp seen (log time)
         self._first_clock: float | None = None
@@ -633,6 +651,7 @@ class StreamDetector:
             if bad:
                 stats.add("bad_timestamp", bad)
         stats.add("lines", n)
+        self._mark_recent()
         if seen:
             for obs in self.observers:
                 obs.entries(seen)
@@ -650,6 +669,73 @@ class StreamDetector:
         self._open.clear()
         self._clock = self._first_clock = None
         return self._decide(timeline)
+
+    # -- what batch commands warn about, over the recent lines ----------------------------------
+
+    def _counts_now(self) -> dict[str, int]:
+        return {k: self.stats[k] for k in _RECENT_COUNTS}
+
+    def _mark_recent(self) -> None:
+        marks, lines = self._recent, self.stats["lines"]
+        if lines - marks[-1]["lines"] >= _RECENT_STEP:
+            marks.append(self._counts_now())
+        while len(marks) > 1 and marks[1]["lines"] <= lines - RECENT_LINES:
+            marks.popleft()
+
+    def recent_input(self) -> Stats:
+        """The counts of the recent lines (``RECENT_LINES``; all since the start while
+        fewer), as a batch read's: every line in ``lines_read``."""
+        base = self._recent[0]
+        out = Stats()
+        for k in _RECENT_COUNTS:
+            n = self.stats[k] - base.get(k, 0)
+            if n > 0:
+                out.add("lines_read" if k == "lines" else k, n)
+        return out
+
+    def input_warnings(self) -> list[dict[str, Any]]:
+        """The conditions batch commands warn about (``cli.common``: the same predicates),
+        over the recent lines (``recent_input``), each as ``kind`` (the count's name),
+        ``lines`` (how many), ``of`` (of how many: the lines parsed, or those that matched
+        the format for ``bad_timestamp``) and ``message``; none when all is well."""
+        from logwarden.cli.common import (
+            has_level,
+            many_went_back,
+            mostly_no_id,
+            mostly_unmatched,
+            mostly_unread_times,
+            parsed_lines,
+        )
+
+        w = self.recent_input()
+        lines = parsed_lines(w)
+        last = f"of the last {lines:,} lines"
+        out: list[dict[str, Any]] = []
+
+        def warn(kind: str, of: int, message: str, **more: Any) -> None:
+            out.append({"kind": kind, "lines": w[kind], "of": of, **more, "message": message})
+
+        if mostly_unmatched(w):
+            warn("unmatched_format", lines, f"{w['unmatched_format']:,} {last} do not match "
+                 "the model's log format: does the source send another kind of log?")  # fmt: skip
+        if mostly_no_id(w):
+            severe = w["no_session_id_severe"] if has_level(self.detector.input.format) else None
+            at = "" if severe is None else f" ({severe:,} of them at level WARN, ERROR or FATAL)"
+            warn("no_session_id", lines, f"{w['no_session_id']:,} {last} hold no session id "
+                 f"and were not judged{at}: check the source, or the session regex the model "
+                 "was trained with", severe=severe)  # fmt: skip
+        if many_went_back(w):
+            timeout = self.config.session_timeout
+            limit = f"the session timeout ({timeout:g} s)" if timeout else "an hour"
+            warn("time_went_back", lines, f"{w['time_went_back']:,} {last} go back in log "
+                 f"time further than {limit}: separate runs, or sources sent out of order, "
+                 "merge into sessions of one id that never go idle")  # fmt: skip
+        if mostly_unread_times(w):
+            matched = lines - w["unmatched_format"]
+            warn("bad_timestamp", matched, f"the time of {w['bad_timestamp']:,} of the last "
+                 f"{matched:,} lines that match the format could not be read: no session goes "
+                 "idle on them, and the timing models see no time between entries")  # fmt: skip
+        return out
 
     def new_templates(self) -> dict[str, str]:
         """Templates of lines that matched none of the model's (key -> template text)."""
@@ -1106,6 +1192,7 @@ class StreamDetector:
             "anomalies": self.anomalies,
             "unknown": self.unknown.to_state()[0],
             "bad_timestamps": self.format.bad_timestamps,
+            "recent": list(self._recent),
             "open": [
                 {
                     "sid": s.sid,
@@ -1154,6 +1241,9 @@ class StreamDetector:
             self.sessions_closed = int(state["sessions_closed"])
             self.anomalies = int(state["anomalies"])
             self.format.bad_timestamps = int(state.get("bad_timestamps", 0))
+            # An older state has no marks: the window starts at the checkpoint.
+            marks = [{str(k): int(v) for k, v in m.items()} for m in state.get("recent") or []]
+            self._recent = deque(marks or [self._counts_now()])
             index = self.key_model.index
             for o in state["open"]:
                 s = _Open(str(o["sid"]), int(o["order"]), int(o["first_seq"]))
