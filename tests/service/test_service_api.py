@@ -478,8 +478,8 @@ def test_lines_without_ids_or_back_in_time_are_counted_and_warned_about(
     sim_model: Any, serve: Any, tmp_path: Path
 ) -> None:
     """What batch commands count and warn about, the service counts in /metrics and warns
-    about in its status, over the recent lines: lines without
-    a session id (those at a severe level apart), log time going back further than the
+    about in its status and the dashboard's banner, over the recent lines: lines without a
+    session id (those at a severe level apart), log time going back further than the
     session timeout, times that cannot be read."""
     s = serve(["--model", str(sim_model.path), "--store", str(tmp_path / "v.db"),
                "--session-timeout", "60"])  # fmt: skip
@@ -520,3 +520,6 @@ def test_lines_without_ids_or_back_in_time_are_counted_and_warned_about(
     w = got["time_went_back"]
     assert (w["lines"], w["of"]) == (30, 285) and "go back in log time" in w["message"]
     assert "bad_timestamp" not in got and "unmatched_format" not in got  # 5 of 285: no warning
+    # The dashboard shows them in a banner.
+    assert 'id="warnings"' in c.get("/").text
+    assert "s.input_warnings" in c.get("/static/app.js").text

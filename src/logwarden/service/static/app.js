@@ -104,7 +104,16 @@ async function pollStatus() {
     const st = s.stats || {};
     text($("status"), `model v${s.model_version ?? "?"} · ${(st.lines || 0).toLocaleString()} lines · ${s.open_sessions ?? 0} open sessions · lag ${s.lag_lines ?? 0} · detector ${s.detector_process}`);
     $("status").dataset.version = s.model_version;
+    showWarnings(s.input_warnings || []);
   } catch (e) { text($("status"), "unreachable: " + e.message); }
+}
+
+// What batch commands warn about (lines without a session id, log time going back, ...),
+// over the recent lines: one line each in the banner under the header, hidden when none.
+function showWarnings(warnings) {
+  const el = $("warnings");
+  el.replaceChildren(...warnings.map((w) => text(document.createElement("p"), "warning: " + w.message)));
+  el.hidden = warnings.length === 0;
 }
 
 async function pollModels() {
