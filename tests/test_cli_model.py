@@ -1212,17 +1212,23 @@ def test_train_warns_when_the_order_rules_could_not_be_kept(
     assert "rules not kept" not in err
 
 
-def test_train_does_not_learn_an_end_where_the_input_cut_a_run_off(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("cut", ["end", "start"])
+def test_train_does_not_learn_an_end_or_start_where_the_input_cut_a_run_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cut: str
 ) -> None:
-    """The last run of the training log stops after its second step because the file ends
-    there: train says so and learns no end after that step (the workflow has none), while
-    its entries still train the parameter models."""
+    """end: the last run of the training log stops after its second step because the file
+    ends there; start: the first run begins at its third step because the file starts
+    there (a slice, a rotation). train says so and learns no end after that step, or no
+    start at it (the workflow has none), while its entries still train the parameter
+    models."""
     steps = ["Starting job {r}", "Loaded {n} items for job {r}", "Job {r} computing now",
              "Finished job {r} cleanly"]  # fmt: skip
     lines, t = [], 0.0
     for run_no in range(21):
-        for i, step in enumerate(steps if run_no < 20 else steps[:2]):
+        cut_run = run_no == 20 if cut == "end" else run_no == 0
+        for i, step in enumerate(
+            steps if not cut_run else steps[:2] if cut == "end" else steps[2:]
+        ):
             t += 1.0 + 0.1 * (run_no % 3) + (2.0 if i == 0 else 0.0)
             stamp = f"2026-03-01 00:{int(t) // 60:02d}:{t % 60:06.3f}"
             text = step.format(r=f"run-{run_no}", n=10 + run_no % 5)
@@ -1233,13 +1239,22 @@ def test_train_does_not_learn_an_end_where_the_input_cut_a_run_off(
     code, _, err = run([*argv, "--out", out, "--epochs", "5", *FAST], capsys)
     assert code == 0, err
     said = " ".join(err.split())
-    assert "1 session still going when the input ended" in said, err
+    ended, began = "still going when the input ended", "already going when the input began"
+    assert f"1 session {ended if cut == 'end' else began}" in said, err
+    assert (began if cut == "end" else ended) not in said
     assert "left out of the key model and the workflows" in said
+    assert "logwarden train: 20 sessions" in said
     m = manifest(out)
     assert m["calibration"]["sessions"] == 20
     assert m["train_info"]["params"]["entries"] == 82  # the cut run's 2 entries too
     code, _, err = run(["workflow", "--model", out, "--json", tmp_path / "wf.json"], capsys)
     assert code == 0, err
     flows = json.loads((tmp_path / "wf.json").read_text(encoding="utf-8"))["workflows"]
-    ends = {(e["from"], e["count"]) for w in flows for e in w["edges"] if e["to"] == "<end>"}
-    assert len(ends) == 1 and next(iter(ends))[1] == 20, ends
+    edge = "<end>" if cut == "end" else "<start>"
+    found = {
+        (e["from"], e["to"], e["count"])
+        for w in flows
+        for e in w["edges"]
+        if edge in (e["from"], e["to"])
+    }
+    assert len(found) == 1 and next(iter(found))[2] == 20, found

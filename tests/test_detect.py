@@ -677,3 +677,42 @@ def test_without_log_time_a_cut_off_run_is_one_near_the_last_line() -> None:
         events=[session(*r) for r in runs],
     )  # fmt: skip
     assert cut_off_at_end(data, None) == [6]
+
+
+def test_cut_off_at_start_needs_a_run_near_the_start_starting_where_no_other_starts() -> None:
+    # The mirror of cut_off_at_end: a run whose first steps were before the input.
+    from logwarden.detect.detector import Inputs, cut_off_at_start
+    from logwarden.records import Event, Line, Record
+    from logwarden.sessions import Session
+
+    def session(sid: str, keys: list[str], start: float | None, line: int) -> Session:
+        def at(i: int) -> float | None:
+            return None if start is None else start + i
+
+        events = [
+            Event(Record(Line("", "x", 0, line + 2 * i), "", {}, at(i)), int(k[1:]), "", [])
+            for i, k in enumerate(keys)
+        ]
+        return Session(sid, events, [0.0] + [1.0] * (len(keys) - 1))
+
+    runs = [
+        ("e", ["E2", "E3"], 0.0, 1),  # began before the input: its E1 is missing
+        ("a", ["E1", "E2", "E3"], 10.0, 20),
+        ("b", ["E1", "E2", "E3"], 20.0, 40),
+        ("d", ["E4", "E1"], 30.0, 60),  # the only run with E4: nothing says runs reach it
+        ("f", ["E3"], 40.0, 80),  # starts at E3 like no other, long after the start
+    ]
+
+    def data_of(rows: list[tuple[str, list[str], float | None, int]]) -> Inputs:
+        return Inputs(
+            [r[0] for r in rows], [r[1] for r in rows], [None] * len(rows),
+            events=[session(*r) for r in rows],
+        )  # fmt: skip
+
+    assert cut_off_at_start(data_of(runs), 5.0) == [0]  # e, not d (E4) nor f (late)
+    assert cut_off_at_start(data_of(runs[1:]), 5.0) == []  # f alone: too far from the start
+    # Another run starting at E2 as well: neither is the only one to start there.
+    assert cut_off_at_start(data_of([*runs, ("g", ["E2", "E3"], 50.0, 100)]), 5.0) == []
+    # No timestamps: the lines tell (e's first line is the input's; f's is 79 lines on).
+    untimed = [(r[0], r[1], None, r[3]) for r in runs]
+    assert cut_off_at_start(data_of(untimed), None) == [0]

@@ -101,7 +101,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from logwarden.detect import DeepLog
-    from logwarden.detect.detector import Detector, cut_off_at_end, idle_timeout_from
+    from logwarden.detect.detector import (
+        Detector,
+        cut_off_at_end,
+        cut_off_at_start,
+        idle_timeout_from,
+    )
 
     check_out_dir(args.out, args.force)
     if args.seed < 0:  # torch refuses it, after the whole input was read
@@ -151,12 +156,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         # When detection may call a session complete: learnt from the training sessions'
         # own gaps, kept with the model (detect/eval --idle-timeout overrides it).
         detector.input = dataclasses.replace(spec, idle_timeout=idle_timeout_from(data.events))
-    # Runs the end of the input cut off are not learnt as complete (see cut_off_at_end).
-    cut: list[int] = []
+    # Runs the end or the start of the input cut are not learnt as complete (see
+    # cut_off_at_end, cut_off_at_start).
+    cut_end: list[int] = []
+    cut_start: list[int] = []
     if spec.input_format == "raw" and spec.window is None:
-        cut = cut_off_at_end(data, idle_timeout_from(data.events, factor=1.0))
-        if len(cut) == len(data.keys):
-            cut = []  # nothing would be left: learn them as they are
+        gap = idle_timeout_from(data.events, factor=1.0)
+        cut_end, cut_start = cut_off_at_end(data, gap), cut_off_at_start(data, gap)
+    cut = sorted({*cut_end, *cut_start})
+    if len(cut) == len(data.keys):
+        cut = cut_end = cut_start = []  # nothing would be left: learn them as they are
     n_rows = sum(len(k) + 1 for k in data.keys)
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[step]}"),
                TextColumn("{task.fields[detail]}"), TimeElapsedColumn()]  # fmt: skip
@@ -190,17 +199,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"cannot write the model to {args.out}: {exc.strerror or exc}"
         ) from None
     _summary(args, model, len(data.keys) - len(cut))
-    if cut:
-        ends = Counter(data.keys[i][-1] for i in cut)
-        where = ", ".join(f"{k} x{n}" for k, n in sorted(ends.items()))
-        print(
-            f"  {len(cut):,} session{'' if len(cut) == 1 else 's'} still going when the input "
-            "ended (a line within the longest gap of a training run of its end), each ending "
-            f"with a step no other session ends with ({where}): left out of the key model and "
-            "the workflows (a run the end of the file cut off would teach them that runs may "
-            "end there); their entries train the parameter models",
-            file=sys.stderr,
-        )
+    for sessions, at_end in ((cut_start, False), (cut_end, True)):
+        if sessions:
+            print(f"  {cut_message(data.keys, sessions, at_end)}", file=sys.stderr)
     timeout = detector.input.idle_timeout
     if detector.input.input_format == "raw" and detector.input.window is None:
         print(
@@ -215,6 +216,35 @@ def cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def cut_message(keys: Any, cut: list[int], at_end: bool) -> str:
+    """What ``train`` says of the sessions the end (``at_end``) or the start of its input
+    cut (``cut``: indices into ``keys``)."""
+    edge = -1 if at_end else 0
+    found = Counter(keys[i][edge] for i in cut)
+    where = ", ".join(f"{k} x{n}" for k, n in sorted(found.items()))
+    s = "" if len(cut) == 1 else "s"
+    if at_end:
+        what = (
+            "still going when the input ended (a line within the longest gap of a training "
+            "run of its end), each ending with a step no other session ends with"
+        )
+        why = "a run the end of the file cut off would teach them that runs may end there"
+    else:
+        what = (
+            "already going when the input began (a first line within the longest gap of a "
+            "training run of its start), each starting with a step no other session starts "
+            "with"
+        )
+        why = (
+            "a run whose first steps were before the file would teach them that runs may "
+            "start there"
+        )
+    return (
+        f"{len(cut):,} session{s} {what} ({where}): left out of the key model and the "
+        f"workflows ({why}); their entries train the parameter models"
+    )
 
 
 def _summary(args: argparse.Namespace, model: object, sessions: int) -> None:

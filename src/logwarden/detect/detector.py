@@ -233,8 +233,8 @@ class Detector:
         unfinished: Collection[int] = (),
     ) -> Detector:
         """Fit the models on ``data`` (normal sessions, as ``read(..., learn=True)`` gives);
-        ``progress``, ``fold_progress`` and ``unfinished`` (see ``cut_off_at_end``) as for
-        ``DeepLog.fit``."""
+        ``progress``, ``fold_progress`` and ``unfinished`` (see ``cut_off_at_end`` and
+        ``cut_off_at_start``) as for ``DeepLog.fit``."""
         self.model.fit(
             data.keys,
             data.templates,
@@ -615,55 +615,79 @@ def cut_off_at_end(data: Inputs, gap: float | None) -> list[int]:
     """Training sessions the end of the input seems to have cut off: still going when the
     input ended (a line within ``gap`` of log time of its last: ``train`` gives the
     longest gap between two entries of one training session, so a run quiet for longer
-    was over or stalled by the training runs' own evidence; every session when there is
-    no gap, without timestamps) and ending with a key no other training session ends with,
+    was over or stalled by the training runs' own evidence; without timestamps, a line
+    within the longest stretch of lines between two entries of one training session of
+    the input's last line) and ending with a key no other training session ends with,
     though other sessions hold it (a step that runs go on from). The idle timeout, 100
     times that gap, is too generous to tell: most sessions of a short log end within it.
-    Learnt as complete runs, they would
-    teach the key model's end-of-session rule and the workflows an end there (``fit``'s
-    ``unfinished``). Indices into ``data``; none for window sessions, key sequences or a
-    single session."""
+    Learnt as complete runs, they would teach the key model's end-of-session rule and the
+    workflows an end there (``fit``'s ``unfinished``). Indices into ``data``; none for
+    window sessions, key sequences or a single session."""
+    return _cut_by_input(data, gap, at_end=True)
+
+
+def cut_off_at_start(data: Inputs, gap: float | None) -> list[int]:
+    """Training sessions the start of the input seems to have cut (a slice, a rotation):
+    the mirror of ``cut_off_at_end``. Already going when the input began (a first line
+    within ``gap`` of log time of the input's first, or within the longest stretch of
+    lines of one training session of its first line) and starting with a key no other
+    training session starts with, though other sessions hold it (a step runs reach from
+    another). Learnt as complete runs, they would teach the key model and the workflows
+    a start where runs never start."""
+    return _cut_by_input(data, gap, at_end=False)
+
+
+def _cut_by_input(data: Inputs, gap: float | None, at_end: bool) -> list[int]:
+    """``cut_off_at_end`` (``at_end``) or ``cut_off_at_start``: one rule, seen from the
+    input's last line or from its first."""
     events = data.events
     if events is None or len(data.keys) < 2:
         return []
+    edge = -1 if at_end else 0  # the session's entry that faces the cut
     if isinstance(events, SessionTable):
         clock = events.clock
-        last_time = [clock[rows[-1]] if rows else None for rows in events.members]
+        times = [clock[rows[edge]] if rows else None for rows in events.members]
     else:
-        last_time = [s.events[-1].record.timestamp if s.events else None for s in events]
-    timed = [t for t in last_time if t is not None and math.isfinite(t)]
-    end = max(timed) if timed else None
-    if not gap or end is None:
-        # No log time to go by: the lines tell instead. A run still going at the end has
-        # a line within the longest stretch of lines between two entries of one training
-        # run of the input's last line (every session counted as still going would take
-        # each run anywhere in the log that ends in its own way for a cut one).
+        times = [s.events[edge].record.timestamp if s.events else None for s in events]
+    timed = [t for t in times if t is not None and math.isfinite(t)]
+    if gap and timed:
+        cut = max(timed) if at_end else min(timed)
+
+        def near(i: int) -> bool:
+            t = times[i]
+            return t is None or abs(cut - t) <= gap
+
+    else:
+        # No log time to go by: the lines tell instead. A run going on at the cut has a
+        # line within the longest stretch of lines between two entries of one training
+        # run of the input's edge line (every session counted as going on would take each
+        # run anywhere in the log that ends, or starts, in its own way for a cut one).
         lines = _line_numbers(events)
-        last = [ln[-1] if ln else 0 for ln in lines]
-        longest = max((b - a for ln in lines for a, b in pairwise(ln)), default=0)
-        end_line = max(last)
+        at = [ln[edge] if ln else 0 for ln in lines]
+        longest = longest_line_stretch(lines)
+        cut_line = max(at) if at_end else min(at)
 
-        def active(i: int) -> bool:
-            return end_line - last[i] <= longest
+        def near(i: int) -> bool:
+            return abs(cut_line - at[i]) <= longest
 
-    else:
-
-        def active(i: int) -> bool:
-            t = last_time[i]
-            return t is None or end - t <= gap
-
-    ends: dict[str, int] = {}
+    edges: dict[str, int] = {}
     held: dict[str, int] = {}
     for k in data.keys:
         if k:
-            ends[k[-1]] = ends.get(k[-1], 0) + 1
+            edges[k[edge]] = edges.get(k[edge], 0) + 1
         for key in set(k):
             held[key] = held.get(key, 0) + 1
     return [
         i
         for i, k in enumerate(data.keys)
-        if k and ends[k[-1]] == 1 and held[k[-1]] > 1 and active(i)
+        if k and edges[k[edge]] == 1 and held[k[edge]] > 1 and near(i)
     ]
+
+
+def longest_line_stretch(lines: Sequence[Sequence[int]]) -> int:
+    """The most input lines between two consecutive entries of one session (``lines``:
+    each session's line numbers, in order)."""
+    return max((b - a for ln in lines for a, b in pairwise(ln)), default=0)
 
 
 def _line_numbers(events: Sequence[Session]) -> list[list[int]]:

@@ -510,9 +510,10 @@ class DeepLog:
         ``interleaved``: the sessions are windows of a log without identifiers (for the
         workflows). ``progress(epoch, epochs, loss)`` follows the key model's training,
         ``fold_progress(done, folds)`` its calibration. ``unfinished``: indices of
-        sessions that did not end (the end of the input cut them off): their entries train
-        the parameter models, but the key model and the workflows do not learn them, as
-        they would learn an end where runs go on."""
+        sessions the input cut (its end, before they ended, or its start, after they
+        began): their entries train the parameter models, but the key model and the
+        workflows do not learn them, as they would learn an end where runs go on, or a
+        start where runs never start."""
         import time
 
         param_config = self.param_config()  # validates before any training
