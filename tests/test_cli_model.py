@@ -361,29 +361,46 @@ def test_detect_raw_logs(raw: dict[str, Any], capsys: pytest.CaptureFixture[str]
     assert out.startswith(f"200 sessions, {len(anomalous)} anomalous")
 
 
+def _detect_on_half(
+    raw: dict[str, Any], capsys: pytest.CaptureFixture[str], half: str
+) -> tuple[Path, str, Path, Path]:
+    """detect on the ``first`` or ``second`` half of the simulated test log (a slice):
+    the half, the command's output, its --jsonl and its --html."""
+    d: Path = raw["dir"]
+    lines = (d / "test.log").read_text(encoding="utf-8").splitlines(keepends=True)
+    middle = len(lines) // 2
+    part = d / f"{half}_half.log"
+    part.write_text("".join(lines[:middle] if half == "first" else lines[middle:]), "utf-8")
+    out_path, page = d / f"{half}_half.jsonl", d / f"{half}_half.html"
+    argv = ["detect", part, "--model", raw["model"], "--jsonl", out_path, "--html", page]
+    code, out, err = run([*argv, "--show", "1000"], capsys)
+    assert code == 0, err
+    return part, out, out_path, page
+
+
+def _noted(out: str, page: Path, note: str, mark: str) -> tuple[int, int]:
+    """The two counts of the summary's ``note`` (a pattern: N of the M ...), in the text
+    and in the HTML report; each of the N verdicts carries the ``mark`` in both."""
+    m = re.search(note, out)
+    assert m is not None, out
+    in_html = re.search(note, page.read_text(encoding="utf-8"))
+    assert in_html is not None and in_html.groups() == m.groups()
+    html = page.read_text(encoding="utf-8")
+    n = int(m.group(1))
+    assert out.count(mark) == html.count(mark) == n
+    return n, int(m.group(2))
+
+
 def test_detect_says_which_early_ends_the_end_of_input_cut(
     raw: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # A log cut in the middle (a slice, a rotation): the runs still active at its end are
     # judged as ended there, and the summary says how many early ends that may explain.
-    d: Path = raw["dir"]
-    lines = (d / "test.log").read_text(encoding="utf-8").splitlines(keepends=True)
-    part = d / "first_half.log"
-    part.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")
-    out_path, page = d / "half.jsonl", d / "half.html"
-    argv = ["detect", part, "--model", raw["model"], "--jsonl", out_path, "--html", page]
-    code, out, err = run([*argv, "--show", "1000"], capsys)
-    assert code == 0, err
+    part, out, out_path, page = _detect_on_half(raw, capsys, "first")
     early = sum(1 for r in read_jsonl(out_path) if r.get("reason") == "early_end")
-    m = re.search(r"(\d+) of the (\d+) early ends were still active when the input ended", out)
-    assert m is not None, out
-    cut = int(m.group(1))
-    assert int(m.group(2)) == early and 0 < cut <= early
-    # Each such verdict says so, in the text and in the HTML report.
-    assert out.count("Still active when the input ended") == cut
-    html = page.read_text(encoding="utf-8")
-    assert f"{cut} of the {early} early ends" in html
-    assert html.count("Still active when the input ended") == cut
+    note = r"(\d+) of the (\d+) early ends were still active when the input ended"
+    cut, of = _noted(out, page, note, "Still active when the input ended")
+    assert of == early and 0 < cut <= early
     # Without an idle timeout every session completes at the end of input: nothing to say.
     code, out, _ = run(["detect", part, "--model", raw["model"], "--idle-timeout", "0"], capsys)
     assert code == 0 and "were still active" not in out
@@ -1212,6 +1229,9 @@ def test_train_warns_when_the_order_rules_could_not_be_kept(
     assert "rules not kept" not in err
 
 
+CUT_PART = {"end": slice(None, 2), "start": slice(2, None)}  # what a cut run logs
+
+
 @pytest.mark.parametrize("cut", ["end", "start"])
 def test_train_does_not_learn_an_end_or_start_where_the_input_cut_a_run_off(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], cut: str
@@ -1221,19 +1241,10 @@ def test_train_does_not_learn_an_end_or_start_where_the_input_cut_a_run_off(
     there (a slice, a rotation). train says so and learns no end after that step, or no
     start at it (the workflow has none), while its entries still train the parameter
     models."""
-    steps = ["Starting job {r}", "Loaded {n} items for job {r}", "Job {r} computing now",
-             "Finished job {r} cleanly"]  # fmt: skip
-    lines, t = [], 0.0
-    for run_no in range(21):
-        cut_run = run_no == 20 if cut == "end" else run_no == 0
-        for i, step in enumerate(
-            steps if not cut_run else steps[:2] if cut == "end" else steps[2:]
-        ):
-            t += 1.0 + 0.1 * (run_no % 3) + (2.0 if i == 0 else 0.0)
-            stamp = f"2026-03-01 00:{int(t) // 60:02d}:{t % 60:06.3f}"
-            text = step.format(r=f"run-{run_no}", n=10 + run_no % 5)
-            lines.append(f"{stamp} 7 INFO app.Worker: {text}")
-    (tmp_path / "train.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    runs = [(r, slice(None)) for r in range(21)]
+    at = 20 if cut == "end" else 0  # the run the file cuts
+    runs[at] = (at, CUT_PART[cut])
+    _job_log(tmp_path / "train.log", runs)
     out = tmp_path / "model"
     argv = ["train", tmp_path / "train.log", "--format", SIM_FORMAT, "--session", r"run-\d+"]
     code, _, err = run([*argv, "--out", out, "--epochs", "5", *FAST], capsys)
@@ -1258,3 +1269,68 @@ def test_train_does_not_learn_an_end_or_start_where_the_input_cut_a_run_off(
         if edge in (e["from"], e["to"])
     }
     assert len(found) == 1 and next(iter(found))[2] == 20, found
+
+
+def test_detect_says_which_anomalies_began_before_the_input(
+    raw: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A log cut in the middle (a slice, a rotation): the runs already going at its start
+    # miss their first steps; the summary says how many anomalies that may explain, and
+    # each such verdict says so (text, HTML), its verdict unchanged.
+    d: Path = raw["dir"]
+    part, out, out_path, page = _detect_on_half(raw, capsys, "second")
+    rows = read_jsonl(out_path)
+    flagged = sum(r["anomalous"] for r in rows)
+    note = r"(\d+) of the (\d+) anomalies (?:is a run|are runs) that began before the input"
+    began, of = _noted(out, page, note, "Began before the input")
+    assert of == flagged and 0 < began <= flagged
+    # eval says the same of the flagged sessions, on stderr.
+    code, out, err = run(
+        ["eval", part, "--model", raw["model"], "--labels", d / "labels.csv"], capsys
+    )
+    assert code == 0, err
+    assert f"{began} of the {flagged} anomalies" in " ".join(err.split()), err
+    # The whole log began with its runs: nothing to say.
+    code, out, err = run(["detect", d / "test.log", "--model", raw["model"]], capsys)
+    assert code == 0, err
+    assert "began before the input" not in out
+
+
+def _job_log(path: Path, runs: list[tuple[int, slice]], t: float = 0.0) -> Path:
+    """A log of jobs of four steps, one after the other: per run, its number and the
+    steps it logs."""
+    steps = ["Starting job {r}", "Loaded {n} items for job {r}", "Job {r} computing now",
+             "Finished job {r} cleanly"]  # fmt: skip
+    lines = []
+    for run_no, part in runs:
+        for i, step in enumerate(steps[part]):
+            t += 1.0 + 0.1 * (run_no % 3) + (2.0 if i == 0 else 0.0)
+            stamp = f"2026-03-01 00:{int(t) // 60:02d}:{t % 60:06.3f}"
+            text = step.format(r=f"run-{run_no}", n=10 + run_no % 5)
+            lines.append(f"{stamp} 7 INFO app.Worker: {text}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_only_a_run_near_the_start_of_the_input_began_before_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two runs miss their first two steps: the first line of the input's, cut by its start,
+    # and one a minute later, a run that really skipped them. Both are flagged; only the
+    # first is said to have begun before the input.
+    whole = slice(None)
+    train = _job_log(tmp_path / "train.log", [(r, whole) for r in range(40)])
+    out = tmp_path / "model"
+    argv = ["train", train, "--format", SIM_FORMAT, "--session", r"run-\d+", "--out", out]
+    code, _, err = run([*argv, "--epochs", "30", *FAST], capsys)
+    assert code == 0, err
+    runs = [(100, slice(2, None)), *((r, whole) for r in range(101, 106))]
+    runs += [(106, slice(2, None)), *((r, whole) for r in range(107, 110))]
+    test = _job_log(tmp_path / "test.log", runs, t=600.0)
+    code, out_text, err = run(["detect", test, "--model", out, "--show", "10"], capsys)
+    assert code == 0, err
+    assert "10 sessions, 2 anomalous" in out_text, out_text
+    assert "1 of the 2 anomalies is a run that began before the input" in out_text
+    noted = out_text.split("(Began before the input")[0]
+    assert "run-100" in noted and "run-106" not in noted
+    assert out_text.count("(Began before the input") == 1

@@ -311,6 +311,26 @@ def test_ray_notes_early_ends_still_active_when_the_input_ended(
     assert len(notes[0]) == 1 and notes[0] == notes[1]
 
 
+def test_ray_notes_anomalies_that_began_before_the_input(
+    logs: dict[str, Any], cluster: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A log cut in the middle, seen from its start: the anomalies of runs already going
+    when it began are noted, the same on Ray as on the local engine."""
+    d = logs["dir"]
+    lines = (d / "a.log").read_text(encoding="utf-8").splitlines()
+    log = tmp_path / "cut_start.log"
+    log.write_text("\n".join(lines[len(lines) // 3 :]) + "\n", encoding="utf-8")
+    notes, marks = [], []
+    for extra in ([], ["--engine", "ray", "--address", cluster.address]):
+        args = ["detect", str(log), "--model", str(d / "model"), "--no-drift", "--show", "999"]
+        assert main([*args, *extra]) == 0
+        out = capsys.readouterr().out
+        notes.append([line for line in out.splitlines() if "began before the input" in line])
+        marks.append(out.count("(Began before the input"))
+    assert len(notes[0]) == 1 and notes[0] == notes[1]
+    assert marks[0] == marks[1] > 0
+
+
 def test_paused_sessions_counts_pauses_between_timed_entries() -> None:
     from logwarden.engine.ray import paused_sessions
 

@@ -151,6 +151,9 @@ def _summarise(
     bodies: dict[tuple[Any, ...], str] = {}  # write_jsonl's, across chunks
     keep_all = bool(args.html)  # the HTML report lists every anomaly
     unknown = UnknownKeys(detector.model.keys_)
+    from logwarden.detect.detector import BeganBefore
+
+    began = BeganBefore(detector)  # sessions that began before the input did
     with writing(args.jsonl), contextlib.ExitStack() as stack:
         fh = stack.enter_context(open_out(args.jsonl)) if args.jsonl else None
         for data, verdicts in chunks:
@@ -166,6 +169,7 @@ def _summarise(
                         last_early[v.session] = v
                     if keep_all or len(anomalies) < args.show:
                         anomalies.append(v)
+            began.feed(data, verdicts, positions)
             if fh is not None:
                 write_jsonl(fh, verdicts, data.keys, bodies)
             if tracker is not None:
@@ -186,7 +190,7 @@ def _summarise(
         ),
         file=out,
     )
-    from logwarden.workflow.render import CUT_NOTE
+    from logwarden.workflow.render import BEGAN_NOTE, CUT_NOTE
 
     open_at_end = stream.open_at_end if stream is not None else ended or set()
     cut_at_end = [v for sid, v in last_early.items() if v is not None and sid in open_at_end]
@@ -200,17 +204,45 @@ def _summarise(
             "if the log was cut there (a slice, a rotation), those runs may have gone on"
         )
         print(f"  {notes[-1]}", file=out)
+    before = began.found()
+    if before:
+        notes.append(began_note(len(before), flagged, began))
+        print(f"  {notes[-1]}", file=out)
     cut_ids = {id(v) for v in cut_at_end}
+    before_ids = {id(v) for v in before}
     for v in anomalies[: args.show]:
         print(v.describe(), file=out)
+        if id(v) in before_ids:
+            print(f"  ({BEGAN_NOTE})", file=out)
         if id(v) in cut_ids:
             print(f"  ({CUT_NOTE})", file=out)
     if args.html:
-        _write_html(args.html, anomalies, detector.model, args.html_limit, total, notes, cut_at_end)
+        _write_html(
+            args.html, anomalies, detector.model, args.html_limit, total, notes, cut_at_end,
+            before,
+        )  # fmt: skip
         print(f"wrote {args.html}", file=out)
     if tracker is not None:
         _drift_report(tracker, args)
     return 0
+
+
+def began_note(n: int, flagged: int, began: Any) -> str:
+    """The summary's note on the anomalies of sessions that began before the input did
+    (``BeganBefore``), for ``detect`` and ``eval``."""
+    near = (
+        f"{began.seconds:,.3g} s of log time"
+        if began.seconds and began.first_time is not None
+        else f"{began.lines:,} lines"
+    )
+    its = "its" if n == 1 else "their"
+    return (
+        f"{n:,} of the {flagged:,} anomalies {'is a run' if n == 1 else 'are runs'} that "
+        f"began before the input: {its} first steps are missing (a first line within the "
+        f"longest gap of a training run, {near}, of the input's first, and a first step no "
+        "normal training run starts with): if the log was cut there (a slice, a rotation), "
+        f"a flag at {its} first steps may be the cut's"
+    )
 
 
 _BODIES_KEPT = 16_384  # encoded verdict bodies write_jsonl remembers (see there)
@@ -272,6 +304,7 @@ def _write_html(
     sessions: int,
     notes: list[str],
     cut_at_end: list[Verdict],
+    began_before: list[Verdict],
 ) -> None:
     from logwarden.detect import REASONS
     from logwarden.workflow.render import html_report
@@ -285,6 +318,7 @@ def _write_html(
         sessions=sessions,
         notes=notes,
         cut_at_end=cut_at_end,
+        began_before=began_before,
     )
     try:
         Path(path).write_text(page, encoding="utf-8")

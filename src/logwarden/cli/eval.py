@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from logwarden.cli.common import UsageError, check_outputs, open_out, writing
-from logwarden.cli.detect import write_jsonl
+from logwarden.cli.detect import began_note, write_jsonl
 from logwarden.cli.engine import add_engine_args, check_engine_args, read_on_ray
 from logwarden.cli.inputs import (
     UnknownKeys,
@@ -94,7 +94,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if detector.input.input_format == "raw" and not args.labels:
         raise UsageError("no labels: use --normal/--abnormal, jsonl with labels, or --labels CSV")
     if on_ray:
-        data, verdicts, _ = read_on_ray(
+        data, verdicts, positions = read_on_ray(
             detector, args, labels=args.labels, diagnose=False
         ).unpack()  # as the local stream: counting verdicts needs no workflow diagnosis
         if args.labels:
@@ -102,7 +102,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
             labelled = set(load_labels(args.labels))
             _say_missing(len(labelled), len(labelled.intersection(data.ids)), args.labels)
-        return _report(args, detector, [(data, verdicts)])
+        return _report(args, detector, [(data, verdicts)], positions=positions)
     stream = stream_inputs(detector, args, labels=args.labels, diagnose=False)
     with scoring_scope():
         return _report(args, detector, stream, stream)
@@ -168,10 +168,15 @@ def _report(
     detector: Detector,
     chunks: Iterable[tuple[Inputs, list[Verdict]]],
     stream: VerdictStream | None = None,
+    positions: Any = None,  # --engine ray: the entries' lines and times (no data.events)
 ) -> int:
     """Count verdicts against labels as chunks come. Kept per session: its outcome, label
     and key sequence (one tuple per distinct sequence, shared), not its lines."""
+    from logwarden.detect.detector import BeganBefore
     from logwarden.evaluate import Report
+
+    began = BeganBefore(detector)  # flagged sessions that began before the input did
+    flagged = 0
 
     outcomes: list[_Outcome] = []
     labels: list[int | None] = []
@@ -188,12 +193,17 @@ def _report(
                 labels.append(label)
                 t = tuple(seq)
                 keys.append(distinct.setdefault(t, t))
+                flagged += v.anomalous
+            began.feed(data, verdicts, positions)
             if fh is not None:
                 write_jsonl(fh, verdicts, data.keys, bodies)
     if stream is not None:
         report_stream(stream, args)
         _say_missing(stream.labels_total, stream.labels_found, args.labels)
     unknown.warn()
+    before = began.found()
+    if before:
+        print(f"logwarden: {began_note(len(before), flagged, began)}", file=sys.stderr)
     outcomes, labels, keys, parts = _by_session(outcomes, labels, keys)
     if parts:
         print(

@@ -244,6 +244,10 @@ class Detector:
             fold_progress=fold_progress,
             unfinished=unfinished,
         )
+        if self.input.input_format == "raw" and self.input.window is None and data.events:
+            # How near the input's edge a run counts as cut by it, kept for detect's note
+            # on runs that began before its input (BeganBefore).
+            self.model.train_info_["longest_gap"] = longest_gaps(data.events)
         return self
 
     def verdicts(self, data: Inputs, *, diagnose: bool = True) -> list[Verdict]:
@@ -688,6 +692,132 @@ def longest_line_stretch(lines: Sequence[Sequence[int]]) -> int:
     """The most input lines between two consecutive entries of one session (``lines``:
     each session's line numbers, in order)."""
     return max((b - a for ln in lines for a, b in pairwise(ln)), default=0)
+
+
+def longest_gaps(events: Sequence[Session]) -> dict[str, float | int | None]:
+    """The longest gap between two consecutive entries of one training session, in log
+    time (``seconds``, as ``cut_off_at_end`` takes it; None: no timed gap) and in input
+    lines (``lines``): how near the input's edge a run counts as cut by it."""
+    return {
+        "seconds": idle_timeout_from(events, factor=1.0),
+        "lines": longest_line_stretch(_line_numbers(events)),
+    }
+
+
+def training_starts(model: Any) -> set[str] | None:
+    """The keys normal training sessions start with, as the bundle keeps them: the first
+    steps of the workflows (mined from every normal training session, the ones the input
+    cut left out; online updates add theirs), else the known transitions of the key
+    model's rule from a window of padding alone; None when it keeps neither (trained
+    without workflows and without transition rules, or on windows)."""
+    from logwarden.models.keys import FIRST_KEY, PAD
+
+    workflows = getattr(model, "workflows_", None)
+    if workflows is not None and len(workflows) and all(wf.counted for wf in workflows):
+        return {k for wf in workflows for k in wf.start_keys}
+    km = getattr(model, "model_", None)
+    t = getattr(km, "transitions", None)
+    if km is None or t is None or t.ndim != 2 or t.shape[1] < 2 or not len(t):
+        return None
+    c = t.shape[1] - 1
+    first = t[(t[:, :c] == PAD).all(axis=1), c]
+    return {km.keys[i - FIRST_KEY] for i in first.tolist() if i >= FIRST_KEY}
+
+
+class BeganBefore:
+    """The anomalous verdicts of sessions that began before the input did (a slice, a
+    rotation): the mirror of a session still active when it ended. A session counts when
+    its first line is near the input's first, as ``train`` judges a training run cut at
+    the start (within the longest gap of a training run, in log time, or in lines when
+    there is none), and its first key is none a normal training session starts with
+    (``training_starts``). Verdicts are not changed: ``detect`` notes them. Fed chunk by
+    chunk (``feed``), judged at the end (``found``); ``active``: the model keeps what it
+    takes (trained on raw sessions with ids by this version, with workflows or
+    transition rules)."""
+
+    def __init__(self, detector: Detector) -> None:
+        model = detector.model
+        measure = model.train_info_.get("longest_gap") if hasattr(model, "model_") else None
+        self.starts = training_starts(model)
+        spec = detector.input
+        self.active = bool(
+            measure
+            and self.starts is not None
+            and spec.input_format == "raw"
+            and spec.window is None
+        )
+        self.seconds: float | None = (measure or {}).get("seconds")
+        self.lines: int = int((measure or {}).get("lines") or 0)
+        self.first_time: float | None = None
+        self.first_line: int | None = None
+        self.candidates: list[tuple[Any, int, float | None]] = []
+
+    def feed(self, data: Inputs, verdicts: Sequence[Any], positions: Any = None) -> None:
+        """One chunk's sessions (their first lines and times move the input's start) and
+        verdicts (the anomalous ones whose first key starts no training run are kept);
+        ``positions``: the Ray engine's entries' lines and times, for ``data.events``."""
+        if not self.active or not data.keys:
+            return
+        firsts = _first_entries(data, positions)
+        if firsts is None:
+            return
+        lines, times = firsts
+        timed = [t for t in times if t is not None and math.isfinite(t)]
+        if timed:
+            low = min(timed)
+            self.first_time = low if self.first_time is None else min(self.first_time, low)
+        if lines:
+            low_line = min(lines)
+            self.first_line = (
+                low_line if self.first_line is None else min(self.first_line, low_line)
+            )
+        starts = self.starts or set()
+        for i, v in enumerate(verdicts):
+            k = data.keys[i]
+            if v.anomalous and k and k[0] not in starts:
+                self.candidates.append((v, lines[i], times[i]))
+
+    def found(self) -> list[Any]:
+        """The kept verdicts of sessions whose first line was near the input's first."""
+        start, gap = self.first_time, self.seconds
+        if gap and start is not None:
+
+            def near(line: int, t: float | None) -> bool:
+                return t is None or not math.isfinite(t) or t - start <= gap
+
+        else:
+            first = self.first_line or 0
+
+            def near(line: int, t: float | None) -> bool:
+                return line - first <= self.lines
+
+        return [v for v, line, t in self.candidates if near(line, t)]
+
+
+def _first_entries(
+    data: Inputs, positions: Any = None
+) -> tuple[list[int], list[float | None]] | None:
+    """Each session's first entry: its input line number and log time (None: none)."""
+    if positions is not None and hasattr(positions, "starts"):  # the Ray engine's arrays
+        at = positions.starts[:-1]
+        lines = positions.lines[np.minimum(at, max(len(positions.lines) - 1, 0))].tolist()
+        stamps = positions.stamps[np.minimum(at, max(len(positions.stamps) - 1, 0))]
+        return lines, [None if math.isnan(t) else float(t) for t in stamps.tolist()]
+    events = data.events
+    if isinstance(events, SessionTable):
+        clock = events.clock
+        rows = [r[0] if r else 0 for r in events.members]
+        return [events.line_number(r) for r in rows], [clock[r] for r in rows]
+    places = positions if positions is not None else session_places(data)
+    if places is None:
+        return None
+    lines: list[int] = []
+    times: list[float | None] = []
+    for i in range(len(data.keys)):
+        numbers, stamps = places[i]
+        lines.append(int(numbers[0]) if len(numbers) else 0)
+        times.append(stamps[0] if len(stamps) else None)
+    return lines, times
 
 
 def _line_numbers(events: Sequence[Session]) -> list[list[int]]:

@@ -27,6 +27,14 @@ CUT_NOTE = (
     "this run may have gone on."
 )
 
+# Beside a verdict of a session that began before the input did (``html_report``, and
+# ``detect``'s text): its first line is near the input's first, its first step none a
+# normal training run starts with.
+BEGAN_NOTE = (
+    "Began before the input: if the log was cut there (a slice, a rotation), this run's "
+    "first steps are missing from it."
+)
+
 
 class RenderError(RuntimeError):
     """The picture could not be drawn (Graphviz's ``dot`` is missing or failed)."""
@@ -239,6 +247,7 @@ def html_report(
     sessions: int | None = None,
     notes: Sequence[str] = (),
     cut_at_end: Collection[Any] = (),
+    began_before: Collection[Any] = (),
 ) -> str:
     """A self-contained HTML page (inline CSS and SVG, nothing fetched): a summary of the
     anomalous verdicts, then for each of the first ``limit`` its workflow picture with the
@@ -246,7 +255,8 @@ def html_report(
     how many sessions were scored, when ``verdicts`` holds only the anomalous ones (a
     streaming caller keeps no more); default ``len(verdicts)``. ``notes``: lines under
     the summary; ``cut_at_end``: the early-end verdicts of sessions still active when the
-    input ended (they say so; the very verdicts, since a session id can come back)."""
+    input ended (they say so; the very verdicts, since a session id can come back);
+    ``began_before``: the verdicts of sessions that began before the input did (the same)."""
     esc = html.escape
     anomalies = [v for v in verdicts if v.anomalous]
     by_reason: dict[str, int] = {}
@@ -285,8 +295,10 @@ def html_report(
         if len(anomalies) > limit:
             parts.append(f'<p class="note">Pictures for the first {limit:,} anomalies.</p>')
     cut = {id(v) for v in cut_at_end}
+    began = {id(v) for v in began_before}
     for n, v in enumerate(anomalies[:limit], start=1):
-        parts.append(_anomaly_section(n, v, workflows, templates, reasons, id(v) in cut))
+        marks = [note for note, ids in ((BEGAN_NOTE, began), (CUT_NOTE, cut)) if id(v) in ids]
+        parts.append(_anomaly_section(n, v, workflows, templates, reasons, marks))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -309,7 +321,7 @@ def _anomaly_section(
     workflows: Workflows | None,
     templates: Mapping[str, str],
     reasons: Mapping[str, str],
-    cut: bool = False,
+    marks: Sequence[str] = (),
 ) -> str:
     esc = html.escape
     d: Diagnosis | None = v.diagnosis
@@ -329,8 +341,7 @@ def _anomaly_section(
     out.append(
         f"<p>Flagged by the {esc(v.detector or '')} model {where} of {v.length} entries.{place}</p>"
     )
-    if cut:
-        out.append(f'<p class="note">{esc(CUT_NOTE)}</p>')
+    out += [f'<p class="note">{esc(note)}</p>' for note in marks]
     if d is not None:
         text = d.describe(v.position, lines=False)  # the raw lines come below
         out.append("<p>" + "<br>".join(esc(line.strip()) for line in text) + "</p>")
