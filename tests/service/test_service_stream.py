@@ -367,10 +367,10 @@ def test_input_warnings_follow_the_recent_lines_and_survive_a_checkpoint(sim_mod
     source that sent lines without ids warns while they are among the recent lines, and no
     longer once as many good lines have come after them; the window goes through a
     checkpoint. Counts since the start stay in ``stats`` (/metrics)."""
-    from logwarden.service.stream import _RECENT_STEP, RECENT_LINES
+    from logwarden.service.stream import RECENT_LINES
 
     det = Detector.load(sim_model.path)
-    good = [t for t in sim_model.mixed_lines if "blk_" in t][: 2 * _RECENT_STEP]
+    good = [t for t in sim_model.mixed_lines if "blk_" in t][:2000]  # two marks of the window
     no_id = [f"2026-03-01 00:00:00.000 7 WARN app: disk {i} is full" for i in range(3000)]
     sd, _ = stream(det, good + no_id, 500)
     (w,) = sd.input_warnings()

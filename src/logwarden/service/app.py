@@ -104,20 +104,10 @@ class _Metrics:
             if stats.get(reason):
                 bad.add_metric([reason], stats[reason])
         yield bad
-        c = CounterMetricFamily(
-            "logwarden_lines_no_session_id_severe",
-            "Lines without a session id (not judged: bad_input no_session_id) at level WARN, "
-            "ERROR or FATAL (the format's Level field)",
-        )
-        c.add_metric([], stats.get("no_session_id_severe", 0))
-        yield c
-        c = CounterMetricFamily(
-            "logwarden_lines_time_went_back",
-            "Lines whose log time lies further back than the session timeout (or an hour) "
-            "before the latest time read: separate runs or sources out of order",
-        )
-        c.add_metric([], stats.get("time_went_back", 0))
-        yield c
+        for count, name, text in _LINE_COUNTERS:
+            c = CounterMetricFamily(name, text)
+            c.add_metric([], stats.get(count, 0))
+            yield c
         g = GaugeMetricFamily("logwarden_new_templates", "Templates of lines the model never saw")
         g.add_metric([], status.get("new_templates", 0))
         yield g
@@ -126,6 +116,24 @@ class _Metrics:
             c = CounterMetricFamily("logwarden_drift_warnings", "Drift warnings raised")
             c.add_metric([], int(drift["n_warnings"]))
             yield c
+
+
+# Counts of lines read but not judged, or read oddly, always shown (0 too): the stream's
+# count, the metric's name, its help text.
+_LINE_COUNTERS = (
+    (
+        "no_session_id_severe",
+        "logwarden_lines_no_session_id_severe",
+        "Lines without a session id (not judged: bad_input no_session_id) at level WARN, "
+        "ERROR or FATAL (the format's Level field)",
+    ),
+    (
+        "time_went_back",
+        "logwarden_lines_time_went_back",
+        "Lines whose log time lies further back than the session timeout (or an hour) "
+        "before the latest time read: separate runs or sources out of order",
+    ),
+)
 
 
 def create_app(service: Service) -> FastAPI:
