@@ -374,7 +374,8 @@ def dropped_rules_lines(model: Any) -> list[str]:
         f"  The rules are kept only while the training sessions they flag when left out "
         f"stay within {budget:.2%} of them ({share:.0%} of the {target:.2%} target)",
     ]
-    if n and 1 / n > budget:
+    too_few = bool(n) and 1 / n > budget
+    if too_few:
         lines[-1] += (
             f": with {n:,} sessions one alone is {1 / n:.2%}, too few sessions to calibrate "
             "at this target."
@@ -386,14 +387,30 @@ def dropped_rules_lines(model: Any) -> list[str]:
         if th.mode == "top_g"
         else f"entries the network gives a probability under {th.tau:.3g}"
     )
-    counts = ", steps repeated more often than in any normal run," if cal.get("count_rule") else ""
-    lines.append(
-        f"  Only unseen keys{counts} and {rest} are flagged: a run with steps out of order "
-        "or cut short may pass as normal."
-    )
-    advice = [f"more training sessions (at least {math.ceil(1 / budget):,} for one to fit)"]
-    if n:
-        advice.append(f"a higher --target-fpr ({1 / (share * n):.2%} lets one of {n:,} fit)")
+    kept = [
+        ", early ends" if cal.get("end_rule") else "",
+        ", runs shorter than every normal one" if cal.get("min_length") is not None else "",
+        ", steps repeated more often than in any normal run" if cal.get("count_rule") else "",
+    ]
+    missed = []
+    if cal["rule_context"] == 0:
+        missed.append("with steps out of order")
+    if not cal.get("end_rule") and cal.get("min_length") is None:
+        missed.append("cut short")
+    may = f": a run {' or '.join(missed)} may pass as normal" if missed else ""
+    lines.append(f"  Only unseen keys{''.join(kept)} and {rest} are flagged{may}.")
+    if too_few:
+        # What lets one session in: as many sessions as the budget needs, or a target
+        # whose budget one of these sessions fits in.
+        advice = [
+            f"more training sessions (at least {math.ceil(1 / budget):,} for one to fit)",
+            f"a higher --target-fpr ({1 / (share * n):.2%} lets one of {n:,} fit)",
+        ]
+    else:
+        advice = [
+            "more training sessions (runs of the rare paths seen more than once)",
+            f"a higher --target-fpr than {target:.2%} (a larger budget for rare paths)",
+        ]
     if th.mode != "top_g":
         advice.append("--top-g N (the paper's rank rule: a key outside the N likeliest)")
     lines.append("  To keep them: " + ", ".join(advice) + ".")
