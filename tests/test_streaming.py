@@ -440,6 +440,29 @@ def test_a_cut_last_line_is_counted_and_noted_when_no_template_knows_it(
             assert "Interrupted while waiting for mess'" in err and str(log) in err
 
 
+def test_a_whole_last_line_the_parser_knows_gets_no_note(
+    sim_logs: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A line of no session (a heartbeat) is a template the parser knows and no key of the
+    # key model: as the last line without a line break it is whole, not half a line.
+    lines = (sim_logs["dir"] / "n.log").read_text(encoding="utf-8").splitlines()
+    header = lines[-1][: lines[-1].index(": ") + 2]
+    beats = [f"{header}Heartbeat from datanode {i} ok" for i in range(40)]
+    train = tmp_path / "train.log"
+    train.write_text("\n".join(lines[:3000] + beats) + "\n", encoding="utf-8")
+    model = tmp_path / "model"
+    args = ["train", train, *RAW, "--out", model, *FAST, "--epochs", "2", "--no-params"]
+    assert main([str(a) for a in args]) == 0
+    log = tmp_path / "ends_with_a_beat.log"
+    log.write_text("\n".join(lines[3000:3600]) + "\n" + beats[7], encoding="utf-8")
+    args = ["detect", log, "--model", model, "--no-drift", "--jsonl", tmp_path / "v.jsonl"]
+    capsys.readouterr()
+    assert main([str(a) for a in args]) == 0
+    err = capsys.readouterr().err
+    assert "noted: no_final_newline 1" in err
+    assert "matches no template" not in err, err
+
+
 def test_sessions_waiting_too_long_go_ahead_unchanged(
     sim_logs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

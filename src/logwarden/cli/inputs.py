@@ -440,8 +440,8 @@ def note_partial_last_lines(detector: Detector, inputs: Sequence[str], stats: An
     """``detect``/``eval``: an input whose last line has no line break (``no_final_newline``,
     counted in the read summary) may be a file still being written, its last line cut
     (``Interrupted while waiting for mess``). The line is kept (a file may end without a
-    newline); when it also matches no template the model knows, it is an unseen key
-    that may be only half a line: a note says so, naming it."""
+    newline); when it also matches no template of the model's parser, it may be only half
+    a line: a note says so, naming it."""
     if not stats["no_final_newline"] or detector.miner is None:
         return
     from logwarden.errors import LogwardenError
@@ -452,14 +452,14 @@ def note_partial_last_lines(detector: Detector, inputs: Sequence[str], stats: An
         fmt = get_format(detector.input.format or "")
     except LogwardenError:
         return
-    known = set(detector.model.keys_)
     miner = detector.miner
     for path in _plain_paths(inputs):
         text = _unterminated_last_line(path)
         if text is None:
             continue
-        found = miner.match(fmt.parse(Line(text, path, 0, 0)).content)
-        if found is not None and f"E{miner.resolve(found.key)}" in known:
+        # A template of the model's parser: a whole line (also one of no session, which
+        # the key model never sees: a request line of an instance log).
+        if miner.match(fmt.parse(Line(text, path, 0, 0)).content) is not None:
             continue
         shown = text if len(text) <= 80 else "..." + text[-77:]  # where it was cut
         print(
