@@ -228,8 +228,10 @@ def warn_no_id(stats: Stats, fmt: str | None = None) -> None:
         severe = f" ({stats['no_session_id_severe']:,} of them at level WARN, ERROR or FATAL)"
     print(
         f"logwarden: warning: {no_id:,} of {lines:,} lines hold no session id and were not "
-        f"judged{severe}: check the --session regex (train's, for a model), or group a log "
-        "without ids by --window N",
+        f"judged{severe}: check the --session regex (train's, for a model); lines of "
+        "another kind of run carry other ids, which a model of their own judges (--session "
+        "for those ids); --window N is for a log without ids, and much weaker where ids "
+        "exist",
         file=sys.stderr,
     )
 
