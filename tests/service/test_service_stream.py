@@ -300,7 +300,7 @@ def test_heap_trimmer_is_glibcs_malloc_trim_or_none() -> None:
     system without it there is nothing to call, and the loop goes on without."""
     import platform
 
-    from logwarden.service.processor import heap_trimmer
+    from logwarden.heap import heap_trimmer
 
     trim = heap_trimmer()
     if platform.libc_ver()[0] == "glibc":

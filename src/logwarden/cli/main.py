@@ -127,19 +127,9 @@ TRIM_THRESHOLD = 64 << 20
 def tune_allocator() -> bool:
     """Raise glibc's mmap and trim thresholds (see ``MMAP_THRESHOLD``); False where the C
     library is not glibc (musl, macOS) and nothing was changed."""
-    import ctypes
+    from logwarden.heap import set_heap_thresholds
 
-    try:
-        if not os.confstr("CS_GNU_LIBC_VERSION"):  # glibc only
-            return False
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (AttributeError, OSError, ValueError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    return bool(
-        mallopt(m_mmap_threshold, MMAP_THRESHOLD) and mallopt(m_trim_threshold, TRIM_THRESHOLD)
-    )
+    return set_heap_thresholds(MMAP_THRESHOLD, TRIM_THRESHOLD)
 
 
 def long_running(args: argparse.Namespace) -> bool:

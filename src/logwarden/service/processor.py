@@ -17,20 +17,20 @@ detector behind.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import json
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from logwarden.children import die_with_parent
 from logwarden.detect import Detector
+from logwarden.heap import heap_trimmer, set_heap_thresholds
 from logwarden.service.parse_worker import ParseWorker, fork_available
 from logwarden.service.store import EXPIRE_ROWS, FLUSH, LINE, MODEL, Store
 from logwarden.service.stream import Emitted, StreamConfig, StreamDetector
@@ -132,31 +132,6 @@ class _Latency:
                 "count": self.n}  # fmt: skip
 
 
-def _glibc(name: str, argtypes: list[Any]) -> Any:
-    """A function of glibc, or None (musl, macOS: nothing to call). Loaded by its soname,
-    as children.die_with_parent loads it (find_library would run ldconfig in a
-    subprocess at every start)."""
-    try:
-        fn = getattr(ctypes.CDLL("libc.so.6"), name)
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = argtypes
-    fn.restype = ctypes.c_int
-    return fn
-
-
-def heap_trimmer() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim`` (None elsewhere): it gives the free pages inside the C
-    heap back to the system. Freed memory otherwise stays mapped after a step that needed
-    much of it (measured on a simulated stream: 13 MB after a 5,000-line step, 24 MB
-    after a 20,000-line one, about a millisecond a call)."""
-    return _glibc("malloc_trim", [ctypes.c_size_t])  # type: ignore[no-any-return]
-
-
-# glibc's mallopt parameters: blocks from M_MMAP_THRESHOLD bytes on get pages of their own
-# (mmap); free memory above M_TRIM_THRESHOLD at the top of the heap goes back at once.
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
 _MMAP_BYTES = 4 * 1024 * 1024
 _TRIM_BYTES = 64 * 1024 * 1024
 
@@ -174,12 +149,7 @@ def tune_heap() -> bool:
     glibc's 128 KB trim threshold the heap shrank and grew again around smaller ones.
     Measured in one process on a simulated stream (1,000-line steps): 41-44k lines per
     CPU second with 256 KB, 46-50k with these bounds, page faults 240,000 -> 220."""
-    mallopt = _glibc("mallopt", [ctypes.c_int, ctypes.c_int])
-    if mallopt is None:
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_BYTES)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, _TRIM_BYTES)
-    )
+    return set_heap_thresholds(_MMAP_BYTES, _TRIM_BYTES)
 
 
 def _load(store: Store, version: int) -> Detector:
