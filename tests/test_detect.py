@@ -716,3 +716,39 @@ def test_cut_off_at_start_needs_a_run_near_the_start_starting_where_no_other_sta
     # No timestamps: the lines tell (e's first line is the input's; f's is 79 lines on).
     untimed = [(r[0], r[1], None, r[3]) for r in runs]
     assert cut_off_at_start(data_of(untimed), None) == [0]
+
+
+def test_runs_cut_at_one_step_do_not_vouch_for_each_other() -> None:
+    # A slice cuts many runs at once, several at the same step: only the runs away from
+    # the cut, over by the training runs' own evidence, show where runs end (or start).
+    from logwarden.detect.detector import Inputs, cut_off_at_end, cut_off_at_start
+    from logwarden.records import Event, Line, Record
+    from logwarden.sessions import Session
+
+    def session(sid: str, keys: list[str], start: float) -> Session:
+        events = [
+            Event(Record(Line("", "x", 0, 1), "", {}, start + i), int(k[1:]), "", [])
+            for i, k in enumerate(keys)
+        ]
+        return Session(sid, events, [0.0] + [1.0] * (len(keys) - 1))
+
+    def data_of(rows: list[tuple[str, list[str], float]]) -> Inputs:
+        return Inputs(
+            [r[0] for r in rows], [r[1] for r in rows], [None] * len(rows),
+            events=[session(*r) for r in rows],
+        )  # fmt: skip
+
+    runs = [
+        ("p", ["E2", "E3"], 0.0),  # began before the input, after E1
+        ("q", ["E2", "E3"], 0.5),  # so did this one
+        ("a", ["E1", "E2", "E3"], 20.0),
+        ("b", ["E1", "E2", "E3"], 30.0),
+        ("c", ["E1", "E2", "E3"], 40.0),
+        ("x", ["E1", "E2"], 60.0),  # still going when the input ended, after E2
+        ("y", ["E1", "E2"], 60.5),  # so was this one
+    ]
+    assert cut_off_at_end(data_of(runs), 5.0) == [5, 6]
+    assert cut_off_at_start(data_of(runs), 5.0) == [0, 1]
+    # A run away from the end that ended at E2 vouches for an end there.
+    done = [*runs, ("z", ["E1", "E2"], 45.0)]
+    assert cut_off_at_end(data_of(done), 5.0) == []

@@ -228,14 +228,15 @@ def cut_message(keys: Any, cut: list[int], at_end: bool) -> str:
     if at_end:
         what = (
             "still going when the input ended (a line within the longest gap of a training "
-            "run of its end), each ending with a step no other session ends with"
+            "run of its end), each ending with a step no run over well before the end ends "
+            "with"
         )
         why = "a run the end of the file cut off would teach them that runs may end there"
     else:
         what = (
             "already going when the input began (a first line within the longest gap of a "
-            "training run of its start), each starting with a step no other session starts "
-            "with"
+            "training run of its start), each starting with a step no run begun well after "
+            "the start starts with"
         )
         why = (
             "a run whose first steps were before the file would teach them that runs may "

@@ -621,8 +621,8 @@ def cut_off_at_end(data: Inputs, gap: float | None) -> list[int]:
     longest gap between two entries of one training session, so a run quiet for longer
     was over or stalled by the training runs' own evidence; without timestamps, a line
     within the longest stretch of lines between two entries of one training session of
-    the input's last line) and ending with a key no other training session ends with,
-    though other sessions hold it (a step that runs go on from). The idle timeout, 100
+    the input's last line) and ending with a key no training session away from the end
+    ends with, though other sessions hold it (a step that runs go on from). The idle timeout, 100
     times that gap, is too generous to tell: most sessions of a short log end within it.
     Learnt as complete runs, they would teach the key model's end-of-session rule and the
     workflows an end there (``fit``'s ``unfinished``). Indices into ``data``; none for
@@ -634,9 +634,9 @@ def cut_off_at_start(data: Inputs, gap: float | None) -> list[int]:
     """Training sessions the start of the input seems to have cut (a slice, a rotation):
     the mirror of ``cut_off_at_end``. Already going when the input began (a first line
     within ``gap`` of log time of the input's first, or within the longest stretch of
-    lines of one training session of its first line) and starting with a key no other
-    training session starts with, though other sessions hold it (a step runs reach from
-    another). Learnt as complete runs, they would teach the key model and the workflows
+    lines of one training session of its first line) and starting with a key no training
+    session away from the start starts with, though other sessions hold it (a step runs
+    reach from another). Learnt as complete runs, they would teach the key model and the workflows
     a start where runs never start."""
     return _cut_by_input(data, gap, at_end=False)
 
@@ -674,17 +674,25 @@ def _cut_by_input(data: Inputs, gap: float | None, at_end: bool) -> list[int]:
         def near(i: int) -> bool:
             return abs(cut_line - at[i]) <= longest
 
+    # The runs away from the cut ended (or began) there by the training runs' own
+    # evidence: only their edge steps vouch for a run at the cut. Counted over every run,
+    # the runs the cut took at one step vouched for each other (an HDFS slice: 1 of 56 cut
+    # runs found, against 31 of 56 this way, none wrongly). With no run away from it, the
+    # step of a run at the cut has to be its own.
+    close = [bool(k) and near(i) for i, k in enumerate(data.keys)]
+    vouch = not all(close)
     edges: dict[str, int] = {}
     held: dict[str, int] = {}
-    for k in data.keys:
-        if k:
+    for k, at_cut in zip(data.keys, close, strict=True):
+        if k and not (vouch and at_cut):
             edges[k[edge]] = edges.get(k[edge], 0) + 1
         for key in set(k):
             held[key] = held.get(key, 0) + 1
+    most = 0 if vouch else 1
     return [
         i
         for i, k in enumerate(data.keys)
-        if k and edges[k[edge]] == 1 and held[k[edge]] > 1 and near(i)
+        if close[i] and edges.get(k[edge], 0) <= most and held[k[edge]] > 1
     ]
 
 
