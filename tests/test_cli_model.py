@@ -1353,3 +1353,14 @@ def test_only_a_run_near_the_start_of_the_input_began_before_it(
     noted = out_text.split("(Began before the input")[0]
     assert "run-100" in noted and "run-106" not in noted
     assert out_text.count("(Began before the input") == 1
+
+
+def test_durations_read_as_a_person_reads_them() -> None:
+    # train printed "sessions complete after 4.3202e+06 s of log time".
+    from logwarden.cli.train import duration_text
+
+    assert duration_text(4.3202e06) == "4,320,200 s (50 days)"
+    assert duration_text(2500.0) == "2,500 s (42 minutes)"
+    assert duration_text(7200.0) == "7,200 s (2 hours)"
+    assert duration_text(1.5) == "1.5 s"
+    assert duration_text(100.0) == "100 s"

@@ -207,7 +207,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(
             "  sessions complete after "
             + (
-                f"{timeout:g} s of log time without a line (detect, eval: --idle-timeout)"
+                f"{duration_text(timeout)} of log time without a line "
+                "(detect, eval: --idle-timeout)"
                 if timeout is not None
                 else "the end of input only (--idle-timeout 0)"
                 if args.idle_timeout == 0
@@ -216,6 +217,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def duration_text(seconds: float) -> str:
+    """Seconds as a person reads them: "4,320,200 s (50 days)", not "4.3202e+06 s"."""
+    text = f"{seconds:,.0f} s" if seconds >= 10 else f"{seconds:.3g} s"
+    for unit, size in (("days", 86400.0), ("hours", 3600.0), ("minutes", 60.0)):
+        if seconds >= 2 * size:
+            return f"{text} ({seconds / size:,.0f} {unit})"
+    return text
 
 
 def cut_message(keys: Any, cut: list[int], at_end: bool) -> str:
