@@ -348,3 +348,9 @@ def test_open_at_end_follows_the_log_clock_of_each_sessions_last_entry() -> None
     assert open_at_end(["a", "b", "c", "d"], positions, 100.0) == {"a", "b", "d"}
     assert open_at_end(["a", "b", "c", "d"], positions, 10.0) == {"d"}
     assert open_at_end(["x"], [([1], [None])], 1.0) == {"x"}  # no clock: all active
+    # Without a clock, or a measure in log time, the lines tell when they are given: a
+    # last line within 2 lines of the last line of a session (6).
+    assert open_at_end(["a", "b", "c", "d"], positions, None, lines=2) == {"b", "d"}
+    untimed = [([1, 2], [None, None]), ([3, 5], [None, None]), ([4], [None])]
+    assert open_at_end(["a", "b", "c"], untimed, 100.0, lines=1) == {"b", "c"}
+    assert open_at_end(["a", "b", "c"], untimed, 100.0) == {"a", "b", "c"}

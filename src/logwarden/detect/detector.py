@@ -883,3 +883,69 @@ def _rekey(
         keys.append(labels)
         out.append(Session(session.id, events, list(session.elapsed), session.closed_by))
     return keys, out, templates
+
+
+@dataclass(frozen=True)
+class EndWindow:
+    """How near the input's end the last entry of a session the end of input completed
+    (not closed for idleness) must be for it to count as still active when the input
+    ended (``detect``'s note on early ends a cut log may explain): the mirror of
+    ``BeganBefore``'s start. With the measure ``train`` keeps (``learnt``: the longest gap
+    of a training run), within ``seconds`` of log time of the log clock at the end, or,
+    without a timed gap or without timestamps in the input, within ``lines`` input lines
+    of the last line of a session. A bundle trained before the measure was kept judges by
+    the idle timeout (``seconds``; without timestamps every session open at the end
+    counts), and ``of`` gives None for it without an idle timeout (every session
+    completes at the end of input then: nothing to tell)."""
+
+    seconds: float | None
+    lines: int | None
+    learnt: bool
+
+    @classmethod
+    def of(cls, detector: Detector) -> EndWindow | None:
+        model = detector.model
+        measure = model.train_info_.get("longest_gap") if hasattr(model, "model_") else None
+        if measure:
+            return cls(measure.get("seconds") or None, int(measure.get("lines") or 0), True)
+        timeout = detector.input.idle_timeout
+        return None if timeout is None else cls(timeout, None, False)
+
+    def select(
+        self,
+        ids: Sequence[str],
+        last_lines: Sequence[int] | np.ndarray,
+        last_clocks: Sequence[float] | np.ndarray,
+        end_clock: float,
+    ) -> tuple[set[str], bool]:
+        """The ids whose session's last entry is near the end, and whether log time told
+        (else lines, or, by the idle timeout without timestamps, nothing: all count).
+        ``last_lines``: each session's last input line; ``last_clocks``: the log clock at
+        it (NaN: none; before the first timestamp, the first one); ``end_clock``: the log
+        clock when the input ended (NaN: no timestamp at all)."""
+        if not len(ids):
+            return set(), False
+        lines = np.asarray(last_lines, dtype=np.int64)
+        clocks = np.asarray(last_clocks, dtype=np.float64)
+        if self.seconds is not None and math.isfinite(end_clock):
+            # An entry without a clock (none known then) is near, as in BeganBefore.
+            near = np.isnan(clocks) | (clocks >= end_clock - self.seconds)
+            by_time = True
+        elif self.lines is not None:
+            near = lines >= lines.max() - self.lines
+            by_time = False
+        else:
+            return set(ids), False
+        return {sid for sid, n in zip(ids, near.tolist(), strict=True) if n}, by_time
+
+    def describe(self, by_time: bool) -> str:
+        """The window, as the note on early ends states it."""
+        if not self.learnt:
+            return f"the idle timeout, {self.seconds or 0.0:,.0f} s of log time"
+        lines = self.lines or 0
+        near = (
+            f"{self.seconds:,.3g} s of log time"
+            if by_time
+            else f"{lines:,} line{'' if lines == 1 else 's'}"
+        )
+        return f"the longest gap of a training run, {near}"

@@ -630,15 +630,28 @@ def paused_sessions(
 def open_at_end(
     ids: Sequence[str],
     positions: Sequence[tuple[list[int], list[float | None]]],
-    timeout: float,
+    seconds: float | None,
+    lines: int | None = None,
 ) -> set[str]:
     """The ids of the sessions (``RayResult.inputs.ids`` and ``.positions``) still active
-    when the input ended, as the local engine's idle timeout finds them
-    (``VerdictStream.open_at_end``): the log clock (the latest timestamp so far, in line
-    order) at a session's last entry is within ``timeout`` seconds of the clock at the
-    end; before the first timestamp, a session's clock is the first one, and an input
-    without timestamps leaves every session active. Lines of no session do not move the
-    clock here (the local engine counts their timestamps too)."""
+    when the input ended, as the local engine finds them (``VerdictStream.open_at_end``,
+    narrowed by ``EndWindow``): the log clock (the latest timestamp so far, in line order)
+    at a session's last entry is within ``seconds`` of the clock at the end; before the
+    first timestamp, a session's clock is the first one. Without a clock (no timestamp,
+    or no ``seconds``): its last line within ``lines`` input lines of the last line of a
+    session, or, with ``lines`` None, every session active. Lines of no session do not
+    move the clock here (the local engine counts their timestamps too)."""
+    from logwarden.detect.detector import EndWindow
+
+    return EndWindow(seconds, lines, False).select(ids, *last_entries(positions))[0]
+
+
+def last_entries(
+    positions: Sequence[tuple[list[int], list[float | None]]],
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Each session's last input line and the log clock at it (NaN before the first
+    timestamp: the first one then; NaN without any), and the clock at the end (NaN: no
+    timestamp), for ``EndWindow.select``."""
     if isinstance(positions, _Positions):
         starts, lines, stamps = positions.starts, positions.lines, positions.stamps
     else:
@@ -649,7 +662,8 @@ def open_at_end(
             [np.nan if t is None else t for _, ts in positions for t in ts], dtype=np.float64
         )
     if len(lines) == 0:
-        return set(ids)
+        none = np.full(len(starts) - 1, np.nan)
+        return np.zeros(len(starts) - 1, dtype=np.int64), none, math.nan
     from logwarden.sessions.grouping import TIMESTAMP_LIMIT
 
     # Timestamps out of range are no clock (the local engine counts them bad_timestamp).
@@ -657,13 +671,13 @@ def open_at_end(
     order = np.argsort(lines, kind="stable")
     clock = np.empty_like(stamps)
     clock[order] = np.fmax.accumulate(stamps[order])  # NaN until the first timestamp
+    at = starts[1:] - 1  # each session's last entry
+    last = clock[at]
     timed = ~np.isnan(stamps)
     if not timed.any():
-        return set(ids)
-    first, end = stamps[order][timed[order]][0], np.nanmax(stamps)
-    last = clock[starts[1:] - 1]  # each session's clock at its last entry
-    active = np.where(np.isnan(last), first, last) >= end - timeout
-    return {sid for sid, a in zip(ids, active.tolist(), strict=True) if a}
+        return lines[at], last, math.nan
+    first, end = stamps[order][timed[order]][0], float(np.nanmax(stamps))
+    return lines[at], np.where(np.isnan(last), first, last), end
 
 
 def _check(detector: Detector) -> tuple[str, SessionConfig]:
