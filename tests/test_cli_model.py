@@ -400,9 +400,12 @@ def test_detect_says_which_early_ends_the_end_of_input_cut(
     note = r"(\d+) of the (\d+) early ends were still active when the input ended"
     cut, of = _noted(out, page, note, "Still active when the input ended")
     assert of == early and 0 < cut <= early
-    # Without an idle timeout every session completes at the end of input: nothing to say.
+    # Without an idle timeout every session completes at the end of input; the same ones
+    # were still active then (their last line within the longest gap of a training run).
     code, out, _ = run(["detect", part, "--model", raw["model"], "--idle-timeout", "0"], capsys)
-    assert code == 0 and "were still active" not in out
+    m = re.search(note, out)
+    assert code == 0 and m is not None, out
+    assert (int(m.group(1)), int(m.group(2))) == (cut, of)
 
 
 def _but_file(row: dict[str, Any]) -> dict[str, Any]:
@@ -1315,18 +1318,22 @@ def test_detect_says_which_anomalies_began_before_the_input(
     assert "began before the input" not in out
 
 
-def _job_log(path: Path, runs: list[tuple[int, slice]], t: float = 0.0) -> Path:
+UNTIMED_FORMAT = "<Pid> <Level> <Component>: <Content>"  # _job_log's lines without a time
+
+
+def _job_log(path: Path, runs: list[tuple[int, slice]], t: float = 0.0, timed: bool = True) -> Path:
     """A log of jobs of four steps, one after the other: per run, its number and the
-    steps it logs."""
+    steps it logs (``timed``: each line with its date and time, in SIM_FORMAT; else
+    without, in UNTIMED_FORMAT)."""
     steps = ["Starting job {r}", "Loaded {n} items for job {r}", "Job {r} computing now",
              "Finished job {r} cleanly"]  # fmt: skip
     lines = []
     for run_no, part in runs:
         for i, step in enumerate(steps[part]):
             t += 1.0 + 0.1 * (run_no % 3) + (2.0 if i == 0 else 0.0)
-            stamp = f"2026-03-01 00:{int(t) // 60:02d}:{t % 60:06.3f}"
+            stamp = f"2026-03-01 00:{int(t) // 60:02d}:{t % 60:06.3f} " if timed else ""
             text = step.format(r=f"run-{run_no}", n=10 + run_no % 5)
-            lines.append(f"{stamp} 7 INFO app.Worker: {text}")
+            lines.append(f"{stamp}7 INFO app.Worker: {text}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -1364,3 +1371,103 @@ def test_durations_read_as_a_person_reads_them() -> None:
     assert duration_text(7200.0) == "7,200 s (2 hours)"
     assert duration_text(1.5) == "1.5 s"
     assert duration_text(100.0) == "100 s"
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Models of _job_log's jobs, every training run whole: one trained with log times
+    (the longest gap of a run: 1.2 s; the idle timeout, 100 times it: 120 s), one without
+    (the longest stretch of lines of a run: 1, and no idle timeout)."""
+    d = tmp_path_factory.mktemp("jobs")
+    whole = [(r, slice(None)) for r in range(40)]
+    models = {}
+    for name, fmt in (("timed", SIM_FORMAT), ("untimed", UNTIMED_FORMAT)):
+        train = _job_log(d / f"{name}.log", whole, timed=name == "timed")
+        models[name] = d / f"{name}_model"
+        argv = ["train", train, "--format", fmt, "--session", r"run-\d+", "--out", models[name]]
+        code = main([str(a) for a in [*argv, "--epochs", "30", *FAST]])
+        assert code == 0
+    return models
+
+
+# A run that stops after its second step (an early end) at the start of the input, ten
+# whole runs (about 65 s of log time, within the idle timeout), and one more that stops
+# there at the input's end, as a log cut there would show it.
+ENDED_LONG_AGO = [(100, slice(0, 2)), *((r, slice(None)) for r in range(101, 111))]
+CUT_AT_END = [*ENDED_LONG_AGO, (111, slice(0, 2))]
+STILL_ACTIVE = r"(\d+) of the (\d+) early ends were still active when the input ended \(([^)]*)\)"
+
+
+def _still_active(out: str) -> tuple[int, int, str]:
+    """The note on early ends still active when the input ended: its counts and window."""
+    m = re.search(STILL_ACTIVE, " ".join(out.split()))
+    assert m is not None, out
+    return int(m.group(1)), int(m.group(2)), m.group(3)
+
+
+def _marked_still_active(out: str) -> list[str]:
+    """The sessions whose verdict (as --show prints it) is marked still active at the end."""
+    verdicts = re.split(r"\n(?=\S)", out)
+    return [v.split(":")[0] for v in verdicts if "(Still active when the input ended" in v]
+
+
+def test_an_early_end_long_before_the_input_ended_was_not_still_active(
+    jobs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two early ends, both within the idle timeout of the input's end: only the run cut by
+    # the end (its last line within the longest gap of a training run, 1.2 s, of the
+    # input's last) was still active; the other stopped a minute before the input did.
+    test = _job_log(tmp_path / "test.log", CUT_AT_END, t=600.0)
+    page = tmp_path / "report.html"
+    argv = ["detect", test, "--model", jobs["timed"], "--show", "10", "--html", page]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert "12 sessions, 2 anomalous (early_end 2)" in out, out
+    cut, early, window = _still_active(out)
+    assert (cut, early) == (1, 2)
+    assert (
+        window == "a line within the longest gap of a training run, 1.2 s of log time, of its last"
+    )
+    # The mark goes to the run still active at the end, not to the one long over.
+    assert _marked_still_active(out) == ["run-111"], out
+    assert page.read_text(encoding="utf-8").count("Still active when the input ended") == 1
+    # Without its last run, the input ended long after either early end: no note at all.
+    test = _job_log(tmp_path / "over.log", ENDED_LONG_AGO, t=600.0)
+    code, out, err = run(["detect", test, "--model", jobs["timed"], "--show", "10"], capsys)
+    assert code == 0, err
+    assert "1 anomalous" in out and "were still active" not in out, out
+    assert "(Still active when the input ended" not in out
+
+
+def test_without_timestamps_still_active_is_judged_in_lines(
+    jobs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A log without times (no idle timeout either): the run whose last line is within the
+    # longest stretch of lines of a training run (1) of the input's last was still active.
+    test = _job_log(tmp_path / "test.log", CUT_AT_END, t=600.0, timed=False)
+    code, out, err = run(["detect", test, "--model", jobs["untimed"], "--show", "10"], capsys)
+    assert code == 0, err
+    assert "12 sessions, 2 anomalous (early_end 2)" in out, out
+    cut, early, window = _still_active(out)
+    assert (cut, early) == (1, 2)
+    assert window == "a line within the longest gap of a training run, 1 line, of its last"
+    assert _marked_still_active(out) == ["run-111"], out
+
+
+def test_a_bundle_without_the_longest_gap_judges_still_active_by_the_idle_timeout(
+    jobs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A bundle trained before the longest gap was kept: every early end within the idle
+    # timeout (120 s) of the input's end was still active, as that version said.
+    from logwarden.detect.detector import Detector
+
+    old = Detector.load(jobs["timed"])
+    del old.model.train_info_["longest_gap"]
+    old.save(tmp_path / "old")
+    test = _job_log(tmp_path / "test.log", CUT_AT_END, t=600.0)
+    code, out, err = run(["detect", test, "--model", tmp_path / "old", "--show", "10"], capsys)
+    assert code == 0, err
+    cut, early, window = _still_active(out)
+    assert (cut, early) == (2, 2)
+    assert window == "a line within the idle timeout, 120 s of log time, of its last"
+    assert _marked_still_active(out) == ["run-100", "run-111"], out

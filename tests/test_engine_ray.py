@@ -302,13 +302,18 @@ def test_ray_notes_early_ends_still_active_when_the_input_ended(
     lines = (d / "a.log").read_text(encoding="utf-8").splitlines()
     log = tmp_path / "cut.log"
     log.write_text("\n".join(lines[: len(lines) * 2 // 3]) + "\n", encoding="utf-8")
-    notes = []
+    notes, marked = [], []
     for extra in ([], ["--engine", "ray", "--address", cluster.address]):
-        args = ["detect", str(log), "--model", str(tmp_path / "m"), "--no-drift", "--show", "0"]
+        args = ["detect", str(log), "--model", str(tmp_path / "m"), "--no-drift", "--show", "999"]
         assert main([*args, *extra]) == 0
         out = capsys.readouterr().out
         notes.append([line for line in out.splitlines() if "still active" in line])
+        verdicts = re.split(r"\n(?=\S)", out)
+        marked.append([v.split(":")[0] for v in verdicts if "(Still active when the" in v])
     assert len(notes[0]) == 1 and notes[0] == notes[1]
+    # Judged by the longest gap of a training run (the model keeps it), the same runs.
+    assert "the longest gap of a training run" in notes[0][0]
+    assert marked[0] and sorted(marked[0]) == sorted(marked[1])
 
 
 def test_ray_notes_anomalies_that_began_before_the_input(

@@ -113,11 +113,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if on_ray:
         if args.line_scores:
             raise UsageError("--line-scores reads windows here, not on Ray (--engine local)")
-        from logwarden.engine.ray import open_at_end
-
         data, verdicts, positions = read_on_ray(detector, args).unpack()
-        timeout = detector.input.idle_timeout
-        ended = open_at_end(data.ids, positions, timeout) if timeout is not None else set()
+        ended = _ended_on_ray(detector, data.ids, positions)
         return _summarise(args, detector, [(data, verdicts)], None, positions, ended)
     if args.line_scores:
         data = read_inputs(detector, args, learn=False)
@@ -128,17 +125,59 @@ def cmd_detect(args: argparse.Namespace) -> int:
         return _summarise(args, detector, stream, stream)
 
 
+# The sessions still active when the input ended, and the window that told (for the note).
+Ended = tuple[set[str], str]
+
+
+def _ended_on_ray(detector: Detector, ids: Sequence[str], positions: Any) -> Ended:
+    """The sessions still active when the input ended, on Ray: the local engine's
+    (``_ended``), from the entries' lines and times (the idle timeout closes none here:
+    with one, the sessions within it of the end are those it would have left open)."""
+    from logwarden.detect.detector import EndWindow
+    from logwarden.engine.ray import last_entries, open_at_end
+
+    window = EndWindow.of(detector)
+    if window is None:
+        return set(), ""
+    timeout = detector.input.idle_timeout
+    ended = set(ids) if timeout is None else open_at_end(ids, positions, timeout)
+    if not window.learnt:
+        return ended, window.describe(True)
+    near, by_time = window.select(ids, *last_entries(positions))
+    return ended & near, window.describe(by_time)
+
+
+def _ended(detector: Detector, stream: VerdictStream) -> Ended:
+    """The ids of the sessions still active when the input ended: those the end of input
+    completed (not closed for idleness), within ``EndWindow``'s window of its end; and
+    the window, as the note states it."""
+    from logwarden.detect.detector import EndWindow
+
+    window = EndWindow.of(detector)
+    if window is None or not stream.open_at_end:
+        return set(), ""
+    if not window.learnt:  # a bundle without the measure: as before it was kept
+        return set(stream.open_at_end), window.describe(True)
+    ids = list(stream.open_at_end)
+    ends = stream.open_at_end.values()
+    near, by_time = window.select(
+        ids, [line for line, _ in ends], [clock for _, clock in ends], stream.end_clock
+    )
+    return near, window.describe(by_time)
+
+
 def _summarise(
     args: argparse.Namespace,
     detector: Detector,
     chunks: Iterable[tuple[Inputs, list[Verdict]]],
     stream: VerdictStream | None,
     positions: Any = None,  # --engine ray: the entries' lines and times (no data.events)
-    ended: set[str] | None = None,  # --engine ray: the sessions still active at the end
+    ended: Ended | None = None,  # --engine ray: the sessions still active at the end
 ) -> int:
     """Write each chunk's verdicts as they come (--jsonl), feed drift tracking, keep what
     the summary, --show and --html need (the anomalies), and report at the end. The ids
-    of the sessions still active when the input ended are the stream's, or ``ended``."""
+    of the sessions still active when the input ended are the stream's (``_ended``), or
+    ``ended``."""
     out = sys.stderr if args.jsonl == "-" else sys.stdout
     tracker = None if args.no_drift else _drift_tracker(detector, args)
     total = 0
@@ -192,15 +231,14 @@ def _summarise(
     )
     from logwarden.workflow.render import BEGAN_NOTE, CUT_NOTE
 
-    open_at_end = stream.open_at_end if stream is not None else ended or set()
+    open_at_end, within = _ended(detector, stream) if stream is not None else ended or (set(), "")
     cut_at_end = [v for sid, v in last_early.items() if v is not None and sid in open_at_end]
     cut = len(cut_at_end)
     notes = []
     if cut:
-        timeout = detector.input.idle_timeout or 0.0  # set: open_at_end needs one
         notes.append(
             f"{cut:,} of the {early:,} early ends were still active when the input "
-            f"ended (a line within the idle timeout, {timeout:,.0f} s of log time, of its last): "
+            f"ended (a line within {within}, of its last): "
             "if the log was cut there (a slice, a rotation), those runs may have gone on"
         )
         print(f"  {notes[-1]}", file=out)

@@ -389,8 +389,9 @@ class VerdictStream:
     """``Detector.stream``'s iteration: ``(Inputs, verdicts)`` per chunk of completed
     sessions. After it: ``stats``, ``errors``, ``entries`` (log entries read), ``sessions``,
     ``templates`` (every key's text), ``max_open`` (most sessions open at once) and
-    ``open_at_end`` (with an idle timeout, the ids of the sessions still active when the
-    input ended)."""
+    ``open_at_end`` (raw input read as a stream: the sessions the end of input completed,
+    not closed for idleness, by id: the input line of the last entry and the log clock at
+    it) and ``end_clock`` (the log clock then; NaN: no timestamp)."""
 
     def __init__(
         self,
@@ -413,7 +414,8 @@ class VerdictStream:
         self.sessions = 0
         self.templates: dict[str, str] = {}
         self.max_open = 0
-        self.open_at_end: set[str] = set()
+        self.open_at_end: dict[str, tuple[int, float]] = {}
+        self.end_clock = math.nan
         # With a label file: the sessions it labels, and how many of them the input held.
         self.labels_total = 0
         self.labels_found = 0
@@ -518,7 +520,7 @@ class VerdictStream:
         self.sessions, self.templates, self.max_open = (
             stream.sessions, stream.templates, stream.max_open,
         )  # fmt: skip
-        self.open_at_end = stream.open_at_end
+        self.open_at_end, self.end_clock = stream.open_at_end, stream.end_clock
 
 
 def session_places(data: Inputs) -> Any:

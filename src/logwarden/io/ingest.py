@@ -846,9 +846,13 @@ class SessionStream:
         self.sessions = 0
         self.templates: dict[str, str] = {}  # every key given so far -> template text
         self.max_open = 0  # most sessions open at once
-        # With an idle timeout: the ids of the sessions the end of input completed (still
-        # active then: a log cut there may have cut them short).
-        self.open_at_end: set[str] = set()
+        # The sessions the end of input completed (all of them without an idle timeout;
+        # still active then: a log cut there may have cut them short), by id: the input
+        # line of the session's last entry and the log clock at it (before the first
+        # timestamp, the first one; NaN without any); and the log clock when the input
+        # ended (NaN: no timestamp).
+        self.open_at_end: dict[str, tuple[int, float]] = {}
+        self.end_clock = math.nan
         # Where each input starts among the lines read (the reader's, as it reads).
         self.files: list[tuple[int, str]] = []
         if pool is not None and streaming_applies(fmt_spec, config, miner):
@@ -971,8 +975,11 @@ class _Streamer:
         # End of input: what is still open completes, in order of first appearance.
         rest = sorted(self.open.items(), key=lambda kv: kv[1][1])
         self.open.clear()
-        if self.timeout is not None:
-            s.open_at_end = {sid for sid, _ in rest}
+        first, numbers = self.first_clock, self.numbers
+        s.open_at_end = {
+            sid: (numbers[st[0][-1]], first if math.isnan(st[2]) else st[2]) for sid, st in rest
+        }
+        s.end_clock = self.clock
         for sid, st in rest:
             self._finish(sid, st[0], st[1])
         self._release()
@@ -1023,10 +1030,6 @@ class _Streamer:
         self.vstart.extend(starts)
         self.kinds.extend(res.kinds)
         self.multi = {base + r: found for r, found in res.multi.items()} if res.multi else {}
-        timeout = self.timeout
-        if timeout is None:
-            self._group(res.groups, base)
-            return
         # The log clock after each line of the batch (NaN before the first timestamp).
         clock = self.clock
         clocks: list[float] = []
@@ -1036,8 +1039,11 @@ class _Streamer:
                 if math.isnan(self.first_clock):
                     self.first_clock = t
             clocks.append(clock)
-        self._group(res.groups, base, clocks, timeout)
         self.clock = clock
+        timeout = self.timeout
+        self._group(res.groups, base, clocks, timeout)
+        if timeout is None:
+            return
         # Sessions idle for longer than the timeout at the batch's end complete.
         if not math.isnan(clock):
             limit = clock - timeout
@@ -1062,18 +1068,19 @@ class _Streamer:
         self,
         groups: dict[str, list[int]],
         base: int,
-        clocks: list[float] | None = None,
-        timeout: float = 0.0,
+        clocks: list[float],
+        timeout: float | None = None,
     ) -> None:
         opened = self.open
-        if clocks is None:  # no idle timeout: sessions only complete at the end
+        if timeout is None:  # no idle timeout: sessions only complete at the end
             for sid, rows in groups.items():
                 st = opened.get(sid)
                 at = [base + r for r in rows] if base else rows
                 if st is None:
-                    opened[sid] = [at, self._opened(at[0], sid), math.nan]
+                    opened[sid] = [at, self._opened(at[0], sid), clocks[rows[-1]]]
                 else:
                     st[0].extend(at)
+                    st[2] = clocks[rows[-1]]
             return
         first = self.first_clock
         touched: list[tuple[int, str]] = []
