@@ -310,6 +310,50 @@ def test_stream_verdicts_equal_the_whole_input_run(
     assert stream.stats.counts == data.stats.counts
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_stream_of_the_modelled_values_only_gives_the_same_verdicts(
+    sim_logs: dict[str, Any], bundle: Path, workers: int
+) -> None:
+    # detect and eval keep only the parameter values the parameter models read: the
+    # verdicts (parameter findings and their texts included) are those of every value.
+    from logwarden.detect.detector import modelled_positions
+
+    if workers and not hasattr(os, "fork"):
+        pytest.skip("worker processes need fork")
+    log = str(sim_logs["dir"] / "m.log")
+    det = Detector.load(bundle)
+    det.input = det.input.override(idle_timeout=1e6)
+    whole = Detector.load(bundle)
+    data = whole.read([log])
+    expected = whole.verdicts(data)
+    assert any(v.anomalous and v.detector == "params" for v in expected)
+    stream = det.stream([log], workers=workers, chunk_sessions=40, values="modelled")
+    chunks = list(stream)
+    same_verdicts([v for _, vs in chunks for v in vs], expected)
+    kept = modelled_positions(det.model)
+    assert kept and any(len(p) < 3 for p in kept.values())
+    full = {sid: data.events[i] for i, sid in enumerate(data.ids)}
+    seen_cut = seen_kept = 0
+    for chunk, _ in chunks:
+        for i, sid in enumerate(chunk.ids):
+            for ev, whole_ev in zip(chunk.events[i].events, full[sid].events, strict=True):
+                values = [p.value for p in ev.params]
+                every = [p.value for p in whole_ev.params]
+                if ev.key < 0:  # a line no template matches keeps its values
+                    assert values == every
+                    continue
+                wanted = kept.get(ev.key, set())
+                assert len(values) == max(wanted, default=-1) + 1
+                assert values == [
+                    v if j in wanted else "" for j, v in enumerate(every[: len(values)])
+                ]
+                seen_cut += len(values) < len(every)
+                seen_kept += bool(wanted)
+    assert seen_cut and seen_kept
+    with pytest.raises(ValueError, match="'all' or 'modelled'"):
+        det.stream([log], values="some")
+
+
 def test_a_dying_worker_costs_time_not_verdicts(
     sim_logs: dict[str, Any], bundle: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -395,7 +395,10 @@ def stream_inputs(
     sessions, not the whole input. Report what was read with ``report_stream`` after it."""
     spec = detector.input
     workers = workers_for(args, learn=False, raw=spec.input_format == "raw")
-    return detector.stream(args.inputs, labels=labels, workers=workers, diagnose=diagnose)
+    # Verdicts need only the values the parameter models read (see Detector.stream).
+    return detector.stream(
+        args.inputs, labels=labels, workers=workers, diagnose=diagnose, values="modelled"
+    )
 
 
 def report_stream(stream: VerdictStream, args: argparse.Namespace) -> None:

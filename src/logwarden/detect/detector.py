@@ -278,6 +278,7 @@ class Detector:
         workers: int = 0,
         diagnose: bool = True,
         chunk_sessions: int = 8192,
+        values: str = "all",
     ) -> VerdictStream:
         """Verdicts of raw logs in bounded memory: each session is scored once complete
         (``InputSpec.idle_timeout`` past its last line in log time, or the end of input; see
@@ -287,8 +288,15 @@ class Detector:
         equal to float32 precision); ``workers`` > 0 scans lines and scores chunks in that
         many forked processes (the same verdicts, bit for bit). ``diagnose``: as for
         ``verdicts``. Other input forms (sequences, jsonl) and session configurations
-        without the column path are read whole and given as one chunk."""
-        return VerdictStream(self, paths, labels, workers, diagnose, chunk_sessions)
+        without the column path are read whole and given as one chunk. ``values``:
+        ``"all"`` keeps every parameter value of the chunks' sessions; ``"modelled"`` only
+        those the parameter models read (the others read as empty or are left out), all
+        the verdicts need: less to pass to workers and to hold (``detect``, ``eval``)."""
+        if values not in ("all", "modelled"):
+            raise ValueError(f"values is 'all' or 'modelled', not {values!r}")
+        return VerdictStream(
+            self, paths, labels, workers, diagnose, chunk_sessions, values == "modelled"
+        )
 
     def predict(self, data: Inputs) -> np.ndarray:
         """True for each anomalous session of ``data``."""
@@ -401,8 +409,10 @@ class VerdictStream:
         workers: int,
         diagnose: bool,
         chunk_sessions: int,
+        modelled_values: bool = False,
     ) -> None:
         self.detector = detector
+        self.modelled_values = modelled_values
         self.paths = list(paths)
         self.labels = labels
         self.workers = workers
@@ -461,6 +471,7 @@ class VerdictStream:
             stream = SessionStream(
                 self.paths, spec.format, config, det.miner, pool=pool,
                 chunk_sessions=self.chunk_sessions, stats=stats,
+                keep_values=modelled_positions(det.model) if self.modelled_values else None,
             )  # fmt: skip
             inflight: deque[tuple[Any, Any]] = deque()
             params = getattr(det.model, "params_", None)
@@ -521,6 +532,16 @@ class VerdictStream:
             stream.sessions, stream.templates, stream.max_open,
         )  # fmt: skip
         self.open_at_end, self.end_clock = stream.open_at_end, stream.end_clock
+
+
+def modelled_positions(model: Any) -> dict[int, set[int]]:
+    """Per key, the positions of the parameter values the model's parameter models read
+    (none: a model without them reads no value)."""
+    out: dict[int, set[int]] = {}
+    params = getattr(model, "params_", None)
+    for (key, _), unit in params.models.items() if params is not None else ():
+        out.setdefault(int(key), set()).update(unit.positions)
+    return out
 
 
 def session_places(data: Inputs) -> Any:

@@ -282,19 +282,36 @@ def _unpickle_batch(state: dict[str, Any]) -> _Batch:
     return _Batch(**state)
 
 
+# A key none of whose values is kept.
+_NO_VALUES: tuple[int, frozenset[int]] = (0, frozenset())
+
+
 class _Scan:
     """The per-line work of the fast path, one batch at a time: format, timestamp, template
     and parameters, session ids. It keeps no state between batches that changes results in
     match-only mode, so batches can be scanned in worker processes."""
 
     def __init__(
-        self, fmt: LogFormat, config: SessionConfig, miner: TemplateMiner, learn: bool
+        self,
+        fmt: LogFormat,
+        config: SessionConfig,
+        miner: TemplateMiner,
+        learn: bool,
+        keep_values: Mapping[int, Collection[int]] | None = None,
     ) -> None:
         import re
 
         self.fmt = fmt
         self.miner = miner
         self.learn = learn
+        # Per key, how many leading values a line keeps and which of them read as empty
+        # (see SessionStream's keep_values); None: every value.
+        self.keep: dict[int, tuple[int, frozenset[int]]] | None = None
+        if keep_values is not None:
+            self.keep = {}
+            for key, wanted in keep_values.items():
+                n = max(wanted, default=-1) + 1
+                self.keep[int(key)] = (n, frozenset(range(n)) - frozenset(wanted))
         pattern = re.compile(config.id_pattern or "")
         self.findall = pattern.findall if pattern.groups <= 1 else None
         self.finditer = pattern.finditer
@@ -312,6 +329,7 @@ class _Scan:
         learn = self.learn
         findall, finditer, raw_line = self.findall, self.finditer, self.raw_line
         kinds_of = self.kinds_of
+        keep = self.keep
         out = _Batch([], [], [], [], [], [], {}, {})
         keys, stamps, values, counts, kinds, groups, valid = (
             out.keys, out.stamps, out.values, out.counts, out.kinds, out.groups, out.valid,
@@ -355,6 +373,11 @@ class _Scan:
                 out.bad_ts += 1
                 ts = None
             valid.append(ts)
+            if keep is not None and key is not None:
+                n, blank = keep.get(key, _NO_VALUES)
+                vals = vals[:n]
+                if blank:
+                    vals = ["" if i in blank else v for i, v in enumerate(vals)]
             values.extend(vals)
             counts.append(len(vals))
             got = kinds_of.get(id(slots))
@@ -810,6 +833,13 @@ class SessionStream:
     give it as one chunk. ``stats``, ``errors``, ``events`` and ``templates`` are complete
     once the iteration ends.
 
+    ``keep_values``: per key (template id), the positions of the parameter values to
+    keep; the others before the last one kept read as empty, those after it and every
+    value of a key not named are dropped (lines no template matches keep theirs). A
+    detector's parameter models read a few positions of a few keys (HDFS: one of three or
+    four values, of four keys of fourteen): the rest only costs passing, gathering and
+    holding. None: every value.
+
         stream = SessionStream(paths, fmt, config, miner, pool=pool)
         for chunk in stream:   # RawSessions with a SessionTable
             ...
@@ -828,8 +858,10 @@ class SessionStream:
         compact_rows: int = 1 << 18,
         max_waiting: int = 1 << 16,
         stats: Stats | None = None,
+        keep_values: Mapping[int, Collection[int]] | None = None,
     ) -> None:
         config.validate()
+        self.keep_values = keep_values
         self.compact_rows = max(1, compact_rows)
         self.max_waiting = max(1, max_waiting)
         self.inputs = list(inputs)
@@ -856,7 +888,7 @@ class SessionStream:
         # Where each input starts among the lines read (the reader's, as it reads).
         self.files: list[tuple[int, str]] = []
         if pool is not None and streaming_applies(fmt_spec, config, miner):
-            pool.add("scan", _Scan(self.fmt, config, miner, False))
+            pool.add("scan", _Scan(self.fmt, config, miner, False, keep_values))
 
     def __iter__(self) -> Iterator[RawSessions]:
         if not streaming_applies(self.fmt_spec, self.config, self.miner):
@@ -884,7 +916,7 @@ class _Streamer:
 
     def __init__(self, stream: SessionStream) -> None:
         self.s = stream
-        self.scan = _Scan(stream.fmt, stream.config, stream.miner, False)
+        self.scan = _Scan(stream.fmt, stream.config, stream.miner, False, stream.keep_values)
         self.unknown = TemplateMiner()
         self.content_of = ContentReader(stream.fmt)
         self.timeout = stream.config.idle_timeout
