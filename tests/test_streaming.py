@@ -228,6 +228,56 @@ def test_a_line_naming_several_sessions_belongs_to_each_of_them(
     assert len(want) == (9 if timeout == 10.0 else 6)  # a, b and c come back after 37-39 s
 
 
+@pytest.mark.parametrize("compact_rows", [1, 3, 1000])
+def test_values_of_lines_of_several_sessions_survive_chunks_and_compactions(
+    tmp_path: Path, compact_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A line of several sessions is a row of each: its parameter values (taken from the
+    # flat list, or, for a line no template matches, from its own list) go to every one
+    # of them through the chunks and the compactions that renumber the rows.
+    read_in_batches_of(monkeypatch, 100)
+    known = tmp_path / "known.log"
+    write_rows(known, [
+        ("2024-01-01 09:00:00", "start job x size 1"),
+        ("2024-01-01 09:00:01", "start job y size 2"),
+        ("2024-01-01 09:00:02", "merge job x job y size 3"),
+        ("2024-01-01 09:00:03", "merge job y job x size 4"),
+        ("2024-01-01 09:00:04", "stop job x"),
+        ("2024-01-01 09:00:05", "stop job y"),
+    ])  # fmt: skip
+    log = tmp_path / "m.log"
+    write_rows(log, [
+        ("2024-01-01 10:00:00", "start job a size 10"),
+        ("2024-01-01 10:00:01", "start job b size 20"),
+        ("2024-01-01 10:00:02", "merge job a job b size 30"),
+        ("2024-01-01 10:00:03", "copy job a job b bytes 5"),  # no template knows "copy"
+        ("2024-01-01 10:00:04", "start job c size 40"),
+        ("2024-01-01 10:00:05", "copy job c job a bytes 7"),
+        ("2024-01-01 10:00:06", "copy job b job c bytes 9"),
+        ("2024-01-01 10:00:07", "stop job a"),
+        ("2024-01-01 10:00:08", "stop job b"),
+        ("2024-01-01 10:00:09", "stop job c"),
+    ])  # fmt: skip
+    miner = TemplateMiner()
+    read_raw_sessions([str(known)], FMT, SessionConfig(id_pattern=r"job (\w)"), miner=miner)
+    cfg = SessionConfig(id_pattern=r"job (\w)", idle_timeout=1000.0)
+    expected = read_raw_sessions([str(log)], FMT, cfg, miner=miner, learn=False)
+
+    def params(sessions: Any) -> list[list[list[str]]]:
+        return [[[p.value for p in e.params] for e in s.events] for s in sessions]
+
+    want = params(expected.sessions)
+    values = [v for ev in want for vals in ev for v in vals]
+    assert values.count("30") == 2 and values.count("7") == 2  # each line in two sessions
+    stream = SessionStream([str(log)], FMT, cfg, miner, chunk_sessions=1, compact_rows=compact_rows)
+    got = [
+        (sid, p)
+        for chunk in stream
+        for sid, p in zip(chunk.ids, params(chunk.sessions), strict=True)
+    ]
+    assert got == list(zip(expected.ids, want, strict=True))
+
+
 def test_a_timeout_on_the_simulator_loses_no_line(sim_logs: dict[str, Any]) -> None:
     log = str(sim_logs["dir"] / "m.log")
     whole = read_raw_sessions(
