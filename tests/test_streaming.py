@@ -278,6 +278,35 @@ def test_values_of_lines_of_several_sessions_survive_chunks_and_compactions(
     assert got == list(zip(expected.ids, want, strict=True))
 
 
+@pytest.mark.parametrize("compact_rows", [1, 1000])
+def test_timestamps_out_of_range_are_missing_clocks_through_chunks_and_compactions(
+    tmp_path: Path, compact_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A timestamp beyond the limit (year 9999) is kept as the line says and counts as
+    # missing for elapsed times: the stream keeps one column of timestamps and the rows
+    # whose clock is None, renumbered by compactions.
+    read_in_batches_of(monkeypatch, 100)
+    log = tmp_path / "t.log"
+    write_rows(log, [
+        ("2024-01-01 10:00:00", "start job a"),
+        ("2024-01-01 10:00:01", "start job b"),
+        ("9999-12-31 23:59:59", "step job a"),
+        ("2024-01-01 10:00:03", "step job b"),
+        ("2024-01-01 10:00:04", "stop job a"),
+        ("9999-12-31 23:59:59", "stop job b"),
+    ])  # fmt: skip
+    miner = TemplateMiner()
+    read_raw_sessions([str(log)], FMT, SessionConfig(id_pattern=r"job (\w)"), miner=miner)
+    cfg = SessionConfig(id_pattern=r"job (\w)", idle_timeout=1000.0)
+    expected = read_raw_sessions([str(log)], FMT, cfg, miner=miner, learn=False)
+    want = [(s.id, s.elapsed) for s in expected.sessions]
+    assert want == [("a", [0.0, None, None]), ("b", [0.0, 2.0, None])]
+    stream = SessionStream([str(log)], FMT, cfg, miner, chunk_sessions=1, compact_rows=compact_rows)
+    got = [(s.id, s.elapsed) for chunk in stream for s in chunk.sessions]
+    assert got == want
+    assert stream.stats["bad_timestamp"] == 2
+
+
 def test_a_timeout_on_the_simulator_loses_no_line(sim_logs: dict[str, Any]) -> None:
     log = str(sim_logs["dir"] / "m.log")
     whole = read_raw_sessions(

@@ -331,9 +331,12 @@ class _Scan:
         kinds_of = self.kinds_of
         keep = self.keep
         out = _Batch([], [], [], [], [], [], {}, {})
-        keys, stamps, values, counts, kinds, groups, valid = (
-            out.keys, out.stamps, out.values, out.counts, out.kinds, out.groups, out.valid,
+        keys, stamps, values, counts, kinds, groups = (
+            out.keys, out.stamps, out.values, out.counts, out.kinds, out.groups,
         )  # fmt: skip
+        # The valid timestamps: the stamps themselves (one list, pickled once) unless one
+        # is out of range, whose row is None in a copy.
+        valid: dict[int, None] = {}
         bad_before = fmt.bad_timestamps
         names: tuple[str, ...] = ()
         name_groups: tuple[int, ...] = ()
@@ -371,8 +374,7 @@ class _Scan:
             stamps.append(ts)  # as the record has it; elapsed times use the valid ones
             if ts is not None and not -TIMESTAMP_LIMIT < ts < TIMESTAMP_LIMIT:
                 out.bad_ts += 1
-                ts = None
-            valid.append(ts)
+                valid[row] = None  # on a copy, made below
             if keep is not None and key is not None:
                 n, blank = keep.get(key, _NO_VALUES)
                 vals = vals[:n]
@@ -408,6 +410,10 @@ class _Scan:
                 else:
                     rows.append(row)
         out.bad_format_ts = fmt.bad_timestamps - bad_before
+        if valid:
+            out.valid = [None if r in valid else t for r, t in enumerate(stamps)]
+        else:
+            out.valid = stamps
         return out
 
 
@@ -925,7 +931,9 @@ class _Streamer:
         self.texts: list[str] = []
         self.keys: list[int] = []
         self.stamps: list[float | None] = []
-        self.valid: list[float | None] = []
+        # Rows whose timestamp is out of range (None among the valid ones, which are the
+        # stamps everywhere else: one column, not two).
+        self.invalid: set[int] = set()
         self.values: list[str] = []
         self.vstart = _Starts()  # row r's values: values[vstart[r]:vstart[r + 1]]
         self.override: dict[int, list[str]] = {}
@@ -1055,7 +1063,12 @@ class _Streamer:
             res.kinds[j] = tuple(sl.kind for sl in slots)
         self.keys.extend(res.keys)  # type: ignore[arg-type]
         self.stamps.extend(res.stamps)
-        self.valid.extend(res.valid)
+        if res.valid is not res.stamps:
+            self.invalid.update(
+                base + r
+                for r, (t, v) in enumerate(zip(res.stamps, res.valid, strict=True))
+                if v is None and t is not None
+            )
         self.values.extend(res.values)
         self.vstart.extend(res.counts)
         self.kinds.extend(res.kinds)
@@ -1190,10 +1203,14 @@ class _Streamer:
         done, self.ready = self.ready[:n], self.ready[n:]
         # Every column gathered in one C-level pass (itemgetter) over the chunk's rows.
         flat = list(chain.from_iterable(rows for _, rows, _ in done))
-        texts, keys, stamps, valid, kinds, line_ids = (
+        texts, keys, stamps, kinds, line_ids = (
             gather(col, flat)
-            for col in (self.texts, self.keys, self.stamps, self.valid, self.kinds, self.numbers)
+            for col in (self.texts, self.keys, self.stamps, self.kinds, self.numbers)
         )
+        valid = stamps
+        if self.invalid:
+            bad = self.invalid
+            valid = [None if r in bad else t for r, t in zip(flat, stamps, strict=True)]
         members: list[list[int]] = []
         begin = 0
         for _, rows, _ in done:
@@ -1249,7 +1266,7 @@ class _Streamer:
         self.texts = gather(self.texts, keep)
         self.keys = gather(self.keys, keep)
         self.stamps = gather(self.stamps, keep)
-        self.valid = gather(self.valid, keep)
+        self.invalid = {new_of(r) for r in self.invalid if table[r] >= 0}
         self.kinds = gather(self.kinds, keep)
         values, vstart = _take_values(self.values, self.vstart.array(), rows)
         self.values, self.vstart = values, _Starts(vstart)
