@@ -292,9 +292,8 @@ def test_left_out_rules_match_a_naive_reference(seed: int) -> None:
     sessions += [list(rng.integers(FIRST_KEY, FIRST_KEY + 5, size=3)) for _ in range(2)]
     encoded = [np.array(s, dtype=np.int32) for s in sessions]
     for budget, counts in itertools.product((0.0, 0.03, 0.06, 0.1, 0.5), (True, False)):
-        unseen_key, ruled, c, transitions, most = left_out_rules(
-            encoded, FIRST_KEY + 5, 4, budget, counts=counts
-        )
+        got = left_out_rules(encoded, FIRST_KEY + 5, 4, budget, counts=counts)
+        unseen_key, ruled, c, transitions, most = got[:5]
         want_c, want, want_most = naive_rules(
             [list(map(int, s)) for s in sessions], 4, budget, counts
         )
@@ -312,6 +311,19 @@ def test_left_out_rules_match_a_naive_reference(seed: int) -> None:
             assert {tuple(r) for r in transitions.tolist()} == {
                 tuple(r) for r in rows[:, 4 - c :].tolist()
             }
+        # Each rule's own sessions (its rate, KeyCalibration.rule_counts): the count rule's
+        # when it is kept, the transitions' alone at the context chosen.
+        plain = [list(map(int, s)) for s in sessions]
+        over = [
+            any(s.count(k) > max(t.count(k) for j, t in enumerate(plain) if j != i) for k in s)
+            for i, s in enumerate(plain)
+        ]
+        assert got.counted.tolist() == (over if most is not None else [False] * len(plain))
+        held = [{tuple(([PAD] * c + s + [1])[t : t + c + 1]) for t in range(len(s) + 1)}
+                for s in plain]  # fmt: skip
+        alone = [c > 0 and any(sum(x in h for h in held) == 1 for x in mine) for mine in held]
+        assert got.ordered.tolist() == alone
+        assert (got.ruled == (unseen_key | got.counted | got.ordered)).all()
 
 
 def test_rule_with_contexts_too_wide_to_pack() -> None:

@@ -816,12 +816,15 @@ class DeepLog:
         ``-log10(threshold_.level)``.
 
         With the probability threshold: -log10 of the session's tail probability among
-        normal sessions under the key model (cross-fitted, see ``Threshold``), and for the
-        parameter models (with ``events``) the tail probability of its most deviating entry
-        put on the same scale by its ratio to the interval's own level: a parameter entry at
-        its bound scores like a key-model session at its bound, one ten times less probable
-        scores one more. Sorting by score mixes both detectors' findings by how far past
-        their thresholds they lie. With top-g: the worst rank of one of its keys, a
+        normal sessions under the key model (cross-fitted, see ``Threshold``; a session a
+        rule flags: the rate of that rule among the training sessions left out, +1, see
+        ``KeyCalibration.rule_rates``), and for the parameter models (with ``events``) the
+        tail probability of its most deviating entry put on the same scale by its ratio to
+        the interval's own level: a parameter entry at its bound scores like a key-model
+        session at its bound, one ten times less probable scores one more. A rule's rate
+        is at least 1/(n + 1) of the n training sessions; one the data cannot place past
+        the threshold scores at it. Sorting by score mixes both detectors' findings by how
+        far past their thresholds they lie. With top-g: the worst rank of one of its keys, a
         parameter anomaly ``g + 1`` plus its decades past its bound.
         """
         a = self._assess(sessions)
@@ -836,7 +839,9 @@ class DeepLog:
             else np.zeros(0)
         )
         ruled = a.ruled
-        return self.session_scores(a.statistic, ruled, a.first >= 0, worst, param_log10_p)
+        return self.session_scores(
+            a.statistic, ruled, a.first >= 0, worst, param_log10_p, rule_p=a.rule_p
+        )
 
     def session_scores(
         self,
@@ -845,12 +850,14 @@ class DeepLog:
         flagged: np.ndarray,
         worst_rank: np.ndarray,
         param_log10_p: np.ndarray | None = None,
+        rule_p: np.ndarray | None = None,
     ) -> np.ndarray:
         """The score of sessions (see ``decision_function``) from what the key model found
         (``KeyModel.assess``: the statistic, whether a rule fired, whether it flags the
-        session, the worst rank) and the lowest log10 tail probability of an entry the
-        parameter models checked (None: no parameter models). Batch and streaming
-        detection score with this one definition."""
+        session, the worst rank, and the tail probability of the rules that fired,
+        ``Assessment.rule_p``; None: the rules' joint rate) and the lowest log10 tail
+        probability of an entry the parameter models checked (None: no parameter
+        models). Batch and streaming detection score with this one definition."""
         th = self._fitted().threshold
         flagged = np.asarray(flagged, dtype=bool)
         if th.mode == "top_g":
@@ -859,7 +866,7 @@ class DeepLog:
             # A session the rule flags scores past g, however its keys rank.
             keys = np.where(flagged, np.maximum(worst, th.g + 1), worst)
         else:
-            p = self._fitted().p_values(statistic, np.asarray(ruled, dtype=bool), flagged)
+            p = self._fitted().p_values(statistic, np.asarray(ruled, dtype=bool), flagged, rule_p)
             keys = 0.0 - np.log10(np.maximum(p, 1e-300))
         params = getattr(self, "params_", None)
         if param_log10_p is None or params is None:

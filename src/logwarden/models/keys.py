@@ -36,7 +36,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from itertools import chain, repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -51,6 +51,11 @@ END = 1  # after the last key of a session
 UNK = 2  # a key never seen in training
 FIRST_KEY = 3
 RESERVED = ("<pad>", "<end>", "<unk>")
+# The rules, each with its own rate (``KeyCalibration.rule_counts``), named as
+# ``Assessment``'s per-session arrays: a key never seen; a transition (END included: an
+# early end by the transitions, the ends or the length) no normal session holds; a key
+# more often than in any normal session.
+RULES = ("unseen_key", "unseen_transition", "count_exceeded")
 
 
 @dataclass
@@ -209,6 +214,12 @@ class KeyCalibration:
       not train on (the rules' sessions left out, as for ``tail``): the fold check's
       p-values (``KeyModel.fold_statistics``). None in top-g mode, without cross-fitting,
       with ``fold_check`` off, or for a model from before the check.
+    * ``rule_counts``: per rule (``RULES``: an unseen key; an unseen transition, early ends
+      by the transitions, the ends or the length included; a count exceeded), the training
+      sessions that rule alone flags left out: how often a normal session sets it off
+      (for an unseen key, the Good-Turing estimate of holding a key no training session
+      held), the tail probability of a session it flags (``rule_rates``). None for a model
+      from before them: every rule then has the rules' joint rate ``rule_p``.
     """
 
     sessions: int
@@ -222,11 +233,47 @@ class KeyCalibration:
     end_keys: list[int] | None = None
     fold_tails: list[TailModel] | None = None
     min_length: int | None = None
+    rule_counts: dict[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        got = self.rule_counts
+        if got is None:
+            return
+        if not isinstance(got, Mapping) or set(got) != set(RULES):
+            raise ValueError(f"rule_counts must name the rules {', '.join(RULES)}")
+        for name, k in got.items():
+            if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= self.sessions:
+                raise ValueError(f"rule_counts[{name!r}] must be a session count, got {k!r}")
 
     @property
     def rule_p(self) -> float:
-        """Tail probability of a session the rules flag (leave-one-out count, +1)."""
+        """Tail probability of a session some rule flags (leave-one-out count, +1)."""
         return (self.rule_sessions + 1) / (self.sessions + 1)
+
+    def rule_rates(self) -> dict[str, float]:
+        """Per rule (``RULES``), the tail probability of a session it flags: the share of
+        training sessions it flags left out, +1 so that it is never 0 (an unseen key:
+        ``(N1 + 1) / (n + 1)`` with N1 the sessions holding a key no other session holds).
+        Every rule has ``rule_p`` for a model from before the counts."""
+        if self.rule_counts is None:
+            return dict.fromkeys(RULES, self.rule_p)
+        return {r: (self.rule_counts[r] + 1) / (self.sessions + 1) for r in RULES}
+
+    def sessions_rule_p(
+        self,
+        unseen_key: np.ndarray,
+        unseen_transition: np.ndarray,
+        count_exceeded: np.ndarray | None,
+    ) -> np.ndarray:
+        """Per session, the tail probability of the rules it set off: the lowest rate of
+        those rules (``rule_rates``), 1.0 where none fired."""
+        rates = self.rule_rates()
+        out = np.ones(len(unseen_key))
+        fired = (unseen_key, unseen_transition, count_exceeded)
+        for name, hit in zip(RULES, fired, strict=True):
+            if hit is not None:
+                out = np.where(np.asarray(hit, dtype=bool), np.minimum(out, rates[name]), out)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -277,6 +324,9 @@ class Assessment:
     p_value: np.ndarray
     over_count: np.ndarray | None = None  # per position: past the key's normal count
     count_exceeded: np.ndarray | None = None  # per session
+    # per session: the tail probability of the rules it set off (1.0: none; NaN without a
+    # calibration), see ``KeyCalibration.sessions_rule_p``
+    rule_p: np.ndarray | None = None
 
     @property
     def ruled(self) -> np.ndarray:
@@ -760,11 +810,31 @@ class KeyModel:
         first = _first_flag(flags, scores.offsets)
         statistic = session_statistic(scores)
         ruled = unseen_key | unseen_transition | count_exceeded
-        p = self.p_values(statistic, ruled, first >= 0)
+        rule_p = self.rule_p(unseen_key, unseen_transition, count_exceeded)
+        p = self.p_values(statistic, ruled, first >= 0, rule_p)
         return Assessment(
             scores, flags, first, statistic, unseen_key, unseen_transition, new, p,
-            over, count_exceeded,
+            over, count_exceeded, rule_p,
         )  # fmt: skip
+
+    def rule_p(
+        self,
+        unseen_key: np.ndarray,
+        unseen_transition: np.ndarray,
+        count_exceeded: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Per session, the tail probability of the rules it set off (which it did, per
+        rule of ``RULES``): 1.0 where none did, NaN without a calibration."""
+        cal = self.calibration
+        if cal is None:
+            return np.full(len(unseen_key), np.nan)
+        return cal.sessions_rule_p(unseen_key, unseen_transition, count_exceeded)
+
+    def rule_rates(self) -> dict[str, float]:
+        """Per rule, the tail probability of a session it flags (``KeyCalibration.rule_rates``;
+        NaN without a calibration): what streaming detection folds in entry by entry."""
+        cal = self.calibration
+        return dict.fromkeys(RULES, math.nan) if cal is None else cal.rule_rates()
 
     def over_count(self, target: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """Per position (sessions flattened, ``offsets`` as in ``Scores``): is this the
@@ -828,17 +898,26 @@ class KeyModel:
             cal = replace(cal, min_length=min(cal.min_length, *(len(e) for e in sessions)))
         return cal
 
-    def p_values(self, statistic: np.ndarray, ruled: np.ndarray, flagged: np.ndarray) -> np.ndarray:
+    def p_values(
+        self,
+        statistic: np.ndarray,
+        ruled: np.ndarray,
+        flagged: np.ndarray,
+        rule_p: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Sessions' tail probabilities among normal sessions (NaN without a calibration):
-        from their statistic, the rules' rate for sessions a rule flags, and in probability
+        from their statistic, for sessions a rule flags the rate of those rules (``rule_p``,
+        per session, see ``rule_p``; None: the rules' joint rate), and in probability
         mode held to the verdict (``flagged``: at most the level, else above it), so that
-        the two agree by construction (grid steps and rule rates settled)."""
+        the two agree by construction (grid steps and rule rates settled): a rule's rate
+        above the level (too few sessions to tell it from the cut) scores as the cut."""
         cal = self.calibration
         statistic = np.asarray(statistic, dtype=np.float64)
         if cal is None or cal.tail is None:
             return np.full(len(statistic), np.nan)
         p = cal.tail.sf(statistic)
-        p = np.where(ruled, np.minimum(p, cal.rule_p), p)
+        rates = cal.rule_p if rule_p is None else np.asarray(rule_p, dtype=np.float64)
+        p = np.where(ruled, np.minimum(p, rates), p)
         level = self.threshold.level
         if self.threshold.mode == "probability" and level is not None:
             p = np.where(flagged, np.minimum(p, level), np.maximum(p, _above_level(level)))
@@ -1376,13 +1455,25 @@ class _FoldJobs:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+class LeftOut(NamedTuple):
+    """``left_out_rules``' findings (see there)."""
+
+    unseen_key: np.ndarray
+    ruled: np.ndarray
+    context: int
+    transitions: np.ndarray
+    max_counts: np.ndarray | None
+    counted: np.ndarray  # the sessions the count rule flags (none when it is not kept)
+    ordered: np.ndarray  # the sessions the transitions at ``context`` flag (none at 0)
+
+
 def left_out_rules(
     encoded: Sequence[np.ndarray],
     n_outputs: int,
     window: int,
     budget: float,
     counts: bool = True,
-) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray | None]:
+) -> LeftOut:
     """The rules, learned leaving each session out, per session:
 
     * an unseen key: it holds a key no other session holds (always a rule);
@@ -1393,24 +1484,28 @@ def left_out_rules(
       with those of the rules before, stay within ``budget``.
 
     Returns the unseen-key mask, the mask of all the rules, ``c`` (0: none), the distinct
-    transitions of all sessions at ``c`` (rows of c + 1 indices), and the count rule's
-    largest count per key index (None when it is not kept)."""
+    transitions of all sessions at ``c`` (rows of c + 1 indices), the count rule's
+    largest count per key index (None when it is not kept), and the masks of the count
+    rule and of the transitions alone (each rule's own rate, ``KeyCalibration``)."""
     n = len(encoded)
     uniq = [np.unique(e) for e in encoded]
     holders = np.bincount(np.concatenate([*uniq, np.zeros(0, np.int32)]), minlength=n_outputs)
     unseen_key = np.fromiter(((holders[u] == 1).any() for u in uniq), dtype=bool, count=n)
     base = unseen_key.copy()
     max_counts = None
+    counted = np.zeros(n, dtype=bool)
     if counts:
         over, most = _left_out_counts(encoded, n_outputs)
         if (base | over).mean() <= budget:
             base |= over
             max_counts = most
+            counted = over
     rows, offsets = session_rows(encoded, window)
     owner = np.repeat(np.arange(n), np.diff(offsets))
-    best = (0, base, np.zeros((0, 1), dtype=np.int32))
+    none = np.zeros(n, dtype=bool)
+    best = (0, base, np.zeros((0, 1), dtype=np.int32), none)
     if base.mean() > budget:
-        return unseen_key, best[1], 0, best[2], max_counts
+        return LeftOut(unseen_key, best[1], 0, best[2], max_counts, counted, none)
     for c in range(1, window + 1):
         part = rows[:, window - c :]
         distinct, which = _unique_rows(part, n_outputs)
@@ -1422,8 +1517,8 @@ def left_out_rules(
         # Longer contexts only split transitions further: once over budget, all longer are.
         if flagged.mean() > budget:
             break
-        best = (c, flagged, distinct)
-    return unseen_key, best[1], best[0], best[2], max_counts
+        best = (c, flagged, distinct, alone)
+    return LeftOut(unseen_key, best[1], best[0], best[2], max_counts, counted, best[3])
 
 
 def left_out_ends(
@@ -1432,13 +1527,27 @@ def left_out_ends(
     """The early-end rule alone (for a calibration whose transition context is 0): per
     session, ``ruled`` or its last key (PAD: empty) is one no other session ends with;
     with the keys some session ends with, or None when that is over ``budget``."""
-    last = np.fromiter((int(e[-1]) if len(e) else PAD for e in encoded), np.int64, len(encoded))
-    ends, holders = np.unique(last, return_counts=True)
-    alone = holders[np.searchsorted(ends, last)] == 1
+    alone, ends = _ends_alone(encoded)
     flagged = ruled | alone
     if len(encoded) == 0 or flagged.mean() > budget:
         return ruled, None
     return flagged, ends.tolist()
+
+
+def _ends_alone(encoded: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per session, whether its last key (PAD: empty) is one no other session ends with;
+    and the keys sessions end with."""
+    last = np.fromiter((int(e[-1]) if len(e) else PAD for e in encoded), np.int64, len(encoded))
+    ends, holders = np.unique(last, return_counts=True)
+    return holders[np.searchsorted(ends, last)] == 1, ends
+
+
+def _shortest_alone(encoded: Sequence[np.ndarray]) -> tuple[np.ndarray, int]:
+    """Per session, whether it is shorter than every other session (at least two); and the
+    fewest entries a session holds."""
+    lengths = np.fromiter((len(e) for e in encoded), np.int64, len(encoded))
+    low, second = np.partition(lengths, 1)[:2]
+    return lengths < second, int(low)
 
 
 def left_out_short(
@@ -1447,15 +1556,13 @@ def left_out_short(
     """The length rule, left out: per session, ``ruled`` or it is shorter than every other
     session; with the fewest entries a session holds, or None when that is over
     ``budget``."""
-    n = len(encoded)
-    if n < 2:
+    if len(encoded) < 2:
         return ruled, None
-    lengths = np.fromiter((len(e) for e in encoded), np.int64, n)
-    low, second = np.partition(lengths, 1)[:2]
-    flagged = ruled | (lengths < second)  # only the shortest, and only when alone
+    alone, low = _shortest_alone(encoded)  # only the shortest, and only when alone
+    flagged = ruled | alone
     if flagged.mean() > budget:
         return ruled, None
-    return flagged, int(low)
+    return flagged, low
 
 
 def _left_out_counts(
@@ -1513,23 +1620,33 @@ def calibrate(
     budget = config.rule_share * config.target_fpr
     # rule_share 0: unseen keys only (no count rule; a context of 0 keys tells nothing new).
     longest = config.window if config.rule_share > 0 else 0
-    unseen_key, ruled, context, transitions, max_counts = left_out_rules(
-        encoded, n_outputs, longest, budget, counts=config.rule_share > 0
-    )
+    rules = left_out_rules(encoded, n_outputs, longest, budget, counts=config.rule_share > 0)
+    unseen_key, ruled, context, transitions, max_counts = rules[:5]
+    ordered = rules.ordered.copy()  # the order rules: transitions, ends, length
     end_keys = None
     if context == 0 and config.rule_share > 0:
         # No transitions fit the budget: the ends alone still may (a session ending where
         # no normal session ended is an early end whatever the network says).
         ruled, end_keys = left_out_ends(encoded, ruled, budget)
+        if end_keys is not None:
+            ordered |= _ends_alone(encoded)[0]
     min_length = None
     if config.rule_share > 0:
         ruled, min_length = left_out_short(encoded, ruled, budget)
+        if min_length is not None:
+            ordered |= _shortest_alone(encoded)[0]
+    rule_counts = {
+        "unseen_key": int(unseen_key.sum()),
+        "unseen_transition": int(ordered.sum()),
+        "count_exceeded": int(rules.counted.sum()),
+    }
     r = float(ruled.mean())
     rest = statistic[~ruled] if statistic is not None else np.zeros(0)
     tail = TailModel.fit(rest) if len(rest) else None
     info: dict[str, Any] = {
         "unseen_key_sessions": int(unseen_key.sum()),
         "rule_sessions": int(ruled.sum()),
+        "rule_counts": rule_counts,
         "rule_context": context,
         "count_rule": max_counts is not None,
         "end_rule": end_keys is not None,
@@ -1588,21 +1705,6 @@ def calibrate(
             method=method,
         )
         info["level"] = level
-    cross_fitted = None
-    if statistic is not None and worst_rank is not None:
-        if threshold.mode == "top_g":
-            assert threshold.g is not None
-            flagged = ruled | (worst_rank > threshold.g)
-            scores = np.where(ruled, np.maximum(worst_rank, threshold.g + 1), worst_rank)
-        else:
-            assert threshold.level is not None and threshold.tau is not None
-            flagged = ruled | (statistic > -math.log10(threshold.tau))
-            p = tail.sf(statistic) if tail is not None else np.ones(n)
-            p = np.where(ruled, np.minimum(p, (int(ruled.sum()) + 1) / (n + 1)), p)
-            level = threshold.level
-            p = np.where(flagged, np.minimum(p, level), np.maximum(p, _above_level(level)))
-            scores = 0.0 - np.log10(np.maximum(p, 1e-300))
-        cross_fitted = (scores.astype(np.float64), flagged)
     fold_tails = None
     if threshold.mode == "probability" and statistic is not None and config.fold_check:
         # Each fold model's own tail: the statistics it gave the sessions it did not train
@@ -1623,7 +1725,25 @@ def calibrate(
         end_keys=end_keys,
         fold_tails=fold_tails,
         min_length=min_length,
+        rule_counts=rule_counts,
     )
+    cross_fitted = None
+    if statistic is not None and worst_rank is not None:
+        if threshold.mode == "top_g":
+            assert threshold.g is not None
+            flagged = ruled | (worst_rank > threshold.g)
+            scores = np.where(ruled, np.maximum(worst_rank, threshold.g + 1), worst_rank)
+        else:
+            assert threshold.level is not None and threshold.tau is not None
+            flagged = ruled | (statistic > -math.log10(threshold.tau))
+            p = tail.sf(statistic) if tail is not None else np.ones(n)
+            # Each session left out, by the rules it set off (as detection scores them).
+            rule_p = calibration.sessions_rule_p(unseen_key, ordered, rules.counted)
+            p = np.where(ruled, np.minimum(p, rule_p), p)
+            level = threshold.level
+            p = np.where(flagged, np.minimum(p, level), np.maximum(p, _above_level(level)))
+            scores = 0.0 - np.log10(np.maximum(p, 1e-300))
+        cross_fitted = (scores.astype(np.float64), flagged)
     return threshold, calibration, transitions.astype(np.int32), info, cross_fitted
 
 

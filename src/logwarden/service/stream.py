@@ -70,6 +70,8 @@ from logwarden.sessions.grouping import BACKWARD_LIMIT, TIMESTAMP_LIMIT, ids_in
 __all__ = ["STATE_SCHEMA", "Emitted", "LineParser", "ParsedLine", "StreamConfig", "StreamDetector"]
 
 STATE_SCHEMA = "logwarden.stream/1"
+# A verdict and what its session's score depends on (``StreamDetector._score_state``).
+_ScoreState = tuple[Verdict, float, bool, bool, float, float, float]
 
 # Lines between two prunings of the parameter histories.
 _PRUNE_LINES = 20_000
@@ -187,7 +189,8 @@ class _Open:
 
     __slots__ = (
         "active", "closed_by", "counts", "cut_run", "entries", "first_seq", "fold_max", "idx",
-        "key_flagged", "low_prob", "order", "param_lp", "reported", "ruled", "sid", "top_rank",
+        "key_flagged", "low_prob", "order", "param_lp", "reported", "rule_p", "ruled", "sid",
+        "top_rank",
     )  # fmt: skip
 
     def __init__(self, sid: str, order: int, first_seq: int) -> None:
@@ -201,11 +204,13 @@ class _Open:
         self.reported: Verdict | None = None  # the verdict emitted at its anomalous entry
         # What the session's score needs (``DeepLog.session_scores``), so far: the lowest
         # probability of a key a probability cut may flag (``models.session_statistic``),
-        # the highest rank (top-g), whether a rule fired, whether the key model flagged it,
-        # and the lowest log10 tail probability of an entry the parameter models checked.
+        # the highest rank (top-g), whether a rule fired and the tail probability of the
+        # rules that fired (``KeyModel.rule_p``; 1.0: none), whether the key model flagged
+        # it, and the lowest log10 tail probability of an entry the parameter models checked.
         self.low_prob = math.inf
         self.top_rank = 0
         self.ruled = False
+        self.rule_p = 1.0
         self.key_flagged = False
         self.param_lp = 0.0
         self.closed_by = "end"
@@ -538,6 +543,8 @@ class StreamDetector:
         self.detector = detector
         self.model = detector.model
         self.key_model = _key_model(self.model)
+        # Per rule, the tail probability of a session it flags (as batch scoring takes it).
+        self._rule_rates = self.key_model.rule_rates()
         self.miner: TemplateMiner = detector.miner  # type: ignore[assignment]
         self._bound_shapes(self.miner)
         self.parser = LineParser(detector, self.format)
@@ -954,7 +961,7 @@ class StreamDetector:
         out: list[Emitted] = []
         # Verdict scores are computed together after the loop (one vectorised call, not one
         # per verdict), from what each session held when its verdict was made.
-        scored: list[tuple[Verdict, float, bool, bool, float, float]] = []
+        scored: list[_ScoreState] = []
         closed: list[tuple[Verdict, list[str]]] = []
         for it in timeline:
             s = it.session
@@ -964,7 +971,14 @@ class StreamDetector:
                 s.low_prob = it.prob
             if it.rank > s.top_rank:
                 s.top_rank = it.rank
-            s.ruled = s.ruled or target == UNK or it.new or (isinstance(it, _Check) and it.over)
+            over = isinstance(it, _Check) and it.over
+            if target == UNK or it.new or over:
+                s.ruled = True
+                rates = self._rule_rates
+                for fired, name in ((target == UNK, "unseen_key"),
+                                    (it.new, "unseen_transition"), (over, "count_exceeded")):  # fmt: skip
+                    if fired and rates[name] < s.rule_p:
+                        s.rule_p = rates[name]
             if not it.flag and (it.cut or s.cut_run):
                 it.flag = self._cut_flags(s, it, target)
             s.key_flagged = s.key_flagged or it.flag
@@ -1086,20 +1100,20 @@ class StreamDetector:
         )
 
     @staticmethod
-    def _score_state(v: Verdict, s: _Open) -> tuple[Verdict, float, bool, bool, float, float]:
+    def _score_state(v: Verdict, s: _Open) -> _ScoreState:
         """What the session's score so far depends on, for ``_set_scores``."""
         low = s.low_prob if math.isfinite(s.low_prob) else 1.0
         statistic = -math.log10(max(float(np.float32(low)), PROB_FLOOR))
-        return v, statistic, s.ruled, s.key_flagged, float(s.top_rank), s.param_lp
+        return v, statistic, s.ruled, s.key_flagged, float(s.top_rank), s.param_lp, s.rule_p
 
-    def _set_scores(self, scored: list[tuple[Verdict, float, bool, bool, float, float]]) -> None:
+    def _set_scores(self, scored: list[_ScoreState]) -> None:
         """Each verdict's score, as batch detection scores its session (one call)."""
         if not scored:
             return
-        _, stat, ruled, flagged, rank, plp = zip(*scored, strict=True)
+        _, stat, ruled, flagged, rank, plp, rule_p = zip(*scored, strict=True)
         scores = self.model.session_scores(
             np.array(stat), np.array(ruled), np.array(flagged), np.array(rank),
-            None if self.params is None else np.array(plp),
+            None if self.params is None else np.array(plp), rule_p=np.array(rule_p),
         )  # fmt: skip
         for (v, *_), score in zip(scored, scores.tolist(), strict=True):
             v.score = float(score)
@@ -1203,6 +1217,7 @@ class StreamDetector:
                     "low_prob": None if not math.isfinite(s.low_prob) else s.low_prob,
                     "top_rank": s.top_rank,
                     "ruled": s.ruled,
+                    "rule_p": s.rule_p,
                     "key_flagged": s.key_flagged,
                     "cut_run": s.cut_run,
                     "param_lp": s.param_lp,
@@ -1254,6 +1269,10 @@ class StreamDetector:
                 s.low_prob = math.inf if o["low_prob"] is None else float(o["low_prob"])
                 s.top_rank = int(o["top_rank"])
                 s.ruled = bool(o.get("ruled", False))
+                # A state from before the rules' own rates: the rules' joint rate.
+                joint = self.key_model.calibration
+                older = joint.rule_p if s.ruled and joint is not None else 1.0
+                s.rule_p = float(o.get("rule_p", older))
                 s.key_flagged = bool(o.get("key_flagged", s.reported is not None))
                 s.cut_run = bool(o.get("cut_run", False))
                 s.param_lp = float(o.get("param_lp", 0.0))
