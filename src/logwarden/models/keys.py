@@ -810,14 +810,14 @@ class KeyModel:
         first = _first_flag(flags, scores.offsets)
         statistic = session_statistic(scores)
         ruled = unseen_key | unseen_transition | count_exceeded
-        rule_p = self.rule_p(unseen_key, unseen_transition, count_exceeded)
+        rule_p = self.sessions_rule_p(unseen_key, unseen_transition, count_exceeded)
         p = self.p_values(statistic, ruled, first >= 0, rule_p)
         return Assessment(
             scores, flags, first, statistic, unseen_key, unseen_transition, new, p,
             over, count_exceeded, rule_p,
         )  # fmt: skip
 
-    def rule_p(
+    def sessions_rule_p(
         self,
         unseen_key: np.ndarray,
         unseen_transition: np.ndarray,
@@ -907,10 +907,11 @@ class KeyModel:
     ) -> np.ndarray:
         """Sessions' tail probabilities among normal sessions (NaN without a calibration):
         from their statistic, for sessions a rule flags the rate of those rules (``rule_p``,
-        per session, see ``rule_p``; None: the rules' joint rate), and in probability
-        mode held to the verdict (``flagged``: at most the level, else above it), so that
-        the two agree by construction (grid steps and rule rates settled): a rule's rate
-        above the level (too few sessions to tell it from the cut) scores as the cut."""
+        per session, see ``sessions_rule_p``; None: the rules' joint rate), and in
+        probability mode held to the verdict (``flagged``: at most the level, else above
+        it), so that the two agree by construction (grid steps and rule rates settled): a
+        rule's rate above the level (too few sessions to tell it from the cut) scores as
+        the cut."""
         cal = self.calibration
         statistic = np.asarray(statistic, dtype=np.float64)
         if cal is None or cal.tail is None:

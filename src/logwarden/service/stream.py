@@ -60,6 +60,7 @@ from logwarden.errors import ConfigError, StateError
 from logwarden.io.formats import LogFormat, get_format
 from logwarden.io.ingest import session_config
 from logwarden.models import END, PAD, PROB_FLOOR, UNK
+from logwarden.models.keys import RULES
 from logwarden.models.params import START, EntryScorer, numeric_value
 from logwarden.parsing import CREATED, TemplateMiner
 from logwarden.records import SEVERE_LEVELS, Event, Line, Param, Record, Stats
@@ -205,8 +206,9 @@ class _Open:
         # What the session's score needs (``DeepLog.session_scores``), so far: the lowest
         # probability of a key a probability cut may flag (``models.session_statistic``),
         # the highest rank (top-g), whether a rule fired and the tail probability of the
-        # rules that fired (``KeyModel.rule_p``; 1.0: none), whether the key model flagged
-        # it, and the lowest log10 tail probability of an entry the parameter models checked.
+        # rules that fired (``KeyModel.sessions_rule_p``; 1.0: none), whether the key model
+        # flagged it, and the lowest log10 tail probability of an entry the parameter
+        # models checked.
         self.low_prob = math.inf
         self.top_rank = 0
         self.ruled = False
@@ -974,11 +976,9 @@ class StreamDetector:
             over = isinstance(it, _Check) and it.over
             if target == UNK or it.new or over:
                 s.ruled = True
-                rates = self._rule_rates
-                for fired, name in ((target == UNK, "unseen_key"),
-                                    (it.new, "unseen_transition"), (over, "count_exceeded")):  # fmt: skip
-                    if fired and rates[name] < s.rule_p:
-                        s.rule_p = rates[name]
+                for name, fired in zip(RULES, (target == UNK, it.new, over), strict=True):
+                    if fired:
+                        s.rule_p = min(s.rule_p, self._rule_rates[name])
             if not it.flag and (it.cut or s.cut_run):
                 it.flag = self._cut_flags(s, it, target)
             s.key_flagged = s.key_flagged or it.flag
