@@ -228,12 +228,14 @@ def _flatten(sessions: Iterable[Session]) -> _Flat:
         rows = np.fromiter(chain.from_iterable(members), dtype=np.int64, count=total)
         sess = np.repeat(np.arange(len(members), dtype=np.int64), lens)
         pos = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-        # Only the members' rows: a chunk's table may hold more lines than its sessions.
-        wanted = rows.tolist()
-        keys = np.array(gather(sessions.line_keys, wanted), dtype=np.int64)
-        clock = np.array(
-            [math.nan if t is None else t for t in gather(sessions.clock, wanted)], np.float64
-        )
+        line_keys, line_clock = sessions.line_keys, sessions.clock
+        if total != len(line_keys) or not np.array_equal(rows, np.arange(total)):
+            # Only the members' rows: a table may hold more lines than its sessions.
+            wanted = rows.tolist()
+            line_keys, line_clock = gather(line_keys, wanted), gather(line_clock, wanted)
+        # (A stream's chunk holds its sessions' rows in order: the columns as they are.)
+        keys = np.array(line_keys, dtype=np.int64)
+        clock = np.array(line_clock, dtype=np.float64)  # None: NaN
         first = pos == 0
         prevs = np.where(first, START, np.roll(keys, 1)) if total else keys.copy()
         with np.errstate(invalid="ignore"):
