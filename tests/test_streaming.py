@@ -662,3 +662,26 @@ def test_eval_counts_a_session_split_by_the_idle_timeout_once(
     truth = {s.session: s.label for s in sim.sessions}
     assert report["tp"] == sum(1 for s in flagged if truth.get(s) == 1)
     assert report["fp"] == sum(1 for s in flagged if truth.get(s) == 0)
+
+
+def test_a_chunks_lines_are_views_that_pickle_as_lists() -> None:
+    # A stream's chunk reads its raw lines from the stream's buffer when asked (the
+    # anomalous verdicts' lines, events): what it gives, and sends, is what it viewed.
+    import pickle
+
+    from logwarden.sessions.grouping import RowTexts, SessionLines
+
+    buffer = [f"line {i}" for i in range(10)]
+    rows = [7, 2, 2, 5, 9]  # a line of two sessions is in the rows twice
+    texts = RowTexts(buffer, rows)
+    assert len(texts) == 5 and texts[0] == "line 7" and texts[-1] == "line 9"
+    assert texts[1:3] == ["line 2", "line 2"] and list(texts) == [buffer[r] for r in rows]
+    lines = SessionLines(buffer, rows, [0, 2, 2, 5])
+    assert len(lines) == 3 and lines[1] == [] and lines[-1] == ["line 2", "line 5", "line 9"]
+    assert list(lines) == [["line 7", "line 2"], [], ["line 2", "line 5", "line 9"]]
+    with pytest.raises(IndexError):
+        lines[3]
+    buffer.extend(["more"] * 5)  # the stream reads on: a view does not move
+    assert pickle.loads(pickle.dumps(texts)) == ["line 7", "line 2", "line 2", "line 5", "line 9"]
+    assert pickle.loads(pickle.dumps(lines)) == list(lines)
+    assert type(pickle.loads(pickle.dumps(lines))) is list

@@ -285,9 +285,12 @@ def attach_lines(verdicts: Sequence[Verdict], lines: Sequence[Sequence[str]]) ->
     its diagnosis diverged elsewhere, the lines there: ``lines`` holds each session's raw
     lines, aligned with ``verdicts``. Verdicts are made from keys alone and get their
     lines here, so that a process that scores sessions needs no raw text."""
-    for v, raw in zip(verdicts, lines, strict=True):
+    if len(lines) != len(verdicts):
+        raise ValueError(f"{len(lines)} sessions' lines for {len(verdicts)} verdicts")
+    for i, v in enumerate(verdicts):
         if not v.anomalous or v.position is None:
             continue
+        raw = lines[i]  # only these: a stream's chunk cuts a session's lines when asked
         p = v.position
         v.lines = list(raw[max(0, p - 3) : p + 2])
         if v.diagnosis is not None:

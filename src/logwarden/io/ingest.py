@@ -35,8 +35,10 @@ from logwarden.sessions.grouping import (
     SESSION_PRESETS,
     TIMESTAMP_LIMIT,
     FlatValues,
+    RowTexts,
     Session,
     SessionConfig,
+    SessionLines,
     SessionTable,
     TimeOrder,
     gather,
@@ -50,7 +52,7 @@ class RawSessions:
 
     ids: list[str]
     keys: list[list[str]]  # per session, its log keys (``E<id>``; ``U<id>`` for unknown lines)
-    lines: list[list[str]]  # per session, its raw lines
+    lines: Sequence[Sequence[str]]  # per session, its raw lines
     templates: dict[str, str]  # key -> template text
     miner: TemplateMiner
     stats: Stats = field(default_factory=Stats)
@@ -1203,19 +1205,23 @@ class _Streamer:
         done, self.ready = self.ready[:n], self.ready[n:]
         # Every column gathered in one C-level pass (itemgetter) over the chunk's rows.
         flat = list(chain.from_iterable(rows for _, rows, _ in done))
-        texts, keys, stamps, kinds, line_ids = (
-            gather(col, flat)
-            for col in (self.texts, self.keys, self.stamps, self.kinds, self.numbers)
+        keys, stamps, kinds, line_ids = (
+            gather(col, flat) for col in (self.keys, self.stamps, self.kinds, self.numbers)
         )
+        # The raw lines are read where asked (events, anomalous verdicts): views over this
+        # buffer, which a compaction replaces rather than changes.
+        texts = RowTexts(self.texts, flat)
         valid = stamps
         if self.invalid:
             bad = self.invalid
             valid = [None if r in bad else t for r, t in zip(flat, stamps, strict=True)]
         members: list[list[int]] = []
+        bounds = [0]
         begin = 0
         for _, rows, _ in done:
             members.append(list(range(begin, begin + len(rows))))
             begin += len(rows)
+            bounds.append(begin)
         values, starts = _take_values(self.values, self.vstart.array(), flat)
         override = _take_override(self.override, flat)
         miner, unknown = s.miner, self.unknown
@@ -1235,7 +1241,7 @@ class _Streamer:
         return RawSessions(
             ids=ids,
             keys=[[labels[line_keys[r]] for r in rows] for rows in members],
-            lines=[texts[m[0] : m[-1] + 1] if m else [] for m in members],
+            lines=SessionLines(self.texts, flat, bounds),
             templates=templates,
             miner=miner,
             stats=s.stats,
