@@ -19,7 +19,7 @@ import pytest
 
 from logwarden.detect import REASONS, DeepLog, Verdict
 from logwarden.models.keys import END, FIRST_KEY, PAD, UNK, Threshold
-from synthetic import grammar
+from synthetic import TINY, grammar
 
 WINDOW = 6
 TEMPLATES = {
@@ -34,18 +34,7 @@ TEMPLATES = {
 def tiny(**kw: object) -> DeepLog:
     # 15 distinct windows: one batch per epoch, so more epochs and a higher rate than the
     # defaults; training stops early once the loss settles (about 1 s).
-    params: dict[str, object] = {
-        "window": WINDOW,
-        "hidden": 16,
-        "embedding": 8,
-        "layers": 1,
-        "epochs": 200,
-        "learning_rate": 0.02,
-        "device": "cpu",
-        "seed": 0,
-    }
-    params.update(kw)
-    return DeepLog(**params)  # type: ignore[arg-type]
+    return DeepLog(**{**TINY, "window": WINDOW, "seed": 0, **kw})  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

@@ -27,17 +27,7 @@ from logwarden.models.keys import (
     left_out_short,
     session_rows,
 )
-from synthetic import grammar
-
-TINY = {
-    "window": 4,
-    "hidden": 16,
-    "embedding": 8,
-    "layers": 1,
-    "epochs": 200,
-    "learning_rate": 0.02,
-    "device": "cpu",
-}
+from synthetic import TINY, grammar
 
 
 def markov(n: int, seed: int, keys: int = 8) -> list[list[str]]:

@@ -1,12 +1,10 @@
 """One scale for both detectors: what a score says, and what the training data support.
 
 A session's score is -log10 of its tail probability among normal sessions. A rule's flag
-(an unseen key, transition, end or count) gets its rule's rate among the training sessions
-left out; a parameter flag gets its entry's tail probability, no smaller than 1/(n + 1) of
-the n values behind its unit. On a small log neither can say much more than "flagged": a
-0.1 s delay on a unit of 14 entries must not rank far above a message never seen (it did,
-by 4 to 7 decades). Whatever the scores, a session is anomalous exactly when its score
-reaches the threshold, so no flag changes.
+(an unseen key, transition, end or count) gets its rule's own rate among the training
+sessions left out (before, every rule's flag scored at the threshold, the lowest score of
+an anomaly), never less than the threshold's score. Whatever the scores, a session is
+anomalous exactly when its score reaches the threshold, so no flag changes.
 """
 
 from __future__ import annotations
@@ -22,25 +20,14 @@ from logwarden.detect import DeepLog
 from logwarden.persist.bundle import load_bundle, save_bundle
 from logwarden.records import Event, Line, Record
 from logwarden.sessions import Session
+from synthetic import TINY
 
 KEYS = [1, 2, 3, 4, 5, 6]  # every run: the same six steps, a few milliseconds apart
 UNSEEN = 99  # a message no training run logged
 
 
 def tiny(**kw: Any) -> DeepLog:
-    params: dict[str, Any] = {
-        "window": 4,
-        "hidden": 16,
-        "embedding": 8,
-        "layers": 1,
-        "epochs": 200,
-        "learning_rate": 0.02,
-        "device": "cpu",
-        "seed": 0,
-        "workflows": False,
-    }
-    params.update(kw)
-    return DeepLog(**params)
+    return DeepLog(**{**TINY, "seed": 0, "workflows": False, **kw})
 
 
 def _event(key: int) -> Event:

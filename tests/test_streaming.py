@@ -368,10 +368,14 @@ def same_verdicts(a: list[Any], b: list[Any]) -> None:
         assert dx == dy
 
 
+@pytest.mark.parametrize("values", ["all", "modelled"])
 @pytest.mark.parametrize("workers", [0, 2])
 def test_stream_verdicts_equal_the_whole_input_run(
-    sim_logs: dict[str, Any], bundle: Path, workers: int
+    sim_logs: dict[str, Any], bundle: Path, workers: int, values: str
 ) -> None:
+    # values="modelled" (detect, eval): only the parameter values the parameter models
+    # read are kept; the verdicts (parameter findings and their texts included) are those
+    # of every value.
     if workers and not hasattr(os, "fork"):
         pytest.skip("worker processes need fork")
     log = str(sim_logs["dir"] / "m.log")
@@ -382,33 +386,20 @@ def test_stream_verdicts_equal_the_whole_input_run(
     data = whole.read([log])
     expected = whole.verdicts(data)
     assert any(v.anomalous and v.detector == "params" for v in expected)
-    stream = det.stream([log], workers=workers, chunk_sessions=40)
-    got = [v for _, vs in stream for v in vs]
-    same_verdicts(got, expected)
-    assert stream.sessions == len(expected) and stream.entries == data.entries
-    assert stream.stats.counts == data.stats.counts
-
-
-@pytest.mark.parametrize("workers", [0, 2])
-def test_a_stream_of_the_modelled_values_only_gives_the_same_verdicts(
-    sim_logs: dict[str, Any], bundle: Path, workers: int
-) -> None:
-    # detect and eval keep only the parameter values the parameter models read: the
-    # verdicts (parameter findings and their texts included) are those of every value.
-    from logwarden.detect.detector import modelled_positions
-
-    if workers and not hasattr(os, "fork"):
-        pytest.skip("worker processes need fork")
-    log = str(sim_logs["dir"] / "m.log")
-    det = Detector.load(bundle)
-    det.input = det.input.override(idle_timeout=1e6)
-    whole = Detector.load(bundle)
-    data = whole.read([log])
-    expected = whole.verdicts(data)
-    assert any(v.anomalous and v.detector == "params" for v in expected)
-    stream = det.stream([log], workers=workers, chunk_sessions=40, values="modelled")
+    stream = det.stream([log], workers=workers, chunk_sessions=40, values=values)
     chunks = list(stream)
     same_verdicts([v for _, vs in chunks for v in vs], expected)
+    assert stream.sessions == len(expected) and stream.entries == data.entries
+    assert stream.stats.counts == data.stats.counts
+    if values == "modelled":
+        modelled_values_only(det, data, chunks)
+
+
+def modelled_values_only(det: Detector, data: Any, chunks: list[Any]) -> None:
+    """Each entry of the stream's chunks holds the values at its key's modelled positions
+    (earlier ones empty, later ones left out; lines no template matches keep theirs)."""
+    from logwarden.detect.detector import modelled_positions
+
     kept = modelled_positions(det.model)
     assert kept and any(len(p) < 3 for p in kept.values())
     full = {sid: data.events[i] for i, sid in enumerate(data.ids)}
@@ -430,7 +421,7 @@ def test_a_stream_of_the_modelled_values_only_gives_the_same_verdicts(
                 seen_kept += bool(wanted)
     assert seen_cut and seen_kept
     with pytest.raises(ValueError, match="'all' or 'modelled'"):
-        det.stream([log], values="some")
+        det.stream(["any.log"], values="some")
 
 
 def test_a_dying_worker_costs_time_not_verdicts(
