@@ -257,8 +257,11 @@ def scan_range(
     parser_state: dict[str, Any],
     partitions: int,
     max_line_bytes: int,
+    keep_values: dict[int, list[int]] | None = None,
 ) -> list[Any]:
     """One range read and cut into ``partitions`` parts: ``[meta, part_0, part_1, ...]``.
+    ``keep_values``: the parameter values to keep per key (the model's parameter models
+    read a few; the rest would only fill the object store).
 
     ``meta``: line and entry counts, stats, errors, the messages of unknown lines in
     order and which of them each part holds, the template ids its sessions use. A part:
@@ -277,6 +280,7 @@ def scan_range(
         miner=miner,
         learn=False,
         max_line_bytes=max_line_bytes,
+        keep_values=keep_values,
     )
     table = raw.sessions
     if not isinstance(table, SessionTable):
@@ -763,8 +767,15 @@ def read_and_score(
             num_returns=1 + partitions, scheduling_strategy="SPREAD"
         )
         parser_ref = ray.put(miner.to_state()[0])
+        # Only the values the parameter models read leave the scans (entries stay on the
+        # workers: a caller sees no value either way).
+        from logwarden.detect.detector import modelled_positions
+
+        keep = {k: sorted(p) for k, p in modelled_positions(detector.model).items()}
         scans = [
-            scan.remote(item, fmt_spec, session, parser_ref, partitions, config.max_line_bytes)
+            scan.remote(
+                item, fmt_spec, session, parser_ref, partitions, config.max_line_bytes, keep
+            )
             for item in items
         ]
         metas = _get(ray, [refs[0] for refs in scans])

@@ -106,6 +106,7 @@ def read_raw_sessions(
     max_line_bytes: int = 65536,
     workers: int = 0,
     only: Collection[str] | None = None,
+    keep_values: Mapping[int, Collection[int]] | None = None,
 ) -> RawSessions:
     """Parse raw logs into keyed sessions.
 
@@ -116,7 +117,8 @@ def read_raw_sessions(
     default: none). Forking is the caller's decision: ``default_workers`` gives the CLI's
     choice, and a process with threads (a web server) should keep 0. ``only``: these
     session ids are all that is wanted (sessions grouped by an id pattern): lines naming
-    none of them are not parsed (``SelectedLineReader``).
+    none of them are not parsed (``SelectedLineReader``). ``keep_values``: on the column
+    path of a matching miner, only these parameter values (see ``SessionStream``).
 
     For speed on large inputs, callers may turn the cyclic garbage collector off around
     this call (the CLI does): millions of small lists and strings, none in a reference
@@ -135,7 +137,8 @@ def read_raw_sessions(
     )
     if _fast_path_applies(fmt, config, miner):
         n = workers if workers > 0 and not learn and _fork_available() else 0
-        return _read_fast(reader, fmt, config, miner, unknown, learn, stats, n)
+        keep = None if learn else keep_values
+        return _read_fast(reader, fmt, config, miner, unknown, learn, stats, n, keep)
     events: list[Event] = []
     line_ids: list[int] = []
     unknown_keys: set[int] = set()
@@ -578,11 +581,12 @@ def _read_fast(
     learn: bool,
     stats: Stats,
     workers: int = 0,
+    keep_values: Mapping[int, Collection[int]] | None = None,
 ) -> RawSessions:
     """``read_raw_sessions`` as columns: the same sessions, keys, lines, templates and
     counts as the object path (format -> miner -> ``group``), differential-tested.
     ``workers`` > 0 scans batches in that many forked processes (match-only miners)."""
-    scan = _Scan(fmt, config, miner, learn)
+    scan = _Scan(fmt, config, miner, learn, keep_values)
     texts: list[str] = []
     keys: list[int] = []  # template ids; unknown lines: -(unknown miner id)
     stamps: list[float | None] = []
