@@ -271,6 +271,7 @@ def scan_range(
     from logwarden.io.ingest import read_raw_sessions
     from logwarden.parsing import TemplateMiner
     from logwarden.sessions import SessionTable
+    from logwarden.sessions.grouping import gather
 
     miner = TemplateMiner.from_state(parser_state)
     raw = read_raw_sessions(
@@ -300,16 +301,16 @@ def scan_range(
     unknown = [table.content_of(texts[r]) for r in unknown_rows.tolist()]
     stamps = _nan_none(table.timestamps)
     clock = _nan_none(table.clock)
-    # Kinds are shared tuples (one per template shape): sent once, referred to by index.
-    kind_list: list[tuple[str, ...]] = []
-    seen: dict[int, int] = {}
-    kind_ids = np.empty(len(texts), dtype=np.int32)
-    for r, k in enumerate(table.kinds):
-        j = seen.get(id(k))
-        if j is None:
-            j = seen[id(k)] = len(kind_list)
-            kind_list.append(tuple(k))
-        kind_ids[r] = j
+    # Kinds are shared tuples (one per template shape): sent once, referred to by index,
+    # in order of first appearance (every row is looked up in C, not a Python step each).
+    row_kinds = table.kinds
+    kind_keys = list(map(id, row_kinds))
+    first_of = dict(zip(kind_keys, row_kinds, strict=True))  # the first row's order
+    kind_list: list[tuple[str, ...]] = [tuple(k) for k in first_of.values()]
+    index_of = {key: j for j, key in enumerate(first_of)}
+    kind_ids = np.fromiter(
+        map(index_of.__getitem__, kind_keys), dtype=np.int32, count=len(kind_keys)
+    )
     values = table.values
     flat: list[str] = getattr(values, "flat", None) or []
     starts = np.asarray(getattr(values, "start", [0] * (len(texts) + 1)), dtype=np.int64)
@@ -332,10 +333,11 @@ def scan_range(
         pk = keys[rows]
         used.update(int(k) for k in np.unique(pk[pk >= 0]))
         unknown_parts.append(sorted(int(-1 - k) for k in np.unique(pk[pk < 0])))
-        part_flat: list[str] = []
-        for a, b in zip(starts[rows].tolist(), starts[rows + 1].tolist(), strict=True):
-            if b > a:
-                part_flat.extend(flat[a:b])
+        # The rows' values one after the other, indexed in NumPy and taken in C.
+        begin, count = starts[rows], starts[rows + 1] - starts[rows]
+        ends = np.cumsum(count)
+        at = np.repeat(begin - (ends - count), count) + np.arange(int(ends[-1]) if len(ends) else 0)
+        part_flat = gather(flat, at.tolist())
         parts.append(
             {
                 "ids": [table.ids[i] for i in sessions],
@@ -344,7 +346,7 @@ def scan_range(
                 "rows": rows,
                 # input line numbers within the range (empty lines counted), from 0
                 "numbers": numbers[rows],
-                "texts": [texts[r] for r in rows.tolist()],
+                "texts": gather(texts, rows.tolist()),
                 "keys": pk,
                 "stamps": stamps[rows],
                 "clock": clock[rows],
