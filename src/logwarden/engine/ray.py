@@ -243,11 +243,14 @@ def _next_line_start(fh: Any, at: int) -> int:
 
 
 def _nan_none(values: Sequence[float | None]) -> np.ndarray:
-    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+    return np.array(values, dtype=np.float64)  # None: NaN, in C
 
 
 def _none_nan(values: np.ndarray) -> list[float | None]:
-    return [None if v != v else v for v in values.tolist()]  # v != v: NaN
+    out: list[float | None] = values.tolist()
+    for i in np.flatnonzero(np.isnan(values)).tolist():  # the few NaN back to None
+        out[i] = None
+    return out
 
 
 def scan_range(
@@ -456,7 +459,7 @@ class SessionOwner:
             base = len(texts)
             texts.extend(part["texts"])
             kl = part["kind_list"]
-            kinds.extend(kl[k] for k in part["kinds"].tolist())
+            kinds.extend(map(kl.__getitem__, part["kinds"].tolist()))
             pk = part["keys"].tolist()
             for j in np.flatnonzero(part["keys"] < 0).tolist():
                 key, vals, kind = unknown[c][-1 - pk[j]]
