@@ -1439,6 +1439,26 @@ def test_an_early_end_long_before_the_input_ended_was_not_still_active(
     assert "(Still active when the input ended" not in out
 
 
+def test_eval_says_which_early_ends_were_still_active_and_how_they_are_labelled(
+    jobs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # eval gives detect's note too, with the labels of those early ends: the run the end
+    # of the input cut is normal, the one that stopped a minute before is not.
+    test = _job_log(tmp_path / "test.log", CUT_AT_END, t=600.0)
+    labels = tmp_path / "labels.csv"
+    rows = [f"run-{r},{'Anomaly' if r == 100 else 'Normal'}" for r, _ in CUT_AT_END]
+    labels.write_text("BlockId,Label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    argv = ["eval", test, "--model", jobs["timed"], "--labels", labels]
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    assert _still_active(err)[:2] == (1, 2), err
+    assert "(0 of them labelled anomalous)" in " ".join(err.split()), err
+    # Nothing cut at the end: no note.
+    over = _job_log(tmp_path / "over.log", ENDED_LONG_AGO, t=600.0)
+    code, _, err = run(["eval", over, "--model", jobs["timed"], "--labels", labels], capsys)
+    assert code == 0 and "were still active" not in err, err
+
+
 def test_without_timestamps_still_active_is_judged_in_lines(
     jobs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

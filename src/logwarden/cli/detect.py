@@ -114,7 +114,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         if args.line_scores:
             raise UsageError("--line-scores reads windows here, not on Ray (--engine local)")
         data, verdicts, positions = read_on_ray(detector, args).unpack()
-        ended = _ended_on_ray(detector, data.ids, positions)
+        ended = still_active_on_ray(detector, data.ids, positions)
         return _summarise(args, detector, [(data, verdicts)], None, positions, ended)
     if args.line_scores:
         data = read_inputs(detector, args, learn=False)
@@ -129,9 +129,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
 Ended = tuple[set[str], str]
 
 
-def _ended_on_ray(detector: Detector, ids: Sequence[str], positions: Any) -> Ended:
+def still_active_on_ray(detector: Detector, ids: Sequence[str], positions: Any) -> Ended:
     """The sessions still active when the input ended, on Ray: the local engine's
-    (``_ended``), from the entries' lines and times (the idle timeout closes none here:
+    (``still_active``), from the entries' lines and times (the idle timeout closes none here:
     with one, the sessions within it of the end are those it would have left open)."""
     from logwarden.detect.detector import EndWindow
     from logwarden.engine.ray import last_entries, open_at_end
@@ -147,7 +147,7 @@ def _ended_on_ray(detector: Detector, ids: Sequence[str], positions: Any) -> End
     return ended & near, window.describe(by_time)
 
 
-def _ended(detector: Detector, stream: VerdictStream) -> Ended:
+def still_active(detector: Detector, stream: VerdictStream) -> Ended:
     """The ids of the sessions still active when the input ended: those the end of input
     completed (not closed for idleness), within ``EndWindow``'s window of its end; and
     the window, as the note states it."""
@@ -176,7 +176,7 @@ def _summarise(
 ) -> int:
     """Write each chunk's verdicts as they come (--jsonl), feed drift tracking, keep what
     the summary, --show and --html need (the anomalies), and report at the end. The ids
-    of the sessions still active when the input ended are the stream's (``_ended``), or
+    of the sessions still active when the input ended are the stream's (``still_active``), or
     ``ended``."""
     out = sys.stderr if args.jsonl == "-" else sys.stdout
     tracker = None if args.no_drift else _drift_tracker(detector, args)
@@ -231,16 +231,14 @@ def _summarise(
     )
     from logwarden.workflow.render import BEGAN_NOTE, CUT_NOTE
 
-    open_at_end, within = _ended(detector, stream) if stream is not None else ended or (set(), "")
+    open_at_end, within = (
+        still_active(detector, stream) if stream is not None else ended or (set(), "")
+    )
     cut_at_end = [v for sid, v in last_early.items() if v is not None and sid in open_at_end]
     cut = len(cut_at_end)
     notes = []
     if cut:
-        notes.append(
-            f"{cut:,} of the {early:,} early ends were still active when the input "
-            f"ended (a line within {within}, of its last): "
-            "if the log was cut there (a slice, a rotation), those runs may have gone on"
-        )
+        notes.append(cut_note(cut, early, within))
         print(f"  {notes[-1]}", file=out)
     before = began.found()
     if before:
@@ -263,6 +261,16 @@ def _summarise(
     if tracker is not None:
         _drift_report(tracker, args)
     return 0
+
+
+def cut_note(cut: int, early: int, within: str) -> str:
+    """The summary's note on the early ends of sessions still active when the input ended
+    (``still_active``: ``within`` is its window), for ``detect`` and ``eval``."""
+    return (
+        f"{cut:,} of the {early:,} early ends were still active when the input ended (a "
+        f"line within {within}, of its last): if the log was cut there (a slice, a "
+        "rotation), those runs may have gone on"
+    )
 
 
 def began_note(n: int, flagged: int, began: Any) -> str:

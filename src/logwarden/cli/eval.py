@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from logwarden.cli.common import UsageError, check_outputs, open_out, writing
-from logwarden.cli.detect import began_note, write_jsonl
+from logwarden.cli.detect import (
+    began_note,
+    cut_note,
+    still_active,
+    still_active_on_ray,
+    write_jsonl,
+)
 from logwarden.cli.engine import add_engine_args, check_engine_args, read_on_ray
 from logwarden.cli.inputs import (
     UnknownKeys,
@@ -177,6 +183,10 @@ def _report(
 
     began = BeganBefore(detector)  # flagged sessions that began before the input did
     flagged = 0
+    # Per session id, whether its latest verdict is an early end (as detect counts them)
+    # and its label: the early ends still active when the input ended.
+    last_early: dict[str, int | None] = {}
+    early = 0
 
     outcomes: list[_Outcome] = []
     labels: list[int | None] = []
@@ -194,6 +204,11 @@ def _report(
                 t = tuple(seq)
                 keys.append(distinct.setdefault(t, t))
                 flagged += v.anomalous
+                if v.anomalous and v.reason == "early_end":
+                    early += 1
+                    last_early[v.session] = -1 if label is None else label
+                elif v.session in last_early:
+                    last_early[v.session] = None  # a later instance of the id
             began.feed(data, verdicts, positions)
             if fh is not None:
                 write_jsonl(fh, verdicts, data.keys, bodies)
@@ -201,6 +216,19 @@ def _report(
         report_stream(stream, args)
         _say_missing(stream.labels_total, stream.labels_found, args.labels)
     unknown.warn()
+    if early:
+        if stream is not None:
+            ended, within = still_active(detector, stream)
+        else:  # one chunk from Ray, its positions in its sessions' order
+            ended, within = still_active_on_ray(detector, [o.session for o in outcomes], positions)
+        cut = [label for sid, label in last_early.items() if label is not None and sid in ended]
+        if cut:
+            labelled = sum(1 for label in cut if label == 1)
+            print(
+                f"logwarden: {cut_note(len(cut), early, within)} ({labelled:,} of them "
+                "labelled anomalous)",
+                file=sys.stderr,
+            )
     before = began.found()
     if before:
         print(f"logwarden: {began_note(len(before), flagged, began)}", file=sys.stderr)
