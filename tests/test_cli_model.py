@@ -1491,3 +1491,14 @@ def test_a_bundle_without_the_longest_gap_judges_still_active_by_the_idle_timeou
     assert (cut, early) == (2, 2)
     assert window == "a line within the idle timeout, 120 s of log time, of its last"
     assert _marked_still_active(out) == ["run-100", "run-111"], out
+
+
+def test_the_began_before_note_says_one_line_not_one_lines() -> None:
+    from types import SimpleNamespace
+
+    from logwarden.cli.detect import began_note
+
+    one = SimpleNamespace(seconds=None, first_time=None, lines=1)
+    assert "longest gap of a training run, 1 line, of" in began_note(1, 3, one)
+    many = SimpleNamespace(seconds=None, first_time=None, lines=1929)
+    assert "longest gap of a training run, 1,929 lines, of" in began_note(2, 3, many)

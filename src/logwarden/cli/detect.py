@@ -279,7 +279,7 @@ def began_note(n: int, flagged: int, began: Any) -> str:
     near = (
         f"{began.seconds:,.3g} s of log time"
         if began.seconds and began.first_time is not None
-        else f"{began.lines:,} lines"
+        else f"{began.lines:,} line{'' if began.lines == 1 else 's'}"
     )
     its = "its" if n == 1 else "their"
     return (
