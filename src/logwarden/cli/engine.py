@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from typing import TYPE_CHECKING
 
@@ -60,9 +61,22 @@ def read_on_ray(
             "--engine ray completes sessions at the end of input only: --idle-timeout is the "
             "local engine's"
         )
-    result = read_and_score(
-        detector, args.inputs, RayConfig(address=args.address), labels=labels, diagnose=diagnose
-    )
+    # As ``read_inputs``: the verdicts and positions of every session arrive here, millions
+    # of small objects in no cycle, kept until the command ends (main unfreezes them).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        result = read_and_score(
+            detector,
+            args.inputs,
+            RayConfig(address=args.address),
+            labels=labels,
+            diagnose=diagnose,
+        )
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
     data = result.inputs
     report_stats("read", data.stats, data.entries, len(data.ids), detector.input.format)
     check_format_fit(detector, args, data.stats)

@@ -28,6 +28,7 @@ installed there (the workers import it).
 from __future__ import annotations
 
 import contextlib
+import gc
 import glob
 import math
 import os
@@ -242,6 +243,23 @@ def _next_line_start(fh: Any, at: int) -> int:
 # --- the scan task -----------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _no_cycle_collector(freeze: bool = False) -> Iterator[None]:
+    """The cyclic collector off while a task builds millions of small objects, none in a
+    cycle (the local engine's read turns it off too): it would rescan them over and over
+    (a third of an owner's time at full HDFS size). ``freeze``: what was built lives on
+    (an owner's table), never to be scanned again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if freeze:
+            gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def _nan_none(values: Sequence[float | None]) -> np.ndarray:
     return np.array(values, dtype=np.float64)  # None: NaN, in C
 
@@ -271,6 +289,21 @@ def scan_range(
     its sessions (ids, entry counts) and their entries' columns, unknown lines' keys as
     ``-(1 + their index among the range's unknown lines)``.
     """
+    with _no_cycle_collector():
+        return _scan_range(
+            item, fmt_spec, config, parser_state, partitions, max_line_bytes, keep_values
+        )
+
+
+def _scan_range(
+    item: str | FileRange,
+    fmt_spec: str,
+    config: SessionConfig,
+    parser_state: dict[str, Any],
+    partitions: int,
+    max_line_bytes: int,
+    keep_values: dict[int, list[int]] | None,
+) -> list[Any]:
     from logwarden.io.ingest import read_raw_sessions
     from logwarden.parsing import TemplateMiner
     from logwarden.sessions import SessionTable
@@ -349,7 +382,6 @@ def scan_range(
                 "rows": rows,
                 # input line numbers within the range (empty lines counted), from 0
                 "numbers": numbers[rows],
-                "texts": gather(texts, rows.tolist()),
                 "keys": pk,
                 "stamps": stamps[rows],
                 "clock": clock[rows],
@@ -369,6 +401,28 @@ def scan_range(
         "used": sorted(used),
     }
     return [meta, *parts]
+
+
+def range_lines(item: str | FileRange, max_line_bytes: int, wanted: np.ndarray) -> list[str]:
+    """The raw lines ``wanted`` (sorted indices from 0 among the lines of ``item``, empty
+    lines counted) as the scan read them: the few lines verdicts show are read again from
+    the files rather than every line's text sent through the cluster."""
+    from logwarden.io.sources import LineReader, SourceConfig
+    from logwarden.sessions.grouping import gather
+
+    out: list[str] = []
+    base = taken = 0
+    if len(wanted) == 0:
+        return out
+    for batch in LineReader([item], SourceConfig(max_line_bytes=max_line_bytes)).text_batches():
+        upto = int(np.searchsorted(wanted, base + len(batch)))
+        if upto > taken:
+            out.extend(gather(batch, (wanted[taken:upto] - base).tolist()))
+            taken = upto
+            if taken == len(wanted):
+                break
+        base += len(batch)
+    return out
 
 
 # --- the owner task ----------------------------------------------------------------------------
@@ -438,6 +492,29 @@ class SessionOwner:
         """``offsets``: lines before each range; ``unknown``: per range, its unknown lines'
         keys (negative), values and kinds by their index among the range's unknown lines.
         Returns one piece of series per unit owner."""
+        with _no_cycle_collector(freeze=True):  # the table lives until the actor ends
+            return self._load(templates, offsets, unknown, partitions, *parts)
+
+    def score_units(self, *pieces: dict[Any, Any]) -> Any:
+        """The units this owner scores, each over its whole series; one dict of
+        ``ParamScores`` per session owner, entries referred to by its session indices."""
+        with _no_cycle_collector():
+            return self._score_units(*pieces)
+
+    def verdicts(self, diagnose: bool, *scored: dict[Any, ParamScores]) -> dict[str, Any]:
+        """Its sessions' verdicts (with their workflow diagnosis when ``diagnose``), keys,
+        first lines and entry positions."""
+        with _no_cycle_collector():
+            return self._verdicts(diagnose, *scored)
+
+    def _load(
+        self,
+        templates: dict[str, str],
+        offsets: list[int],
+        unknown: list[dict[int, tuple[int, list[str], tuple[str, ...]]]],
+        partitions: int,
+        *parts: dict[str, Any],
+    ) -> Any:
         from logwarden.sessions import FlatValues, SessionTable
 
         self.partitions = partitions
@@ -446,7 +523,7 @@ class SessionOwner:
         members: list[list[int]] = []
         first: list[int] = []
         first_tie: list[int] = []
-        texts: list[str] = []
+        rows_in = 0
         line_keys: list[int] = []
         stamps: list[np.ndarray] = []
         clock: list[np.ndarray] = []
@@ -456,8 +533,8 @@ class SessionOwner:
         lines: list[np.ndarray] = []
         override: dict[int, list[str]] = {}
         for c, part in enumerate(parts):
-            base = len(texts)
-            texts.extend(part["texts"])
+            base = rows_in
+            rows_in += len(part["keys"])
             kl = part["kind_list"]
             kinds.extend(map(kl.__getitem__, part["kinds"].tolist()))
             pk = part["keys"].tolist()
@@ -499,10 +576,11 @@ class SessionOwner:
             by_key[k] = text
             label_of[k] = label
         self.table = SessionTable(
-            ids, members, texts, _content_reader(self.fmt_spec), line_keys,
+            ids, members, [], _content_reader(self.fmt_spec), line_keys,
             _none_nan(all_stamps), FlatValues(flat, starts, override), kinds, by_key,
             _none_nan(cat(clock, np.float64)),
-        )  # fmt: skip
+        ).without_texts()  # fmt: skip
+        # (the raw lines stay in the files: the driver reads the anomalous sessions' lines)
         self.templates = templates
         self.keys = [[label_of[line_keys[r]] for r in rows] for rows in members]
         self.first = np.array(first, dtype=np.int64)
@@ -524,9 +602,7 @@ class SessionOwner:
                 )
         return pieces if partitions > 1 else pieces[0]
 
-    def score_units(self, *pieces: dict[Any, Any]) -> Any:
-        """The units this owner scores, each over its whole series; one dict of
-        ``ParamScores`` per session owner, entries referred to by its session indices."""
+    def _score_units(self, *pieces: dict[Any, Any]) -> Any:
         from logwarden.models.params import KeySeries
 
         out: list[dict[Any, ParamScores]] = [{} for _ in pieces]
@@ -556,9 +632,7 @@ class SessionOwner:
                 out[p][unit] = _take(scored, by == p)
         return out if len(out) > 1 else out[0]
 
-    def verdicts(self, diagnose: bool, *scored: dict[Any, ParamScores]) -> dict[str, Any]:
-        """Its sessions' verdicts (with their workflow diagnosis when ``diagnose``), keys,
-        first lines and entry positions."""
+    def _verdicts(self, diagnose: bool, *scored: dict[Any, ParamScores]) -> dict[str, Any]:
         model = self.model
         # What ``Detector.verdicts`` does with a read's templates.
         known = set(model.keys_)
@@ -572,7 +646,6 @@ class SessionOwner:
         verdicts = model.verdicts(
             self.keys,
             table.ids,
-            [[table.texts[r] for r in rows] for rows in table.members],
             events=table,
             param_scores=param_scores if getattr(model, "params_", None) is not None else None,
             diagnose=diagnose,
@@ -732,6 +805,40 @@ def _get(ray: Any, refs: Any) -> Any:
         raise LogwardenError(f"the Ray cluster failed: {first}") from exc
 
 
+def _shown_lines(
+    ray: Any,
+    results: list[dict[str, Any]],
+    items: list[str | FileRange],
+    offsets: list[int],
+    max_line_bytes: int,
+) -> dict[int, str]:
+    """The raw lines of the sessions whose verdicts show lines (the anomalous ones), by
+    input line number, read again from the files by one task per range that holds any."""
+    wanted: list[np.ndarray] = []
+    for r in results:
+        starts = np.concatenate([[0], np.cumsum(r["sizes"])]).tolist()
+        for i, v in enumerate(r["verdicts"]):
+            if v.anomalous and v.position is not None:
+                wanted.append(r["lines"][starts[i] : starts[i + 1]])
+    if not wanted:
+        return {}
+    numbers = np.unique(np.concatenate(wanted))
+    # The range of each line: the last one that starts before it (empty ones never do).
+    where = np.searchsorted(np.asarray(offsets, dtype=np.int64), numbers - 1, side="right") - 1
+    fetch = ray.remote(num_cpus=1)(range_lines).options(scheduling_strategy="SPREAD")
+    held = np.unique(where).tolist()
+    refs = [
+        fetch.remote(items[c], max_line_bytes, numbers[where == c] - 1 - offsets[c]) for c in held
+    ]
+    texts = [t for got in _get(ray, refs) for t in got]
+    if len(texts) != len(numbers):
+        names = sorted(
+            {str(items[c] if isinstance(items[c], str) else items[c].path) for c in held}
+        )
+        raise DataError(f"the input changed while it was read (lines gone from {', '.join(names)})")
+    return dict(zip(numbers.tolist(), texts, strict=True))
+
+
 def read_and_score(
     detector: Detector,
     paths: Sequence[str],
@@ -837,6 +944,7 @@ def read_and_score(
         results = _get(ray, finals)
         for owner in owners:
             ray.kill(owner)
+        shown = _shown_lines(ray, results, items, offsets, config.max_line_bytes)
     finally:
         if started or (config.address is None and ray.is_initialized()):
             ray.shutdown()
@@ -886,7 +994,7 @@ def read_and_score(
         entries=sum(m["entries"] for m in metas),
         lines_read=stats["lines_read"],
     )
-    from logwarden.detect.estimator import attach_places
+    from logwarden.detect.estimator import attach_lines, attach_places
 
     positions = _Positions(sizes[order], line_nos[take], stamps[take])
     # Where each input starts among the lines, as LineReader.files has it for one process.
@@ -895,5 +1003,15 @@ def read_and_score(
         for c, item in enumerate(items)
         if isinstance(item, str) or item.start == 0
     ]
+    starts = positions.starts.tolist()
+    attach_lines(
+        verdicts,
+        [
+            [shown[n] for n in positions.lines[starts[i] : starts[i + 1]].tolist()]
+            if v.anomalous and v.position is not None
+            else []
+            for i, v in enumerate(verdicts)
+        ],
+    )
     attach_places(verdicts, positions, files)  # as the local engine's verdicts have them
     return RayResult(inputs, verdicts, positions)
