@@ -21,12 +21,13 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from logwarden.cli import main
 from logwarden.detect import DeepLog
 from logwarden.detect.detector import Detector, InputSpec
-from logwarden.engine.ray import RayConfig, connect, plan_ranges, read_and_score
+from logwarden.engine.ray import RayConfig, connect, plan_ranges, range_lines, read_and_score
 from logwarden.errors import ConfigError
 from logwarden.io.sources import FileRange, LineReader
 from logwarden.records import Stats
@@ -137,6 +138,26 @@ def test_ranges_start_at_lines_and_cover_each_file(logs: dict[str, Any]) -> None
     assert texts == [t for batch in LineReader([logs["inputs"][2]]).text_batches() for t in batch]
     assert split.counts == whole.counts
     assert whole["invalid_utf8"] == 1 and whole["files_read"] == 1
+
+
+def test_range_lines_reads_the_lines_the_scan_numbered(
+    logs: dict[str, Any], tmp_path: Path
+) -> None:
+    # The lines verdicts show are read again by index within a range, empty lines counted,
+    # as the scan read them (invalid UTF-8 included); a file that lost lines gives fewer.
+    path = logs["inputs"][2]
+    whole = [t for batch in LineReader([path]).text_batches() for t in batch]
+    before = 0
+    for item in plan_ranges([path], 4096):
+        n = sum(len(b) for b in LineReader([item]).text_batches())
+        wanted = np.arange(1, n, 3, dtype=np.int64)
+        assert range_lines(item, 65536, wanted) == [whole[before + i] for i in wanted.tolist()]
+        assert range_lines(item, 65536, np.zeros(0, dtype=np.int64)) == []
+        before += n
+    assert before == len(whole) > 100
+    gapped = tmp_path / "gapped.log"
+    gapped.write_text("a\n\n\nb\nc\n")
+    assert range_lines(str(gapped), 65536, np.array([0, 3, 4, 9])) == ["a", "b", "c"]
 
 
 def test_a_utf16_file_is_never_split(tmp_path: Path) -> None:

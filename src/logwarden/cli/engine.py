@@ -18,6 +18,8 @@ from logwarden.cli.common import (
 from logwarden.cli.inputs import check_format_fit, note_partial_last_lines
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from logwarden.detect.detector import Detector
     from logwarden.engine.ray import RayResult
 
@@ -49,7 +51,7 @@ def check_engine_args(args: argparse.Namespace) -> bool:
 def read_on_ray(
     detector: Detector,
     args: argparse.Namespace,
-    labels: str | None = None,
+    labels: str | Mapping[str, int] | None = None,
     diagnose: bool = True,
 ) -> RayResult:
     """Sessions and verdicts of INPUT files from a Ray cluster, reported as ``read_inputs``

@@ -100,14 +100,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if detector.input.input_format == "raw" and not args.labels:
         raise UsageError("no labels: use --normal/--abnormal, jsonl with labels, or --labels CSV")
     if on_ray:
-        data, verdicts, positions = read_on_ray(
-            detector, args, labels=args.labels, diagnose=False
-        ).unpack()  # as the local stream: counting verdicts needs no workflow diagnosis
-        if args.labels:
-            from logwarden.io.datasets import load_labels
+        from logwarden.io.datasets import load_labels
 
-            labelled = set(load_labels(args.labels))
-            _say_missing(len(labelled), len(labelled.intersection(data.ids)), args.labels)
+        by_id = load_labels(args.labels) if args.labels else None  # read once (a file of millions)
+        data, verdicts, positions = read_on_ray(
+            detector, args, labels=by_id, diagnose=False
+        ).unpack()  # as the local stream: counting verdicts needs no workflow diagnosis
+        if by_id is not None:
+            _say_missing(len(by_id), len(by_id.keys() & set(data.ids)), args.labels)
         return _report(args, detector, [(data, verdicts)], positions=positions)
     stream = stream_inputs(detector, args, labels=args.labels, diagnose=False)
     with scoring_scope():

@@ -35,7 +35,7 @@ import os
 import socket
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from itertools import pairwise
 from pathlib import Path
@@ -844,7 +844,7 @@ def read_and_score(
     paths: Sequence[str],
     config: RayConfig | None = None,
     *,
-    labels: str | Path | None = None,
+    labels: str | Path | Mapping[str, int] | None = None,
     diagnose: bool = True,
 ) -> RayResult:
     """Read ``paths`` (raw logs with session ids) and score them on Ray: the same sessions,
@@ -974,7 +974,7 @@ def read_and_score(
         errors.extend(tuple(e) for e in meta["errors"])
     found_labels: list[int | None] = [None] * len(ids)
     if labels is not None:
-        by_id = load_labels(labels)
+        by_id = labels if isinstance(labels, Mapping) else load_labels(labels)
         found_labels = [by_id.get(sid) for sid in ids]
     # What ``Detector.verdicts`` does with the read's templates, so that this detector
     # explains as the owners did (the HTML report, drift).
