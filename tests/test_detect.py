@@ -741,3 +741,26 @@ def test_runs_cut_at_one_step_do_not_vouch_for_each_other() -> None:
     # A run away from the end that ended at E2 vouches for an end there.
     done = [*runs, ("z", ["E1", "E2"], 45.0)]
     assert cut_off_at_end(data_of(done), 5.0) == []
+
+
+def test_verdicts_pickle_whole_in_their_short_form() -> None:
+    # Sent by position, a normal one as its four required fields when the rest are
+    # defaults: every field must come back, whatever is set.
+    import pickle
+
+    plain = Verdict("s", False, 3, 0.25)
+    normal_set = Verdict("t", False, 2, 0.5, detector="keys", window=["E1"])
+    flagged = Verdict("u", True, 4, 3.0, "early_end", "keys", 4, lines=["a", "b"], line=7)
+
+    @dataclasses.dataclass
+    class Tagged(Verdict):
+        tag: str = "x"
+
+    globals()["Tagged"] = Tagged  # picklable by name for this test
+    Tagged.__qualname__ = "Tagged"
+    tagged = Tagged("v", True, 1, 2.0, tag="y")
+    for v in (plain, normal_set, flagged, tagged):
+        back = pickle.loads(pickle.dumps(v, protocol=5))
+        assert type(back) is type(v) and back == v and back.to_dict() == v.to_dict()
+    # by name and value, each of them was over 350 bytes
+    assert len(pickle.dumps(plain)) < len(pickle.dumps(normal_set)) < 200

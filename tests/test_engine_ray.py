@@ -27,7 +27,14 @@ import pytest
 from logwarden.cli import main
 from logwarden.detect import DeepLog
 from logwarden.detect.detector import Detector, InputSpec
-from logwarden.engine.ray import RayConfig, connect, plan_ranges, range_lines, read_and_score
+from logwarden.engine.ray import (
+    RayConfig,
+    assign_units,
+    connect,
+    plan_ranges,
+    range_lines,
+    read_and_score,
+)
 from logwarden.errors import ConfigError
 from logwarden.io.sources import FileRange, LineReader
 from logwarden.records import Stats
@@ -355,6 +362,24 @@ def test_ray_notes_anomalies_that_began_before_the_input(
         marks.append(out.count("(Began before the input"))
     assert len(notes[0]) == 1 and notes[0] == notes[1]
     assert marks[0] == marks[1] > 0
+
+
+def test_units_go_to_the_least_loaded_owner_longest_first() -> None:
+    sizes = {
+        (4, 3): 71_000,
+        (3, 4): 43_000,
+        (9, 9): 39_000,
+        (1, 1): 38_000,
+        (2, None): 20,
+        (5, 1): 0,
+    }
+    owners = assign_units(sizes, 2)
+    assert set(owners) == set(sizes) and set(owners.values()) == {0, 1}
+    load = [sum(n for u, n in sizes.items() if owners[u] == p) for p in (0, 1)]
+    assert sorted(load) == [82_020, 109_000]  # a hash put 3x one owner's share on the other
+    assert assign_units(dict(reversed(sizes.items())), 2) == owners  # order of arrival aside
+    assert set(assign_units(sizes, 1).values()) == {0}
+    assert len(set(assign_units(sizes, 8).values())) == 6
 
 
 def test_paused_sessions_counts_pauses_between_timed_entries() -> None:

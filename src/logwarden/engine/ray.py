@@ -57,13 +57,14 @@ __all__ = [
     "RayConfig",
     "RayResult",
     "SessionOwner",
+    "assign_units",
     "connect",
     "owner_of",
     "paused_sessions",
     "plan_ranges",
+    "range_lines",
     "read_and_score",
     "scan_range",
-    "unit_owner",
 ]
 
 
@@ -446,9 +447,20 @@ def _content_reader(fmt_spec: str) -> Any:
     return content_of
 
 
-def unit_owner(unit: tuple[int, int | None], partitions: int) -> int:
-    """The partition that scores a parameter-model unit's whole series."""
-    return zlib.crc32(f"{unit[0]},{unit[1]}".encode()) % partitions
+def assign_units(
+    sizes: Mapping[tuple[int, int | None], int], partitions: int
+) -> dict[tuple[int, int | None], int]:
+    """The partition that scores each parameter-model unit's whole series, given their
+    lengths: the longest first, each to the least loaded partition (by a hash of the unit
+    one of them took three times the other's share of the HDFS series, and the other
+    waited). The same sizes give the same assignment."""
+    load = [0] * partitions
+    out: dict[tuple[int, int | None], int] = {}
+    for unit in sorted(sizes, key=lambda u: (-sizes[u], u[0], -1 if u[1] is None else u[1])):
+        p = load.index(min(load))
+        out[unit] = p
+        load[p] += sizes[unit]
+    return out
 
 
 def _take(scores: ParamScores, mask: np.ndarray) -> ParamScores:
@@ -466,7 +478,9 @@ class SessionOwner:
     """One partition of the sessions, on a Ray worker (an actor), in three steps:
 
     ``load``: the parts of its sessions from every range, joined in input order into a
-    session table, and their parameter-model series cut by unit owner; ``score_units``:
+    session table, and their parameter-model series built (their lengths go to the driver,
+    which assigns each unit an owner: ``assign_units``); ``pieces``: the series cut by unit
+    owner; ``score_units``:
     the whole series of the units it owns (pieces from every owner, put in the single
     process's order: sessions by first line, then entry) scored and cut back by session
     owner; ``verdicts``: its sessions scored by the key model, with the units' scores.
@@ -491,9 +505,17 @@ class SessionOwner:
     ) -> Any:
         """``offsets``: lines before each range; ``unknown``: per range, its unknown lines'
         keys (negative), values and kinds by their index among the range's unknown lines.
-        Returns one piece of series per unit owner."""
+        Returns the length of each parameter-model unit's series among its sessions."""
         with _no_cycle_collector(freeze=True):  # the table lives until the actor ends
             return self._load(templates, offsets, unknown, partitions, *parts)
+
+    def pieces(self, owners: dict[tuple[int, int | None], int]) -> Any:
+        """The series, one dict of pieces per unit owner (``owners``: the unit's owner)."""
+        pieces: list[dict[Any, Any]] = [{} for _ in range(self.partitions)]
+        for unit, piece in self.series.items():
+            pieces[owners[unit]][unit] = piece
+        self.series = {}
+        return pieces if self.partitions > 1 else pieces[0]
 
     def score_units(self, *pieces: dict[Any, Any]) -> Any:
         """The units this owner scores, each over its whole series; one dict of
@@ -590,17 +612,13 @@ class SessionOwner:
         self.lines = cat(lines, np.int64)[order]
         self.stamps = all_stamps[order]
 
-        pieces: list[dict[Any, Any]] = [{} for _ in range(partitions)]
+        self.series: dict[tuple[int, int | None], Any] = {}
         params = getattr(self.model, "params_", None)
         if params is not None:
             for unit, series in params.series(self.table).items():
                 sessions = series.refs[:, 0] if len(series) else np.zeros(0, np.int64)
-                pieces[unit_owner(unit, partitions)][unit] = (
-                    series,
-                    self.first[sessions],
-                    self.first_tie[sessions],
-                )
-        return pieces if partitions > 1 else pieces[0]
+                self.series[unit] = (series, self.first[sessions], self.first_tie[sessions])
+        return {unit: len(piece[0]) for unit, piece in self.series.items()}
 
     def _score_units(self, *pieces: dict[Any, Any]) -> Any:
         from logwarden.models.params import KeySeries
@@ -921,15 +939,24 @@ def read_and_score(
             ray.remote(SessionOwner).options(**spread).remote(model_ref, fmt_spec)
             for _ in range(partitions)
         ]
-        pieces = []
+        loads = []
         for p, owner in enumerate(owners):
             mine = [
                 {o: resolved[c][o] for o in meta["unknown_parts"][p]}
                 for c, meta in enumerate(metas)
             ]
-            got = owner.load.options(num_returns=partitions).remote(
-                templates, offsets, mine, partitions, *[refs[1 + p] for refs in scans]
+            loads.append(
+                owner.load.remote(
+                    templates, offsets, mine, partitions, *[refs[1 + p] for refs in scans]
+                )
             )
+        sizes: Counter[tuple[int, int | None]] = Counter()
+        for got in _get(ray, loads):
+            sizes.update(got)
+        unit_owners = assign_units(sizes, partitions)
+        pieces = []
+        for owner in owners:
+            got = owner.pieces.options(num_returns=partitions).remote(unit_owners)
             pieces.append(got if partitions > 1 else [got])
         scored = []
         for q, owner in enumerate(owners):
