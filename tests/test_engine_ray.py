@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import os
 import re
+import shutil
 import socket
 import sys
 from collections.abc import Iterator
@@ -405,3 +407,33 @@ def test_open_at_end_follows_the_log_clock_of_each_sessions_last_entry() -> None
     untimed = [([1, 2], [None, None]), ([3, 5], [None, None]), ([4], [None])]
     assert open_at_end(["a", "b", "c"], untimed, 100.0, lines=1) == {"b", "c"}
     assert open_at_end(["a", "b", "c"], untimed, 100.0) == {"a", "b", "c"}
+
+
+def test_a_ray_started_for_the_call_leaves_no_folder_behind(
+    logs: dict[str, Any], tmp_path: Path
+) -> None:
+    # Ray keeps a folder of every session it starts (/tmp/ray/session_*): the one a call
+    # starts lives in a folder of its own, removed when the call ends. A process of its
+    # own: this module's Ray is already running here.
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'logwarden[ray]')")
+    import subprocess
+    import tempfile
+
+    # A short root: Ray's socket paths under it must fit in 107 characters.
+    root = Path(tempfile.mkdtemp(prefix="lwt-", dir="/tmp"))
+    out = tmp_path / "v.jsonl"
+    env = {**os.environ, "TMPDIR": str(root), "RAY_TMPDIR": str(root)}
+    args = ["detect", logs["inputs"][0], "--model", str(logs["dir"] / "model"), "--engine", "ray"]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "logwarden", *args, "--jsonl", str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        assert len(out.read_text().splitlines()) > 10
+        assert list(root.iterdir()) == []
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -32,7 +32,10 @@ import gc
 import glob
 import math
 import os
+import shutil
 import socket
+import sys
+import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -77,6 +80,10 @@ class RayConfig:
     address: str | None = None
     num_cpus: int | None = None  # CPUs of a Ray started here (None: the usable cores)
     object_store_bytes: int | None = None  # its object store (None: Ray's default)
+    # Its root directory (sockets, logs, spilled objects). None: a new one under the
+    # system's temporary directory, removed when the call ends (Ray keeps a folder of each
+    # session it starts in /tmp/ray; a call a day would pile them up).
+    temp_dir: str | None = None
     range_bytes: int = 64 << 20  # files larger than this are split in ranges this large
     partitions: int | None = None  # session owners (None: the cluster's CPUs)
     max_line_bytes: int = 65536  # as ``read_raw_sessions``
@@ -161,6 +168,7 @@ def connect(config: RayConfig) -> bool:
                 address="local",  # a new Ray, even when one was started here by `ray start`
                 num_cpus=config.num_cpus or _usable_cores(),
                 object_store_memory=config.object_store_bytes,
+                _temp_dir=config.temp_dir,
                 _node_ip_address="127.0.0.1",  # a local Ray listens on loopback only
                 **quiet,
             )
@@ -171,6 +179,24 @@ def connect(config: RayConfig) -> bool:
             field="address",
         ) from None
     return True
+
+
+#: The longest root folder a Ray started here gets: its sockets' paths under it
+#: (``session_<date>_<time>_<us>_<pid>/sockets/plasma_store``, 63 characters) must fit
+#: in the 107 of a Unix socket's address.
+MAX_ROOT_CHARS = 44
+
+
+def _system_temp_dir() -> str:
+    """Where Ray itself would put its folder (its sockets' paths must stay short: /tmp on
+    macOS rather than the long per-user TMPDIR)."""
+    if "RAY_TMPDIR" in os.environ:
+        return os.environ["RAY_TMPDIR"]
+    if sys.platform.startswith("linux") and "TMPDIR" in os.environ:
+        return os.environ["TMPDIR"]
+    if sys.platform.startswith(("linux", "darwin")):
+        return "/tmp"
+    return tempfile.gettempdir()
 
 
 def _usable_cores() -> int:
@@ -887,8 +913,16 @@ def read_and_score(
     assert miner is not None
     ray = _import_ray()
     started = False
+    own_dir: str | None = None
     try:
         # Inside the try: an interrupt while a local Ray starts left its agents running.
+        if config.address is None and config.temp_dir is None and not ray.is_initialized():
+            own_dir = tempfile.mkdtemp(prefix="lw-ray-", dir=_system_temp_dir())
+            if len(own_dir) <= MAX_ROOT_CHARS:
+                config = replace(config, temp_dir=own_dir)
+            else:  # Ray's own folder, whose paths are shorter
+                os.rmdir(own_dir)
+                own_dir = None
         started = connect(config)
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         partitions = config.partitions or cpus
@@ -975,6 +1009,8 @@ def read_and_score(
     finally:
         if started or (config.address is None and ray.is_initialized()):
             ray.shutdown()
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
 
     first = np.concatenate([r["first"] for r in results])
     first_tie = np.concatenate([r["first_tie"] for r in results])
