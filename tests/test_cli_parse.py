@@ -418,11 +418,16 @@ def test_wrong_format_lines_are_kept_whole_and_counted(tmp_path: Path, capsys) -
 def test_unreadable_timestamps_are_counted_as_detect_counts_them(tmp_path: Path, capsys) -> None:
     """50 OpenStack lines with the hour 99: detect counted bad_timestamp 50, and the parse
     summary, which lists every skipped or altered line by reason, said nothing."""
+    from logwarden.io.formats import get_format
     from logwarden.io.ingest import read_raw_sessions
     from logwarden.sessions import SessionConfig
 
     lines = HDFS_LINES * 20
     bad = {3: "081109 993615", 17: "081340 203615", 18: "081109 206199", 40: "081109 99"}
+    bad.update({25: "081109 993615", 26: "081109 993615"})  # the scan reuses a line's time
+    for i in (50, 51, 52, 60, 61):  # for the next line of the same time text: good ones only
+        lines[i] = "081109 213000" + lines[i][13:]
+    lines[16] = "081109 203615" + lines[16][13:]  # the time of the bad date after it
     for i, head in bad.items():  # the same shape as good lines, but for the last one
         lines[i] = head + lines[i][13:]
     log = tmp_path / "hdfs.log"
@@ -433,6 +438,12 @@ def test_unreadable_timestamps_are_counted_as_detect_counts_them(tmp_path: Path,
         assert code == 0 and counts(err) == {"bad_timestamp": len(bad)}, (extra, err)
     read = read_raw_sessions([str(log)], "hdfs", SessionConfig(id_pattern=r"blk_-?\d+"))
     assert read.stats["bad_timestamp"] == len(bad)
+    table = read.sessions
+    by_line = {table.line_number(r): table.timestamps[r] for r in range(len(table.line_keys))}
+    fmt = get_format("hdfs")
+    for i, text in enumerate(lines):
+        want = None if i in bad else fmt.parse_time(" ".join(text.split()[:2]))
+        assert by_line[i + 1] == want, (i, text)
     log.write_text("\n".join(HDFS_LINES * 20) + "\n")
     code, err = run(["parse", str(log), "--format", "hdfs", "--out", str(out)], capsys)
     assert code == 0 and "bad_timestamp" not in err

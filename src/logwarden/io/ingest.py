@@ -345,6 +345,9 @@ class _Scan:
         bad_before = fmt.bad_timestamps
         names: tuple[str, ...] = ()
         name_groups: tuple[int, ...] = ()
+        last_a: str | None = None
+        last_b: str | None = None
+        last_ts: float | None = None
         for i, text in enumerate(batch):
             if not text:  # counted as an empty line only (it was an unmatched one too)
                 out.empty_at.append(i)
@@ -360,13 +363,21 @@ class _Scan:
                     if fmt.time_fields is not names:
                         names = fmt.time_fields
                         name_groups = tuple(groupindex[n] for n in names)
+                        last_ts = None
                     if len(name_groups) == 2:  # date and time, the usual case
                         a, b = m.group(*name_groups)
-                        joined = a + " " + b if a is not None and b is not None else (a or b or "")
+                        if last_ts is not None and b == last_b and a == last_a:
+                            ts = last_ts  # the line before's time text (many lines a second)
+                        else:
+                            joined = (
+                                a + " " + b if a is not None and b is not None else (a or b or "")
+                            )
+                            ts = times(joined) if joined else None
+                            last_a, last_b, last_ts = a, b, ts
                     else:
                         parts = [g for g in m.group(*name_groups, 0)[:-1] if g is not None]
                         joined = " ".join(parts)
-                    ts = times(joined) if joined else None
+                        ts = times(joined) if joined else None
                     if ts is None:  # the object path's fallbacks and counting
                         fields = {k: v for k, v in m.groupdict().items() if v is not None}
                         fields.pop("Content", None)
