@@ -909,7 +909,20 @@ class TemplateMiner:
         """Parse one message: its key (None: no template and ``learn`` off), parameter
         values, the slots they came from (cacheable per shape) and the change it made
         (UNCHANGED, CREATED or GENERALIZED)."""
-        plan, values, change = self._run(content, learn)
+        if not learn and not self._user_masks and not self._digit_skip:
+            # ``_run``'s first lookup inlined for the bulk scan's match-only calls, a million
+            # a minute: two Python calls were 6% of a scanned line's time.
+            self._clock += 1
+            fine = content.encode("utf-8", "surrogatepass").translate(_DIGIT_BYTES_TO_ZERO)
+            plan = self._digit_cache.get(fine)
+            if plan is not None:
+                tpl = self.templates_.get(plan.key)
+                if tpl is not None and tpl.version == plan.version:
+                    self._digit_hits += 1
+                    return plan.key, plan.extract(content.split()), plan.slots, UNCHANGED
+            plan, values, change = self._run_after_fine(content, False, fine, plan)
+        else:
+            plan, values, change = self._run(content, learn)
         if plan is None:
             return None, [], [], UNCHANGED
         return plan.key, values, plan.slots, change
@@ -953,14 +966,27 @@ class TemplateMiner:
         else:
             fine = content.encode("utf-8", "surrogatepass").translate(_DIGIT_BYTES_TO_ZERO)
             plan = self._digit_cache.get(fine)
-            if plan is not None:
-                if self._take(plan, learn):
-                    self._digit_hits += 1
-                    return plan, plan.extract(content.split()), UNCHANGED
-                del self._digit_cache[fine]
-            self._digit_misses += 1
-            if self._digit_misses >= _DIGIT_ROUND:
-                self._digit_round()
+            if plan is not None and self._take(plan, learn):
+                self._digit_hits += 1
+                return plan, plan.extract(content.split()), UNCHANGED
+            return self._run_after_fine(content, learn, fine, plan)
+        return self._run_shape(content, learn, None, user_values)
+
+    def _run_after_fine(
+        self, content: str, learn: bool, fine: bytes, stale: _Plan | None
+    ) -> tuple[_Plan | None, list[str], str]:
+        """``_run`` after a miss in the finer keys' cache (``stale``: the plan found there
+        that no longer holds, dropped)."""
+        if stale is not None:
+            del self._digit_cache[fine]
+        self._digit_misses += 1
+        if self._digit_misses >= _DIGIT_ROUND:
+            self._digit_round()
+        return self._run_shape(content, learn, fine, None)
+
+    def _run_shape(
+        self, content: str, learn: bool, fine: bytes | None, user_values: list[str] | None
+    ) -> tuple[_Plan | None, list[str], str]:
         if user_values is None:
             shape = _NUMBER_RUN.sub("0", content)
         else:  # user masks may treat digits in any way: only same-length shapes
