@@ -520,3 +520,39 @@ def test_fold_models_travel_in_the_bundle(markov_model: DeepLog, tmp_path) -> No
     missing = {k: v for k, v in arrays.items() if k != "keys/fold1/out.bias"}
     with pytest.raises(BundleError):
         DeepLog.from_state(meta, missing)
+
+
+def test_repeated_sessions_are_judged_once_and_alike(grammar_model: DeepLog) -> None:
+    # assess judges each distinct key sequence once and copies the outcome to its repeats:
+    # every per-session and per-position figure must be what judging each alone gives.
+    km = grammar_model.model_
+    normal = grammar(40, seed=7)
+    odd = [["A", "B", "Q", "C"], ["A", "C", "B"], ["A"]]  # unseen key, odd order, early end
+    sessions = [km.encode(s) for s in (normal[:20] + odd + normal[:20] + odd[::-1])]
+    together = km.assess(sessions, keep_probs=True)
+    assert len({s.tobytes() for s in sessions}) < len(sessions)
+    assert together.first.max() >= 0
+    for i, s in enumerate(sessions):
+        alone = km.assess([s], keep_probs=True)
+        a, b = together.scores.offsets[i], together.scores.offsets[i + 1]
+        for name in ("first", "statistic", "unseen_key", "unseen_transition", "p_value"):
+            np.testing.assert_array_equal(getattr(together, name)[i : i + 1], getattr(alone, name))
+        for name in ("count_exceeded", "rule_p"):
+            x, y = getattr(together, name), getattr(alone, name)
+            assert (x is None) == (y is None)
+            if x is not None:
+                np.testing.assert_array_equal(x[i : i + 1], y)
+        for name in ("flags", "new_transition"):
+            np.testing.assert_array_equal(getattr(together, name)[a:b], getattr(alone, name))
+        for name in ("target", "rank", "prob"):
+            np.testing.assert_array_equal(
+                getattr(together.scores, name)[a:b], getattr(alone.scores, name)
+            )
+        rows = together.scores.window_rows[a:b]
+        np.testing.assert_array_equal(
+            together.scores.windows[rows], alone.scores.windows[alone.scores.window_rows]
+        )
+        assert together.scores.probs is not None and alone.scores.probs is not None
+        np.testing.assert_array_equal(
+            together.scores.probs[rows], alone.scores.probs[alone.scores.window_rows]
+        )
