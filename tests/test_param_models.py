@@ -294,6 +294,36 @@ def test_numpy_inference_matches_torch(fitted: ParamModels) -> None:
     np.testing.assert_allclose(ParamNetNumpy(w, 1).predict(x), ref, rtol=1e-4, atol=1e-5)
 
 
+def test_distinct_rows_groups_equal_bytes_and_survives_collisions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from logwarden.models import numpy_nets
+    from logwarden.models.numpy_nets import distinct_rows
+
+    rng = np.random.default_rng(3)
+    base = (rng.integers(0, 40, size=(50, 6)) / 7).astype(np.float32)
+    base[1, 2], base[2, 2], base[3, 2] = np.nan, 0.0, -0.0  # NaN equals NaN; 0.0 != -0.0
+    base[4] = base[3]
+    base[4, 2] = 0.0  # equal values, other bytes
+    rows = base[rng.integers(0, len(base), 400)]
+    rows[:5] = base[:5]
+    rows[-1] = base[1]
+    rows[-2] = base[1]
+
+    def check() -> None:
+        first, inverse = distinct_rows(rows)
+        raw = [r.tobytes() for r in rows]
+        assert len(first) == len(set(raw))
+        assert [raw[i] for i in first[inverse]] == raw  # every row's group is its own bytes
+        assert len({raw[i] for i in first}) == len(first)
+
+    check()
+    assert distinct_rows(rows)[1][-1] == distinct_rows(rows)[1][-2]
+    # Every row hashed alike (a collision everywhere): the check falls back to the bytes.
+    monkeypatch.setattr(numpy_nets, "_MIX", np.uint64(0))
+    check()
+
+
 def test_confidence_levels() -> None:
     assert ParamModelConfig(confidence=0.999).z == pytest.approx(3.2905, abs=1e-3)
     assert ParamModelConfig(confidence=0.99).z == pytest.approx(2.5758, abs=1e-3)
