@@ -294,10 +294,7 @@ def test_numpy_inference_matches_torch(fitted: ParamModels) -> None:
     np.testing.assert_allclose(ParamNetNumpy(w, 1).predict(x), ref, rtol=1e-4, atol=1e-5)
 
 
-def test_distinct_rows_groups_equal_bytes_and_survives_collisions(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from logwarden.models import numpy_nets
+def test_distinct_rows_groups_equal_bytes_and_survives_collisions() -> None:
     from logwarden.models.numpy_nets import distinct_rows
 
     rng = np.random.default_rng(3)
@@ -310,8 +307,8 @@ def test_distinct_rows_groups_equal_bytes_and_survives_collisions(
     rows[-1] = base[1]
     rows[-2] = base[1]
 
-    def check() -> None:
-        first, inverse = distinct_rows(rows)
+    def check(mix: int | None = None) -> None:
+        first, inverse = distinct_rows(rows) if mix is None else distinct_rows(rows, mix)
         raw = [r.tobytes() for r in rows]
         assert len(first) == len(set(raw))
         assert [raw[i] for i in first[inverse]] == raw  # every row's group is its own bytes
@@ -320,8 +317,7 @@ def test_distinct_rows_groups_equal_bytes_and_survives_collisions(
     check()
     assert distinct_rows(rows)[1][-1] == distinct_rows(rows)[1][-2]
     # Every row hashed alike (a collision everywhere): the check falls back to the bytes.
-    monkeypatch.setattr(numpy_nets, "_MIX", np.uint64(0))
-    check()
+    check(mix=0)
 
 
 def test_confidence_levels() -> None:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 
 __all__ = [
+    "HASH_MIX",
     "KeyNetNumpy",
     "ParamNetNumpy",
     "ParamNetStack",
@@ -52,21 +53,23 @@ def rows_times(a: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.matmul(a.reshape(tiles, _TILE, k), w).reshape(tiles * _TILE, w.shape[1])[:n]
 
 
-_MIX = np.uint64(0x9E3779B97F4A7C15)
+#: The multiplier of ``distinct_rows``' hash (the golden ratio's 64-bit fraction).
+HASH_MIX = 0x9E3779B97F4A7C15
 
 
-def distinct_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def distinct_rows(a: np.ndarray, mix: int = HASH_MIX) -> tuple[np.ndarray, np.ndarray]:
     """The first row of each distinct row of ``a`` (2-D, 4-byte items) and which one every
     row is, comparing bytes, not values (NaN equals NaN; 0.0 and -0.0 stay apart). Rows
     are told apart by a 64-bit hash of their bytes, sorted as integers (2.4x faster than
     sorting the rows' bytes), and the grouping is checked against the rows themselves: a
-    collision falls back to sorting the bytes."""
+    collision falls back to sorting the bytes (``mix``: the hash's multiplier)."""
     n = a.shape[0]
+    factor = np.uint64(mix)
     words = np.ascontiguousarray(a).view(np.uint32).reshape(n, -1)
     h = np.zeros(n, dtype=np.uint64)
     for column in words.T:
         h ^= column
-        h *= _MIX
+        h *= factor
         h ^= h >> np.uint64(29)
     _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
