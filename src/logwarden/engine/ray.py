@@ -984,6 +984,9 @@ def read_and_score(
                     templates, offsets, mine, partitions, *[refs[1 + p] for refs in scans]
                 )
             )
+        # The scans' parts are held by the load tasks now: dropped from the object store
+        # as those end, not at the end of the call (each phase's outputs likewise below).
+        del scans
         sizes: Counter[tuple[int, int | None]] = Counter()
         for got in _get(ray, loads):
             sizes.update(got)
@@ -998,10 +1001,12 @@ def read_and_score(
                 *[pieces[p][q] for p in range(partitions)]
             )
             scored.append(got if partitions > 1 else [got])
+        del pieces
         finals = [
             owner.verdicts.remote(diagnose, *[scored[q][p] for q in range(partitions)])
             for p, owner in enumerate(owners)
         ]
+        del scored
         results = _get(ray, finals)
         for owner in owners:
             ray.kill(owner)
