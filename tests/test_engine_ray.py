@@ -256,7 +256,9 @@ def test_an_empty_input_writes_an_empty_jsonl_on_ray_too(
             assert out.read_text(encoding="utf-8") == "", (command, tag)
 
 
-def test_clear_errors(logs: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+def test_clear_errors(
+    logs: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: Any, tmp_path: Path
+) -> None:
     det = Detector.load(logs["dir"] / "model")
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -267,6 +269,14 @@ def test_clear_errors(logs: dict[str, Any], monkeypatch: pytest.MonkeyPatch, cap
         connect(RayConfig(address="nowhere"))
     with pytest.raises(ConfigError, match="standard input"):
         read_and_score(det, ["-"])
+    # A pipe: its workers read the inputs, and again for the lines verdicts show (and
+    # opening a pipe waits for a writer): refused before anything is opened.
+    fifo = tmp_path / "pipe.log"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="pipe or a device"):
+        read_and_score(det, [logs["inputs"][0], str(fifo)])
+    with pytest.raises(ConfigError, match="pipe or a device"):
+        plan_ranges([str(tmp_path / "pipe.*")], 4096)
     windows = Detector.load(logs["dir"] / "model")
     windows.input = windows.input.override(window=10)
     with pytest.raises(ConfigError, match="not windows"):

@@ -34,6 +34,7 @@ import math
 import os
 import shutil
 import socket
+import stat
 import sys
 import tempfile
 import zlib
@@ -214,7 +215,22 @@ def plan_ranges(inputs: Sequence[str], range_bytes: int, workers: int = 1) -> li
     as ranges that start at line starts, other files whole. A range is ``range_bytes`` at
     most, and smaller when that gives each of ``workers`` a share (1 MiB at least).
     Globs are expanded as ``LineReader`` does; a pattern that matches nothing and a file
-    that cannot be opened are kept as given, for the reading task to report."""
+    that cannot be opened are kept as given, for the reading task to report. Raises
+    ConfigError for standard input, a pipe or a device."""
+    paths = _input_paths(inputs)
+    total = 0
+    for path in paths:
+        with contextlib.suppress(OSError):
+            total += os.path.getsize(path)
+    share = max(1 << 20, -(-total // max(1, workers)))
+    size = min(range_bytes, share)
+    return [part for path in paths for part in _file_ranges(path, size)]
+
+
+def _input_paths(inputs: Sequence[str]) -> list[str]:
+    """The input files, globs expanded; stdin, pipes and devices refused: the workers read
+    the files, and read the lines verdicts show again at the end (a pipe is drained by the
+    first read, and opening one waits for a writer)."""
     if any(name == "-" for name in inputs):
         raise ConfigError("the Ray engine reads files, not standard input", field="engine")
     paths: list[str] = []
@@ -223,13 +239,18 @@ def plan_ranges(inputs: Sequence[str], range_bytes: int, workers: int = 1) -> li
             paths.extend(sorted(glob.glob(name, recursive=True)) or [name])
         else:
             paths.append(name)
-    total = 0
     for path in paths:
-        with contextlib.suppress(OSError):
-            total += os.path.getsize(path)
-    share = max(1 << 20, -(-total // max(1, workers)))
-    size = min(range_bytes, share)
-    return [part for path in paths for part in _file_ranges(path, size)]
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue  # reported by the task that reads it
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            raise ConfigError(
+                f"the Ray engine reads regular files: {path} is a pipe or a device "
+                "(use the local engine, or write it to a file first)",
+                field="engine",
+            )
+    return paths
 
 
 def _file_ranges(path: str, range_bytes: int) -> list[str | FileRange]:
@@ -907,8 +928,7 @@ def read_and_score(
     fmt_spec, session = _check(detector)
     if not paths:
         raise DataError("no input files")
-    if any(name == "-" for name in paths):
-        raise ConfigError("the Ray engine reads files, not standard input", field="engine")
+    _input_paths(paths)  # before a Ray starts: stdin, pipes and devices are refused
     miner = detector.miner
     assert miner is not None
     ray = _import_ray()
