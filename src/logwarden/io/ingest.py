@@ -1230,11 +1230,13 @@ class _Streamer:
         if self.invalid:
             bad = self.invalid
             valid = [None if r in bad else t for r, t in zip(flat, stamps, strict=True)]
-        members: list[list[int]] = []
+        # A chunk's sessions hold consecutive rows of its table: ranges, not lists of every
+        # row (built and pickled to a scoring worker, 11M of them at full HDFS size).
+        members: list[Sequence[int]] = []
         bounds = [0]
         begin = 0
         for _, rows, _ in done:
-            members.append(list(range(begin, begin + len(rows))))
+            members.append(range(begin, begin + len(rows)))
             begin += len(rows)
             bounds.append(begin)
         values, starts = _take_values(self.values, self.vstart.array(), flat)

@@ -809,7 +809,7 @@ class SessionTable(Sequence[Session]):
     def __init__(
         self,
         ids: list[str],
-        members: list[list[int]],
+        members: Sequence[Sequence[int]],
         texts: Sequence[str],
         content_of: Callable[[str], str],
         keys: list[int],
