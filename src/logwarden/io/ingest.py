@@ -1095,15 +1095,21 @@ class _Streamer:
         self.vstart.extend(res.counts)
         self.kinds.extend(res.kinds)
         self.multi = {base + r: found for r, found in res.multi.items()} if res.multi else {}
-        # The log clock after each line of the batch (NaN before the first timestamp).
+        # The log clock after each line of the batch (NaN before the first timestamp): the
+        # running maximum of the valid times, in C (fmax passes over NaN, a missing time).
         clock = self.clock
         clocks: list[float] = []
-        for t in res.valid:
-            if t is not None and not t <= clock:  # also when the clock is NaN
-                clock = t
-                if math.isnan(self.first_clock):
-                    self.first_clock = t
-            clocks.append(clock)
+        if res.valid:
+            import numpy as np
+
+            times = np.array(res.valid, dtype=np.float64)  # None: NaN
+            if math.isnan(self.first_clock):
+                timed = np.flatnonzero(~np.isnan(times))
+                if len(timed):
+                    self.first_clock = float(times[timed[0]])
+            times[0] = np.fmax(times[0], clock)
+            clocks = np.fmax.accumulate(times).tolist()
+            clock = clocks[-1]
         self.clock = clock
         timeout = self.timeout
         self._group(res.groups, base, clocks, timeout)
