@@ -18,6 +18,7 @@ import re
 import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -105,7 +106,15 @@ def cluster() -> Iterator[Any]:
     import ray
     from ray.cluster_utils import Cluster
 
-    local = {"node_ip_address": "127.0.0.1", "num_cpus": 1, "object_store_memory": 80 << 20}
+    # Its folders (sockets, logs) in a short directory of its own, removed at the end: Ray
+    # keeps one under /tmp/ray for every cluster it starts.
+    root = tempfile.mkdtemp(prefix="lwt-", dir="/tmp")
+    local = {
+        "node_ip_address": "127.0.0.1",
+        "num_cpus": 1,
+        "object_store_memory": 80 << 20,
+        "temp_dir": root,
+    }
     c = Cluster(initialize_head=True, head_node_args={**local, "include_dashboard": False})
     c.add_node(**local)
     ray.init(
@@ -117,6 +126,7 @@ def cluster() -> Iterator[Any]:
         ray.shutdown()
         c.shutdown()
         env.undo()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def positions_of(data: Any) -> list[tuple[list[int], list[float | None]]]:
@@ -427,7 +437,6 @@ def test_a_ray_started_for_the_call_leaves_no_folder_behind(
     # own: this module's Ray is already running here.
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'logwarden[ray]')")
     import subprocess
-    import tempfile
 
     # A short root: Ray's socket paths under it must fit in 107 characters.
     root = Path(tempfile.mkdtemp(prefix="lwt-", dir="/tmp"))
