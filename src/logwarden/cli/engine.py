@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 from typing import TYPE_CHECKING
 
@@ -16,6 +15,7 @@ from logwarden.cli.common import (
     writing,
 )
 from logwarden.cli.inputs import check_format_fit, note_partial_last_lines
+from logwarden.heap import no_cycle_collection
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -63,22 +63,12 @@ def read_on_ray(
             "--engine ray completes sessions at the end of input only: --idle-timeout is the "
             "local engine's"
         )
-    # As ``read_inputs``: the verdicts and positions of every session arrive here, millions
-    # of small objects in no cycle, kept until the command ends (main unfreezes them).
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    # As ``read_inputs``: the verdicts and positions of every session arrive here, kept
+    # until the command ends.
+    with no_cycle_collection(freeze=True):
         result = read_and_score(
-            detector,
-            args.inputs,
-            RayConfig(address=args.address),
-            labels=labels,
-            diagnose=diagnose,
+            detector, args.inputs, RayConfig(address=args.address), labels=labels, diagnose=diagnose
         )
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
     data = result.inputs
     report_stats("read", data.stats, data.entries, len(data.ids), detector.input.format)
     check_format_fit(detector, args, data.stats)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import gc
 import math
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -18,6 +17,7 @@ from logwarden.cli.common import (
     report_stats,
     warn_better_format,
 )
+from logwarden.heap import no_cycle_collection
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -269,12 +269,8 @@ def read_inputs(
     ``only``, ``idle_timeout``: see ``Detector.read``."""
     spec = detector.input
     workers = workers_for(args, learn=learn, raw=spec.input_format == "raw")
-    # Millions of small objects, none in a reference cycle: the cyclic collector would
-    # rescan them over and over while reading (40% of the time), and again later. The
-    # sessions live until the command ends; main unfreezes when it returns.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    # The sessions live until the command ends (frozen; main unfreezes when it returns).
+    with no_cycle_collection(freeze=True):
         data = detector.read(
             args.inputs,
             learn=learn,
@@ -284,10 +280,6 @@ def read_inputs(
             only=only,
             idle_timeout=idle_timeout,
         )
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
     if spec.input_format == "sequences":
         warn_not_sequences(data.keys)
     if spec.input_format == "raw":
@@ -518,11 +510,5 @@ def one_blas_thread() -> Any:
 def scoring_scope() -> Iterator[None]:
     """Around a streamed ``detect``/``eval``: the cyclic collector off (millions of
     short-lived small objects, none in a cycle; see ``read_inputs``) and one BLAS thread."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        with one_blas_thread():
-            yield
-    finally:
-        if enabled:
-            gc.enable()
+    with no_cycle_collection(), one_blas_thread():
+        yield

@@ -28,7 +28,7 @@ installed there (the workers import it).
 from __future__ import annotations
 
 import contextlib
-import gc
+import functools
 import glob
 import math
 import os
@@ -39,15 +39,16 @@ import sys
 import tempfile
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from logwarden.errors import ConfigError, DataError, LogwardenError, NotFittedError
+from logwarden.heap import no_cycle_collection
 from logwarden.io.sources import FileRange, whole_only
 from logwarden.records import Stats
 
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
     from logwarden.detect.estimator import Verdict
     from logwarden.models.params import ParamScores
     from logwarden.sessions import SessionConfig
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 __all__ = [
     "RayConfig",
@@ -291,21 +294,19 @@ def _next_line_start(fh: Any, at: int) -> int:
 # --- the scan task -----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _no_cycle_collector(freeze: bool = False) -> Iterator[None]:
-    """The cyclic collector off while a task builds millions of small objects, none in a
-    cycle (the local engine's read turns it off too): it would rescan them over and over
-    (a third of an owner's time at full HDFS size). ``freeze``: what was built lives on
-    (an owner's table), never to be scanned again."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if freeze:
-            gc.freeze()
-        if enabled:
-            gc.enable()
+def _without_cycle_collection(freeze: bool = False) -> Callable[[_F], _F]:
+    """A task or an owner's step run with the cyclic collector off (``no_cycle_collection``):
+    a plain wrapper, which Ray pickles where a context manager's generator would not go."""
+
+    def wrap(fn: _F) -> _F:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with no_cycle_collection(freeze):
+                return fn(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+    return wrap
 
 
 def _nan_none(values: Sequence[float | None]) -> np.ndarray:
@@ -319,6 +320,7 @@ def _none_nan(values: np.ndarray) -> list[float | None]:
     return out
 
 
+@_without_cycle_collection()
 def scan_range(
     item: str | FileRange,
     fmt_spec: str,
@@ -337,21 +339,6 @@ def scan_range(
     its sessions (ids, entry counts) and their entries' columns, unknown lines' keys as
     ``-(1 + their index among the range's unknown lines)``.
     """
-    with _no_cycle_collector():
-        return _scan_range(
-            item, fmt_spec, config, parser_state, partitions, max_line_bytes, keep_values
-        )
-
-
-def _scan_range(
-    item: str | FileRange,
-    fmt_spec: str,
-    config: SessionConfig,
-    parser_state: dict[str, Any],
-    partitions: int,
-    max_line_bytes: int,
-    keep_values: dict[int, list[int]] | None,
-) -> list[Any]:
     from logwarden.io.ingest import read_raw_sessions
     from logwarden.parsing import TemplateMiner
     from logwarden.sessions import SessionTable
@@ -542,6 +529,7 @@ class SessionOwner:
         self.fmt_spec = fmt_spec
         self.partitions = 1
 
+    @_without_cycle_collection(freeze=True)  # the table lives until the actor ends
     def load(
         self,
         templates: dict[str, str],
@@ -553,37 +541,6 @@ class SessionOwner:
         """``offsets``: lines before each range; ``unknown``: per range, its unknown lines'
         keys (negative), values and kinds by their index among the range's unknown lines.
         Returns the length of each parameter-model unit's series among its sessions."""
-        with _no_cycle_collector(freeze=True):  # the table lives until the actor ends
-            return self._load(templates, offsets, unknown, partitions, *parts)
-
-    def pieces(self, owners: dict[tuple[int, int | None], int]) -> Any:
-        """The series, one dict of pieces per unit owner (``owners``: the unit's owner)."""
-        pieces: list[dict[Any, Any]] = [{} for _ in range(self.partitions)]
-        for unit, piece in self.series.items():
-            pieces[owners[unit]][unit] = piece
-        self.series = {}
-        return pieces if self.partitions > 1 else pieces[0]
-
-    def score_units(self, *pieces: dict[Any, Any]) -> Any:
-        """The units this owner scores, each over its whole series; one dict of
-        ``ParamScores`` per session owner, entries referred to by its session indices."""
-        with _no_cycle_collector():
-            return self._score_units(*pieces)
-
-    def verdicts(self, diagnose: bool, *scored: dict[Any, ParamScores]) -> dict[str, Any]:
-        """Its sessions' verdicts (with their workflow diagnosis when ``diagnose``), keys,
-        first lines and entry positions."""
-        with _no_cycle_collector():
-            return self._verdicts(diagnose, *scored)
-
-    def _load(
-        self,
-        templates: dict[str, str],
-        offsets: list[int],
-        unknown: list[dict[int, tuple[int, list[str], tuple[str, ...]]]],
-        partitions: int,
-        *parts: dict[str, Any],
-    ) -> Any:
         from logwarden.sessions import FlatValues, SessionTable
 
         self.partitions = partitions
@@ -667,7 +624,18 @@ class SessionOwner:
                 self.series[unit] = (series, self.first[sessions], self.first_tie[sessions])
         return {unit: len(piece[0]) for unit, piece in self.series.items()}
 
-    def _score_units(self, *pieces: dict[Any, Any]) -> Any:
+    def pieces(self, owners: dict[tuple[int, int | None], int]) -> Any:
+        """The series, one dict of pieces per unit owner (``owners``: the unit's owner)."""
+        pieces: list[dict[Any, Any]] = [{} for _ in range(self.partitions)]
+        for unit, piece in self.series.items():
+            pieces[owners[unit]][unit] = piece
+        self.series = {}
+        return pieces if self.partitions > 1 else pieces[0]
+
+    @_without_cycle_collection()
+    def score_units(self, *pieces: dict[Any, Any]) -> Any:
+        """The units this owner scores, each over its whole series; one dict of
+        ``ParamScores`` per session owner, entries referred to by its session indices."""
         from logwarden.models.params import KeySeries
 
         out: list[dict[Any, ParamScores]] = [{} for _ in pieces]
@@ -697,7 +665,10 @@ class SessionOwner:
                 out[p][unit] = _take(scored, by == p)
         return out if len(out) > 1 else out[0]
 
-    def _verdicts(self, diagnose: bool, *scored: dict[Any, ParamScores]) -> dict[str, Any]:
+    @_without_cycle_collection()
+    def verdicts(self, diagnose: bool, *scored: dict[Any, ParamScores]) -> dict[str, Any]:
+        """Its sessions' verdicts (with their workflow diagnosis when ``diagnose``), keys,
+        first lines and entry positions."""
         model = self.model
         # What ``Detector.verdicts`` does with a read's templates.
         known = set(model.keys_)
