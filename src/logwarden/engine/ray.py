@@ -899,7 +899,7 @@ def read_and_score(
     fmt_spec, session = _check(detector)
     if not paths:
         raise DataError("no input files")
-    _input_paths(paths)  # before a Ray starts: stdin, pipes and devices are refused
+    expanded = _input_paths(paths)  # before a Ray starts: stdin, pipes and devices refused
     miner = detector.miner
     assert miner is not None
     ray = _import_ray()
@@ -917,7 +917,7 @@ def read_and_score(
         started = connect(config)
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         partitions = config.partitions or cpus
-        items = plan_ranges(paths, config.range_bytes, cpus)
+        items = plan_ranges(expanded, config.range_bytes, cpus)  # globs expanded once
         scan = ray.remote(num_cpus=1)(scan_range).options(
             num_returns=1 + partitions, scheduling_strategy="SPREAD"
         )
