@@ -7,6 +7,7 @@ i, f, o, g so that one sigmoid covers three gates.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 
 import numpy as np
@@ -83,6 +84,8 @@ def distinct_rows(a: np.ndarray, mix: int = HASH_MIX) -> tuple[np.ndarray, np.nd
 class KeyNetNumpy:
     """Forward pass of the key network from its weights (PyTorch LSTM layout)."""
 
+    _CHUNK = 1024  # rows of a depth at a time (about: a slice ends with its parents' children)
+
     def __init__(self, weights: dict[str, np.ndarray], layers: int) -> None:
         self.layers = layers
         w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
@@ -98,6 +101,12 @@ class KeyNetNumpy:
         self._b = [None] + [
             w[f"lstm.bias_ih_l{k}"] + w[f"lstm.bias_hh_l{k}"] for k in range(1, layers)
         ]
+        # The sigmoid gates' columns halved once here, not every pre-activation in every
+        # pass (sigmoid(v) = (tanh(v / 2) + 1) / 2): halving is exact in binary floating
+        # point, so every product and sum comes out as before, halved.
+        hsz = self._whh[0].shape[0]
+        for m in [self._x0, *self._whh, *self._wih[1:], *self._b[1:]]:
+            m[..., : 3 * hsz] *= 0.5
         self._wout = pad_columns(w["out.weight"].T)
         self._bout = w["out.bias"]
         self._vocab = len(self._bout)
@@ -125,7 +134,6 @@ class KeyNetNumpy:
     def _forward_shared(self, windows: np.ndarray) -> np.ndarray:
         n, steps = windows.shape
         hsz = self.hidden
-        width = self._gates
         n_keys = self._x0.shape[0]
         hs = [np.zeros((1, hsz), dtype=np.float32) for _ in range(self.layers)]
         cs = [np.zeros((1, hsz), dtype=np.float32) for _ in range(self.layers)]
@@ -133,23 +141,29 @@ class KeyNetNumpy:
         for t in range(steps):
             child, node = np.unique(node * n_keys + windows[:, t], return_inverse=True)
             node = node.reshape(-1)
-            parent = child // n_keys
-            x = self._x0[child % n_keys]
-            for layer in range(self.layers):
-                if layer > 0:
-                    x = rows_times(hs[layer - 1], self._wih[layer])[:, :width] + self._b[layer]
-                gates = x + rows_times(hs[layer][parent], self._whh[layer])[:, :width]
-                ifo = gates[:, : 3 * hsz]
-                ifo *= 0.5  # sigmoid(x) = (tanh(x / 2) + 1) / 2
-                np.tanh(ifo, out=ifo)
-                ifo += 1.0
-                ifo *= 0.5
-                g = np.tanh(gates[:, 3 * hsz :])
-                c = cs[layer][parent] * ifo[:, hsz : 2 * hsz]
-                c += ifo[:, :hsz] * g
-                h = np.tanh(c)
-                h *= ifo[:, 2 * hsz :]
-                hs[layer], cs[layer] = h, c
+            parent = child // n_keys  # sorted: a node's children are next to each other
+            x0 = self._x0[child % n_keys]
+            m = len(child)
+            new_h = [np.empty((m, hsz), dtype=np.float32) for _ in range(self.layers)]
+            new_c = [np.empty((m, hsz), dtype=np.float32) for _ in range(self.layers)]
+            # Parents a slice at a time, their children with them: the recurrent product
+            # runs once per parent, not per child, and the gate arrays stay in cache.
+            first_child = np.searchsorted(parent, np.arange(len(hs[0]) + 1))
+            cuts = [*np.unique(parent[:: self._CHUNK]).tolist(), len(hs[0])]
+            for up, to in itertools.pairwise(cuts):
+                rows = slice(int(first_child[up]), int(first_child[to]))
+                local = parent[rows] - up
+                for layer in range(self.layers):
+                    if layer == 0:
+                        gates = x0[rows].copy()
+                    else:
+                        gates = rows_times(new_h[layer - 1][rows], self._wih[layer])
+                        gates = gates[:, : self._gates] + self._b[layer]
+                    gates += rows_times(hs[layer][up:to], self._whh[layer])[local, : self._gates]
+                    c = new_c[layer][rows]
+                    c[:] = cs[layer][up:to][local]
+                    new_h[layer][rows] = _cell(gates, c, hsz, halved=True)
+            hs, cs = new_h, new_c
         logits = rows_times(hs[-1], self._wout)[:, : self._vocab] + self._bout
         logits -= logits.max(axis=1, keepdims=True)
         np.exp(logits, out=logits)
@@ -157,11 +171,13 @@ class KeyNetNumpy:
         return logits[node]
 
 
-def _cell(g: np.ndarray, c: np.ndarray, hsz: int) -> np.ndarray:
+def _cell(g: np.ndarray, c: np.ndarray, hsz: int, halved: bool = False) -> np.ndarray:
     """One LSTM step from its gate pre-activations ``g`` (columns i, f, o, g; overwritten):
-    updates the cell state ``c`` in place and returns the hidden state."""
+    updates the cell state ``c`` in place and returns the hidden state. ``halved``: the
+    sigmoid gates' pre-activations come halved already (``KeyNetNumpy``'s weights)."""
     sig = g[:, : 3 * hsz]  # sigmoid(v) = (tanh(v / 2) + 1) / 2, in place
-    sig *= 0.5
+    if not halved:
+        sig *= 0.5
     np.tanh(sig, out=sig)
     sig += 1.0
     sig *= 0.5
