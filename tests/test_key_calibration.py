@@ -522,6 +522,39 @@ def test_fold_models_travel_in_the_bundle(markov_model: DeepLog, tmp_path) -> No
         DeepLog.from_state(meta, missing)
 
 
+def test_shared_verdicts_of_repeats_are_the_verdicts_each_alone_gets(
+    grammar_model: DeepLog,
+) -> None:
+    # share=True builds one verdict per key sequence and score and gives its repeats
+    # twins of it: the same fields as the verdicts without sharing, distinct objects with
+    # their own ids; their lists and diagnosis are shared (read-only use).
+    normal = grammar(30, seed=7)
+    odd = [["A", "B", "Q", "C"], ["A", "C", "B"], ["A"]]  # unseen key, odd order, early end
+    sessions = normal[:15] + odd + normal[:15] + odd[::-1] + odd
+    ids = [f"s{i}" for i in range(len(sessions))]
+    plain = grammar_model.verdicts(sessions, ids=ids)
+    shared = grammar_model.verdicts(sessions, ids=ids, share=True)
+    assert sum(v.anomalous for v in shared) >= 3 * len(odd)
+    assert any(v.diagnosis is not None for v in shared)
+    assert [v.to_dict() for v in shared] == [v.to_dict() for v in plain]
+    assert len({id(v) for v in shared}) == len(shared)
+    first = {}
+    for s, v in zip(sessions, shared, strict=True):
+        if v.anomalous:
+            twin = first.setdefault(tuple(s), v)
+            assert v.expected is twin.expected and v.diagnosis is twin.diagnosis
+    assert len(first) == len(odd)
+    # Without sharing, or with raw lines (attached to each diagnosis after), every verdict
+    # has its own objects.
+    lines = [[f"line {k}" for k in s] for s in sessions]
+    for vs in (plain, grammar_model.verdicts(sessions, ids=ids, lines=lines, share=True)):
+        flagged = [v for v in vs if v.anomalous]
+        assert len({id(v.expected) for v in flagged}) == len(flagged)
+        assert len({id(v.diagnosis) for v in flagged if v.diagnosis}) == sum(
+            v.diagnosis is not None for v in flagged
+        )
+
+
 def test_repeated_sessions_are_judged_once_and_alike(grammar_model: DeepLog) -> None:
     # assess judges each distinct key sequence once and copies the outcome to its repeats:
     # every per-session and per-position figure must be what judging each alone gives.

@@ -387,10 +387,12 @@ def stream_inputs(
     sessions, not the whole input. Report what was read with ``report_stream`` after it."""
     spec = detector.input
     workers = workers_for(args, learn=False, raw=spec.input_format == "raw")
-    # Verdicts need only the values the parameter models read (see Detector.stream).
+    # Verdicts need only the values the parameter models read (see Detector.stream), and
+    # the commands only read them (share).
     return detector.stream(
-        args.inputs, labels=labels, workers=workers, diagnose=diagnose, values="modelled"
-    )
+        args.inputs, labels=labels, workers=workers, diagnose=diagnose, values="modelled",
+        share=True,
+    )  # fmt: skip
 
 
 def report_stream(stream: VerdictStream, args: argparse.Namespace) -> None:

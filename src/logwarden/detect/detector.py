@@ -250,12 +250,15 @@ class Detector:
             self.model.train_info_["longest_gap"] = longest_gaps(data.events)
         return self
 
-    def verdicts(self, data: Inputs, *, diagnose: bool = True) -> list[Verdict]:
+    def verdicts(
+        self, data: Inputs, *, diagnose: bool = True, share: bool = False
+    ) -> list[Verdict]:
         """One explained verdict per session of ``data``; ``diagnose``: with the workflow
-        diagnosis of each anomaly (a search per anomaly: ``eval``'s counts do without)."""
+        diagnosis of each anomaly (a search per anomaly: ``eval``'s counts do without);
+        ``share``: as for ``DeepLog.verdicts`` (for readers that change no verdict)."""
         self._learn_texts(data.templates)
         verdicts = self.model.verdicts(
-            data.keys, data.ids, data.lines, events=data.events, diagnose=diagnose
+            data.keys, data.ids, data.lines, events=data.events, diagnose=diagnose, share=share
         )
         attach_places(verdicts, session_places(data), data.files)
         return verdicts
@@ -279,6 +282,7 @@ class Detector:
         diagnose: bool = True,
         chunk_sessions: int = 8192,
         values: str = "all",
+        share: bool = False,
     ) -> VerdictStream:
         """Verdicts of raw logs in bounded memory: each session is scored once complete
         (``InputSpec.idle_timeout`` past its last line in log time, or the end of input; see
@@ -291,11 +295,13 @@ class Detector:
         without the column path are read whole and given as one chunk. ``values``:
         ``"all"`` keeps every parameter value of the chunks' sessions; ``"modelled"`` only
         those the parameter models read (the others read as empty or are left out), all
-        the verdicts need: less to pass to workers and to hold (``detect``, ``eval``)."""
+        the verdicts need: less to pass to workers and to hold (``detect``, ``eval``).
+        ``share``: verdicts of sessions read whole (sequences, jsonl) as ``verdicts(...,
+        share=True)`` gives them, for a reader that changes none."""
         if values not in ("all", "modelled"):
             raise ValueError(f"values is 'all' or 'modelled', not {values!r}")
         return VerdictStream(
-            self, paths, labels, workers, diagnose, chunk_sessions, values == "modelled"
+            self, paths, labels, workers, diagnose, chunk_sessions, values == "modelled", share
         )
 
     def predict(self, data: Inputs) -> np.ndarray:
@@ -410,9 +416,11 @@ class VerdictStream:
         diagnose: bool,
         chunk_sessions: int,
         modelled_values: bool = False,
+        share: bool = False,
     ) -> None:
         self.detector = detector
         self.modelled_values = modelled_values
+        self.share = share
         self.paths = list(paths)
         self.labels = labels
         self.workers = workers
@@ -450,7 +458,7 @@ class VerdictStream:
         if spec.input_format != "raw":
             data = det.read(self.paths, labels=self.labels)
             self.sessions, self.templates = len(data.ids), dict(data.templates)
-            yield data, self.detector.verdicts(data, diagnose=self.diagnose)
+            yield data, self.detector.verdicts(data, diagnose=self.diagnose, share=self.share)
             return
         from collections import deque
 
