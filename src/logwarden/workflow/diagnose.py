@@ -271,11 +271,16 @@ def _diagnose_session(
     state = START
     first: tuple[int, str, dict[str, int]] | None = None  # position, state, counts
     snapshot: tuple[str, dict[str, int]] = (START, {})
+    # The state at the end is wanted for an early end, or when every entry fits; else the
+    # replay stops once it has passed both the flagged entry and the first misfit.
+    at_end = reason == "early_end" or position >= len(keys)
     for t, k in enumerate(keys):
         if t == position:
             snapshot = (state, dict(counts))
         if first is None and not wf.allows(state, k, counts):
             first = (t, state, dict(counts))
+        if first is not None and t >= position and not at_end:
+            break
         # Replay on: later steps are judged from where the session really is.
         counts[k] = counts.get(k, 0) + 1
         state = k
@@ -290,9 +295,16 @@ def _diagnose_session(
             wf.name, st, observed, position, _expected(allowed), diverged=diverged,
             why=_why(wf, st, observed, cnt) if diverged else None, step={"key": observed},
         )  # fmt: skip
+    if first is not None and not at_end:  # the replay may have stopped: no final state
+        t, st, cnt = first
+        allowed = wf.allowed(st, cnt)
+        return Diagnosis(
+            wf.name, st, keys[t], t, _expected(allowed), diverged=True,
+            why=_why(wf, st, keys[t], cnt),
+        )  # fmt: skip
     final = wf.allowed(state, counts)
     ends = END in {b for b, _ in final}
-    if reason == "early_end" or position >= len(keys) or (first is None and not ends):
+    if at_end or (first is None and not ends):
         # An early end; or every entry fits but the execution as a whole does not: it ends
         # owing steps (a step missing among concurrent ones shows only in the counts).
         rest: list[str] = []
@@ -308,13 +320,6 @@ def _diagnose_session(
             wf.name, state, END, len(keys), _expected(final), diverged=not ends,
             why=None if ends else _why_not_end(wf, counts),
             missing=[{"key": k} for k in rest],
-        )  # fmt: skip
-    if first is not None:
-        t, st, cnt = first
-        allowed = wf.allowed(st, cnt)
-        return Diagnosis(
-            wf.name, st, keys[t], t, _expected(allowed), diverged=True,
-            why=_why(wf, st, keys[t], cnt),
         )  # fmt: skip
     st, cnt = snapshot
     return Diagnosis(
