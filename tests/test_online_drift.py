@@ -134,6 +134,38 @@ def test_suggestions_cover_the_new_templates_contexts() -> None:
     assert [d["key"] for d in t.report()["drift_templates"]] == ["N", "M"]
 
 
+def test_suggestions_asked_along_the_way_are_those_of_a_tracker_asked_once() -> None:
+    # Every warning asks for suggestions, and the answer is kept while no candidate and
+    # no drift template was added: asked after every session, a tracker must answer what
+    # one fed the same sessions and asked only then does.
+    a = (list("ABNDE"), True, "N")
+    b = (list("ACNE"), True, "N")
+    c = (list("ABNDEM"), True, "N")
+    sessions = [a] * 5 + [b] * 2 + [a] * 4 + [c] * 4 + [b] * 3
+
+    def fed(n: int, ask: bool) -> tuple[DriftTracker, list[list[str]]]:
+        t = tracker(bucket_seconds=10_000, candidates=6)
+        asked = []
+        for i, (keys, flagged, cause) in enumerate(sessions[:n]):
+            for j, k in enumerate(keys):
+                t.update_line(k, session=f"s{i}", time=10.0 * i + j, line=10 * i + j)
+            t.update(f"s{i}", flagged=flagged, score=40.0, cause=cause, keys=keys,
+                     time=10.0 * i + len(keys), line=10 * i + len(keys))  # fmt: skip
+            if ask:
+                asked.append(t.suggestions(3))
+        return t, asked
+
+    along, asked = fed(len(sessions), ask=True)
+    assert len({tuple(x) for x in asked}) > 2  # the answer changed along the way
+    for n in range(1, len(sessions) + 1):
+        assert asked[n - 1] == fed(n, ask=False)[0].suggestions(3)
+    along.close()
+    once, _ = fed(len(sessions), ask=False)
+    once.close()
+    assert along.suggestions(3) == once.suggestions(3)
+    assert along.suggestions(2) == once.suggestions(2)
+
+
 def test_buckets_follow_time_or_line_counts() -> None:
     t = tracker(bucket_seconds=10.0)
     feed(t, [(list("ABCDE"), False, None)] * 6)  # 30 entries, one a second

@@ -258,6 +258,9 @@ class DriftTracker:
         self._candidates: dict[str, list[tuple[str, frozenset[tuple[str, ...]], int]]] = {}
         self._drift_keys: dict[str, None] = {}  # templates named by warnings, in order
         self._shared: dict[Any, Any] = {}  # one copy of each context (and set of them) kept
+        # Both only grow: the last suggestions hold while neither has (every warning asks).
+        self._kept = 0  # candidates kept so far
+        self._suggested: tuple[tuple[int, int, int], list[str]] | None = None
 
     # -- the streaming API -------------------------------------------------------------------
 
@@ -380,6 +383,14 @@ class DriftTracker:
         and counting it would put anomalous runs, which have the most unusual contexts,
         at the top of the list."""
         n = self.config.suggest if n is None else n
+        state = (n, self._kept, len(self._drift_keys))
+        if self._suggested is not None and self._suggested[0] == state:
+            return list(self._suggested[1])
+        chosen = self._suggest(n)
+        self._suggested = (state, chosen)
+        return list(chosen)
+
+    def _suggest(self, n: int) -> list[str]:
         wanted = set(self._drift_keys)
         pool: dict[str, tuple[frozenset[tuple[str, ...]], int]] = {}
         for key in self._drift_keys:
@@ -476,6 +487,7 @@ class DriftTracker:
             lst = self._candidates.setdefault(k, [])
             if len(lst) < self.config.candidates:
                 lst.append(entry)
+                self._kept += 1
 
     def _check(self, b: _Bucket, line: int | None, time: float | None) -> DriftWarning | None:
         if b.warning is not None:
