@@ -1119,14 +1119,16 @@ class DeepLog:
         expected_at = model.expected(scores.probs[scores.window_rows[pos]], self.explain_top)
         row_of = {int(s): j for j, s in enumerate(anomalous)}
         templates = self.templates_
-        twins: dict[tuple[Any, ...], Verdict] | None = {} if share and lines is None else None
+        sharing = share and lines is None
+        twins: dict[tuple[Any, ...], Verdict] = {}
         for i, (sid, sess) in enumerate(zip(ids, sessions, strict=True)):
             score = float(session_scores[i])
             j = row_of.get(i)
             param_hit = by_params.get(i)
-            if twins is not None and param_hit is None:
-                memo = (tuple(sess), score)
-                twin = twins.get(memo)
+            # (the keys and score tell a verdict without a parameter finding)
+            twin_key = (tuple(sess), score) if sharing and param_hit is None else None
+            if twin_key is not None:
+                twin = twins.get(twin_key)
                 if twin is not None:
                     out.append(_twin(twin, sid))
                     continue
@@ -1146,8 +1148,8 @@ class DeepLog:
                 continue
             if j is None:
                 out.append(Verdict(sid, False, len(sess), score))
-                if twins is not None:
-                    twins[memo] = out[-1]
+                if twin_key is not None:
+                    twins[twin_key] = out[-1]
                 continue
             p = int(first[i])
             flat = int(scores.offsets[i]) + p
@@ -1191,10 +1193,11 @@ class DeepLog:
                 if memo not in diagnosed:
                     diagnosed[memo] = self._diagnose(sess, p, reason)
                 found = diagnosed[memo]
-                v.diagnosis = found if found is None or twins is not None else found.copy()
+                # Shared as it is among twins; a verdict of its own otherwise.
+                v.diagnosis = found.copy() if found is not None and not sharing else found
             out.append(v)
-            if twins is not None:
-                twins[(tuple(sess), score)] = v
+            if twin_key is not None:
+                twins[twin_key] = v
         if lines is not None:
             attach_lines(out, lines)
         return out
