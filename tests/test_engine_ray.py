@@ -366,6 +366,43 @@ def test_ray_notes_early_ends_still_active_when_the_input_ended(
     assert marked[0] and sorted(marked[0]) == sorted(marked[1])
 
 
+def test_lines_of_no_session_move_the_log_clock_on_ray_too(
+    logs: dict[str, Any], cluster: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The log clock is the latest time of any line, a line of no session's too: a log whose
+    last line names no session and comes an hour after the rest leaves no session still
+    active at its end, on Ray as on the local engine (Ray's clock counted its sessions'
+    entries alone)."""
+    d = logs["dir"]
+    det = Detector.load(d / "model")
+    det.input = dataclasses.replace(det.input, idle_timeout=120.0)
+    det.save(tmp_path / "m")
+    lines = (d / "a.log").read_text(encoding="utf-8").splitlines()
+    lines = lines[: len(lines) * 2 // 3]
+    last = next(line for line in reversed(lines) if line)
+    day, clock = last.split(" ")[:2]
+    hour = (int(clock[:2]) + 1) % 24
+    quiet = f"{day} {hour:02d}{clock[2:]} 35 INFO dfs.DataNode: heartbeat sent to the namenode"
+    marked: dict[str, list[str]] = {}
+    for name, body in (("cut", lines), ("quiet", [*lines, quiet])):
+        log = tmp_path / f"{name}.log"
+        log.write_text("\n".join(body) + "\n", encoding="utf-8")
+        for engine, extra in (
+            ("local", []),
+            ("ray", ["--engine", "ray", "--address", cluster.address]),
+        ):
+            args = ["detect", str(log), "--model", str(tmp_path / "m"), "--no-drift"]
+            assert main([*args, "--show", "999", *extra]) == 0
+            out = capsys.readouterr().out
+            verdicts = re.split(r"\n(?=\S)", out)
+            marked[f"{name} {engine}"] = sorted(
+                v.split(":")[0] for v in verdicts if "(Still active when the" in v
+            )
+    assert marked["cut local"] and marked["cut local"] == marked["cut ray"]
+    assert hour > int(clock[:2])  # (the quiet line is later the same day)
+    assert marked["quiet local"] == marked["quiet ray"] == []
+
+
 def test_ray_notes_anomalies_that_began_before_the_input(
     logs: dict[str, Any], cluster: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -398,9 +398,11 @@ def scan_range(
     parts: list[dict[str, Any]] = []
     unknown_parts: list[list[int]] = []
     used: set[int] = set()
+    in_session = np.zeros(len(texts), dtype=bool)
     for sessions in by_part:
         members = [table.members[i] for i in sessions]
         rows = np.fromiter((r for m in members for r in m), dtype=np.int64)
+        in_session[rows] = True
         pk = keys[rows]
         used.update(int(k) for k in np.unique(pk[pk >= 0]))
         unknown_parts.append(sorted(int(-1 - k) for k in np.unique(pk[pk < 0])))
@@ -426,8 +428,12 @@ def scan_range(
                 "kind_list": kind_list,
             }
         )
+    alone_lines, alone_stamps = _clock_steps(numbers, stamps, ~in_session)
     meta = {
         "lines": int(raw.stats["lines_read"]),  # every line of the range, empty ones too
+        # the lines of no session that move the log clock (see last_entries)
+        "clock_lines": alone_lines,
+        "clock_stamps": alone_stamps,
         "entries": raw.events,
         "stats": dict(raw.stats.counts),
         "errors": list(raw.errors),
@@ -436,6 +442,21 @@ def scan_range(
         "used": sorted(used),
     }
     return [meta, *parts]
+
+
+def _clock_steps(
+    numbers: np.ndarray, stamps: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The line numbers and times of the ``rows`` (a mask, in line order) whose valid time
+    is later than every earlier one's: the only ones that can move the log clock."""
+    from logwarden.sessions.grouping import TIMESTAMP_LIMIT
+
+    at = np.flatnonzero(rows & (np.abs(stamps) < TIMESTAMP_LIMIT))  # NaN: no time
+    t = stamps[at]
+    if len(t) > 1:
+        rises = np.concatenate([[True], t[1:] > np.maximum.accumulate(t)[:-1]])
+        at, t = at[rises], t[rises]
+    return numbers[at], t
 
 
 def range_lines(item: str | FileRange, max_line_bytes: int, wanted: np.ndarray) -> list[str]:
@@ -703,10 +724,19 @@ class SessionOwner:
 class _Positions(Sequence[tuple[list[int], list[float | None]]]):
     """Per session, its entries' line numbers and timestamps, from flat arrays."""
 
-    def __init__(self, sizes: np.ndarray, lines: np.ndarray, stamps: np.ndarray) -> None:
+    def __init__(
+        self,
+        sizes: np.ndarray,
+        lines: np.ndarray,
+        stamps: np.ndarray,
+        others: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.lines = lines
         self.stamps = stamps
+        # Lines of no session that move the log clock: their numbers and times.
+        empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
+        self.others = others if others is not None else empty
 
     def __len__(self) -> int:
         return len(self.starts) - 1
@@ -757,8 +787,9 @@ def open_at_end(
     at a session's last entry is within ``seconds`` of the clock at the end; before the
     first timestamp, a session's clock is the first one. Without a clock (no timestamp,
     or no ``seconds``): its last line within ``lines`` input lines of the last line of a
-    session, or, with ``lines`` None, every session active. Lines of no session do not
-    move the clock here (the local engine counts their timestamps too)."""
+    session, or, with ``lines`` None, every session active. The clock counts the times of
+    lines of no session as the local engine does, where ``positions`` has them (the
+    ``_Positions`` of ``read_and_score``)."""
     from logwarden.detect.detector import EndWindow
 
     return EndWindow(seconds, lines, False).select(ids, *last_entries(positions))[0]
@@ -769,9 +800,12 @@ def last_entries(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Each session's last input line and the log clock at it (NaN before the first
     timestamp: the first one then; NaN without any), and the clock at the end (NaN: no
-    timestamp), for ``EndWindow.select``."""
+    timestamp), for ``EndWindow.select``. The clock is the latest time of any line so far:
+    the sessions' entries', and those of the lines of no session that ``positions`` holds."""
+    other_lines, other_stamps = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     if isinstance(positions, _Positions):
         starts, lines, stamps = positions.starts, positions.lines, positions.stamps
+        other_lines, other_stamps = positions.others
     else:
         sizes = [len(lines) for lines, _ in positions]
         starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -786,15 +820,18 @@ def last_entries(
 
     # Timestamps out of range are no clock (the local engine counts them bad_timestamp).
     stamps = np.where(np.abs(stamps) < TIMESTAMP_LIMIT, stamps, np.nan)
-    order = np.argsort(lines, kind="stable")
-    clock = np.empty_like(stamps)
-    clock[order] = np.fmax.accumulate(stamps[order])  # NaN until the first timestamp
+    # The sessions' entries first, then the other lines: entry i is still at i.
+    every_line = np.concatenate([lines, other_lines])
+    every_stamp = np.concatenate([stamps, other_stamps])
+    order = np.argsort(every_line, kind="stable")
+    clock = np.empty_like(every_stamp)
+    clock[order] = np.fmax.accumulate(every_stamp[order])  # NaN until the first timestamp
     at = starts[1:] - 1  # each session's last entry
     last = clock[at]
-    timed = ~np.isnan(stamps)
+    timed = ~np.isnan(every_stamp)
     if not timed.any():
         return lines[at], last, math.nan
-    first, end = stamps[order][timed[order]][0], float(np.nanmax(stamps))
+    first, end = every_stamp[order][timed[order]][0], float(np.nanmax(every_stamp))
     return lines[at], np.where(np.isnan(last), first, last), end
 
 
@@ -1055,7 +1092,16 @@ def read_and_score(
     )
     from logwarden.detect.estimator import attach_lines, attach_places
 
-    positions = _Positions(sizes[order], line_nos[take], stamps[take])
+    clock_lines = [m["clock_lines"] + (offsets[c] + 1) for c, m in enumerate(metas)]
+    positions = _Positions(
+        sizes[order],
+        line_nos[take],
+        stamps[take],
+        (
+            np.concatenate([np.zeros(0, dtype=np.int64), *clock_lines]),
+            np.concatenate([np.zeros(0, dtype=np.float64), *(m["clock_stamps"] for m in metas)]),
+        ),
+    )
     # Where each input starts among the lines, as LineReader.files has it for one process.
     files = [
         (int(offsets[c]), item if isinstance(item, str) else item.path)
