@@ -101,12 +101,8 @@ class KeyNetNumpy:
         self._b = [None] + [
             w[f"lstm.bias_ih_l{k}"] + w[f"lstm.bias_hh_l{k}"] for k in range(1, layers)
         ]
-        # The sigmoid gates' columns halved once here, not every pre-activation in every
-        # pass (sigmoid(v) = (tanh(v / 2) + 1) / 2): halving is exact in binary floating
-        # point, so every product and sum comes out as before, halved.
         hsz = self._whh[0].shape[0]
-        for m in [self._x0, *self._whh, *self._wih[1:], *self._b[1:]]:
-            m[..., : 3 * hsz] *= 0.5
+        _halve_sigmoid_gates([self._x0, *self._whh, *self._wih[1:], *self._b[1:]], hsz)
         self._wout = pad_columns(w["out.weight"].T)
         self._bout = w["out.bias"]
         self._vocab = len(self._bout)
@@ -165,7 +161,7 @@ class KeyNetNumpy:
                     gates += rows_times(hs[layer][up:to], self._whh[layer])[local, : self._gates]
                     c = new_c[layer][rows]
                     c[:] = cs[layer][up:to][local]
-                    new_h[layer][rows] = _cell(gates, c, hsz, halved=True)
+                    new_h[layer][rows] = _cell(gates, c, hsz)
             hs, cs = new_h, new_c
         logits = rows_times(hs[-1], self._wout)[:, : self._vocab] + self._bout
         logits -= logits.max(axis=1, keepdims=True)
@@ -174,13 +170,20 @@ class KeyNetNumpy:
         return logits[node]
 
 
-def _cell(g: np.ndarray, c: np.ndarray, hsz: int, halved: bool = False) -> np.ndarray:
-    """One LSTM step from its gate pre-activations ``g`` (columns i, f, o, g; overwritten):
-    updates the cell state ``c`` in place and returns the hidden state. ``halved``: the
-    sigmoid gates' pre-activations come halved already (``KeyNetNumpy``'s weights)."""
-    sig = g[:, : 3 * hsz]  # sigmoid(v) = (tanh(v / 2) + 1) / 2, in place
-    if not halved:
-        sig *= 0.5
+def _halve_sigmoid_gates(matrices: list[np.ndarray], hsz: int) -> None:
+    """The sigmoid gates' columns (i, f, o: the first ``3 * hsz``) halved in place, once at
+    load rather than every pre-activation in every pass (sigmoid(v) = (tanh(v / 2) + 1) / 2,
+    see ``_cell``). Halving is exact in binary floating point, so every product and sum of
+    a pass comes out as it would unhalved, halved."""
+    for m in matrices:
+        m[..., : 3 * hsz] *= 0.5
+
+
+def _cell(g: np.ndarray, c: np.ndarray, hsz: int) -> np.ndarray:
+    """One LSTM step from its gate pre-activations ``g`` (columns i, f, o, g; overwritten;
+    the sigmoid gates' come halved, ``_halve_sigmoid_gates``): updates the cell state ``c``
+    in place and returns the hidden state."""
+    sig = g[:, : 3 * hsz]  # sigmoid(v) = (tanh(v / 2) + 1) / 2, in place: v / 2 given
     np.tanh(sig, out=sig)
     sig += 1.0
     sig *= 0.5
@@ -211,6 +214,7 @@ class ParamNetNumpy:
             np.ascontiguousarray(w[f"lstm.weight_hh_l{k}"].T[:, order]) for k in range(layers)
         ]
         self.b = [(w[f"lstm.bias_ih_l{k}"] + w[f"lstm.bias_hh_l{k}"])[order] for k in range(layers)]
+        _halve_sigmoid_gates([*self.wih, *self.whh, *self.b], hsz)
         self.wout = w["out.weight"].T
         self.bout = w["out.bias"]
         # The batch pass's weights, padded (see rows_times); the stack takes the others.
