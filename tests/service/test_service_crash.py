@@ -4,6 +4,7 @@ duplicated (the journal, replay from checkpoints, idempotent verdict keys)."""
 from __future__ import annotations
 
 import random
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -30,12 +31,15 @@ def test_kill9_loop_loses_and_duplicates_nothing(
     s = serve(args)
     c = httpx.Client(base_url=s.url, timeout=10)
     killer: threading.Timer | None = None
-    took = 0.05  # the last request's round trip
+    trips = [0.05]  # the requests' round trips
     i = 0
     while i < len(batches):
         if killer is None and kills < len(thresholds) and i >= thresholds[kills]:
             # Kill while requests are in flight, at a random moment within the next two
-            # round trips (a fixed span outlasted the whole replay once requests got fast).
+            # round trips (a fixed span outlasted the whole replay once requests got fast),
+            # a trip as the recent ones take (the last one alone, slow once in a loaded
+            # suite, outlasted the rest of the replay: four kills, three restarts).
+            took = statistics.median(trips[-8:])
             killer = threading.Timer(rng.uniform(0.0, 2 * took), s.kill9)
             killer.start()
             kills += 1
@@ -45,7 +49,7 @@ def test_kill9_loop_loses_and_duplicates_nothing(
                        headers={"Content-Type": "text/plain", "Idempotency-Key": f"b{i}"})  # fmt: skip
             assert r.status_code == 202
             assert r.json()["accepted"] == len(batches[i])
-            took = time.perf_counter() - t0
+            trips.append(time.perf_counter() - t0)
             acked.add(i)
             i += 1
         except httpx.TransportError:
