@@ -420,10 +420,83 @@ def test_training_needs_anomalies_in_its_training_part(tmp_path: Path) -> None:
         SupervisedDeepLog().predict(stream)
 
 
+def delayed_log(n: int, seed: int) -> tuple[list[str], list[int]]:
+    """Normal traffic in which a degraded-array warning (labelled) is followed 8-12 lines
+    later by a line of its episode that looks like any other (labelled too): the telling
+    line is never in a window of 5 that holds the later one."""
+    rng = random.Random(seed)
+    lines: list[str] = []
+    labels: list[int] = []
+    due: dict[int, int] = {}  # line index -> episodes whose late line falls there
+    i = 0
+    while len(lines) < n:
+        if due.pop(i, 0):
+            lines.append(f"INFO cache: hit for key user{rng.randrange(50)}")
+            labels.append(1)
+        elif rng.random() < 0.03:
+            lines.append(f"WARN raid: array md{rng.randrange(4)} degraded")
+            labels.append(1)
+            later = i + rng.randrange(8, 13)
+            due[later] = due.get(later, 0) + 1
+        else:
+            r = rng.random()
+            if r < 0.5:
+                lines.append(f"INFO cache: hit for key user{rng.randrange(50)}")
+            else:
+                lines.append(f"INFO api: request {rng.randrange(1000)} served in 30 ms")
+            labels.append(0)
+        i += 1
+    return lines, labels
+
+
+def test_a_context_catches_the_lines_whose_telling_line_came_before_the_window(
+    tmp_path: Path,
+) -> None:
+    """Windows of 5 whose only anomalous line is an episode's late, ordinary-looking line
+    cannot be told apart from the others; reading 20 entries, the model sees the warning
+    before them. The context model saves, loads and scores a line the same bits whatever
+    lines follow it."""
+    import dataclasses
+
+    lines, labels = delayed_log(2400, seed=1)
+    test_lines, test_labels = delayed_log(1200, seed=2)
+    train_path = write_lines(tmp_path / "train.log", lines)
+    f1 = {}
+    for context in (0, 20):
+        cfg = SupervisedConfig(
+            window=5,
+            context=context,
+            seed=0,
+            **{**TINY, "hidden": 16, "epochs": 80, "patience": 20},
+        )
+        det = SupervisedDetector(SupervisedDeepLog(cfg), FMT)
+        det.fit(det.read([str(train_path)], learn=True), labels)
+        test = det.read([str(write_lines(tmp_path / "test.log", test_lines))])
+        verdicts = det.line_verdicts(test)
+        assert verdicts.window == 5  # the unit judged and labelled stays the window
+        f1[context] = verdicts.report(test_labels).windows.f1
+    assert det.model.reach == 20
+    # The window alone finds the warnings' windows, about half the anomalous ones (the
+    # counting of lines since a warning takes the context model more epochs).
+    assert f1[0] < 0.75 and f1[20] > 0.85, f1
+    det.save(tmp_path / "m")
+    back = SupervisedDetector.load(tmp_path / "m")
+    assert back.model.config.context == 20
+    whole = back.model.predict_proba(test)
+    np.testing.assert_array_equal(whole, det.model.predict_proba(test))
+    for k in (1, 13, 400):
+        head = dataclasses.replace(
+            test, line_ids=test.line_ids[:k], keys=test.keys[:k], values=test.values[:k],
+            fields=test.fields[:k],
+        )  # fmt: skip
+        assert np.array_equal(back.model.predict_proba(head), whole[:k]), k
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"window": 0}, "window"), ({"validation": 1.0}, "validation"), ({"pos_weight": -1.0}, "pos_weight"),
-     ({"device": "tpu"}, "device")],
+     ({"device": "tpu"}, "device"), ({"context": 5, "window": 10}, "context"),
+     ({"context": -1}, "context")],
 )  # fmt: skip
 def test_config_is_validated(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message) as exc:

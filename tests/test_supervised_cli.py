@@ -198,7 +198,12 @@ def test_bad_label_files_are_one_clear_error(
     ("extra", "message"),
     [
         (["--supervised"], "--supervised needs --line-labels"),
-        (["--line-labels", "x.csv"], "--line-labels and --pos-weight go with --supervised"),
+        (["--line-labels", "x.csv"], "--pos-weight and --context go with --supervised"),
+        (["--context", "30"], "--pos-weight and --context go with --supervised"),
+        (
+            ["--supervised", "--line-labels", "x.csv", "--context", "3"],
+            "--context must be 0 (the window) or >= window",
+        ),
         (
             ["--supervised", "--line-labels", "x.csv", "--window", "10"],
             "drop --session and --window",

@@ -121,6 +121,7 @@ def train_supervised(args: argparse.Namespace) -> int:
         layers=defaults.layers if args.layers is None else args.layers,
         epochs=defaults.epochs if args.epochs is None else args.epochs,
         pos_weight=args.pos_weight,
+        context=0 if args.context is None else args.context,
         seed=args.seed,
         device=args.device,
     )
