@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -167,3 +168,27 @@ def test_full_scale_runs_every_configuration_end_to_end(
         assert run["train"]["wall_s"] > 0 and run["eval"]["peak_mb"] > 0
         assert report["tp"] + report["fn"] == info["abnormal"]
         assert report["tp"] + report["fn"] + report["fp"] + report["tn"] == info["sessions"]
+
+
+# --- supervised.py's ceiling -----------------------------------------------------------------
+
+
+def test_supervised_id_oracle_knows_what_a_session_s_keys_tell() -> None:
+    """The ceiling of the hdfs sets: anomalous sessions told by their first key are found
+    whole (F1 1); told only by their length, by the oracle that knows the length alone."""
+    code = """
+import json
+import supervised as sb
+normal, first, longer = [["5", "22", "11"]] * 40, [["7", "22", "11"]] * 40, [["5", "22", "11", "9"]] * 40
+for abnormal in (first, longer):
+    lines, labels, where = sb.render_hdfs_sessions(normal, abnormal, 600, 3.0, 1, 0.1)
+    assert len(where) == len(lines) == len(labels) and sum(labels) > 0
+    print(json.dumps(sb.id_oracle(where, labels, normal, abnormal, 0.1)))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=BENCH, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    by_first, by_length = (json.loads(line) for line in out)
+    assert by_first == {"keys so far": 1.0, "keys so far and length": 1.0}
+    assert by_length["keys so far and length"] == 1.0
+    assert by_length["keys so far"] < 0.9
