@@ -330,7 +330,16 @@ def bgl_set(data: Path, fraction: float) -> LabelledLog:
     path = data / "loghub-2k" / "BGL" / "BGL_2k.log"
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     labels = load_line_labels(path, label_format="bgl").labels
-    return _split("bgl", BGL_FORMAT, lines, labels, fraction, "loghub-2k BGL, its own labels")
+    log = _split("bgl", BGL_FORMAT, lines, labels, fraction, "loghub-2k BGL, its own labels")
+    # What a supervised model can learn here: the alert categories (the label field) of
+    # the test part's anomalous lines that the training part shows it.
+    seen = {line.split(" ", 1)[0] for line, y in zip(log.train, log.train_labels, strict=True) if y}
+    test = [line.split(" ", 1)[0] for line, y in zip(log.test, log.test_labels, strict=True) if y]
+    known = sum(c in seen for c in test)
+    log.note += (
+        f"; {known} of {len(test)} anomalous test lines of an alert category seen in training"
+    )
+    return log
 
 
 def _split(
@@ -348,11 +357,12 @@ def _write(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def run_supervised(log: LabelledLog, seed: int, workdir: Path) -> dict[str, Any]:
+def run_supervised(log: LabelledLog, seed: int, workdir: Path, context: int = 0) -> dict[str, Any]:
     train = _write(workdir / "train.log", log.train)
     test = _write(workdir / "test.log", log.test)
     started = time.perf_counter()
-    det = SupervisedDetector(SupervisedDeepLog(SupervisedConfig(seed=seed, device="cpu")), log.fmt)
+    config = SupervisedConfig(seed=seed, device="cpu", context=context)
+    det = SupervisedDetector(SupervisedDeepLog(config), log.fmt)
     det.fit(det.read([str(train)], learn=True), log.train_labels)
     model = det.model
     train_s = time.perf_counter() - started
@@ -447,12 +457,23 @@ def _spread(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-def run_set(log: LabelledLog, seeds: Sequence[int], workdir: Path, verbose: bool) -> dict[str, Any]:
+def run_set(
+    log: LabelledLog,
+    seeds: Sequence[int],
+    workdir: Path,
+    verbose: bool,
+    contexts: Sequence[int] = (),
+) -> dict[str, Any]:
     runs = []
+    extra = [f"supervised_context_{c}" for c in contexts]
     for seed in seeds:
         if verbose:
             print(f"  {log.name}, seed {seed}: supervised ...", file=sys.stderr)
         sup = run_supervised(log, seed, workdir)
+        with_context = {
+            name: run_supervised(log, seed, workdir, context=c)
+            for name, c in zip(extra, contexts, strict=True)
+        }
         if verbose:
             print(f"  {log.name}, seed {seed}: unsupervised ...", file=sys.stderr)
         uns = run_unsupervised(log, seed, workdir)
@@ -462,16 +483,18 @@ def run_set(log: LabelledLog, seeds: Sequence[int], workdir: Path, verbose: bool
                 "supervised": sup,
                 "unsupervised": uns["own"],
                 "unsupervised_tuned": uns["tuned"],
+                **with_context,
             }
         )
         if verbose:
             print(
                 f"    window F1 supervised {sup['window_f1']:.3f}, DeepLog {uns['own']['window_f1']:.3f}"
-                f" (tuned {uns['tuned']['window_f1']:.3f}), flag all {sup['flag_all_window_f1']:.3f}",
+                f" (tuned {uns['tuned']['window_f1']:.3f}), flag all {sup['flag_all_window_f1']:.3f}"
+                + "".join(f", {k} {v['window_f1']:.3f}" for k, v in with_context.items()),
                 file=sys.stderr,
             )
     summary: dict[str, Any] = {}
-    for model in ("supervised", "unsupervised", "unsupervised_tuned"):
+    for model in ("supervised", "unsupervised", "unsupervised_tuned", *extra):
         summary[model] = {
             k: _spread([r[model][k] for r in runs])
             for k in ("window_f1", "line_f1", "window_precision", "window_recall")
@@ -628,8 +651,10 @@ def print_report(rep: dict[str, Any]) -> None:
         print(
             f"  {'model':<28}{'window F1 mean ± sd [min, max]':<36}{'window P':>10}{'window R':>10}{'line F1':>10}"
         )
+        contexts = [k for k in sm if k.startswith("supervised_context_")]
         for name, key in (
             ("supervised", "supervised"),
+            *((f"supervised, --context {k.rsplit('_', 1)[1]}", k) for k in contexts),
             ("DeepLog (own threshold)", "unsupervised"),
             ("DeepLog (best threshold)", "unsupervised_tuned"),
         ):
@@ -688,6 +713,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--sim-sessions", type=int, default=3000)
     p.add_argument(
+        "--contexts", nargs="*", type=int, default=[30],
+        help="also the supervised model reading this many entries per window (one row each;"
+        " none: only the default model)",
+    )  # fmt: skip
+    p.add_argument(
         "--data-seed", type=int, default=0,
         help="seed of the rendered and simulated logs (development runs: another one)",
     )  # fmt: skip
@@ -739,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
         for log in logs:
             if args.verbose:
                 print(f"{log.name}: {log.note}", file=sys.stderr)
-            rep["sets"].append(run_set(log, args.seeds, workdir, args.verbose))
+            rep["sets"].append(run_set(log, args.seeds, workdir, args.verbose, args.contexts))
         if args.speed:
             rep["speed"] = run_speed(args, data, workdir)
     except ChildFailed as exc:
