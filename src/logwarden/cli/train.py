@@ -79,8 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="supervised: entries the LSTM reads for each window, >= --window-size (default:"
-        " the window; 30 for windows of 10 suits logs of many interleaved sessions, at 2-3x"
-        " the detection time)",
+        " the window): reaches telling lines that left the window when many sessions"
+        " interleave, at 2-3x the detection time for 30",
     )
     st.add_argument(
         "--folds",

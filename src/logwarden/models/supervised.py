@@ -96,8 +96,8 @@ class SupervisedConfig:
     window: int = 10  # entries per window (step 1): the unit judged and labelled
     # Entries the LSTM reads for the window ending at an entry (0: the window's own).
     # Interleaved sessions spread an anomalous session's lines over far more than one
-    # window; reading 30 entries for windows of 10 scored better on development data at
-    # 2-3x the detection time.
+    # window. Reading 30 for windows of 10 scored better on average on the bench's
+    # development draws but not for every seed, at 2-3x the detection time: off by default.
     context: int = 0
     hidden: int = 32
     layers: int = 1
