@@ -28,7 +28,6 @@ from logwarden.models.supervised import (
     average_precision,
     best_f1_threshold,
     tokenize,
-    unique_windows,
     window_labels,
     windows_of,
 )
@@ -271,8 +270,6 @@ def test_windows_and_their_labels() -> None:
     w = windows_of(tokens, 3)
     assert w.shape == (5, 3)
     assert w[0].tolist() == [tokens.pad, tokens.pad, tokens.of_entry[0]]
-    distinct, inverse = unique_windows(w, len(tokens.key))
-    assert len(distinct) == 4 and (distinct[inverse] == w).all()
     assert window_labels(np.array([0, 1, 0, 0, 0], np.int8), 3).tolist() == [0, 1, 1, 1, 0]
     assert rolling_any(np.array([0, 0, 1, 0, 0, 0], bool), 2).tolist() == [0, 0, 1, 1, 0, 0]
     assert rolling_max(np.array([1.0, 3.0, 2.0]), 2).tolist() == [1.0, 3.0, 3.0]

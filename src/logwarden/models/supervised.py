@@ -67,7 +67,6 @@ __all__ = [
     "average_precision",
     "best_f1_threshold",
     "tokenize",
-    "unique_windows",
     "window_labels",
     "windows_of",
 ]
@@ -433,23 +432,6 @@ def windows_of(tokens: Tokens, h: int) -> np.ndarray:
     """The window of the last ``h`` tokens ending at each entry, (n, h), padded in front."""
     seq = np.concatenate([np.full(h - 1, tokens.pad, dtype=np.int64), tokens.of_entry])
     return np.lib.stride_tricks.sliding_window_view(seq, h)
-
-
-def unique_windows(windows: np.ndarray, n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct windows and the inverse index (packed into one int64 when they fit)."""
-    if len(windows) == 0:
-        return windows, np.zeros(0, dtype=np.int64)
-    bits = max(1, int(n_tokens - 1).bit_length())
-    if bits * windows.shape[1] <= 62:
-        packed = np.zeros(len(windows), dtype=np.int64)
-        for col in range(windows.shape[1]):
-            packed = (packed << bits) | windows[:, col]
-        _, first, inverse = np.unique(packed, return_index=True, return_inverse=True)
-    else:
-        rows = np.ascontiguousarray(windows)
-        view = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
-        _, first, inverse = np.unique(view, return_index=True, return_inverse=True)
-    return np.ascontiguousarray(windows[first]), inverse.reshape(-1)
 
 
 def window_labels(entry_labels: np.ndarray, h: int) -> np.ndarray:
@@ -885,10 +867,11 @@ class SupervisedDeepLog:
         if len(stream) == 0:
             return np.zeros(0)
         tokens = tokenize(*self.features_.encode(stream))
+        # Identical windows end at one node of the prefix walk: no need to find them first
+        # (sorting the rows cost more than it saved: 0.33 s of 0.8 for 200,000 windows
+        # of 10, 1 s for windows of 30, of which 7 and 0 in 200 repeat).
         wins = windows_of(tokens, self.reach)
-        distinct, inverse = unique_windows(wins, len(tokens.key))
-        logits = net.logits(distinct, net.token_inputs(tokens))
-        return _sigmoid(logits)[inverse]
+        return _sigmoid(net.logits(wins, net.token_inputs(tokens)))
 
     def predict(self, stream: LineStream) -> np.ndarray:
         """Per entry: True when the window ending at it is anomalous."""
