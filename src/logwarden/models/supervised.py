@@ -96,7 +96,7 @@ class SupervisedConfig:
     # Entries the LSTM reads for the window ending at an entry (0: the window's own).
     # Interleaved sessions spread an anomalous session's lines over far more than one
     # window. Reading 30 for windows of 10 scored better on average on the bench's
-    # development draws but not for every seed, at 2-3x the detection time: off by default.
+    # development draws but not for every seed, at 1.6-2x the detection time: off by default.
     context: int = 0
     hidden: int = 32
     layers: int = 1
