@@ -160,25 +160,11 @@ def render_hdfs(
     concurrency: float,
     seed: int,
     anomalous_fraction: float = HDFS_V1_ANOMALOUS,
-) -> tuple[list[str], list[int]]:
+) -> tuple[list[str], list[int], list[tuple[list[str], int]]]:
     """Raw HDFS lines for ``sessions`` key sequences drawn from ``normal`` and ``abnormal``
     (``anomalous_fraction`` of them anomalous), merged by time with ``concurrency``
-    sessions overlapping on average; per line, its session's label."""
-    lines, labels, _ = render_hdfs_sessions(
-        normal, abnormal, sessions, concurrency, seed, anomalous_fraction
-    )
-    return lines, labels
-
-
-def render_hdfs_sessions(
-    normal: Sequence[Sequence[str]],
-    abnormal: Sequence[Sequence[str]],
-    sessions: int,
-    concurrency: float,
-    seed: int,
-    anomalous_fraction: float = HDFS_V1_ANOMALOUS,
-) -> tuple[list[str], list[int], list[tuple[list[str], int]]]:
-    """``render_hdfs``, and per line its session's keys and its position among them."""
+    sessions overlapping on average; per line, its session's label, and its session's keys
+    with its position among them."""
     rng = random.Random(seed)
     n_abn = round(sessions * anomalous_fraction)
     picks = [(list(s), 0) for s in _draw(rng, normal, sessions - n_abn)]
@@ -288,7 +274,7 @@ def hdfs_set(
 ) -> LabelledLog:
     normal = [s.keys for s in load_sequences(data / "hdfs-deeplog" / "hdfs_train")]
     abnormal = [s.keys for s in load_sequences(data / "hdfs-deeplog" / "hdfs_test_abnormal")]
-    lines, labels, where = render_hdfs_sessions(normal, abnormal, sessions, concurrency, seed)
+    lines, labels, where = render_hdfs(normal, abnormal, sessions, concurrency, seed)
     log = _split(
         f"hdfs c={concurrency:g}",
         HDFS_FORMAT,
@@ -571,7 +557,7 @@ def run_speed(args: argparse.Namespace, data: Path, workdir: Path) -> dict[str, 
     normal = [s.keys for s in load_sequences(data / "hdfs-deeplog" / "hdfs_train")]
     abnormal = [s.keys for s in load_sequences(data / "hdfs-deeplog" / "hdfs_test_abnormal")]
     # 10% anomalous sessions: the validation part then holds anomalies to set a threshold.
-    lines, labels = render_hdfs(normal, abnormal, 300, 4.0, seed=1, anomalous_fraction=0.1)
+    lines, labels, _ = render_hdfs(normal, abnormal, 300, 4.0, seed=1, anomalous_fraction=0.1)
     lines, labels = lines[:5000], labels[:5000]
     train = _write(workdir / "speed_train.log", lines)
     label_csv = workdir / "speed_train.csv"
@@ -590,7 +576,7 @@ def run_speed(args: argparse.Namespace, data: Path, workdir: Path) -> dict[str, 
     ]  # fmt: skip
     # Detection on a larger log: more sessions rendered the same way (held-out draws).
     sessions = max(1, round(args.speed_lines / 19.0))
-    big, _ = render_hdfs(normal, abnormal, sessions, 4.0, seed=2)
+    big, _, _ = render_hdfs(normal, abnormal, sessions, 4.0, seed=2)
     big_log = _write(workdir / "speed_detect.log", big[: args.speed_lines])
     n = min(len(big), args.speed_lines)
     out_csv = workdir / "speed_scores.csv"

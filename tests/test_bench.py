@@ -181,7 +181,7 @@ import json
 import supervised as sb
 normal, first, longer = [["5", "22", "11"]] * 40, [["7", "22", "11"]] * 40, [["5", "22", "11", "9"]] * 40
 for abnormal in (first, longer):
-    lines, labels, where = sb.render_hdfs_sessions(normal, abnormal, 600, 3.0, 1, 0.1)
+    lines, labels, where = sb.render_hdfs(normal, abnormal, 600, 3.0, 1, 0.1)
     assert len(where) == len(lines) == len(labels) and sum(labels) > 0
     print(json.dumps(sb.id_oracle(where, labels, normal, abnormal, 0.1)))
 """
