@@ -520,11 +520,17 @@ class WindowNetNumpy:
         cs = [np.zeros((1, hsz), dtype=np.float32) for _ in range(self.layers)]
         node = np.zeros(n, dtype=np.int64)  # each window's prefix at the current depth
         for t in range(steps):
-            child, node = np.unique(node * n_tokens + windows[:, t], return_inverse=True)
-            node = node.reshape(-1)
-            parent = child // n_tokens
-            token = child % n_tokens
-            m = len(child)
+            if len(hs[0]) < n:
+                child, node = np.unique(node * n_tokens + windows[:, t], return_inverse=True)
+                node = node.reshape(-1)
+                parent = child // n_tokens
+                token = child % n_tokens
+            else:
+                # Every window has a prefix of its own by now (on interleaved logs after a
+                # few steps): one row per window, in window order, without sorting.
+                parent, token = node, windows[:, t]
+                node = np.arange(n, dtype=np.int64)
+            m = len(parent)
             new_h = [np.empty((m, hsz), dtype=np.float32) for _ in range(self.layers)]
             new_c = [np.empty((m, hsz), dtype=np.float32) for _ in range(self.layers)]
             for s in range(0, m, block):
