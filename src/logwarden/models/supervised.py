@@ -113,7 +113,7 @@ class SupervisedConfig:
     # here so that positional arguments keep their meaning). Interleaved sessions spread an
     # anomalous session's lines over far more than one window. Reading 30 for windows of
     # 10 scored better on average on the bench's development draws but not for every
-    # seed, at 1.6-2x the detection time: off by default.
+    # seed, at about 2x the detection time: off by default.
     context: int = 0
 
     def __post_init__(self) -> None:
