@@ -388,6 +388,22 @@ def test_window_probs_equals_batch_scoring(fitted: KeyModel) -> None:
         np.testing.assert_array_equal(fitted.window_probs(padded[t : t + h]), got)
 
 
+@pytest.mark.parametrize(("k", "n"), [(8, 64), (16, 64), (32, 128), (64, 256)])
+def test_a_row_s_product_is_the_same_bits_at_any_place_in_the_batch(k: int, n: int) -> None:
+    """BLAS kernels may round a row by where it sits in the product (OpenBLAS's Haswell
+    kernels did, in 64-row products): ``rows_times`` gives each row the same bits alone,
+    first, last or anywhere in a batch of any size."""
+    from logwarden.models.numpy_nets import pad_columns, rows_times
+
+    rng = np.random.default_rng(k)
+    w = pad_columns(rng.standard_normal((k, n)).astype(np.float32))
+    a = rng.standard_normal((300, k)).astype(np.float32)
+    alone = np.concatenate([rows_times(a[i : i + 1], w) for i in range(len(a))])
+    for size in (2, 9, 64, 100, 300):
+        rows = rng.permutation(len(a))[:size]
+        assert np.array_equal(rows_times(a[rows], w), alone[rows]), size
+
+
 @pytest.mark.parametrize(("hidden", "n_out", "layers"), [(64, 33, 2), (18, 7, 1), (16, 40, 1)])
 def test_a_window_s_probabilities_do_not_depend_on_the_windows_beside_it(
     hidden: int, n_out: int, layers: int

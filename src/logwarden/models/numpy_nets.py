@@ -29,8 +29,10 @@ __all__ = [
 # windows computed with it, and a log scored by workers (each with its own cache of
 # windows) differed from one process in the last digits of a score. So rows are multiplied
 # in tiles of _TILE (the last one padded with zeros): every product BLAS sees has the same
-# shape, whatever the batch, on any CPU's kernels; output widths are padded to a multiple
-# of _COLUMNS too. At 1M HDFS lines this costs no time that runs can tell apart.
+# shape, whatever the batch; output widths are padded to a multiple of _COLUMNS too. The
+# tile is small because within one product a row's rounding can depend on its place: on
+# OpenBLAS's Haswell kernels (an AMD EPYC without AVX-512) rows of a 64-row tile came out
+# three ways, of an 8-row tile one way (measured; a 64-row tile was fine on AVX-512).
 _COLUMNS = 16
 
 
@@ -42,7 +44,7 @@ def pad_columns(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.pad(w, ((0, 0), (0, extra))))
 
 
-_TILE = 64  # a multiple of every kernel's rows at a time: each row's arithmetic the same
+_TILE = 8  # rows per product: each row's arithmetic the same, at any place in the batch
 
 
 def rows_times(a: np.ndarray, w: np.ndarray) -> np.ndarray:
