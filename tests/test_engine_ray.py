@@ -109,6 +109,10 @@ def cluster() -> Iterator[Any]:
     # Its folders (sockets, logs) in a short directory of its own, removed at the end: Ray
     # keeps one under /tmp/ray for every cluster it starts.
     root = tempfile.mkdtemp(prefix="lwt-", dir="/tmp")
+    # Ray notes the cluster's address in RAY_TMPDIR/ray (by default /tmp/ray, which a fresh
+    # machine lacks: every test here failed with FileNotFoundError there).
+    env.setenv("RAY_TMPDIR", root)
+    os.makedirs(os.path.join(root, "ray"))
     local = {
         "node_ip_address": "127.0.0.1",
         "num_cpus": 1,
