@@ -451,18 +451,19 @@ def test_a_context_catches_the_lines_whose_telling_line_came_before_the_window(
 ) -> None:
     """Windows of 5 whose only anomalous line is an episode's late, ordinary-looking line
     cannot be told apart from the others; reading 20 entries, the model sees the warning
-    before them. The context model saves, loads and scores a line the same bits whatever
-    lines follow it."""
+    before them, whether it learns windows or lines. The context models save, load and
+    score a line the same bits whatever lines follow it."""
     import dataclasses
 
     lines, labels = delayed_log(2400, seed=1)
     test_lines, test_labels = delayed_log(1200, seed=2)
     train_path = write_lines(tmp_path / "train.log", lines)
     f1 = {}
-    for context in (0, 20):
+    for context, target in ((0, "window"), (20, "window"), (20, "line")):
         cfg = SupervisedConfig(
             window=5,
             context=context,
+            target=target,
             seed=0,
             **{**TINY, "hidden": 16, "epochs": 80, "patience": 20},
         )
@@ -471,29 +472,61 @@ def test_a_context_catches_the_lines_whose_telling_line_came_before_the_window(
         test = det.read([str(write_lines(tmp_path / "test.log", test_lines))])
         verdicts = det.line_verdicts(test)
         assert verdicts.window == 5  # the unit judged and labelled stays the window
-        f1[context] = verdicts.report(test_labels).windows.f1
-    assert det.model.reach == 20
+        f1[context, target] = verdicts.report(test_labels).windows.f1
+        if context == 0:
+            continue
+        assert det.model.reach == 20
+        det.save(tmp_path / target)
+        back = SupervisedDetector.load(tmp_path / target)
+        assert back.model.config.context == 20 and back.model.config.target == target
+        whole = back.model.predict_proba(test)
+        np.testing.assert_array_equal(whole, det.model.predict_proba(test))
+        for k in (1, 13, 400):
+            head = dataclasses.replace(
+                test, line_ids=test.line_ids[:k], keys=test.keys[:k], values=test.values[:k],
+                fields=test.fields[:k],
+            )  # fmt: skip
+            assert np.array_equal(back.model.predict_proba(head), whole[:k]), (k, target)
     # The window alone finds the warnings' windows, about half the anomalous ones (the
     # counting of lines since a warning takes the context model more epochs).
-    assert f1[0] < 0.75 and f1[20] > 0.85, f1
-    det.save(tmp_path / "m")
-    back = SupervisedDetector.load(tmp_path / "m")
-    assert back.model.config.context == 20
-    whole = back.model.predict_proba(test)
-    np.testing.assert_array_equal(whole, det.model.predict_proba(test))
-    for k in (1, 13, 400):
-        head = dataclasses.replace(
-            test, line_ids=test.line_ids[:k], keys=test.keys[:k], values=test.values[:k],
-            fields=test.fields[:k],
-        )  # fmt: skip
-        assert np.array_equal(back.model.predict_proba(head), whole[:k]), k
+    assert f1[0, "window"] < 0.75, f1
+    assert f1[20, "window"] > 0.85 and f1[20, "line"] > 0.85, f1
+
+
+def test_a_line_target_scores_each_window_as_the_highest_of_its_lines(
+    fitted: dict[str, object],
+) -> None:
+    """A line-target model's window is the highest of its lines' scores: where one line
+    stands out, the windows holding it score at least as high, those after it less; and
+    a bundle saved before line targets existed still learnt windows."""
+    import json
+
+    model, test = fitted["model"], fitted["test"]
+    assert isinstance(model, SupervisedDeepLog)
+    meta, arrays = model.to_state()
+    del meta["params"]["target"]  # written before the field existed
+    old = SupervisedDeepLog.from_state(json.loads(json.dumps(meta)), arrays)
+    assert old.config.target == "window"
+    np.testing.assert_array_equal(old.predict_proba(test), model.predict_proba(test))  # type: ignore[arg-type]
+    # The same weights read as line scores (each entry read with the 5 entries up to it):
+    # windows of 1 give each entry's own score, windows of 5 the highest of their 5.
+    meta["params"].update(target="line", context=5)
+    for h in (1, 5):
+        meta["params"]["window"] = h
+        as_lines = SupervisedDeepLog.from_state(json.loads(json.dumps(meta)), arrays)
+        got = as_lines.predict_proba(test)  # type: ignore[arg-type]
+        if h == 1:
+            own = got
+        else:
+            want = [own[max(0, t - h + 1) : t + 1].max() for t in range(len(own))]
+            np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"window": 0}, "window"), ({"validation": 1.0}, "validation"), ({"pos_weight": -1.0}, "pos_weight"),
      ({"device": "tpu"}, "device"), ({"context": 5, "window": 10}, "context"),
-     ({"context": -1}, "context")],
+     ({"context": -1}, "context"), ({"target": "session"}, "target")],
 )  # fmt: skip
 def test_config_is_validated(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message) as exc:

@@ -87,6 +87,21 @@ def test_detect_line_scores_one_row_per_input_line(
     assert flagged > 0
 
 
+def test_a_line_target_model_from_the_cli(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(["train", files["train"], "--format", FMT, "--supervised", "--line-labels",
+                        files["train_labels"], "--window-size", "5", "--target", "line",
+                        "--out", tmp_path / "m", *FAST], capsys)  # fmt: skip
+    assert code == 0, err
+    assert json.loads((tmp_path / "m" / "manifest.json").read_text())["params"]["target"] == "line"
+    code, out, err = run(["eval", files["test"], "--model", tmp_path / "m", "--line-labels",
+                          files["test_labels"], "--json"], capsys)  # fmt: skip
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["windows"]["f1"] > 0.8, rep
+
+
 def test_eval_line_labels_supervised(
     files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -198,8 +213,9 @@ def test_bad_label_files_are_one_clear_error(
     ("extra", "message"),
     [
         (["--supervised"], "--supervised needs --line-labels"),
-        (["--line-labels", "x.csv"], "--pos-weight and --context go with --supervised"),
-        (["--context", "30"], "--pos-weight and --context go with --supervised"),
+        (["--line-labels", "x.csv"], "--context and --target go with --supervised"),
+        (["--context", "30"], "--context and --target go with --supervised"),
+        (["--target", "line"], "--context and --target go with --supervised"),
         (
             ["--supervised", "--line-labels", "x.csv", "--context", "3"],
             "--context must be 0 (the window) or >= window",

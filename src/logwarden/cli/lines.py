@@ -122,6 +122,7 @@ def train_supervised(args: argparse.Namespace) -> int:
         epochs=defaults.epochs if args.epochs is None else args.epochs,
         pos_weight=args.pos_weight,
         context=0 if args.context is None else args.context,
+        target=defaults.target if args.target is None else args.target,
         seed=args.seed,
         device=args.device,
     )

@@ -83,6 +83,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         " interleave, at about 2x the detection time for 30",
     )
     st.add_argument(
+        "--target",
+        choices=["window", "line"],
+        default=None,
+        help="supervised: what the network learns per entry: whether its window holds an"
+        " anomalous line (window, the default) or whether its own line is anomalous (line: a"
+        " window then scores the highest of its lines')",
+    )
+    st.add_argument(
         "--folds",
         type=int,
         default=5,
@@ -121,8 +129,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--seed must be >= 0")
     if args.supervised:
         return train_supervised(args)
-    if args.line_labels or args.pos_weight is not None or args.context is not None:
-        raise UsageError("--line-labels, --pos-weight and --context go with --supervised")
+    supervised_only = (args.pos_weight, args.context, args.target)
+    if args.line_labels or any(v is not None for v in supervised_only):
+        raise UsageError("--line-labels, --pos-weight, --context and --target go with --supervised")
     if args.jobs < 0:
         raise UsageError("--jobs must be >= 0")
     model = DeepLog(

@@ -31,7 +31,12 @@ from logwarden.errors import BundleError, ConfigError, NotFittedError
 from logwarden.evaluate.metrics import LineReport
 from logwarden.io.datasets import LineLabels
 from logwarden.io.entries import LineStream, read_stream
-from logwarden.models.supervised import MODEL_NAME, SupervisedDeepLog, window_labels
+from logwarden.models.supervised import (
+    MODEL_NAME,
+    SupervisedDeepLog,
+    rolling_max,
+    window_labels,
+)
 from logwarden.parsing import TemplateMiner
 from logwarden.persist.bundle import join_arrays, load_bundle, save_bundle, split_arrays
 
@@ -48,14 +53,6 @@ __all__ = [
 def rolling_any(flags: np.ndarray, h: int) -> np.ndarray:
     """Per entry: whether any of the last ``h`` entries is flagged (the window's verdict)."""
     return window_labels(flags.astype(np.int8), h).astype(bool)
-
-
-def rolling_max(values: np.ndarray, h: int) -> np.ndarray:
-    if len(values) == 0:
-        return values.astype(np.float64)
-    padded = np.concatenate([np.full(h - 1, -np.inf), values.astype(np.float64)])
-    out: np.ndarray = np.lib.stride_tricks.sliding_window_view(padded, h).max(axis=1)
-    return out
 
 
 @dataclass

@@ -17,15 +17,19 @@ parameter models are merged into one network, as the term project proposes:
   With ``context`` the LSTM reads the last ``context`` entries for that window (the
   label and the verdict are still the window's): when sessions interleave, the telling
   line of an anomalous session often came before the window that holds its other lines.
+  With ``target="line"`` the network learns whether the line it ends at is anomalous,
+  and a window's probability is the highest of its lines' (its label is still whether
+  it holds an anomalous line): a line's label depends on its own session alone.
 
 Training uses the windows ending at each entry, labelled anomalous when any line in them
-is, with binary cross-entropy. The last ``validation`` part of the training data, in time
-order, is kept out of training. It stops training when the average precision of its
-windows stops improving (the best epoch's weights are kept), chooses the class weight
-from the label ratio (anomalous windows weighted 1, or by the ratio of normal to
-anomalous training windows: whichever gives the better average precision; or
-``pos_weight`` when given), and sets the probability threshold at the F1 optimum of its
-windows. Test data is never involved.
+is (with the line target: by the entry's own line), with binary cross-entropy. The last
+``validation`` part of the training data, in time order, is kept out of training. It
+stops training when the average precision of its windows (judged as detection judges
+them) stops improving (the best epoch's weights are kept), chooses the class weight from
+the label ratio (anomalous rows weighted 1, or by the ratio of normal to anomalous
+training rows: whichever gives the better average precision; or ``pos_weight`` when
+given), and sets the probability threshold at the F1 optimum of its windows. Test data is
+never involved.
 
 Detection runs in NumPy from the saved weights (no PyTorch import): identical entries
 share one input projection, identical windows are scored once, and the recurrent
@@ -66,6 +70,7 @@ __all__ = [
     "WindowNetNumpy",
     "average_precision",
     "best_f1_threshold",
+    "rolling_max",
     "tokenize",
     "window_labels",
     "windows_of",
@@ -79,6 +84,7 @@ OTHER = 1  # a value outside the position's vocabulary
 FIRST_VALUE = 2
 
 MODEL_NAME = "supervised"
+TARGETS = ("window", "line")
 
 _CLIP = 10.0  # normalised numeric values are clipped to this many standard deviations
 _USUAL = 2.0  # ... then only their excess beyond +-_USUAL standard deviations is kept
@@ -112,9 +118,15 @@ class SupervisedConfig:
     # Entries the LSTM reads for the window ending at an entry (0: the window's own; last
     # here so that positional arguments keep their meaning). Interleaved sessions spread an
     # anomalous session's lines over far more than one window. Reading 30 for windows of
-    # 10 scored better on average on the bench's development draws but not for every
-    # seed, at about 2x the detection time: off by default.
+    # 10 (with the line target) scored better on every development set of the bench, at
+    # 2-2.2x the detection time (below 50,000 lines/s on a 2-core AMD EPYC): off by default.
     context: int = 0
+    # What the network learns of the entry it ends at: "window", whether the window of the
+    # last `window` entries holds an anomalous line (the term project), or "line", whether
+    # the entry's own line is anomalous; a window's probability is then the highest of its
+    # lines'. When sessions interleave, a window's label hangs on which session each of its
+    # lines belongs to, that of a line on its own session alone.
+    target: str = "window"
 
     def __post_init__(self) -> None:
         # Types first: window=2.5 or seed=None failed deep inside training (numpy, torch),
@@ -163,6 +175,7 @@ class SupervisedConfig:
                 "pos_weight must be > 0",
             ),
             ("device", self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
+            ("target", self.target in TARGETS, "target must be window or line"),
         ]
         for name, ok, msg in checks:
             if not ok:
@@ -444,6 +457,16 @@ def window_labels(entry_labels: np.ndarray, h: int) -> np.ndarray:
     return out
 
 
+def rolling_max(values: np.ndarray, h: int) -> np.ndarray:
+    """Per entry, the highest of the last ``h`` values (float64; fewer before the
+    ``h``-th)."""
+    if len(values) == 0:
+        return values.astype(np.float64)
+    padded = np.concatenate([np.full(h - 1, -np.inf), values.astype(np.float64)])
+    out: np.ndarray = np.lib.stride_tricks.sliding_window_view(padded, h).max(axis=1)
+    return out
+
+
 # --- inference in NumPy -----------------------------------------------------------------------
 
 
@@ -586,9 +609,12 @@ def _train(
     pos_weight: float,
     config: SupervisedConfig,
     progress: Callable[[int, int, float], None] | None,
+    judged: tuple[np.ndarray, int, int] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Fit the network on distinct (window, label) rows weighted by their counts; keep the
-    weights of the epoch with the lowest validation loss."""
+    weights of the epoch with the lowest validation loss. With ``judged`` (line target:
+    the window labels of the validation entries, the window, and the rows before them in
+    ``val``), the validation rows are entries in order, judged as windows."""
     import torch
     from torch import nn
 
@@ -656,7 +682,12 @@ def _train(
                     logit = net(x_val[sl], key_t, stat_t)
                     logits.append(logit.cpu().numpy())
                     total += float((loss_fn(logit, y_val[sl]) * c_val[sl]).sum())
-            if (val_y * val_c).sum() > 0:
+            if judged is not None:
+                window_y, h, skip = judged
+                if window_y.sum() > 0:
+                    highest = rolling_max(np.concatenate(logits), h)[skip:]
+                    return -average_precision(highest, window_y, np.ones(len(window_y)))
+            elif (val_y * val_c).sum() > 0:
                 return -average_precision(np.concatenate(logits), val_y, val_c)
             return total / float(c_val.sum())
 
@@ -697,7 +728,10 @@ def _train(
             "best_epoch": best_epoch,
             "train_loss": round(train_loss, 6),
             "validation_ap": (
-                round(-best, 6) if not math.isinf(best) and (val_y * val_c).sum() > 0 else None
+                round(-best, 6)
+                if not math.isinf(best)
+                and (val_y * val_c if judged is None else judged[0]).sum() > 0
+                else None
             ),
             "device": device,
         }
@@ -793,9 +827,20 @@ class SupervisedDeepLog:
         key, num, cat = features.encode(stream)
         tokens = tokenize(key, num, cat)
         wins = windows_of(tokens, self.reach)
-        ylab = window_labels(entry_labels, cfg.window).astype(np.int8)
-        train = _distinct_rows(wins[:cut], ylab[:cut])
-        val = _distinct_rows(wins[cut:], ylab[cut:])
+        window_y = window_labels(entry_labels, cfg.window).astype(np.int8)
+        by_line = cfg.target == "line"
+        train = _distinct_rows(wins[:cut], (entry_labels if by_line else window_y)[:cut])
+        judged = None
+        if by_line:
+            # Validation judges windows, as detection does, each the highest of its lines:
+            # the entries stay in order, with the window's lines before the cut (weight 0).
+            lo = max(0, cut - cfg.window + 1)
+            weight = np.ones(n - lo, dtype=np.float32)
+            weight[: cut - lo] = 0.0
+            val = (np.ascontiguousarray(wins[lo:]), entry_labels[lo:], weight)
+            judged = (window_y[cut:].astype(np.float64), cfg.window, cut - lo)
+        else:
+            val = _distinct_rows(wins[cut:], window_y[cut:])
         pos = float((train[2] * train[1]).sum())
         neg = float((train[2] * (1 - train[1])).sum())
         if pos == 0:
@@ -803,7 +848,7 @@ class SupervisedDeepLog:
                 f"no anomalous window in the training part (the first {1 - cfg.validation:.0%}"
                 " of the entries): supervised training needs anomalous lines there"
             )
-        val_pos = float((val[2] * val[1]).sum())
+        val_pos = float(window_y[cut:].sum())
         if cfg.pos_weight is not None:
             candidates = [cfg.pos_weight]
         elif val_pos > 0 and neg > pos:
@@ -815,7 +860,7 @@ class SupervisedDeepLog:
             candidates = [1.0]
         runs = []
         for weight in candidates:
-            weights, info = _train(tokens, features, *train, val, weight, cfg, progress)
+            weights, info = _train(tokens, features, *train, val, weight, cfg, progress, judged)
             runs.append((weights, info, weight))
         weights, info, pos_weight = max(
             runs,
@@ -829,7 +874,11 @@ class SupervisedDeepLog:
         # The threshold from the NumPy forward pass that detection uses.
         if val_pos > 0:
             prob = _sigmoid(self.net_.logits(val[0], self.net_.token_inputs(tokens)))
-            threshold, f1 = best_f1_threshold(prob, val[1].astype(np.float64), val[2])
+            if judged is None:
+                threshold, f1 = best_f1_threshold(prob, val[1].astype(np.float64), val[2])
+            else:
+                window_p = rolling_max(prob, cfg.window)[judged[2] :]
+                threshold, f1 = best_f1_threshold(window_p, judged[0], np.ones(len(window_p)))
             rule = "validation F1"
         else:
             threshold, f1, rule = 0.5, None, "0.5 (no anomalous window in the validation part)"
@@ -842,7 +891,7 @@ class SupervisedDeepLog:
             "validation_entries": n - cut,
             "train_windows": int(train[2].sum()),
             "distinct_train_windows": len(train[0]),
-            "anomalous_train_windows": int(pos),
+            "anomalous_train_windows": int(window_y[:cut].sum()),
             "validation_windows": int(val[2].sum()),
             "anomalous_validation_windows": int(val_pos),
             "pos_weight": round(pos_weight, 4),
@@ -878,7 +927,8 @@ class SupervisedDeepLog:
         # (sorting the rows cost more than it saved: 0.33 s of 0.8 for 200,000 windows
         # of 10, of which 7% repeat; 1 s for windows of 30, of which none do).
         wins = windows_of(tokens, self.reach)
-        return _sigmoid(net.logits(wins, net.token_inputs(tokens)))
+        prob = _sigmoid(net.logits(wins, net.token_inputs(tokens)))
+        return rolling_max(prob, self.window) if self.config.target == "line" else prob
 
     def predict(self, stream: LineStream) -> np.ndarray:
         """Per entry: True when the window ending at it is anomalous."""
@@ -916,7 +966,8 @@ class SupervisedDeepLog:
         if meta.get("model") != MODEL_NAME:
             raise BundleError("not a supervised model bundle (train it with --supervised)")
         try:
-            est = cls(SupervisedConfig(**meta["params"]))
+            # Bundles from before line targets learnt windows.
+            est = cls(SupervisedConfig(**{"target": "window", **meta["params"]}))
             est.features_ = Features.from_dict(meta["features"])
             prefix = MODEL_NAME + "/"
             est.weights_ = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
