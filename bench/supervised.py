@@ -45,6 +45,7 @@ target), 2 on usage errors or missing data.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import random
@@ -343,11 +344,40 @@ def _write(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def run_supervised(log: LabelledLog, seed: int, workdir: Path, context: int = 0) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Variant:
+    """Another setting of the supervised model, run beside the default one."""
+
+    context: int
+    target: str
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        """``CONTEXT`` or ``CONTEXT:TARGET`` (``30``, ``0:window``, ``30:line``)."""
+        context, _, target = text.partition(":")
+        try:
+            return cls(int(context), target or "window")
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not CONTEXT[:TARGET]: {text!r}") from None
+
+    @property
+    def name(self) -> str:
+        return f"supervised_context_{self.context}_{self.target}"
+
+    @property
+    def flags(self) -> list[str]:
+        return ["--context", str(self.context), "--target", self.target]
+
+
+def run_supervised(
+    log: LabelledLog, seed: int, workdir: Path, variant: Variant | None = None
+) -> dict[str, Any]:
     train = _write(workdir / "train.log", log.train)
     test = _write(workdir / "test.log", log.test)
     started = time.perf_counter()
-    config = SupervisedConfig(seed=seed, device="cpu", context=context)
+    config = SupervisedConfig(seed=seed, device="cpu")
+    if variant is not None:
+        config = dataclasses.replace(config, context=variant.context, target=variant.target)
     det = SupervisedDetector(SupervisedDeepLog(config), log.fmt)
     det.fit(det.read([str(train)], learn=True), log.train_labels)
     model = det.model
@@ -448,18 +478,15 @@ def run_set(
     seeds: Sequence[int],
     workdir: Path,
     verbose: bool,
-    contexts: Sequence[int] = (),
+    variants: Sequence[Variant] = (),
 ) -> dict[str, Any]:
     runs = []
-    extra = [f"supervised_context_{c}" for c in contexts]
+    extra = [v.name for v in variants]
     for seed in seeds:
         if verbose:
             print(f"  {log.name}, seed {seed}: supervised ...", file=sys.stderr)
         sup = run_supervised(log, seed, workdir)
-        with_context = {
-            name: run_supervised(log, seed, workdir, context=c)
-            for name, c in zip(extra, contexts, strict=True)
-        }
+        with_context = {v.name: run_supervised(log, seed, workdir, v) for v in variants}
         if verbose:
             print(f"  {log.name}, seed {seed}: unsupervised ...", file=sys.stderr)
         uns = run_unsupervised(log, seed, workdir)
@@ -509,6 +536,7 @@ def run_set(
         "train_anomalous_lines": int(sum(log.train_labels)),
         "test_anomalous_lines": int(sum(log.test_labels)),
         "id_oracle_window_f1": log.oracle,
+        "variants": {v.name: " ".join(v.flags) for v in variants},
         "runs": runs,
         "summary": summary,
         "targets": targets,
@@ -589,13 +617,13 @@ def run_speed(args: argparse.Namespace, data: Path, workdir: Path) -> dict[str, 
     ]
     walls = [r.wall_s for r in detect_runs]
     rows = sum(1 for _ in out_csv.open(encoding="utf-8")) - 1
-    # The same with a context (no target: an option that trades speed for reach).
+    # The same for each variant (no target: options that trade speed for reach).
     with_context = []
-    for c in args.contexts:
-        ctx_model = workdir / f"speed_model_context_{c}"
+    for v in args.variants:
+        ctx_model = workdir / f"speed_model_{v.name}"
         trained = run_timed(
             [*lw, "train", str(train), "--format", HDFS_FORMAT, "--supervised", "--line-labels",
-             str(label_csv), "--context", str(c), "--out", str(ctx_model), "--force",
+             str(label_csv), *v.flags, "--out", str(ctx_model), "--force",
              "--device", "cpu", "-q"],
             workdir,
         )  # fmt: skip
@@ -609,7 +637,7 @@ def run_speed(args: argparse.Namespace, data: Path, workdir: Path) -> dict[str, 
         ]  # fmt: skip
         with_context.append(
             {
-                "context": c,
+                "variant": " ".join(v.flags),
                 "train_s": round(trained.wall_s, 2),
                 "detect_runs": [round(w, 3) for w in ctx_walls],
                 "lines_per_s": round(n / statistics.median(ctx_walls)),
@@ -664,10 +692,9 @@ def print_report(rep: dict[str, Any]) -> None:
         print(
             f"  {'model':<28}{'window F1 mean ± sd [min, max]':<36}{'window P':>10}{'window R':>10}{'line F1':>10}"
         )
-        contexts = [k for k in sm if k.startswith("supervised_context_")]
         for name, key in (
             ("supervised", "supervised"),
-            *((f"supervised, --context {k.rsplit('_', 1)[1]}", k) for k in contexts),
+            *((flags, k) for k, flags in s.get("variants", {}).items()),
             ("DeepLog (own threshold)", "unsupervised"),
             ("DeepLog (best threshold)", "unsupervised_tuned"),
         ):
@@ -708,7 +735,7 @@ def print_report(rep: dict[str, Any]) -> None:
         )
         for c in sp.get("with_context", []):
             print(
-                f"  --context {c['context']}: train {c['train_s']:.1f} s, detect"
+                f"  {c['variant']}: train {c['train_s']:.1f} s, detect"
                 f" {c['lines_per_s']:,} lines/s (runs {c['detect_runs']} s)"
             )
         print(f"  1-minute load average at each run's start: {sp['load']} (the machine is shared)")
@@ -731,9 +758,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--sim-sessions", type=int, default=3000)
     p.add_argument(
-        "--contexts", nargs="*", type=int, default=[30],
-        help="also the supervised model reading this many entries per window (one row each;"
-        " none: only the default model)",
+        "--variants", nargs="*", type=Variant.parse, default=[Variant(30, "line")],
+        help="also the supervised model with --context CONTEXT --target TARGET, given as"
+        " CONTEXT[:TARGET] (one row each; none: only the default model)",
     )  # fmt: skip
     p.add_argument(
         "--data-seed", type=int, default=0,
@@ -787,7 +814,7 @@ def main(argv: list[str] | None = None) -> int:
         for log in logs:
             if args.verbose:
                 print(f"{log.name}: {log.note}", file=sys.stderr)
-            rep["sets"].append(run_set(log, args.seeds, workdir, args.verbose, args.contexts))
+            rep["sets"].append(run_set(log, args.seeds, workdir, args.verbose, args.variants))
         if args.speed:
             rep["speed"] = run_speed(args, data, workdir)
     except ChildFailed as exc:
