@@ -355,10 +355,10 @@ class Variant:
     def parse(cls, text: str) -> Variant:
         """``CONTEXT`` or ``CONTEXT:TARGET`` (``30``, ``0:window``, ``30:line``)."""
         context, _, target = text.partition(":")
-        try:
-            return cls(int(context), target or "window")
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not CONTEXT[:TARGET]: {text!r}") from None
+        target = target or "window"
+        if not context.isdigit() or target not in ("window", "line"):
+            raise argparse.ArgumentTypeError(f"not CONTEXT[:window|line]: {text!r}")
+        return cls(int(context), target)
 
     @property
     def name(self) -> str:

@@ -118,8 +118,9 @@ class SupervisedConfig:
     # Entries the LSTM reads for the window ending at an entry (0: the window's own; last
     # here so that positional arguments keep their meaning). Interleaved sessions spread an
     # anomalous session's lines over far more than one window. Reading 30 for windows of
-    # 10 (with the line target) scored better on every development set of the bench, at
-    # 2-2.2x the detection time (below 50,000 lines/s on a 2-core AMD EPYC): off by default.
+    # 10 (with the line target) scored better on every development set of the bench but
+    # not reliably on its own draw, at 2-2.2x the detection time (below 50,000 lines/s on
+    # a 2-core AMD EPYC): off by default.
     context: int = 0
     # What the network learns of the entry it ends at: "window", whether the window of the
     # last `window` entries holds an anomalous line (the term project), or "line", whether
