@@ -468,6 +468,20 @@ def rolling_max(values: np.ndarray, h: int) -> np.ndarray:
     return out
 
 
+def _judged(
+    score: np.ndarray,
+    val: tuple[np.ndarray, np.ndarray, np.ndarray],
+    judged: tuple[np.ndarray, int, int] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The validation windows' scores, labels and counts from the scores of ``val``'s rows:
+    the rows themselves (window target), or each window the highest of its lines' rows
+    (``judged``: the windows' labels, the window, and the rows before the first)."""
+    if judged is None:
+        return score, val[1].astype(np.float64), val[2].astype(np.float64)
+    window_y, h, skip = judged
+    return rolling_max(score, h)[skip:], window_y, np.ones(len(window_y))
+
+
 # --- inference in NumPy -----------------------------------------------------------------------
 
 
@@ -666,8 +680,9 @@ def _train(
         loss_fn = nn.BCEWithLogitsLoss(reduction="none", pos_weight=pw)
         gen = torch.Generator().manual_seed(config.seed)
 
-        val_y = val[1].astype(np.float64)
-        val_c = val[2].astype(np.float64)
+        has_anomalies = (
+            bool((val[1] * val[2]).sum() > 0) if judged is None else bool(judged[0].sum() > 0)
+        )
 
         def val_loss() -> float:
             """Minus the validation windows' average precision (or their loss when they
@@ -683,13 +698,8 @@ def _train(
                     logit = net(x_val[sl], key_t, stat_t)
                     logits.append(logit.cpu().numpy())
                     total += float((loss_fn(logit, y_val[sl]) * c_val[sl]).sum())
-            if judged is not None:
-                window_y, h, skip = judged
-                if window_y.sum() > 0:
-                    highest = rolling_max(np.concatenate(logits), h)[skip:]
-                    return -average_precision(highest, window_y, np.ones(len(window_y)))
-            elif (val_y * val_c).sum() > 0:
-                return -average_precision(np.concatenate(logits), val_y, val_c)
+            if has_anomalies:
+                return -average_precision(*_judged(np.concatenate(logits), val, judged))
             return total / float(c_val.sum())
 
         best, best_state, best_epoch, stale = math.inf, None, 0, 0
@@ -728,12 +738,7 @@ def _train(
             "epochs": epoch,
             "best_epoch": best_epoch,
             "train_loss": round(train_loss, 6),
-            "validation_ap": (
-                round(-best, 6)
-                if not math.isinf(best)
-                and (val_y * val_c if judged is None else judged[0]).sum() > 0
-                else None
-            ),
+            "validation_ap": (round(-best, 6) if not math.isinf(best) and has_anomalies else None),
             "device": device,
         }
         return weights, info
@@ -875,11 +880,7 @@ class SupervisedDeepLog:
         # The threshold from the NumPy forward pass that detection uses.
         if val_pos > 0:
             prob = _sigmoid(self.net_.logits(val[0], self.net_.token_inputs(tokens)))
-            if judged is None:
-                threshold, f1 = best_f1_threshold(prob, val[1].astype(np.float64), val[2])
-            else:
-                window_p = rolling_max(prob, cfg.window)[judged[2] :]
-                threshold, f1 = best_f1_threshold(window_p, judged[0], np.ones(len(window_p)))
+            threshold, f1 = best_f1_threshold(*_judged(prob, val, judged))
             rule = "validation F1"
         else:
             threshold, f1, rule = 0.5, None, "0.5 (no anomalous window in the validation part)"
