@@ -350,23 +350,33 @@ class Variant:
 
     context: int
     target: str
+    ensemble: int = 1
 
     @classmethod
     def parse(cls, text: str) -> Variant:
-        """``CONTEXT`` or ``CONTEXT:TARGET`` (``30``, ``0:window``, ``30:line``)."""
-        context, _, target = text.partition(":")
+        """``CONTEXT[:TARGET[:ENSEMBLE]]`` (``30``, ``0:window``, ``30:line``, ``30:line:5``)."""
+        context, _, rest = text.partition(":")
+        target, _, ensemble = rest.partition(":")
         target = target or "window"
-        if not context.isdigit() or target not in ("window", "line"):
-            raise argparse.ArgumentTypeError(f"not CONTEXT[:window|line]: {text!r}")
-        return cls(int(context), target)
+        ensemble = ensemble or "1"
+        if (
+            not context.isdigit()
+            or target not in ("window", "line")
+            or not ensemble.isdigit()
+            or int(ensemble) < 1
+        ):
+            raise argparse.ArgumentTypeError(f"not CONTEXT[:window|line[:ENSEMBLE]]: {text!r}")
+        return cls(int(context), target, int(ensemble))
 
     @property
     def name(self) -> str:
-        return f"supervised_context_{self.context}_{self.target}"
+        tail = f"_x{self.ensemble}" if self.ensemble > 1 else ""
+        return f"supervised_context_{self.context}_{self.target}{tail}"
 
     @property
     def flags(self) -> list[str]:
-        return ["--context", str(self.context), "--target", self.target]
+        flags = ["--context", str(self.context), "--target", self.target]
+        return [*flags, "--ensemble", str(self.ensemble)] if self.ensemble > 1 else flags
 
 
 def run_supervised(
@@ -377,7 +387,9 @@ def run_supervised(
     started = time.perf_counter()
     config = SupervisedConfig(seed=seed, device="cpu")
     if variant is not None:
-        config = dataclasses.replace(config, context=variant.context, target=variant.target)
+        config = dataclasses.replace(
+            config, context=variant.context, target=variant.target, ensemble=variant.ensemble
+        )
     det = SupervisedDetector(SupervisedDeepLog(config), log.fmt)
     det.fit(det.read([str(train)], learn=True), log.train_labels)
     model = det.model
@@ -759,8 +771,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-sessions", type=int, default=3000)
     p.add_argument(
         "--variants", nargs="*", type=Variant.parse, default=[Variant(30, "line")],
-        help="also the supervised model with --context CONTEXT --target TARGET, given as"
-        " CONTEXT[:TARGET] (one row each; none: only the default model)",
+        help="also the supervised model with --context CONTEXT --target TARGET --ensemble N,"
+        " given as CONTEXT[:TARGET[:N]] (one row each; none: only the default model)",
     )  # fmt: skip
     p.add_argument(
         "--data-seed", type=int, default=0,

@@ -192,3 +192,29 @@ for abnormal in (first, longer):
     assert by_first == {"keys so far": 1.0, "keys so far and length": 1.0}
     assert by_length["keys so far and length"] == 1.0
     assert by_length["keys so far"] < 0.9
+
+
+def test_supervised_variants_parse_to_the_cli_s_flags() -> None:
+    """``--variants`` settings become the flags of ``train --supervised``; a bad one is
+    refused when the arguments are read, not after an hour of runs."""
+    code = """
+import argparse, json
+import supervised as sb
+out = [[v.name, v.flags] for v in map(sb.Variant.parse, ["30", "30:line", "20:line:5"])]
+for bad in ("30:session", "x", "30:line:0", "30:line:two"):
+    try:
+        sb.Variant.parse(bad)
+    except argparse.ArgumentTypeError:
+        out.append(bad)
+print(json.dumps(out))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=BENCH, capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(out) == [
+        ["supervised_context_30_window", ["--context", "30", "--target", "window"]],
+        ["supervised_context_30_line", ["--context", "30", "--target", "line"]],
+        ["supervised_context_20_line_x5",
+         ["--context", "20", "--target", "line", "--ensemble", "5"]],
+        "30:session", "x", "30:line:0", "30:line:two",
+    ]  # fmt: skip

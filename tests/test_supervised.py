@@ -522,11 +522,60 @@ def test_a_line_target_scores_each_window_as_the_highest_of_its_lines(
             np.testing.assert_array_equal(got, want)
 
 
+def test_an_ensemble_scores_the_mean_of_its_networks(
+    fitted: dict[str, object], tmp_path: Path
+) -> None:
+    """``ensemble=2`` trains the networks of seeds 0 and 1, as two models of one network
+    each would, and scores each window with the mean of their probabilities; its threshold
+    is the best on that mean; it saves, loads and scores as a stream would; a bundle whose
+    networks do not match its ensemble size is refused."""
+    import dataclasses
+    import json
+
+    model, test, det = fitted["model"], fitted["test"], fitted["detector"]
+    assert isinstance(model, SupervisedDeepLog) and isinstance(det, SupervisedDetector)
+    lines, labels = labelled_log(2400, seed=1)  # the data of `fitted`
+    stream = det.read([str(write_lines(tmp_path / "train.log", lines))])
+    second = SupervisedDeepLog(dataclasses.replace(model.config, seed=1)).fit(stream, labels)
+    both = SupervisedDeepLog(dataclasses.replace(model.config, ensemble=2)).fit(stream, labels)
+    want = (model.predict_proba(test) + second.predict_proba(test)) / 2
+    got = both.predict_proba(test)
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got, model.predict_proba(test))
+    info = both.train_info_
+    assert [m["seed"] for m in info["members"]] == [0, 1]
+    assert [m["best_epoch"] for m in info["members"]] == [
+        model.train_info_["best_epoch"],
+        second.train_info_["best_epoch"],
+    ]
+    # The cut is the best on the validation part's mean: on it no other cut does better.
+    cut = info["train_entries"]
+    y = window_labels(np.asarray(labels)[stream.line_ids - 1], 5)[cut:]
+    p = both.predict_proba(stream)[cut:]
+    _, best = best_f1_threshold(p, y.astype(float), np.ones(len(y)))
+    flagged = p >= both.threshold_
+    f1 = 2 * (flagged & (y == 1)).sum() / (flagged.sum() + y.sum())
+    assert f1 == pytest.approx(best) and info["validation_f1"] == pytest.approx(best, abs=1e-4)
+    # A window's score is the same bits alone or with more lines after it.
+    for k in (1, 40, 333):
+        head = dataclasses.replace(
+            test, line_ids=test.line_ids[:k], keys=test.keys[:k], values=test.values[:k],
+            fields=test.fields[:k])  # fmt: skip
+        assert np.array_equal(both.predict_proba(head), got[:k]), k
+    meta, arrays = both.to_state()
+    again = SupervisedDeepLog.from_state(json.loads(json.dumps(meta)), arrays)
+    np.testing.assert_array_equal(again.predict_proba(test), got)
+    for size in (1, 3):
+        meta["params"]["ensemble"] = size
+        with pytest.raises(BundleError, match="not a valid supervised model"):
+            SupervisedDeepLog.from_state(json.loads(json.dumps(meta)), arrays)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"window": 0}, "window"), ({"validation": 1.0}, "validation"), ({"pos_weight": -1.0}, "pos_weight"),
      ({"device": "tpu"}, "device"), ({"context": 5, "window": 10}, "context"),
-     ({"context": -1}, "context"), ({"target": "session"}, "target")],
+     ({"context": -1}, "context"), ({"target": "session"}, "target"), ({"ensemble": 0}, "ensemble")],
 )  # fmt: skip
 def test_config_is_validated(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message) as exc:

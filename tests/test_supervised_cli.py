@@ -87,14 +87,16 @@ def test_detect_line_scores_one_row_per_input_line(
     assert flagged > 0
 
 
-def test_a_line_target_model_from_the_cli(
+def test_a_line_target_ensemble_from_the_cli(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = run(["train", files["train"], "--format", FMT, "--supervised", "--line-labels",
                         files["train_labels"], "--window-size", "5", "--target", "line",
-                        "--out", tmp_path / "m", *FAST], capsys)  # fmt: skip
+                        "--ensemble", "2", "--out", tmp_path / "m", *FAST], capsys)  # fmt: skip
     assert code == 0, err
-    assert json.loads((tmp_path / "m" / "manifest.json").read_text())["params"]["target"] == "line"
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["params"]["target"] == "line" and manifest["params"]["ensemble"] == 2
+    assert [m["seed"] for m in manifest["train_info"]["members"]] == [0, 1]
     code, out, err = run(["eval", files["test"], "--model", tmp_path / "m", "--line-labels",
                           files["test_labels"], "--json"], capsys)  # fmt: skip
     assert code == 0, err
@@ -213,9 +215,14 @@ def test_bad_label_files_are_one_clear_error(
     ("extra", "message"),
     [
         (["--supervised"], "--supervised needs --line-labels"),
-        (["--line-labels", "x.csv"], "--context and --target go with --supervised"),
-        (["--context", "30"], "--context and --target go with --supervised"),
-        (["--target", "line"], "--context and --target go with --supervised"),
+        (["--line-labels", "x.csv"], "--target and --ensemble go with --supervised"),
+        (["--context", "30"], "--target and --ensemble go with --supervised"),
+        (["--target", "line"], "--target and --ensemble go with --supervised"),
+        (["--ensemble", "2"], "--target and --ensemble go with --supervised"),
+        (
+            ["--supervised", "--line-labels", "x.csv", "--ensemble", "0"],
+            "--ensemble must be >= 1",
+        ),
         (
             ["--supervised", "--line-labels", "x.csv", "--context", "3"],
             "--context must be 0 (the window) or >= window",

@@ -123,6 +123,7 @@ def train_supervised(args: argparse.Namespace) -> int:
         pos_weight=args.pos_weight,
         context=0 if args.context is None else args.context,
         target=defaults.target if args.target is None else args.target,
+        ensemble=defaults.ensemble if args.ensemble is None else args.ensemble,
         seed=args.seed,
         device=args.device,
     )

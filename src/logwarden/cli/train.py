@@ -91,6 +91,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         " window then scores the highest of its lines')",
     )
     st.add_argument(
+        "--ensemble",
+        type=int,
+        default=None,
+        help="supervised: networks to train (seeds --seed, --seed + 1, ...) whose mean"
+        " probability judges each window (default 1): steadier figures when few anomalies"
+        " are labelled, at N times the training and detection time",
+    )
+    st.add_argument(
         "--folds",
         type=int,
         default=5,
@@ -129,9 +137,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--seed must be >= 0")
     if args.supervised:
         return train_supervised(args)
-    supervised_only = (args.pos_weight, args.context, args.target)
+    supervised_only = (args.pos_weight, args.context, args.target, args.ensemble)
     if args.line_labels or any(v is not None for v in supervised_only):
-        raise UsageError("--line-labels, --pos-weight, --context and --target go with --supervised")
+        raise UsageError(
+            "--line-labels, --pos-weight, --context, --target and --ensemble go with --supervised"
+        )
     if args.jobs < 0:
         raise UsageError("--jobs must be >= 0")
     model = DeepLog(
