@@ -387,8 +387,14 @@ def run_supervised(
     started = time.perf_counter()
     config = SupervisedConfig(seed=seed, device="cpu")
     if variant is not None:
+        # Seed s of an ensemble of N: the networks of seeds s*N to s*N + N - 1, so that the
+        # ensembles of different seeds share no network.
         config = dataclasses.replace(
-            config, context=variant.context, target=variant.target, ensemble=variant.ensemble
+            config,
+            context=variant.context,
+            target=variant.target,
+            ensemble=variant.ensemble,
+            seed=seed * variant.ensemble,
         )
     det = SupervisedDetector(SupervisedDeepLog(config), log.fmt)
     det.fit(det.read([str(train)], learn=True), log.train_labels)
