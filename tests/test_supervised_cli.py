@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,7 @@ def test_a_line_target_ensemble_from_the_cli(
                         files["train_labels"], "--window-size", "5", "--target", "line",
                         "--ensemble", "2", "--out", tmp_path / "m", *FAST], capsys)  # fmt: skip
     assert code == 0, err
+    assert "2 networks" in err and re.search(r"\d+/\d+ epochs \(best \d+/\d+\)", err), err
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["params"]["target"] == "line" and manifest["params"]["ensemble"] == 2
     assert [m["seed"] for m in manifest["train_info"]["members"]] == [0, 1]

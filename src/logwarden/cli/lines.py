@@ -145,11 +145,17 @@ def train_supervised(args: argparse.Namespace) -> int:
         ) from None
     model = detector.model
     info = model.train_info_
+    nets = info.get("members", [info])  # an ensemble: each network's own figures
+
+    def each(field: str) -> str:
+        return "/".join(f"{m[field]:g}" for m in nets)
+
+    networks = f"{len(nets)} networks, " if len(nets) > 1 else ""
     print(
         f"logwarden train: supervised, {info['entries']:,} entries ({info['anomalous_train_windows']:,}"
         f" of {info['train_windows']:,} training windows anomalous, class weight"
-        f" {info['pos_weight']:g}), {info['keys']} keys, {info['epochs']} epochs (best"
-        f" {info['best_epoch']}) in {info['seconds']:.1f} s on {info['device']}; threshold:"
+        f" {each('pos_weight')}), {info['keys']} keys, {networks}{each('epochs')} epochs (best"
+        f" {each('best_epoch')}) in {info['seconds']:.1f} s on {info['device']}; threshold:"
         f" probability >= {model.threshold_:.3g} ({info['threshold_rule']}); saved {args.out}",
         file=sys.stderr,
     )
