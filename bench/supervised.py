@@ -351,32 +351,42 @@ class Variant:
     context: int
     target: str
     ensemble: int = 1
+    span: int = 0
 
     @classmethod
     def parse(cls, text: str) -> Variant:
-        """``CONTEXT[:TARGET[:N]]`` (``30``, ``0:window``, ``30:line``, ``30:line:5``)."""
+        """``CONTEXT[:TARGET[:N[:SPAN]]]`` (``30``, ``0:window``, ``30:line``, ``30:line:5``,
+        ``100:line:5:100``)."""
         context, _, rest = text.partition(":")
-        target, _, ensemble = rest.partition(":")
+        target, _, rest = rest.partition(":")
+        ensemble, _, span = rest.partition(":")
         target = target or "window"
         ensemble = ensemble or "1"
+        span = span or "0"
         if (
             not context.isdigit()
             or target not in ("window", "line")
             or not ensemble.isdigit()
             or int(ensemble) < 1
+            or not span.isdigit()
         ):
-            raise argparse.ArgumentTypeError(f"not CONTEXT[:window|line[:ENSEMBLE]]: {text!r}")
-        return cls(int(context), target, int(ensemble))
+            raise argparse.ArgumentTypeError(
+                f"not CONTEXT[:window|line[:ENSEMBLE[:SPAN]]]: {text!r}"
+            )
+        return cls(int(context), target, int(ensemble), int(span))
 
     @property
     def name(self) -> str:
         tail = f"_x{self.ensemble}" if self.ensemble > 1 else ""
+        tail += f"_span_{self.span}" if self.span else ""
         return f"supervised_context_{self.context}_{self.target}{tail}"
 
     @property
     def flags(self) -> list[str]:
         flags = ["--context", str(self.context), "--target", self.target]
-        return [*flags, "--ensemble", str(self.ensemble)] if self.ensemble > 1 else flags
+        if self.ensemble > 1:
+            flags += ["--ensemble", str(self.ensemble)]
+        return [*flags, "--span", str(self.span)] if self.span else flags
 
 
 def run_supervised(
@@ -394,6 +404,7 @@ def run_supervised(
             context=variant.context,
             target=variant.target,
             ensemble=variant.ensemble,
+            span=variant.span,
             seed=seed * variant.ensemble,
         )
     det = SupervisedDetector(SupervisedDeepLog(config), log.fmt)

@@ -200,8 +200,9 @@ def test_supervised_variants_parse_to_the_cli_s_flags() -> None:
     code = """
 import argparse, json
 import supervised as sb
-out = [[v.name, v.flags] for v in map(sb.Variant.parse, ["30", "30:line", "20:line:5"])]
-for bad in ("30:session", "x", "30:line:0", "30:line:two"):
+texts = ["30", "30:line", "20:line:5", "100:line:5:100", "50:window:1:200"]
+out = [[v.name, v.flags] for v in map(sb.Variant.parse, texts)]
+for bad in ("30:session", "x", "30:line:0", "30:line:two", "30:line:5:x", "30:line:5:-1"):
     try:
         sb.Variant.parse(bad)
     except argparse.ArgumentTypeError:
@@ -216,5 +217,9 @@ print(json.dumps(out))
         ["supervised_context_30_line", ["--context", "30", "--target", "line"]],
         ["supervised_context_20_line_x5",
          ["--context", "20", "--target", "line", "--ensemble", "5"]],
-        "30:session", "x", "30:line:0", "30:line:two",
+        ["supervised_context_100_line_x5_span_100",
+         ["--context", "100", "--target", "line", "--ensemble", "5", "--span", "100"]],
+        ["supervised_context_50_window_span_200",
+         ["--context", "50", "--target", "window", "--span", "200"]],
+        "30:session", "x", "30:line:0", "30:line:two", "30:line:5:x", "30:line:5:-1",
     ]  # fmt: skip

@@ -27,6 +27,7 @@ from logwarden.models.supervised import (
     SupervisedDeepLog,
     average_precision,
     best_f1_threshold,
+    span_rows,
     tokenize,
     window_labels,
     windows_of,
@@ -571,11 +572,75 @@ def test_an_ensemble_scores_the_mean_of_its_networks(
             SupervisedDeepLog.from_state(json.loads(json.dumps(meta)), arrays)
 
 
+def test_a_span_model_carries_its_state_along_the_log(tmp_path: Path) -> None:
+    """With ``span`` the LSTM reads the log in spans, each after the ``context`` entries
+    before it, from a zero state: the late lines of an episode, 8-12 lines after its
+    telling warning, are found as with a context of 20; NumPy gives each line what PyTorch
+    gives it in its span; a line's score is the same bits whatever follows it; the bundle
+    keeps the setting."""
+    import dataclasses
+
+    import torch
+
+    lines, labels = delayed_log(2400, seed=1)
+    test_lines, test_labels = delayed_log(1200, seed=2)
+    cfg = SupervisedConfig(
+        window=5, context=12, span=20, target="line", seed=0,
+        **{**TINY, "hidden": 16, "epochs": 80, "patience": 20},
+    )  # fmt: skip
+    det = SupervisedDetector(SupervisedDeepLog(cfg), FMT)
+    det.fit(det.read([str(write_lines(tmp_path / "train.log", lines))], learn=True), labels)
+    test = det.read([str(write_lines(tmp_path / "test.log", test_lines))])
+    assert det.line_verdicts(test).report(test_labels).windows.f1 > 0.85
+    model = det.model
+    assert model.train_info_["distinct_train_windows"] is None
+    # Each line's own probability (windows of 1) against PyTorch over its span.
+    meta, arrays = model.to_state()
+    meta["params"]["window"] = 1
+    own = SupervisedDeepLog.from_state(meta, arrays).predict_proba(test)
+    f = model.features_
+    tokens = tokenize(*f.encode(test))
+    rows = span_rows(tokens.of_entry, tokens.pad, 12, 20)
+    assert rows.shape == (-(-len(test) // 20), 32)
+    w = {k: torch.as_tensor(v) for k, v in model.weights_.items()}
+    lstm = torch.nn.LSTM(w["lstm.weight_ih_l0"].shape[1], 16, 1, batch_first=True)
+    lstm.load_state_dict({k[5:]: v for k, v in w.items() if k.startswith("lstm.")})
+    onehots = [torch.nn.functional.one_hot(torch.as_tensor(tokens.cat[:, p]).long(), s).float()
+               for p, s in enumerate(f.onehot_sizes)]  # fmt: skip
+    x_tok = torch.cat([w["embed.weight"][torch.as_tensor(tokens.key).long()],
+                       torch.as_tensor(tokens.num), *onehots], dim=1)  # fmt: skip
+    with torch.no_grad():
+        out, _ = lstm(x_tok[torch.as_tensor(rows)])
+        logit = (out[:, 12:] @ w["out.weight"].T + w["out.bias"]).reshape(-1)[: len(test)]
+    np.testing.assert_allclose(own, torch.sigmoid(logit).numpy(), atol=1e-5)
+    # The lines before a span's warm-up do not reach it: a line 45 lines in (its span
+    # starts at 40, read from 28 on) scores the same without the first 20 lines.
+    cut = dataclasses.replace(
+        test, line_ids=test.line_ids[20:], keys=test.keys[20:], values=test.values[20:],
+        fields=test.fields[20:],
+    )  # fmt: skip
+    assert np.array_equal(
+        SupervisedDeepLog.from_state(meta, arrays).predict_proba(cut)[20:40], own[40:60]
+    )
+    whole = model.predict_proba(test)
+    for k in (1, 19, 20, 21, 333):
+        head = dataclasses.replace(
+            test, line_ids=test.line_ids[:k], keys=test.keys[:k], values=test.values[:k],
+            fields=test.fields[:k],
+        )  # fmt: skip
+        assert np.array_equal(model.predict_proba(head), whole[:k]), k
+    det.save(tmp_path / "span")
+    back = SupervisedDetector.load(tmp_path / "span")
+    assert back.model.config.span == 20 and back.model.config.context == 12
+    np.testing.assert_array_equal(back.model.predict_proba(test), whole)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"window": 0}, "window"), ({"validation": 1.0}, "validation"), ({"pos_weight": -1.0}, "pos_weight"),
      ({"device": "tpu"}, "device"), ({"context": 5, "window": 10}, "context"),
-     ({"context": -1}, "context"), ({"target": "session"}, "target"), ({"ensemble": 0}, "ensemble")],
+     ({"context": -1}, "context"), ({"target": "session"}, "target"), ({"ensemble": 0}, "ensemble"),
+     ({"span": -1}, "span"), ({"context": -1, "span": 10}, "context")],
 )  # fmt: skip
 def test_config_is_validated(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message) as exc:

@@ -217,10 +217,19 @@ def test_bad_label_files_are_one_clear_error(
     ("extra", "message"),
     [
         (["--supervised"], "--supervised needs --line-labels"),
-        (["--line-labels", "x.csv"], "--target and --ensemble go with --supervised"),
-        (["--context", "30"], "--target and --ensemble go with --supervised"),
-        (["--target", "line"], "--target and --ensemble go with --supervised"),
-        (["--ensemble", "2"], "--target and --ensemble go with --supervised"),
+        (["--line-labels", "x.csv"], "--ensemble and --span go with"),
+        (["--context", "30"], "--ensemble and --span go with"),
+        (["--target", "line"], "--ensemble and --span go with"),
+        (["--ensemble", "2"], "--ensemble and --span go with"),
+        (["--span", "100"], "--ensemble and --span go with --supervised"),
+        (
+            ["--supervised", "--line-labels", "x.csv", "--span", "-1"],
+            "--span must be >= 0",
+        ),
+        (
+            ["--supervised", "--line-labels", "x.csv", "--span", "50", "--context", "-1"],
+            "--context must be >= 0 with span",
+        ),
         (
             ["--supervised", "--line-labels", "x.csv", "--ensemble", "0"],
             "--ensemble must be >= 1",

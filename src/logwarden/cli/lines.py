@@ -124,6 +124,7 @@ def train_supervised(args: argparse.Namespace) -> int:
         context=0 if args.context is None else args.context,
         target=defaults.target if args.target is None else args.target,
         ensemble=defaults.ensemble if args.ensemble is None else args.ensemble,
+        span=defaults.span if args.span is None else args.span,
         seed=args.seed,
         device=args.device,
     )

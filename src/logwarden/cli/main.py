@@ -37,7 +37,7 @@ COMMANDS = (parse, train, detect, eval, workflow, feedback, models, simulate, de
 FLAGS = {
     "window": "--window-size", "top_g": "--top-g", "layers": "--layers", "hidden": "--hidden",
     "epochs": "--epochs", "target_fpr": "--target-fpr", "device": "--device",
-    "confidence": "--confidence", "pos_weight": "--pos-weight", "context": "--context", "target": "--target", "ensemble": "--ensemble", "folds": "--folds", "format": "--format", "session": "--session",
+    "confidence": "--confidence", "pos_weight": "--pos-weight", "context": "--context", "target": "--target", "ensemble": "--ensemble", "span": "--span", "folds": "--folds", "format": "--format", "session": "--session",
     "window_size": "--window", "id_pattern": "--session", "port": "--port", "input_format": "--input-format", "session_in_line": "--session-in-line", "max_templates": "--max-templates", "masks": "--mask", "bucket_seconds": "--drift-bucket",
 }  # fmt: skip
 

@@ -99,6 +99,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         " are labelled, at N times the training and detection time",
     )
     st.add_argument(
+        "--span",
+        type=int,
+        default=None,
+        help="supervised: carry the LSTM's state along the log in spans of N entries, each"
+        " read after the --context entries before it, instead of reading a window per entry"
+        " (default 0: windows): context for every line at (context + N) / N steps a line",
+    )
+    st.add_argument(
         "--folds",
         type=int,
         default=5,
@@ -137,10 +145,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--seed must be >= 0")
     if args.supervised:
         return train_supervised(args)
-    supervised_only = (args.pos_weight, args.context, args.target, args.ensemble)
+    supervised_only = (args.pos_weight, args.context, args.target, args.ensemble, args.span)
     if args.line_labels or any(v is not None for v in supervised_only):
         raise UsageError(
-            "--line-labels, --pos-weight, --context, --target and --ensemble go with --supervised"
+            "--line-labels, --pos-weight, --context, --target, --ensemble and --span go with"
+            " --supervised"
         )
     if args.jobs < 0:
         raise UsageError("--jobs must be >= 0")

@@ -73,6 +73,7 @@ __all__ = [
     "average_precision",
     "best_f1_threshold",
     "rolling_max",
+    "span_rows",
     "tokenize",
     "window_labels",
     "windows_of",
@@ -91,6 +92,7 @@ TARGETS = ("window", "line")
 _CLIP = 10.0  # normalised numeric values are clipped to this many standard deviations
 _USUAL = 2.0  # ... then only their excess beyond +-_USUAL standard deviations is kept
 _GRID = 4.0  # ... and rounded to 1/_GRID: identical entries then share one input projection
+_SPAN_DRAWS = 4  # training spans that hold an entry, per epoch (see _span_draws)
 # Rows per recurrent product: OpenBLAS runs products of m*n*k <= 2^19 on one thread. On a
 # busy 2-core machine its threads spin, and a step took 10x longer with them (measured).
 _BLAS_ONE_THREAD = 1 << 19
@@ -137,13 +139,19 @@ class SupervisedConfig:
     # --target line`: window F1 0.15-0.35 for one network over 3 seeds, 0.381-0.386 for
     # 5). N times the training and detection time.
     ensemble: int = 1
+    # With span > 0 the LSTM carries its state along the log instead of reading a window
+    # per entry: the entries are cut into spans of `span` from the first, each read from
+    # a zero state after the `context` entries before it, and it gives every entry of a
+    # span its probability. (context + span) / span steps per entry instead of
+    # max(window, context), and training reads spans at random places.
+    span: int = 0
 
     def __post_init__(self) -> None:
         # Types first: window=2.5 or seed=None failed deep inside training (numpy, torch),
         # window="10" with a bare TypeError below.
         ints = ("window", "context", "hidden", "layers", "embedding", "max_numeric", "max_categorical",
                 "max_categories", "min_count", "epochs", "patience", "batch_size", "seed",
-                "ensemble")  # fmt: skip
+                "ensemble", "span")  # fmt: skip
         for name in ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -163,10 +171,15 @@ class SupervisedConfig:
         checks = [
             ("seed", self.seed >= 0, "seed must be >= 0"),
             ("window", self.window >= 1, "window must be >= 1"),
+            ("span", self.span >= 0, "span must be >= 0"),
             (
                 "context",
-                self.context == 0 or self.context >= self.window,
-                "context must be 0 (the window) or >= window",
+                self.context >= 0
+                if self.span
+                else (self.context == 0 or self.context >= self.window),
+                "context must be >= 0 with span"
+                if self.span
+                else "context must be 0 (the window) or >= window",
             ),
             ("ensemble", self.ensemble >= 1, "ensemble must be >= 1"),
             ("hidden", self.hidden >= 1, "hidden must be >= 1"),
@@ -479,16 +492,64 @@ def rolling_max(values: np.ndarray, h: int) -> np.ndarray:
     return out
 
 
+def span_rows(of_entry: np.ndarray, pad: int, warm: int, span: int) -> np.ndarray:
+    """The entries (``of_entry``: each one's token) cut into spans of ``span`` from the
+    first, each row a span after the ``warm`` tokens before it: (spans, warm + span),
+    padded before the first entry and after the last."""
+    m = max(1, -(-len(of_entry) // span))
+    seq = np.concatenate(
+        [
+            np.full(warm, pad, dtype=np.int64),
+            of_entry.astype(np.int64, copy=False),
+            np.full(m * span - len(of_entry), pad, dtype=np.int64),
+        ]
+    )
+    return seq[np.arange(m)[:, None] * span + np.arange(warm + span)[None, :]]
+
+
+def _span_draws(
+    tokens: Tokens, labels: np.ndarray, warm: int, span: int
+) -> Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """An epoch's training rows with the state carried along: spans of ``span`` entries of
+    ``labels``' (shorter when they are fewer), each after the ``warm`` before it, starting
+    every span / _SPAN_DRAWS entries from a random offset (so an entry is read at
+    several places of a span, and at other ones every epoch)."""
+    n = len(labels)
+    span = min(span, n)
+    seq = np.concatenate([np.full(warm, tokens.pad, dtype=np.int64), tokens.of_entry[:n]])
+    stride = max(1, span // _SPAN_DRAWS)
+    steps = np.arange(warm + span)[None, :]
+    outputs = np.arange(span)[None, :]
+
+    def draw(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        starts = np.arange(int(rng.integers(min(stride, n - span + 1))), n - span + 1, stride)
+        y = labels[starts[:, None] + outputs]
+        return seq[starts[:, None] + steps], y, np.ones(y.shape, dtype=np.float32)
+
+    return draw
+
+
+@dataclass
+class _Val:
+    """The validation part as training reads it: ``x`` rows of token ids, of whose network
+    outputs the last ``keep`` count; of those (flattened), ``select`` (None: all) are the
+    validation scores, labelled ``y`` and weighted ``c``."""
+
+    x: np.ndarray
+    keep: int
+    select: np.ndarray | None
+    y: np.ndarray
+    c: np.ndarray
+
+
 def _judged(
-    score: np.ndarray,
-    val: tuple[np.ndarray, np.ndarray, np.ndarray],
-    judged: tuple[np.ndarray, int, int] | None,
+    score: np.ndarray, val: _Val, judged: tuple[np.ndarray, int, int] | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The validation windows' scores, labels and counts from the scores of ``val``'s rows:
     the rows themselves (window target), or each window the highest of its lines' rows
     (``judged``: the windows' labels, the window, and the rows before the first)."""
     if judged is None:
-        return score, val[1].astype(np.float64), val[2].astype(np.float64)
+        return score, val.y.astype(np.float64), val.c.astype(np.float64)
     window_y, h, skip = judged
     return rolling_max(score, h)[skip:], window_y, np.ones(len(window_y))
 
@@ -562,7 +623,6 @@ class WindowNetNumpy:
         blocks small enough for one BLAS thread."""
         n, steps = windows.shape
         hsz = self.hidden
-        gates = 4 * hsz
         n_tokens = max(len(x0), 1)
         block = max(16, _BLAS_ONE_THREAD // (4 * hsz * hsz))
         hs = [np.zeros((1, hsz), dtype=np.float32) for _ in range(self.layers)]
@@ -579,31 +639,66 @@ class WindowNetNumpy:
                 # few steps): one row per window, in window order, without sorting.
                 parent, token = node, windows[:, t]
                 node = np.arange(n, dtype=np.int64)
-            m = len(parent)
-            new_h = [np.empty((m, hsz), dtype=np.float32) for _ in range(self.layers)]
-            new_c = [np.empty((m, hsz), dtype=np.float32) for _ in range(self.layers)]
-            for s in range(0, m, block):
-                sl = slice(s, s + block)
-                up = parent[sl]
-                x = x0[token[sl]]
-                for layer in range(self.layers):
-                    if layer > 0:
-                        x = rows_times(new_h[layer - 1][sl], self._wih_up[layer])[:, :gates]
-                        x += self._b[layer]
-                    g = x + rows_times(hs[layer][up], self._whh_pad[layer])[:, :gates]
-                    np.tanh(g, out=g)
-                    ifo = g[:, : 3 * hsz]
-                    ifo *= 0.5
-                    ifo += 0.5
-                    c = cs[layer][up]
-                    c *= g[:, hsz : 2 * hsz]
-                    c += g[:, :hsz] * g[:, 3 * hsz :]
-                    h = np.tanh(c)
-                    h *= g[:, 2 * hsz : 3 * hsz]
-                    new_h[layer][sl] = h
-                    new_c[layer][sl] = c
-            hs, cs = new_h, new_c
+            hs, cs = self._steps(x0, token, hs, cs, parent, block)
         out: np.ndarray = (rows_times(hs[-1], self._wout)[:, 0] + self._bout)[node]
+        return out
+
+    def _steps(
+        self,
+        x0: np.ndarray,
+        token: np.ndarray,
+        hs: list[np.ndarray],
+        cs: list[np.ndarray],
+        parent: np.ndarray | None,
+        block: int,
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """One step of every layer for rows reading ``token`` (``x0``: the tokens' input
+        projections), each continuing the state of row ``parent`` of ``hs``/``cs`` (None:
+        of the same row); in blocks of ``block`` rows."""
+        hsz = self.hidden
+        gates = 4 * hsz
+        m = len(token)
+        new_h = [np.empty((m, hsz), dtype=np.float32) for _ in range(self.layers)]
+        new_c = [np.empty((m, hsz), dtype=np.float32) for _ in range(self.layers)]
+        for s in range(0, m, block):
+            sl = slice(s, s + block)
+            up = sl if parent is None else parent[sl]
+            xs = x0[token[sl]]
+            for layer in range(self.layers):
+                if layer > 0:
+                    xs = rows_times(new_h[layer - 1][sl], self._wih_up[layer])[:, :gates]
+                    xs += self._b[layer]
+                g = xs + rows_times(hs[layer][up], self._whh_pad[layer])[:, :gates]
+                np.tanh(g, out=g)
+                ifo = g[:, : 3 * hsz]
+                ifo *= 0.5
+                ifo += 0.5
+                c = cs[layer][up] * g[:, hsz : 2 * hsz]
+                c += g[:, :hsz] * g[:, 3 * hsz :]
+                h = np.tanh(c)
+                h *= g[:, 2 * hsz : 3 * hsz]
+                new_h[layer][sl] = h
+                new_c[layer][sl] = c
+        return new_h, new_c
+
+    def span_logits(self, rows: np.ndarray, x0: np.ndarray, warm: int) -> np.ndarray:
+        """Logits of the entries of ``span_rows`` rows, in order (the padding after the
+        last entry included): each row read from a zero state, its first ``warm`` tokens
+        only to warm the state up."""
+        m, steps = rows.shape
+        hsz = self.hidden
+        # Every row continues its own: blocks larger than the prefix walk's need no BLAS
+        # threads (the products go in tiles) and take fewer Python steps (512 rows: 8%
+        # less time than 128 for 2,000 spans of hidden 32; more gained nothing, measured).
+        block = max(512, _BLAS_ONE_THREAD // (4 * hsz * hsz))
+        hs = [np.zeros((m, hsz), dtype=np.float32) for _ in range(self.layers)]
+        cs = [np.zeros((m, hsz), dtype=np.float32) for _ in range(self.layers)]
+        top = np.empty((m, steps - warm, hsz), dtype=np.float32)
+        for t in range(steps):
+            hs, cs = self._steps(x0, rows[:, t], hs, cs, None, block)
+            if t >= warm:
+                top[:, t - warm] = hs[-1]
+        out: np.ndarray = rows_times(top.reshape(-1, hsz), self._wout)[:, 0] + self._bout
         return out
 
 
@@ -628,19 +723,18 @@ def _device(name: str) -> str:
 def _train(
     tokens: Tokens,
     features: Features,
-    windows: np.ndarray,
-    labels: np.ndarray,
-    counts: np.ndarray,
-    val: tuple[np.ndarray, np.ndarray, np.ndarray],
+    rows: Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    val: _Val,
     pos_weight: float,
     config: SupervisedConfig,
     progress: Callable[[int, int, float], None] | None,
     judged: tuple[np.ndarray, int, int] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Fit the network on distinct (window, label) rows weighted by their counts; keep the
-    weights of the epoch with the lowest validation loss. With ``judged`` (line target:
-    the window labels of the validation entries, the window, and the rows before them in
-    ``val``), the validation rows are entries in order, judged as windows."""
+    """Fit the network on the rows an epoch draws (``rows``: token ids, and per row the
+    labels and weights of its last outputs); keep the weights of the epoch with the best
+    validation average precision. With ``judged`` (line target: the window labels of the
+    validation entries, the window, and the scores before them in ``val``), the validation
+    scores are entries in order, judged as windows."""
     import torch
     from torch import nn
 
@@ -654,9 +748,9 @@ def _train(
         static = np.zeros((len(tokens.key), features.max_numeric + sum(sizes)), dtype=np.float32)
         static[:, : features.max_numeric] = tokens.num
         at = features.max_numeric
-        rows = np.arange(len(tokens.key))
+        token_rows = np.arange(len(tokens.key))
         for pos, size in enumerate(sizes):
-            static[rows, at + tokens.cat[:, pos]] = 1.0
+            static[token_rows, at + tokens.cat[:, pos]] = 1.0
             at += size
         d_in = config.embedding + static.shape[1]
 
@@ -668,66 +762,71 @@ def _train(
                 self.out = nn.Linear(config.hidden, 1)
 
             def forward(
-                self, tok: torch.Tensor, key: torch.Tensor, stat: torch.Tensor
+                self, tok: torch.Tensor, key: torch.Tensor, stat: torch.Tensor, keep: int
             ) -> torch.Tensor:
                 o, _ = self.lstm(torch.cat([self.embed(key[tok]), stat[tok]], dim=-1))
-                return self.out(o[:, -1]).squeeze(-1)
+                return self.out(o[:, -keep:]).squeeze(-1)
 
         net = WindowNet().to(device)
         opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
         key_t = torch.as_tensor(tokens.key, dtype=torch.long, device=device)
         stat_t = torch.as_tensor(static, device=device)
-
-        def tensors(w: np.ndarray, y: np.ndarray, c: np.ndarray) -> tuple[torch.Tensor, ...]:
-            return (
-                torch.as_tensor(w, dtype=torch.long, device=device),
-                torch.as_tensor(y, dtype=torch.float32, device=device),
-                torch.as_tensor(c, dtype=torch.float32, device=device),
-            )
-
-        x_all, y_all, c_all = tensors(windows, labels, counts)
-        x_val, y_val, c_val = tensors(*val)
-        pw = torch.tensor(pos_weight, device=device)
-        loss_fn = nn.BCEWithLogitsLoss(reduction="none", pos_weight=pw)
+        x_val = torch.as_tensor(val.x, dtype=torch.long, device=device)
         gen = torch.Generator().manual_seed(config.seed)
-
+        draw = np.random.default_rng(config.seed)
         has_anomalies = (
-            bool((val[1] * val[2]).sum() > 0) if judged is None else bool(judged[0].sum() > 0)
+            bool((val.y * val.c).sum() > 0) if judged is None else bool(judged[0].sum() > 0)
         )
 
         def val_loss() -> float:
             """Minus the validation windows' average precision (or their loss when they
             hold no anomalous window): lower is better."""
-            if len(x_val) == 0:
+            if len(val.y) == 0:
                 return math.nan
             net.eval()
-            total = 0.0
             logits = []
             with torch.no_grad():
-                for s in range(0, len(x_val), 4096):
-                    sl = slice(s, s + 4096)
-                    logit = net(x_val[sl], key_t, stat_t)
-                    logits.append(logit.cpu().numpy())
-                    total += float((loss_fn(logit, y_val[sl]) * c_val[sl]).sum())
+                step = max(1, 4096 // val.keep)
+                for s in range(0, len(x_val), step):
+                    logit = net(x_val[s : s + step], key_t, stat_t, val.keep)
+                    logits.append(logit.cpu().numpy().reshape(-1))
+            score = np.concatenate(logits).astype(np.float64)
+            if val.select is not None:
+                score = score[val.select]
             if has_anomalies:
-                return -average_precision(*_judged(np.concatenate(logits), val, judged))
-            return total / float(c_val.sum())
+                return -average_precision(*_judged(score, val, judged))
+            # Binary cross-entropy with logits, the positives weighted pos_weight.
+            loss = pos_weight * val.y * np.logaddexp(0.0, -score) + (1 - val.y) * np.logaddexp(
+                0.0, score
+            )
+            return float((loss * val.c).sum() / val.c.sum())
 
+        pw = torch.tensor(pos_weight, device=device)
+        loss_fn = nn.BCEWithLogitsLoss(reduction="none", pos_weight=pw)
         best, best_state, best_epoch, stale = math.inf, None, 0, 0
         epoch = 0
         train_loss = math.nan
         for epoch in range(1, config.epochs + 1):
             net.train()
+            x, y, c = rows(draw)
+            x_all = torch.as_tensor(x, dtype=torch.long, device=device)
+            y_all = torch.as_tensor(y, dtype=torch.float32, device=device)
+            c_all = torch.as_tensor(c, dtype=torch.float32, device=device)
+            keep = y.shape[1]
             perm = torch.randperm(len(x_all), generator=gen).to(device)
+            # A batch holds batch_size windows, or batch_size / 16 spans (of 100 entries in
+            # development, 16 per batch trained as well as 2 in two thirds of the time).
+            per_batch = config.batch_size if keep == 1 else max(1, config.batch_size // 16)
             total = 0.0
-            for s in range(0, len(x_all), config.batch_size):
-                idx = perm[s : s + config.batch_size]
-                c = c_all[idx]
-                loss = (loss_fn(net(x_all[idx], key_t, stat_t), y_all[idx]) * c).sum() / c.sum()
+            for s in range(0, len(x_all), per_batch):
+                idx = perm[s : s + per_batch]
+                cb = c_all[idx]
+                logit = net(x_all[idx], key_t, stat_t, keep)
+                loss = (loss_fn(logit, y_all[idx]) * cb).sum() / cb.sum()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss.detach()) * float(c.sum())
+                total += float(loss.detach()) * float(cb.sum())
             train_loss = total / float(c_all.sum())
             current = val_loss()
             if progress is not None:
@@ -843,23 +942,37 @@ class SupervisedDeepLog:
         features = Features.fit(stream, cfg, np.arange(cut), entry_labels[:cut])
         key, num, cat = features.encode(stream)
         tokens = tokenize(key, num, cat)
-        wins = windows_of(tokens, self.reach)
         window_y = window_labels(entry_labels, cfg.window).astype(np.int8)
         by_line = cfg.target == "line"
-        train = _distinct_rows(wins[:cut], (entry_labels if by_line else window_y)[:cut])
+        target_y = entry_labels if by_line else window_y
         judged = None
+        # Validation judges windows, as detection does; with the line target each is the
+        # highest of its lines, so the entries stay in order from the window's first line
+        # before the cut (weight 0).
+        lo = max(0, cut - cfg.window + 1) if by_line else cut
+        weight = np.ones(n - lo, dtype=np.float32)
+        weight[: cut - lo] = 0.0
         if by_line:
-            # Validation judges windows, as detection does, each the highest of its lines:
-            # the entries stay in order, with the window's lines before the cut (weight 0).
-            lo = max(0, cut - cfg.window + 1)
-            weight = np.ones(n - lo, dtype=np.float32)
-            weight[: cut - lo] = 0.0
-            val = (np.ascontiguousarray(wins[lo:]), entry_labels[lo:], weight)
             judged = (window_y[cut:].astype(np.float64), cfg.window, cut - lo)
+        rows: Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray, np.ndarray]]
+        if cfg.span:
+            rows = _span_draws(tokens, target_y[:cut], cfg.context, cfg.span)
+            grid = span_rows(tokens.of_entry, tokens.pad, cfg.context, cfg.span)
+            val = _Val(grid, cfg.span, np.arange(lo, n), target_y[lo:], weight)
+            distinct = None
         else:
-            val = _distinct_rows(wins[cut:], window_y[cut:])
-        pos = float((train[2] * train[1]).sum())
-        neg = float((train[2] * (1 - train[1])).sum())
+            wins = windows_of(tokens, self.reach)
+            train = _distinct_rows(wins[:cut], target_y[:cut])
+            fixed = (train[0], train[1][:, None], train[2][:, None])
+            rows = lambda _: fixed  # noqa: E731 - every epoch the same rows
+            distinct = len(train[0])
+            if by_line:
+                val = _Val(np.ascontiguousarray(wins[lo:]), 1, None, target_y[lo:], weight)
+            else:
+                d = _distinct_rows(wins[cut:], window_y[cut:])
+                val = _Val(d[0], 1, None, d[1], d[2])
+        pos = float(target_y[:cut].sum())
+        neg = cut - pos
         if pos == 0:
             raise DataError(
                 f"no anomalous window in the training part (the first {1 - cfg.validation:.0%}"
@@ -881,7 +994,7 @@ class SupervisedDeepLog:
             runs = []
             for weight in candidates:
                 weights, info = _train(
-                    tokens, features, *train, val, weight, member_cfg, progress, judged
+                    tokens, features, rows, val, weight, member_cfg, progress, judged
                 )
                 runs.append((weights, info, weight))
             weights, info, pos_weight = max(
@@ -904,7 +1017,7 @@ class SupervisedDeepLog:
             info["members"] = [{"seed": cfg.seed + m, **i} for m, (_, i) in enumerate(members)]
         # The threshold from the NumPy forward pass that detection uses.
         if val_pos > 0:
-            prob = self._line_proba(val[0], tokens)
+            prob = self._line_proba(tokens)[lo:] if cfg.span else self._line_proba(tokens, val.x)
             threshold, f1 = best_f1_threshold(*_judged(prob, val, judged))
             rule = "validation F1"
         else:
@@ -916,10 +1029,10 @@ class SupervisedDeepLog:
             "lines": stream.lines,
             "train_entries": cut,
             "validation_entries": n - cut,
-            "train_windows": int(train[2].sum()),
-            "distinct_train_windows": len(train[0]),
+            "train_windows": cut,
+            "distinct_train_windows": distinct,
             "anomalous_train_windows": int(window_y[:cut].sum()),
-            "validation_windows": int(val[2].sum()),
+            "validation_windows": n - cut,
             "anomalous_validation_windows": int(val_pos),
             "threshold_rule": rule,
             "validation_f1": None if f1 is None else round(f1, 4),
@@ -934,12 +1047,26 @@ class SupervisedDeepLog:
             raise NotFittedError("this model is not fitted yet: call fit() or load()")
         return nets
 
-    def _line_proba(self, windows: np.ndarray, tokens: Tokens) -> np.ndarray:
-        """Per row of ``windows``, the mean of the networks' probabilities."""
+    def _line_proba(self, tokens: Tokens, windows: np.ndarray | None = None) -> np.ndarray:
+        """The mean of the networks' probabilities per row of ``windows``, or (with
+        ``span``) per entry of ``tokens``."""
         nets = self._fitted()
-        prob = _sigmoid(nets[0].logits(windows, nets[0].token_inputs(tokens)))
+        cfg = self.config
+        grid = (
+            None
+            if windows is not None
+            else span_rows(tokens.of_entry, tokens.pad, cfg.context, cfg.span)
+        )
+
+        def logits(net: WindowNetNumpy) -> np.ndarray:
+            x0 = net.token_inputs(tokens)
+            if windows is not None:
+                return net.logits(windows, x0)
+            return net.span_logits(grid, x0, cfg.context)[: len(tokens.of_entry)]
+
+        prob = _sigmoid(logits(nets[0]))
         for net in nets[1:]:  # in a fixed order: a row's mean is the same bits in any batch
-            prob += _sigmoid(net.logits(windows, net.token_inputs(tokens)))
+            prob += _sigmoid(logits(net))
         if len(nets) > 1:
             prob /= len(nets)
         return prob
@@ -962,8 +1089,10 @@ class SupervisedDeepLog:
         # Identical windows end at one node of the prefix walk: no need to find them first
         # (sorting the rows cost more than it saved: 0.33 s of 0.8 for 200,000 windows
         # of 10, of which 7% repeat; 1 s for windows of 30, of which none do).
-        wins = windows_of(tokens, self.reach)
-        prob = self._line_proba(wins, tokens)
+        if self.config.span:
+            prob = self._line_proba(tokens)
+        else:
+            prob = self._line_proba(tokens, windows_of(tokens, self.reach))
         return rolling_max(prob, self.window) if self.config.target == "line" else prob
 
     def predict(self, stream: LineStream) -> np.ndarray:
