@@ -800,9 +800,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--sim-sessions", type=int, default=3000)
     p.add_argument(
-        "--variants", nargs="*", type=Variant.parse, default=[Variant(30, "line", 5)],
-        help="also the supervised model with --context CONTEXT --target TARGET --ensemble N,"
-        " given as CONTEXT[:TARGET[:N]] (one row each; none: only the default model)",
+        "--variants", nargs="*", type=Variant.parse, default=[Variant(100, "line", 3, 100)],
+        help="also the supervised model with --context CONTEXT --target TARGET --ensemble N"
+        " --span SPAN, given as CONTEXT[:TARGET[:N[:SPAN]]] (one row each; none: only the"
+        " default model)",
     )  # fmt: skip
     p.add_argument(
         "--data-seed", type=int, default=0,

@@ -360,10 +360,20 @@ def test_numpy_forward_matches_pytorch(fitted: dict[str, object]) -> None:
 
     model, test = fitted["model"], fitted["test"]
     assert isinstance(model, SupervisedDeepLog)
-    f = model.features_
-    key, num, cat = f.encode(test)  # type: ignore[arg-type]
-    tokens = tokenize(key, num, cat)
+    tokens = tokenize(*model.features_.encode(test))  # type: ignore[arg-type]
     wins = windows_of(tokens, model.window)[:300]
+    with torch.no_grad():
+        want = torch.sigmoid(torch_logits(model, tokens, wins)[:, -1]).numpy()
+    got = model.predict_proba(test)[:300]  # type: ignore[arg-type]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def torch_logits(model: SupervisedDeepLog, tokens: Any, rows: np.ndarray) -> Any:
+    """PyTorch's logits for every step of ``rows`` (token ids) from a zero state: the
+    reference the NumPy forward pass is checked against."""
+    import torch
+
+    f = model.features_
     w = {k: torch.as_tensor(v) for k, v in model.weights_.items()}
     lstm = torch.nn.LSTM(w["lstm.weight_ih_l0"].shape[1], model.config.hidden, 1, batch_first=True)
     lstm.load_state_dict({k[5:]: v for k, v in w.items() if k.startswith("lstm.")})
@@ -371,11 +381,8 @@ def test_numpy_forward_matches_pytorch(fitted: dict[str, object]) -> None:
                for p, s in enumerate(f.onehot_sizes)]  # fmt: skip
     x_tok = torch.cat([w["embed.weight"][torch.as_tensor(tokens.key).long()],
                        torch.as_tensor(tokens.num), *onehots], dim=1)  # fmt: skip
-    with torch.no_grad():
-        out, _ = lstm(x_tok[torch.as_tensor(np.array(wins))])
-        want = torch.sigmoid(out[:, -1] @ w["out.weight"].T + w["out.bias"]).squeeze(-1).numpy()
-    got = model.predict_proba(test)[:300]  # type: ignore[arg-type]
-    np.testing.assert_allclose(got, want, atol=1e-5)
+    out, _ = lstm(x_tok[torch.as_tensor(np.array(rows))])
+    return (out @ w["out.weight"].T + w["out.bias"]).squeeze(-1)
 
 
 def test_bundle_round_trip(fitted: dict[str, object], tmp_path: Path) -> None:
@@ -598,20 +605,11 @@ def test_a_span_model_carries_its_state_along_the_log(tmp_path: Path) -> None:
     meta, arrays = model.to_state()
     meta["params"]["window"] = 1
     own = SupervisedDeepLog.from_state(meta, arrays).predict_proba(test)
-    f = model.features_
-    tokens = tokenize(*f.encode(test))
+    tokens = tokenize(*model.features_.encode(test))
     rows = span_rows(tokens.of_entry, tokens.pad, 12, 20)
     assert rows.shape == (-(-len(test) // 20), 32)
-    w = {k: torch.as_tensor(v) for k, v in model.weights_.items()}
-    lstm = torch.nn.LSTM(w["lstm.weight_ih_l0"].shape[1], 16, 1, batch_first=True)
-    lstm.load_state_dict({k[5:]: v for k, v in w.items() if k.startswith("lstm.")})
-    onehots = [torch.nn.functional.one_hot(torch.as_tensor(tokens.cat[:, p]).long(), s).float()
-               for p, s in enumerate(f.onehot_sizes)]  # fmt: skip
-    x_tok = torch.cat([w["embed.weight"][torch.as_tensor(tokens.key).long()],
-                       torch.as_tensor(tokens.num), *onehots], dim=1)  # fmt: skip
     with torch.no_grad():
-        out, _ = lstm(x_tok[torch.as_tensor(rows)])
-        logit = (out[:, 12:] @ w["out.weight"].T + w["out.bias"]).reshape(-1)[: len(test)]
+        logit = torch_logits(model, tokens, rows)[:, 12:].reshape(-1)[: len(test)]
     np.testing.assert_allclose(own, torch.sigmoid(logit).numpy(), atol=1e-5)
     # The lines before a span's warm-up do not reach it: a line 45 lines in (its span
     # starts at 40, read from 28 on) scores the same without the first 20 lines.

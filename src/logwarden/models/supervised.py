@@ -21,10 +21,14 @@ parameter models are merged into one network, as the term project proposes:
   and a window's probability is the highest of its lines' (its label is still whether
   it holds an anomalous line): a line's label depends on its own session alone.
   With ``ensemble`` N networks (seeds ``seed`` to ``seed + N - 1``, each trained as
-  below) give the mean of their probabilities.
+  below) give the mean of their probabilities. With ``span`` the LSTM carries its state
+  along the log: the entries are cut into spans of ``span`` from the first, each read
+  from a zero state after the ``context`` entries before it, and every entry of a span
+  gets its probability (a line's still depends on nothing after it).
 
-Training uses the windows ending at each entry, labelled anomalous when any line in them
-is (with the line target: by the entry's own line), with binary cross-entropy. The last
+Training uses the windows ending at each entry (with ``span``: spans drawn at random
+places every epoch), labelled anomalous when any line in them is (with the line target:
+by the entry's own line), with binary cross-entropy. The last
 ``validation`` part of the training data, in time order, is kept out of training. It
 stops training when the average precision of its windows (judged as detection judges
 them) stops improving (the best epoch's weights are kept), chooses the class weight from
@@ -143,7 +147,9 @@ class SupervisedConfig:
     # per entry: the entries are cut into spans of `span` from the first, each read from
     # a zero state after the `context` entries before it, and it gives every entry of a
     # span its probability. (context + span) / span steps per entry instead of
-    # max(window, context), and training reads spans at random places.
+    # max(window, context), and training reads spans at random places. The bench's hdfs
+    # with 4 overlapping, context 100, span 100, line target, 3 networks: window F1
+    # 0.370 +- 0.006 over 3 seeds, as fast to detect as the default (2-core AMD EPYC).
     span: int = 0
 
     def __post_init__(self) -> None:
