@@ -106,6 +106,30 @@ def test_a_line_target_ensemble_from_the_cli(
     assert rep["windows"]["f1"] > 0.8, rep
 
 
+def test_a_span_model_from_the_cli(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--span`` trains the state-carrying model; ``detect --line-scores`` and ``eval``
+    use the saved bundle, and a context below the window is fine with a span."""
+    code, _, err = run(["train", files["train"], "--format", FMT, "--supervised", "--line-labels",
+                        files["train_labels"], "--window-size", "5", "--target", "line",
+                        "--context", "3", "--span", "40", "--out", tmp_path / "m", *FAST],
+                       capsys)  # fmt: skip
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["params"]["span"] == 40 and manifest["params"]["context"] == 3
+    out_csv = tmp_path / "s.csv"
+    code, _, err = run(["detect", files["test"], "--model", tmp_path / "m", "--line-scores",
+                        out_csv, "--show", "0"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert len(read_scores(out_csv)) == 601
+    code, out, err = run(["eval", files["test"], "--model", tmp_path / "m", "--line-labels",
+                          files["test_labels"], "--json"], capsys)  # fmt: skip
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["windows"]["f1"] > 2 * rep["flag_all"]["windows"]["f1"], rep
+
+
 def test_eval_line_labels_supervised(
     files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

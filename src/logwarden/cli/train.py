@@ -80,7 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="supervised: entries the LSTM reads for each window, >= --window-size (default:"
         " the window): reaches telling lines that left the window when many sessions"
-        " interleave, at about 2x the detection time for 30",
+        " interleave, at about 2x the detection time for 30; with --span the entries read"
+        " before each span (>= 0)",
     )
     st.add_argument(
         "--target",
