@@ -812,13 +812,17 @@ def _train(
         best, best_state, best_epoch, stale = math.inf, None, 0, 0
         epoch = 0
         train_loss = math.nan
+        drawn = None
         for epoch in range(1, config.epochs + 1):
             net.train()
-            x, y, c = rows(draw)
-            x_all = torch.as_tensor(x, dtype=torch.long, device=device)
-            y_all = torch.as_tensor(y, dtype=torch.float32, device=device)
-            c_all = torch.as_tensor(c, dtype=torch.float32, device=device)
-            keep = y.shape[1]
+            # Windows are the same rows every epoch: made tensors (moved to the device) once.
+            if (fresh := rows(draw)) is not drawn:
+                drawn = fresh
+                x, y, c = fresh
+                x_all = torch.as_tensor(x, dtype=torch.long, device=device)
+                y_all = torch.as_tensor(y, dtype=torch.float32, device=device)
+                c_all = torch.as_tensor(c, dtype=torch.float32, device=device)
+                keep = y.shape[1]
             perm = torch.randperm(len(x_all), generator=gen).to(device)
             # A batch holds batch_size windows, or batch_size / 16 spans (of 100 entries in
             # development, 16 per batch trained as well as 2 in two thirds of the time).
