@@ -422,6 +422,7 @@ def run_supervised(
         "epochs": model.train_info_["epochs"],
         "threshold": round(model.threshold_, 4),
         "validation_f1": model.train_info_["validation_f1"],
+        "validation_anomalous_lines": model.train_info_["anomalous_validation_entries"],
     }
 
 
@@ -751,7 +752,8 @@ def print_report(rep: dict[str, Any]) -> None:
             print(
                 f"    seed {r['seed']}: supervised window F1 {sup['window_f1']:.3f} (line {sup['line_f1']:.3f}),"
                 f" trained {sup['train_s']:.1f} s, {sup['epochs']} epochs, threshold {sup['threshold']:.3g}"
-                f" (validation F1 {sup['validation_f1']}); DeepLog {r['unsupervised']['window_f1']:.3f}"
+                f" (validation F1 {sup['validation_f1']}, anomalous validation lines"
+                f" {sup['validation_anomalous_lines']}); DeepLog {r['unsupervised']['window_f1']:.3f}"
                 f" ({r['unsupervised']['threshold']}), best threshold {r['unsupervised_tuned']['window_f1']:.3f}"
             )
         for name, t in (("", s["targets"]), *s.get("variant_targets", {}).items()):

@@ -95,6 +95,7 @@ def test_a_line_target_ensemble_from_the_cli(
                         files["train_labels"], "--window-size", "5", "--target", "line",
                         "--ensemble", "2", "--out", tmp_path / "m", *FAST], capsys)  # fmt: skip
     assert code == 0, err
+    assert "warning" not in err, err  # the validation part holds dozens of anomalous lines
     assert "2 networks" in err and re.search(r"\d+/\d+ epochs \(best \d+/\d+\)", err), err
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["params"]["target"] == "line" and manifest["params"]["ensemble"] == 2
@@ -104,6 +105,27 @@ def test_a_line_target_ensemble_from_the_cli(
     assert code == 0, err
     rep = json.loads(out)
     assert rep["windows"]["f1"] > 0.8, rep
+
+
+def test_training_warns_when_validation_holds_few_anomalous_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The last 20% of the entries pick the epoch and the threshold: with 1 anomalous line
+    there (loghub-2k BGL's case) the user is told, and the figures it gives."""
+    lines, labels = labelled_log(600, seed=5)
+    tail = [i for i in range(480, 600) if labels[i]]
+    for i in tail[1:]:  # one anomaly left in the validation part
+        lines[i] = "INFO cache: hit for key user1"
+        labels[i] = 0
+    log = write_lines(tmp_path / "t.log", lines)
+    csv_path = write_labels(tmp_path / "t.csv", labels)
+    code, _, err = run(["train", log, "--format", FMT, "--supervised", "--line-labels", csv_path,
+                        "--window-size", "5", "--out", tmp_path / "m", *FAST[:2], "--epochs",
+                        "2", "--device", "cpu", "-q"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert len(tail) > 1 and "holds 1 anomalous line:" in err, err
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["train_info"]["anomalous_validation_entries"] == 1
 
 
 def test_a_span_model_from_the_cli(

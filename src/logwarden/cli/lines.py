@@ -108,7 +108,11 @@ def read_stream(
 
 def train_supervised(args: argparse.Namespace) -> int:
     from logwarden.detect.lines import SupervisedDetector
-    from logwarden.models.supervised import SupervisedConfig, SupervisedDeepLog
+    from logwarden.models.supervised import (
+        THIN_VALIDATION,
+        SupervisedConfig,
+        SupervisedDeepLog,
+    )
 
     if not args.line_labels:
         raise UsageError("--supervised needs --line-labels (one label per input line)")
@@ -160,6 +164,20 @@ def train_supervised(args: argparse.Namespace) -> int:
         f" probability >= {model.threshold_:.3g} ({info['threshold_rule']}); saved {args.out}",
         file=sys.stderr,
     )
+    thin = info["anomalous_validation_entries"]
+    if thin < THIN_VALIDATION:
+        rests = (
+            "no threshold can be chosen there (0.5 is used)"
+            if thin == 0
+            else f"the stopping epoch and the threshold rest on {'it' if thin == 1 else 'them'}"
+            " alone, and figures on new data can be far from the validation's"
+        )
+        print(
+            f"warning: the validation part (the last {config.validation:.0%} of the entries, in"
+            f" time order) holds {thin} anomalous line{'' if thin == 1 else 's'}: {rests}."
+            f" Label more incidents, so that it holds {THIN_VALIDATION} or more.",
+            file=sys.stderr,
+        )
     return 0
 
 
