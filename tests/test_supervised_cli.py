@@ -111,7 +111,7 @@ def test_training_warns_when_validation_holds_few_anomalous_lines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The last 20% of the entries pick the epoch and the threshold: with 1 anomalous line
-    there (loghub-2k BGL's case) the user is told, and the figures it gives."""
+    there (loghub-2k BGL's case) the user is told, and the bundle keeps the count."""
     lines, labels = labelled_log(600, seed=5)
     tail = [i for i in range(480, 600) if labels[i]]
     for i in tail[1:]:  # one anomaly left in the validation part
