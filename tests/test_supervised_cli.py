@@ -120,8 +120,8 @@ def test_training_warns_when_validation_holds_few_anomalous_lines(
     log = write_lines(tmp_path / "t.log", lines)
     csv_path = write_labels(tmp_path / "t.csv", labels)
     code, _, err = run(["train", log, "--format", FMT, "--supervised", "--line-labels", csv_path,
-                        "--window-size", "5", "--out", tmp_path / "m", *FAST[:2], "--epochs",
-                        "2", "--device", "cpu", "-q"], capsys)  # fmt: skip
+                        "--window-size", "5", "--out", tmp_path / "m", "--hidden", "8",
+                        "--epochs", "2", "--device", "cpu", "-q"], capsys)  # fmt: skip
     assert code == 0, err
     assert len(tail) > 1 and "holds 1 anomalous line:" in err, err
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
